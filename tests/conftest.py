@@ -1,0 +1,41 @@
+"""Shared fixtures and the hypothesis profiles of the test suite.
+
+Profiles (select with ``HYPOTHESIS_PROFILE=<name>``):
+
+- ``ci`` (default): few examples, so the whole suite stays well under a few
+  minutes on two cores, where JIT compilation of each kernel variant is what
+  costs time, not the examples.
+- ``dev``: more examples, for a thorough local run.
+
+``deadline=None`` everywhere: the first example of a new dtype or rank pays
+for Numba compilation, which would otherwise trip hypothesis' deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Let test modules `import reference` / `import helpers` however pytest is run.
+sys.path.insert(0, os.path.dirname(__file__))
+
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "dev", max_examples=300, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def rng(request):
+    """A NumPy Generator seeded from the test's id: reproducible per test,
+    different between tests."""
+    seed = zlib.crc32(request.node.nodeid.encode())
+    return np.random.default_rng(seed)
