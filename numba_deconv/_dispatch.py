@@ -1,0 +1,152 @@
+"""Compiled-variant bookkeeping: what is compiled, compiling ahead of time.
+
+A *variant* is what selects compiled code: (device, rank, dtype, layout,
+strategy). The first call that needs a variant compiles its kernels for
+exact signatures (or loads them from Numba's on-disk cache, ``cache=True``)
+and records how long that took; later calls find it in ``_COMPILED``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from numba import from_dtype, types
+
+from .cpu.driver import STRATEGIES
+from .cpu.kernels import col2im_rows, direct_rows
+
+DTYPES = ("float32", "float64", "complex64", "complex128")
+LAYOUTS = ("channels_first", "channels_last")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What selects one set of compiled kernels."""
+
+    device: str
+    rank: int
+    dtype: str
+    layout: str
+    strategy: str
+
+
+# Variant -> seconds spent compiling (or loading from disk) its kernels.
+_COMPILED: dict = {}
+
+
+def _cpu_signatures(dtype: np.dtype, strategy: str):
+    scalar = from_dtype(np.dtype(dtype))
+    triple = types.UniTuple(types.int64, 3)
+
+    def array(ndim):
+        return types.Array(scalar, ndim, "C")
+
+    if strategy == "direct":
+        return direct_rows, (array(5), array(5), array(1), array(5),
+                             types.int64, triple, triple, triple)
+    return col2im_rows, (array(7), array(1), array(4), triple, triple, triple)
+
+
+def ensure_compiled(device: str, rank: int, dtype, layout: str, strategy: str) -> None:
+    """Compile the kernels of a variant unless this process already has."""
+    key = (device, rank, dtype, layout, strategy)
+    if key in _COMPILED:
+        return
+    start = time.perf_counter()
+    if device == "cpu":
+        # Ranks 1-3 run on the rank-3 kernels, rank >= 4 by slices of them.
+        kernel, signature = _cpu_signatures(dtype, strategy)
+        kernel.compile(signature)
+    else:
+        from .cuda.backend import compile_variant
+
+        compile_variant(rank, np.dtype(dtype), layout, strategy)
+    _COMPILED[key] = time.perf_counter() - start
+
+
+def cache_info() -> list:
+    """What this process has compiled, one dict per variant.
+
+    Returns
+    -------
+    list of dict
+        Keys ``device``, ``rank``, ``dtype``, ``layout``, ``strategy`` and
+        ``compile_seconds`` (the time to compile the variant's kernels or to
+        load them from Numba's on-disk cache), in the order compiled.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_deconv
+    >>> _ = numba_deconv.conv_transpose(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)))
+    >>> [(v["rank"], v["dtype"], v["strategy"]) for v in numba_deconv.cache_info()]
+    [(2, 'float64', 'direct')]
+    """
+    return [dict(asdict(Variant(*key)), compile_seconds=seconds)
+            for key, seconds in _COMPILED.items()]
+
+
+def clear_cache_info() -> None:
+    """Forget the in-process record (compiled code itself stays loaded)."""
+    _COMPILED.clear()
+
+
+def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=STRATEGIES,
+               layouts=LAYOUTS, device="cpu") -> list:
+    """Compile variants ahead of time into Numba's on-disk cache.
+
+    The next process that needs one of these variants loads it from disk
+    instead of compiling it (a first call then takes milliseconds, not
+    seconds).
+
+    Parameters
+    ----------
+    ranks : iterable of int
+        Spatial ranks (>= 1).
+    dtypes : iterable of str or numpy dtype
+        Any of float32, float64, complex64, complex128.
+    strategies : iterable of str
+        CPU strategies, ``"direct"`` and/or ``"gemm"``.
+    layouts : iterable of str
+        ``"channels_first"`` and/or ``"channels_last"``.
+    device : {"cpu", "cuda"}
+        Which backend's kernels to compile.
+
+    Returns
+    -------
+    list of dict
+        :func:`cache_info` after compiling.
+
+    Raises
+    ------
+    ValueError
+        For an unknown rank, dtype, strategy, layout or device.
+    """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not a backend; use 'cpu' or 'cuda'")
+    ranks = tuple(ranks)
+    for rank in ranks:
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
+            raise ValueError(f"ranks={ranks!r}: {rank!r} is not a spatial rank (an int >= 1)")
+    names = []
+    for dtype in dtypes:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = None
+        if name not in DTYPES:
+            raise ValueError(f"dtypes: {dtype!r} is not one of {', '.join(DTYPES)}")
+        names.append(name)
+    for strategy in strategies:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategies: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    for layout in layouts:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layouts: {layout!r} is not one of {', '.join(LAYOUTS)}")
+    for rank in ranks:
+        for name in names:
+            for layout in layouts:
+                for strategy in strategies:
+                    ensure_compiled(device, int(rank), name, layout, strategy)
+    return cache_info()

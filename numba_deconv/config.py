@@ -1,0 +1,17 @@
+"""Tunables of numba_deconv, in one place.
+
+Numba freezes globals into compiled code, so values that may change at run
+time are passed to kernels as arguments; only compile-time choices live
+here as plain constants.
+"""
+
+#: Floating-point flags for every CPU kernel. Off: the kernels vectorise
+#: without it (their inner loops are axpys, not reductions), and the
+#: ``nnan``/``ninf`` assumptions would break NaN/Inf propagation.
+FASTMATH = False
+
+#: Use the GEMM + col2im strategy when both the input channels per group
+#: and the output columns per group (C_out/groups * prod(kernel)) reach
+#: these counts; below them the direct kernel wins.
+GEMM_MIN_IN_CHANNELS = 8
+GEMM_MIN_COLUMNS = 16

@@ -1,0 +1,1 @@
+"""CPU backend: Numba kernels (``kernels``) and their host driver (``driver``)."""
