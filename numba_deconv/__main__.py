@@ -1,0 +1,112 @@
+"""Command line: ``python -m numba_deconv {demo, explain, bench, info, precompile}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+# The TensorFlow conv2d_transpose example (VALID, stride 2, 2x2 -> 5x5).
+DEMO_INPUT = np.array([[-67.0, -77.0], [-117.0, -127.0]])
+DEMO_KERNEL = np.array([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0], [-7.0, 8.0, -9.0]])
+
+
+def _demo(args) -> int:
+    from . import conv_transpose
+
+    y = conv_transpose(DEMO_INPUT[None, None], DEMO_KERNEL[None, None], stride=2)[0, 0]
+    with np.printoptions(suppress=True, precision=0, floatmode="fixed"):
+        print("Transposed convolution, stride 2, VALID (TensorFlow's worked example)")
+        print(f"\ninput x (2x2):\n{DEMO_INPUT}")
+        print(f"\nkernel w (3x3):\n{DEMO_KERNEL}")
+        print(f"\noutput y (5x5) = conv_transpose(x, w, stride=2):\n{y}")
+    print(
+        f"\nWhy y[0, 0] = {y[0, 0]:g}: only x[0, 0] reaches the corner, through tap w[0, 0];"
+        f"\n-67 x -1 = 67, because the scatter form never flips the kernel "
+        f"(a flipped kernel would give -67 x -9 = 603).")
+    return 0
+
+
+def _info(args) -> int:
+    import platform
+
+    import llvmlite
+    import numba
+
+    from . import __version__, cache_info
+    from .cpu import kernels
+
+    print(f"numba_deconv {__version__}")
+    print(f"python       {platform.python_version()} ({platform.machine()})")
+    print(f"numpy        {np.__version__}")
+    print(f"numba        {numba.__version__} (llvmlite {llvmlite.__version__})")
+    print(f"threads      {numba.get_num_threads()} "
+          f"(NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})")
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = "not initialised yet (first parallel call chooses)"
+    print(f"threading    {layer}")
+    cache = kernels.direct_rows._cache
+    print(f"disk cache   {getattr(cache, '_cache_path', 'n/a')}")
+    print(f"cuda         {_cuda_status()}")
+    variants = cache_info()
+    print(f"compiled     {len(variants)} variant(s) in this process")
+    return 0
+
+
+def _cuda_status() -> str:
+    try:
+        from numba import cuda
+    except ImportError:
+        return "numba-cuda not installed (pip install numba_deconv[cuda])"
+    try:
+        if cuda.is_available():
+            return f"available: {cuda.get_current_device().name}"
+    except Exception as err:  # a broken driver must not break `info`
+        return f"unavailable ({err})"
+    return "no usable GPU or driver"
+
+
+def _precompile(args) -> int:
+    from . import precompile
+
+    variants = precompile(ranks=args.ranks, dtypes=args.dtypes,
+                          strategies=args.strategies, device=args.device)
+    for v in variants:
+        print(f"{v['device']:4} rank {v['rank']} {v['dtype']:10} {v['layout']:14} "
+              f"{v['strategy']:6} {v['compile_seconds'] * 1e3:9.1f} ms")
+    total = sum(v["compile_seconds"] for v in variants)
+    print(f"{len(variants)} variants ready in Numba's on-disk cache ({total:.1f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._dispatch import DTYPES
+    from .cpu.driver import STRATEGIES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m numba_deconv",
+        description="Transposed convolution, exact and fast, compiled with Numba.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="walk through TensorFlow's worked example").set_defaults(
+        func=_demo)
+    sub.add_parser("info", help="versions, threads, caches, CUDA").set_defaults(func=_info)
+    pre = sub.add_parser("precompile", help="compile kernels into the on-disk cache")
+    pre.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3])
+    pre.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
+    pre.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
+                     choices=STRATEGIES)
+    pre.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    pre.set_defaults(func=_precompile)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
