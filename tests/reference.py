@@ -106,6 +106,24 @@ def conv_transpose_ref(x, w, bias=None, *, stride, dilation, pad_before,
                                      pad_before, out_spatial))
     y_full = np.zeros((n_batch, c_out) + full, dtype=dtype)
 
+    with np.errstate(invalid="ignore", over="ignore"):
+        # Inf * 0 and Inf - Inf give NaN here exactly as the definition says.
+        _scatter(x, w, y_full, groups, stride, dilation)
+
+    crop = tuple(slice(pb, pb + o) for pb, o in zip(pad_before, out_spatial))
+    y = y_full[(slice(None), slice(None)) + crop]
+    if bias is not None:
+        b = np.asarray(bias).astype(dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            y = y + b.reshape((1, c_out) + (1,) * rank)
+    return np.ascontiguousarray(y)
+
+
+def _scatter(x, w, y_full, groups, stride, dilation):
+    """y_full[n, g*Cout_g + co, i*s + kk*d] += x[n, ci, i] * w[ci, co, kk]."""
+    n_batch, c_in = x.shape[:2]
+    in_spatial, kernel = x.shape[2:], w.shape[2:]
+    cin_g, cout_g = c_in // groups, w.shape[1]
     for g in range(groups):
         cin = slice(g * cin_g, (g + 1) * cin_g)
         cout = slice(g * cout_g, (g + 1) * cout_g)
@@ -119,13 +137,6 @@ def conv_transpose_ref(x, w, bias=None, *, stride, dilation, pad_before,
                 wk = w[(cin, slice(None)) + kk]            # (cin_g, cout_g)
                 contrib = (xi[:, :, None] * wk[None, :, :]).sum(axis=1)
                 y_full[(slice(None), cout) + o] += contrib
-
-    crop = tuple(slice(pb, pb + o) for pb, o in zip(pad_before, out_spatial))
-    y = y_full[(slice(None), slice(None)) + crop]
-    if bias is not None:
-        b = np.asarray(bias).astype(dtype)
-        y = y + b.reshape((1, c_out) + (1,) * rank)
-    return np.ascontiguousarray(y)
 
 
 def explicit_pads(in_spatial, kernel, *, stride=1, padding=0,
