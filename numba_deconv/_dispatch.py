@@ -15,7 +15,7 @@ import numpy as np
 from numba import from_dtype, types
 
 from .cpu.driver import STRATEGIES
-from .cpu.kernels import col2im_rows, direct_rows
+from .cpu.kernels import col2im, direct_rows
 
 DTYPES = ("float32", "float64", "complex64", "complex128")
 LAYOUTS = ("channels_first", "channels_last")
@@ -46,7 +46,7 @@ def _cpu_signatures(dtype: np.dtype, strategy: str):
     if strategy == "direct":
         return direct_rows, (array(5), array(5), array(1), array(5),
                              types.int64, triple, triple, triple)
-    return col2im_rows, (array(7), array(1), array(4), triple, triple, triple)
+    return col2im, (array(7), array(1), array(4), triple, triple, triple)
 
 
 def ensure_compiled(device: str, rank: int, dtype, layout: str, strategy: str) -> None:

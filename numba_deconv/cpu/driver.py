@@ -11,21 +11,27 @@ Strategies
     directly; best for few channels per group (depthwise, single-channel
     images).
 ``gemm``
-    Per image, one matrix product ``cols = W^T @ X`` through BLAS (every
-    product of the definition, none wasted on inserted zeros), then
-    :func:`~numba_deconv.cpu.kernels.col2im_rows` folds the columns into the
-    output. Workspace: one image's columns.
+    Per image and block of output channels, one matrix product
+    ``cols = W^T @ X`` through BLAS (every product of the definition, none
+    wasted on inserted zeros), then :func:`~numba_deconv.cpu.kernels.col2im`
+    folds the columns into that block of the output. The tasks run in our
+    own threads, one per Numba thread, with BLAS held to one thread so that
+    two thread pools never fight over the cores (see ``_blas``). Workspace:
+    one task's columns per thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 
 from .. import config
-from .kernels import col2im_rows, direct_rows
+from ._blas import single_threaded_blas
+from .kernels import col2im, direct_rows
 
 STRATEGIES = ("direct", "gemm")
 
@@ -57,19 +63,51 @@ def run(x, w, bias, out, geometry, strategy: str) -> None:
         _gemm(x3, w3, bias, out3, geometry.groups, stride, dilation, pad)
 
 
+_pool = None
+
+
+def _worker_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(numba.config.NUMBA_NUM_THREADS - 1, 1),
+                                   thread_name_prefix="numba_deconv")
+    return _pool
+
+
 def _gemm(x, w, bias, out, groups, stride, dilation, pad) -> None:
     n_batch, c_in = x.shape[:2]
     in_spatial, kernel = x.shape[2:], w.shape[2:]
     c_in_g, c_out_g = c_in // groups, w.shape[1]
-    columns = c_out_g * math.prod(kernel)
+    taps = math.prod(kernel)
     # W^T per group, (groups, C_out_g*K, C_in_g), contiguous for BLAS.
     w_t = np.ascontiguousarray(
-        w.reshape(groups, c_in_g, columns).transpose(0, 2, 1))
-    cols = np.empty((groups, columns, math.prod(in_spatial)), dtype=x.dtype)
-    cols_7d = cols.reshape((groups * c_out_g,) + kernel + in_spatial)
-    for n in range(n_batch):
-        np.matmul(w_t, x[n].reshape(groups, c_in_g, -1), out=cols)
-        col2im_rows(cols_7d, bias, out[n], stride, dilation, pad)
+        w.reshape(groups, c_in_g, c_out_g * taps).transpose(0, 2, 1))
+    threads = numba.get_num_threads()
+    # Split output channels only when images x groups give too few tasks.
+    splits = min(c_out_g, -(-threads // (n_batch * groups)))
+    bounds = [c_out_g * b // splits for b in range(splits + 1)]
+    tasks = [(n, g, bounds[b], bounds[b + 1])
+             for n in range(n_batch) for g in range(groups) for b in range(splits)]
+
+    def work(my_tasks):
+        cols = np.empty((bounds[1] + c_out_g % splits) * taps * math.prod(in_spatial),
+                        dtype=x.dtype)
+        for n, g, c0, c1 in my_tasks:
+            block = cols[:(c1 - c0) * taps * math.prod(in_spatial)].reshape(
+                (c1 - c0) * taps, -1)
+            np.matmul(w_t[g, c0 * taps:c1 * taps],
+                      x[n, g * c_in_g:(g + 1) * c_in_g].reshape(c_in_g, -1), out=block)
+            first = g * c_out_g
+            col2im(block.reshape((c1 - c0,) + kernel + in_spatial),
+                   bias[first + c0:first + c1], out[n, first + c0:first + c1],
+                   stride, dilation, pad)
+
+    shares = [tasks[t::threads] for t in range(min(threads, len(tasks)))]
+    with single_threaded_blas():
+        pending = [_worker_pool().submit(work, share) for share in shares[1:]]
+        work(shares[0])
+        for future in pending:
+            future.result()
 
 
 def _drop_leading_dim(geometry):

@@ -2,8 +2,8 @@
 
 Ranks 1 and 2 reach these kernels as rank 3 with unit leading dims (a free
 reshape), so one compiled kernel per dtype serves ranks 1-3. Every kernel
-is a *gather*: a prange task owns one output row ``out[n, c, od, oh, :]``,
-writes nothing else, and sums the taps that reach it in a fixed order, so
+is a *gather*: a task owns output rows ``out[n, c, od, oh, :]``, writes
+nothing else, and sums the taps that reach it in a fixed order, so
 results are identical run to run and inserted zeros are never multiplied.
 
 For a kernel tap ``kw`` the outputs ``ow = iw*s + kw*d - p`` form an
@@ -78,35 +78,35 @@ def direct_rows(x, w, bias, out, groups, stride, dilation, pad):
                             y[iw * s_w + off] += wv * xr[iw]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def col2im_rows(cols, bias, out, stride, dilation, pad):
-    """Fold GEMM columns into the output of one image.
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def col2im(cols, bias, out, stride, dilation, pad):
+    """Fold GEMM columns into one block of output channels of one image.
 
-    cols (C_out, KD, KH, KW, D, H, W) holds ``w[ci, co, k] * x[ci, i]``
-    already summed over the input channels; out (C_out, OD, OH, OW).
+    cols (C, KD, KH, KW, D, H, W) holds ``w[ci, co, k] * x[ci, i]`` already
+    summed over the input channels; bias (C,); out (C, OD, OH, OW). Serial
+    and ``nogil``: the GEMM driver runs one call per task in its own
+    threads, each task owning its output block.
     """
     c_out, k_d, k_h, k_w, i_d, i_h, i_w = cols.shape
     o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3]
     s_d, s_h, s_w = stride
     d_d, d_h, d_w = dilation
     p_d, p_h, p_w = pad
-    for task in prange(c_out * o_d * o_h):
-        oh = task % o_h
-        rest = task // o_h
-        od = rest % o_d
-        co = rest // o_d
-        y = out[co, od, oh]
-        y[:] = bias[co]
-        for kd in range(k_d):
-            i_dd = _tap_source(od, kd, s_d, d_d, p_d, i_d)
-            if i_dd < 0:
-                continue
-            for kh in range(k_h):
-                i_hh = _tap_source(oh, kh, s_h, d_h, p_h, i_h)
-                if i_hh < 0:
-                    continue
-                for kw in range(k_w):
-                    off, lo, hi = _tap_span(kw, s_w, d_w, p_w, i_w, o_w)
-                    c = cols[co, kd, kh, kw, i_dd, i_hh]
-                    for iw in range(lo, hi):
-                        y[iw * s_w + off] += c[iw]
+    for co in range(c_out):
+        for od in range(o_d):
+            for oh in range(o_h):
+                y = out[co, od, oh]
+                y[:] = bias[co]
+                for kd in range(k_d):
+                    i_dd = _tap_source(od, kd, s_d, d_d, p_d, i_d)
+                    if i_dd < 0:
+                        continue
+                    for kh in range(k_h):
+                        i_hh = _tap_source(oh, kh, s_h, d_h, p_h, i_h)
+                        if i_hh < 0:
+                            continue
+                        for kw in range(k_w):
+                            off, lo, hi = _tap_span(kw, s_w, d_w, p_w, i_w, o_w)
+                            c = cols[co, kd, kh, kw, i_dd, i_hh]
+                            for iw in range(lo, hi):
+                                y[iw * s_w + off] += c[iw]
