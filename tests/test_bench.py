@@ -1,0 +1,292 @@
+"""numba_deconv.bench: the case table, flop count, timing, peer calls, table.
+
+Small and quick: the end-to-end run uses tiny_seed, a 64x64 GEMM and a
+short sampling time. Peers are exercised only where they are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from numba_deconv import bench
+from reference import reference
+
+CASES = {c.name: c for c in bench.load_cases()}
+INSTALLED = [p for p in bench.PEERS if importlib.util.find_spec(p) is not None]
+SHARED_TABLE = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
+                            "bench_cases.json")
+
+
+# -- case table and flops ----------------------------------------------------
+
+def test_table_has_the_standard_cases():
+    assert list(CASES) == ["dcgan_2d", "unet_2d", "single_2d", "signal_1d",
+                           "vol_3d", "dilated_2d", "depthwise_2d", "tiny_seed",
+                           "unet_2d_f64"]
+    assert CASES["unet_2d_f64"].dtype == "float64"
+    assert CASES["dcgan_2d"].dtype == "float32"
+
+
+@pytest.mark.skipif(not os.path.exists(SHARED_TABLE), reason="no ../shared")
+def test_packaged_table_is_the_shared_one():
+    with open(SHARED_TABLE, encoding="utf-8") as f:
+        shared = json.load(f)["cases"]
+    assert [c.to_dict() for c in CASES.values()] == [
+        bench.Case.from_dict(d).to_dict() for d in shared]
+
+
+def test_case_shapes():
+    c = CASES["tiny_seed"]
+    assert c.x_shape == (1, 1, 2, 2)
+    assert c.weight_shape == (1, 1, 3, 3)
+    assert c.out_shape == (1, 1, 5, 5)
+    d = CASES["depthwise_2d"]
+    assert d.weight_shape == (64, 1, 4, 4)
+    assert d.out_shape == (8, 64, 64, 64)
+    v = CASES["vol_3d"]   # (16-1)*2 - 2 + 3 + 1 = 32
+    assert v.out_shape == (2, 16, 32, 32, 32)
+    assert CASES["dilated_2d"].out_spatial == (32, 32)
+
+
+def test_flop_count():
+    # 2 * N * C_in * C_out/groups * prod(kernel) * prod(in_spatial)
+    assert CASES["dcgan_2d"].flops == 2 * 64 * 256 * 128 * 4 * 4 * 16 * 16
+    assert CASES["depthwise_2d"].flops == 2 * 8 * 64 * 1 * 16 * 32 * 32
+    assert CASES["signal_1d"].flops == 2 * 16 * 32 * 16 * 8 * 4096
+    assert CASES["tiny_seed"].flops == 2 * 9 * 4
+    assert bench.flop_count(1, 4, 6, 2, (3,), (10,)) == 2 * 4 * 3 * 3 * 10
+    with pytest.raises(ValueError, match="divisible by groups=4"):
+        bench.flop_count(1, 4, 6, 4, (3,), (10,))
+
+
+def test_case_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown keys.*'kernal'"):
+        bench.Case.from_dict({"name": "x", "N": 1, "C_in": 1, "C_out": 1,
+                              "spatial": [4], "kernal": 3})
+
+
+def test_select_cases():
+    cases = list(CASES.values())
+    default = bench.select_cases(cases)
+    assert [(c.name, dt) for c, dt in default][-2:] == [
+        ("tiny_seed", "float32"), ("unet_2d_f64", "float64")]
+    both = bench.select_cases(cases, ["tiny_seed", "unet_2d_f64"],
+                              ["float32", "float64"])
+    # the pinned float64 case is not run in float32
+    assert [(c.name, dt) for c, dt in both] == [
+        ("tiny_seed", "float32"), ("tiny_seed", "float64"),
+        ("unet_2d_f64", "float64")]
+    with pytest.raises(ValueError, match="unknown bench case.*'nope'.*dcgan_2d"):
+        bench.select_cases(cases, ["nope"])
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        bench.select_cases(cases, ["tiny_seed"], ["float16"])
+
+
+def test_make_inputs_deterministic():
+    c = CASES["tiny_seed"]
+    x1, w1 = bench.make_inputs(c, "float64", seed=3)
+    x2, w2 = bench.make_inputs(c, "float64", seed=3)
+    assert x1.dtype == w1.dtype == np.float64
+    assert x1.shape == c.x_shape and w1.shape == c.weight_shape
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(w1, w2)
+
+
+# -- timing ------------------------------------------------------------------
+
+def test_measure_counts_and_batches():
+    calls = []
+    t = bench.measure(lambda: calls.append(1), min_time=0.01, min_samples=5,
+                      max_samples=20)
+    assert 5 <= t.samples <= 20
+    assert t.inner > 1                      # a no-op is far below 50 µs
+    assert len(calls) == 1 + 2 + t.samples * t.inner
+    assert 0 < t.best <= t.median
+
+
+def test_measure_repeat_is_exact():
+    calls = []
+    t = bench.measure(lambda: calls.append(1), repeat=4, batch_below=0)
+    assert (t.samples, t.inner) == (4, 1)
+    assert len(calls) == 1 + 2 + 4
+
+
+def test_gemm_rate_positive():
+    assert bench.gemm_rate(64, repeat=2) > 0
+
+
+def test_workspace_bytes():
+    ws = bench.workspace_bytes(lambda: np.ones(1000))
+    if ws is None:
+        pytest.skip("needs Linux /proc")
+    # a 64 MiB temporary must show; the returned array does not count
+    ws = bench.workspace_bytes(lambda: np.ones(2**23).sum() + np.zeros(8))
+    assert ws >= 32 * 2**20
+
+
+# -- the libraries -------------------------------------------------------------
+
+SMALL = [
+    bench.Case("s2d", 2, 4, 6, (5, 6), 3, stride=2, padding=1, output_padding=1),
+    bench.Case("dil", 1, 3, 2, (7,), 3, stride=1, padding=2, dilation=2),
+    bench.Case("grp", 1, 4, 6, (4, 5), 2, stride=2, groups=2),
+    bench.Case("v3d", 1, 2, 3, (3, 4, 3), 3, stride=2, padding=1),
+    bench.Case("opad", 1, 2, 2, (4,), 2, stride=3, padding=0, output_padding=2),
+]
+
+
+@pytest.mark.parametrize("lib", [bench.OURS] + INSTALLED)
+@pytest.mark.parametrize("case", SMALL, ids=lambda c: c.name)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_library_call_matches_reference(lib, case, dtype):
+    """Each library's call, as the bench makes it, computes the operation
+    (catches a mis-specified peer call before it produces a bogus time)."""
+    bench.setup_library(lib, threads=1)
+    x, w = bench.make_inputs(case, dtype, seed=1)
+    try:
+        call, to_numpy = bench.build_call(lib, case, x, w, threads=1)
+    except bench.NotApplicable as e:
+        assert lib in ("tensorflow", "onnxruntime", bench.OURS), e
+        return
+    y = to_numpy(call())
+    ref = reference(x, w, **case.kwargs())
+    assert y.shape == case.out_shape == ref.shape
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def test_tensorflow_not_applicable_reasons():
+    if "tensorflow" not in INSTALLED:
+        pytest.skip("tensorflow not installed")
+    bench.setup_library("tensorflow", threads=1)
+    for name, why in (("dilated_2d", "dilation"), ("depthwise_2d", "groups")):
+        c = dataclasses.replace(CASES[name], N=1)
+        x, w = bench.make_inputs(c)
+        with pytest.raises(bench.NotApplicable, match=why):
+            bench.build_call("tensorflow", c, x, w)
+
+
+# -- end to end, verification and the table -----------------------------------
+
+def test_run_tiny_case_end_to_end():
+    peers = [p for p in ("torch", "onnxruntime") if p in INSTALLED]
+    report = bench.run(["tiny_seed"], None, peers, min_time=0.01,
+                       gemm_size=64, progress=None, timeout=600)
+    (row,) = report.rows
+    assert row.case.name == "tiny_seed"
+    assert report.gemm_gflops > 0
+    ours = row.results[bench.OURS]
+    assert ours.status == "ok", ours.reason
+    for p in peers:
+        assert row.results[p].status == "ok", row.results[p].reason
+        assert row.results[p].max_err <= 1e-4
+    if peers:
+        assert row.best_peer()[0] in peers and row.speedup() > 0
+    text = bench.format_table(report)
+    assert "tiny_seed" in text and "GFLOP/s" in text
+    json.dumps(report.to_dict())
+
+
+def test_run_reports_missing_peer(tmp_path, monkeypatch):
+    """A peer whose import fails is reported as not installed, not fatal."""
+    fake = tmp_path / "jax"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('no jax here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    report = bench.run(["tiny_seed"], None, ["jax"], min_time=0.01, gemm=False,
+                       memory=False, progress=None)
+    assert report.versions["jax"] is None
+    assert report.rows[0].results["jax"].status == "not installed"
+    assert report.rows[0].results[bench.OURS].status == "ok"
+    assert "Not installed: JAX" in bench.format_table(report)
+
+
+def _fake_report(tmp_path, peer_out):
+    case = CASES["tiny_seed"]
+    row = bench.Row(case, "float32")
+    t = bench.Timing(1e-5, 9e-6, 10, 5)
+    row.results[bench.OURS] = bench.Result("ok", t, workspace=2**20)
+    row.results["torch"] = bench.Result("ok", bench.Timing(2e-5, 2e-5, 10, 5))
+    row.results["jax"] = bench.Result("n/a", reason="no reason")
+    y = np.arange(25, dtype=np.float32).reshape(case.out_shape)
+    base = str(tmp_path / "y0")
+    np.save(base + ".numba_deconv.npy", y)
+    np.save(base + ".torch.npy", peer_out(y))
+    bench._verify(row, base, [bench.OURS, "torch", "jax"])
+    return bench.Report([row], [bench.OURS, "torch", "jax"],
+                        {bench.OURS: "0", "torch": "2", "jax": "3"}, 100.0, 2, "m")
+
+
+def test_verify_and_table(tmp_path):
+    report = _fake_report(tmp_path, lambda y: y + 1e-6)
+    row = report.rows[0]
+    assert row.results["torch"].status == "ok"
+    assert row.best_peer() == ("torch", 2e-5)
+    assert row.speedup() == pytest.approx(2.0)
+    text = bench.format_table(report)
+    lines = text.splitlines()
+    header = next(ln for ln in lines if ln.startswith("| case"))
+    for col in ("ours", "GFLOP/s", "% GEMM", "PyTorch", "JAX", "best peer",
+                "speedup"):
+        assert col in header
+    data = next(ln for ln in lines if ln.startswith("| tiny_seed"))
+    assert "10.00 µs" in data and "20.00 µs" in data and "2.00×" in data
+    assert "PyTorch" in data and "n/a" in data and "1.0" in data
+    assert "100 GFLOP/s" in text
+    assert len({len(ln) for ln in lines if ln.startswith("|")}) == 1  # aligned
+
+
+def test_verify_catches_a_wrong_peer(tmp_path):
+    report = _fake_report(tmp_path, lambda y: y[..., ::-1].copy())
+    row = report.rows[0]
+    assert row.results["torch"].status == "mismatch"
+    assert row.best_peer() == (None, None) and row.speedup() is None
+    assert "mismatch" in bench.format_table(report)
+
+
+def test_format_time():
+    assert bench.format_time(7.2e-6) == "7.200 µs"
+    assert bench.format_time(0.1318) == "131.8 ms"
+    assert bench.format_time(0.00627) == "6.270 ms"
+    assert bench.format_time(12.345) == "12.35 s"
+    assert bench.format_time(None) == "–"
+
+
+def test_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    report = _fake_report(tmp_path, lambda y: y)
+    out = tmp_path / "b.png"
+    bench.plot(report, out)
+    assert out.stat().st_size > 1000
+
+
+# -- command line --------------------------------------------------------------
+
+def test_add_parser():
+    p = argparse.ArgumentParser(prog="numba_deconv")
+    sub = p.add_subparsers(dest="command", required=True)
+    bench.add_parser(sub)
+    a = p.parse_args(["bench", "--case", "tiny_seed", "--case", "unet_2d",
+                      "vol_3d", "--dtype", "float64", "--peers", "pytorch,tf",
+                      "--min-time", "0.5", "--plot", "x.png"])
+    assert a.func is bench.run_from_args
+    assert a.case == ["tiny_seed", "unet_2d", "vol_3d"]
+    assert a.dtype == ["float64"]
+    assert a.peers == ["torch", "tensorflow"]
+    assert a.min_time == 0.5 and a.plot == "x.png" and a.threads == 2
+    assert p.parse_args(["bench", "--peers", "none"]).peers == []
+    assert p.parse_args(["bench"]).peers == list(bench.PEERS)
+    with pytest.raises(SystemExit):
+        p.parse_args(["bench", "--peers", "caffe"])
+
+
+def test_cli_unknown_case_is_a_clear_error(capsys):
+    assert bench.main(["--case", "nope", "--peers", "none"]) == 2
+    assert "unknown bench case" in capsys.readouterr().err
