@@ -1,0 +1,343 @@
+"""Host side of the CUDA backend: device rules, conversions, launch.
+
+``numba_deconv.api.conv_transpose`` calls :func:`conv_transpose_cuda` when
+the device resolves to CUDA. This module imports ``numba.cuda`` only inside
+functions, so importing it (or ``numba_deconv``) never needs CUDA.
+
+Device rules
+------------
+- Arguments with ``__cuda_array_interface__`` (Numba device arrays, CuPy
+  arrays, PyTorch CUDA tensors) are used in place on the GPU; NumPy arrays,
+  lists and scalars are copied in.
+- The result stays on the GPU when any of ``x``, ``weight``, ``bias`` was a
+  device array: a Numba ``DeviceNDArray``, or a CuPy array when one of them
+  was a CuPy array and ``cupy`` is importable (``cupy.asarray`` on the
+  device array, no copy). When all three came from the host the result is
+  copied back and returned as a NumPy array.
+- ``out=`` may be a device array (any of the kinds above) or a NumPy array;
+  it is filled and returned.
+- No usable GPU (``numba.cuda`` missing or ``cuda.is_available()`` False):
+  ``RuntimeError`` saying so; ``device="cpu"`` or ``"auto"`` with host
+  arrays runs on the CPU.
+
+Dtypes follow the CPU rules (:func:`numba_deconv.api.working_dtype`): the
+promoted dtype of the inputs, integers and bools in float64, float16 in
+float32. A device array that is not C-contiguous or not already in the
+working dtype is converted *on the device* by one elementwise copy (Numba's
+device-array assignment, which casts), never through the host.
+
+Rank >= 4 has no CUDA kernel: ``NotImplementedError`` (after the usual
+argument checks) that points at ``device="cpu"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _dispatch
+from ..api import _as_array, check_out, check_out_metadata, plan_call
+
+#: Threads per block when the caller does not choose (read at each call and
+#: passed as a launch parameter, never frozen into compiled code).
+THREADS_PER_BLOCK = 256
+#: Upper bound on blocks per launch; the kernel's grid-stride loop covers
+#: any output with fewer blocks than outputs / threads.
+MAX_BLOCKS = 1 << 20
+#: Strategies of this backend: one gather kernel.
+STRATEGIES = ("direct",)
+#: Highest spatial rank with a CUDA kernel.
+MAX_RANK = 3
+
+NO_GPU_MESSAGE = (
+    "device='cuda' needs a CUDA GPU and driver, and none is available{why}; "
+    "use device='cpu' (or device='auto' with host arrays) to run on the CPU")
+
+
+def _require_cuda():
+    """``numba.cuda`` when a GPU (or the CUDA simulator) is usable."""
+    try:
+        from numba import cuda
+    except ImportError as err:  # numba-cuda missing or broken
+        raise RuntimeError(NO_GPU_MESSAGE.format(
+            why=f" (numba.cuda cannot be imported: {err}; install the GPU "
+                f"extra with pip install numba_deconv[cuda])")) from None
+    try:
+        available = cuda.is_available()
+    except Exception:  # a broken driver install: treat as no GPU
+        available = False
+    if not available:
+        raise RuntimeError(NO_GPU_MESSAGE.format(
+            why=" (numba.cuda.is_available() is False)"))
+    return cuda
+
+
+def _simulating() -> bool:
+    from numba import config
+
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
+
+
+def is_device_array(value) -> bool:
+    """True for Numba device arrays (real or simulated) and any object with
+    ``__cuda_array_interface__``."""
+    return value is not None and (
+        getattr(value, "__cuda_ndarray__", False) is True
+        or hasattr(value, "__cuda_array_interface__"))
+
+
+def _is_cupy(value) -> bool:
+    return type(value).__module__.split(".")[0] == "cupy"
+
+
+def _device_meta(value):
+    """Shape and dtype of a device array without touching the driver."""
+    if getattr(value, "__cuda_ndarray__", False) is True:
+        return tuple(int(v) for v in value.shape), np.dtype(value.dtype)
+    iface = value.__cuda_array_interface__
+    return tuple(int(v) for v in iface["shape"]), np.dtype(iface["typestr"])
+
+
+def _check_rank(rank: int) -> None:
+    if rank > MAX_RANK:
+        raise NotImplementedError(
+            f"rank-{rank} transposed convolution has no CUDA kernel (the CUDA "
+            f"backend runs spatial ranks 1-{MAX_RANK}); use device='cpu' with "
+            f"host arrays, which has a general path for any rank")
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"strategy={strategy!r} is not a CUDA strategy; the CUDA backend "
+            f"has {', '.join(repr(s) for s in STRATEGIES)} (one gather kernel)")
+
+
+def launch_config(total: int, threads_per_block=None, max_blocks=None):
+    """``(blocks, threads_per_block)`` for ``total`` outputs.
+
+    ``threads_per_block`` defaults to :data:`THREADS_PER_BLOCK`,
+    ``max_blocks`` to :data:`MAX_BLOCKS`; both are read at call time.
+    """
+    tpb = THREADS_PER_BLOCK if threads_per_block is None else threads_per_block
+    cap = MAX_BLOCKS if max_blocks is None else max_blocks
+    for name, value, hi in (("threads_per_block", tpb, 1024),
+                            ("max_blocks", cap, 2**31 - 1)):
+        if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                or not 1 <= value <= hi):
+            raise ValueError(f"{name}={value!r} must be an int in 1..{hi}")
+    return max(1, min(-(-total // int(tpb)), int(cap))), int(tpb)
+
+
+def kernel_signature(dtype):
+    """The exact argument types :func:`~.kernels.gather_kernel` is launched
+    with for ``dtype`` (every rank and layout share them)."""
+    from numba import from_dtype, types
+
+    flat = types.Array(from_dtype(np.dtype(dtype)), 1, "C")
+    triple = types.UniTuple(types.int64, 3)
+    return (flat, flat, flat, flat, types.UniTuple(types.int64, 5),
+            types.UniTuple(types.int64, 9), triple, triple, triple, triple,
+            triple, types.int64, types.int64)
+
+
+def compile_variant(rank: int, dtype, layout: str, strategy: str) -> None:
+    """Compile (or load from Numba's disk cache) the kernel of a variant.
+
+    Called by ``numba_deconv._dispatch.ensure_compiled("cuda", ...)``. All
+    ranks 1-3 and both layouts run the same kernel, so this compiles one
+    specialisation per dtype; under the CUDA simulator there is nothing to
+    compile.
+    """
+    _check_strategy(strategy)
+    _check_rank(rank)
+    if np.dtype(dtype).name not in _dispatch.DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(_dispatch.DTYPES)}")
+    _require_cuda()
+    if _simulating():
+        return
+    from .kernels import gather_kernel
+
+    gather_kernel.compile(kernel_signature(dtype))
+
+
+def _span(value):
+    """Byte interval ``[lo, hi)`` an array touches, for overlap checks."""
+    iface = getattr(value, "__cuda_array_interface__", None)
+    if iface is None:  # the simulator's arrays wrap NumPy arrays
+        iface = value.__array_interface__
+    itemsize = np.dtype(iface["typestr"]).itemsize
+    shape = iface["shape"]
+    ptr = iface["data"][0]
+    if any(n == 0 for n in shape):
+        return ptr, ptr
+    strides = iface.get("strides")
+    if strides is None:
+        return ptr, ptr + itemsize * math.prod(shape)
+    lo = ptr + sum(min(0, (n - 1) * s) for n, s in zip(shape, strides))
+    hi = ptr + sum(max(0, (n - 1) * s) for n, s in zip(shape, strides)) + itemsize
+    return lo, hi
+
+
+def _overlaps(a, b) -> bool:
+    a_lo, a_hi = _span(a)
+    b_lo, b_hi = _span(b)
+    return a_lo < b_hi and b_lo < a_hi
+
+
+def _as_device(cuda, value):
+    if getattr(value, "__cuda_ndarray__", False) is True:
+        return value
+    return cuda.as_cuda_array(value)
+
+
+def _ready(cuda, value, dtype):
+    """A C-contiguous device array of ``dtype`` holding ``value``."""
+    if isinstance(value, np.ndarray):
+        return cuda.to_device(np.ascontiguousarray(value, dtype=dtype))
+    dev = _as_device(cuda, value)
+    if np.dtype(dev.dtype) == dtype and dev.is_c_contiguous():
+        return dev
+    ready = cuda.device_array(tuple(dev.shape), dtype=dtype)
+    ready[:] = dev  # one elementwise copy on the device, casting as it goes
+    return ready
+
+
+def _c_strides(shape):
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
+def conv_transpose_cuda(x, weight, bias=None, *, stride=1, padding=0,
+                        output_padding=0, dilation=1, groups=1,
+                        output_size=None, padding_mode="zeros",
+                        data_format="channels_first", out=None,
+                        threads_per_block=None, max_blocks=None):
+    """``conv_transpose`` on the GPU; same arguments, checks and errors.
+
+    ``threads_per_block`` and ``max_blocks`` tune the launch (defaults
+    :data:`THREADS_PER_BLOCK` and :data:`MAX_BLOCKS`). See the module
+    docstring for where the result lives.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Exactly as the CPU path, before anything touches the GPU.
+    NotImplementedError
+        For spatial rank >= 4.
+    RuntimeError
+        When no CUDA GPU/driver is usable.
+    """
+    on_device = [is_device_array(a) for a in (x, weight, bias)]
+    host = {}
+    metas = []
+    for name, value, dev in zip(("x", "weight", "bias"), (x, weight, bias), on_device):
+        if value is None:
+            metas.append((None, None))
+        elif dev:
+            metas.append(_device_meta(value))
+        else:
+            host[name] = _as_array(name, value)
+            metas.append((host[name].shape, host[name].dtype))
+    (x_shape, x_dtype), (w_shape, w_dtype), (b_shape, b_dtype) = metas
+    plan = plan_call(
+        x_shape, x_dtype, w_shape, w_dtype, b_shape, b_dtype,
+        stride=stride, padding=padding, output_padding=output_padding,
+        dilation=dilation, groups=groups, output_size=output_size,
+        padding_mode=padding_mode, data_format=data_format)
+    out_on_device = is_device_array(out)
+    if out is not None:
+        if out_on_device:
+            check_out_metadata(*_device_meta(out), plan)
+        elif isinstance(out, np.ndarray):
+            check_out(out, plan)
+        else:
+            raise TypeError(
+                f"out must be a CUDA device array or a numpy.ndarray of shape "
+                f"{plan.out_shape} and dtype {plan.dtype}; got {type(out).__name__}")
+    geometry, dtype = plan.geometry, plan.dtype
+    _check_rank(geometry.rank)
+    cuda = _require_cuda()
+
+    total = math.prod(plan.out_shape)
+    direct_out = (out_on_device and total > 0
+                  and _as_device(cuda, out).is_c_contiguous()
+                  and not any(dev and _overlaps(out, a)
+                              for a, dev in zip((x, weight, bias), on_device)))
+    if direct_out:
+        result = _as_device(cuda, out)
+    else:
+        result = cuda.device_array(plan.out_shape, dtype=dtype)
+
+    if total > 0:
+        _launch(cuda, plan, result,
+                _ready(cuda, host.get("x", x), dtype),
+                _ready(cuda, host.get("weight", weight), dtype),
+                (cuda.to_device(np.zeros(geometry.out_channels, dtype)) if bias is None
+                 else _ready(cuda, host.get("bias", bias), dtype)),
+                threads_per_block, max_blocks)
+
+    if out is not None:
+        if out_on_device:
+            if not direct_out and total > 0:
+                _as_device(cuda, out)[:] = result
+        elif out.flags.c_contiguous:
+            result.copy_to_host(out)
+        else:
+            out[...] = result.copy_to_host()
+        return out
+    if not any(on_device):
+        return result.copy_to_host()
+    if any(_is_cupy(a) for a in (x, weight, bias)):
+        try:
+            import cupy
+        except ImportError:
+            return result
+        return cupy.asarray(result)
+    return result
+
+
+def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
+    """Launch the gather kernel over flat views of C-contiguous arrays."""
+    from .kernels import gather_kernel
+
+    geometry, dtype = plan.geometry, plan.dtype
+    rank = geometry.rank
+    lift = 3 - rank
+    layout = "channels_last" if plan.channels_last else "channels_first"
+    _dispatch.ensure_compiled("cuda", rank, dtype.name, layout, "direct")
+
+    # Element strides of x as (n, c, d, h, w); lifted unit dims get 0.
+    x_strides = _c_strides(tuple(x.shape))
+    if not plan.batched:
+        x_strides = (0,) + x_strides
+    if plan.channels_last:
+        s_c, s_spatial = x_strides[-1], x_strides[1:-1]
+    else:
+        s_c, s_spatial = x_strides[1], x_strides[2:]
+    strides5 = (x_strides[0], s_c) + (0,) * lift + tuple(s_spatial)
+
+    ones, zeros = (1,) * lift, (0,) * lift
+    in3 = ones + geometry.in_spatial
+    out3 = ones + geometry.out_spatial
+    dims = ((plan.batch, geometry.in_channels) + in3
+            + (geometry.out_channels,) + out3)
+    stride = ones + geometry.stride
+    dilation = ones + geometry.dilation
+    k_step = tuple(s // math.gcd(s, d) for s, d in zip(stride, dilation))
+    total = math.prod(plan.out_shape)
+    blocks, tpb = launch_config(total, threads_per_block, max_blocks)
+
+    def ints(values):
+        return tuple(int(v) for v in values)
+
+    gather_kernel[blocks, tpb](
+        x.reshape(x.size), w.reshape(w.size), bias.reshape(bias.size),
+        result.reshape(result.size), ints(strides5), ints(dims),
+        ints(ones + geometry.kernel), ints(stride), ints(dilation),
+        ints(zeros + geometry.pad_before), ints(k_step), int(geometry.groups),
+        int(plan.channels_last))

@@ -1,0 +1,148 @@
+"""numba-cuda kernels of the GPU backend, all in a rank-3 gather form.
+
+Importing this module imports ``numba.cuda``; only
+:mod:`numba_deconv.cuda.backend` does, lazily, so ``import numba_deconv``
+never needs CUDA.
+
+One kernel, :func:`gather_kernel`, serves every configuration the backend
+runs:
+
+- ranks 1-3: ranks 1 and 2 arrive as rank 3 with unit leading dims (the
+  host passes size 1, stride 1, dilation 1 and padding 0 for them), exactly
+  as the CPU kernels do. Rank >= 4 has no kernel: the backend raises
+  ``NotImplementedError`` before any launch (the CPU path has a general one).
+- both data formats: the arrays are passed flat (1-D, C-contiguous) and the
+  kernel indexes ``x`` through explicit element strides, so channels-last
+  input is read in place, never transposed. The output is written at the
+  thread's flat index ``t`` and ``t`` is unravelled in the output's memory
+  order (``channels_last`` decides which), so consecutive threads write
+  consecutive addresses in either format.
+- groups, stride, dilation, every padding form (the host resolves them all
+  to ``pad_before`` and the output size), bias, and the four dtypes (one
+  compiled specialisation per dtype).
+
+Deterministic by construction: one thread owns each output element, starts
+from its bias and adds the taps that reach it in a fixed order (kd, kh, kw,
+then input channel; the order of the CPU kernels), so no atomics are used
+and results are bitwise identical run to run.
+
+Inserted zeros are never multiplied: for output ``o`` only the taps ``k``
+with ``(o + pad - k*d) % s == 0`` and an in-range source reach it; they form
+an arithmetic progression in ``k`` with step ``s / gcd(s, d)``
+(:func:`_tap_range`), so the loops visit exactly those taps (phase
+decomposition), stepping input offsets without any division.
+
+Launch configuration is not frozen in the kernel: the host picks threads
+per block and blocks from the output size, and the kernel walks the output
+with a grid-stride loop, so any grid covers any output.
+"""
+
+from numba import cuda
+
+from ..config import FASTMATH
+
+
+@cuda.jit(device=True, inline="always")
+def _tap_range(o, k_size, stride, dilation, pad, in_size, k_step):
+    """Taps reaching output ``o``: ``(first, count, source)``.
+
+    A tap ``k`` reaches ``o`` when ``t = o + pad - k*dilation`` is a
+    multiple of ``stride`` with ``0 <= t // stride < in_size``. The taps
+    that do are ``first + j*k_step`` for ``j < count``, and tap ``first``
+    reads input index ``source``; each later tap reads
+    ``k_step*dilation // stride`` lower. ``count`` is 0 when none does.
+    """
+    t = o + pad
+    k_hi = min(k_size - 1, t // dilation)
+    # t - k*d <= (in_size - 1)*s  <=>  k >= ceil((t - (in_size - 1)*s) / d)
+    k_lo = max(0, -(((in_size - 1) * stride - t) // dilation))
+    for k in range(k_lo, min(k_lo + k_step, k_hi + 1)):
+        if (t - k * dilation) % stride == 0:
+            return k, (k_hi - k) // k_step + 1, (t - k * dilation) // stride
+    return 0, 0, 0
+
+
+@cuda.jit(cache=True, fastmath=FASTMATH)
+def gather_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation,
+                  pad, k_step, groups, channels_last):
+    """Transposed convolution, one output element per thread iteration.
+
+    x : 1-D view of the input; element ``(n, ci, id, ih, iw)`` is at
+        ``n*sn + ci*sc + id*sd + ih*sh + iw*sw`` with
+        ``x_strides = (sn, sc, sd, sh, sw)`` in elements.
+    w : 1-D C-contiguous ``(C_in, C_out/groups, KD, KH, KW)``.
+    bias : 1-D ``(C_out,)`` (zeros when the call has no bias).
+    out : 1-D C-contiguous output, ``(N, C_out, OD, OH, OW)`` in memory
+        order, or ``(N, OD, OH, OW, C_out)`` when ``channels_last`` is 1.
+    dims : ``(N, C_in, ID, IH, IW, C_out, OD, OH, OW)``.
+    kernel, stride, dilation, pad, k_step : 3-tuples (``pad`` is the
+        before-padding; ``k_step = stride // gcd(stride, dilation)``).
+    """
+    n_batch, c_in, i_d, i_h, i_w, c_out, o_d, o_h, o_w = dims
+    s_n, s_c, s_d, s_h, s_w = x_strides
+    k_d, k_h, k_w = kernel
+    st_d, st_h, st_w = stride
+    dl_d, dl_h, dl_w = dilation
+    p_d, p_h, p_w = pad
+    ks_d, ks_h, ks_w = k_step
+    c_in_g = c_in // groups
+    c_out_g = c_out // groups
+    # Strides of w in elements.
+    w_kh = k_w
+    w_kd = k_h * k_w
+    w_co = k_d * w_kd
+    w_ci = c_out_g * w_co
+    # Consecutive reaching taps are k_step apart and read inputs
+    # k_step*dilation/stride apart (exact); in elements of x:
+    xs_d = (ks_d * dl_d // st_d) * s_d
+    xs_h = (ks_h * dl_h // st_h) * s_h
+    xs_w = (ks_w * dl_w // st_w) * s_w
+
+    total = n_batch * c_out * o_d * o_h * o_w
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        if channels_last:
+            co = t % c_out
+            r = t // c_out
+            ow = r % o_w
+            r = r // o_w
+            oh = r % o_h
+            r = r // o_h
+            od = r % o_d
+            n = r // o_d
+        else:
+            ow = t % o_w
+            r = t // o_w
+            oh = r % o_h
+            r = r // o_h
+            od = r % o_d
+            r = r // o_d
+            co = r % c_out
+            n = r // c_out
+        g = co // c_out_g
+        ci_lo = g * c_in_g
+        ci_hi = ci_lo + c_in_g
+        w_base = (co - g * c_out_g) * w_co
+        x_base = n * s_n
+        acc = bias[co]
+        kd0, n_kd, id0 = _tap_range(od, k_d, st_d, dl_d, p_d, i_d, ks_d)
+        kh0, n_kh, ih0 = _tap_range(oh, k_h, st_h, dl_h, p_h, i_h, ks_h)
+        kw0, n_kw, iw0 = _tap_range(ow, k_w, st_w, dl_w, p_w, i_w, ks_w)
+        # Walk the taps with running offsets: no division in the tap loops.
+        x_d = x_base + id0 * s_d
+        w_d = w_base + kd0 * w_kd
+        for _jd in range(n_kd):
+            x_h = x_d + ih0 * s_h
+            w_h = w_d + kh0 * w_kh
+            for _jh in range(n_kh):
+                x_w = x_h + iw0 * s_w
+                w_w = w_h + kw0
+                for _jw in range(n_kw):
+                    for ci in range(ci_lo, ci_hi):
+                        acc += x[x_w + ci * s_c] * w[w_w + ci * w_ci]
+                    x_w -= xs_w
+                    w_w += ks_w
+                x_h -= xs_h
+                w_h += ks_h * w_kh
+            x_d -= xs_d
+            w_d += ks_d * w_kd
+        out[t] = acc
