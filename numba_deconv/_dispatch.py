@@ -15,7 +15,7 @@ import numpy as np
 from numba import from_dtype, types
 
 from .cpu.driver import STRATEGIES
-from .cpu.kernels import col2im, direct_rows
+from .cpu.kernels import col2im, direct_rows, direct_rows_serial
 
 DTYPES = ("float32", "float64", "complex64", "complex128")
 LAYOUTS = ("channels_first", "channels_last")
@@ -44,9 +44,9 @@ def _cpu_signatures(dtype: np.dtype, strategy: str):
         return types.Array(scalar, ndim, "C")
 
     if strategy == "direct":
-        return direct_rows, (array(5), array(5), array(1), array(5),
-                             types.int64, triple, triple, triple)
-    return col2im, (array(7), array(1), array(4), triple, triple, triple)
+        common = (array(5), array(5), array(1), array(5), types.int64, triple, triple, triple)
+        return [(direct_rows, common + (types.int64,)), (direct_rows_serial, common)]
+    return [(col2im, (array(7), array(1), array(4), triple, triple, triple))]
 
 
 def ensure_compiled(device: str, rank: int, dtype, layout: str, strategy: str) -> None:
@@ -57,8 +57,8 @@ def ensure_compiled(device: str, rank: int, dtype, layout: str, strategy: str) -
     start = time.perf_counter()
     if device == "cpu":
         # Ranks 1-3 run on the rank-3 kernels, rank >= 4 by slices of them.
-        kernel, signature = _cpu_signatures(dtype, strategy)
-        kernel.compile(signature)
+        for kernel, signature in _cpu_signatures(dtype, strategy):
+            kernel.compile(signature)
     else:
         from .cuda.backend import compile_variant
 

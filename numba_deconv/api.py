@@ -8,6 +8,7 @@ shares them (:func:`plan_call`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -220,12 +221,9 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     x = _as_array("x", x)
     weight = _as_array("weight", weight)
     bias = None if bias is None else _as_array("bias", bias)
-    plan = plan_call(
-        x.shape, x.dtype, weight.shape, weight.dtype,
-        None if bias is None else bias.shape, None if bias is None else bias.dtype,
-        stride=stride, padding=padding, output_padding=output_padding,
-        dilation=dilation, groups=groups, output_size=output_size,
-        padding_mode=padding_mode, data_format=data_format)
+    plan = _cached_plan(x, weight, bias, (
+        stride, padding, output_padding, dilation, groups, output_size,
+        padding_mode, data_format))
     if out is not None:
         check_out(out, plan)
 
@@ -246,7 +244,7 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     result = out.reshape(cf_shape) if direct_out else np.empty(cf_shape, dtype)
 
     if plan.batch and math.prod(geometry.out_spatial):
-        strategy = driver.choose_strategy(geometry)
+        strategy = _strategy(geometry)
         _dispatch.ensure_compiled("cpu", geometry.rank, dtype.name, _layout(plan), strategy)
         driver.run(x_cf, w_k, bias_k, result, geometry, strategy)
 
@@ -259,6 +257,42 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     if not direct_out:
         out[...] = result
     return out
+
+
+# Checked plans of recent calls, for calls whose arguments are plain ints,
+# strings, None and tuples of them (so that 2.0 or True can never hit the
+# plan of 2 or 1): a repeated small call skips all argument checking.
+_PLANS: dict = {}
+_PLANS_MAX = 4096
+_ARG_NAMES = ("stride", "padding", "output_padding", "dilation", "groups",
+              "output_size", "padding_mode", "data_format")
+
+
+def _is_plain(value) -> bool:
+    kind = type(value)
+    if kind is int or kind is str or value is None:
+        return True
+    return kind is tuple and all(_is_plain(v) for v in value)
+
+
+def _cached_plan(x, weight, bias, args: tuple) -> CallPlan:
+    key = (x.shape, x.dtype, weight.shape, weight.dtype,
+           None if bias is None else (bias.shape, bias.dtype)) + args
+    plain = _is_plain(args)
+    if plain:
+        plan = _PLANS.get(key)
+        if plan is not None:
+            return plan
+    plan = plan_call(
+        x.shape, x.dtype, weight.shape, weight.dtype,
+        None if bias is None else bias.shape, None if bias is None else bias.dtype,
+        **dict(zip(_ARG_NAMES, args)))
+    if plain and len(_PLANS) < _PLANS_MAX:
+        _PLANS[key] = plan
+    return plan
+
+
+_strategy = functools.lru_cache(maxsize=_PLANS_MAX)(driver.choose_strategy)
 
 
 def _layout(plan: CallPlan) -> str:

@@ -15,3 +15,13 @@ FASTMATH = False
 #: these counts; below them the direct kernel wins.
 GEMM_MIN_IN_CHANNELS = 8
 GEMM_MIN_COLUMNS = 16
+
+#: The direct kernel hands out output rows in this many chunks per thread
+#: (each chunk allocates its phase buffer once): enough to balance uneven
+#: rows, few enough to keep per-chunk costs negligible.
+DIRECT_CHUNKS_PER_THREAD = 16
+
+#: Calls with fewer multiply-adds than this run on the calling thread: waking
+#: a thread pool costs microseconds on an idle machine and can cost
+#: milliseconds on a busy one.
+SERIAL_MAX_MULTIPLY_ADDS = 32_768

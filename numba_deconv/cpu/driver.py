@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import config
 from ._blas import single_threaded_blas
-from .kernels import col2im, direct_rows
+from .kernels import col2im, direct_rows, direct_rows_serial
 
 STRATEGIES = ("direct", "gemm")
 
@@ -43,6 +43,10 @@ def choose_strategy(geometry) -> str:
     if in_per_group >= config.GEMM_MIN_IN_CHANNELS and columns >= config.GEMM_MIN_COLUMNS:
         return "gemm"
     return "direct"
+
+
+def _multiply_adds(geometry, batch: int) -> int:
+    return batch * geometry.flops // 2
 
 
 def run(x, w, bias, out, geometry, strategy: str) -> None:
@@ -58,7 +62,13 @@ def run(x, w, bias, out, geometry, strategy: str) -> None:
     dilation = (1,) * lift + geometry.dilation
     pad = (0,) * lift + geometry.pad_before
     if strategy == "direct":
-        direct_rows(x3, w3, bias, out3, geometry.groups, stride, dilation, pad)
+        rows = math.prod(out3.shape[:-1])
+        threads = numba.get_num_threads()
+        if threads == 1 or _multiply_adds(geometry, x.shape[0]) < config.SERIAL_MAX_MULTIPLY_ADDS:
+            direct_rows_serial(x3, w3, bias, out3, geometry.groups, stride, dilation, pad)
+        else:
+            chunks = min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads)
+            direct_rows(x3, w3, bias, out3, geometry.groups, stride, dilation, pad, chunks)
     else:
         _gemm(x3, w3, bias, out3, geometry.groups, stride, dilation, pad)
 
