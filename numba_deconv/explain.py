@@ -410,7 +410,7 @@ def explain(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0,
 
     Examples
     --------
-    >>> from numba_deconv import explain
+    >>> from numba_deconv.explain import explain
     >>> e = explain((1, 1, 2, 2), (1, 1, 3, 3), stride=2)
     >>> e.output_shape, e.upsampled_shape, e.pad, e.kernel_flip
     ((1, 1, 5, 5), (3, 3), ((2, 2), (2, 2)), True)
