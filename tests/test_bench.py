@@ -208,6 +208,13 @@ def test_run_reports_missing_peer(tmp_path, monkeypatch):
     assert "Not installed: JAX" in bench.format_table(report)
 
 
+def test_rounds_keep_the_fastest():
+    report = bench.run(["tiny_seed"], None, [], min_time=0.01, gemm=False,
+                       memory=False, rounds=2, progress=None)
+    ours = report.rows[0].results[bench.OURS]
+    assert ours.status == "ok" and ours.seconds > 0
+
+
 def _fake_report(tmp_path, peer_out):
     case = CASES["tiny_seed"]
     row = bench.Row(case, "float32")
