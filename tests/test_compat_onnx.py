@@ -348,6 +348,17 @@ def test_output_shape_beyond_reach_vs_onnxruntime():
     _fails_or_equals(run_onnxruntime, y, x, w, strides=[2], output_shape=[9])
 
 
+def test_output_padding_below_dilation_vs_onnxruntime():
+    """output_padding may reach max(stride, dilation) - 1; onnxruntime 1.31
+    only allows stride - 1."""
+    x = np.array([[[1.0, 2.0, 3.0]]], np.float32)
+    w = np.array([[[1.0, 10.0]]], np.float32)
+    y = conv_transpose(x, w, dilations=[2], output_padding=[1])
+    np.testing.assert_array_equal(y[0, 0], [1, 2, 13, 20, 30, 0])
+    pytest.importorskip("onnxruntime")
+    _fails_or_equals(run_onnxruntime, y, x, w, dilations=[2], output_padding=[1])
+
+
 def test_reference_known_bugs():
     """The onnx.reference deviations the module docstring mentions: output_shape
     without SAME_* (shape error), and groups with several channels per group."""

@@ -35,6 +35,10 @@ Known differences between the specification and its implementations (onnx
   ``(input - 1)*stride + (k - 1)*d + 1 + output_padding`` (shorter).
 - ``output_shape`` more than ``stride - 1`` above the unpadded size:
   onnxruntime raises; the specification's formula pads with zeros.
+- ``stride <= output_padding < dilation``: the specification allows it
+  ("less than the corresponding stride/dilation", as PyTorch's
+  ``max(stride, dilation)``); onnxruntime raises ("output_padding may be too
+  large for stride").
 - ``onnx.reference`` ignores ``output_shape`` unless ``auto_pad`` is SAME_*
   (it then fails with a shape error) and computes ``group > 1`` correctly
   only when every group has one input and one output channel.
