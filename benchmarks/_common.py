@@ -1,10 +1,16 @@
 """Shared parameters: the case table x dtypes, and input building."""
 
+import os
+
 from numba_deconv import bench
 
 from . import THREADS
 
-CASES = {c.name: c for c in bench.load_cases()}
+# The checkout's table (always here, whatever the installed package ships).
+_TABLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "numba_deconv", "bench_cases.json")
+CASES = {c.name: c for c in bench.load_cases(
+    _TABLE if os.path.exists(_TABLE) else None)}
 CASE_NAMES = list(CASES)
 DTYPES = list(bench.DTYPES)
 

@@ -2,7 +2,7 @@
 
 from numba_deconv import bench
 
-from ._common import CaseBenchmark
+from ._common import CASES, CaseBenchmark
 
 
 class ConvTranspose(CaseBenchmark):
@@ -58,7 +58,7 @@ class ConvTransposeCUDA:
         if not cuda.is_available():
             raise NotImplementedError("no CUDA GPU")
         import numba_deconv
-        c = next(c for c in bench.load_cases() if c.name == case)
+        c = CASES[case]
         x, w = bench.make_inputs(c, dtype)
         self.cuda = cuda
         self.x, self.w = cuda.to_device(x), cuda.to_device(w)

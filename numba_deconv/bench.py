@@ -175,6 +175,10 @@ def _package_file(name: str) -> str:
     try:
         from importlib.resources import files
         return files("numba_deconv").joinpath(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{name} is missing from the installed numba_deconv package; it "
+            "must be listed in [tool.setuptools.package-data]") from None
     except (ImportError, ModuleNotFoundError, TypeError):
         # Run as a plain script (the worker processes): read beside this file.
         here = os.path.dirname(os.path.abspath(__file__))
