@@ -1,0 +1,74 @@
+"""What a machine without a GPU does (and what never needs one).
+
+These tests are exempt from the directory-level skip in conftest.py: the
+GPU-less checks run exactly when neither the simulator nor a GPU is there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import numba_deconv
+from cuda_env import SIMULATING, gpu_available
+
+no_gpu_only = pytest.mark.skipif(
+    SIMULATING or gpu_available(),
+    reason="checks the GPU-less behaviour; a GPU or the simulator is present")
+
+
+def test_import_never_imports_numba_cuda():
+    code = ("import sys, numba_deconv, numba_deconv.cuda, numba_deconv.cuda.backend; "
+            "print('numba.cuda' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"
+
+
+@no_gpu_only
+def test_device_cuda_raises_runtime_error():
+    x = np.ones((1, 1, 2, 2))
+    w = np.ones((1, 1, 2, 2))
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU and driver, and none is "
+                                           "available") as info:
+        numba_deconv.conv_transpose(x, w, device="cuda")
+    assert "device='cpu'" in str(info.value)
+
+
+class _FakeDeviceArray:
+    """Claims to live on a GPU (for routing only; never dereferenced)."""
+
+    def __init__(self, shape, typestr="<f8"):
+        self.__cuda_array_interface__ = {
+            "shape": shape, "typestr": typestr, "data": (0, False), "version": 3}
+
+
+@no_gpu_only
+def test_auto_with_a_device_array_raises_runtime_error():
+    w = np.ones((1, 1, 2, 2))
+    with pytest.raises(RuntimeError, match="none is available"):
+        numba_deconv.conv_transpose(_FakeDeviceArray((1, 1, 2, 2)), w)
+
+
+@no_gpu_only
+def test_bad_arguments_are_reported_before_the_gpu_check():
+    """A bad argument is a ValueError with the CPU's message, GPU or not."""
+    x = np.ones((1, 1, 2, 2))
+    w = np.ones((1, 1, 2, 2))
+    with pytest.raises(ValueError) as cpu:
+        numba_deconv.conv_transpose(x, w, stride=0, device="cpu")
+    with pytest.raises(ValueError) as gpu:
+        numba_deconv.conv_transpose(x, w, stride=0, device="cuda")
+    assert str(gpu.value) == str(cpu.value)
+    with pytest.raises(ValueError, match="x has shape"):
+        numba_deconv.conv_transpose(_FakeDeviceArray((2, 2)), w)
+
+
+def test_cpu_and_auto_with_host_arrays_need_no_gpu():
+    x = np.ones((1, 1, 2, 2))
+    w = np.ones((1, 1, 2, 2))
+    np.testing.assert_array_equal(numba_deconv.conv_transpose(x, w),
+                                  numba_deconv.conv_transpose(x, w, device="cpu"))
