@@ -66,6 +66,35 @@ def test_rank_with_kernel_larger_than_input(rng, rank):
     run_and_check(x, w, b, stride=2)
 
 
+@pytest.mark.parametrize("padding", [((0, 1), (1, 0), (2, 0), (0, 0)), "same"],
+                         ids=["pairs", "same"])
+def test_rank_4_general_path(rng, padding):
+    """Rank 4 (the general path) with asymmetric pads, per-dim strides,
+    dilations, output sizes, groups and channels_last."""
+    x, w, b = make(rng, rank=4, n=2, c_in=4, c_out_g=1, groups=2,
+                   size=(2, 3, 2, 2), k=(2, 2, 1, 3))
+    kwargs = dict(stride=(2, 1, 3, 1), dilation=(1, 2, 1, 2), padding=padding,
+                  groups=2)
+    run_and_check(x, w, b, **kwargs)
+    if padding != "same":
+        run_and_check(x, w, b, output_padding=(1, 1, 2, 0), **kwargs)
+    y = run_and_check(np.ascontiguousarray(to_channels_last(x)), w, b,
+                      data_format="channels_last", **kwargs)
+    assert y.shape[-1] == 2
+
+
+def test_numpy_integer_arguments(rng):
+    """NumPy integer scalars are ints: stride, padding, dilation, groups,
+    output_padding and output_size may be np.int64 and friends."""
+    x, w, b = make(rng, rank=2, c_in=4, c_out_g=2, groups=2)
+    i = np.int64
+    kwargs = dict(stride=(i(2), np.int32(3)), padding=i(1), dilation=i(1),
+                  groups=i(2), output_padding=(np.uint8(1), i(0)))
+    run_and_check(x, w, b, **kwargs)
+    kwargs.pop("output_padding")
+    run_and_check(x, w, b, output_size=np.array([8, 10]), **kwargs)
+
+
 def test_rank_5(rng):
     """Any rank n >= 1 works (the general path)."""
     x, w, b = make(rng, rank=5, n=1, c_in=2, c_out_g=1, size=2, k=2)
@@ -425,8 +454,11 @@ def _layouts(x):
 LAYOUTS = [name for name, _ in _layouts(np.zeros((1, 1, 1, 1)))]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("which", ["x", "weight", "bias"])
+@pytest.mark.parametrize("which,layout", [
+    (which, layout) for which in ("x", "weight", "bias") for layout in LAYOUTS
+    # these two layouts need more than one axis
+    if not (which == "bias" and layout.startswith(("negative_strides_all",
+                                                   "transposed")))])
 def test_memory_layouts(rng, layout, which):
     x, w, b = make(rng, rank=2, c_in=2, c_out_g=3, size=(4, 3), k=(2, 3))
     expected = conv_transpose(x, w, b, stride=2, padding=1)
@@ -435,8 +467,6 @@ def test_memory_layouts(rng, layout, which):
     elif which == "weight":
         w = dict(_layouts(w))[layout]
     else:
-        if layout.startswith(("negative_strides_all", "transposed")):
-            pytest.skip("bias is 1-D")
         b4 = dict(_layouts(b.reshape(1, 1, 1, -1)))[layout]
         b = b4[0][0][0] if isinstance(b4, list) else b4[0, 0, 0]
     y = conv_transpose(x, w, b, stride=2, padding=1)
@@ -593,6 +623,21 @@ def test_out_unbatched_and_reused(rng):
         assert_matches_reference(out, x[0], w, b, stride=2)
 
 
+@pytest.mark.parametrize("kind", ["strided", "fortran", "channels_last_view"])
+def test_out_with_odd_layout(rng, kind):
+    """Any writable ndarray of the right shape and dtype is filled."""
+    x, w, b = make(rng, rank=2, size=3, k=2)
+    expected = conv_transpose(x, w, b, stride=2)        # (2, 3, 6, 6)
+    if kind == "strided":
+        out = np.zeros((2, 3, 6, 12))[..., ::2]
+    elif kind == "fortran":
+        out = np.zeros((2, 3, 6, 6), order="F")
+    else:
+        out = np.moveaxis(np.zeros((2, 6, 6, 3)), -1, 1)
+    assert conv_transpose(x, w, b, stride=2, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_out_with_promoted_dtype(rng):
     x = random_array(rng, (1, 2, 3), np.int32)
     w = random_array(rng, (2, 2, 2), np.float32)
@@ -618,6 +663,27 @@ def test_bitwise_identical_across_calls(rng, config):
     for _ in range(4):
         again = conv_transpose(x, w, b, **kwargs)
         assert again.tobytes() == first.tobytes()
+
+
+@pytest.mark.parametrize("config", [
+    dict(rank=2, c_in=2, c_out_g=3, dtype=np.float32),
+    dict(rank=2, c_in=16, c_out_g=16, dtype=np.float32),
+    dict(rank=4, c_in=2, c_out_g=2, dtype=np.float64, size=2, k=2),
+], ids=["direct", "gemm", "rank4"])
+def test_bitwise_identical_across_thread_counts(rng, config):
+    """Every output is summed in a fixed order by one thread, so the thread
+    count cannot change a bit of the result."""
+    numba = pytest.importorskip("numba")
+    x, w, b = make(rng, n=4, **config)
+    kwargs = dict(stride=2, padding=(1,) * config["rank"])
+    default = numba.get_num_threads()
+    reference_bytes = conv_transpose(x, w, b, **kwargs).tobytes()
+    try:
+        for threads in range(1, default + 1):
+            numba.set_num_threads(threads)
+            assert conv_transpose(x, w, b, **kwargs).tobytes() == reference_bytes
+    finally:
+        numba.set_num_threads(default)
 
 
 # --- hypothesis: random configurations against the oracle -------------------
@@ -668,7 +734,7 @@ def configurations(draw):
                                                   "channels_last"]))
     batched = draw(st.booleans())
     has_bias = draw(st.booleans())
-    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    dtype = draw(st.sampled_from([np.float64, np.float32, np.complex128]))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     x = random_array(rng, (n, c_in) + in_spatial, dtype)
