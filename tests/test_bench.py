@@ -142,6 +142,27 @@ SMALL = [
 ]
 
 
+@pytest.fixture
+def restore_library_settings():
+    """setup_library changes process-wide settings (torch threads, JAX x64,
+    Numba threads); put them back so other test modules see the defaults."""
+    import numba
+    saved = {"numba": numba.get_num_threads()}
+    if "torch" in INSTALLED:
+        import torch
+        saved["torch"] = torch.get_num_threads()
+    if "jax" in INSTALLED:
+        import jax
+        saved["jax"] = jax.config.jax_enable_x64
+    yield
+    numba.set_num_threads(saved["numba"])
+    if "torch" in saved:
+        torch.set_num_threads(saved["torch"])
+    if "jax" in saved:
+        jax.config.update("jax_enable_x64", saved["jax"])
+
+
+@pytest.mark.usefixtures("restore_library_settings")
 @pytest.mark.parametrize("lib", [bench.OURS] + INSTALLED)
 @pytest.mark.parametrize("case", SMALL, ids=lambda c: c.name)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -162,6 +183,7 @@ def test_library_call_matches_reference(lib, case, dtype):
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.abs(ref).max())
 
 
+@pytest.mark.usefixtures("restore_library_settings")
 def test_tensorflow_not_applicable_reasons():
     if "tensorflow" not in INSTALLED:
         pytest.skip("tensorflow not installed")
