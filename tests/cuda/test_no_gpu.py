@@ -6,6 +6,7 @@ GPU-less checks run exactly when neither the simulator nor a GPU is there.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -72,3 +73,24 @@ def test_cpu_and_auto_with_host_arrays_need_no_gpu():
     w = np.ones((1, 1, 2, 2))
     np.testing.assert_array_equal(numba_deconv.conv_transpose(x, w),
                                   numba_deconv.conv_transpose(x, w, device="cpu"))
+
+
+@pytest.mark.skipif(SIMULATING, reason="the simulator does not compile to PTX")
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
+def test_kernel_compiles_to_ptx_without_atomics(dtype):
+    """The real CUDA target types and compiles the kernel for the exact
+    launch signature (no GPU needed, only NVVM/NVRTC), and the PTX has no
+    atomic instruction: every output is written by one thread."""
+    cuda = pytest.importorskip("numba.cuda")
+    from numba_deconv.cuda.backend import kernel_signature
+    from numba_deconv.cuda.kernels import gather_kernel
+
+    try:
+        ptx, _ = cuda.compile_ptx(gather_kernel.py_func, kernel_signature(dtype),
+                                  cc=(9, 0))
+    except Exception as err:  # no NVVM/NVRTC libraries here
+        if "nvvm" in repr(err).lower() or "nvrtc" in repr(err).lower():
+            pytest.skip(f"NVVM/NVRTC not available: {type(err).__name__}")
+        raise
+    assert ".entry" in ptx
+    assert not re.search(r"^\s*(atom|red)\.", ptx, re.MULTILINE)
