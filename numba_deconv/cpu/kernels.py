@@ -3,12 +3,16 @@
 Ranks 1 and 2 reach these kernels as rank 3 with unit leading dims (a free
 reshape), so one compiled kernel per dtype serves ranks 1-3. Every kernel
 is a *gather*: a task owns output rows ``out[n, c, od, oh, :]``, writes
-nothing else, and sums the taps that reach it in a fixed order, so
-results are identical run to run and inserted zeros are never multiplied.
+nothing else, and sums the taps that reach it in a fixed order, so results
+are identical run to run and inserted zeros are never multiplied.
 
-For a kernel tap ``kw`` the outputs ``ow = iw*s + kw*d - p`` form an
-arithmetic progression over the input row, so the innermost loop runs over
-a contiguous stretch of ``iw``.
+Phase decomposition: along W, output ``ow = j*s + r`` receives tap ``kw``
+from input ``iw = j - q`` where ``kw*d - p = q*s + r``. So each row is
+accumulated split by phase, ``acc[r, j]``, where every tap adds a contiguous
+stretch of an input row to a contiguous stretch of one phase (a loop LLVM
+vectorises), and the phases are interleaved into the output row at the
+end. Along D and H, which taps reach an output row is looked up in small
+tables built once per call, so no division runs per row.
 """
 
 import numpy as np
@@ -17,77 +21,138 @@ from numba import njit, prange
 from ..config import FASTMATH
 
 
+@njit(nogil=True, cache=True)
+def _sources(out_size, taps, stride, dilation, pad, in_size):
+    """``table[o, k]``: the input index reaching output ``o`` through tap
+    ``k``, or -1 where none does."""
+    table = np.full((out_size, taps), -1, dtype=np.int64)
+    for o in range(out_size):
+        for k in range(taps):
+            t = o + pad - k * dilation
+            if t >= 0 and t % stride == 0 and t // stride < in_size:
+                table[o, k] = t // stride
+    return table
+
+
+@njit(nogil=True, cache=True)
+def _phase_spans(taps, stride, dilation, pad, in_size, out_size):
+    """Per tap ``kw``: phase ``r``, shift ``q`` and the input range
+    ``[lo, hi)`` whose outputs ``(iw + q)*s + r`` exist."""
+    spans = np.empty((taps, 4), dtype=np.int64)
+    for k in range(taps):
+        off = k * dilation - pad
+        r = off % stride
+        q = off // stride
+        spans[k, 0] = r
+        spans[k, 1] = q
+        spans[k, 2] = max(0, -q)
+        spans[k, 3] = min(in_size, (out_size - r + stride - 1) // stride - q)
+    return spans
+
+
+# The inner loops run over flat (raveled) arrays with unsigned offsets.
+# Measured on the depthwise case: multi-dimensional indexing inside the
+# loop was 4.5x slower (per-dim index arithmetic and Numba's negative-index
+# wraparound branch block vectorisation), and sliced views cost atomic
+# reference-count updates per row.
 @njit(inline="always")
-def _tap_source(o, k, stride, dilation, pad, size):
-    """Input index feeding output ``o`` through tap ``k``, or -1 if none."""
-    t = o + pad - k * dilation
-    if t < 0 or t % stride != 0:
-        return -1
-    i = t // stride
-    return i if i < size else -1
+def _axpy(acc, dst, x, src, length, weight):
+    """acc[dst + t] += weight * x[src + t] for t < length (flat arrays)."""
+    d = np.uint64(dst)
+    s = np.uint64(src)
+    for t in range(np.uint64(length)):
+        acc[d + t] += weight * x[s + t]
 
 
 @njit(inline="always")
-def _tap_span(k, stride, dilation, pad, in_size, out_size):
-    """Range [lo, hi) of input indices ``i`` whose output ``i*s + off`` exists."""
-    off = k * dilation - pad
-    lo = max(0, -(off // stride))
-    hi = min(in_size, (out_size - 1 - off) // stride + 1)
-    return off, lo, hi
+def _add(acc, dst, x, src, length):
+    """acc[dst + t] += x[src + t] for t < length (flat arrays)."""
+    d = np.uint64(dst)
+    s = np.uint64(src)
+    for t in range(np.uint64(length)):
+        acc[d + t] += x[s + t]
+
+
+@njit(inline="always")
+def _interleave(acc, phase_len, s_w, bias, out, row, o_w):
+    """out[row + j*s + r] = acc[r*phase_len + j] + bias for one output row."""
+    base = np.uint64(row)
+    if s_w == 1:
+        for j in range(np.uint64(o_w)):
+            out[base + j] = acc[j] + bias
+        return
+    if s_w == 2:
+        # Spelled out so LLVM sees a constant stride and vectorises the
+        # interleaving stores with shuffles (stride 2 is the common case).
+        odd = np.uint64(phase_len)
+        for j in range(np.uint64(o_w // 2)):
+            out[base + 2 * j] = acc[j] + bias
+            out[base + 2 * j + 1] = acc[odd + j] + bias
+        if o_w % 2:
+            out[base + np.uint64(o_w - 1)] = acc[o_w // 2] + bias
+        return
+    for r in range(min(s_w, o_w)):
+        first = np.uint64(r * phase_len)
+        for j in range(np.uint64((o_w - r + s_w - 1) // s_w)):
+            out[base + j * np.uint64(s_w) + np.uint64(r)] = acc[first + j] + bias
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _direct_row_range(x, w, bias, out, groups, stride, dilation, pad, first, last, acc):
+def _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, first, last, acc):
     """Output rows ``first <= row < last`` (flat over N, C_out, OD, OH).
 
-    A row is accumulated split by output phase, ``acc[r, j]`` for
-    ``ow = j*s + r``: tap ``kw`` then adds a contiguous stretch of the input
-    row to a contiguous stretch of one phase, a loop LLVM vectorises, and
-    the phases are interleaved into the output row once at the end.
+    ``acc`` is the phase buffer, ``(s_w, phase_len)``.
     """
-    i_d, i_h, i_w = x.shape[2], x.shape[3], x.shape[4]
+    c_in, i_d, i_h, i_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    c_in_g = x.shape[1] // groups
-    s_d, s_h, s_w = stride
-    d_d, d_h, d_w = dilation
-    p_d, p_h, p_w = pad
+    c_in_g = c_in // groups
+    s_w, phase_len = acc.shape
+    xf, wf, of, af = x.reshape(-1), w.reshape(-1), out.reshape(-1), acc.reshape(-1)
+    w_ci_stride = c_out_g * k_d * k_h * k_w
+    # Decode the first row once, then step (n, co, od, oh) like an odometer:
+    # integer division per row cost as much as a depthwise row's arithmetic.
+    oh = first % o_h
+    rest = first // o_h
+    od = rest % o_d
+    rest //= o_d
+    co = rest % c_out
+    n = rest // c_out
+    g = co // c_out_g
+    co_g = co - g * c_out_g
     for row in range(first, last):
-        oh = row % o_h
-        rest = row // o_h
-        od = rest % o_d
-        rest //= o_d
-        co = rest % c_out
-        n = rest // c_out
-        g = co // c_out_g
-        co_g = co - g * c_out_g
-        acc[:] = 0
+        af[:] = 0
         for kd in range(k_d):
-            i_dd = _tap_source(od, kd, s_d, d_d, p_d, i_d)
+            i_dd = src_d[od, kd]
             if i_dd < 0:
                 continue
             for kh in range(k_h):
-                i_hh = _tap_source(oh, kh, s_h, d_h, p_h, i_h)
+                i_hh = src_h[oh, kh]
                 if i_hh < 0:
                     continue
                 for ci in range(g * c_in_g, (g + 1) * c_in_g):
-                    xr = x[n, ci, i_dd, i_hh]
+                    x_row = (((n * c_in + ci) * i_d + i_dd) * i_h + i_hh) * i_w
+                    w_taps = ci * w_ci_stride + ((co_g * k_d + kd) * k_h + kh) * k_w
                     for kw in range(k_w):
-                        wv = w[ci, co_g, kd, kh, kw]
-                        off = kw * d_w - p_w
-                        r = off % s_w
-                        q = off // s_w
-                        lo = max(0, -q)
-                        hi = min(i_w, (o_w - r + s_w - 1) // s_w - q)
-                        a = acc[r]
-                        for iw in range(lo, hi):
-                            a[iw + q] += wv * xr[iw]
-        y = out[n, co, od, oh]
-        b = bias[co]
-        for r in range(min(s_w, o_w)):
-            a = acc[r]
-            for j in range((o_w - r + s_w - 1) // s_w):
-                y[j * s_w + r] = a[j] + b
+                        lo = spans[kw, 2]
+                        if spans[kw, 3] > lo:
+                            _axpy(af, spans[kw, 0] * phase_len + spans[kw, 1] + lo,
+                                  xf, x_row + lo, spans[kw, 3] - lo, wf[w_taps + kw])
+        _interleave(af, phase_len, s_w, bias[co], of, row * o_w, o_w)
+        oh += 1
+        if oh == o_h:
+            oh = 0
+            od += 1
+            if od == o_d:
+                od = 0
+                co += 1
+                co_g += 1
+                if co_g == c_out_g:
+                    co_g = 0
+                    g += 1
+                if co == c_out:
+                    co = co_g = g = 0
+                    n += 1
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -95,27 +160,33 @@ def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks):
     """Transposed convolution straight from ``x`` and ``w`` (few channels).
 
     x (N, C_in, D, H, W), w (C_in, C_out/groups, KD, KH, KW), bias (C_out,),
-    out (N, C_out, OD, OH, OW); stride, dilation, pad: 3-tuples (pad is the
-    before-padding; the after-padding is implied by out's shape). The
-    output rows are shared out in ``n_chunks`` parallel chunks, each with
-    its own phase buffer.
+    out (N, C_out, OD, OH, OW), all C-contiguous; stride, dilation, pad:
+    3-tuples (pad is the before-padding; the after-padding is implied by
+    out's shape). The output rows are shared out in ``n_chunks`` parallel
+    chunks, each with its own phase buffer.
     """
+    src_d = _sources(out.shape[2], w.shape[2], stride[0], dilation[0], pad[0], x.shape[2])
+    src_h = _sources(out.shape[3], w.shape[3], stride[1], dilation[1], pad[1], x.shape[3])
+    spans = _phase_spans(w.shape[4], stride[2], dilation[2], pad[2], x.shape[4], out.shape[4])
     rows = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
-    s_w, o_w = stride[2], out.shape[4]
+    s_w = stride[2]
     for chunk in prange(n_chunks):
-        acc = np.empty((s_w, (o_w + s_w - 1) // s_w), dtype=out.dtype)
-        _direct_row_range(x, w, bias, out, groups, stride, dilation, pad,
+        acc = np.empty((s_w, (out.shape[4] + s_w - 1) // s_w), dtype=out.dtype)
+        _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans,
                           chunk * rows // n_chunks, (chunk + 1) * rows // n_chunks, acc)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def direct_rows_serial(x, w, bias, out, groups, stride, dilation, pad):
-    """:func:`direct_rows` on the calling thread: for calls too small to
-    repay waking a thread pool (tens of microseconds on a busy machine)."""
+    """:func:`direct_rows` on the calling thread, for calls too small to
+    repay waking a thread pool."""
+    src_d = _sources(out.shape[2], w.shape[2], stride[0], dilation[0], pad[0], x.shape[2])
+    src_h = _sources(out.shape[3], w.shape[3], stride[1], dilation[1], pad[1], x.shape[3])
+    spans = _phase_spans(w.shape[4], stride[2], dilation[2], pad[2], x.shape[4], out.shape[4])
     rows = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
-    s_w, o_w = stride[2], out.shape[4]
-    acc = np.empty((s_w, (o_w + s_w - 1) // s_w), dtype=out.dtype)
-    _direct_row_range(x, w, bias, out, groups, stride, dilation, pad, 0, rows, acc)
+    s_w = stride[2]
+    acc = np.empty((s_w, (out.shape[4] + s_w - 1) // s_w), dtype=out.dtype)
+    _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, 0, rows, acc)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -123,30 +194,39 @@ def col2im(cols, bias, out, stride, dilation, pad):
     """Fold GEMM columns into one block of output channels of one image.
 
     cols (C, KD, KH, KW, D, H, W) holds ``w[ci, co, k] * x[ci, i]`` already
-    summed over the input channels; bias (C,); out (C, OD, OH, OW). Serial
-    and ``nogil``: the GEMM driver runs one call per task in its own
-    threads, each task owning its output block.
+    summed over the input channels; bias (C,); out (C, OD, OH, OW), all
+    C-contiguous. Serial and ``nogil``: the GEMM driver runs one call per
+    task in its own threads, each task owning its output block.
     """
     c_out, k_d, k_h, k_w, i_d, i_h, i_w = cols.shape
     o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3]
-    s_d, s_h, s_w = stride
-    d_d, d_h, d_w = dilation
-    p_d, p_h, p_w = pad
+    src_d = _sources(o_d, k_d, stride[0], dilation[0], pad[0], i_d)
+    src_h = _sources(o_h, k_h, stride[1], dilation[1], pad[1], i_h)
+    spans = _phase_spans(k_w, stride[2], dilation[2], pad[2], i_w, o_w)
+    s_w = stride[2]
+    phase_len = (o_w + s_w - 1) // s_w
+    af = np.empty(s_w * phase_len, dtype=out.dtype)
+    cf, of = cols.reshape(-1), out.reshape(-1)
+    plane = i_d * i_h * i_w
+    row = 0
     for co in range(c_out):
         for od in range(o_d):
             for oh in range(o_h):
-                y = out[co, od, oh]
-                y[:] = bias[co]
+                af[:] = 0
                 for kd in range(k_d):
-                    i_dd = _tap_source(od, kd, s_d, d_d, p_d, i_d)
+                    i_dd = src_d[od, kd]
                     if i_dd < 0:
                         continue
                     for kh in range(k_h):
-                        i_hh = _tap_source(oh, kh, s_h, d_h, p_h, i_h)
+                        i_hh = src_h[oh, kh]
                         if i_hh < 0:
                             continue
                         for kw in range(k_w):
-                            off, lo, hi = _tap_span(kw, s_w, d_w, p_w, i_w, o_w)
-                            c = cols[co, kd, kh, kw, i_dd, i_hh]
-                            for iw in range(lo, hi):
-                                y[iw * s_w + off] += c[iw]
+                            lo = spans[kw, 2]
+                            if spans[kw, 3] > lo:
+                                tap = ((co * k_d + kd) * k_h + kh) * k_w + kw
+                                src = tap * plane + (i_dd * i_h + i_hh) * i_w + lo
+                                _add(af, spans[kw, 0] * phase_len + spans[kw, 1] + lo,
+                                     cf, src, spans[kw, 3] - lo)
+                _interleave(af, phase_len, s_w, bias[co], of, row * o_w, o_w)
+                row += 1
