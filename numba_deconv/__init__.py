@@ -4,8 +4,10 @@ Public names only; see ``conv_transpose`` for the operation and the README
 for the semantics.
 """
 
+from . import compat
 from ._dispatch import cache_info, precompile
 from .api import conv_transpose
+from .explain import explain
 
-__all__ = ["conv_transpose", "cache_info", "precompile"]
+__all__ = ["conv_transpose", "explain", "cache_info", "precompile", "compat"]
 __version__ = "0.1.0"

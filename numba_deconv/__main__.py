@@ -5,26 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
-# The TensorFlow conv2d_transpose example (VALID, stride 2, 2x2 -> 5x5).
-DEMO_INPUT = np.array([[-67.0, -77.0], [-117.0, -127.0]])
-DEMO_KERNEL = np.array([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0], [-7.0, 8.0, -9.0]])
-
-
 def _demo(args) -> int:
-    from . import conv_transpose
+    from .explain import demo_text
 
-    y = conv_transpose(DEMO_INPUT[None, None], DEMO_KERNEL[None, None], stride=2)[0, 0]
-    with np.printoptions(suppress=True, precision=0, floatmode="fixed"):
-        print("Transposed convolution, stride 2, VALID (TensorFlow's worked example)")
-        print(f"\ninput x (2x2):\n{DEMO_INPUT}")
-        print(f"\nkernel w (3x3):\n{DEMO_KERNEL}")
-        print(f"\noutput y (5x5) = conv_transpose(x, w, stride=2):\n{y}")
-    print(
-        f"\nWhy y[0, 0] = {y[0, 0]:g}: only x[0, 0] reaches the corner, through tap w[0, 0];"
-        f"\n-67 x -1 = 67, because the scatter form never flips the kernel "
-        f"(a flipped kernel would give -67 x -9 = 603).")
+    print(demo_text())
     return 0
 
 
@@ -84,7 +68,9 @@ def _precompile(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ._dispatch import DTYPES
+    from .bench import add_parser as add_bench_parser
     from .cpu.driver import STRATEGIES
+    from .explain import add_parser as add_explain_parser
 
     parser = argparse.ArgumentParser(
         prog="python -m numba_deconv",
@@ -92,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="walk through TensorFlow's worked example").set_defaults(
         func=_demo)
+    add_explain_parser(sub)
+    add_bench_parser(sub)
     sub.add_parser("info", help="versions, threads, caches, CUDA").set_defaults(func=_info)
     pre = sub.add_parser("precompile", help="compile kernels into the on-disk cache")
     pre.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3])
     pre.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
-    pre.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
-                     choices=STRATEGIES)
+    pre.add_argument("--strategies", nargs="+", default=None, choices=STRATEGIES,
+                     help="default: every strategy of the device")
     pre.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     pre.set_defaults(func=_precompile)
     return parser

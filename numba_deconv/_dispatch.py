@@ -92,7 +92,7 @@ def clear_cache_info() -> None:
     _COMPILED.clear()
 
 
-def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=STRATEGIES,
+def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
                layouts=LAYOUTS, device="cpu") -> list:
     """Compile variants ahead of time into Numba's on-disk cache.
 
@@ -106,8 +106,9 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=STRATEGIES,
         Spatial ranks (>= 1).
     dtypes : iterable of str or numpy dtype
         Any of float32, float64, complex64, complex128.
-    strategies : iterable of str
-        CPU strategies, ``"direct"`` and/or ``"gemm"``.
+    strategies : iterable of str, optional
+        CPU strategies, ``"direct"`` and/or ``"gemm"`` (default both); the
+        CUDA backend has one, ``"direct"``.
     layouts : iterable of str
         ``"channels_first"`` and/or ``"channels_last"``.
     device : {"cpu", "cuda"}
@@ -138,9 +139,11 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=STRATEGIES,
         if name not in DTYPES:
             raise ValueError(f"dtypes: {dtype!r} is not one of {', '.join(DTYPES)}")
         names.append(name)
+    known = ("direct",) if device == "cuda" else STRATEGIES
+    strategies = known if strategies is None else tuple(strategies)
     for strategy in strategies:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategies: {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if strategy not in known:
+            raise ValueError(f"strategies: {strategy!r} is not one of {', '.join(known)}")
     for layout in layouts:
         if layout not in LAYOUTS:
             raise ValueError(f"layouts: {layout!r} is not one of {', '.join(LAYOUTS)}")
