@@ -46,7 +46,8 @@ def _cpu_signatures(dtype: np.dtype, strategy: str):
     if strategy == "direct":
         common = (array(5), array(5), array(1), array(5), types.int64, triple, triple, triple)
         return [(direct_rows, common + (types.int64,)), (direct_rows_serial, common)]
-    return [(col2im, (array(7), array(1), array(4), triple, triple, triple))]
+    counts = (types.int64,) * 5
+    return [(col2im, (array(7), array(1), array(4)) + counts + (triple, triple, triple))]
 
 
 def ensure_compiled(device: str, rank: int, dtype, layout: str, strategy: str) -> None:

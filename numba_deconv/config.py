@@ -16,6 +16,15 @@ FASTMATH = False
 GEMM_MIN_IN_CHANNELS = 8
 GEMM_MIN_COLUMNS = 16
 
+#: Bytes of GEMM columns one task may produce before its col2im reads them
+#: back: about half of a core's L2, so the columns never go to memory.
+WORKSPACE_BYTES = 1 << 20
+
+#: Splitting output channels to fit WORKSPACE_BYTES stops at this many GEMM
+#: rows (C_out block x kernel taps); below it BLAS loses efficiency, and the
+#: driver cuts the outermost spatial dim into slabs instead.
+GEMM_MIN_ROWS = 128
+
 #: The direct kernel hands out output rows in this many chunks per thread
 #: (each chunk allocates its phase buffer once): enough to balance uneven
 #: rows, few enough to keep per-chunk costs negligible.

@@ -84,34 +84,91 @@ def _worker_pool() -> ThreadPoolExecutor:
     return _pool
 
 
+def _gemm_tasks(n_batch, groups, c_out_g, taps, in_spatial, out_spatial, kernel,
+                stride, dilation, pad, itemsize):
+    """Split the GEMM work into tasks whose columns fit ``WORKSPACE_BYTES``.
+
+    A task is ``(n, g, c0, c1, slab)``: image ``n``, output channels
+    ``c0..c1`` of group ``g`` and, when one image's columns do not fit in
+    cache, a slab of the outermost spatial dim: ``slab = (i0, i1, o0, o1)``
+    computes outputs ``o0..o1`` from inputs ``i0..i1`` (the inputs that
+    reach them, halo included), or None for the whole dim (then the
+    returned ``dim`` is None too). Channels are
+    split first (no halo to recompute) while the product keeps at least
+    ``GEMM_MIN_ROWS`` rows.
+    """
+    budget = max(config.WORKSPACE_BYTES // itemsize, 1)
+    in_size = math.prod(in_spatial)
+    block = c_out_g
+    min_block = -(-config.GEMM_MIN_ROWS // taps)
+    while block * taps * in_size > budget and block > min_block:
+        block = -(-block // 2)
+    threads = numba.get_num_threads()
+    # Enough channel blocks for every thread even with a single image.
+    n_blocks = max(-(-c_out_g // block), min(c_out_g, -(-threads // (n_batch * groups))))
+    bounds = [c_out_g * b // n_blocks for b in range(n_blocks + 1)]
+    block = max(bounds[b + 1] - bounds[b] for b in range(n_blocks))
+
+    slabs = [None]
+    dim = 0 if in_spatial[0] > 1 else (1 if in_spatial[1] > 1 else None)
+    per_plane = block * taps * in_size // in_spatial[dim] if dim is not None else 0
+    if dim is not None and block * taps * in_size > budget:
+        s, d, p, k = stride[dim], dilation[dim], pad[dim], kernel[dim]
+        in_len, out_len = in_spatial[dim], out_spatial[dim]
+        planes = max(budget // per_plane, 1)
+        step = max((planes - 1) * s - (k - 1) * d + 1, 1)
+        slabs = []
+        for o0 in range(0, out_len, step):
+            o1 = min(o0 + step, out_len)
+            i0 = max(-((-(o0 + p - (k - 1) * d)) // s), 0)
+            i1 = min((o1 - 1 + p) // s + 1, in_len)
+            if i1 > i0:
+                slabs.append((i0, i1, o0, o1))
+            else:  # no input reaches these outputs: bias only
+                slabs.append((0, 0, o0, o1))
+    else:
+        dim = None
+    tasks = [(n, g, bounds[b], bounds[b + 1], slab)
+             for n in range(n_batch) for g in range(groups)
+             for b in range(n_blocks) for slab in slabs]
+    return tasks, dim, block
+
+
 def _gemm(x, w, bias, out, groups, stride, dilation, pad) -> None:
     n_batch, c_in = x.shape[:2]
     in_spatial, kernel = x.shape[2:], w.shape[2:]
+    out_spatial = out.shape[2:]
     c_in_g, c_out_g = c_in // groups, w.shape[1]
     taps = math.prod(kernel)
     # W^T per group, (groups, C_out_g*K, C_in_g), contiguous for BLAS.
     w_t = np.ascontiguousarray(
         w.reshape(groups, c_in_g, c_out_g * taps).transpose(0, 2, 1))
-    threads = numba.get_num_threads()
-    # Split output channels only when images x groups give too few tasks.
-    splits = min(c_out_g, -(-threads // (n_batch * groups)))
-    bounds = [c_out_g * b // splits for b in range(splits + 1)]
-    tasks = [(n, g, bounds[b], bounds[b + 1])
-             for n in range(n_batch) for g in range(groups) for b in range(splits)]
+    tasks, dim, block = _gemm_tasks(
+        n_batch, groups, c_out_g, taps, in_spatial, out_spatial, kernel,
+        stride, dilation, pad, x.dtype.itemsize)
 
     def work(my_tasks):
-        cols = np.empty((bounds[1] + c_out_g % splits) * taps * math.prod(in_spatial),
-                        dtype=x.dtype)
-        for n, g, c0, c1 in my_tasks:
-            block = cols[:(c1 - c0) * taps * math.prod(in_spatial)].reshape(
-                (c1 - c0) * taps, -1)
-            np.matmul(w_t[g, c0 * taps:c1 * taps],
-                      x[n, g * c_in_g:(g + 1) * c_in_g].reshape(c_in_g, -1), out=block)
-            first = g * c_out_g
-            col2im(block.reshape((c1 - c0,) + kernel + in_spatial),
-                   bias[first + c0:first + c1], out[n, first + c0:first + c1],
-                   stride, dilation, pad)
+        cols = np.empty(block * taps * math.prod(in_spatial), dtype=x.dtype)
+        for n, g, c0, c1, slab in my_tasks:
+            x_part = x[n, g * c_in_g:(g + 1) * c_in_g]
+            o_first, o_count, task_pad = [0, 0], list(out_spatial[:2]), list(pad)
+            if slab is not None:
+                i0, i1, o0, o1 = slab
+                x_part = x_part[(slice(None),) * (1 + dim) + (slice(i0, i1),)]
+                o_first[dim], o_count[dim] = o0, o1 - o0
+                # The slab is the same problem with inputs starting at i0.
+                task_pad[dim] = o0 + pad[dim] - i0 * stride[dim]
+            part_spatial = x_part.shape[1:]
+            size = (c1 - c0) * taps * math.prod(part_spatial)
+            block_cols = cols[:size].reshape((c1 - c0) * taps, -1)
+            if size:
+                np.matmul(w_t[g, c0 * taps:c1 * taps], x_part.reshape(c_in_g, -1),
+                          out=block_cols)
+            col2im(block_cols.reshape((c1 - c0,) + kernel + part_spatial), bias, out[n],
+                   g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
+                   stride, dilation, tuple(task_pad))
 
+    threads = numba.get_num_threads()
     shares = [tasks[t::threads] for t in range(min(threads, len(tasks)))]
     with single_threaded_blas():
         pending = [_worker_pool().submit(work, share) for share in shares[1:]]

@@ -190,28 +190,32 @@ def direct_rows_serial(x, w, bias, out, groups, stride, dilation, pad):
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def col2im(cols, bias, out, stride, dilation, pad):
-    """Fold GEMM columns into one block of output channels of one image.
+def col2im(cols, bias, out, co_first, od_first, oh_first, out_d, out_h,
+           stride, dilation, pad):
+    """Fold GEMM columns into a block of one image's output.
 
     cols (C, KD, KH, KW, D, H, W) holds ``w[ci, co, k] * x[ci, i]`` already
-    summed over the input channels; bias (C,); out (C, OD, OH, OW), all
-    C-contiguous. Serial and ``nogil``: the GEMM driver runs one call per
-    task in its own threads, each task owning its output block.
+    summed over the input channels, for output channels ``co_first ..
+    co_first + C``; they fill the output block ``od_first .. + out_d``,
+    ``oh_first .. + out_h`` (all of W) of out (C_out, OD, OH, OW), which is
+    C-contiguous; bias (C_out,); ``pad`` is relative to the first input
+    plane of ``cols``. Serial and ``nogil``: the GEMM driver runs one call
+    per task in its own threads, each task owning its output block.
     """
-    c_out, k_d, k_h, k_w, i_d, i_h, i_w = cols.shape
-    o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3]
-    src_d = _sources(o_d, k_d, stride[0], dilation[0], pad[0], i_d)
-    src_h = _sources(o_h, k_h, stride[1], dilation[1], pad[1], i_h)
+    c_block, k_d, k_h, k_w, i_d, i_h, i_w = cols.shape
+    o_dd, o_hh, o_w = out.shape[1], out.shape[2], out.shape[3]
+    src_d = _sources(out_d, k_d, stride[0], dilation[0], pad[0], i_d)
+    src_h = _sources(out_h, k_h, stride[1], dilation[1], pad[1], i_h)
     spans = _phase_spans(k_w, stride[2], dilation[2], pad[2], i_w, o_w)
     s_w = stride[2]
     phase_len = (o_w + s_w - 1) // s_w
     af = np.empty(s_w * phase_len, dtype=out.dtype)
     cf, of = cols.reshape(-1), out.reshape(-1)
     plane = i_d * i_h * i_w
-    row = 0
-    for co in range(c_out):
-        for od in range(o_d):
-            for oh in range(o_h):
+    for c in range(c_block):
+        co = co_first + c
+        for od in range(out_d):
+            for oh in range(out_h):
                 af[:] = 0
                 for kd in range(k_d):
                     i_dd = src_d[od, kd]
@@ -224,9 +228,9 @@ def col2im(cols, bias, out, stride, dilation, pad):
                         for kw in range(k_w):
                             lo = spans[kw, 2]
                             if spans[kw, 3] > lo:
-                                tap = ((co * k_d + kd) * k_h + kh) * k_w + kw
+                                tap = ((c * k_d + kd) * k_h + kh) * k_w + kw
                                 src = tap * plane + (i_dd * i_h + i_hh) * i_w + lo
                                 _add(af, spans[kw, 0] * phase_len + spans[kw, 1] + lo,
                                      cf, src, spans[kw, 3] - lo)
-                _interleave(af, phase_len, s_w, bias[co], of, row * o_w, o_w)
-                row += 1
+                row = ((co * o_dd + od_first + od) * o_hh + oh_first + oh) * o_w
+                _interleave(af, phase_len, s_w, bias[co], of, row, o_w)

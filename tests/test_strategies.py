@@ -1,0 +1,72 @@
+"""Every CPU strategy and work split against the oracle.
+
+The heuristic picks one strategy per shape, and the small shapes of the
+other tests fit one task's workspace, so here each strategy is forced and
+the GEMM workspace shrunk until the driver splits output channels and cuts
+slabs with halos (the code paths big workloads take).
+"""
+
+import numpy as np
+import pytest
+
+from numba_deconv import config, conv_transpose
+from numba_deconv.cpu import driver
+
+from helpers import assert_matches_reference, random_array
+
+CASES = [
+    # x shape, weight shape, keyword arguments
+    ((2, 6, 9), (6, 4, 5), dict(stride=3, padding=2, output_padding=1)),
+    ((2, 8, 7, 6), (8, 3, 4, 3), dict(stride=2, padding=1)),
+    ((1, 8, 9, 8), (8, 5, 3, 3), dict(stride=1, padding=2, dilation=2)),
+    ((2, 8, 5, 6), (8, 2, 2, 5), dict(stride=(2, 3), padding=((0, 1), (3, 1)))),
+    ((1, 6, 5, 4, 6), (6, 2, 3, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((2, 6, 4, 3, 5), (6, 4, 2, 1, 3), dict(stride=(1, 2, 3), dilation=(2, 1, 2), groups=2)),
+    ((1, 4, 6, 6), (4, 2, 1, 1), dict(stride=3, padding=0, output_padding=2)),
+    ((2, 4, 3, 4, 5, 3), (4, 2, 2, 3, 2, 2), dict(stride=2, padding=1)),
+]
+
+
+@pytest.fixture(params=["direct", "gemm"])
+def strategy(request, monkeypatch):
+    monkeypatch.setattr(driver, "choose_strategy", lambda geometry: request.param)
+    # The strategy choice is memoised per geometry in the API.
+    from numba_deconv import api
+    monkeypatch.setattr(api, "_strategy", driver.choose_strategy)
+    return request.param
+
+
+@pytest.mark.parametrize("workspace", [1 << 20, 64, 512])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
+def test_strategy_and_split(strategy, workspace, x_shape, w_shape, kwargs, monkeypatch, rng):
+    monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
+    monkeypatch.setattr(config, "GEMM_MIN_ROWS", 2)
+    x = random_array(rng, x_shape, np.float64)
+    w = random_array(rng, w_shape, np.float64)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), np.float64)
+    y = conv_transpose(x, w, b, **kwargs)
+    assert_matches_reference(y, x, w, b, **kwargs)
+
+
+def test_small_workspace_cuts_slabs_with_halos():
+    """The split really happens: channel blocks, then slabs of the outer dim."""
+    tasks, dim, block = driver._gemm_tasks(
+        n_batch=1, groups=1, c_out_g=4, taps=9, in_spatial=(1, 8, 8),
+        out_spatial=(1, 15, 15), kernel=(1, 3, 3), stride=(1, 2, 2),
+        dilation=(1, 1, 1), pad=(0, 1, 1), itemsize=8)
+    assert dim is None and len(tasks) >= 1  # fits the default workspace
+    original = config.WORKSPACE_BYTES
+    try:
+        config.WORKSPACE_BYTES = 8 * 9 * 4 * 8 * 3  # three input rows of all channels
+        tasks, dim, block = driver._gemm_tasks(
+            n_batch=1, groups=1, c_out_g=4, taps=9, in_spatial=(1, 8, 8),
+            out_spatial=(1, 15, 15), kernel=(1, 3, 3), stride=(1, 2, 2),
+            dilation=(1, 1, 1), pad=(0, 1, 1), itemsize=8)
+    finally:
+        config.WORKSPACE_BYTES = original
+    slabs = sorted({t[4] for t in tasks})
+    assert dim == 1 and len(slabs) > 1
+    # Output slabs tile the output exactly; input slabs overlap (halos).
+    assert slabs[0][2] == 0 and slabs[-1][3] == 15
+    assert all(a[3] == b[2] for a, b in zip(slabs, slabs[1:]))
+    assert any(a[1] > b[0] for a, b in zip(slabs, slabs[1:]))
