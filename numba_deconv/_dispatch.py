@@ -51,7 +51,11 @@ def _cpu_signatures(dtype: np.dtype, strategy: str):
 
 
 def ensure_compiled(device: str, rank: int, dtype, layout: str, strategy: str) -> None:
-    """Compile the kernels of a variant unless this process already has."""
+    """Compile the kernels of a variant unless this process already has.
+
+    ``dtype`` is a numpy dtype (hashing it is cheaper than asking its name,
+    and this runs on every call).
+    """
     key = (device, rank, dtype, layout, strategy)
     if key in _COMPILED:
         return
@@ -84,8 +88,9 @@ def cache_info() -> list:
     >>> [(v["rank"], v["dtype"], v["strategy"]) for v in numba_deconv.cache_info()]
     [(2, 'float64', 'direct')]
     """
-    return [dict(asdict(Variant(*key)), compile_seconds=seconds)
-            for key, seconds in _COMPILED.items()]
+    return [dict(asdict(Variant(device, rank, np.dtype(dtype).name, layout, strategy)),
+                 compile_seconds=seconds)
+            for (device, rank, dtype, layout, strategy), seconds in _COMPILED.items()]
 
 
 def clear_cache_info() -> None:
@@ -152,5 +157,5 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
         for name in names:
             for layout in layouts:
                 for strategy in strategies:
-                    ensure_compiled(device, int(rank), name, layout, strategy)
+                    ensure_compiled(device, int(rank), np.dtype(name), layout, strategy)
     return cache_info()

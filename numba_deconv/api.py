@@ -208,7 +208,9 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     >>> y.shape, y[0, 0, 0, 0], y[0, 0, 2, 2]
     ((1, 1, 5, 5), 67.0, 1620.0)
     """
-    target = _select_device(device, x, weight, bias, out)
+    plain_numpy = (device == "auto" and type(x) is np.ndarray and type(weight) is np.ndarray
+                   and (bias is None or type(bias) is np.ndarray) and out is None)
+    target = "cpu" if plain_numpy else _select_device(device, x, weight, bias, out)
     if target == "cuda":
         from .cuda.backend import conv_transpose_cuda
 
@@ -245,7 +247,7 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
 
     if plan.batch and math.prod(geometry.out_spatial):
         strategy = _strategy(geometry)
-        _dispatch.ensure_compiled("cpu", geometry.rank, dtype.name, _layout(plan), strategy)
+        _dispatch.ensure_compiled("cpu", geometry.rank, dtype, _layout(plan), strategy)
         driver.run(x_cf, w_k, bias_k, result, geometry, strategy)
 
     if plan.channels_last:
@@ -272,7 +274,12 @@ def _is_plain(value) -> bool:
     kind = type(value)
     if kind is int or kind is str or value is None:
         return True
-    return kind is tuple and all(_is_plain(v) for v in value)
+    if kind is not tuple:
+        return False
+    for item in value:
+        if not _is_plain(item):
+            return False
+    return True
 
 
 def _cached_plan(x, weight, bias, args: tuple) -> CallPlan:

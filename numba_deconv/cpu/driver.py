@@ -23,6 +23,7 @@ Strategies
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -45,32 +46,48 @@ def choose_strategy(geometry) -> str:
     return "direct"
 
 
-def _multiply_adds(geometry, batch: int) -> int:
-    return batch * geometry.flops // 2
+@dataclasses.dataclass(frozen=True)
+class _Launch:
+    """What a call's launch needs that depends only on its geometry and batch."""
+
+    lift: tuple  # unit dims inserted after (N, C) to reach rank 3
+    stride: tuple
+    dilation: tuple
+    pad: tuple
+    serial: bool  # too small to repay waking the thread pool
+    rows: int  # output rows, N * C_out * OD * OH
+
+
+@functools.lru_cache(maxsize=4096)
+def _launch(geometry, batch: int) -> _Launch:
+    lift = 3 - geometry.rank
+    return _Launch(
+        lift=(1,) * lift, stride=(1,) * lift + geometry.stride,
+        dilation=(1,) * lift + geometry.dilation, pad=(0,) * lift + geometry.pad_before,
+        serial=batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS,
+        rows=batch * geometry.out_channels * math.prod(geometry.out_spatial[:-1]))
 
 
 def run(x, w, bias, out, geometry, strategy: str) -> None:
     """Compute into ``out`` (N, C_out, *O) from ``x`` (N, C_in, *I)."""
-    if geometry.rank > 3:
+    if len(geometry.kernel) > 3:
         _run_by_leading_slices(x, w, bias, out, geometry, strategy)
         return
-    lift = 3 - geometry.rank
-    x3 = x.reshape(x.shape[:2] + (1,) * lift + x.shape[2:])
-    w3 = w.reshape(w.shape[:2] + (1,) * lift + w.shape[2:])
-    out3 = out.reshape(out.shape[:2] + (1,) * lift + out.shape[2:])
-    stride = (1,) * lift + geometry.stride
-    dilation = (1,) * lift + geometry.dilation
-    pad = (0,) * lift + geometry.pad_before
+    launch = _launch(geometry, x.shape[0])
+    lift = launch.lift
+    x3 = x.reshape(x.shape[:2] + lift + x.shape[2:])
+    w3 = w.reshape(w.shape[:2] + lift + w.shape[2:])
+    out3 = out.reshape(out.shape[:2] + lift + out.shape[2:])
     if strategy == "direct":
-        rows = math.prod(out3.shape[:-1])
-        threads = numba.get_num_threads()
-        if threads == 1 or _multiply_adds(geometry, x.shape[0]) < config.SERIAL_MAX_MULTIPLY_ADDS:
-            direct_rows_serial(x3, w3, bias, out3, geometry.groups, stride, dilation, pad)
+        if launch.serial or numba.get_num_threads() == 1:
+            direct_rows_serial(x3, w3, bias, out3, geometry.groups, launch.stride,
+                               launch.dilation, launch.pad)
         else:
-            chunks = min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads)
-            direct_rows(x3, w3, bias, out3, geometry.groups, stride, dilation, pad, chunks)
+            chunks = min(launch.rows, config.DIRECT_CHUNKS_PER_THREAD * numba.get_num_threads())
+            direct_rows(x3, w3, bias, out3, geometry.groups, launch.stride,
+                        launch.dilation, launch.pad, chunks)
     else:
-        _gemm(x3, w3, bias, out3, geometry.groups, stride, dilation, pad)
+        _gemm(x3, w3, bias, out3, geometry.groups, launch.stride, launch.dilation, launch.pad)
 
 
 _pool = None
