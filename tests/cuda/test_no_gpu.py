@@ -88,9 +88,11 @@ def test_kernel_compiles_to_ptx_without_atomics(dtype):
     try:
         ptx, _ = cuda.compile_ptx(gather_kernel.py_func, kernel_signature(dtype),
                                   cc=(9, 0))
-    except Exception as err:  # no NVVM/NVRTC libraries here
-        if "nvvm" in repr(err).lower() or "nvrtc" in repr(err).lower():
-            pytest.skip(f"NVVM/NVRTC not available: {type(err).__name__}")
+    except Exception as err:  # no NVVM/NVRTC libraries (or, with Numba's
+        # deprecated built-in CUDA target, no driver) on this machine
+        text = repr(err).lower()
+        if "nvvm" in text or "nvrtc" in text or type(err).__name__ == "CudaSupportError":
+            pytest.skip(f"CUDA compiler toolchain not available: {type(err).__name__}")
         raise
     assert ".entry" in ptx
     assert not re.search(r"^\s*(atom|red)\.", ptx, re.MULTILINE)
