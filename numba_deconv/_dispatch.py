@@ -15,7 +15,7 @@ import numpy as np
 from numba import from_dtype, types
 
 from .cpu.driver import STRATEGIES
-from .cpu.kernels import col2im, direct_rows, direct_rows_serial
+from .cpu.kernels import col2im, direct_planes, direct_rows, direct_rows_serial, pad_rows
 
 DTYPES = ("float32", "float64", "complex64", "complex128")
 LAYOUTS = ("channels_first", "channels_last")
@@ -45,7 +45,10 @@ def _cpu_signatures(dtype: np.dtype, strategy: str):
 
     if strategy == "direct":
         common = (array(5), array(5), array(1), array(5), types.int64, triple, triple, triple)
-        return [(direct_rows, common + (types.int64,)), (direct_rows_serial, common)]
+        count = types.int64
+        return [(direct_rows, common + (count,)), (direct_rows_serial, common),
+                (pad_rows, (array(5), array(5), count)),
+                (direct_planes, common + (count, count, count))]
     counts = (types.int64,) * 5
     return [(col2im, (array(7), array(1), array(4)) + counts + (triple, triple, triple))]
 

@@ -12,7 +12,8 @@ import pytest
 from numba_deconv import config, conv_transpose
 from numba_deconv.cpu import driver
 
-from helpers import assert_matches_reference, random_array
+from helpers import assert_matches_reference, assert_same_nonfinite, random_array
+from reference import reference
 
 CASES = [
     # x shape, weight shape, keyword arguments
@@ -27,18 +28,28 @@ CASES = [
 ]
 
 
-@pytest.fixture(params=["direct", "gemm"])
-def strategy(request, monkeypatch):
-    monkeypatch.setattr(driver, "choose_strategy", lambda geometry: request.param)
+# (strategy, kernel variant): the direct strategy has a serial row kernel
+# for tiny calls, a parallel row kernel and a plane kernel for short rows.
+PATHS = [("direct", "serial"), ("direct", "rows"), ("direct", "planes"), ("gemm", "tasks")]
+
+
+@pytest.fixture(params=PATHS, ids=["-".join(p) for p in PATHS])
+def path(request, monkeypatch):
+    strategy, variant = request.param
+    monkeypatch.setattr(driver, "choose_strategy", lambda geometry: strategy)
     # The strategy choice is memoised per geometry in the API.
     from numba_deconv import api
     monkeypatch.setattr(api, "_strategy", driver.choose_strategy)
+    monkeypatch.setattr(driver, "_launch", driver._launch.__wrapped__)
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS",
+                        1 << 62 if variant == "serial" else 0)
+    monkeypatch.setattr(config, "PLANES_MAX_ROW", 1 << 30 if variant == "planes" else 0)
     return request.param
 
 
 @pytest.mark.parametrize("workspace", [1 << 20, 64, 512])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
-def test_strategy_and_split(strategy, workspace, x_shape, w_shape, kwargs, monkeypatch, rng):
+def test_strategy_and_split(path, workspace, x_shape, w_shape, kwargs, monkeypatch, rng):
     monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
     monkeypatch.setattr(config, "GEMM_MIN_ROWS", 2)
     x = random_array(rng, x_shape, np.float64)
@@ -46,6 +57,19 @@ def test_strategy_and_split(strategy, workspace, x_shape, w_shape, kwargs, monke
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), np.float64)
     y = conv_transpose(x, w, b, **kwargs)
     assert_matches_reference(y, x, w, b, **kwargs)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES[:4])
+def test_nonfinite_values_on_every_path(path, x_shape, w_shape, kwargs, rng):
+    """NaN and Inf land where the definition puts them on every path; the
+    plane kernel (whose zero padding would turn an infinite weight into NaN
+    in the wrong places) must hand infinite weights to the row kernel."""
+    x = random_array(rng, x_shape, np.float64)
+    w = random_array(rng, w_shape, np.float64)
+    x[(0,) * x.ndim] = np.nan
+    x[(-1,) * x.ndim] = np.inf
+    w[(0,) * w.ndim] = -np.inf
+    assert_same_nonfinite(conv_transpose(x, w, **kwargs), reference(x, w, **kwargs))
 
 
 def test_small_workspace_cuts_slabs_with_halos():

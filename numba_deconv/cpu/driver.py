@@ -7,9 +7,12 @@ the working dtype.
 Strategies
 ----------
 ``direct``
-    :func:`~numba_deconv.cpu.kernels.direct_rows` reads ``x`` and ``w``
-    directly; best for few channels per group (depthwise, single-channel
-    images).
+    Reads ``x`` and ``w`` directly; best for few channels per group
+    (depthwise, single-channel images). Rows of at most ``PLANES_MAX_ROW``
+    inputs go to :func:`~numba_deconv.cpu.kernels.direct_planes` (whole
+    planes per tap, on a row-padded copy of ``x``), longer ones to
+    :func:`~numba_deconv.cpu.kernels.direct_rows`; tiny calls run
+    ``direct_rows_serial`` on the calling thread.
 ``gemm``
     Per image and block of output channels, one matrix product
     ``cols = W^T @ X`` through BLAS (every product of the definition, none
@@ -32,7 +35,8 @@ import numpy as np
 
 from .. import config
 from ._blas import single_threaded_blas
-from .kernels import col2im, direct_rows, direct_rows_serial
+from .kernels import (_plane_layout, col2im, direct_planes, direct_rows,
+                      direct_rows_serial, pad_rows)
 
 STRATEGIES = ("direct", "gemm")
 
@@ -82,12 +86,31 @@ def run(x, w, bias, out, geometry, strategy: str) -> None:
         if launch.serial or numba.get_num_threads() == 1:
             direct_rows_serial(x3, w3, bias, out3, geometry.groups, launch.stride,
                                launch.dilation, launch.pad)
+        elif x3.shape[-1] <= config.PLANES_MAX_ROW and np.isfinite(w3).all():
+            _direct_planes(x3, w3, bias, out3, geometry.groups, launch)
         else:
             chunks = min(launch.rows, config.DIRECT_CHUNKS_PER_THREAD * numba.get_num_threads())
             direct_rows(x3, w3, bias, out3, geometry.groups, launch.stride,
                         launch.dilation, launch.pad, chunks)
     else:
         _gemm(x3, w3, bias, out3, geometry.groups, launch.stride, launch.dilation, launch.pad)
+
+
+def _direct_planes(x, w, bias, out, groups, launch) -> None:
+    """Short rows: pad the input rows once, then run the plane kernel."""
+    in_w, out_w = x.shape[-1], out.shape[-1]
+    pad, length, _ = _plane_layout(w.shape[-1], launch.stride[2], launch.dilation[2],
+                                   launch.pad[2], in_w, out_w)
+    padded = np.empty(x.shape[:3] + (x.shape[3] + 1, length), dtype=x.dtype)
+    pad_rows(x, padded, pad)
+    threads = numba.get_num_threads()
+    tasks = x.shape[0] * out.shape[1] * out.shape[2] * launch.stride[1]
+    phase_rows = -(-out.shape[3] // launch.stride[1])
+    # Blocks of rows only when there are too few planes to share out.
+    blocks = min(phase_rows, -(-config.DIRECT_CHUNKS_PER_THREAD * threads // tasks))
+    chunks = min(tasks * blocks, config.DIRECT_CHUNKS_PER_THREAD * threads)
+    direct_planes(padded, w, bias, out, groups, launch.stride, launch.dilation,
+                  launch.pad, in_w, blocks, chunks)
 
 
 _pool = None
@@ -179,8 +202,11 @@ def _gemm(x, w, bias, out, groups, stride, dilation, pad) -> None:
             size = (c1 - c0) * taps * math.prod(part_spatial)
             block_cols = cols[:size].reshape((c1 - c0) * taps, -1)
             if size:
-                np.matmul(w_t[g, c0 * taps:c1 * taps], x_part.reshape(c_in_g, -1),
-                          out=block_cols)
+                # NaN/Inf in the data are results, not errors (the kernels
+                # propagate them silently too).
+                with np.errstate(invalid="ignore", over="ignore"):
+                    np.matmul(w_t[g, c0 * taps:c1 * taps], x_part.reshape(c_in_g, -1),
+                              out=block_cols)
             col2im(block_cols.reshape((c1 - c0,) + kernel + part_spatial), bias, out[n],
                    g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
                    stride, dilation, tuple(task_pad))

@@ -189,6 +189,145 @@ def direct_rows_serial(x, w, bias, out, groups, stride, dilation, pad):
     _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, 0, rows, acc)
 
 
+@njit(nogil=True, cache=True)
+def _plane_layout(k_w, s_w, d_w, p_w, i_w, o_w):
+    """Row geometry of the plane kernel: (P, L, phase_len).
+
+    Input rows are stored zero-padded as ``xp[..., P + iw]`` in rows of
+    length ``L``, so that for every tap ``kw`` (shift ``q``) and every output
+    phase index ``j < phase_len`` the input ``j - q`` lies inside the same
+    padded row; positions ``j >= phase_len`` of an accumulator row are
+    scratch that absorbs what spills over from the neighbouring row.
+    """
+    q_min = (0 * d_w - p_w) // s_w
+    q_max = ((k_w - 1) * d_w - p_w) // s_w
+    phase_len = (o_w + s_w - 1) // s_w
+    pad = max(q_max, 0)
+    length = max(pad + phase_len - q_min, pad + i_w)
+    return pad, length, phase_len
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def pad_rows(x, xp, pad):
+    """xp[n, c, d, h, pad + w] = x[n, c, d, h, w], zeros elsewhere (xp has
+    one extra zero row per plane)."""
+    planes = x.shape[0] * x.shape[1] * x.shape[2]
+    i_h, i_w = x.shape[3], x.shape[4]
+    row_len = xp.shape[4]
+    plane_len = (i_h + 1) * row_len
+    xf, pf = x.reshape(-1), xp.reshape(-1)
+    for plane in prange(planes):
+        dst = plane * plane_len
+        pf[dst:dst + plane_len] = 0
+        for h in range(i_h):
+            _copy(pf, dst + h * row_len + pad, xf, (plane * i_h + h) * i_w, i_w)
+
+
+@njit(inline="always")
+def _copy(dst, dst_first, src, src_first, length):
+    d = np.uint64(dst_first)
+    s = np.uint64(src_first)
+    for t in range(np.uint64(length)):
+        dst[d + t] = src[s + t]
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def direct_planes(xp, w, bias, out, groups, stride, dilation, pad, in_w, n_blocks,
+                  n_chunks):
+    """The direct strategy over whole planes, for short rows and finite weights.
+
+    ``xp`` is ``x`` with zero-padded rows (:func:`pad_rows`, layout from
+    :func:`_plane_layout`). A task owns output rows ``oh = jh*s_h + rh`` for
+    one ``(n, co, od, rh)`` and a block of ``jh``: for phase ``rh`` the same
+    H taps reach every such row, from input rows ``jh + c``, so each tap
+    ``(kh, kw)`` adds one long contiguous stretch of padded input to the
+    accumulator, across all rows of the block at once (the row kernel pays
+    loop overheads per row instead). Zero padding adds ``0 * w``, which is 0
+    only for finite weights: the caller checks. Tasks are shared out in
+    ``n_chunks`` parallel chunks, each with one accumulator.
+    """
+    n_batch, c_in, i_d, i_h1, row_len = xp.shape
+    i_h = i_h1 - 1
+    c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
+    c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    c_in_g = c_in // groups
+    s_h, s_w = stride[1], stride[2]
+    d_h, p_h = dilation[1], pad[1]
+    x_pad, length, _ = _plane_layout(k_w, s_w, dilation[2], pad[2], in_w, o_w)
+    src_d = _sources(o_d, k_d, stride[0], dilation[0], pad[0], i_d)
+    spans = _phase_spans(k_w, s_w, dilation[2], pad[2], in_w, o_w)
+    block = ((o_h + s_h - 1) // s_h + n_blocks - 1) // n_blocks
+    xf, wf, of = xp.reshape(-1), w.reshape(-1), out.reshape(-1)
+    w_ci_stride = c_out_g * k_d * k_h * k_w
+    tasks = n_batch * c_out * o_d * s_h * n_blocks
+    for chunk in prange(n_chunks):
+        acc = np.empty(s_w * block * length, dtype=out.dtype)
+        for task in range(chunk * tasks // n_chunks, (chunk + 1) * tasks // n_chunks):
+            b = task % n_blocks
+            rest = task // n_blocks
+            rh = rest % s_h
+            rest //= s_h
+            od = rest % o_d
+            rest //= o_d
+            co = rest % c_out
+            n = rest // c_out
+            g = co // c_out_g
+            co_g = co - g * c_out_g
+            jh_first = b * block
+            jh_last = min(jh_first + block, (o_h - rh + s_h - 1) // s_h)
+            n_rows = jh_last - jh_first
+            if n_rows <= 0:
+                continue
+            acc[:s_w * n_rows * length] = 0
+            for kd in range(k_d):
+                i_dd = src_d[od, kd]
+                if i_dd < 0:
+                    continue
+                for kh in range(k_h):
+                    t = rh + p_h - kh * d_h
+                    if t % s_h != 0:
+                        continue
+                    c = t // s_h  # this tap reads input row jh + c
+                    lo = max(jh_first, -c)
+                    hi = min(jh_last, i_h - c)
+                    if hi <= lo:
+                        continue
+                    for ci in range(g * c_in_g, (g + 1) * c_in_g):
+                        x_plane = ((n * c_in + ci) * i_d + i_dd) * i_h1 * row_len
+                        w_taps = ci * w_ci_stride + ((co_g * k_d + kd) * k_h + kh) * k_w
+                        for kw in range(k_w):
+                            _axpy(acc, (spans[kw, 0] * n_rows + lo - jh_first) * length,
+                                  xf, x_plane + (lo + c) * row_len + x_pad - spans[kw, 1],
+                                  (hi - lo) * length, wf[w_taps + kw])
+            for jh in range(n_rows):
+                row = ((n * c_out + co) * o_d + od) * o_h + (jh_first + jh) * s_h + rh
+                _interleave_strided(acc, jh * length, n_rows * length, s_w, bias[co],
+                                    of, row * o_w, o_w)
+
+
+@njit(inline="always")
+def _interleave_strided(acc, first, phase_stride, s_w, bias, out, row, o_w):
+    """out[row + j*s + r] = acc[first + r*phase_stride + j] + bias."""
+    base = np.uint64(row)
+    a0 = np.uint64(first)
+    if s_w == 1:
+        for j in range(np.uint64(o_w)):
+            out[base + j] = acc[a0 + j] + bias
+        return
+    if s_w == 2:
+        a1 = np.uint64(first + phase_stride)
+        for j in range(np.uint64(o_w // 2)):
+            out[base + 2 * j] = acc[a0 + j] + bias
+            out[base + 2 * j + 1] = acc[a1 + j] + bias
+        if o_w % 2:
+            out[base + np.uint64(o_w - 1)] = acc[a0 + np.uint64(o_w // 2)] + bias
+        return
+    for r in range(min(s_w, o_w)):
+        ar = np.uint64(first + r * phase_stride)
+        for j in range(np.uint64((o_w - r + s_w - 1) // s_w)):
+            out[base + j * np.uint64(s_w) + np.uint64(r)] = acc[ar + j] + bias
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def col2im(cols, bias, out, co_first, od_first, oh_first, out_d, out_h,
            stride, dilation, pad):
