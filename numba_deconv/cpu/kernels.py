@@ -1,10 +1,16 @@
 """Numba CPU kernels, all in the rank-3 channels-first form.
 
+- ``direct_rows`` (and ``direct_rows_serial``): the direct strategy, one
+  task per chunk of output rows.
+- ``direct_planes`` (on rows padded by ``pad_rows``): the direct strategy
+  for short rows, one long loop per tap over a block of rows.
+- ``col2im``: folds the GEMM strategy's columns into the output.
+
 Ranks 1 and 2 reach these kernels as rank 3 with unit leading dims (a free
 reshape), so one compiled kernel per dtype serves ranks 1-3. Every kernel
-is a *gather*: a task owns output rows ``out[n, c, od, oh, :]``, writes
-nothing else, and sums the taps that reach it in a fixed order, so results
-are identical run to run and inserted zeros are never multiplied.
+is a *gather*: a task owns a set of output rows ``out[n, c, od, oh, :]``,
+writes nothing else, and sums the taps that reach them in a fixed order, so
+results are identical run to run and inserted zeros are never multiplied.
 
 Phase decomposition: along W, output ``ow = j*s + r`` receives tap ``kw``
 from input ``iw = j - q`` where ``kw*d - p = q*s + r``. So each row is
@@ -74,27 +80,29 @@ def _add(acc, dst, x, src, length):
 
 
 @njit(inline="always")
-def _interleave(acc, phase_len, s_w, bias, out, row, o_w):
-    """out[row + j*s + r] = acc[r*phase_len + j] + bias for one output row."""
+def _interleave(acc, first, phase_stride, s_w, bias, out, row, o_w):
+    """out[row + j*s + r] = acc[first + r*phase_stride + j] + bias, one output
+    row from its phases (flat arrays)."""
     base = np.uint64(row)
+    a0 = np.uint64(first)
     if s_w == 1:
         for j in range(np.uint64(o_w)):
-            out[base + j] = acc[j] + bias
+            out[base + j] = acc[a0 + j] + bias
         return
     if s_w == 2:
         # Spelled out so LLVM sees a constant stride and vectorises the
         # interleaving stores with shuffles (stride 2 is the common case).
-        odd = np.uint64(phase_len)
+        a1 = np.uint64(first + phase_stride)
         for j in range(np.uint64(o_w // 2)):
-            out[base + 2 * j] = acc[j] + bias
-            out[base + 2 * j + 1] = acc[odd + j] + bias
+            out[base + 2 * j] = acc[a0 + j] + bias
+            out[base + 2 * j + 1] = acc[a1 + j] + bias
         if o_w % 2:
-            out[base + np.uint64(o_w - 1)] = acc[o_w // 2] + bias
+            out[base + np.uint64(o_w - 1)] = acc[a0 + np.uint64(o_w // 2)] + bias
         return
     for r in range(min(s_w, o_w)):
-        first = np.uint64(r * phase_len)
+        ar = np.uint64(first + r * phase_stride)
         for j in range(np.uint64((o_w - r + s_w - 1) // s_w)):
-            out[base + j * np.uint64(s_w) + np.uint64(r)] = acc[first + j] + bias
+            out[base + j * np.uint64(s_w) + np.uint64(r)] = acc[ar + j] + bias
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -138,7 +146,7 @@ def _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, first, last,
                         if spans[kw, 3] > lo:
                             _axpy(af, spans[kw, 0] * phase_len + spans[kw, 1] + lo,
                                   xf, x_row + lo, spans[kw, 3] - lo, wf[w_taps + kw])
-        _interleave(af, phase_len, s_w, bias[co], of, row * o_w, o_w)
+        _interleave(af, 0, phase_len, s_w, bias[co], of, row * o_w, o_w)
         oh += 1
         if oh == o_h:
             oh = 0
@@ -301,31 +309,8 @@ def direct_planes(xp, w, bias, out, groups, stride, dilation, pad, in_w, n_block
                                   (hi - lo) * length, wf[w_taps + kw])
             for jh in range(n_rows):
                 row = ((n * c_out + co) * o_d + od) * o_h + (jh_first + jh) * s_h + rh
-                _interleave_strided(acc, jh * length, n_rows * length, s_w, bias[co],
+                _interleave(acc, jh * length, n_rows * length, s_w, bias[co],
                                     of, row * o_w, o_w)
-
-
-@njit(inline="always")
-def _interleave_strided(acc, first, phase_stride, s_w, bias, out, row, o_w):
-    """out[row + j*s + r] = acc[first + r*phase_stride + j] + bias."""
-    base = np.uint64(row)
-    a0 = np.uint64(first)
-    if s_w == 1:
-        for j in range(np.uint64(o_w)):
-            out[base + j] = acc[a0 + j] + bias
-        return
-    if s_w == 2:
-        a1 = np.uint64(first + phase_stride)
-        for j in range(np.uint64(o_w // 2)):
-            out[base + 2 * j] = acc[a0 + j] + bias
-            out[base + 2 * j + 1] = acc[a1 + j] + bias
-        if o_w % 2:
-            out[base + np.uint64(o_w - 1)] = acc[a0 + np.uint64(o_w // 2)] + bias
-        return
-    for r in range(min(s_w, o_w)):
-        ar = np.uint64(first + r * phase_stride)
-        for j in range(np.uint64((o_w - r + s_w - 1) // s_w)):
-            out[base + j * np.uint64(s_w) + np.uint64(r)] = acc[ar + j] + bias
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -372,4 +357,4 @@ def col2im(cols, bias, out, co_first, od_first, oh_first, out_d, out_h,
                                 _add(af, spans[kw, 0] * phase_len + spans[kw, 1] + lo,
                                      cf, src, spans[kw, 3] - lo)
                 row = ((co * o_dd + od_first + od) * o_hh + oh_first + oh) * o_w
-                _interleave(af, phase_len, s_w, bias[co], of, row, o_w)
+                _interleave(af, 0, phase_len, s_w, bias[co], of, row, o_w)
