@@ -60,7 +60,7 @@ def _precompile(args) -> int:
                           strategies=args.strategies, device=args.device)
     for v in variants:
         print(f"{v['device']:4} rank {v['rank']} {v['dtype']:10} {v['layout']:14} "
-              f"{v['strategy']:6} {v['compile_seconds'] * 1e3:9.1f} ms")
+              f"{v['strategy']:6} {v['kernel']:6} {v['compile_seconds'] * 1e3:9.1f} ms")
     total = sum(v["compile_seconds"] for v in variants)
     print(f"{len(variants)} variants ready in Numba's on-disk cache ({total:.1f} s)")
     return 0

@@ -1,9 +1,10 @@
 """Compiled-variant bookkeeping: what is compiled, compiling ahead of time.
 
 A *variant* is what selects compiled code: (device, rank, dtype, layout,
-strategy). The first call that needs a variant compiles its kernels for
-exact signatures (or loads them from Numba's on-disk cache, ``cache=True``)
-and records how long that took; later calls find it in ``_COMPILED``.
+strategy, kernel). The first call that needs a variant compiles its kernel
+for exact signatures (or loads it from Numba's on-disk cache,
+``cache=True``) and records how long that took; later calls find it in
+``_COMPILED``. Only the kernels a call really launches are compiled.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from numba import from_dtype, types
 
-from .cpu.driver import STRATEGIES
-from .cpu.kernels import col2im, direct_planes, direct_rows, direct_rows_serial, pad_rows
+from .cpu.driver import KERNELS, STRATEGIES, kernel_signatures
 
 DTYPES = ("float32", "float64", "complex64", "complex128")
 LAYOUTS = ("channels_first", "channels_last")
+CUDA_KERNEL = "gather"
 
 
 @dataclass(frozen=True)
@@ -30,43 +30,29 @@ class Variant:
     dtype: str
     layout: str
     strategy: str
+    kernel: str
 
 
-# Variant -> seconds spent compiling (or loading from disk) its kernels.
+# Variant fields (dtype as a numpy dtype) -> seconds spent compiling, or
+# loading from disk, its kernels.
 _COMPILED: dict = {}
 
 
-def _cpu_signatures(dtype: np.dtype, strategy: str):
-    scalar = from_dtype(np.dtype(dtype))
-    triple = types.UniTuple(types.int64, 3)
-
-    def array(ndim):
-        return types.Array(scalar, ndim, "C")
-
-    if strategy == "direct":
-        common = (array(5), array(5), array(1), array(5), types.int64, triple, triple, triple)
-        count = types.int64
-        return [(direct_rows, common + (count,)), (direct_rows_serial, common),
-                (pad_rows, (array(5), array(5), count)),
-                (direct_planes, common + (count, count, count))]
-    counts = (types.int64,) * 5
-    return [(col2im, (array(7), array(1), array(4)) + counts + (triple, triple, triple))]
-
-
-def ensure_compiled(device: str, rank: int, dtype, layout: str, strategy: str) -> None:
+def ensure_compiled(device: str, rank: int, dtype, layout: str, strategy: str,
+                    kernel: str) -> None:
     """Compile the kernels of a variant unless this process already has.
 
     ``dtype`` is a numpy dtype (hashing it is cheaper than asking its name,
     and this runs on every call).
     """
-    key = (device, rank, dtype, layout, strategy)
+    key = (device, rank, dtype, layout, strategy, kernel)
     if key in _COMPILED:
         return
     start = time.perf_counter()
     if device == "cpu":
         # Ranks 1-3 run on the rank-3 kernels, rank >= 4 by slices of them.
-        for kernel, signature in _cpu_signatures(dtype, strategy):
-            kernel.compile(signature)
+        for dispatcher, signature in kernel_signatures(kernel, dtype):
+            dispatcher.compile(signature)
     else:
         from .cuda.backend import compile_variant
 
@@ -80,20 +66,23 @@ def cache_info() -> list:
     Returns
     -------
     list of dict
-        Keys ``device``, ``rank``, ``dtype``, ``layout``, ``strategy`` and
-        ``compile_seconds`` (the time to compile the variant's kernels or to
-        load them from Numba's on-disk cache), in the order compiled.
+        Keys ``device``, ``rank``, ``dtype``, ``layout``, ``strategy``
+        (``"direct"`` or ``"gemm"`` on the CPU), ``kernel`` (which of the
+        strategy's kernels: ``"serial"``, ``"rows"``, ``"planes"``,
+        ``"col2im"``; ``"gather"`` on CUDA) and ``compile_seconds`` (the
+        time to compile the kernel or to load it from Numba's on-disk
+        cache), in the order compiled.
 
     Examples
     --------
     >>> import numpy as np, numba_deconv
     >>> _ = numba_deconv.conv_transpose(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)))
-    >>> [(v["rank"], v["dtype"], v["strategy"]) for v in numba_deconv.cache_info()]
-    [(2, 'float64', 'direct')]
+    >>> [(v["rank"], v["dtype"], v["strategy"], v["kernel"]) for v in numba_deconv.cache_info()]
+    [(2, 'float64', 'direct', 'serial')]
     """
-    return [dict(asdict(Variant(device, rank, np.dtype(dtype).name, layout, strategy)),
+    return [dict(asdict(Variant(device, rank, np.dtype(dtype).name, layout, strategy, kernel)),
                  compile_seconds=seconds)
-            for (device, rank, dtype, layout, strategy), seconds in _COMPILED.items()]
+            for (device, rank, dtype, layout, strategy, kernel), seconds in _COMPILED.items()]
 
 
 def clear_cache_info() -> None:
@@ -160,5 +149,8 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
         for name in names:
             for layout in layouts:
                 for strategy in strategies:
-                    ensure_compiled(device, int(rank), np.dtype(name), layout, strategy)
+                    kernels = KERNELS[strategy] if device == "cpu" else (CUDA_KERNEL,)
+                    for kernel in kernels:
+                        ensure_compiled(device, int(rank), np.dtype(name), layout,
+                                        strategy, kernel)
     return cache_info()

@@ -247,8 +247,9 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
 
     if plan.batch and math.prod(geometry.out_spatial):
         strategy = _strategy(geometry)
-        _dispatch.ensure_compiled("cpu", geometry.rank, dtype, _layout(plan), strategy)
-        driver.run(x_cf, w_k, bias_k, result, geometry, strategy)
+        prepare = functools.partial(_dispatch.ensure_compiled, "cpu", geometry.rank,
+                                    dtype, _layout(plan), strategy)
+        driver.run(x_cf, w_k, bias_k, result, geometry, strategy, prepare)
 
     if plan.channels_last:
         result = np.moveaxis(result, 1, -1)

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from numba import from_dtype, types
 
 from .. import config
 from ._blas import single_threaded_blas
@@ -39,6 +40,28 @@ from .kernels import (_plane_layout, col2im, direct_planes, direct_rows,
                       direct_rows_serial, pad_rows)
 
 STRATEGIES = ("direct", "gemm")
+
+#: The kernels behind each strategy: the driver picks one per call (by size,
+#: row length and whether the weights are finite), and each is compiled the
+#: first time it is picked.
+KERNELS = {"direct": ("serial", "rows", "planes"), "gemm": ("col2im",)}
+
+
+def kernel_signatures(kernel: str, dtype) -> list:
+    """``(dispatcher, signature)`` pairs that make up ``kernel`` for ``dtype``,
+    with exactly the argument types :func:`run` passes."""
+    scalar = from_dtype(np.dtype(dtype))
+    triple = types.UniTuple(types.int64, 3)
+    count = types.int64
+    arr1, arr4, arr5, arr7 = (types.Array(scalar, ndim, "C") for ndim in (1, 4, 5, 7))
+    direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
+    return {
+        "serial": [(direct_rows_serial, direct)],
+        "rows": [(direct_rows, direct + (count,))],
+        "planes": [(pad_rows, (arr5, arr5, count)),
+                   (direct_planes, direct + (count, count, count))],
+        "col2im": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
+    }[kernel]
 
 
 def choose_strategy(geometry) -> str:
@@ -72,10 +95,15 @@ def _launch(geometry, batch: int) -> _Launch:
         rows=batch * geometry.out_channels * math.prod(geometry.out_spatial[:-1]))
 
 
-def run(x, w, bias, out, geometry, strategy: str) -> None:
-    """Compute into ``out`` (N, C_out, *O) from ``x`` (N, C_in, *I)."""
+def run(x, w, bias, out, geometry, strategy: str, prepare) -> None:
+    """Compute into ``out`` (N, C_out, *O) from ``x`` (N, C_in, *I).
+
+    ``prepare(kernel)`` is called with the name of the kernel (one of
+    ``KERNELS[strategy]``) before it is launched, so that it can be
+    compiled, or loaded from the disk cache, and recorded.
+    """
     if len(geometry.kernel) > 3:
-        _run_by_leading_slices(x, w, bias, out, geometry, strategy)
+        _run_by_leading_slices(x, w, bias, out, geometry, strategy, prepare)
         return
     launch = _launch(geometry, x.shape[0])
     lift = launch.lift
@@ -84,15 +112,19 @@ def run(x, w, bias, out, geometry, strategy: str) -> None:
     out3 = out.reshape(out.shape[:2] + lift + out.shape[2:])
     if strategy == "direct":
         if launch.serial or numba.get_num_threads() == 1:
+            prepare("serial")
             direct_rows_serial(x3, w3, bias, out3, geometry.groups, launch.stride,
                                launch.dilation, launch.pad)
         elif x3.shape[-1] <= config.PLANES_MAX_ROW and np.isfinite(w3).all():
+            prepare("planes")
             _direct_planes(x3, w3, bias, out3, geometry.groups, launch)
         else:
+            prepare("rows")
             chunks = min(launch.rows, config.DIRECT_CHUNKS_PER_THREAD * numba.get_num_threads())
             direct_rows(x3, w3, bias, out3, geometry.groups, launch.stride,
                         launch.dilation, launch.pad, chunks)
     else:
+        prepare("col2im")
         _gemm(x3, w3, bias, out3, geometry.groups, launch.stride, launch.dilation, launch.pad)
 
 
@@ -227,7 +259,7 @@ def _drop_leading_dim(geometry):
         if isinstance(getattr(geometry, f.name), tuple)})
 
 
-def _run_by_leading_slices(x, w, bias, out, geometry, strategy) -> None:
+def _run_by_leading_slices(x, w, bias, out, geometry, strategy, prepare) -> None:
     """Rank >= 4: sum rank-(n-1) transposed convolutions over the first dim.
 
     Input slice ``i`` through kernel slice ``k`` lands on output slice
@@ -246,5 +278,5 @@ def _run_by_leading_slices(x, w, bias, out, geometry, strategy) -> None:
         for i in range(geometry.in_spatial[0]):
             o = i * s + k * d - p
             if 0 <= o < out_size:
-                run(x_slices[i], w_slices[k], no_bias, partial, inner, strategy)
+                run(x_slices[i], w_slices[k], no_bias, partial, inner, strategy, prepare)
                 out[:, :, o] += partial

@@ -309,7 +309,7 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
     rank = geometry.rank
     lift = 3 - rank
     layout = "channels_last" if plan.channels_last else "channels_first"
-    _dispatch.ensure_compiled("cuda", rank, dtype, layout, "direct")
+    _dispatch.ensure_compiled("cuda", rank, dtype, layout, "direct", _dispatch.CUDA_KERNEL)
 
     # Element strides of x as (n, c, d, h, w); lifted unit dims get 0.
     x_strides = _c_strides(tuple(x.shape))

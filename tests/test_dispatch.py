@@ -1,0 +1,75 @@
+"""cache_info() and precompile(): the record of compiled variants."""
+
+import numpy as np
+import pytest
+
+import numba_deconv
+from numba_deconv import _dispatch
+
+
+@pytest.fixture
+def fresh_record():
+    """An empty in-process record (compiled code itself stays loaded)."""
+    saved = dict(_dispatch._COMPILED)
+    _dispatch.clear_cache_info()
+    yield
+    _dispatch._COMPILED.clear()
+    _dispatch._COMPILED.update(saved)
+
+
+def test_a_call_records_exactly_the_kernel_it_ran(fresh_record):
+    x = np.ones((1, 1, 2, 2), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    numba_deconv.conv_transpose(x, w, stride=2)
+    numba_deconv.conv_transpose(x, w, stride=2)  # the second call adds nothing
+    info = numba_deconv.cache_info()
+    assert [(v["device"], v["rank"], v["dtype"], v["layout"], v["strategy"], v["kernel"])
+            for v in info] == [("cpu", 2, "float32", "channels_first", "direct", "serial")]
+    assert info[0]["compile_seconds"] >= 0
+
+
+def test_variants_differ_by_rank_dtype_layout_and_strategy(fresh_record):
+    numba_deconv.conv_transpose(np.ones((2, 3)), np.ones((2, 1, 2)))
+    numba_deconv.conv_transpose(np.ones((1, 16, 6, 6), np.complex64),
+                                np.ones((16, 8, 3, 3), np.complex64), stride=2)
+    numba_deconv.conv_transpose(np.ones((1, 5, 5, 2)), np.ones((2, 1, 2, 2)),
+                                data_format="channels_last")
+    seen = {(v["rank"], v["dtype"], v["layout"], v["strategy"])
+            for v in numba_deconv.cache_info()}
+    assert seen == {(1, "float64", "channels_first", "direct"),
+                    (2, "complex64", "channels_first", "gemm"),
+                    (2, "float64", "channels_last", "direct")}
+
+
+def test_precompile_compiles_what_it_is_asked_for(fresh_record):
+    info = numba_deconv.precompile(ranks=(1, 3), dtypes=("float32", np.float64),
+                                   strategies=("gemm",), layouts=("channels_first",))
+    assert {(v["rank"], v["dtype"], v["strategy"], v["kernel"]) for v in info} == {
+        (r, d, "gemm", "col2im") for r in (1, 3) for d in ("float32", "float64")}
+    info = numba_deconv.precompile(ranks=(2,), dtypes=("float32",),
+                                   layouts=("channels_last",))
+    kernels = {v["kernel"] for v in info if v["layout"] == "channels_last"}
+    assert kernels == {"serial", "rows", "planes", "col2im"}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(ranks=(0,)), "ranks"),
+    (dict(ranks=(1.5,)), "ranks"),
+    (dict(dtypes=("int32",)), "dtypes: 'int32'"),
+    (dict(dtypes=("float16",)), "dtypes"),
+    (dict(strategies=("fft",)), "strategies: 'fft'"),
+    (dict(layouts=("NHWC",)), "layouts: 'NHWC'"),
+    (dict(device="tpu"), "device='tpu'"),
+])
+def test_precompile_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        numba_deconv.precompile(**kwargs)
+
+
+def test_cli_precompile_prints_the_variants(capsys):
+    from numba_deconv.__main__ import main
+
+    assert main(["precompile", "--ranks", "2", "--dtypes", "float32",
+                 "--strategies", "gemm"]) == 0
+    out = capsys.readouterr().out
+    assert "rank 2 float32" in out and "col2im" in out and "variants ready" in out
