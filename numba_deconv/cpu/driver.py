@@ -10,7 +10,8 @@ Strategies
     Reads ``x`` and ``w`` directly; best for few channels per group
     (depthwise, single-channel images). Rows of at most ``PLANES_MAX_ROW``
     inputs go to :func:`~numba_deconv.cpu.kernels.direct_planes` (whole
-    planes per tap, on a row-padded copy of ``x``), longer ones to
+    planes per tap, on zero-padded copies of the planes a task reads),
+    longer ones to
     :func:`~numba_deconv.cpu.kernels.direct_rows`; tiny calls run
     ``direct_rows_serial`` on the calling thread.
 ``gemm``
@@ -36,8 +37,7 @@ from numba import from_dtype, types
 
 from .. import config
 from ._blas import single_threaded_blas
-from .kernels import (_plane_layout, col2im, direct_planes, direct_rows,
-                      direct_rows_serial, pad_rows)
+from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
 
 STRATEGIES = ("direct", "gemm")
 
@@ -58,8 +58,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
     return {
         "serial": [(direct_rows_serial, direct)],
         "rows": [(direct_rows, direct + (count,))],
-        "planes": [(pad_rows, (arr5, arr5, count)),
-                   (direct_planes, direct + (count, count, count))],
+        "planes": [(direct_planes, direct + (count, count))],
         "col2im": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
     }[kernel]
 
@@ -129,20 +128,14 @@ def run(x, w, bias, out, geometry, strategy: str, prepare) -> None:
 
 
 def _direct_planes(x, w, bias, out, groups, launch) -> None:
-    """Short rows: pad the input rows once, then run the plane kernel."""
-    in_w, out_w = x.shape[-1], out.shape[-1]
-    pad, length, _ = _plane_layout(w.shape[-1], launch.stride[2], launch.dilation[2],
-                                   launch.pad[2], in_w, out_w)
-    padded = np.empty(x.shape[:3] + (x.shape[3] + 1, length), dtype=x.dtype)
-    pad_rows(x, padded, pad)
     threads = numba.get_num_threads()
     tasks = x.shape[0] * out.shape[1] * out.shape[2] * launch.stride[1]
     phase_rows = -(-out.shape[3] // launch.stride[1])
     # Blocks of rows only when there are too few planes to share out.
     blocks = min(phase_rows, -(-config.DIRECT_CHUNKS_PER_THREAD * threads // tasks))
     chunks = min(tasks * blocks, config.DIRECT_CHUNKS_PER_THREAD * threads)
-    direct_planes(padded, w, bias, out, groups, launch.stride, launch.dilation,
-                  launch.pad, in_w, blocks, chunks)
+    direct_planes(x, w, bias, out, groups, launch.stride, launch.dilation,
+                  launch.pad, blocks, chunks)
 
 
 _pool = None

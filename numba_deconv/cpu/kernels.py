@@ -2,8 +2,8 @@
 
 - ``direct_rows`` (and ``direct_rows_serial``): the direct strategy, one
   task per chunk of output rows.
-- ``direct_planes`` (on rows padded by ``pad_rows``): the direct strategy
-  for short rows, one long loop per tap over a block of rows.
+- ``direct_planes``: the direct strategy for short rows, one long loop per
+  tap over a block of zero-padded rows.
 - ``col2im``: folds the GEMM strategy's columns into the output.
 
 Ranks 1 and 2 reach these kernels as rank 3 with unit leading dims (a free
@@ -201,7 +201,7 @@ def direct_rows_serial(x, w, bias, out, groups, stride, dilation, pad):
 def _plane_layout(k_w, s_w, d_w, p_w, i_w, o_w):
     """Row geometry of the plane kernel: (P, L, phase_len).
 
-    Input rows are stored zero-padded as ``xp[..., P + iw]`` in rows of
+    Input rows are copied zero-padded as ``xp[..., P + iw]`` in rows of
     length ``L``, so that for every tap ``kw`` (shift ``q``) and every output
     phase index ``j < phase_len`` the input ``j - q`` lies inside the same
     padded row; positions ``j >= phase_len`` of an accumulator row are
@@ -215,22 +215,6 @@ def _plane_layout(k_w, s_w, d_w, p_w, i_w, o_w):
     return pad, length, phase_len
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def pad_rows(x, xp, pad):
-    """xp[n, c, d, h, pad + w] = x[n, c, d, h, w], zeros elsewhere (xp has
-    one extra zero row per plane)."""
-    planes = x.shape[0] * x.shape[1] * x.shape[2]
-    i_h, i_w = x.shape[3], x.shape[4]
-    row_len = xp.shape[4]
-    plane_len = (i_h + 1) * row_len
-    xf, pf = x.reshape(-1), xp.reshape(-1)
-    for plane in prange(planes):
-        dst = plane * plane_len
-        pf[dst:dst + plane_len] = 0
-        for h in range(i_h):
-            _copy(pf, dst + h * row_len + pad, xf, (plane * i_h + h) * i_w, i_w)
-
-
 @njit(inline="always")
 def _copy(dst, dst_first, src, src_first, length):
     d = np.uint64(dst_first)
@@ -240,36 +224,38 @@ def _copy(dst, dst_first, src, src_first, length):
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def direct_planes(xp, w, bias, out, groups, stride, dilation, pad, in_w, n_blocks,
-                  n_chunks):
+def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_chunks):
     """The direct strategy over whole planes, for short rows and finite weights.
 
-    ``xp`` is ``x`` with zero-padded rows (:func:`pad_rows`, layout from
-    :func:`_plane_layout`). A task owns output rows ``oh = jh*s_h + rh`` for
-    one ``(n, co, od, rh)`` and a block of ``jh``: for phase ``rh`` the same
-    H taps reach every such row, from input rows ``jh + c``, so each tap
-    ``(kh, kw)`` adds one long contiguous stretch of padded input to the
-    accumulator, across all rows of the block at once (the row kernel pays
-    loop overheads per row instead). Zero padding adds ``0 * w``, which is 0
-    only for finite weights: the caller checks. Tasks are shared out in
-    ``n_chunks`` parallel chunks, each with one accumulator.
+    A task owns output rows ``oh = jh*s_h + rh`` for one ``(n, co, od, rh)``
+    and a block of ``jh``: for phase ``rh`` the same H taps reach every such
+    row, from input rows ``jh + c``, so on a copy of the input with
+    zero-padded rows (layout from :func:`_plane_layout`) each tap
+    ``(kh, kw)`` adds one long contiguous stretch to the accumulator, across
+    all rows of the block at once (the row kernel pays loop overheads per
+    row instead). Zero padding adds ``0 * w``, which is 0 only for finite
+    weights: the caller checks. Tasks are shared out in ``n_chunks``
+    parallel chunks; each chunk keeps one accumulator and the padded planes
+    of the image and group it is working on.
     """
-    n_batch, c_in, i_d, i_h1, row_len = xp.shape
-    i_h = i_h1 - 1
+    n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     c_in_g = c_in // groups
     s_h, s_w = stride[1], stride[2]
     d_h, p_h = dilation[1], pad[1]
-    x_pad, length, _ = _plane_layout(k_w, s_w, dilation[2], pad[2], in_w, o_w)
+    x_pad, length, _ = _plane_layout(k_w, s_w, dilation[2], pad[2], i_w, o_w)
     src_d = _sources(o_d, k_d, stride[0], dilation[0], pad[0], i_d)
-    spans = _phase_spans(k_w, s_w, dilation[2], pad[2], in_w, o_w)
+    spans = _phase_spans(k_w, s_w, dilation[2], pad[2], i_w, o_w)
     block = ((o_h + s_h - 1) // s_h + n_blocks - 1) // n_blocks
-    xf, wf, of = xp.reshape(-1), w.reshape(-1), out.reshape(-1)
+    xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
     w_ci_stride = c_out_g * k_d * k_h * k_w
+    plane_len = (i_h + 1) * length  # one spare zero row absorbs overreads
     tasks = n_batch * c_out * o_d * s_h * n_blocks
     for chunk in prange(n_chunks):
         acc = np.empty(s_w * block * length, dtype=out.dtype)
+        padded = np.zeros(c_in_g * i_d * plane_len, dtype=x.dtype)
+        loaded = -1  # which (n, g) the padded planes hold
         for task in range(chunk * tasks // n_chunks, (chunk + 1) * tasks // n_chunks):
             b = task % n_blocks
             rest = task // n_blocks
@@ -281,6 +267,13 @@ def direct_planes(xp, w, bias, out, groups, stride, dilation, pad, in_w, n_block
             n = rest // c_out
             g = co // c_out_g
             co_g = co - g * c_out_g
+            if n * groups + g != loaded:
+                for plane in range(c_in_g * i_d):
+                    src = ((n * c_in + g * c_in_g) * i_d + plane) * i_h * i_w
+                    for h in range(i_h):
+                        _copy(padded, plane * plane_len + h * length + x_pad,
+                              xf, src + h * i_w, i_w)
+                loaded = n * groups + g
             jh_first = b * block
             jh_last = min(jh_first + block, (o_h - rh + s_h - 1) // s_h)
             n_rows = jh_last - jh_first
@@ -300,17 +293,18 @@ def direct_planes(xp, w, bias, out, groups, stride, dilation, pad, in_w, n_block
                     hi = min(jh_last, i_h - c)
                     if hi <= lo:
                         continue
-                    for ci in range(g * c_in_g, (g + 1) * c_in_g):
-                        x_plane = ((n * c_in + ci) * i_d + i_dd) * i_h1 * row_len
-                        w_taps = ci * w_ci_stride + ((co_g * k_d + kd) * k_h + kh) * k_w
+                    for ci in range(c_in_g):
+                        x_plane = (ci * i_d + i_dd) * plane_len
+                        w_taps = ((g * c_in_g + ci) * w_ci_stride
+                                  + ((co_g * k_d + kd) * k_h + kh) * k_w)
                         for kw in range(k_w):
                             _axpy(acc, (spans[kw, 0] * n_rows + lo - jh_first) * length,
-                                  xf, x_plane + (lo + c) * row_len + x_pad - spans[kw, 1],
+                                  padded, x_plane + (lo + c) * length + x_pad - spans[kw, 1],
                                   (hi - lo) * length, wf[w_taps + kw])
             for jh in range(n_rows):
                 row = ((n * c_out + co) * o_d + od) * o_h + (jh_first + jh) * s_h + rh
                 _interleave(acc, jh * length, n_rows * length, s_w, bias[co],
-                                    of, row * o_w, o_w)
+                            of, row * o_w, o_w)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
