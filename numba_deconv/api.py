@@ -9,7 +9,6 @@ shares them (:func:`plan_call`).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,9 +222,10 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     x = _as_array("x", x)
     weight = _as_array("weight", weight)
     bias = None if bias is None else _as_array("bias", bias)
-    plan = _cached_plan(x, weight, bias, (
+    call = _cpu_call(x, weight, bias, (
         stride, padding, output_padding, dilation, groups, output_size,
         padding_mode, data_format))
+    plan = call.plan
     if out is not None:
         check_out(out, plan)
 
@@ -235,8 +235,7 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
         x_cf = np.moveaxis(x_cf, -1, 1)
     x_cf = _kernel_ready(x_cf, dtype)
     w_k = _kernel_ready(weight, dtype)
-    bias_k = (np.zeros(geometry.out_channels, dtype) if bias is None
-              else _kernel_ready(bias, dtype))
+    bias_k = call.no_bias if bias is None else _kernel_ready(bias, dtype)
 
     cf_shape = (plan.batch, geometry.out_channels) + geometry.out_spatial
     direct_out = (out is not None and not plan.channels_last
@@ -245,28 +244,26 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
                               if a is not None))
     result = out.reshape(cf_shape) if direct_out else np.empty(cf_shape, dtype)
 
-    if plan.batch and math.prod(geometry.out_spatial):
-        strategy = _strategy(geometry)
-        prepare = functools.partial(_dispatch.ensure_compiled, "cpu", geometry.rank,
-                                    dtype, _layout(plan), strategy)
-        driver.run(x_cf, w_k, bias_k, result, geometry, strategy, prepare)
+    if plan.batch:
+        driver.run(x_cf, w_k, bias_k, result, geometry, call.strategy, call.prepare,
+                   call.launch)
 
     if plan.channels_last:
         result = np.moveaxis(result, 1, -1)
     if not plan.batched:
         result = result[0]
     if out is None:
-        return np.ascontiguousarray(result)
+        return np.ascontiguousarray(result) if plan.channels_last else result
     if not direct_out:
         out[...] = result
     return out
 
 
-# Checked plans of recent calls, for calls whose arguments are plain ints,
-# strings, None and tuples of them (so that 2.0 or True can never hit the
-# plan of 2 or 1): a repeated small call skips all argument checking.
-_PLANS: dict = {}
-_PLANS_MAX = 4096
+# Checked calls, for calls whose arguments are plain ints, strings, None and
+# tuples of them (so that 2.0 or True can never hit the plan of 2 or 1): a
+# repeated small call skips all argument checking.
+_CALLS: dict = {}
+_CALLS_MAX = 4096
 _ARG_NAMES = ("stride", "padding", "output_padding", "dilation", "groups",
               "output_size", "padding_mode", "data_format")
 
@@ -283,24 +280,40 @@ def _is_plain(value) -> bool:
     return True
 
 
-def _cached_plan(x, weight, bias, args: tuple) -> CallPlan:
+@dataclass(frozen=True)
+class _CpuCall:
+    """A checked plan with what the CPU path derives from it once."""
+
+    plan: CallPlan
+    strategy: str
+    prepare: functools.partial  # compiles/records a kernel of the strategy
+    no_bias: np.ndarray  # zeros, the bias when none is given (never written)
+    launch: object  # driver.Launch, or None for rank >= 4
+
+
+def _cpu_call(x, weight, bias, args: tuple) -> _CpuCall:
     key = (x.shape, x.dtype, weight.shape, weight.dtype,
            None if bias is None else (bias.shape, bias.dtype)) + args
     plain = _is_plain(args)
     if plain:
-        plan = _PLANS.get(key)
-        if plan is not None:
-            return plan
+        call = _CALLS.get(key)
+        if call is not None:
+            return call
     plan = plan_call(
         x.shape, x.dtype, weight.shape, weight.dtype,
         None if bias is None else bias.shape, None if bias is None else bias.dtype,
         **dict(zip(_ARG_NAMES, args)))
-    if plain and len(_PLANS) < _PLANS_MAX:
-        _PLANS[key] = plan
-    return plan
-
-
-_strategy = functools.lru_cache(maxsize=_PLANS_MAX)(driver.choose_strategy)
+    strategy = driver.choose_strategy(plan.geometry)
+    call = _CpuCall(
+        plan=plan, strategy=strategy,
+        prepare=functools.partial(_dispatch.ensure_compiled, "cpu", plan.geometry.rank,
+                                  plan.dtype, _layout(plan), strategy),
+        no_bias=np.zeros(plan.geometry.out_channels, plan.dtype),
+        launch=(driver.launch_for(plan.geometry, plan.batch)
+                if plan.geometry.rank <= 3 else None))
+    if plain and len(_CALLS) < _CALLS_MAX:
+        _CALLS[key] = call
+    return call
 
 
 def _layout(plan: CallPlan) -> str:
@@ -327,6 +340,9 @@ def _kernel_ready(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     Writable matters: Numba types read-only arrays differently and would
     compile a second copy of every kernel.
     """
+    flags = array.flags
+    if array.dtype == dtype and flags.c_contiguous and flags.writeable:
+        return array
     ready = np.ascontiguousarray(array, dtype=dtype)
     if not ready.flags.writeable:
         ready = ready.copy()

@@ -37,10 +37,11 @@ PATHS = [("direct", "serial"), ("direct", "rows"), ("direct", "planes"), ("gemm"
 def path(request, monkeypatch):
     strategy, variant = request.param
     monkeypatch.setattr(driver, "choose_strategy", lambda geometry: strategy)
-    # The strategy choice is memoised per geometry in the API.
+    # The API memoises checked calls (strategy and launch included) and the
+    # driver launch data: start both afresh so the settings below count.
     from numba_deconv import api
-    monkeypatch.setattr(api, "_strategy", driver.choose_strategy)
-    monkeypatch.setattr(driver, "_launch", driver._launch.__wrapped__)
+    monkeypatch.setattr(api, "_CALLS", {})
+    monkeypatch.setattr(driver, "launch_for", driver.launch_for.__wrapped__)
     monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS",
                         1 << 62 if variant == "serial" else 0)
     monkeypatch.setattr(config, "PLANES_MAX_ROW", 1 << 30 if variant == "planes" else 0)

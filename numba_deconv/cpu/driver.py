@@ -73,10 +73,13 @@ def choose_strategy(geometry) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Launch:
-    """What a call's launch needs that depends only on its geometry and batch."""
+class Launch:
+    """What running a call needs that depends only on its geometry and batch
+    (callers that repeat a call keep it; see :func:`launch_for`)."""
 
-    lift: tuple  # unit dims inserted after (N, C) to reach rank 3
+    x_shape: tuple  # x, weight and out lifted to rank 3 by unit dims
+    w_shape: tuple
+    out_shape: tuple
     stride: tuple
     dilation: tuple
     pad: tuple
@@ -85,30 +88,36 @@ class _Launch:
 
 
 @functools.lru_cache(maxsize=4096)
-def _launch(geometry, batch: int) -> _Launch:
-    lift = 3 - geometry.rank
-    return _Launch(
-        lift=(1,) * lift, stride=(1,) * lift + geometry.stride,
-        dilation=(1,) * lift + geometry.dilation, pad=(0,) * lift + geometry.pad_before,
+def launch_for(geometry, batch: int) -> Launch:
+    """The :class:`Launch` of ``geometry`` with ``batch`` images (rank <= 3)."""
+    lift = (1,) * (3 - geometry.rank)
+    return Launch(
+        x_shape=(batch, geometry.in_channels) + lift + geometry.in_spatial,
+        w_shape=(geometry.in_channels, geometry.out_channels // geometry.groups)
+        + lift + geometry.kernel,
+        out_shape=(batch, geometry.out_channels) + lift + geometry.out_spatial,
+        stride=lift + geometry.stride, dilation=lift + geometry.dilation,
+        pad=(0,) * len(lift) + geometry.pad_before,
         serial=batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS,
         rows=batch * geometry.out_channels * math.prod(geometry.out_spatial[:-1]))
 
 
-def run(x, w, bias, out, geometry, strategy: str, prepare) -> None:
+def run(x, w, bias, out, geometry, strategy: str, prepare, launch=None) -> None:
     """Compute into ``out`` (N, C_out, *O) from ``x`` (N, C_in, *I).
 
     ``prepare(kernel)`` is called with the name of the kernel (one of
     ``KERNELS[strategy]``) before it is launched, so that it can be
-    compiled, or loaded from the disk cache, and recorded.
+    compiled, or loaded from the disk cache, and recorded. ``launch`` is
+    :func:`launch_for` of the call, if the caller keeps it.
     """
     if len(geometry.kernel) > 3:
         _run_by_leading_slices(x, w, bias, out, geometry, strategy, prepare)
         return
-    launch = _launch(geometry, x.shape[0])
-    lift = launch.lift
-    x3 = x.reshape(x.shape[:2] + lift + x.shape[2:])
-    w3 = w.reshape(w.shape[:2] + lift + w.shape[2:])
-    out3 = out.reshape(out.shape[:2] + lift + out.shape[2:])
+    if launch is None:
+        launch = launch_for(geometry, x.shape[0])
+    x3 = x.reshape(launch.x_shape)
+    w3 = w.reshape(launch.w_shape)
+    out3 = out.reshape(launch.out_shape)
     if strategy == "direct":
         if launch.serial or numba.get_num_threads() == 1:
             prepare("serial")
