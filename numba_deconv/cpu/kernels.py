@@ -71,6 +71,16 @@ def _axpy(acc, dst, x, src, length, weight):
 
 
 @njit(inline="always")
+def _axpy2(acc, dst, x, src0, src1, length, weight0, weight1):
+    """acc[dst + t] += weight0 * x[src0 + t] + weight1 * x[src1 + t]."""
+    d = np.uint64(dst)
+    s0 = np.uint64(src0)
+    s1 = np.uint64(src1)
+    for t in range(np.uint64(length)):
+        acc[d + t] += weight0 * x[s0 + t] + weight1 * x[s1 + t]
+
+
+@njit(inline="always")
 def _add(acc, dst, x, src, length):
     """acc[dst + t] += x[src + t] for t < length (flat arrays)."""
     d = np.uint64(dst)
@@ -294,13 +304,21 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
                     if hi <= lo:
                         continue
                     for ci in range(c_in_g):
-                        x_plane = (ci * i_d + i_dd) * plane_len
+                        x_rows = (ci * i_d + i_dd) * plane_len + (lo + c) * length + x_pad
                         w_taps = ((g * c_in_g + ci) * w_ci_stride
                                   + ((co_g * k_d + kd) * k_h + kh) * k_w)
-                        for kw in range(k_w):
-                            _axpy(acc, (spans[kw, 0] * n_rows + lo - jh_first) * length,
-                                  padded, x_plane + (lo + c) * length + x_pad - spans[kw, 1],
-                                  (hi - lo) * length, wf[w_taps + kw])
+                        # Taps kw and kw + s_w feed the same phase: add them
+                        # in one pass, halving the accumulator's traffic.
+                        for kw in range(min(s_w, k_w)):
+                            dst = (spans[kw, 0] * n_rows + lo - jh_first) * length
+                            for k2 in range(kw, k_w - s_w, 2 * s_w):
+                                _axpy2(acc, dst, padded, x_rows - spans[k2, 1],
+                                       x_rows - spans[k2 + s_w, 1], (hi - lo) * length,
+                                       wf[w_taps + k2], wf[w_taps + k2 + s_w])
+                            last = kw + ((k_w - 1 - kw) // s_w) * s_w
+                            if ((k_w - 1 - kw) // s_w) % 2 == 0:
+                                _axpy(acc, dst, padded, x_rows - spans[last, 1],
+                                      (hi - lo) * length, wf[w_taps + last])
             for jh in range(n_rows):
                 row = ((n * c_out + co) * o_d + od) * o_h + (jh_first + jh) * s_h + rh
                 _interleave(acc, jh * length, n_rows * length, s_w, bias[co],
