@@ -204,8 +204,14 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     >>> x = np.array([[[[-67., -77.], [-117., -127.]]]])
     >>> w = np.array([[[[-1., 2., -3.], [4., -5., 6.], [-7., 8., -9.]]]])
     >>> y = numba_deconv.conv_transpose(x, w, stride=2)
-    >>> y.shape, y[0, 0, 0, 0], y[0, 0, 2, 2]
-    ((1, 1, 5, 5), 67.0, 1620.0)
+    >>> y.shape
+    (1, 1, 5, 5)
+    >>> y[0, 0]
+    array([[   67.,  -134.,   278.,  -154.,   231.],
+           [ -268.,   335.,  -710.,   385.,  -462.],
+           [  586.,  -770.,  1620.,  -870.,  1074.],
+           [ -468.,   585., -1210.,   635.,  -762.],
+           [  819.,  -936.,  1942., -1016.,  1143.]])
     """
     plain_numpy = (device == "auto" and type(x) is np.ndarray and type(weight) is np.ndarray
                    and (bias is None or type(bias) is np.ndarray) and out is None)
