@@ -436,16 +436,14 @@ def _build_onnxruntime(case, x, w, threads):
 
 def _build_tensorflow(case, x, w, threads):
     import tensorflow as tf
-    if case.dilation > 1:
-        raise NotApplicable("TF CPU conv transpose rejects dilation > 1")
     if case.groups > 1:
         raise NotApplicable("TF conv transpose has no groups")
     r = case.rank
     # Channels last; filter [*k, out, in] is our [in, out, *k] transposed.
     xl = tf.constant(np.moveaxis(x, 1, -1))
     wl = tf.constant(np.transpose(w, tuple(range(2, 2 + r)) + (1, 0)))
-    k, s, p, op = case.kernel, case.stride, case.padding, case.output_padding
-    full = [(i - 1) * s + k for i in case.spatial]
+    k, s, p, op, d = case.kernel, case.stride, case.padding, case.output_padding, case.dilation
+    full = [(i - 1) * s + d * (k - 1) + 1 for i in case.spatial]
     out_shape = [case.N] + full + [case.C_out]
     conv = {1: tf.nn.conv1d_transpose, 2: tf.nn.conv2d_transpose,
             3: tf.nn.conv3d_transpose}[r]
@@ -455,7 +453,7 @@ def _build_tensorflow(case, x, w, threads):
 
     @tf.function
     def call_tf(xx, ww):
-        y = conv(xx, ww, out_shape, strides=s, padding="VALID")
+        y = conv(xx, ww, out_shape, strides=s, padding="VALID", dilations=d)
         if extra:
             y = tf.pad(y, [[0, 0]] + [[0, extra]] * r + [[0, 0]])
         return y[sl]
