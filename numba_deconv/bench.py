@@ -436,6 +436,8 @@ def _build_onnxruntime(case, x, w, threads):
 
 def _build_tensorflow(case, x, w, threads):
     import tensorflow as tf
+    if case.dilation > 1 and x.dtype != np.float32:
+        raise NotApplicable("TF CPU conv transpose takes dilation > 1 in float32 only (oneDNN)")
     if case.groups > 1:
         raise NotApplicable("TF conv transpose has no groups")
     r = case.rank
