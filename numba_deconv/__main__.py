@@ -17,6 +17,7 @@ def _info(args) -> int:
 
     import llvmlite
     import numba
+    import numpy as np
 
     from . import __version__, cache_info
     from .cpu import kernels

@@ -329,11 +329,6 @@ class NotApplicable(Exception):
     """The library cannot run this case (reason in the message)."""
 
 
-def _version(module_name):
-    mod = sys.modules.get(module_name)
-    return getattr(mod, "__version__", "?")
-
-
 def setup_library(lib, threads=2):
     """Import ``lib`` and limit it to ``threads`` threads; returns its version.
 

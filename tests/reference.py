@@ -90,7 +90,6 @@ def conv_transpose_ref(x, w, bias=None, *, stride, dilation, pad_before,
     kernel = w.shape[2:]
     cout_g = w.shape[1]
     assert w.shape[0] == c_in and c_in % groups == 0
-    cin_g = c_in // groups
     c_out = cout_g * groups
 
     out_spatial = tuple(

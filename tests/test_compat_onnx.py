@@ -224,7 +224,7 @@ def test_error_shapes():
 # Cross-checks with onnx.reference and onnxruntime (skipped when missing).
 
 def _model(x_shape, w_shape, with_bias, attrs):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     names = ["X", "W"] + (["B"] if with_bias else [])
