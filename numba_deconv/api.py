@@ -329,7 +329,7 @@ def _layout(plan: CallPlan) -> str:
 def _as_array(name: str, value) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
-    if _on_gpu(value):
+    if is_device_array(value):
         raise TypeError(
             f"{name} is a GPU array but device='cpu' was asked for; use "
             f"device='auto' or 'cuda', or copy it to the host first")
@@ -377,11 +377,12 @@ def check_out_metadata(shape, dtype, plan: CallPlan) -> None:
             f"(the promoted dtype of the inputs)")
 
 
-def _on_gpu(value) -> bool:
+def is_device_array(value) -> bool:
     """A GPU array: ``__cuda_array_interface__`` (CuPy, PyTorch, Numba) or a
     Numba device array, including the CUDA simulator's, which has none."""
-    return (getattr(value, "__cuda_ndarray__", False) is True
-            or hasattr(value, "__cuda_array_interface__"))
+    return value is not None and (
+        getattr(value, "__cuda_ndarray__", False) is True
+        or hasattr(value, "__cuda_array_interface__"))
 
 
 def _select_device(device, *arrays) -> str:
@@ -390,7 +391,7 @@ def _select_device(device, *arrays) -> str:
             f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda'")
     if device == "cpu":
         return "cpu"
-    on_gpu = any(_on_gpu(a) for a in arrays)
+    on_gpu = any(is_device_array(a) for a in arrays)
     if device == "auto":
         return "cuda" if on_gpu else "cpu"
     return "cuda"

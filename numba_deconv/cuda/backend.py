@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from .. import _dispatch
-from ..api import _as_array, check_out, check_out_metadata, plan_call
+from ..api import _as_array, check_out, check_out_metadata, is_device_array, plan_call
 
 #: Threads per block when the caller does not choose (read at each call and
 #: passed as a launch parameter, never frozen into compiled code).
@@ -77,14 +77,6 @@ def _simulating() -> bool:
     from numba import config
 
     return bool(getattr(config, "ENABLE_CUDASIM", 0))
-
-
-def is_device_array(value) -> bool:
-    """True for Numba device arrays (real or simulated) and any object with
-    ``__cuda_array_interface__``."""
-    return value is not None and (
-        getattr(value, "__cuda_ndarray__", False) is True
-        or hasattr(value, "__cuda_array_interface__"))
 
 
 def _is_cupy(value) -> bool:
