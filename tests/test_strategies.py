@@ -29,8 +29,10 @@ CASES = [
 
 
 # (strategy, kernel variant): the direct strategy has a serial row kernel
-# for tiny calls, a parallel row kernel and a plane kernel for short rows.
-PATHS = [("direct", "serial"), ("direct", "rows"), ("direct", "planes"), ("gemm", "tasks")]
+# for tiny calls, a parallel row kernel, a plane kernel for short rows and
+# the tiled kernel for more channels.
+PATHS = [("direct", "serial"), ("direct", "rows"), ("direct", "planes"),
+         ("direct", "tiled"), ("gemm", "tasks")]
 
 
 @pytest.fixture(params=PATHS, ids=["-".join(p) for p in PATHS])
@@ -45,6 +47,7 @@ def path(request, monkeypatch):
     monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS",
                         1 << 62 if variant == "serial" else 0)
     monkeypatch.setattr(config, "PLANES_MAX_ROW", 1 << 30 if variant == "planes" else 0)
+    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 0 if variant == "tiled" else 1 << 62)
     return request.param
 
 
@@ -53,6 +56,11 @@ def path(request, monkeypatch):
 def test_strategy_and_split(path, workspace, x_shape, w_shape, kwargs, monkeypatch, rng):
     monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
     monkeypatch.setattr(config, "GEMM_MIN_ROWS", 2)
+    # The tiled kernel's split, from whole images in one sweep down to many
+    # small tasks (window halos, tasks ending mid-row) and short sweeps.
+    monkeypatch.setattr(config, "TILED_MIN_POSITIONS", workspace // 64 or 1)
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 1 << 10 if workspace < 1024 else 1)
+    monkeypatch.setattr(config, "TILED_ACC_BYTES", workspace)
     x = random_array(rng, x_shape, np.float64)
     w = random_array(rng, w_shape, np.float64)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), np.float64)

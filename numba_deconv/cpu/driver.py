@@ -7,13 +7,15 @@ the working dtype.
 Strategies
 ----------
 ``direct``
-    Reads ``x`` and ``w`` directly; best for few channels per group
-    (depthwise, single-channel images). Rows of at most ``PLANES_MAX_ROW``
+    Reads ``x`` and ``w`` directly, no BLAS. With enough channel pairs per
+    group (``TILED_MIN_CHANNEL_PAIRS``) and finite weights it runs
+    :func:`~numba_deconv.cpu.tiled.direct_tiled` (phase planes, register
+    tiles of 4 output x 4 input channels). With few channels per group
+    (depthwise, single-channel images), rows of at most ``PLANES_MAX_ROW``
     inputs go to :func:`~numba_deconv.cpu.kernels.direct_planes` (whole
     planes per tap, on zero-padded copies of the planes a task reads),
-    longer ones to
-    :func:`~numba_deconv.cpu.kernels.direct_rows`; tiny calls run
-    ``direct_rows_serial`` on the calling thread.
+    longer ones to :func:`~numba_deconv.cpu.kernels.direct_rows`. Tiny
+    calls run ``direct_rows_serial`` on the calling thread.
 ``gemm``
     Per image and block of output channels, one matrix product
     ``cols = W^T @ X`` through BLAS (every product of the definition, none
@@ -21,7 +23,9 @@ Strategies
     folds the columns into that block of the output. The tasks run in our
     own threads, one per Numba thread, with BLAS held to one thread so that
     two thread pools never fight over the cores (see ``_blas``). Workspace:
-    one task's columns per thread.
+    one task's columns per thread. Chosen only for many channels on large
+    enough images (``GEMM_MIN_CHANNELS``, ``GEMM_MIN_POSITIONS``), where
+    BLAS's products outrun the tiled kernel despite the fold.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ from numba import from_dtype, types
 from .. import config
 from ._blas import single_threaded_blas
 from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
+from .tiled import PITCH, direct_tiled, phase_tables, weight_tables
 
 STRATEGIES = ("direct", "gemm")
 
 #: The kernels behind each strategy: the driver picks one per call (by size,
-#: row length and whether the weights are finite), and each is compiled the
-#: first time it is picked.
-KERNELS = {"direct": ("serial", "rows", "planes"), "gemm": ("col2im",)}
+#: channels, row length and whether the weights are finite), and each is
+#: compiled the first time it is picked.
+KERNELS = {"direct": ("serial", "rows", "planes", "tiled"), "gemm": ("col2im",)}
 
 
 def kernel_signatures(kernel: str, dtype) -> list:
@@ -54,11 +59,14 @@ def kernel_signatures(kernel: str, dtype) -> list:
     triple = types.UniTuple(types.int64, 3)
     count = types.int64
     arr1, arr4, arr5, arr7 = (types.Array(scalar, ndim, "C") for ndim in (1, 4, 5, 7))
+    index1, index2 = (types.Array(types.int64, ndim, "C") for ndim in (1, 2))
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
+    tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 2
     return {
         "serial": [(direct_rows_serial, direct)],
         "rows": [(direct_rows, direct + (count,))],
         "planes": [(direct_planes, direct + (count, count))],
+        "tiled": [(direct_tiled, tiled)],
         "col2im": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
     }[kernel]
 
@@ -66,8 +74,9 @@ def kernel_signatures(kernel: str, dtype) -> list:
 def choose_strategy(geometry) -> str:
     """The strategy the heuristic picks for this geometry."""
     in_per_group = geometry.in_channels // geometry.groups
-    columns = geometry.out_channels // geometry.groups * math.prod(geometry.kernel)
-    if in_per_group >= config.GEMM_MIN_IN_CHANNELS and columns >= config.GEMM_MIN_COLUMNS:
+    out_per_group = geometry.out_channels // geometry.groups
+    if (min(in_per_group, out_per_group) >= config.GEMM_MIN_CHANNELS
+            and math.prod(geometry.in_spatial) >= config.GEMM_MIN_POSITIONS):
         return "gemm"
     return "direct"
 
@@ -119,7 +128,14 @@ def run(x, w, bias, out, geometry, strategy: str, prepare, launch=None) -> None:
     w3 = w.reshape(launch.w_shape)
     out3 = out.reshape(launch.out_shape)
     if strategy == "direct":
-        if launch.serial or numba.get_num_threads() == 1:
+        pairs = w3.shape[0] // geometry.groups * w3.shape[1]
+        # The tiled kernel sums in the same order on any number of threads,
+        # so it is chosen before the thread count is looked at.
+        if not launch.serial and pairs >= config.TILED_MIN_CHANNEL_PAIRS \
+                and np.isfinite(w3).all():
+            prepare("tiled")
+            _direct_tiled(x3, w3, bias, out3, geometry.groups, launch)
+        elif launch.serial or numba.get_num_threads() == 1:
             prepare("serial")
             direct_rows_serial(x3, w3, bias, out3, geometry.groups, launch.stride,
                                launch.dilation, launch.pad)
@@ -145,6 +161,32 @@ def _direct_planes(x, w, bias, out, groups, launch) -> None:
     chunks = min(tasks * blocks, config.DIRECT_CHUNKS_PER_THREAD * threads)
     direct_planes(x, w, bias, out, groups, launch.stride, launch.dilation,
                   launch.pad, blocks, chunks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _tiled_layout(kernel, stride, dilation, pad, out_spatial, batch, groups, c_out_g,
+                  itemsize, threads, tasks_per_thread, min_positions, acc_bytes):
+    """Phase tables and work split of the tiled kernel: ``(pitch, shift_max,
+    phases, taps, tap_counts, chunks, sub)``."""
+    pitch, shift_max, phases, taps = phase_tables(kernel, stride, dilation, pad,
+                                                  out_spatial)
+    tap_counts = np.array([len(t) for t in taps], dtype=np.int64)
+    span = -(-out_spatial[0] // stride[0]) * pitch[1] * pitch[2]
+    chunks = max(1, min(-(-tasks_per_thread * threads // (batch * groups)),
+                        span // min_positions))
+    # Positions per sweep: all accumulator rows of a group fit acc_bytes.
+    sub = min(max(acc_bytes // (c_out_g * itemsize) // 16 * 16, 16), PITCH)
+    return pitch, shift_max, phases, taps, tap_counts, chunks, sub
+
+
+def _direct_tiled(x, w, bias, out, groups, launch) -> None:
+    pitch, shift_max, phases, taps, tap_counts, chunks, sub = _tiled_layout(
+        w.shape[2:], launch.stride, launch.dilation, launch.pad, out.shape[2:],
+        x.shape[0], groups, w.shape[1], x.dtype.itemsize, numba.get_num_threads(),
+        config.TILED_TASKS_PER_THREAD, config.TILED_MIN_POSITIONS, config.TILED_ACC_BYTES)
+    weights, offsets = weight_tables(w, groups, taps)
+    direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
+                 launch.stride, chunks, sub)
 
 
 _pool = None

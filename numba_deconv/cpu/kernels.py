@@ -100,14 +100,27 @@ def _interleave(acc, first, phase_stride, s_w, bias, out, row, o_w):
             out[base + j] = acc[a0 + j] + bias
         return
     if s_w == 2:
-        # Spelled out so LLVM sees a constant stride and vectorises the
-        # interleaving stores with shuffles (stride 2 is the common case).
+        # Spelled out (here and for stride 4) so LLVM sees a constant
+        # stride and vectorises the interleaving stores with shuffles.
         a1 = np.uint64(first + phase_stride)
         for j in range(np.uint64(o_w // 2)):
             out[base + 2 * j] = acc[a0 + j] + bias
             out[base + 2 * j + 1] = acc[a1 + j] + bias
         if o_w % 2:
             out[base + np.uint64(o_w - 1)] = acc[a0 + np.uint64(o_w // 2)] + bias
+        return
+    if s_w == 4:
+        a1 = np.uint64(first + phase_stride)
+        a2 = np.uint64(first + 2 * phase_stride)
+        a3 = np.uint64(first + 3 * phase_stride)
+        for j in range(np.uint64(o_w // 4)):
+            out[base + 4 * j] = acc[a0 + j] + bias
+            out[base + 4 * j + 1] = acc[a1 + j] + bias
+            out[base + 4 * j + 2] = acc[a2 + j] + bias
+            out[base + 4 * j + 3] = acc[a3 + j] + bias
+        done = np.uint64(o_w // 4)
+        for r in range(o_w % 4):
+            out[base + 4 * done + np.uint64(r)] = acc[np.uint64(first + r * phase_stride) + done] + bias
         return
     for r in range(min(s_w, o_w)):
         ar = np.uint64(first + r * phase_stride)
