@@ -361,10 +361,34 @@ def col2im(cols, bias, out, co_first, od_first, oh_first, out_d, out_h,
     af = np.empty(s_w * phase_len, dtype=out.dtype)
     cf, of = cols.reshape(-1), out.reshape(-1)
     plane = i_d * i_h * i_w
+    # Kernel as wide as the stride (unet's 2x2/2): tap kw alone fills phase
+    # kw of a row, from the same input range for every kw. Then a row that
+    # one (kd, kh) reaches is just its taps' columns interleaved, with no
+    # accumulator to clear and add into.
+    disjoint_w = k_w == s_w
+    for kw in range(k_w):
+        disjoint_w = disjoint_w and (
+            spans[kw, 0] == kw and spans[kw, 1] + spans[kw, 2] == 0
+            and spans[kw, 2] == spans[0, 2]
+            and spans[kw, 3] - spans[kw, 2] == (o_w - kw + s_w - 1) // s_w)
     for c in range(c_block):
         co = co_first + c
         for od in range(out_d):
             for oh in range(out_h):
+                row = ((co * o_dd + od_first + od) * o_hh + oh_first + oh) * o_w
+                if disjoint_w:
+                    reaching = 0
+                    src = 0
+                    for kd in range(k_d):
+                        for kh in range(k_h):
+                            if src_d[od, kd] >= 0 and src_h[oh, kh] >= 0:
+                                reaching += 1
+                                tap = ((c * k_d + kd) * k_h + kh) * k_w
+                                src = (tap * plane + (src_d[od, kd] * i_h + src_h[oh, kh]) * i_w
+                                       + spans[0, 2])
+                    if reaching == 1:
+                        _interleave(cf, src, plane, s_w, bias[co], of, row, o_w)
+                        continue
                 af[:] = 0
                 for kd in range(k_d):
                     i_dd = src_d[od, kd]
@@ -381,5 +405,4 @@ def col2im(cols, bias, out, co_first, od_first, oh_first, out_d, out_h,
                                 src = tap * plane + (i_dd * i_h + i_hh) * i_w + lo
                                 _add(af, spans[kw, 0] * phase_len + spans[kw, 1] + lo,
                                      cf, src, spans[kw, 3] - lo)
-                row = ((co * o_dd + od_first + od) * o_hh + oh_first + oh) * o_w
                 _interleave(af, 0, phase_len, s_w, bias[co], of, row, o_w)
