@@ -25,6 +25,10 @@ CASES = [
     ((2, 6, 4, 3, 5), (6, 4, 2, 1, 3), dict(stride=(1, 2, 3), dilation=(2, 1, 2), groups=2)),
     ((1, 4, 6, 6), (4, 2, 1, 1), dict(stride=3, padding=0, output_padding=2)),
     ((2, 4, 3, 4, 5, 3), (4, 2, 2, 3, 2, 2), dict(stride=2, padding=1)),
+    # Padding past the kernel (every tap reads ahead: inputs 0..1 reach no
+    # output) and a kernel narrower than the stride (phases with no tap).
+    ((1, 4, 3, 9), (4, 3, 2, 2), dict(stride=2, padding=(1, 3))),
+    ((2, 4, 5, 5), (4, 4, 1, 2), dict(stride=3, output_padding=(0, 2))),
 ]
 
 
