@@ -27,7 +27,6 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import FASTMATH
-from ._llvm import wide_vectors
 from .kernels import _interleave
 
 #: Pitch of the accumulator rows, the most positions one sweep covers. A
@@ -163,7 +162,6 @@ def _phase_products(acc, xw, win_len, start, length, wt, offsets, ph, n_taps, c_
     stretches are read from L2 once and then stay in L1 while every block
     of output channels uses them; all accumulator rows stay in L1 too.
     """
-    wide_vectors()
     c_out_g = wt.shape[1]
     c_tiled = c_out_g - c_out_g % 4
     k_total = c_in_g * n_taps
