@@ -13,11 +13,12 @@ contiguous stretch per (input channel, tap), however many dims there are.
 The few positions per row past ``Q`` are scratch that nobody reads back.
 
 The products run as register tiles: 4 output channels x 4 (channel, tap)
-pairs per sweep over a stretch of ``SUB`` accumulator positions, so each
-loaded input vector feeds 4 multiply-adds and each accumulator load/store 4
-(an axpy does 1 and 1), with the stretch small enough to stay in L1. On
-small channel counts this beats BLAS, whose per-image products are too thin
-to run at speed and whose columns must then be folded (col2im).
+pairs per sweep over a stretch of ``sub`` (at most ``PITCH``) accumulator
+positions, so each loaded input vector feeds 4 multiply-adds and each
+accumulator load/store 4 (an axpy does 1 and 1), with the stretch small
+enough to stay in L1. On small channel counts this beats BLAS, whose
+per-image products are too thin to run at speed and whose columns must then
+be folded (col2im).
 
 Zero padding adds ``0 * w``, which is 0 only for finite weights: the
 driver checks, like for the plane kernel.
@@ -199,7 +200,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     :func:`phase_tables`. A task owns one stretch of accumulator positions
     of one image and group, for every phase (so the outputs it writes are
     its own): it copies the zero-padded input window it reads, then per
-    phase and per ``SUB`` positions runs the tiles and scatters the sums
+    phase and per ``sub`` positions runs the tiles and scatters the sums
     (plus bias) to the output.
     """
     n_batch, c_in, i_d, i_h, i_w = x.shape
