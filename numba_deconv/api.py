@@ -309,7 +309,7 @@ def _cpu_call(x, weight, bias, args: tuple) -> _CpuCall:
         x.shape, x.dtype, weight.shape, weight.dtype,
         None if bias is None else bias.shape, None if bias is None else bias.dtype,
         **dict(zip(_ARG_NAMES, args)))
-    strategy = driver.choose_strategy(plan.geometry)
+    strategy = driver.choose_strategy(plan.geometry, plan.batch, plan.dtype)
     call = _CpuCall(
         plan=plan, strategy=strategy,
         prepare=functools.partial(_dispatch.ensure_compiled, "cpu", plan.geometry.rank,

@@ -13,17 +13,21 @@ here as plain constants.
 #: not reductions).
 FASTMATH = {"contract"}
 
-#: Use the GEMM + col2im strategy when the input and the output channels
-#: per group both reach GEMM_MIN_CHANNELS and an image has at least
-#: GEMM_MIN_POSITIONS input positions: only then are the per-image products
-#: thick enough for BLAS to beat the tiled kernel, which needs no columns.
-#: Measured (2 cores, AVX-512): unet_2d (128 -> 64, 32x32) gemm 4.2 ms vs
-#: tiled 6.6; vol_3d (32 -> 16) gemm 3.2 vs tiled 2.0; 256 -> 256 on 4x4
-#: gemm 5.4 vs tiled 2.3.
+#: The GEMM + col2im strategy needs at least GEMM_MIN_CHANNELS input and
+#: output channels per group. For real data it is chosen only when the
+#: whole batch has at most GEMM_MAX_BATCH_POSITIONS input positions: then
+#: the weights outweigh the work per weight, and BLAS reads them in place
+#: while the tiled kernel must lay out a table of them first (measured, 2
+#: cores: 256 -> 256 on 2 images of 4x4 gemm 1.05 ms vs tiled 1.30; 512 ->
+#: 512 on 4 of 8x8 12.1 vs 19.2; 1024 -> 512 on 1 of 4x4 3.0 vs 19.4).
+#: Elsewhere the register tiles beat BLAS plus the fold (dcgan_2d tiled 75
+#: ms vs gemm 92; dilated_2d 2.3 vs 4.0). Complex data has no register
+#: tiles: it takes BLAS on images of at least GEMM_MIN_POSITIONS positions.
 GEMM_MIN_CHANNELS = 64
+GEMM_MAX_BATCH_POSITIONS = 512
 GEMM_MIN_POSITIONS = 64
 
-#: The direct strategy runs the tiled kernel (phase planes, 4x4 register
+#: The direct strategy runs the tiled kernel (phase planes, register
 #: tiles) when C_in/groups * C_out/groups reaches this; below it a tile has
 #: nothing to reuse and the plane or row kernel wins (depthwise_2d: planes
 #: 0.97 ms, tiled 1.45). Measured: 4 -> 4 channels tiled 1.9x faster.
@@ -36,10 +40,12 @@ TILED_MIN_CHANNEL_PAIRS = 8
 TILED_TASKS_PER_THREAD = 4
 TILED_MIN_POSITIONS = 1024
 
-#: Bytes of accumulator rows (all output channels of a group) that one
-#: sweep of the tiled kernel keeps in L1, beside the input stretches it
-#: reads. 48 KiB L1 here; 32 KiB measured best on vol_3d and signal_1d.
-TILED_ACC_BYTES = 32 << 10
+#: Bytes of accumulator rows (all output channels of a group, every W
+#: phase) one sweep of the tiled kernel fills before interleaving them into
+#: the output. The register tiles write them once each, so they may live
+#: in L2; what the size buys is fewer sweeps, each of which streams all the
+#: weights again (dcgan_2d: 32 KiB 115 ms, 128 KiB 112, 512 KiB 79).
+TILED_ACC_BYTES = 512 << 10
 
 #: Bytes of GEMM columns one task may produce before its col2im reads them
 #: back; bigger images are split (output channels, then slabs). Measured on

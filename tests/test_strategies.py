@@ -42,7 +42,7 @@ PATHS = [("direct", "serial"), ("direct", "rows"), ("direct", "planes"),
 @pytest.fixture(params=PATHS, ids=["-".join(p) for p in PATHS])
 def path(request, monkeypatch):
     strategy, variant = request.param
-    monkeypatch.setattr(driver, "choose_strategy", lambda geometry: strategy)
+    monkeypatch.setattr(driver, "choose_strategy", lambda *call: strategy)
     # The API memoises checked calls (strategy and launch included) and the
     # driver launch data: start both afresh so the settings below count.
     from numba_deconv import api
@@ -107,3 +107,81 @@ def test_small_workspace_cuts_slabs_with_halos():
     assert slabs[0][2] == 0 and slabs[-1][3] == 15
     assert all(a[3] == b[2] for a, b in zip(slabs, slabs[1:]))
     assert any(a[1] > b[0] for a, b in zip(slabs, slabs[1:]))
+
+
+# Output channels per group around the register tile's 8 rows (a 4-row
+# tile for the rest, zero-padded rows), rows shorter and longer than a
+# vector (tiles straight through the positions or row by row), and both
+# real dtypes (16 and 8 lanes).
+TILE_CASES = [
+    ((2, 5, 7, 6), (5, 12, 3, 3), dict(stride=2, padding=1)),
+    ((1, 3, 40), (3, 17, 4), dict(stride=2, padding=1, output_padding=1)),
+    ((2, 4, 3, 21), (4, 9, 2, 3), dict(stride=(1, 3), dilation=(2, 1))),
+    ((1, 6, 3, 5, 4), (6, 8, 3, 2, 3), dict(stride=2, padding=(1, 0, 1))),
+    ((2, 16, 4, 4), (16, 20, 4, 4), dict(stride=2, padding=1, groups=2)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tasks_per_thread", [1, 1 << 10])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", TILE_CASES)
+def test_tiled_tiles_and_splits(x_shape, w_shape, kwargs, tasks_per_thread, dtype,
+                                monkeypatch, rng):
+    """The tiled kernel against the oracle with whole images per task, and
+    with images cut into stretches of positions and ranges of tile blocks."""
+    monkeypatch.setattr(driver, "choose_strategy", lambda *call: "direct")
+    from numba_deconv import api
+    monkeypatch.setattr(api, "_CALLS", {})
+    monkeypatch.setattr(driver, "launch_for", driver.launch_for.__wrapped__)
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 0)
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", tasks_per_thread)
+    monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 8)
+    layouts = []
+    real_layout = driver._tiled_layout
+    monkeypatch.setattr(driver, "_tiled_layout",
+                        lambda *args: layouts.append(real_layout(*args)) or layouts[-1])
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    y = conv_transpose(x, w, b, **kwargs)
+    assert_matches_reference(y, x, w, b, **kwargs)
+    (*_, chunks, block_parts, sub), = layouts
+    if tasks_per_thread > 1:
+        assert chunks * block_parts > 1
+
+
+def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, rng):
+    """The weight table counts non-finite weights as it is built; then the
+    tiled kernel is not run (its zero padding would make 0 * inf = NaN)."""
+    x = random_array(rng, (1, 4, 5, 5), np.float32)
+    w = random_array(rng, (4, 4, 3, 3), np.float32)
+    w[1, 2, 0, 1] = np.inf
+    table, offsets, finite = driver.weight_tables(
+        w.reshape(4, 4, 1, 3, 3), 1,
+        driver.phase_tables((1, 3, 3), (1, 2, 2), (1, 1, 1), (0, 0, 0), (1, 11, 11))[3])
+    assert not finite
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    ran = []
+    real_tiled = driver._direct_tiled
+    monkeypatch.setattr(driver, "_direct_tiled",
+                        lambda *args: ran.append(real_tiled(*args)) or ran[-1])
+    assert_same_nonfinite(conv_transpose(x, w, stride=2), reference(x, w, stride=2))
+    assert ran == [False]
+
+
+@pytest.mark.parametrize("c_in, c_out, batch, spatial, dtype, expected", [
+    (64, 64, 8, (32, 32), np.float32, "direct"),  # register tiles beat BLAS + fold
+    (256, 256, 2, (4, 4), np.float32, "gemm"),  # weights outweigh 32 positions
+    (256, 256, 64, (4, 4), np.float32, "direct"),  # ... but not 1024
+    (64, 64, 1, (8, 8), np.complex64, "gemm"),  # no register tiles for complex
+    (64, 64, 1, (4, 4), np.complex128, "direct"),  # too thin for BLAS
+    (32, 256, 1, (2, 2), np.float32, "direct"),  # too few channels one way
+])
+def test_heuristic_strategy(c_in, c_out, batch, spatial, dtype, expected):
+    from numba_deconv.api import plan_call
+    plan = plan_call((batch, c_in) + spatial, np.dtype(dtype), (c_in, c_out, 3, 3),
+                     np.dtype(dtype), None, None, stride=2, padding=0, output_padding=0,
+                     dilation=1, groups=1, output_size=None, padding_mode="zeros",
+                     data_format="channels_first")
+    assert driver.choose_strategy(plan.geometry, batch, dtype) == expected

@@ -23,9 +23,10 @@ Strategies
     folds the columns into that block of the output. The tasks run in our
     own threads, one per Numba thread, with BLAS held to one thread so that
     two thread pools never fight over the cores (see ``_blas``). Workspace:
-    one task's columns per thread. Chosen only for many channels on large
-    enough images (``GEMM_MIN_CHANNELS``, ``GEMM_MIN_POSITIONS``), where
-    BLAS's products outrun the tiled kernel despite the fold.
+    one task's columns per thread. Chosen for many channels
+    (``GEMM_MIN_CHANNELS``) when the batch has few input positions
+    (``GEMM_MAX_BATCH_POSITIONS``) or the data is complex; see
+    :func:`choose_strategy`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from numba import from_dtype, types
 from .. import config
 from ._blas import single_threaded_blas
 from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
-from .tiled import PITCH, direct_tiled, phase_tables, weight_tables
+from .tiled import (TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables,
+                    tile_width, weight_tables)
 
 STRATEGIES = ("direct", "gemm")
 
@@ -61,24 +63,36 @@ def kernel_signatures(kernel: str, dtype) -> list:
     arr1, arr4, arr5, arr7 = (types.Array(scalar, ndim, "C") for ndim in (1, 4, 5, 7))
     index1, index2 = (types.Array(types.int64, ndim, "C") for ndim in (1, 2))
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
-    tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 2
+    tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 3
+    weight_table = (arr5, count, types.Array(types.int64, 3, "C"), index1)
     return {
         "serial": [(direct_rows_serial, direct)],
         "rows": [(direct_rows, direct + (count,))],
         "planes": [(direct_planes, direct + (count, count))],
-        "tiled": [(direct_tiled, tiled)],
+        # Register tiles exist for real dtypes only (see tiled.simd).
+        "tiled": [(direct_tiled, tiled), (fill_weight_table, weight_table)]
+        if scalar in (types.float32, types.float64) else [],
         "col2im": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
     }[kernel]
 
 
-def choose_strategy(geometry) -> str:
-    """The strategy the heuristic picks for this geometry."""
+def choose_strategy(geometry, batch: int, dtype) -> str:
+    """The strategy the heuristic picks for this geometry, batch and dtype.
+
+    Real data runs the direct strategy (the tiled kernel, as a rule) unless
+    many channels meet few input positions in the whole batch: then the
+    weights outweigh the work on them, and BLAS, which reads them where
+    they are, beats building the tiled kernel's weight table. Complex data
+    has no register tiles, so there BLAS takes every thick product.
+    """
     in_per_group = geometry.in_channels // geometry.groups
     out_per_group = geometry.out_channels // geometry.groups
-    if (min(in_per_group, out_per_group) >= config.GEMM_MIN_CHANNELS
-            and math.prod(geometry.in_spatial) >= config.GEMM_MIN_POSITIONS):
-        return "gemm"
-    return "direct"
+    if min(in_per_group, out_per_group) < config.GEMM_MIN_CHANNELS:
+        return "direct"
+    positions = math.prod(geometry.in_spatial)
+    if np.dtype(dtype).kind == "c":
+        return "gemm" if positions >= config.GEMM_MIN_POSITIONS else "direct"
+    return "gemm" if batch * positions <= config.GEMM_MAX_BATCH_POSITIONS else "direct"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,28 +142,32 @@ def run(x, w, bias, out, geometry, strategy: str, prepare, launch=None) -> None:
     w3 = w.reshape(launch.w_shape)
     out3 = out.reshape(launch.out_shape)
     if strategy == "direct":
-        pairs = w3.shape[0] // geometry.groups * w3.shape[1]
-        # The tiled kernel sums in the same order on any number of threads,
-        # so it is chosen before the thread count is looked at.
-        if not launch.serial and pairs >= config.TILED_MIN_CHANNEL_PAIRS \
-                and np.isfinite(w3).all():
-            prepare("tiled")
-            _direct_tiled(x3, w3, bias, out3, geometry.groups, launch)
-        elif launch.serial or numba.get_num_threads() == 1:
-            prepare("serial")
-            direct_rows_serial(x3, w3, bias, out3, geometry.groups, launch.stride,
-                               launch.dilation, launch.pad)
-        elif x3.shape[-1] <= config.PLANES_MAX_ROW and np.isfinite(w3).all():
-            prepare("planes")
-            _direct_planes(x3, w3, bias, out3, geometry.groups, launch)
-        else:
-            prepare("rows")
-            chunks = min(launch.rows, config.DIRECT_CHUNKS_PER_THREAD * numba.get_num_threads())
-            direct_rows(x3, w3, bias, out3, geometry.groups, launch.stride,
-                        launch.dilation, launch.pad, chunks)
+        _direct(x3, w3, bias, out3, geometry.groups, launch, prepare)
     else:
         prepare("col2im")
         _gemm(x3, w3, bias, out3, geometry.groups, launch.stride, launch.dilation, launch.pad)
+
+
+def _direct(x, w, bias, out, groups, launch, prepare) -> None:
+    """The direct strategy: pick the kernel by size, channels, row length and
+    whether the weights are finite (rank-3 arrays)."""
+    pairs = w.shape[0] // groups * w.shape[1]
+    # The tiled kernel sums in the same order on any number of threads,
+    # so it is chosen before the thread count is looked at.
+    if not launch.serial and pairs >= config.TILED_MIN_CHANNEL_PAIRS and x.dtype.kind == "f":
+        prepare("tiled")
+        if _direct_tiled(x, w, bias, out, groups, launch):
+            return
+    if launch.serial or numba.get_num_threads() == 1:
+        prepare("serial")
+        direct_rows_serial(x, w, bias, out, groups, launch.stride, launch.dilation, launch.pad)
+    elif x.shape[-1] <= config.PLANES_MAX_ROW and np.isfinite(w).all():
+        prepare("planes")
+        _direct_planes(x, w, bias, out, groups, launch)
+    else:
+        prepare("rows")
+        chunks = min(launch.rows, config.DIRECT_CHUNKS_PER_THREAD * numba.get_num_threads())
+        direct_rows(x, w, bias, out, groups, launch.stride, launch.dilation, launch.pad, chunks)
 
 
 def _direct_planes(x, w, bias, out, groups, launch) -> None:
@@ -167,26 +185,42 @@ def _direct_planes(x, w, bias, out, groups, launch) -> None:
 def _tiled_layout(kernel, stride, dilation, pad, out_spatial, batch, groups, c_out_g,
                   itemsize, threads, tasks_per_thread, min_positions, acc_bytes):
     """Phase tables and work split of the tiled kernel: ``(pitch, shift_max,
-    phases, taps, tap_counts, chunks, sub)``."""
+    phases, taps, tap_counts, chunks, block_parts, sub)``.
+
+    Images (and groups) are the tasks first; when there are too few for
+    ``tasks_per_thread`` per thread, each image is cut into stretches of at
+    least ``min_positions`` positions, and then its output channels into
+    ranges of register-tile blocks (large channel counts on small images).
+    """
     pitch, shift_max, phases, taps = phase_tables(kernel, stride, dilation, pad,
                                                   out_spatial)
     tap_counts = np.array([len(t) for t in taps], dtype=np.int64)
-    span = -(-out_spatial[0] // stride[0]) * pitch[1] * pitch[2]
-    chunks = max(1, min(-(-tasks_per_thread * threads // (batch * groups)),
-                        span // min_positions))
-    # Positions per sweep: all accumulator rows of a group fit acc_bytes.
-    sub = min(max(acc_bytes // (c_out_g * itemsize) // 16 * 16, 16), PITCH)
-    return pitch, shift_max, phases, taps, tap_counts, chunks, sub
+    span = int(phase_span(phases, np.array(pitch)))
+    wanted = -(-tasks_per_thread * threads // (batch * groups))
+    chunks = max(1, min(wanted, span // min_positions))
+    blocks = -(-c_out_g // TILE_ROWS)
+    block_parts = min(blocks, -(-wanted // chunks))
+    # Positions per sweep: all accumulator rows of a task fit acc_bytes.
+    width = tile_width(itemsize)
+    rows = -(-blocks // block_parts) * TILE_ROWS
+    longest = -(-span // chunks)
+    sub = min(max(acc_bytes // (rows * itemsize) // width, 1), -(-longest // width)) * width
+    return pitch, shift_max, phases, taps, tap_counts, chunks, block_parts, sub
 
 
-def _direct_tiled(x, w, bias, out, groups, launch) -> None:
-    pitch, shift_max, phases, taps, tap_counts, chunks, sub = _tiled_layout(
+def _direct_tiled(x, w, bias, out, groups, launch) -> bool:
+    """Run the tiled kernel; False (nothing computed) if a weight is not
+    finite."""
+    pitch, shift_max, phases, taps, tap_counts, chunks, block_parts, sub = _tiled_layout(
         w.shape[2:], launch.stride, launch.dilation, launch.pad, out.shape[2:],
         x.shape[0], groups, w.shape[1], x.dtype.itemsize, numba.get_num_threads(),
         config.TILED_TASKS_PER_THREAD, config.TILED_MIN_POSITIONS, config.TILED_ACC_BYTES)
-    weights, offsets = weight_tables(w, groups, taps)
+    weights, offsets, finite = weight_tables(w, groups, taps)
+    if not finite:
+        return False
     direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
-                 launch.stride, chunks, sub)
+                 launch.stride, chunks, block_parts, sub)
+    return True
 
 
 _pool = None
@@ -256,9 +290,10 @@ def _gemm(x, w, bias, out, groups, stride, dilation, pad) -> None:
     out_spatial = out.shape[2:]
     c_in_g, c_out_g = c_in // groups, w.shape[1]
     taps = math.prod(kernel)
-    # W^T per group, (groups, C_out_g*K, C_in_g), contiguous for BLAS.
-    w_t = np.ascontiguousarray(
-        w.reshape(groups, c_in_g, c_out_g * taps).transpose(0, 2, 1))
+    # W^T per group, (groups, C_out_g*K, C_in_g): a transposed view, which
+    # BLAS reads as is (a copy would cost more than the products when the
+    # weights outweigh the images).
+    w_t = w.reshape(groups, c_in_g, c_out_g * taps).transpose(0, 2, 1)
     tasks, dim, block = _gemm_tasks(
         n_batch, groups, c_out_g, taps, in_spatial, out_spatial, kernel,
         stride, dilation, pad, x.dtype.itemsize)
