@@ -176,6 +176,7 @@ def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, rng):
     (256, 256, 64, (4, 4), np.float32, "direct"),  # ... but not 1024
     (64, 64, 1, (8, 8), np.complex64, "gemm"),  # no register tiles for complex
     (64, 64, 1, (4, 4), np.complex128, "direct"),  # too thin for BLAS
+    (128, 64, 8, (32, 32), np.float64, "direct"),  # 3x3 taps overlap in each phase
     (32, 256, 1, (2, 2), np.float32, "direct"),  # too few channels one way
 ])
 def test_heuristic_strategy(c_in, c_out, batch, spatial, dtype, expected):
@@ -185,3 +186,14 @@ def test_heuristic_strategy(c_in, c_out, batch, spatial, dtype, expected):
                      dilation=1, groups=1, output_size=None, padding_mode="zeros",
                      data_format="channels_first")
     assert driver.choose_strategy(plan.geometry, batch, dtype) == expected
+
+
+def test_heuristic_float64_one_tap_per_phase_takes_blas():
+    """unet's 2x2 kernel at stride 2 in float64 (and not in float32)."""
+    from numba_deconv.api import plan_call
+    plan = plan_call((8, 128, 32, 32), np.dtype(np.float64), (128, 64, 2, 2),
+                     np.dtype(np.float64), None, None, stride=2, padding=0, output_padding=0,
+                     dilation=1, groups=1, output_size=None, padding_mode="zeros",
+                     data_format="channels_first")
+    assert driver.choose_strategy(plan.geometry, 8, np.float64) == "gemm"
+    assert driver.choose_strategy(plan.geometry, 8, np.float32) == "direct"

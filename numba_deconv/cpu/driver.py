@@ -83,15 +83,22 @@ def choose_strategy(geometry, batch: int, dtype) -> str:
     many channels meet few input positions in the whole batch: then the
     weights outweigh the work on them, and BLAS, which reads them where
     they are, beats building the tiled kernel's weight table. Complex data
-    has no register tiles, so there BLAS takes every thick product.
+    has no register tiles, so there BLAS takes every thick product; so it
+    does for float64 when each output phase has one tap.
     """
     in_per_group = geometry.in_channels // geometry.groups
     out_per_group = geometry.out_channels // geometry.groups
     if min(in_per_group, out_per_group) < config.GEMM_MIN_CHANNELS:
         return "direct"
     positions = math.prod(geometry.in_spatial)
-    if np.dtype(dtype).kind == "c":
-        return "gemm" if positions >= config.GEMM_MIN_POSITIONS else "direct"
+    # Kernels whose taps never share an output phase (e.g. 2x2 at stride
+    # 2): the fold is a plain interleave, and each tile sums only C_in
+    # pairs, too few to repay its stores in float64.
+    one_tap_per_phase = all(len({i * d % s for i in range(k)}) == k for k, s, d in zip(
+        geometry.kernel, geometry.stride, geometry.dilation))
+    thick = positions >= config.GEMM_MIN_POSITIONS
+    if np.dtype(dtype).kind == "c" or (np.dtype(dtype) == np.float64 and one_tap_per_phase):
+        return "gemm" if thick else "direct"
     return "gemm" if batch * positions <= config.GEMM_MAX_BATCH_POSITIONS else "direct"
 
 
