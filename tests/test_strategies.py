@@ -180,20 +180,21 @@ def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, rng):
     (32, 256, 1, (2, 2), np.float32, "direct"),  # too few channels one way
 ])
 def test_heuristic_strategy(c_in, c_out, batch, spatial, dtype, expected):
-    from numba_deconv.api import plan_call
-    plan = plan_call((batch, c_in) + spatial, np.dtype(dtype), (c_in, c_out, 3, 3),
-                     np.dtype(dtype), None, None, stride=2, padding=0, output_padding=0,
-                     dilation=1, groups=1, output_size=None, padding_mode="zeros",
-                     data_format="channels_first")
-    assert driver.choose_strategy(plan.geometry, batch, dtype) == expected
+    geometry = _geometry((batch, c_in) + spatial, (c_in, c_out, 3, 3), dtype)
+    assert driver.choose_strategy(geometry, batch, dtype) == expected
 
 
 def test_heuristic_float64_one_tap_per_phase_takes_blas():
     """unet's 2x2 kernel at stride 2 in float64 (and not in float32)."""
+    geometry = _geometry((8, 128, 32, 32), (128, 64, 2, 2), np.float64)
+    assert driver.choose_strategy(geometry, 8, np.float64) == "gemm"
+    assert driver.choose_strategy(geometry, 8, np.float32) == "direct"
+
+
+def _geometry(x_shape, w_shape, dtype):
+    """The checked geometry of a stride-2 call, as the API plans it."""
     from numba_deconv.api import plan_call
-    plan = plan_call((8, 128, 32, 32), np.dtype(np.float64), (128, 64, 2, 2),
-                     np.dtype(np.float64), None, None, stride=2, padding=0, output_padding=0,
-                     dilation=1, groups=1, output_size=None, padding_mode="zeros",
-                     data_format="channels_first")
-    assert driver.choose_strategy(plan.geometry, 8, np.float64) == "gemm"
-    assert driver.choose_strategy(plan.geometry, 8, np.float32) == "direct"
+    return plan_call(x_shape, np.dtype(dtype), w_shape, np.dtype(dtype), None, None,
+                     stride=2, padding=0, output_padding=0, dilation=1, groups=1,
+                     output_size=None, padding_mode="zeros",
+                     data_format="channels_first").geometry
