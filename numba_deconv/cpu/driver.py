@@ -202,7 +202,7 @@ def _tiled_layout(kernel, stride, dilation, pad, out_spatial, batch, groups, c_o
     pitch, shift_max, phases, taps = phase_tables(kernel, stride, dilation, pad,
                                                   out_spatial)
     tap_counts = np.array([len(t) for t in taps], dtype=np.int64)
-    span = int(phase_span(phases, np.array(pitch)))
+    span = phase_span(phases, pitch)
     wanted = -(-tasks_per_thread * threads // (batch * groups))
     chunks = max(1, min(wanted, span // min_positions))
     blocks = -(-c_out_g // TILE_ROWS)

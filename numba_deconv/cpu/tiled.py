@@ -271,7 +271,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     c_in_g = c_in // groups
     c_out_g = c_out // groups
-    u_d, u_h, u_w = pitch
+    u_h, u_w = pitch[1], pitch[2]
     s_d, s_h, s_w = stride
     span = phase_span(phases, pitch)
     halo = 0
