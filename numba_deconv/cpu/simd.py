@@ -12,9 +12,12 @@ A vector is :data:`VECTOR_BYTES` wide: one AVX-512 register. On CPUs with
 narrower registers LLVM splits each vector into two or four, which is still
 correct (a tile of 16 then needs more registers than AVX2 has, and spills).
 
-Only what the tiled kernel needs: :func:`load`, :func:`store`,
-:func:`zeros` and :func:`fma` (vector times a broadcast scalar plus vector),
-for float32 and float64 1-D arrays. Loads and stores are unaligned and
+Only what the tiled kernel needs, for float32 and float64 1-D arrays:
+:func:`load`, :func:`store`, :func:`zeros`, :func:`splat`, :func:`add`,
+:func:`fma` (vector times a broadcast scalar plus vector) and
+:func:`store_interleaved` (the lanes of several vectors, interleaved, as
+one stretch: the output phases of a row, in shuffles rather than strided
+scalar stores). Loads and stores are unaligned and
 unchecked, like ``boundscheck=False`` indexing: the caller keeps every lane
 inside the array.
 """
@@ -109,6 +112,75 @@ def zeros(typingctx, like):
 
 
 @intrinsic
+def splat(typingctx, like, scalar):
+    """A vector of ``scalar`` in every lane, of the dtype of the array ``like``."""
+    vector = _vector_of(like, "splat")
+    if not isinstance(scalar, types.Float):
+        raise TypingError(f"simd.splat: needs a float scalar, got {scalar}")
+
+    def codegen(context, builder, signature, args):
+        element = context.cast(builder, args[1], scalar, vector.dtype)
+        return _broadcast(builder, element, context.get_value_type(vector))
+
+    return vector(like, scalar), codegen
+
+
+@intrinsic
+def add(typingctx, a, b):
+    """``a + b``, lane by lane."""
+    if not isinstance(a, Vector) or a != b:
+        raise TypingError(f"simd.add: needs two vectors of one type, got ({a}, {b})")
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def store_interleaved(typingctx, array, index, vectors):
+    """``array[index + j * n + r] = vectors[r][j]`` for the ``n`` vectors of
+    the tuple ``vectors`` and every lane ``j``: ``n * lanes`` elements."""
+    vector = _vector_of(array, "store_interleaved")
+    if not (isinstance(vectors, types.UniTuple) and vectors.dtype == vector):
+        raise TypingError(f"simd.store_interleaved: needs a tuple of {vector}, got {vectors}")
+    count, width = vectors.count, vector.lanes
+
+    def codegen(context, builder, signature, args):
+        parts = [builder.extract_value(args[2], r) for r in range(count)]
+        # Concatenate pairwise (padding to a power of two), then one shuffle
+        # puts lane j of vector r at j * count + r.
+        while len(parts) > 1:
+            if len(parts) % 2:
+                parts.append(ir.Constant(parts[0].type, ir.Undefined))
+            parts = [builder.shuffle_vector(
+                parts[i], parts[i + 1],
+                ir.Constant(ir.VectorType(ir.IntType(32), 2 * parts[i].type.count),
+                            list(range(2 * parts[i].type.count))))
+                for i in range(0, len(parts), 2)]
+        whole = parts[0]
+        mask = [(f % count) * width + f // count for f in range(count * width)]
+        interleaved = builder.shuffle_vector(
+            whole, ir.Constant(whole.type, ir.Undefined),
+            ir.Constant(ir.VectorType(ir.IntType(32), count * width), mask))
+        address = _address(context, builder, signature.args[0], args[0], args[1])
+        pointer = builder.bitcast(address, interleaved.type.as_pointer())
+        builder.store(interleaved, pointer, align=vector.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(array, index, vectors), codegen
+
+
+def _broadcast(builder, element, vector_type):
+    """``element`` in every lane of a vector of ``vector_type``."""
+    single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), element,
+                                    ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(
+        single, ir.Constant(vector_type, ir.Undefined),
+        ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count), [0] * vector_type.count))
+
+
+@intrinsic
 def fma(typingctx, vector, scalar, addend):
     """``vector * scalar + addend`` with one rounding (``scalar`` broadcast)."""
     if not isinstance(vector, Vector) or addend != vector or not isinstance(
@@ -119,12 +191,7 @@ def fma(typingctx, vector, scalar, addend):
     def codegen(context, builder, signature, args):
         vector_type = args[0].type
         element = context.cast(builder, args[1], signature.args[1], vector.dtype)
-        single = builder.insert_element(ir.Constant(vector_type, ir.Undefined), element,
-                                        ir.Constant(ir.IntType(32), 0))
-        spread = builder.shuffle_vector(
-            single, ir.Constant(vector_type, ir.Undefined),
-            ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count),
-                        [0] * vector_type.count))
+        spread = _broadcast(builder, element, vector_type)
         name = f"llvm.fma.v{vector_type.count}{vector_type.element.intrinsic_name}"
         intrinsic_fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vector_type, [vector_type] * 3), name)

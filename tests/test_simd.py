@@ -1,0 +1,80 @@
+"""The SIMD vector intrinsics of the tiled kernel against NumPy."""
+
+import numpy as np
+import pytest
+from numba import njit
+from numba.core.errors import TypingError
+
+from numba_deconv.cpu import simd
+
+DTYPES = [np.float32, np.float64]
+
+
+def lanes_of(dtype):
+    return simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+@njit
+def _arithmetic(a, b, out):
+    """out[0:L] = a[1:1+L] * b[0] + a[2:2+L] + b[1], then the lane count."""
+    v = simd.fma(simd.load(a, 1), b[0], simd.load(a, 2))
+    simd.store(out, 0, simd.add(v, simd.splat(a, b[1])))
+    simd.store(out, simd.lanes(a), simd.zeros(a))
+    return simd.lanes(a)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_load_fma_add_splat_store(dtype, rng):
+    lanes = lanes_of(dtype)
+    a = rng.standard_normal(lanes + 2).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    out = np.full(2 * lanes + 1, 7, dtype=dtype)
+    assert _arithmetic(a, b, out) == lanes
+    expected = a[1:1 + lanes] * b[0] + a[2:2 + lanes] + b[1]
+    np.testing.assert_allclose(out[:lanes], expected, rtol=4 * np.finfo(dtype).eps)
+    assert not out[lanes:2 * lanes].any()
+    assert out[-1] == 7  # nothing past the two vectors
+
+
+@njit
+def _interleave(a, out, count):
+    """Store the first ``count`` vectors of ``a`` interleaved at out[1:]."""
+    lanes = simd.lanes(a)
+    v0, v1 = simd.load(a, 0), simd.load(a, lanes)
+    v2, v3 = simd.load(a, 2 * lanes), simd.load(a, 3 * lanes)
+    if count == 1:
+        simd.store_interleaved(out, 1, (v0,))
+    elif count == 2:
+        simd.store_interleaved(out, 1, (v0, v1))
+    elif count == 3:
+        simd.store_interleaved(out, 1, (v0, v1, v2))
+    else:
+        simd.store_interleaved(out, 1, (v0, v1, v2, v3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_store_interleaved(count, dtype, rng):
+    lanes = lanes_of(dtype)
+    a = rng.standard_normal(4 * lanes).astype(dtype)
+    out = np.zeros(count * lanes + 2, dtype=dtype)
+    _interleave(a, out, count)
+    # Element j*count + r is lane j of vector r.
+    np.testing.assert_array_equal(out[1:-1], a[:count * lanes].reshape(count, lanes).T.ravel())
+    assert out[0] == 0 and out[-1] == 0
+
+
+def test_typing_errors_name_the_operation():
+    @njit
+    def load_ints(a):
+        return simd.load(a, 0)
+
+    with pytest.raises(TypingError, match="simd.load"):
+        load_ints(np.zeros(16, dtype=np.int32))
+
+    @njit
+    def mixed_add(a, b):
+        return simd.add(simd.load(a, 0), simd.load(b, 0))
+
+    with pytest.raises(TypingError, match="simd.add"):
+        mixed_add(np.zeros(16, np.float32), np.zeros(16, np.float64))
