@@ -119,6 +119,10 @@ TILE_CASES = [
     ((2, 4, 3, 21), (4, 9, 2, 3), dict(stride=(1, 3), dilation=(2, 1))),
     ((1, 6, 3, 5, 4), (6, 8, 3, 2, 3), dict(stride=2, padding=(1, 0, 1))),
     ((2, 16, 4, 4), (16, 20, 4, 4), dict(stride=2, padding=1, groups=2)),
+    # Rows long enough for the vector interleave at stride 4, and stride 5
+    # (interleaved one element at a time).
+    ((1, 3, 2, 36), (3, 10, 2, 5), dict(stride=(1, 4), padding=(0, 1))),
+    ((2, 2, 30), (2, 9, 7), dict(stride=5, padding=2, output_padding=3)),
 ]
 
 

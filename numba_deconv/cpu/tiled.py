@@ -12,14 +12,15 @@ accumulator position ``P`` of every phase reads ``xp[P + offset(tap)]``: one
 contiguous stretch per (input channel, tap), however many dims there are.
 The few positions per row past ``Q`` are scratch that nobody reads back.
 
-The products run as register tiles (:mod:`.simd`): 8 output channels x 2
-vectors of positions, 16 accumulators that stay in registers for the whole
-sum over the pairs; each step loads 2 input vectors and 8 weights for 16
+The products run as register tiles (:mod:`.simd`): 8 output channels x 3
+vectors of positions, 24 accumulators that stay in registers for the whole
+sum over the pairs; each step loads 3 input vectors and 8 weights for 24
 vector multiply-adds, and the sums are stored once at the end. That runs at
-about 140 GFLOP/s per core here, above BLAS's ~120 on the same thin
+about 150-160 GFLOP/s per core here, above BLAS's ~120-145 on the same thin
 per-image products, and no columns need folding (col2im). The vectors of a
 tile cover the outputs row by row, so scratch columns cost nothing unless
-a row is shorter than a vector.
+a row is shorter than a vector. The phases of a row are then interleaved
+into the output in vector shuffles, from aligned accumulators.
 
 Zero padding adds ``0 * w``, which is 0 only for finite weights: the
 weight table is checked as it is built, and the driver falls back to the
@@ -33,15 +34,16 @@ from ..config import FASTMATH
 from . import simd
 from .kernels import _interleave
 
-#: Output channels per register tile: 8 rows x 2 vectors of positions make
-#: 16 accumulators, half of AVX-512's registers, leaving room for the two
+#: Output channels per register tile: 8 rows x 3 vectors of positions make
+#: 24 accumulators of AVX-512's 32 registers, leaving room for the three
 #: input vectors and the broadcast weight.
 TILE_ROWS = 8
+TILE_VECTORS = 3
 
 
 def tile_width(itemsize):
-    """Positions per register tile (2 vectors) for elements of ``itemsize``."""
-    return 2 * simd.VECTOR_BYTES // itemsize
+    """Positions per register tile for elements of ``itemsize``."""
+    return TILE_VECTORS * simd.VECTOR_BYTES // itemsize
 
 
 def phase_tables(kernel, stride, dilation, pad, out_spatial):
@@ -160,41 +162,110 @@ def fill_weight_table(w, groups, tap_index, tap_counts):
     return table, non_finite
 
 
-def _spelled_tile(rows):
-    """Source of a register tile of ``rows`` output channels x 2 vectors of
-    positions (starting at ``qa`` and ``qb``). Spelled out because the
-    accumulators must be plain local values to stay in registers (see
-    :mod:`.simd`)."""
-    acc = [f"a{m}{v}" for m in range(rows) for v in range(2)]
+def _spelled_tile(rows, vectors):
+    """Source of a register tile of ``rows`` output channels x ``vectors``
+    vectors of positions (starting at ``q0``, ``q1``, ...). Spelled out
+    because the accumulators must be plain local values to stay in
+    registers (see :mod:`.simd`)."""
+    starts = [f"q{v}" for v in range(vectors)]
+    acc = [f"a{m}{v}" for m in range(rows) for v in range(vectors)]
     lines = [
-        f"def _tile{rows}(acc, first, acc_pitch, xw, src, qa, qb, k_total, wb):",
+        f"def _tile{rows}x{vectors}(acc, first, acc_pitch, xw, src, {', '.join(starts)}, "
+        "k_total, wb):",
         '    """acc[first + m*acc_pitch + q + j] = sum over k of wb[8k + m] *',
-        f'    xw[src[k] + q + j], for m < {rows}, q in (qa, qb), j < one vector."""',
+        f'    xw[src[k] + q + j], for m < {rows}, q in ({", ".join(starts)}), j < one vector."""',
         "    zero = simd.zeros(xw)",
         "    " + " = ".join(acc) + " = zero",
         "    for k in range(k_total):",
         "        at = src[k]",
-        "        v0 = simd.load(xw, at + qa)",
-        "        v1 = simd.load(xw, at + qb)",
-        "        w = np.uint64(TILE_ROWS * k)",
     ]
+    lines += [f"        v{v} = simd.load(xw, at + q{v})" for v in range(vectors)]
+    lines.append("        w = np.uint64(TILE_ROWS * k)")
     for m in range(rows):
         lines.append(f"        s = wb[w + np.uint64({m})]")
-        lines.append(f"        a{m}0 = simd.fma(v0, s, a{m}0)")
-        lines.append(f"        a{m}1 = simd.fma(v1, s, a{m}1)")
+        lines += [f"        a{m}{v} = simd.fma(v{v}, s, a{m}{v})" for v in range(vectors)]
     lines.append("    at = first")
     for m in range(rows):
-        lines.append(f"    simd.store(acc, at + qa, a{m}0)")
-        lines.append(f"    simd.store(acc, at + qb, a{m}1)")
+        lines += [f"    simd.store(acc, at + q{v}, a{m}{v})" for v in range(vectors)]
         if m < rows - 1:
             lines.append("    at += acc_pitch")
     namespace = {"np": np, "simd": simd, "TILE_ROWS": TILE_ROWS}
     exec("\n".join(lines), namespace)
-    return njit(inline="always")(namespace[f"_tile{rows}"])
+    return njit(inline="always")(namespace[f"_tile{rows}x{vectors}"])
 
 
-_tile8 = _spelled_tile(8)
-_tile4 = _spelled_tile(4)
+# 8 x 3 is the main tile: 24 accumulators, and each step's 3 vector loads
+# and 8 broadcasts feed 24 multiply-adds (about 160 GFLOP/s per core here,
+# against 140 for 8 x 2, whose loop overhead shows). 8 x 2 covers the
+# vectors left over; the 4-row tiles, a last block of at most 4 channels.
+_tile8x3, _tile8x2, _tile4x3, _tile4x2 = (
+    _spelled_tile(rows, vectors) for rows in (8, 4) for vectors in (3, 2))
+
+
+@njit(inline="always")
+def _tiles_of_three_and_two(n_segments):
+    """How many tiles of 3 and of 2 vectors cover ``n_segments`` vectors
+    (a single vector takes a tile of 2 that computes it twice)."""
+    if n_segments % 3 == 0:
+        return n_segments // 3, 0
+    if n_segments % 3 == 2:
+        return n_segments // 3, 1
+    if n_segments == 1:
+        return 0, 1
+    return (n_segments - 4) // 3, 2
+
+
+def _spelled_interleave(s_w):
+    """Source of :func:`_interleave_vectors` for a stride of ``s_w``: the
+    ``s_w`` phases of a stretch of a row, a vector of each at a time,
+    shuffled into ``s_w`` vectors of consecutive outputs."""
+    phases = ", ".join(f"simd.add(simd.load(acc, first + {r} * phase_stride + j), b)"
+                       for r in range(s_w))
+    source = f"""
+def _interleave{s_w}(acc, first, phase_stride, bias, out, at, count):
+    lanes = simd.lanes(acc)
+    b = simd.splat(acc, bias)
+    j = 0
+    while (j + lanes) * {s_w} <= count:
+        simd.store_interleaved(out, at + {s_w} * j, ({phases},))
+        j += lanes
+    _interleave(acc, first + j, phase_stride, {s_w}, bias, out, at + {s_w} * j,
+                count - {s_w} * j)
+"""
+    namespace = {"simd": simd, "_interleave": _interleave}
+    exec(source, namespace)
+    return njit(inline="always")(namespace[f"_interleave{s_w}"])
+
+
+_interleave1, _interleave2, _interleave3, _interleave4 = (
+    _spelled_interleave(s_w) for s_w in (1, 2, 3, 4))
+
+
+@njit(inline="always")
+def _interleave_vectors(acc, first, phase_stride, s_w, bias, out, at, count):
+    """out[at + j*s_w + r] = acc[first + r*phase_stride + j] + bias for the
+    ``count`` outputs of a stretch of a row that starts at phase 0 (flat
+    arrays): in vector shuffles for strides up to 4, one element at a time
+    beyond."""
+    if s_w == 1:
+        _interleave1(acc, first, phase_stride, bias, out, at, count)
+    elif s_w == 2:
+        _interleave2(acc, first, phase_stride, bias, out, at, count)
+    elif s_w == 3:
+        _interleave3(acc, first, phase_stride, bias, out, at, count)
+    elif s_w == 4:
+        _interleave4(acc, first, phase_stride, bias, out, at, count)
+    else:
+        _interleave(acc, first, phase_stride, s_w, bias, out, at, count)
+
+
+@njit(inline="always")
+def _vector_aligned(room, lanes, size):
+    """``room[lead : lead + size]``, where ``lead < lanes`` puts element 0 on
+    a vector boundary (``room`` has ``lanes - 1`` elements to spare): vector
+    loads at multiples of ``lanes`` then touch one cache line, not two."""
+    lead = -(np.int64(room.ctypes.data) // room.itemsize) % lanes
+    return room[lead:lead + size]
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
@@ -206,19 +277,27 @@ def _phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segm
     of the ``rows`` output channels wanted.
 
     A block of output channels is the outer loop: its weights stay in L1
-    while every tile of positions streams its input stretches from L2. An
-    odd last segment is computed twice rather than by a narrower tile.
+    while every tile of positions streams its input stretches from L2.
     """
+    triples, pairs = _tiles_of_three_and_two(n_segments)
+    last = n_segments - 1
     for block in range(wt.shape[0]):
         first = block * TILE_ROWS * acc_pitch
         wb = wt[block]
-        for pair in range(0, n_segments, 2):
-            qa = segments[pair]
-            qb = segments[min(pair + 1, n_segments - 1)]
-            if rows - block * TILE_ROWS > 4:
-                _tile8(acc, first, acc_pitch, xw, src, qa, qb, k_total, wb)
+        wide = rows - block * TILE_ROWS > 4
+        for t in range(triples):
+            q0, q1, q2 = segments[3 * t], segments[3 * t + 1], segments[3 * t + 2]
+            if wide:
+                _tile8x3(acc, first, acc_pitch, xw, src, q0, q1, q2, k_total, wb)
             else:
-                _tile4(acc, first, acc_pitch, xw, src, qa, qb, k_total, wb)
+                _tile4x3(acc, first, acc_pitch, xw, src, q0, q1, q2, k_total, wb)
+        for p in range(pairs):
+            q0 = segments[3 * triples + 2 * p]
+            q1 = segments[min(3 * triples + 2 * p + 1, last)]
+            if wide:
+                _tile8x2(acc, first, acc_pitch, xw, src, q0, q1, k_total, wb)
+            else:
+                _tile4x2(acc, first, acc_pitch, xw, src, q0, q1, k_total, wb)
 
 
 @njit(nogil=True, cache=True)
@@ -278,7 +357,9 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     for ph in range(n_phases):
         for t in range(tap_counts[ph]):
             halo = max(halo, offsets[ph, t])
-    chunk = -(-span // chunks_per_image)
+    # Stretches of whole vectors, so that positions on a vector boundary
+    # stay on one in the window.
+    chunk = -(-span // (chunks_per_image * lanes)) * lanes
     xf, of = x.reshape(-1), out.reshape(-1)
     per_image = groups * chunks_per_image * block_parts
     for task in prange(n_batch * per_image):
@@ -294,10 +375,12 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         co1 = min(b1 * TILE_ROWS, c_out_g)
         if p1 <= p0 or co1 <= co0:
             continue
-        win_len = p1 - p0 + halo
-        # The window: xp[p0 : p0 + win_len] of each input channel, and room
-        # for the last vector of positions to read past the end.
-        xw = np.zeros(c_in_g * win_len + lanes, dtype=x.dtype)
+        win_len = -(-(p1 - p0 + halo) // lanes) * lanes
+        # The window: xp[p0 : p0 + win_len] of each input channel (rows
+        # whose pitch is a multiple of the lanes load aligned vectors), and
+        # room for the last vector of positions to read past the end.
+        xw = _vector_aligned(np.zeros(c_in_g * win_len + 2 * lanes, dtype=x.dtype), lanes,
+                             c_in_g * win_len + lanes)
         for row in range(p0 // u_w, (p0 + win_len - 1) // u_w + 1):
             i_hh = row % u_h - shift_max[1]
             i_dd = row // u_h - shift_max[0]
@@ -321,9 +404,13 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         # Positions past a sweep's length, up to a vector, are scratch.
         acc_pitch = sub + lanes
         block = (b1 - b0) * TILE_ROWS * acc_pitch
-        acc = np.empty(s_w * block, dtype=out.dtype)
+        acc = _vector_aligned(np.empty(s_w * block + lanes, dtype=out.dtype), lanes,
+                              s_w * block)
         src = np.empty(weights.shape[3] // TILE_ROWS, dtype=np.int64)
         segments = np.empty(sub // lanes + sub // u_w + 2, dtype=np.int64)
+        row_acc = np.empty(sub // u_w + 2, dtype=np.int64)
+        row_out = np.empty_like(row_acc)
+        row_len = np.empty_like(row_acc)
         for ph_row in range(n_phases // s_w):
             first_ph = ph_row * s_w
             r_d, r_h = phases[first_ph, 0], phases[first_ph, 1]
@@ -342,21 +429,28 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                                     segments, n_segments)
                 # Accumulator position P = (jd*u_h + jh)*u_w + jw of phase
                 # r_w is output (jd*s_d + r_d, jh*s_h + r_h, jw*s_w + r_w).
-                # Channel by channel, so the output rows are written in order.
+                # The sweep's output rows once (where in acc, where in an
+                # output channel, how many), then channel by channel, so
+                # the output rows are written in order.
+                n_rows = 0
+                for row in range(s0 // u_w, (s0 + length - 1) // u_w + 1):
+                    j_h = row % u_h
+                    j_d = row // u_h
+                    if j_d >= q_d or j_h >= q_h:
+                        continue
+                    jw_lo = max(s0 - row * u_w, 0)
+                    ow_lo = jw_lo * s_w
+                    ow_hi = min(min(s0 + length - row * u_w, u_w) * s_w, o_w)
+                    if ow_hi <= ow_lo:
+                        continue
+                    row_acc[n_rows] = row * u_w + jw_lo - s0
+                    row_out[n_rows] = ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo
+                    row_len[n_rows] = ow_hi - ow_lo
+                    n_rows += 1
                 for co in range(co0, co1):
                     oc = g * c_out_g + co
-                    for row in range(s0 // u_w, (s0 + length - 1) // u_w + 1):
-                        j_h = row % u_h
-                        j_d = row // u_h
-                        if j_d >= q_d or j_h >= q_h:
-                            continue
-                        jw_lo = max(s0 - row * u_w, 0)
-                        ow_lo = jw_lo * s_w
-                        ow_hi = min(min(s0 + length - row * u_w, u_w) * s_w, o_w)
-                        if ow_hi <= ow_lo:
-                            continue
-                        a_first = (co - co0) * acc_pitch + row * u_w + jw_lo - s0
-                        o_row = (((n * c_out + oc) * o_d + j_d * s_d + r_d) * o_h
-                                 + j_h * s_h + r_h) * o_w
-                        _interleave(acc, a_first, block, s_w, bias[oc], of, o_row + ow_lo,
-                                    ow_hi - ow_lo)
+                    a_channel = (co - co0) * acc_pitch
+                    o_channel = (n * c_out + oc) * o_d * o_h * o_w
+                    for i in range(n_rows):
+                        _interleave_vectors(acc, a_channel + row_acc[i], block, s_w, bias[oc],
+                                            of, o_channel + row_out[i], row_len[i])
