@@ -6,8 +6,10 @@ for the semantics.
 
 from . import compat
 from ._dispatch import cache_info, precompile
+from ._outputs import release_memory
 from .api import conv_transpose
 from .explain import explain
 
-__all__ = ["conv_transpose", "explain", "cache_info", "precompile", "compat"]
+__all__ = ["conv_transpose", "explain", "cache_info", "precompile", "release_memory",
+           "compat"]
 __version__ = "0.1.0"

@@ -9,11 +9,12 @@ shares them (:func:`plan_call`).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import _dispatch
+from . import _dispatch, _outputs
 from ._params import Geometry, resolve_geometry
 from .cpu import driver
 
@@ -248,7 +249,8 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
                   and out.flags.c_contiguous
                   and not any(np.may_share_memory(out, a) for a in (x, weight, bias)
                               if a is not None))
-    result = out.reshape(cf_shape) if direct_out else np.empty(cf_shape, dtype)
+    result = (out.reshape(cf_shape) if direct_out
+              else _outputs.new_output(cf_shape, dtype, call.out_bytes))
 
     if plan.batch:
         driver.run(x_cf, w_k, bias_k, result, geometry, call.strategy, call.prepare,
@@ -295,6 +297,7 @@ class _CpuCall:
     prepare: functools.partial  # compiles/records a kernel of the strategy
     no_bias: np.ndarray  # zeros, the bias when none is given (never written)
     launch: object  # driver.Launch, or None for rank >= 4
+    out_bytes: int  # of the channels-first result
 
 
 def _cpu_call(x, weight, bias, args: tuple) -> _CpuCall:
@@ -316,7 +319,9 @@ def _cpu_call(x, weight, bias, args: tuple) -> _CpuCall:
                                   plan.dtype, _layout(plan), strategy),
         no_bias=np.zeros(plan.geometry.out_channels, plan.dtype),
         launch=(driver.launch_for(plan.geometry, plan.batch)
-                if plan.geometry.rank <= 3 else None))
+                if plan.geometry.rank <= 3 else None),
+        out_bytes=(plan.batch * plan.geometry.out_channels * math.prod(plan.geometry.out_spatial)
+                   * plan.dtype.itemsize))
     if plain and len(_CALLS) < _CALLS_MAX:
         _CALLS[key] = call
     return call

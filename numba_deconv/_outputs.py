@@ -1,0 +1,117 @@
+"""Recycled memory for large outputs (see ``config.OUTPUT_CACHE_BYTES``).
+
+A fresh output costs the kernel a page fault on every page it first writes,
+and allocators hand memory this large back to the system when it is freed,
+so a loop of calls would pay for the faults every time. Here the memory of
+an output is kept after the caller drops it and given to the next output of
+the same size.
+
+Memory is handed out only when nothing can still see it. Each output is
+made through a :class:`_Lease`, an object that NumPy keeps as the output's
+base; every view, slice or memoryview of the output keeps the output, and
+so the lease, alive. A slot whose lease is gone (its weak reference is
+dead) is free; one whose lease lives is never reused.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+
+from . import config
+
+#: Outputs start on a cache line, so vector stores of whole lines stay
+#: whole.
+_ALIGNMENT = 64
+
+
+class _Lease:
+    """The base of an output made from a slot's memory (via NumPy's array
+    interface); it keeps the memory alive, whatever becomes of the slot."""
+
+    __slots__ = ("__array_interface__", "memory", "__weakref__")
+
+    def __init__(self, memory: np.ndarray, shape: tuple, dtype: np.dtype):
+        self.memory = memory
+        self.__array_interface__ = {"data": (memory.ctypes.data, False), "shape": shape,
+                                    "typestr": dtype.str, "version": 3}
+
+
+class _Slot:
+    """``nbytes`` of aligned memory and the lease it is out on, if any."""
+
+    def __init__(self, nbytes: int):
+        room = np.empty(nbytes + _ALIGNMENT, dtype=np.uint8)
+        lead = -room.ctypes.data % _ALIGNMENT
+        self.nbytes = nbytes
+        self.memory = room[lead:lead + nbytes]
+        self._lease = None
+
+    def free(self) -> bool:
+        return self._lease is None or self._lease() is None
+
+    def lend(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        lease = _Lease(self.memory, shape, dtype)
+        self._lease = weakref.ref(lease)
+        return np.asarray(lease)
+
+
+_lock = threading.Lock()
+_slots: list[_Slot] = []  # least recently lent first
+
+
+def new_output(shape: tuple, dtype: np.dtype, nbytes: int) -> np.ndarray:
+    """An uninitialised C-contiguous array of ``shape`` and ``dtype``
+    (``nbytes`` in all): from recycled memory when it is large enough to be
+    worth it and fits the cache, from ``np.empty`` otherwise."""
+    if not config.OUTPUT_CACHE_MIN_BYTES <= nbytes <= config.OUTPUT_CACHE_BYTES:
+        return np.empty(shape, dtype)
+    with _lock:
+        for i, slot in enumerate(_slots):
+            if slot.nbytes == nbytes and slot.free():
+                del _slots[i]
+                break
+        else:
+            slot = _Slot(nbytes)
+        _slots.append(slot)
+        # Forget the least recently lent slots beyond the budget; a lent
+        # one lives on with its output and is freed with it.
+        while sum(s.nbytes for s in _slots) > config.OUTPUT_CACHE_BYTES:
+            del _slots[0]
+        return slot.lend(shape, dtype)
+
+
+def release_memory() -> int:
+    """Let go of the output memory kept for reuse.
+
+    Outputs of at least ``config.OUTPUT_CACHE_MIN_BYTES`` come from memory
+    that the library keeps after the caller drops them (up to
+    ``config.OUTPUT_CACHE_BYTES`` in all), to spare the next call of that
+    size the page faults of fresh memory. This forgets all of it: memory no
+    output uses is freed now, memory an output still uses when that output
+    goes.
+
+    Returns
+    -------
+    int
+        The bytes the cache held, in use or not.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_deconv
+    >>> _ = numba_deconv.release_memory()  # start from an empty cache
+    >>> y = numba_deconv.conv_transpose(np.ones((8, 64, 32, 32), np.float32),
+    ...                                 np.ones((64, 32, 2, 2), np.float32), stride=2)
+    >>> y.nbytes
+    4194304
+    >>> numba_deconv.release_memory()  # y keeps its memory until it goes
+    4194304
+    >>> numba_deconv.release_memory()
+    0
+    """
+    with _lock:
+        held = sum(slot.nbytes for slot in _slots)
+        _slots.clear()
+    return held
