@@ -22,9 +22,11 @@ tables built once per call, so no division runs per row.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from ..config import FASTMATH
+from . import simd
 
 
 @njit(nogil=True, cache=True)
@@ -89,43 +91,80 @@ def _add(acc, dst, x, src, length):
         acc[d + t] += x[s + t]
 
 
-@njit(inline="always")
-def _interleave(acc, first, phase_stride, s_w, bias, out, row, o_w):
+@njit(nogil=True)
+def _interleave_elements(acc, first, phase_stride, s_w, bias, out, row, o_w):
     """out[row + j*s + r] = acc[first + r*phase_stride + j] + bias, one output
-    row from its phases (flat arrays)."""
+    row from its phases (flat arrays), one element at a time: any dtype,
+    any stride. Not inlined: it serves rare strides and the tails of rows,
+    and every inlined copy costs compile time."""
     base = np.uint64(row)
-    a0 = np.uint64(first)
-    if s_w == 1:
-        for j in range(np.uint64(o_w)):
-            out[base + j] = acc[a0 + j] + bias
-        return
-    if s_w == 2:
-        # Spelled out (here and for stride 4) so LLVM sees a constant
-        # stride and vectorises the interleaving stores with shuffles.
-        a1 = np.uint64(first + phase_stride)
-        for j in range(np.uint64(o_w // 2)):
-            out[base + 2 * j] = acc[a0 + j] + bias
-            out[base + 2 * j + 1] = acc[a1 + j] + bias
-        if o_w % 2:
-            out[base + np.uint64(o_w - 1)] = acc[a0 + np.uint64(o_w // 2)] + bias
-        return
-    if s_w == 4:
-        a1 = np.uint64(first + phase_stride)
-        a2 = np.uint64(first + 2 * phase_stride)
-        a3 = np.uint64(first + 3 * phase_stride)
-        for j in range(np.uint64(o_w // 4)):
-            out[base + 4 * j] = acc[a0 + j] + bias
-            out[base + 4 * j + 1] = acc[a1 + j] + bias
-            out[base + 4 * j + 2] = acc[a2 + j] + bias
-            out[base + 4 * j + 3] = acc[a3 + j] + bias
-        done = np.uint64(o_w // 4)
-        for r in range(o_w % 4):
-            out[base + 4 * done + np.uint64(r)] = acc[np.uint64(first + r * phase_stride) + done] + bias
-        return
     for r in range(min(s_w, o_w)):
         ar = np.uint64(first + r * phase_stride)
         for j in range(np.uint64((o_w - r + s_w - 1) // s_w)):
             out[base + j * np.uint64(s_w) + np.uint64(r)] = acc[ar + j] + bias
+
+
+def _spelled_interleave(s_w):
+    """Source of :func:`_interleave_vectors` for a stride of ``s_w``: the
+    ``s_w`` phases of a stretch of a row, a vector of each at a time,
+    shuffled into ``s_w`` vectors of consecutive outputs."""
+    phases = ", ".join(f"simd.add(simd.load(acc, first + {r} * phase_stride + j), b)"
+                       for r in range(s_w))
+    source = f"""
+def _interleave{s_w}(acc, first, phase_stride, bias, out, at, count):
+    lanes = simd.lanes(acc)
+    b = simd.splat(acc, bias)
+    whole = count // ({s_w} * lanes) * lanes
+    for j in range(0, whole, lanes):
+        simd.store_interleaved(out, at + {s_w} * j, ({phases},))
+    if {s_w} * whole < count:
+        _interleave_elements(acc, first + whole, phase_stride, {s_w}, bias, out,
+                             at + {s_w} * whole, count - {s_w} * whole)
+"""
+    namespace = {"simd": simd, "_interleave_elements": _interleave_elements}
+    exec(source, namespace)
+    return njit(inline="always")(namespace[f"_interleave{s_w}"])
+
+
+# Strides 1, 2 and 4 (the common ones): each variant is compiled into
+# every kernel that interleaves, so the rarer strides go element by element.
+_interleave1, _interleave2, _interleave4 = (_spelled_interleave(s_w) for s_w in (1, 2, 4))
+
+
+@njit(inline="always")
+def _interleave_vectors(acc, first, phase_stride, s_w, bias, out, at, count):
+    """out[at + j*s_w + r] = acc[first + r*phase_stride + j] + bias for the
+    ``count`` outputs of a stretch of a row that starts at phase 0 (flat
+    arrays): in vector shuffles for strides 1, 2 and 4, one element at a
+    time for the others."""
+    if s_w == 1:
+        _interleave1(acc, first, phase_stride, bias, out, at, count)
+    elif s_w == 2:
+        _interleave2(acc, first, phase_stride, bias, out, at, count)
+    elif s_w == 4:
+        _interleave4(acc, first, phase_stride, bias, out, at, count)
+    else:
+        _interleave_elements(acc, first, phase_stride, s_w, bias, out, at, count)
+
+
+def interleave(acc, first, phase_stride, s_w, bias, out, row, o_w):
+    """out[row + j*s_w + r] = acc[first + r*phase_stride + j] + bias: one
+    output row (or a stretch of one that starts at phase 0) from its phases,
+    flat arrays; in vector shuffles for float32/float64, element by element
+    for other dtypes. Jitted code only."""
+    raise NotImplementedError("interleave is for jitted code")
+
+
+@overload(interleave, inline="always")
+def _interleave_for(acc, first, phase_stride, s_w, bias, out, row, o_w):
+    if acc.dtype in (types.float32, types.float64) and out.dtype == acc.dtype:
+        def in_vectors(acc, first, phase_stride, s_w, bias, out, row, o_w):
+            _interleave_vectors(acc, first, phase_stride, s_w, bias, out, row, o_w)
+        return in_vectors
+
+    def by_element(acc, first, phase_stride, s_w, bias, out, row, o_w):
+        _interleave_elements(acc, first, phase_stride, s_w, bias, out, row, o_w)
+    return by_element
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -169,7 +208,7 @@ def _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, first, last,
                         if spans[kw, 3] > lo:
                             _axpy(af, spans[kw, 0] * phase_len + spans[kw, 1] + lo,
                                   xf, x_row + lo, spans[kw, 3] - lo, wf[w_taps + kw])
-        _interleave(af, 0, phase_len, s_w, bias[co], of, row * o_w, o_w)
+        interleave(af, 0, phase_len, s_w, bias[co], of, row * o_w, o_w)
         oh += 1
         if oh == o_h:
             oh = 0
@@ -334,7 +373,7 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
                                       (hi - lo) * length, wf[w_taps + last])
             for jh in range(n_rows):
                 row = ((n * c_out + co) * o_d + od) * o_h + (jh_first + jh) * s_h + rh
-                _interleave(acc, jh * length, n_rows * length, s_w, bias[co],
+                interleave(acc, jh * length, n_rows * length, s_w, bias[co],
                             of, row * o_w, o_w)
 
 
@@ -387,7 +426,7 @@ def col2im(cols, bias, out, co_first, od_first, oh_first, out_d, out_h,
                                 src = (tap * plane + (src_d[od, kd] * i_h + src_h[oh, kh]) * i_w
                                        + spans[0, 2])
                     if reaching == 1:
-                        _interleave(cf, src, plane, s_w, bias[co], of, row, o_w)
+                        interleave(cf, src, plane, s_w, bias[co], of, row, o_w)
                         continue
                 af[:] = 0
                 for kd in range(k_d):
@@ -405,4 +444,4 @@ def col2im(cols, bias, out, co_first, od_first, oh_first, out_d, out_h,
                                 src = tap * plane + (i_dd * i_h + i_hh) * i_w + lo
                                 _add(af, spans[kw, 0] * phase_len + spans[kw, 1] + lo,
                                      cf, src, spans[kw, 3] - lo)
-                _interleave(af, 0, phase_len, s_w, bias[co], of, row, o_w)
+                interleave(af, 0, phase_len, s_w, bias[co], of, row, o_w)

@@ -20,7 +20,7 @@ about 150-160 GFLOP/s per core here, above BLAS's ~120-145 on the same thin
 per-image products, and no columns need folding (col2im). The vectors of a
 tile cover the outputs row by row, so scratch columns cost nothing unless
 a row is shorter than a vector. The phases of a row are then interleaved
-into the output in vector shuffles, from aligned accumulators.
+into the output (:func:`.kernels.interleave`) from aligned accumulators.
 
 Zero padding adds ``0 * w``, which is 0 only for finite weights: the
 weight table is checked as it is built, and the driver falls back to the
@@ -32,7 +32,7 @@ from numba import njit, prange
 
 from ..config import FASTMATH
 from . import simd
-from .kernels import _interleave
+from .kernels import interleave
 
 #: Output channels per register tile: 8 rows x 3 vectors of positions make
 #: 24 accumulators of AVX-512's 32 registers, leaving room for the three
@@ -197,66 +197,20 @@ def _spelled_tile(rows, vectors):
 # 8 x 3 is the main tile: 24 accumulators, and each step's 3 vector loads
 # and 8 broadcasts feed 24 multiply-adds (about 160 GFLOP/s per core here,
 # against 140 for 8 x 2, whose loop overhead shows). 8 x 2 covers the
-# vectors left over; the 4-row tiles, a last block of at most 4 channels.
-_tile8x3, _tile8x2, _tile4x3, _tile4x2 = (
-    _spelled_tile(rows, vectors) for rows in (8, 4) for vectors in (3, 2))
+# vectors left over, 4 x 2 a last block of at most 4 channels (every
+# variant adds to the compile time).
+_tile8x3, _tile8x2, _tile4x2 = (_spelled_tile(rows, vectors)
+                                for rows, vectors in ((8, 3), (8, 2), (4, 2)))
 
 
 @njit(inline="always")
-def _tiles_of_three_and_two(n_segments):
-    """How many tiles of 3 and of 2 vectors cover ``n_segments`` vectors
-    (a single vector takes a tile of 2 that computes it twice)."""
-    if n_segments % 3 == 0:
-        return n_segments // 3, 0
-    if n_segments % 3 == 2:
-        return n_segments // 3, 1
-    if n_segments == 1:
-        return 0, 1
-    return (n_segments - 4) // 3, 2
-
-
-def _spelled_interleave(s_w):
-    """Source of :func:`_interleave_vectors` for a stride of ``s_w``: the
-    ``s_w`` phases of a stretch of a row, a vector of each at a time,
-    shuffled into ``s_w`` vectors of consecutive outputs."""
-    phases = ", ".join(f"simd.add(simd.load(acc, first + {r} * phase_stride + j), b)"
-                       for r in range(s_w))
-    source = f"""
-def _interleave{s_w}(acc, first, phase_stride, bias, out, at, count):
-    lanes = simd.lanes(acc)
-    b = simd.splat(acc, bias)
-    j = 0
-    while (j + lanes) * {s_w} <= count:
-        simd.store_interleaved(out, at + {s_w} * j, ({phases},))
-        j += lanes
-    _interleave(acc, first + j, phase_stride, {s_w}, bias, out, at + {s_w} * j,
-                count - {s_w} * j)
-"""
-    namespace = {"simd": simd, "_interleave": _interleave}
-    exec(source, namespace)
-    return njit(inline="always")(namespace[f"_interleave{s_w}"])
-
-
-_interleave1, _interleave2, _interleave3, _interleave4 = (
-    _spelled_interleave(s_w) for s_w in (1, 2, 3, 4))
-
-
-@njit(inline="always")
-def _interleave_vectors(acc, first, phase_stride, s_w, bias, out, at, count):
-    """out[at + j*s_w + r] = acc[first + r*phase_stride + j] + bias for the
-    ``count`` outputs of a stretch of a row that starts at phase 0 (flat
-    arrays): in vector shuffles for strides up to 4, one element at a time
-    beyond."""
-    if s_w == 1:
-        _interleave1(acc, first, phase_stride, bias, out, at, count)
-    elif s_w == 2:
-        _interleave2(acc, first, phase_stride, bias, out, at, count)
-    elif s_w == 3:
-        _interleave3(acc, first, phase_stride, bias, out, at, count)
-    elif s_w == 4:
-        _interleave4(acc, first, phase_stride, bias, out, at, count)
-    else:
-        _interleave(acc, first, phase_stride, s_w, bias, out, at, count)
+def _tiles_of_three(n_segments):
+    """How many tiles of 3 vectors to take of ``n_segments`` vectors, so
+    that tiles of 2 cover the rest (a single vector takes a tile of 2 that
+    computes it twice)."""
+    if n_segments % 3 == 1:
+        return max(n_segments - 4, 0) // 3
+    return n_segments // 3
 
 
 @njit(inline="always")
@@ -279,25 +233,22 @@ def _phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segm
     A block of output channels is the outer loop: its weights stay in L1
     while every tile of positions streams its input stretches from L2.
     """
-    triples, pairs = _tiles_of_three_and_two(n_segments)
+    triples = _tiles_of_three(n_segments)
     last = n_segments - 1
     for block in range(wt.shape[0]):
         first = block * TILE_ROWS * acc_pitch
         wb = wt[block]
-        wide = rows - block * TILE_ROWS > 4
-        for t in range(triples):
-            q0, q1, q2 = segments[3 * t], segments[3 * t + 1], segments[3 * t + 2]
-            if wide:
-                _tile8x3(acc, first, acc_pitch, xw, src, q0, q1, q2, k_total, wb)
-            else:
-                _tile4x3(acc, first, acc_pitch, xw, src, q0, q1, q2, k_total, wb)
-        for p in range(pairs):
-            q0 = segments[3 * triples + 2 * p]
-            q1 = segments[min(3 * triples + 2 * p + 1, last)]
-            if wide:
-                _tile8x2(acc, first, acc_pitch, xw, src, q0, q1, k_total, wb)
-            else:
-                _tile4x2(acc, first, acc_pitch, xw, src, q0, q1, k_total, wb)
+        if rows - block * TILE_ROWS > 4:
+            for t in range(triples):
+                _tile8x3(acc, first, acc_pitch, xw, src, segments[3 * t], segments[3 * t + 1],
+                         segments[3 * t + 2], k_total, wb)
+            for p in range(3 * triples, n_segments, 2):
+                _tile8x2(acc, first, acc_pitch, xw, src, segments[p],
+                         segments[min(p + 1, last)], k_total, wb)
+        else:
+            for p in range(0, n_segments, 2):
+                _tile4x2(acc, first, acc_pitch, xw, src, segments[p],
+                         segments[min(p + 1, last)], k_total, wb)
 
 
 @njit(nogil=True, cache=True)
@@ -452,5 +403,5 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     a_channel = (co - co0) * acc_pitch
                     o_channel = (n * c_out + oc) * o_d * o_h * o_w
                     for i in range(n_rows):
-                        _interleave_vectors(acc, a_channel + row_acc[i], block, s_w, bias[oc],
-                                            of, o_channel + row_out[i], row_len[i])
+                        interleave(acc, a_channel + row_acc[i], block, s_w, bias[oc], of,
+                                   o_channel + row_out[i], row_len[i])
