@@ -116,7 +116,7 @@ def test_small_workspace_cuts_slabs_with_halos():
 TILE_CASES = [
     ((2, 5, 7, 6), (5, 12, 3, 3), dict(stride=2, padding=1)),
     ((1, 3, 40), (3, 17, 4), dict(stride=2, padding=1, output_padding=1)),
-    ((2, 4, 3, 21), (4, 9, 2, 3), dict(stride=(1, 3), dilation=(2, 1))),
+    ((2, 4, 3, 21), (4, 14, 2, 3), dict(stride=(1, 3), dilation=(2, 1))),
     ((1, 6, 3, 5, 4), (6, 8, 3, 2, 3), dict(stride=2, padding=(1, 0, 1))),
     ((2, 16, 4, 4), (16, 20, 4, 4), dict(stride=2, padding=1, groups=2)),
     # Rows long enough for the vector interleave at stride 4, and stride 5
