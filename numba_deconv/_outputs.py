@@ -78,7 +78,8 @@ def new_output(shape: tuple, dtype: np.dtype, nbytes: int) -> np.ndarray:
         _slots.append(slot)
         # Forget the least recently lent slots beyond the budget; a lent
         # one lives on with its output and is freed with it.
-        while sum(s.nbytes for s in _slots) > config.OUTPUT_CACHE_BYTES:
+        while (len(_slots) > config.OUTPUT_CACHE_SLOTS
+               or sum(s.nbytes for s in _slots) > config.OUTPUT_CACHE_BYTES):
             del _slots[0]
         return slot.lend(shape, dtype)
 
@@ -88,8 +89,9 @@ def release_memory() -> int:
 
     Outputs of at least ``config.OUTPUT_CACHE_MIN_BYTES`` come from memory
     that the library keeps after the caller drops them (up to
-    ``config.OUTPUT_CACHE_BYTES`` in all), to spare the next call of that
-    size the page faults of fresh memory. This forgets all of it: memory no
+    ``config.OUTPUT_CACHE_SLOTS`` outputs, ``config.OUTPUT_CACHE_BYTES`` in
+    all), to spare the next call of that size the page faults of fresh
+    memory. This forgets all of it: memory no
     output uses is freed now, memory an output still uses when that output
     goes.
 

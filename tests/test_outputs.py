@@ -75,6 +75,16 @@ def test_budget_bounds_what_is_kept(cache, monkeypatch, rng):
     assert numba_deconv.release_memory() == 0
 
 
+def test_slot_count_bounds_what_is_kept(cache, monkeypatch, rng):
+    monkeypatch.setattr(config, "OUTPUT_CACHE_SLOTS", 2)
+    w = random_array(rng, W_SHAPE, np.float32)
+    sizes = []
+    for batch in (1, 2, 3):  # three output sizes
+        y = conv_transpose(random_array(rng, (batch,) + X_SHAPE[1:], np.float32), w, **KWARGS)
+        sizes.append(y.nbytes)
+    assert numba_deconv.release_memory() == sizes[1] + sizes[2]
+
+
 def test_other_shape_and_dtype_of_the_same_size(cache, rng):
     x = random_array(rng, X_SHAPE, np.float64)
     w = random_array(rng, W_SHAPE, np.float64)
