@@ -69,9 +69,9 @@ def cache_info() -> list:
         Keys ``device``, ``rank``, ``dtype``, ``layout``, ``strategy``
         (``"direct"`` or ``"gemm"`` on the CPU), ``kernel`` (which of the
         strategy's kernels: ``"serial"``, ``"rows"``, ``"planes"``,
-        ``"col2im"``; ``"gather"`` on CUDA) and ``compile_seconds`` (the
-        time to compile the kernel or to load it from Numba's on-disk
-        cache), in the order compiled.
+        ``"tiled"``, ``"col2im"``; ``"gather"`` on CUDA) and
+        ``compile_seconds`` (the time to compile the kernel or to load it
+        from Numba's on-disk cache), in the order compiled.
 
     Examples
     --------

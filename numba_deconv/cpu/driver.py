@@ -10,9 +10,10 @@ Strategies
     Reads ``x`` and ``w`` directly, no BLAS. With enough channel pairs per
     group (``TILED_MIN_CHANNEL_PAIRS``) and finite weights it runs
     :func:`~numba_deconv.cpu.tiled.direct_tiled` (phase planes, register
-    tiles of 4 output x 4 input channels). With few channels per group
-    (depthwise, single-channel images), rows of at most ``PLANES_MAX_ROW``
-    inputs go to :func:`~numba_deconv.cpu.kernels.direct_planes` (whole
+    tiles of 8 output channels x 3 vectors of positions). With few channels
+    per group (depthwise, single-channel images), rows of at most
+    ``PLANES_MAX_ROW`` inputs go to
+    :func:`~numba_deconv.cpu.kernels.direct_planes` (whole
     planes per tap, on zero-padded copies of the planes a task reads),
     longer ones to :func:`~numba_deconv.cpu.kernels.direct_rows`. Tiny
     calls run ``direct_rows_serial`` on the calling thread.
