@@ -22,10 +22,9 @@ FASTMATH = {"contract"}
 #: 512 on 4 of 8x8 12.1 vs 19.2; 1024 -> 512 on 1 of 4x4 3.0 vs 19.4).
 #: Elsewhere the register tiles beat BLAS plus the fold (dcgan_2d tiled 75
 #: ms vs gemm 92; dilated_2d 2.3 vs 4.0). Complex data has no register
-#: tiles: it takes BLAS on images of at least GEMM_MIN_POSITIONS positions,
-#: and so does float64 when each output phase has one tap (unet_2d_f64: gemm
-#: 6.7 ms vs tiled 9.0; with overlapping taps tiled wins in float64 too,
-#: dilated 5.4 vs 7.5, vol_3d 2.4 vs 4.2).
+#: tiles: it takes BLAS on images of at least GEMM_MIN_POSITIONS positions.
+#: Float64 runs the tiles as float32 does (unet_2d_f64: tiled 5.1 ms vs
+#: gemm 6.7, dilated 4.9 vs 7.9, dcgan_2d on 16 images 37 vs 48).
 GEMM_MIN_CHANNELS = 64
 GEMM_MAX_BATCH_POSITIONS = 512
 GEMM_MIN_POSITIONS = 64
@@ -37,11 +36,15 @@ GEMM_MIN_POSITIONS = 64
 TILED_MIN_CHANNEL_PAIRS = 8
 
 #: The tiled kernel splits each image into about this many tasks per thread
-#: (more balance the load), each covering at least TILED_MIN_POSITIONS
+#: (more balance the load), and into tasks whose input window stays within
+#: TILED_WINDOW_BYTES (so that it, the accumulator rows and a block's
+#: weights share L2), each covering at least TILED_MIN_POSITIONS
 #: accumulator positions (fewer would spend more on copying the halo of
-#: input each task reads).
+#: input each task reads). The window bound took unet_2d (a 512 KiB window
+#: per image) from 3.50 to 3.06 ms and its float64 twin from 6.7 to 4.7.
 TILED_TASKS_PER_THREAD = 4
-TILED_MIN_POSITIONS = 1024
+TILED_MIN_POSITIONS = 256
+TILED_WINDOW_BYTES = 256 << 10
 
 #: Bytes of accumulator rows (all output channels of a group, every W
 #: phase) one sweep of the tiled kernel fills before interleaving them into

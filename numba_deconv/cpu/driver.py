@@ -84,22 +84,15 @@ def choose_strategy(geometry, batch: int, dtype) -> str:
     many channels meet few input positions in the whole batch: then the
     weights outweigh the work on them, and BLAS, which reads them where
     they are, beats building the tiled kernel's weight table. Complex data
-    has no register tiles, so there BLAS takes every thick product; so it
-    does for float64 when each output phase has one tap.
+    has no register tiles, so there BLAS takes every thick product.
     """
     in_per_group = geometry.in_channels // geometry.groups
     out_per_group = geometry.out_channels // geometry.groups
     if min(in_per_group, out_per_group) < config.GEMM_MIN_CHANNELS:
         return "direct"
     positions = math.prod(geometry.in_spatial)
-    # Kernels whose taps never share an output phase (e.g. 2x2 at stride
-    # 2): the fold is a plain interleave, and each tile sums only C_in
-    # pairs, too few to repay its stores in float64.
-    one_tap_per_phase = all(len({i * d % s for i in range(k)}) == k for k, s, d in zip(
-        geometry.kernel, geometry.stride, geometry.dilation))
-    thick = positions >= config.GEMM_MIN_POSITIONS
-    if np.dtype(dtype).kind == "c" or (np.dtype(dtype) == np.float64 and one_tap_per_phase):
-        return "gemm" if thick else "direct"
+    if np.dtype(dtype).kind == "c":
+        return "gemm" if positions >= config.GEMM_MIN_POSITIONS else "direct"
     return "gemm" if batch * positions <= config.GEMM_MAX_BATCH_POSITIONS else "direct"
 
 
@@ -190,22 +183,26 @@ def _direct_planes(x, w, bias, out, groups, launch) -> None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _tiled_layout(kernel, stride, dilation, pad, out_spatial, batch, groups, c_out_g,
-                  itemsize, threads, tasks_per_thread, min_positions, acc_bytes):
+def _tiled_layout(kernel, stride, dilation, pad, out_spatial, batch, groups, c_in_g, c_out_g,
+                  itemsize, threads, tasks_per_thread, min_positions, window_bytes,
+                  acc_bytes):
     """Phase tables and work split of the tiled kernel: ``(pitch, shift_max,
     phases, taps, tap_counts, chunks, block_parts, sub)``.
 
-    Images (and groups) are the tasks first; when there are too few for
-    ``tasks_per_thread`` per thread, each image is cut into stretches of at
-    least ``min_positions`` positions, and then its output channels into
-    ranges of register-tile blocks (large channel counts on small images).
+    Images (and groups) are the tasks first; each image is cut into
+    stretches of at least ``min_positions`` positions when there are too
+    few images for ``tasks_per_thread`` per thread, or when one image's
+    input window would pass ``window_bytes``; then, for want of tasks, its
+    output channels into ranges of register-tile blocks (large channel
+    counts on small images).
     """
     pitch, shift_max, phases, taps = phase_tables(kernel, stride, dilation, pad,
                                                   out_spatial)
     tap_counts = np.array([len(t) for t in taps], dtype=np.int64)
     span = phase_span(phases, pitch)
     wanted = -(-tasks_per_thread * threads // (batch * groups))
-    chunks = max(1, min(wanted, span // min_positions))
+    by_window = -(-c_in_g * span * itemsize // window_bytes)
+    chunks = max(1, min(max(wanted, by_window), span // min_positions))
     blocks = -(-c_out_g // TILE_ROWS)
     block_parts = min(blocks, -(-wanted // chunks))
     # Positions per sweep: all accumulator rows of a task fit acc_bytes.
@@ -221,8 +218,9 @@ def _direct_tiled(x, w, bias, out, groups, launch) -> bool:
     finite."""
     pitch, shift_max, phases, taps, tap_counts, chunks, block_parts, sub = _tiled_layout(
         w.shape[2:], launch.stride, launch.dilation, launch.pad, out.shape[2:],
-        x.shape[0], groups, w.shape[1], x.dtype.itemsize, numba.get_num_threads(),
-        config.TILED_TASKS_PER_THREAD, config.TILED_MIN_POSITIONS, config.TILED_ACC_BYTES)
+        x.shape[0], groups, x.shape[1] // groups, w.shape[1], x.dtype.itemsize,
+        numba.get_num_threads(), config.TILED_TASKS_PER_THREAD, config.TILED_MIN_POSITIONS,
+        config.TILED_WINDOW_BYTES, config.TILED_ACC_BYTES)
     weights, offsets, finite = weight_tables(w, groups, taps)
     if not finite:
         return False
