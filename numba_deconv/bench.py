@@ -295,8 +295,12 @@ def workspace_bytes(fn):
     Linux only (``None`` elsewhere): makes glibc hand large blocks straight
     back to the system, resets the peak-RSS mark (``/proc/self/clear_refs``)
     and reads ``VmHWM`` after one call. An estimate: threads' stacks and
-    allocator slack count, memory a library keeps cached does not.
+    allocator slack count, memory a library keeps cached does not. Our
+    recycled outputs are let go first: an output made in memory kept from
+    earlier calls would hide the workspace behind the output's size.
     """
+    import numba_deconv
+    numba_deconv.release_memory()
     try:
         import ctypes
         libc = ctypes.CDLL(None)
@@ -575,10 +579,6 @@ def worker_main(lib, spec_path):
             with contextlib.suppress(Exception):
                 call, _ = build_call(lib, Case.from_dict(item["case"]),
                                      np.load(item["x"]), np.load(item["w"]), threads)
-                # Outputs recycled from the timings would hide the
-                # workspace behind the output's size: start from none.
-                import numba_deconv
-                numba_deconv.release_memory()
                 _emit({"event": "workspace", "id": item["id"],
                        "bytes": workspace_bytes(call)})
     return 0
