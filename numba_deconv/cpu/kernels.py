@@ -374,7 +374,7 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
             for jh in range(n_rows):
                 row = ((n * c_out + co) * o_d + od) * o_h + (jh_first + jh) * s_h + rh
                 interleave(acc, jh * length, n_rows * length, s_w, bias[co],
-                            of, row * o_w, o_w)
+                           of, row * o_w, o_w)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
