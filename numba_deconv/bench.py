@@ -91,14 +91,46 @@ class Case:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Case":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
+        """A case from one entry of a case file; ``ValueError`` naming the
+        case and the key for anything missing, unknown or out of range."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a bench case must be a JSON object, got {d!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        name = d.get("name")
+        unknown = set(d) - set(fields)
         if unknown:
             raise ValueError(
-                f"bench case {d.get('name')!r} has unknown keys {sorted(unknown)}")
+                f"bench case {name!r} has unknown keys {sorted(unknown)}; "
+                f"valid keys are {sorted(fields)}")
+        missing = [f.name for f in fields.values()
+                   if f.default is dataclasses.MISSING and f.name not in d]
+        if missing:
+            raise ValueError(f"bench case {name!r} lacks the keys {missing}")
         d = dict(d)
-        d["spatial"] = tuple(int(v) for v in d["spatial"])
-        return cls(**d)
+        try:
+            d["spatial"] = tuple(int(v) for v in d["spatial"])
+        except (TypeError, ValueError):
+            raise ValueError(f"bench case {name!r}: spatial must be a list of "
+                             f"ints, got {d['spatial']!r}") from None
+        if d.get("dtype", "float32") not in DTYPES:
+            raise ValueError(f"bench case {name!r}: dtype must be one of "
+                             f"{DTYPES}, got {d['dtype']!r}")
+        case = cls(**d)
+        minimum = {"N": 1, "C_in": 1, "C_out": 1, "kernel": 1, "stride": 1,
+                   "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1}
+        for key, low in minimum.items():
+            value = getattr(case, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"bench case {name!r}: {key} must be an int "
+                                 f">= {low}, got {value!r}")
+        if not case.spatial or min(case.out_spatial) < 1 or min(case.spatial) < 1:
+            raise ValueError(f"bench case {name!r}: spatial {list(case.spatial)} "
+                             "must be non-empty with every input and output "
+                             "size >= 1")
+        if case.C_in % case.groups or case.C_out % case.groups:
+            raise ValueError(f"bench case {name!r}: groups={case.groups} must "
+                             f"divide C_in={case.C_in} and C_out={case.C_out}")
+        return case
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -168,7 +200,20 @@ def load_cases(path=None) -> list:
     else:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    return [Case.from_dict(d) for d in json.loads(text)["cases"]]
+    where = path or "bench_cases.json"
+    try:
+        table = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"case file {where} is not valid JSON: {e}") from None
+    if not isinstance(table, dict) or not isinstance(table.get("cases"), list):
+        raise ValueError(f'case file {where} must hold an object with a "cases" '
+                         "list, as numba_deconv/bench_cases.json does")
+    cases = [Case.from_dict(d) for d in table["cases"]]
+    names = [c.name for c in cases]
+    if len(set(names)) != len(names):
+        raise ValueError(f"case file {where} repeats case names: "
+                         f"{sorted({n for n in names if names.count(n) > 1})}")
+    return cases
 
 
 def _package_file(name: str) -> str:
@@ -987,6 +1032,10 @@ def configure_parser(p):
     """Add the bench options to an ``argparse`` parser."""
     p.add_argument("--case", nargs="+", action="extend", metavar="NAME",
                    help="cases of the table to run (default: all); repeatable")
+    p.add_argument("--case-file", metavar="FILE.json",
+                   help="run your own shapes: a JSON file in the format of "
+                        "bench_cases.json (default: the standard table); "
+                        "benchmarks/spread_cases.json is a wider spread")
     p.add_argument("--dtype", nargs="+", action="extend", choices=DTYPES,
                    help="run the cases in these dtypes (default: each case's own)")
     p.add_argument("--peers", type=_peer_list, default=list(PEERS),
@@ -1043,9 +1092,9 @@ def run_from_args(args) -> int:
         report = run(args.case, args.dtype, args.peers, min_time=args.min_time,
                      repeat=args.repeat, threads=args.threads, gemm=args.gemm,
                      gemm_size=args.gemm_size, memory=args.memory,
-                     rounds=args.rounds,
+                     rounds=args.rounds, case_file=args.case_file,
                      progress=None if args.quiet else sys.stderr)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_table(report))

@@ -72,6 +72,58 @@ def test_case_rejects_unknown_keys():
                               "spatial": [4], "kernal": 3})
 
 
+SPREAD_TABLE = os.path.join(os.path.dirname(__file__), "..", "benchmarks",
+                            "spread_cases.json")
+
+
+def test_spread_table_covers_what_it_claims():
+    spread = bench.load_cases(SPREAD_TABLE)
+    assert not {c.name for c in spread} & set(CASES)
+    assert any(c.kernel < c.stride for c in spread)
+    assert any(c.kernel % c.stride for c in spread)
+    assert any(s % 2 for c in spread for s in c.spatial)
+    assert any(c.rank == 1 and c.spatial[0] >= 100_000 for c in spread)
+    assert any(c.rank == 3 for c in spread)
+    assert any(c.C_in >= 512 and max(c.spatial) <= 8 for c in spread)
+    assert any(c.C_in <= 4 and min(c.spatial) >= 32 for c in spread)
+    assert any(c.groups > 1 for c in spread)
+    assert any(c.dtype == "float64" for c in spread)
+
+
+TINY = {"name": "t", "N": 1, "C_in": 2, "C_out": 2, "spatial": [3], "kernel": 2}
+
+
+@pytest.mark.parametrize("text, why", [
+    ("{", "not valid JSON"),
+    ('{"rows": []}', 'must hold an object with a "cases" list'),
+    (json.dumps({"cases": [{k: v for k, v in TINY.items() if k != "kernel"}]}),
+     r"lacks the keys \['kernel'\]"),
+    (json.dumps({"cases": [dict(TINY, dtype="float16")]}), "dtype must be one of"),
+    (json.dumps({"cases": [dict(TINY, stride=0)]}), "stride must be an int >= 1, got 0"),
+    (json.dumps({"cases": [dict(TINY, groups=2, C_out=3)]}), "groups=2 must divide"),
+    (json.dumps({"cases": [dict(TINY, spatial=[])]}), "must be non-empty"),
+    (json.dumps({"cases": [dict(TINY, padding=5)]}), "output size >= 1"),
+    (json.dumps({"cases": [dict(TINY, spatial="3x3")]}), "spatial must be a list"),
+    (json.dumps({"cases": [TINY, TINY]}), r"repeats case names: \['t'\]"),
+])
+def test_case_file_errors_name_the_problem(tmp_path, text, why):
+    path = tmp_path / "cases.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=why):
+        bench.load_cases(str(path))
+
+
+def test_cli_runs_a_case_file(tmp_path, capsys):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"cases": [dict(TINY, name="my_shape", stride=2)]}))
+    assert bench.main(["--case-file", str(path), "--peers", "none", "--quiet",
+                       "--min-time", "0.01", "--no-gemm", "--no-memory"]) == 0
+    assert "my_shape" in capsys.readouterr().out
+    assert bench.main(["--case-file", str(tmp_path / "absent.json"),
+                       "--peers", "none", "--quiet"]) == 2
+    assert "absent.json" in capsys.readouterr().err
+
+
 def test_select_cases():
     cases = list(CASES.values())
     default = bench.select_cases(cases)
