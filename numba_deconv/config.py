@@ -13,21 +13,33 @@ here as plain constants.
 #: not reductions).
 FASTMATH = {"contract"}
 
-#: The GEMM + col2im strategy needs at least GEMM_MIN_CHANNELS input and
-#: output channels per group. For real data it is chosen only when the
-#: whole batch has at most GEMM_MAX_BATCH_POSITIONS input positions: then
-#: the weights outweigh the work per weight, and BLAS reads them in place
-#: while the tiled kernel must lay out a table of them first (measured, 2
-#: cores: 256 -> 256 on 2 images of 4x4 gemm 1.05 ms vs tiled 1.30; 512 ->
-#: 512 on 4 of 8x8 12.1 vs 19.2; 1024 -> 512 on 1 of 4x4 3.0 vs 19.4).
-#: Elsewhere the register tiles beat BLAS plus the fold (dcgan_2d tiled 75
-#: ms vs gemm 92; dilated_2d 2.3 vs 4.0). Complex data has no register
-#: tiles: it takes BLAS on images of at least GEMM_MIN_POSITIONS positions.
-#: Float64 runs the tiles as float32 does (unet_2d_f64: tiled 5.1 ms vs
-#: gemm 6.7, dilated 4.9 vs 7.9, dcgan_2d on 16 images 37 vs 48).
+#: The GEMM strategy (columns, then col2im) needs at least GEMM_MIN_CHANNELS
+#: input and output channels per group. For real data (the columns kernel)
+#: it is chosen for images of at most GEMM_MAX_IMAGE_POSITIONS input
+#: positions, at most GEMM_MAX_BATCH_POSITIONS in the whole batch, and at
+#: least GEMM_MIN_WEIGHTS_PER_POSITION weights per position of the batch:
+#: there the weights outweigh the work on each. Measured against the tiled
+#: kernel, 2 cores, float32 (float64): 256 -> 256, 4x4 taps on 2 images of
+#: 4x4 columns 0.74 ms vs tiled 1.37 (1.19 vs 2.40); 3x3 taps on 64 of 4x4
+#: 9.1 vs 12.5; 512 -> 256 on 8 of 8x8 12.0 vs 13.3 (21.7 vs 25.2), on 16
+#: of 8x8 26.5 vs 23.7 in float32 (a loss) but 43.9 vs 50.2 in float64; and
+#: the tiles win on 256 -> 128 on 2 of 16x16 (3.4 vs 2.8) and on 128 -> 64,
+#: 2x2 taps on 8 of 8x8 (0.66 vs 0.30). Complex data has no
+#: register tiles: it takes BLAS on images of at least GEMM_MIN_POSITIONS
+#: positions.
 GEMM_MIN_CHANNELS = 64
-GEMM_MAX_BATCH_POSITIONS = 512
+GEMM_MAX_IMAGE_POSITIONS = 64
+GEMM_MAX_BATCH_POSITIONS = 1024
+GEMM_MIN_WEIGHTS_PER_POSITION = 512
 GEMM_MIN_POSITIONS = 64
+
+#: The columns kernel (the GEMM strategy for real data) splits the output
+#: channels into about this many tasks per thread, and packs the weights of
+#: a task COLUMNS_PACK_BYTES at a time (they stay in L2 while every
+#: position passes them). Measured, 512 -> 512 on 4 images of 8x8: 8 tasks
+#: per thread 10.1 ms, 4 tasks 10.7; 200 or 540 KiB packs within noise.
+COLUMNS_TASKS_PER_THREAD = 8
+COLUMNS_PACK_BYTES = 256 << 10
 
 #: The direct strategy runs the tiled kernel (phase planes, register
 #: tiles) when C_in/groups * C_out/groups reaches this; below it a tile has

@@ -45,11 +45,12 @@ def test_precompile_compiles_what_it_is_asked_for(fresh_record):
     info = numba_deconv.precompile(ranks=(1, 3), dtypes=("float32", np.float64),
                                    strategies=("gemm",), layouts=("channels_first",))
     assert {(v["rank"], v["dtype"], v["strategy"], v["kernel"]) for v in info} == {
-        (r, d, "gemm", "col2im") for r in (1, 3) for d in ("float32", "float64")}
+        (r, d, "gemm", kernel) for r in (1, 3) for d in ("float32", "float64")
+        for kernel in ("columns", "col2im")}
     info = numba_deconv.precompile(ranks=(2,), dtypes=("float32",),
                                    layouts=("channels_last",))
     kernels = {v["kernel"] for v in info if v["layout"] == "channels_last"}
-    assert kernels == {"serial", "rows", "planes", "tiled", "col2im"}
+    assert kernels == {"serial", "rows", "planes", "tiled", "columns", "col2im"}
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -34,9 +34,10 @@ CASES = [
 
 # (strategy, kernel variant): the direct strategy has a serial row kernel
 # for tiny calls, a parallel row kernel, a plane kernel for short rows and
-# the tiled kernel for more channels.
+# the tiled kernel for more channels; the GEMM strategy runs the columns
+# kernel on real data and BLAS tasks on complex data.
 PATHS = [("direct", "serial"), ("direct", "rows"), ("direct", "planes"),
-         ("direct", "tiled"), ("gemm", "tasks")]
+         ("direct", "tiled"), ("gemm", "columns"), ("gemm", "blas")]
 
 
 @pytest.fixture(params=PATHS, ids=["-".join(p) for p in PATHS])
@@ -65,9 +66,14 @@ def test_strategy_and_split(path, workspace, x_shape, w_shape, kwargs, monkeypat
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS", workspace // 64 or 1)
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 1 << 10 if workspace < 1024 else 1)
     monkeypatch.setattr(config, "TILED_ACC_BYTES", workspace)
-    x = random_array(rng, x_shape, np.float64)
-    w = random_array(rng, w_shape, np.float64)
-    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), np.float64)
+    # The columns kernel: from one task per group down to one output
+    # channel per task, summing one input channel per packed block.
+    monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 1 << 10 if workspace < 1024 else 1)
+    monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", workspace)
+    dtype = np.complex128 if path[1] == "blas" else np.float64
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
     y = conv_transpose(x, w, b, **kwargs)
     assert_matches_reference(y, x, w, b, **kwargs)
 
@@ -77,11 +83,15 @@ def test_nonfinite_values_on_every_path(path, x_shape, w_shape, kwargs, rng):
     """NaN and Inf land where the definition puts them on every path; the
     plane kernel (whose zero padding would turn an infinite weight into NaN
     in the wrong places) must hand infinite weights to the row kernel."""
-    x = random_array(rng, x_shape, np.float64)
-    w = random_array(rng, w_shape, np.float64)
+    dtype = np.complex128 if path[1] == "blas" else np.float64
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
     x[(0,) * x.ndim] = np.nan
-    x[(-1,) * x.ndim] = np.inf
-    w[(0,) * w.ndim] = -np.inf
+    if path[1] != "blas":
+        # Complex infinities are left out: BLAS and NumPy multiply complex
+        # numbers by different formulas, which disagree on 0 * inf parts.
+        x[(-1,) * x.ndim] = np.inf
+        w[(0,) * w.ndim] = -np.inf
     assert_same_nonfinite(conv_transpose(x, w, **kwargs), reference(x, w, **kwargs))
 
 
@@ -186,10 +196,68 @@ def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, rng):
     assert ran == [False]
 
 
+# The columns kernel: weights per group (output channels x taps) under,
+# at and past a tile's 48 (float32) or 24 (float64), positions of the
+# whole batch not a multiple of 8 (images straddle position tiles), groups,
+# 1-D and 3-D.
+COLUMN_CASES = [
+    ((3, 7, 3, 3), (7, 5, 3, 3), dict(stride=2, padding=1)),
+    ((2, 9, 5), (9, 12, 4), dict(stride=2, padding=1, output_padding=1)),
+    ((1, 6, 2, 3, 2), (6, 4, 2, 3, 2), dict(stride=(2, 1, 3), dilation=(1, 2, 1))),
+    ((2, 6, 3, 2, 3), (6, 4, 3, 2, 3), dict(stride=2, padding=1)),
+    ((2, 8, 4, 5), (8, 6, 4, 4), dict(stride=2, padding=(2, 1), groups=2)),
+    ((1, 5, 2, 2), (5, 3, 1, 1), dict(stride=3, output_padding=2)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", COLUMN_CASES)
+def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, dtype,
+                                         monkeypatch, rng):
+    """The columns kernel against the oracle, with one task per thread and
+    all input channels in one packed block, and with one output channel
+    per task and one input channel per block (partial sums added up)."""
+    monkeypatch.setattr(driver, "choose_strategy", lambda *call: "gemm")
+    from numba_deconv import api
+    monkeypatch.setattr(api, "_CALLS", {})
+    monkeypatch.setattr(driver, "launch_for", driver.launch_for.__wrapped__)
+    monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 1 << 10 if split else 1)
+    monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", 1 if split else 1 << 20)
+    layouts = []
+    real_layout = driver._columns_layout.__wrapped__
+    monkeypatch.setattr(driver, "_columns_layout",
+                        lambda *args: layouts.append(real_layout(*args)) or layouts[-1])
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    assert_matches_reference(conv_transpose(x, w, b, **kwargs), x, w, b, **kwargs)
+    (channel_block, k_block), = layouts
+    if split:
+        assert channel_block == 1 and k_block == 1
+    else:
+        assert k_block == x_shape[1] // kwargs.get("groups", 1)
+
+
+def test_columns_layout_bounds_the_workspace():
+    """512 -> 512 channels on 4 images of 8x8, 4x4 taps, float32, 2
+    threads: 8 tasks per thread make blocks of 32 channels (their columns:
+    256 positions x 512 weights x 4 bytes = 512 KiB); a 128 KiB workspace
+    cuts them to 8 channels; the packed weights of 256 KiB hold 11 tiles of
+    48 weights x 128 input channels."""
+    def layout(workspace):
+        return driver._columns_layout(4, 512, 512, 1, 64, 16, 4, 2, 8, 256 << 10, workspace)
+    assert layout(8 << 20) == (32, (256 << 10) // (11 * 48 * 4))
+    assert layout(128 << 10)[0] == 8
+
+
 @pytest.mark.parametrize("c_in, c_out, batch, spatial, dtype, expected", [
     (64, 64, 8, (32, 32), np.float32, "direct"),  # register tiles beat BLAS + fold
     (256, 256, 2, (4, 4), np.float32, "gemm"),  # weights outweigh 32 positions
-    (256, 256, 64, (4, 4), np.float32, "direct"),  # ... but not 1024
+    (256, 256, 64, (4, 4), np.float32, "gemm"),  # ... and 1024 (576 per position)
+    (256, 256, 128, (4, 4), np.float32, "direct"),  # ... but not 2048
+    (256, 256, 2, (16, 16), np.float32, "direct"),  # images big enough for tiles
+    (64, 64, 8, (8, 8), np.float32, "direct"),  # 72 weights per position
     (64, 64, 1, (8, 8), np.complex64, "gemm"),  # no register tiles for complex
     (64, 64, 1, (4, 4), np.complex128, "direct"),  # too thin for BLAS
     (128, 64, 8, (32, 32), np.float64, "direct"),  # 3x3 taps overlap in each phase

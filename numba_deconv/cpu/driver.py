@@ -18,15 +18,18 @@ Strategies
     longer ones to :func:`~numba_deconv.cpu.kernels.direct_rows`. Tiny
     calls run ``direct_rows_serial`` on the calling thread.
 ``gemm``
-    Per image and block of output channels, one matrix product
-    ``cols = W^T @ X`` through BLAS (every product of the definition, none
-    wasted on inserted zeros), then :func:`~numba_deconv.cpu.kernels.col2im`
-    folds the columns into that block of the output. The tasks run in our
-    own threads, one per Numba thread, with BLAS held to one thread so that
-    two thread pools never fight over the cores (see ``_blas``). Workspace:
-    one task's columns per thread. Chosen for many channels
-    (``GEMM_MIN_CHANNELS``) when the batch has few input positions
-    (``GEMM_MAX_BATCH_POSITIONS``) or the data is complex; see
+    The matrix product ``cols = W^T @ X`` (every product of the definition,
+    none wasted on inserted zeros), then the columns folded into the output
+    (col2im). Real data runs
+    :func:`~numba_deconv.cpu.columns.columns_tiled`: register tiles along
+    the weights, the whole batch at once, so each weight is read once per
+    call. Complex data goes through BLAS per image and block of output
+    channels, then :func:`~numba_deconv.cpu.kernels.col2im`; those tasks
+    run in our own threads, one per Numba thread, with BLAS held to one
+    thread so that two thread pools never fight over the cores (see
+    ``_blas``). Workspace: one task's columns per thread. Chosen for many
+    channels (``GEMM_MIN_CHANNELS``) on small images when the batch has few
+    input positions, or when the data is complex; see
     :func:`choose_strategy`.
 """
 
@@ -43,6 +46,8 @@ from numba import from_dtype, types
 
 from .. import config
 from ._blas import single_threaded_blas
+from .columns import TILE_POSITIONS, columns_tiled
+from .columns import tile_width as columns_tile_width
 from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
 from .tiled import (TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables,
                     tile_width, weight_tables)
@@ -52,7 +57,7 @@ STRATEGIES = ("direct", "gemm")
 #: The kernels behind each strategy: the driver picks one per call (by size,
 #: channels, row length and whether the weights are finite), and each is
 #: compiled the first time it is picked.
-KERNELS = {"direct": ("serial", "rows", "planes", "tiled"), "gemm": ("col2im",)}
+KERNELS = {"direct": ("serial", "rows", "planes", "tiled"), "gemm": ("columns", "col2im")}
 
 
 def kernel_signatures(kernel: str, dtype) -> list:
@@ -73,6 +78,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
         # Register tiles exist for real dtypes only (see tiled.simd).
         "tiled": [(direct_tiled, tiled), (fill_weight_table, weight_table)]
         if scalar in (types.float32, types.float64) else [],
+        "columns": [(columns_tiled, direct + (count, count))]
+        if scalar in (types.float32, types.float64) else [],
         "col2im": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
     }[kernel]
 
@@ -81,10 +88,12 @@ def choose_strategy(geometry, batch: int, dtype) -> str:
     """The strategy the heuristic picks for this geometry, batch and dtype.
 
     Real data runs the direct strategy (the tiled kernel, as a rule) unless
-    many channels meet few input positions in the whole batch: then the
-    weights outweigh the work on them, and BLAS, which reads them where
-    they are, beats building the tiled kernel's weight table. Complex data
-    has no register tiles, so there BLAS takes every thick product.
+    many channels meet small images and few input positions in the whole
+    batch: then the weights outweigh the work on each, and the columns
+    kernel, which reads each weight once per call, beats the tiled kernel,
+    which streams its weight table once per image and wastes most of a
+    tile on a small image. Complex data has no register tiles, so there
+    BLAS takes every thick product.
     """
     in_per_group = geometry.in_channels // geometry.groups
     out_per_group = geometry.out_channels // geometry.groups
@@ -93,7 +102,12 @@ def choose_strategy(geometry, batch: int, dtype) -> str:
     positions = math.prod(geometry.in_spatial)
     if np.dtype(dtype).kind == "c":
         return "gemm" if positions >= config.GEMM_MIN_POSITIONS else "direct"
-    return "gemm" if batch * positions <= config.GEMM_MAX_BATCH_POSITIONS else "direct"
+    in_batch = batch * positions
+    weights = in_per_group * out_per_group * math.prod(geometry.kernel)
+    return "gemm" if (positions <= config.GEMM_MAX_IMAGE_POSITIONS
+                      and in_batch <= config.GEMM_MAX_BATCH_POSITIONS
+                      and weights >= config.GEMM_MIN_WEIGHTS_PER_POSITION * in_batch
+                      ) else "direct"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,9 +158,35 @@ def run(x, w, bias, out, geometry, strategy: str, prepare, launch=None) -> None:
     out3 = out.reshape(launch.out_shape)
     if strategy == "direct":
         _direct(x3, w3, bias, out3, geometry.groups, launch, prepare)
+    elif x.dtype.kind == "f":
+        prepare("columns")
+        channel_block, k_block = _columns_layout(
+            x3.shape[0], x3.shape[1] // geometry.groups, w3.shape[1], geometry.groups,
+            math.prod(x3.shape[2:]), math.prod(w3.shape[2:]), x.dtype.itemsize,
+            numba.get_num_threads(), config.COLUMNS_TASKS_PER_THREAD,
+            config.COLUMNS_PACK_BYTES, config.WORKSPACE_BYTES)
+        columns_tiled(x3, w3, bias, out3, geometry.groups, launch.stride, launch.dilation,
+                      launch.pad, channel_block, k_block)
     else:
         prepare("col2im")
         _gemm(x3, w3, bias, out3, geometry.groups, launch.stride, launch.dilation, launch.pad)
+
+
+@functools.lru_cache(maxsize=1024)
+def _columns_layout(batch, c_in_g, c_out_g, groups, positions, taps, itemsize, threads,
+                    tasks_per_thread, pack_bytes, workspace_bytes):
+    """``(channel_block, k_block)`` of :func:`columns_tiled`: output channels
+    per task, so that there are ``tasks_per_thread`` tasks per thread where
+    the channels allow and a task's columns fit ``workspace_bytes``; input
+    channels per packed block of weights, so that it fits ``pack_bytes``."""
+    per_task = -(-c_out_g * groups // (threads * tasks_per_thread))
+    rows = -(-batch * positions // TILE_POSITIONS) * TILE_POSITIONS
+    fitting = workspace_bytes // (rows * taps * itemsize)
+    channel_block = max(1, min(c_out_g, per_task, fitting))
+    width = columns_tile_width(itemsize)
+    tiles = -(-channel_block * taps // width)
+    k_block = max(1, min(c_in_g, pack_bytes // (tiles * width * itemsize)))
+    return channel_block, k_block
 
 
 def _direct(x, w, bias, out, groups, launch, prepare) -> None:

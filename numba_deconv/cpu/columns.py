@@ -1,0 +1,213 @@
+"""The columns kernel: many channels on few positions, weights read once.
+
+When many channels meet few input positions (512 -> 512 channels on 8x8
+images, 1024 -> 512 on 4x4), the weights outweigh everything else: there
+are ``C_in * C_out * K`` of them and each serves only ``N * H * W``
+multiply-adds. Then the work is bound by reading the weights, and the way
+to be fast is to read each one from memory once per call, in place (a
+rearranged copy, like the tiled kernel's weight table, costs a second and
+third pass over them).
+
+So this kernel computes the GEMM columns ``cols[p, m] = sum over ci of
+x[ci, p] * w[ci, m]`` (``m`` = output channel and tap, contiguous in the
+weight array; ``p`` = image and input position: the batch folded into the
+positions, so every image shares each weight load) with register tiles
+vectorised along ``m``: 3 vectors of weights x 8 broadcast positions, 24
+accumulators for the whole sum over the input channels. A task owns a
+block of output channels of one group, so its weights are a stretch of
+every row of ``w``; it runs the tiles, then folds its columns into those
+channels of the output (col2im, every output element summing its taps in a
+fixed order). No two tasks write the same output, and the sums do not
+depend on the thread count.
+
+Every product is a product of the definition (no zero padding is
+multiplied), so weights need not be finite.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ..config import FASTMATH
+from . import simd
+
+#: Input positions per register tile (broadcast, one accumulator row each);
+#: the tile is 3 vectors of weights wide: 24 accumulators.
+TILE_POSITIONS = 8
+TILE_VECTORS = 3
+
+
+def tile_width(itemsize):
+    """Weights (output channel x tap pairs) per register tile."""
+    return TILE_VECTORS * simd.VECTOR_BYTES // itemsize
+
+
+@njit(inline="always")
+def _row_of(cols, at, lanes):
+    return (simd.load(cols, at), simd.load(cols, at + lanes),
+            simd.load(cols, at + 2 * lanes))
+
+
+@njit(inline="always")
+def _tile(cols, at, pitch, add, wf, w_at, w_pitch, xs, x_at, k_total):
+    """cols[at + j*pitch + v*lanes + l] = (cols[...] if ``add`` else 0) +
+    the sum over k < k_total of xs[x_at + 8k + j] * wf[w_at + k*w_pitch +
+    v*lanes + l], for the 8 positions j, 3 vectors v and every lane l."""
+    lanes = simd.lanes(wf)
+    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = a30 = a31 = a32 = simd.zeros(wf)
+    a40 = a41 = a42 = a50 = a51 = a52 = a60 = a61 = a62 = a70 = a71 = a72 = a00
+    if add:
+        a00, a01, a02 = _row_of(cols, at, lanes)
+        a10, a11, a12 = _row_of(cols, at + pitch, lanes)
+        a20, a21, a22 = _row_of(cols, at + 2 * pitch, lanes)
+        a30, a31, a32 = _row_of(cols, at + 3 * pitch, lanes)
+        a40, a41, a42 = _row_of(cols, at + 4 * pitch, lanes)
+        a50, a51, a52 = _row_of(cols, at + 5 * pitch, lanes)
+        a60, a61, a62 = _row_of(cols, at + 6 * pitch, lanes)
+        a70, a71, a72 = _row_of(cols, at + 7 * pitch, lanes)
+    for k in range(k_total):
+        w = np.uint64(w_at + k * w_pitch)
+        v0 = simd.load(wf, w)
+        v1 = simd.load(wf, w + np.uint64(lanes))
+        v2 = simd.load(wf, w + np.uint64(2 * lanes))
+        x = np.uint64(x_at + TILE_POSITIONS * k)
+        s = xs[x]
+        a00, a01, a02 = simd.fma(v0, s, a00), simd.fma(v1, s, a01), simd.fma(v2, s, a02)
+        s = xs[x + np.uint64(1)]
+        a10, a11, a12 = simd.fma(v0, s, a10), simd.fma(v1, s, a11), simd.fma(v2, s, a12)
+        s = xs[x + np.uint64(2)]
+        a20, a21, a22 = simd.fma(v0, s, a20), simd.fma(v1, s, a21), simd.fma(v2, s, a22)
+        s = xs[x + np.uint64(3)]
+        a30, a31, a32 = simd.fma(v0, s, a30), simd.fma(v1, s, a31), simd.fma(v2, s, a32)
+        s = xs[x + np.uint64(4)]
+        a40, a41, a42 = simd.fma(v0, s, a40), simd.fma(v1, s, a41), simd.fma(v2, s, a42)
+        s = xs[x + np.uint64(5)]
+        a50, a51, a52 = simd.fma(v0, s, a50), simd.fma(v1, s, a51), simd.fma(v2, s, a52)
+        s = xs[x + np.uint64(6)]
+        a60, a61, a62 = simd.fma(v0, s, a60), simd.fma(v1, s, a61), simd.fma(v2, s, a62)
+        s = xs[x + np.uint64(7)]
+        a70, a71, a72 = simd.fma(v0, s, a70), simd.fma(v1, s, a71), simd.fma(v2, s, a72)
+    for j, (b0, b1, b2) in enumerate(((a00, a01, a02), (a10, a11, a12), (a20, a21, a22),
+                                      (a30, a31, a32), (a40, a41, a42), (a50, a51, a52),
+                                      (a60, a61, a62), (a70, a71, a72))):
+        row = at + j * pitch
+        simd.store(cols, row, b0)
+        simd.store(cols, row + lanes, b1)
+        simd.store(cols, row + 2 * lanes, b2)
+
+
+@njit(inline="always")
+def _fold(cols, at, pitch, n_batch, taps_of, bias, of, o_base, o_image, o_sizes, i_sizes,
+          stride, dilation, pad):
+    """out[n, od, oh, ow] (flat at ``o_base + n * o_image``) = bias + the
+    columns of one output channel (``cols[p * pitch + at + t]`` for tap
+    ``t``, position ``p = (n, id, ih, iw)``), taps in order."""
+    o_d, o_h, o_w = o_sizes
+    i_d, i_h, i_w = i_sizes
+    k_d, k_h, k_w = taps_of
+    s_d, s_h, s_w = stride
+    d_d, d_h, d_w = dilation
+    p_d, p_h, p_w = pad
+    o_plane = o_d * o_h * o_w
+    i_plane = i_d * i_h * i_w
+    for n in range(n_batch):
+        base = o_base + n * o_image
+        for o in range(o_plane):
+            of[base + o] = bias
+        t = 0
+        for kd in range(k_d):
+            for kh in range(k_h):
+                for kw in range(k_w):
+                    # Inputs iw with 0 <= iw*s_w + kw*d_w - p_w < o_w.
+                    lo = max(-((kw * d_w - p_w) // s_w), 0)
+                    hi = min((o_w - 1 - kw * d_w + p_w) // s_w + 1, i_w)
+                    for i_dd in range(i_d):
+                        od = i_dd * s_d + kd * d_d - p_d
+                        if od < 0 or od >= o_d:
+                            continue
+                        for i_hh in range(i_h):
+                            oh = i_hh * s_h + kh * d_h - p_h
+                            if oh < 0 or oh >= o_h:
+                                continue
+                            row = base + (od * o_h + oh) * o_w + kw * d_w - p_w
+                            src = ((n * i_plane + (i_dd * i_h + i_hh) * i_w) * pitch
+                                   + at + t)
+                            for iw in range(lo, hi):
+                                of[row + iw * s_w] += cols[src + iw * pitch]
+                    t += 1
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block, k_block):
+    """Transposed convolution by weight-vectorised register tiles and col2im.
+
+    x (N, C_in, D, H, W), w (C_in, C_out/groups, KD, KH, KW), out (N,
+    C_out, OD, OH, OW), bias (C_out,), all C-contiguous. A task owns
+    ``channel_block`` output channels of one group, all images, and sums
+    over the input channels ``k_block`` at a time (the weights of a block
+    are packed to stay in cache).
+    """
+    n_batch, c_in, i_d, i_h, i_w = x.shape
+    c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
+    c_out = out.shape[1]
+    c_in_g = c_in // groups
+    taps = k_d * k_h * k_w
+    m_g = c_out_g * taps
+    i_plane = i_d * i_h * i_w
+    o_plane = out.shape[2] * out.shape[3] * out.shape[4]
+    positions = n_batch * i_plane
+    wf, xf, of = w.reshape(-1), x.reshape(-1), out.reshape(-1)
+    lanes = simd.lanes(wf)
+    width = TILE_VECTORS * lanes
+    p_tiles = -(-positions // TILE_POSITIONS)
+    # The inputs, 8 positions at a time: xs[g, tile, ci, j] is position
+    # tile*8 + j (image-major) of input channel g*C_in/groups + ci, so that
+    # a register tile reads its broadcasts as one stream; zero past the end.
+    xs = np.zeros(groups * p_tiles * c_in_g * TILE_POSITIONS, dtype=x.dtype)
+    for gt in prange(groups * p_tiles):
+        g, pt = gt // p_tiles, gt % p_tiles
+        for j in range(min(TILE_POSITIONS, positions - pt * TILE_POSITIONS)):
+            p = pt * TILE_POSITIONS + j
+            n, s = p // i_plane, p % i_plane
+            src = (n * c_in + g * c_in_g) * i_plane + s
+            dst = gt * c_in_g * TILE_POSITIONS + j
+            for ci in range(c_in_g):
+                xs[dst + ci * TILE_POSITIONS] = xf[src + ci * i_plane]
+    blocks = -(-c_out_g // channel_block)
+    # Columns of a task: a row of ``pitch`` per position, tile t's m at
+    # t * width (the last tile's excess is scratch).
+    tiles_per_task = -(-channel_block * taps // width)
+    pitch = tiles_per_task * width
+    for task in prange(groups * blocks):
+        g, b = task // blocks, task % blocks
+        co0 = b * channel_block
+        co1 = min(co0 + channel_block, c_out_g)
+        m0, m1 = co0 * taps, co1 * taps
+        n_tiles = -(-(m1 - m0) // width)
+        cols = np.empty(p_tiles * TILE_POSITIONS * pitch, dtype=out.dtype)
+        packed = np.zeros(tiles_per_task * k_block * width, dtype=w.dtype)
+        for k0 in range(0, c_in_g, k_block):
+            k1 = min(k0 + k_block, c_in_g)
+            # The block's weights, packed tile by tile, read row by row:
+            # the rows of ``w`` are often a power of two apart (512
+            # channels x 16 taps: 32 KiB), and read in place every row of a
+            # tile would fall in the same few cache sets, so each pass over
+            # the positions would go to memory; read as runs of each row,
+            # they stream. Past the task's last m the packed weights stay 0.
+            for ci in range(k0, k1):
+                src = np.uint64((g * c_in_g + ci) * m_g + m0)
+                for t in range(n_tiles):
+                    dst = np.uint64((t * k_block + ci - k0) * width)
+                    at = np.uint64(t * width)
+                    for l in range(np.uint64(min(width, m1 - m0 - t * width))):
+                        packed[dst + l] = wf[src + at + l]
+            for t in range(n_tiles):
+                for pt in range(p_tiles):
+                    _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0,
+                          packed, t * k_block * width, width, xs,
+                          ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS, k1 - k0)
+        for co in range(co0, co1):
+            oc = g * c_out_g + co
+            _fold(cols, (co - co0) * taps, pitch, n_batch, (k_d, k_h, k_w),
+                  bias[oc], of, oc * o_plane, c_out * o_plane,
+                  (out.shape[2], out.shape[3], out.shape[4]), (i_d, i_h, i_w), stride,
+                  dilation, pad)
