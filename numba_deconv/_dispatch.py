@@ -69,7 +69,7 @@ def cache_info() -> list:
         Keys ``device``, ``rank``, ``dtype``, ``layout``, ``strategy``
         (``"direct"`` or ``"gemm"`` on the CPU), ``kernel`` (which of the
         strategy's kernels: ``"serial"``, ``"rows"``, ``"planes"``,
-        ``"tiled"``, ``"col2im"``; ``"gather"`` on CUDA) and
+        ``"tiled"``, ``"columns"``, ``"col2im"``; ``"gather"`` on CUDA) and
         ``compile_seconds`` (the time to compile the kernel or to load it
         from Numba's on-disk cache), in the order compiled.
 
