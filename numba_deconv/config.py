@@ -41,6 +41,22 @@ GEMM_MIN_POSITIONS = 64
 COLUMNS_TASKS_PER_THREAD = 8
 COLUMNS_PACK_BYTES = 256 << 10
 
+#: With at most COLUMNS_IN_PLACE_MAX_POSITIONS positions in the whole
+#: batch, the columns kernel's tiles read the weights in place instead:
+#: each weight then serves at most 4 tiles, and copying it would cost as
+#: much. Its tasks read long runs of each row of weights (2 tasks per
+#: thread) and sum COLUMNS_IN_PLACE_K_BLOCK input channels per pass (more
+#: rows would contend for the cache sets of rows a power of two apart).
+#: Measured, float32 on 2 threads, ms (in place at 128 channels x 32 rows
+#: per block, packed at 32 x 124): 1024 -> 512 on one 4x4 image 1.65 vs
+#: 2.04; 512 -> 512 on one 4x8 image 1.75 vs 1.95; 256 -> 256 on 2 images
+#: of 4x4 0.50 vs 0.53; but 256 -> 256 on 4 images of 4x4 1.06 vs 0.98,
+#: and 512 -> 512 on 2 of 8x8 7.1 vs 5.5. Tasks of 32 channels in place:
+#: 1.85 ms on the first; 64 rows per block: 2.2.
+COLUMNS_IN_PLACE_MAX_POSITIONS = 32
+COLUMNS_IN_PLACE_TASKS_PER_THREAD = 2
+COLUMNS_IN_PLACE_K_BLOCK = 32
+
 #: The direct strategy runs the tiled kernel (phase planes, register
 #: tiles) when C_in/groups * C_out/groups reaches this; below it a tile has
 #: nothing to reuse and the plane or row kernel wins (depthwise_2d: planes

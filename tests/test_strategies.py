@@ -67,9 +67,13 @@ def test_strategy_and_split(path, workspace, x_shape, w_shape, kwargs, monkeypat
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 1 << 10 if workspace < 1024 else 1)
     monkeypatch.setattr(config, "TILED_ACC_BYTES", workspace)
     # The columns kernel: from one task per group down to one output
-    # channel per task, summing one input channel per packed block.
+    # channel per task, summing one input channel per packed block; in
+    # place (the small workspace) one input channel per pass.
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 1 << 10 if workspace < 1024 else 1)
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", workspace)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", 1 << 20 if workspace < 1024 else 0)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", 1 << 10)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", workspace // 256 or 1)
     dtype = np.complex128 if path[1] == "blas" else np.float64
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
@@ -211,19 +215,24 @@ COLUMN_CASES = [
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_place", [False, True])
 @pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", COLUMN_CASES)
-def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, dtype,
+def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_place, dtype,
                                          monkeypatch, rng):
-    """The columns kernel against the oracle, with one task per thread and
-    all input channels in one packed block, and with one output channel
-    per task and one input channel per block (partial sums added up)."""
+    """The columns kernel against the oracle, packed and in place, with one
+    task per thread and all input channels in one block, and with one
+    output channel per task and one input channel per block (partial sums
+    added up)."""
     monkeypatch.setattr(driver, "choose_strategy", lambda *call: "gemm")
     from numba_deconv import api
     monkeypatch.setattr(api, "_CALLS", {})
     monkeypatch.setattr(driver, "launch_for", driver.launch_for.__wrapped__)
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 1 << 10 if split else 1)
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", 1 if split else 1 << 20)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", 1 << 20 if in_place else 0)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", 1 << 10 if split else 1)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 1 if split else 1 << 20)
     layouts = []
     real_layout = driver._columns_layout.__wrapped__
     monkeypatch.setattr(driver, "_columns_layout",
@@ -232,7 +241,8 @@ def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, dtype,
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
     assert_matches_reference(conv_transpose(x, w, b, **kwargs), x, w, b, **kwargs)
-    (channel_block, k_block), = layouts
+    (channel_block, k_block, was_in_place), = layouts
+    assert was_in_place == in_place
     if split:
         assert channel_block == 1 and k_block == 1
     else:
@@ -244,11 +254,17 @@ def test_columns_layout_bounds_the_workspace():
     threads: 8 tasks per thread make blocks of 32 channels (their columns:
     256 positions x 512 weights x 4 bytes = 512 KiB); a 128 KiB workspace
     cuts them to 8 channels; the packed weights of 256 KiB hold 11 tiles of
-    48 weights x 128 input channels."""
-    def layout(workspace):
-        return driver._columns_layout(4, 512, 512, 1, 64, 16, 4, 2, 8, 256 << 10, workspace)
-    assert layout(8 << 20) == (32, (256 << 10) // (11 * 48 * 4))
+    48 weights x 128 input channels. On one 4x4 image (16 positions) the
+    tiles read in place: 2 tasks per thread, 32 input channels a block."""
+    tuning = driver._ColumnsTuning(8, 256 << 10, 32, 2, 32)
+
+    def layout(workspace, batch=4, positions=64):
+        return driver._columns_layout(batch, 512, 512, 1, positions, 16, 4, 2, workspace,
+                                      tuning)
+    assert layout(8 << 20) == (32, (256 << 10) // (11 * 48 * 4), False)
     assert layout(128 << 10)[0] == 8
+    assert layout(8 << 20, batch=1, positions=16) == (128, 32, True)
+    assert layout(8 << 10, batch=1, positions=16) == (8, 32, True)
 
 
 @pytest.mark.parametrize("c_in, c_out, batch, spatial, dtype, expected", [

@@ -4,9 +4,9 @@ When many channels meet few input positions (512 -> 512 channels on 8x8
 images, 1024 -> 512 on 4x4), the weights outweigh everything else: there
 are ``C_in * C_out * K`` of them and each serves only ``N * H * W``
 multiply-adds. Then the work is bound by reading the weights, and the way
-to be fast is to read each one from memory once per call, in place (a
-rearranged copy, like the tiled kernel's weight table, costs a second and
-third pass over them).
+to be fast is to read each one from memory once per call (a rearranged
+copy of them all, like the tiled kernel's weight table, costs a second and
+third pass).
 
 So this kernel computes the GEMM columns ``cols[p, m] = sum over ci of
 x[ci, p] * w[ci, m]`` (``m`` = output channel and tap, contiguous in the
@@ -15,7 +15,10 @@ positions, so every image shares each weight load) with register tiles
 vectorised along ``m``: 3 vectors of weights x 8 broadcast positions, 24
 accumulators for the whole sum over the input channels. A task owns a
 block of output channels of one group, so its weights are a stretch of
-every row of ``w``; it runs the tiles, then folds its columns into those
+every row of ``w``. It copies them into a small packed block, a few rows
+at a time, for the tiles to pass over once per 8 positions; or, with at
+most 32 positions in all (where the copy would cost as much as the tiles),
+the tiles read them in place. Then the task folds its columns into those
 channels of the output (col2im, every output element summing its taps in a
 fixed order). No two tasks write the same output, and the sums do not
 depend on the thread count.
@@ -136,15 +139,41 @@ def _fold(cols, at, pitch, n_batch, taps_of, bias, of, o_base, o_image, o_sizes,
                     t += 1
 
 
+@njit(inline="always")
+def _pack(packed, wf, src, src_pitch, rows, first_tile, n_tiles, m_count, width, k_block):
+    """packed[((t - first_tile) * k_block + r) * width + l] = wf[src + r *
+    src_pitch + t * width + l] for the ``rows`` rows r, the tiles t from
+    ``first_tile`` and the lanes l < ``width`` inside the ``m_count``
+    weights of a row (the lanes past them are left as they are: zero)."""
+    lanes = simd.lanes(wf)
+    full_tiles = m_count // width
+    for r in range(rows):
+        row = np.uint64(src + r * src_pitch)
+        for t in range(first_tile, n_tiles):
+            dst = np.uint64(((t - first_tile) * k_block + r) * width)
+            at = row + np.uint64(t * width)
+            if t < full_tiles:
+                simd.store(packed, dst, simd.load(wf, at))
+                simd.store(packed, dst + np.uint64(lanes), simd.load(wf, at + np.uint64(lanes)))
+                simd.store(packed, dst + np.uint64(2 * lanes),
+                           simd.load(wf, at + np.uint64(2 * lanes)))
+            else:
+                for l in range(np.uint64(m_count - t * width)):
+                    packed[dst + l] = wf[at + l]
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block, k_block):
+def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block, k_block,
+                  in_place):
     """Transposed convolution by weight-vectorised register tiles and col2im.
 
     x (N, C_in, D, H, W), w (C_in, C_out/groups, KD, KH, KW), out (N,
     C_out, OD, OH, OW), bias (C_out,), all C-contiguous. A task owns
     ``channel_block`` output channels of one group, all images, and sums
-    over the input channels ``k_block`` at a time (the weights of a block
-    are packed to stay in cache).
+    over the input channels ``k_block`` at a time. Its tiles read the
+    weights of a block from a packed copy, or, ``in_place``, straight from
+    ``w`` (all but a ragged last tile, which is packed with zeros past the
+    task's weights so that no read leaves them).
     """
     n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
@@ -183,28 +212,31 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
         co1 = min(co0 + channel_block, c_out_g)
         m0, m1 = co0 * taps, co1 * taps
         n_tiles = -(-(m1 - m0) // width)
+        first_packed = (m1 - m0) // width if in_place else 0
         cols = np.empty(p_tiles * TILE_POSITIONS * pitch, dtype=out.dtype)
-        packed = np.zeros(tiles_per_task * k_block * width, dtype=w.dtype)
+        packed = np.zeros((n_tiles - first_packed) * k_block * width, dtype=w.dtype)
         for k0 in range(0, c_in_g, k_block):
             k1 = min(k0 + k_block, c_in_g)
-            # The block's weights, packed tile by tile, read row by row:
-            # the rows of ``w`` are often a power of two apart (512
-            # channels x 16 taps: 32 KiB), and read in place every row of a
-            # tile would fall in the same few cache sets, so each pass over
-            # the positions would go to memory; read as runs of each row,
-            # they stream. Past the task's last m the packed weights stay 0.
-            for ci in range(k0, k1):
-                src = np.uint64((g * c_in_g + ci) * m_g + m0)
-                for t in range(n_tiles):
-                    dst = np.uint64((t * k_block + ci - k0) * width)
-                    at = np.uint64(t * width)
-                    for l in range(np.uint64(min(width, m1 - m0 - t * width))):
-                        packed[dst + l] = wf[src + at + l]
+            row0 = (g * c_in_g + k0) * m_g + m0
+            # Packed, a block's weights are read row by row, as runs: the
+            # rows of ``w`` are often a power of two apart (512 channels x
+            # 16 taps: 32 KiB), and a tile reading down them in place
+            # would find its lines in the same few cache sets, so with
+            # many positions each pass over them would go to memory. In
+            # place pays only with few positions (each weight read by one
+            # or two tiles), where it saves the copy.
+            _pack(packed, wf, row0, m_g, k1 - k0, first_packed, n_tiles, m1 - m0, width,
+                  k_block)
             for t in range(n_tiles):
                 for pt in range(p_tiles):
-                    _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0,
-                          packed, t * k_block * width, width, xs,
-                          ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS, k1 - k0)
+                    at = pt * TILE_POSITIONS * pitch + t * width
+                    x_at = ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS
+                    if t < first_packed:
+                        _tile(cols, at, pitch, k0 > 0, wf, row0 + t * width, m_g, xs, x_at,
+                              k1 - k0)
+                    else:
+                        _tile(cols, at, pitch, k0 > 0, packed,
+                              (t - first_packed) * k_block * width, width, xs, x_at, k1 - k0)
         for co in range(co0, co1):
             oc = g * c_out_g + co
             _fold(cols, (co - co0) * taps, pitch, n_batch, (k_d, k_h, k_w),

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import typing
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -78,7 +79,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
         # Register tiles exist for real dtypes only (see tiled.simd).
         "tiled": [(direct_tiled, tiled), (fill_weight_table, weight_table)]
         if scalar in (types.float32, types.float64) else [],
-        "columns": [(columns_tiled, direct + (count, count))]
+        "columns": [(columns_tiled, direct + (count, count, types.boolean))]
         if scalar in (types.float32, types.float64) else [],
         "col2im": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
     }[kernel]
@@ -160,33 +161,61 @@ def run(x, w, bias, out, geometry, strategy: str, prepare, launch=None) -> None:
         _direct(x3, w3, bias, out3, geometry.groups, launch, prepare)
     elif x.dtype.kind == "f":
         prepare("columns")
-        channel_block, k_block = _columns_layout(
+        channel_block, k_block, in_place = _columns_layout(
             x3.shape[0], x3.shape[1] // geometry.groups, w3.shape[1], geometry.groups,
             math.prod(x3.shape[2:]), math.prod(w3.shape[2:]), x.dtype.itemsize,
-            numba.get_num_threads(), config.COLUMNS_TASKS_PER_THREAD,
-            config.COLUMNS_PACK_BYTES, config.WORKSPACE_BYTES)
+            numba.get_num_threads(), config.WORKSPACE_BYTES, _ColumnsTuning.current())
         columns_tiled(x3, w3, bias, out3, geometry.groups, launch.stride, launch.dilation,
-                      launch.pad, channel_block, k_block)
+                      launch.pad, channel_block, k_block, in_place)
     else:
         prepare("col2im")
         _gemm(x3, w3, bias, out3, geometry.groups, launch.stride, launch.dilation, launch.pad)
 
 
+class _ColumnsTuning(typing.NamedTuple):
+    """The knobs of :func:`_columns_layout` from :mod:`numba_deconv.config`
+    (a key of its cache, so that changing them takes effect)."""
+
+    tasks_per_thread: int
+    pack_bytes: int
+    in_place_max_positions: int
+    in_place_tasks_per_thread: int
+    in_place_k_block: int
+
+    @classmethod
+    def current(cls):
+        return cls(config.COLUMNS_TASKS_PER_THREAD, config.COLUMNS_PACK_BYTES,
+                   config.COLUMNS_IN_PLACE_MAX_POSITIONS,
+                   config.COLUMNS_IN_PLACE_TASKS_PER_THREAD, config.COLUMNS_IN_PLACE_K_BLOCK)
+
+
 @functools.lru_cache(maxsize=1024)
 def _columns_layout(batch, c_in_g, c_out_g, groups, positions, taps, itemsize, threads,
-                    tasks_per_thread, pack_bytes, workspace_bytes):
-    """``(channel_block, k_block)`` of :func:`columns_tiled`: output channels
-    per task, so that there are ``tasks_per_thread`` tasks per thread where
-    the channels allow and a task's columns fit ``workspace_bytes``; input
-    channels per packed block of weights, so that it fits ``pack_bytes``."""
+                    workspace_bytes, tuning):
+    """``(channel_block, k_block, in_place)`` of :func:`columns_tiled`.
+
+    In place (at most ``tuning.in_place_max_positions`` positions in the
+    batch): ``in_place_tasks_per_thread`` tasks per thread and
+    ``in_place_k_block`` input channels per block. Packed: output channels
+    per task so that there are ``tasks_per_thread`` tasks per thread, and
+    input channels per block so that a block's packed weights fit
+    ``pack_bytes``. Either way a task's columns fit ``workspace_bytes``
+    where one output channel's do.
+    """
+    in_place = batch * positions <= tuning.in_place_max_positions
+    tasks_per_thread = (tuning.in_place_tasks_per_thread if in_place
+                        else tuning.tasks_per_thread)
     per_task = -(-c_out_g * groups // (threads * tasks_per_thread))
     rows = -(-batch * positions // TILE_POSITIONS) * TILE_POSITIONS
     fitting = workspace_bytes // (rows * taps * itemsize)
     channel_block = max(1, min(c_out_g, per_task, fitting))
-    width = columns_tile_width(itemsize)
-    tiles = -(-channel_block * taps // width)
-    k_block = max(1, min(c_in_g, pack_bytes // (tiles * width * itemsize)))
-    return channel_block, k_block
+    if in_place:
+        k_block = tuning.in_place_k_block
+    else:
+        width = columns_tile_width(itemsize)
+        tiles = -(-channel_block * taps // width)
+        k_block = tuning.pack_bytes // (tiles * width * itemsize)
+    return channel_block, max(1, min(c_in_g, k_block)), in_place
 
 
 def _direct(x, w, bias, out, groups, launch, prepare) -> None:
