@@ -228,15 +228,15 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
             _pack(packed, wf, row0, m_g, k1 - k0, first_packed, n_tiles, m1 - m0, width,
                   k_block)
             for t in range(n_tiles):
+                # One call site for both sources: the tile is inlined once.
+                if t < first_packed:
+                    weights, w_at, w_pitch = wf, row0 + t * width, m_g
+                else:
+                    weights, w_at, w_pitch = packed, (t - first_packed) * k_block * width, width
                 for pt in range(p_tiles):
-                    at = pt * TILE_POSITIONS * pitch + t * width
-                    x_at = ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS
-                    if t < first_packed:
-                        _tile(cols, at, pitch, k0 > 0, wf, row0 + t * width, m_g, xs, x_at,
-                              k1 - k0)
-                    else:
-                        _tile(cols, at, pitch, k0 > 0, packed,
-                              (t - first_packed) * k_block * width, width, xs, x_at, k1 - k0)
+                    _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0, weights,
+                          w_at, w_pitch, xs,
+                          ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS, k1 - k0)
         for co in range(co0, co1):
             oc = g * c_out_g + co
             _fold(cols, (co - co0) * taps, pitch, n_batch, (k_d, k_h, k_w),
