@@ -214,16 +214,11 @@ COLUMN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("in_place", [False, True])
-@pytest.mark.parametrize("split", [False, True])
-@pytest.mark.parametrize("x_shape, w_shape, kwargs", COLUMN_CASES)
-def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_place, dtype,
-                                         monkeypatch, rng):
-    """The columns kernel against the oracle, packed and in place, with one
-    task per thread and all input channels in one block, and with one
-    output channel per task and one input channel per block (partial sums
-    added up)."""
+def _force_columns(monkeypatch, split, in_place):
+    """Route real data to the columns kernel, packed or ``in_place``, with
+    one task per thread and all input channels in one block, or (``split``)
+    one output channel per task and one input channel per block; returns the
+    list that collects each call's layout."""
     monkeypatch.setattr(driver, "choose_strategy", lambda *call: "gemm")
     from numba_deconv import api
     monkeypatch.setattr(api, "_CALLS", {})
@@ -237,6 +232,20 @@ def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_pla
     real_layout = driver._columns_layout.__wrapped__
     monkeypatch.setattr(driver, "_columns_layout",
                         lambda *args: layouts.append(real_layout(*args)) or layouts[-1])
+    return layouts
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", COLUMN_CASES)
+def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_place, dtype,
+                                         monkeypatch, rng):
+    """The columns kernel against the oracle, packed and in place, with one
+    task per thread and all input channels in one block, and with one
+    output channel per task and one input channel per block (partial sums
+    added up)."""
+    layouts = _force_columns(monkeypatch, split, in_place)
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
@@ -247,6 +256,29 @@ def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_pla
         assert channel_block == 1 and k_block == 1
     else:
         assert k_block == x_shape[1] // kwargs.get("groups", 1)
+
+
+@pytest.mark.parametrize("dtype, offset", [(np.float32, 0), (np.float32, 1), (np.float32, 4),
+                                           (np.float32, 15), (np.float64, 3), (np.float64, 7)])
+@pytest.mark.parametrize("split", [False, True])
+def test_columns_in_place_tiles_start_on_a_vector_boundary(dtype, offset, split, monkeypatch,
+                                                           rng):
+    """Rows of 16 weights (4 output channels x 2x2 taps per group) start
+    ``offset`` elements past a vector boundary, so the in-place tiles of
+    each task start that far, or further, before its weights (never before
+    the array): the columns they add must be set aside, in every task of
+    both groups."""
+    layouts = _force_columns(monkeypatch, split, True)
+    room = np.empty(6 * 4 * 2 * 2 + 32, dtype=dtype)
+    lead = (room.ctypes.data // room.itemsize) % (64 // room.itemsize)
+    w = room[offset - lead + 16:][:6 * 4 * 2 * 2].reshape(6, 4, 2, 2)
+    w[...] = random_array(rng, w.shape, dtype)
+    assert (w.ctypes.data // w.itemsize) % (64 // w.itemsize) == offset
+    x = random_array(rng, (3, 6, 2, 3), dtype)
+    b = random_array(rng, (8,), dtype)
+    kwargs = dict(stride=2, padding=(1, 0), groups=2)
+    assert_matches_reference(conv_transpose(x, w, b, **kwargs), x, w, b, **kwargs)
+    assert layouts[0][2]
 
 
 def test_columns_layout_bounds_the_workspace():

@@ -18,9 +18,10 @@ block of output channels of one group, so its weights are a stretch of
 every row of ``w``. It copies them into a small packed block, a few rows
 at a time, for the tiles to pass over once per 8 positions; or, with at
 most 32 positions in all (where the copy would cost as much as the tiles),
-the tiles read them in place. Then the task folds its columns into those
-channels of the output (col2im, every output element summing its taps in a
-fixed order). No two tasks write the same output, and the sums do not
+the tiles read them in place, from the vector boundary at or before them.
+Then the task folds its columns into those channels of the output (col2im
+by runs worked out once per call, every output element summing its taps
+in a fixed order). No two tasks write the same output, and the sums do not
 depend on the thread count.
 
 Every product is a product of the definition (no zero padding is
@@ -99,23 +100,25 @@ def _tile(cols, at, pitch, add, wf, w_at, w_pitch, xs, x_at, k_total):
 
 
 @njit(inline="always")
-def _fold(cols, at, pitch, n_batch, taps_of, bias, of, o_base, o_image, o_sizes, i_sizes,
-          stride, dilation, pad):
-    """out[n, od, oh, ow] (flat at ``o_base + n * o_image``) = bias + the
-    columns of one output channel (``cols[p * pitch + at + t]`` for tap
-    ``t``, position ``p = (n, id, ih, iw)``), taps in order."""
+def _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch, o_image):
+    """The col2im of one output channel as runs ``(src, dst, count)``:
+    ``out[dst + i * s_w] += cols[src + i * pitch]`` for ``i < count``, with
+    ``src`` from the channel's first column and ``dst`` from its first
+    output element. The same for every channel, so worked out once per call
+    (its floor divisions and bounds cost more than the adds).
+
+    In order of image, tap, then input row: every output element sums its
+    taps in tap order."""
     o_d, o_h, o_w = o_sizes
     i_d, i_h, i_w = i_sizes
     k_d, k_h, k_w = taps_of
     s_d, s_h, s_w = stride
     d_d, d_h, d_w = dilation
     p_d, p_h, p_w = pad
-    o_plane = o_d * o_h * o_w
     i_plane = i_d * i_h * i_w
+    runs = np.empty((n_batch * k_d * k_h * k_w * i_d * i_h, 3), dtype=np.int64)
+    count = 0
     for n in range(n_batch):
-        base = o_base + n * o_image
-        for o in range(o_plane):
-            of[base + o] = bias
         t = 0
         for kd in range(k_d):
             for kh in range(k_h):
@@ -125,18 +128,31 @@ def _fold(cols, at, pitch, n_batch, taps_of, bias, of, o_base, o_image, o_sizes,
                     hi = min((o_w - 1 - kw * d_w + p_w) // s_w + 1, i_w)
                     for i_dd in range(i_d):
                         od = i_dd * s_d + kd * d_d - p_d
-                        if od < 0 or od >= o_d:
-                            continue
                         for i_hh in range(i_h):
                             oh = i_hh * s_h + kh * d_h - p_h
-                            if oh < 0 or oh >= o_h:
+                            if hi <= lo or od < 0 or od >= o_d or oh < 0 or oh >= o_h:
                                 continue
-                            row = base + (od * o_h + oh) * o_w + kw * d_w - p_w
-                            src = ((n * i_plane + (i_dd * i_h + i_hh) * i_w) * pitch
-                                   + at + t)
-                            for iw in range(lo, hi):
-                                of[row + iw * s_w] += cols[src + iw * pitch]
+                            runs[count, 0] = (n * i_plane + (i_dd * i_h + i_hh) * i_w + lo) * pitch + t
+                            runs[count, 1] = (n * o_image + (od * o_h + oh) * o_w + kw * d_w - p_w
+                                              + lo * s_w)
+                            runs[count, 2] = hi - lo
+                            count += 1
                     t += 1
+    return runs[:count]
+
+
+@njit(inline="always")
+def _fold(cols, at, runs, n_batch, bias, of, o_base, o_image, o_plane, pitch, s_w):
+    """out[n, oc] (flat at ``o_base + n * o_image``) = bias + the columns of
+    output channel oc (from ``cols[at]``), by the runs of :func:`_fold_runs`."""
+    for n in range(n_batch):
+        base = o_base + n * o_image
+        for o in range(o_plane):
+            of[base + o] = bias
+    for r in range(runs.shape[0]):
+        src, dst = at + runs[r, 0], o_base + runs[r, 1]
+        for i in range(runs[r, 2]):
+            of[dst + i * s_w] += cols[src + i * pitch]
 
 
 @njit(inline="always")
@@ -172,8 +188,10 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
     ``channel_block`` output channels of one group, all images, and sums
     over the input channels ``k_block`` at a time. Its tiles read the
     weights of a block from a packed copy, or, ``in_place``, straight from
-    ``w`` (all but a ragged last tile, which is packed with zeros past the
-    task's weights so that no read leaves them).
+    ``w``: all but a ragged last tile, which is packed with zeros past the
+    task's weights so that no read leaves ``w``. In place the tiles may
+    start up to a vector before the task's weights (never before ``w``), so
+    that their loads start on a vector boundary; those columns are scratch.
     """
     n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
@@ -202,19 +220,34 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
             for ci in range(c_in_g):
                 xs[dst + ci * TILE_POSITIONS] = xf[src + ci * i_plane]
     blocks = -(-c_out_g // channel_block)
+    # In place, a task's tiles start up to a vector before its weights, at
+    # a vector boundary when every row of ``w`` starts equally far past
+    # one: then each tile's row of weights spans 3 cache lines, not 4
+    # (NumPy's large arrays start 16 bytes past a page).
+    aligned_rows = in_place and m_g % lanes == 0
+    w_lead = simd.lanes_before_boundary(wf)
     # Columns of a task: a row of ``pitch`` per position, tile t's m at
-    # t * width (the last tile's excess is scratch).
-    tiles_per_task = -(-channel_block * taps // width)
+    # t * width (the excess before and after the task's weights is scratch).
+    tiles_per_task = -(-(channel_block * taps + (lanes - 1 if aligned_rows else 0)) // width)
     pitch = tiles_per_task * width
+    o_sizes = (out.shape[2], out.shape[3], out.shape[4])
+    runs = _fold_runs(n_batch, (k_d, k_h, k_w), o_sizes, (i_d, i_h, i_w), stride, dilation,
+                      pad, pitch, c_out * o_plane)
     for task in prange(groups * blocks):
         g, b = task // blocks, task % blocks
         co0 = b * channel_block
         co1 = min(co0 + channel_block, c_out_g)
-        m0, m1 = co0 * taps, co1 * taps
+        lead = (w_lead + co0 * taps) % lanes if aligned_rows else 0
+        if g * c_in_g * m_g + co0 * taps < lead:
+            lead = 0  # the vector boundary is before the array
+        m0, m1 = co0 * taps - lead, co1 * taps
         n_tiles = -(-(m1 - m0) // width)
         first_packed = (m1 - m0) // width if in_place else 0
-        cols = np.empty(p_tiles * TILE_POSITIONS * pitch, dtype=out.dtype)
-        packed = np.zeros((n_tiles - first_packed) * k_block * width, dtype=w.dtype)
+        cols = simd.aligned(np.empty(p_tiles * TILE_POSITIONS * pitch + lanes, dtype=out.dtype),
+                            p_tiles * TILE_POSITIONS * pitch)
+        packed = simd.aligned(
+            np.zeros((n_tiles - first_packed) * k_block * width + lanes, dtype=w.dtype),
+            (n_tiles - first_packed) * k_block * width)
         for k0 in range(0, c_in_g, k_block):
             k1 = min(k0 + k_block, c_in_g)
             row0 = (g * c_in_g + k0) * m_g + m0
@@ -239,7 +272,5 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
                           ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS, k1 - k0)
         for co in range(co0, co1):
             oc = g * c_out_g + co
-            _fold(cols, (co - co0) * taps, pitch, n_batch, (k_d, k_h, k_w),
-                  bias[oc], of, oc * o_plane, c_out * o_plane,
-                  (out.shape[2], out.shape[3], out.shape[4]), (i_d, i_h, i_w), stride,
-                  dilation, pad)
+            _fold(cols, lead + (co - co0) * taps, runs, n_batch, bias[oc], of, oc * o_plane,
+                  c_out * o_plane, o_plane, pitch, stride[2])

@@ -213,15 +213,6 @@ def _tiles_of_three(n_segments):
     return n_segments // 3
 
 
-@njit(inline="always")
-def _vector_aligned(room, lanes, size):
-    """``room[lead : lead + size]``, where ``lead < lanes`` puts element 0 on
-    a vector boundary (``room`` has ``lanes - 1`` elements to spare): vector
-    loads at multiples of ``lanes`` then touch one cache line, not two."""
-    lead = -(np.int64(room.ctypes.data) // room.itemsize) % lanes
-    return room[lead:lead + size]
-
-
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segments):
     """acc (rows of pitch ``acc_pitch``, one per output channel) = the
@@ -341,8 +332,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         # The window: xp[p0 : p0 + win_len] of each input channel (rows
         # whose pitch is a multiple of the lanes load aligned vectors), and
         # room for the last vector of positions to read past the end.
-        xw = _vector_aligned(np.zeros(c_in_g * win_len + 2 * lanes, dtype=x.dtype), lanes,
-                             c_in_g * win_len + lanes)
+        xw = simd.aligned(np.zeros(c_in_g * win_len + 2 * lanes, dtype=x.dtype),
+                          c_in_g * win_len + lanes)
         for row in range(p0 // u_w, (p0 + win_len - 1) // u_w + 1):
             i_hh = row % u_h - shift_max[1]
             i_dd = row // u_h - shift_max[0]
@@ -366,8 +357,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         # Positions past a sweep's length, up to a vector, are scratch.
         acc_pitch = sub + lanes
         block = (b1 - b0) * TILE_ROWS * acc_pitch
-        acc = _vector_aligned(np.empty(s_w * block + lanes, dtype=out.dtype), lanes,
-                              s_w * block)
+        acc = simd.aligned(np.empty(s_w * block + lanes, dtype=out.dtype), s_w * block)
         src = np.empty(weights.shape[3] // TILE_ROWS, dtype=np.int64)
         segments = np.empty(sub // lanes + sub // u_w + 2, dtype=np.int64)
         row_acc = np.empty(sub // u_w + 2, dtype=np.int64)
