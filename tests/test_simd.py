@@ -64,6 +64,26 @@ def test_store_interleaved(count, dtype, rng):
     assert out[0] == 0 and out[-1] == 0
 
 
+@njit
+def _alignment(room, size):
+    view = simd.aligned(room, size)
+    lead = (view.ctypes.data - room.ctypes.data) // room.itemsize
+    return simd.lanes_before_boundary(room), simd.lanes_before_boundary(view), lead, view.size
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_aligned_views_start_on_a_vector_boundary(dtype):
+    """Rooms 0..lanes-1 elements past a 64-byte boundary: the offset is read
+    back, and the aligned view of ``size`` elements starts at the next
+    boundary inside the room (which has lanes - 1 elements to spare)."""
+    lanes = lanes_of(dtype)
+    block = np.empty(4 * lanes, dtype=dtype)
+    first = -(block.ctypes.data // block.itemsize) % lanes  # first boundary in block
+    for offset in range(lanes):
+        room = block[first + offset:first + offset + 2 * lanes - 1]
+        assert _alignment(room, lanes) == (offset, 0, -offset % lanes, lanes)
+
+
 def test_typing_errors_name_the_operation():
     @njit
     def load_ints(a):

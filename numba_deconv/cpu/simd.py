@@ -17,7 +17,9 @@ Only what the tiled kernel needs, for float32 and float64 1-D arrays:
 :func:`fma` (vector times a broadcast scalar plus vector) and
 :func:`store_interleaved` (the lanes of several vectors, interleaved, as
 one stretch: the output phases of a row, in shuffles rather than strided
-scalar stores). Loads and stores are unaligned and
+scalar stores), plus :func:`aligned` and :func:`lanes_before_boundary` for
+scratch arrays and tiles that start on a vector boundary. Loads and stores
+are unaligned and
 unchecked, like ``boundscheck=False`` indexing: the caller keeps every lane
 inside the array.
 """
@@ -202,16 +204,16 @@ def fma(typingctx, vector, scalar, addend):
 
 
 @njit(inline="always")
+def lanes_before_boundary(array):
+    """How many elements ``array``'s data starts past a vector boundary."""
+    return (np.int64(array.ctypes.data) // array.itemsize) % lanes(array)
+
+
+@njit(inline="always")
 def aligned(room, size):
     """``room[lead : lead + size]``, where ``lead < lanes`` puts element 0 on
     a vector boundary (``room`` has ``lanes - 1`` elements to spare): vector
     loads at multiples of ``lanes`` then touch one cache line, not two
     (Numba's arrays start 32 bytes off a 64-byte line as often as not)."""
-    lead = -(np.int64(room.ctypes.data) // room.itemsize) % lanes(room)
+    lead = -lanes_before_boundary(room) % lanes(room)
     return room[lead:lead + size]
-
-
-@njit(inline="always")
-def lanes_before_boundary(array):
-    """How many elements ``array``'s data starts past a vector boundary."""
-    return (np.int64(array.ctypes.data) // array.itemsize) % lanes(array)
