@@ -2,8 +2,8 @@
 
 This module is the test suite's source of truth. It deliberately does NOT
 import ``numba_deconv``: everything here is derived from the definition in
-``DESIGN.md`` so that a bug in the library's argument handling or kernels
-cannot hide in the oracle too.
+``docs/semantics.md`` (section 1, Definition) so that a bug in the
+library's argument handling or kernels cannot hide in the oracle too.
 
 The operation (scatter form, channels first, weight ``(C_in, C_out/groups,
 *kernel)``, ``g`` the group of input channel ``ci``, ``Cout_g = C_out /

@@ -84,7 +84,8 @@ def test_reachable_output_shapes(padding, reachable):
 
 
 def test_design_backprop_example_message():
-    """DESIGN.md: input_sizes 4 with stride 2 and SAME gives 2, not 3."""
+    """docs/semantics.md, section 6.3: input_sizes 4 with stride 2 and SAME
+    gives 2, not 3."""
     with pytest.raises(ValueError, match=(
             r"input_sizes\[1\] \(height\) = 4 does not fit out_backprop size 3: a forward "
             r"convolution with SAME padding, stride 2 and kernel 2 maps 4 to 2, not 3; "

@@ -1,4 +1,4 @@
-"""The worked examples of DESIGN.md, with their published values.
+"""The worked examples of docs/semantics.md, section 6, with their values.
 
 Each expected value is written out as published (by the TensorFlow and
 PyTorch examples in the seed articles), checked against the library and,
