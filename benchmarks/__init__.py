@@ -1,4 +1,7 @@
-"""asv benchmarks for numba_deconv (issue 3): ``asv run --python=same``.
+"""asv benchmarks for numba_deconv: ``asv run --python=same``.
+
+Self-contained: our benchmarks use only ``numba_deconv.conv_transpose`` and
+this directory, so the suite runs against any commit of the package.
 
 Every library gets the same thread budget as ``python -m numba_deconv
 bench`` (2 unless ``NUMBA_DECONV_BENCH_THREADS`` says otherwise). The

@@ -11,17 +11,17 @@ import dataclasses
 import importlib.util
 import json
 import os
+import time
 
 import numpy as np
 import pytest
 
 from numba_deconv import bench
+from numba_deconv.bench import harness
 from reference import reference
 
 CASES = {c.name: c for c in bench.load_cases()}
 INSTALLED = [p for p in bench.PEERS if importlib.util.find_spec(p) is not None]
-SHARED_TABLE = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
-                            "bench_cases.json")
 
 
 # -- case table and flops ----------------------------------------------------
@@ -32,14 +32,6 @@ def test_table_has_the_standard_cases():
                            "unet_2d_f64"]
     assert CASES["unet_2d_f64"].dtype == "float64"
     assert CASES["dcgan_2d"].dtype == "float32"
-
-
-@pytest.mark.skipif(not os.path.exists(SHARED_TABLE), reason="no ../shared")
-def test_packaged_table_is_the_shared_one():
-    with open(SHARED_TABLE, encoding="utf-8") as f:
-        shared = json.load(f)["cases"]
-    assert [c.to_dict() for c in CASES.values()] == [
-        bench.Case.from_dict(d).to_dict() for d in shared]
 
 
 def test_case_shapes():
@@ -149,6 +141,9 @@ def test_make_inputs_deterministic():
     assert x1.shape == c.x_shape and w1.shape == c.weight_shape
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(w1, w2)
+    x3, _ = bench.make_inputs(c, "float64", seed=4)
+    assert not np.array_equal(x1, x3)
+    assert -1 <= x1.min() and x1.max() < 1 and np.ptp(x1) > 0
 
 
 # -- timing ------------------------------------------------------------------
@@ -170,8 +165,23 @@ def test_measure_repeat_is_exact():
     assert len(calls) == 1 + 2 + 4
 
 
-def test_gemm_rate_positive():
-    assert bench.gemm_rate(64, repeat=2) > 0
+def test_measure_never_times_the_first_call():
+    calls = []
+
+    def fn():   # the first call "compiles": 30 times slower than the others
+        calls.append(1)
+        time.sleep(0.06 if len(calls) == 1 else 0.002)
+
+    t = bench.measure(fn, repeat=5, batch_below=0)
+    assert (t.samples, t.inner, len(calls)) == (5, 1, 1 + 2 + 5)
+    assert 0.0019 < t.best <= t.median < 0.03
+
+
+def test_gemm_rate_is_flops_over_the_median(monkeypatch):
+    # A fake clock: every matmul takes 0.5 s, whatever the machine.
+    ticks = iter(np.arange(0, 100, 0.5))
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: next(ticks))
+    assert bench.gemm_rate(64, repeat=3) == pytest.approx(2 * 64**3 / 0.5 / 1e9)
 
 
 def test_workspace_bytes():
@@ -284,11 +294,34 @@ def test_run_reports_missing_peer(tmp_path, monkeypatch):
     assert "Not installed: JAX" in bench.format_table(report)
 
 
-def test_rounds_keep_the_fastest():
-    report = bench.run(["tiny_seed"], None, [], min_time=0.01, gemm=False,
-                       memory=False, rounds=2, progress=None)
+def test_rounds_keep_the_fastest(monkeypatch):
+    """Each round's worker reports its own median (slow, fast, failed, slow);
+    the report keeps the fast one, and the memory of the first round."""
+    medians = iter([0.05, 0.001, None, 0.03])
+    spawned = []
+
+    def fake_worker(lib, spec_path, threads, timeout, progress):
+        with open(spec_path, encoding="utf-8") as f:
+            spec = json.load(f)
+        spawned.append((lib, spec["memory"]))
+        (item,) = spec["items"]
+        np.save(item["out"] + f".{lib}.npy", np.zeros(CASES["tiny_seed"].out_shape))
+        yield {"event": "version", "version": "0"}
+        median = next(medians)
+        if median is None:
+            yield {"event": "result", "id": 0, "status": "error", "reason": "boom"}
+            return
+        timing = bench.Timing(median, median, 5, 1).to_dict()
+        yield {"event": "result", "id": 0, "status": "ok", "timing": timing}
+        if len(spawned) == 1:
+            yield {"event": "workspace", "id": 0, "bytes": 123}
+
+    monkeypatch.setattr(harness, "_run_worker", fake_worker)
+    report = bench.run(["tiny_seed"], None, [], gemm=False, rounds=4, progress=None)
     ours = report.rows[0].results[bench.OURS]
-    assert ours.status == "ok" and ours.seconds > 0
+    assert spawned == [(bench.OURS, True)] + [(bench.OURS, False)] * 3
+    assert ours.status == "ok" and ours.seconds == 0.001
+    assert ours.workspace == 123
 
 
 def _fake_report(tmp_path, peer_out):
@@ -302,7 +335,7 @@ def _fake_report(tmp_path, peer_out):
     base = str(tmp_path / "y0")
     np.save(base + ".numba_deconv.npy", y)
     np.save(base + ".torch.npy", peer_out(y))
-    bench._verify(row, base, [bench.OURS, "torch", "jax"])
+    harness._verify(row, base, [bench.OURS, "torch", "jax"])
     return bench.Report([row], [bench.OURS, "torch", "jax"],
                         {bench.OURS: "0", "torch": "2", "jax": "3"}, 100.0, 2, "m")
 

@@ -1,0 +1,355 @@
+"""Timing, and the processes: one worker per library, the parent checks and collects.
+
+The workers import this module without the ``numba_deconv`` package (see
+``_BOOT``), so a peer's process never loads Numba and ours never loads a peer.
+"""
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from .cases import Case, load_cases, make_inputs, select_cases
+from .peers import OURS, PEER_LABELS, PEERS, NotApplicable, build_call, first_line, \
+    setup_library
+from .report import Report, Result, Row, cell, machine_description
+
+# Relative tolerance (of the largest |output|) for "the peer agrees with us".
+TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
+
+
+@dataclasses.dataclass
+class Timing:
+    median: float          # seconds per call
+    best: float            # fastest sample, seconds per call
+    samples: int           # number of samples taken
+    inner: int             # calls per sample (batched when calls are tiny)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def measure(fn, *, min_time=1.0, repeat=None, warmup=2, min_samples=7,
+            max_samples=2000, batch_below=50e-6) -> Timing:
+    """Median seconds per call of ``fn()`` after warm-up.
+
+    The first call (compilation, caches) is never timed. Then ``warmup``
+    more calls give an estimate ``t``; the sample count is
+    ``min_time / t`` clamped to ``[min_samples, max_samples]`` (3 for calls
+    over a second), or exactly ``repeat``. Calls shorter than
+    ``batch_below`` seconds are timed in batches of ``inner`` calls, so that
+    the timer's resolution does not matter.
+    """
+    perf = time.perf_counter
+    fn()
+    est = math.inf
+    for _ in range(max(1, warmup)):
+        t0 = perf()
+        fn()
+        est = min(est, perf() - t0)
+    est = max(est, 1e-9)
+    inner = 1 if est >= batch_below else math.ceil(batch_below / est)
+    n = int(repeat) if repeat else max(3 if est > 1.0 else min_samples,
+                                       min(max_samples, int(min_time / (est * inner))))
+    samples = []
+    for _ in range(n):
+        t0 = perf()
+        for _ in range(inner):
+            fn()
+        samples.append((perf() - t0) / inner)
+    return Timing(statistics.median(samples), min(samples), n, inner)
+
+
+def gemm_rate(n=2048, repeat=5, dtype="float32") -> float:
+    """GFLOP/s of NumPy's ``a @ b`` on ``n x n`` matrices (median of ``repeat``)."""
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    c = np.matmul(a, b)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def workspace_bytes(fn):
+    """Peak resident memory a call of ``fn()`` adds, minus its result's size.
+
+    Linux only (``None`` elsewhere): makes glibc hand large blocks straight
+    back to the system, resets the peak-RSS mark (``/proc/self/clear_refs``)
+    and reads ``VmHWM`` after one call. An estimate: threads' stacks and
+    allocator slack count, memory a library keeps cached does not. Our
+    recycled outputs are let go first: an output made in memory kept from
+    earlier calls would hide the workspace behind the output's size.
+    """
+    import numba_deconv
+    numba_deconv.release_memory()
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 128 * 1024)   # M_MMAP_THRESHOLD: fixed, no adaptation
+        libc.malloc_trim(0)
+        before = _proc_status("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except (OSError, AttributeError, KeyError):
+        return None
+    result = fn()
+    return max(0, _proc_status("VmHWM") - before - getattr(result, "nbytes", 0))
+
+
+def _proc_status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+# -- the worker: one library, every case, JSON lines on stdout ----------------
+
+def _thread_env(threads):
+    t = str(threads)
+    return dict(
+        os.environ, NUMBA_NUM_THREADS=t, OMP_NUM_THREADS=t, MKL_NUM_THREADS=t,
+        OPENBLAS_NUM_THREADS=t, BLIS_NUM_THREADS=t, VECLIB_MAXIMUM_THREADS=t,
+        NUMEXPR_NUM_THREADS=t, TF_NUM_INTRAOP_THREADS=t, TF_NUM_INTEROP_THREADS="1",
+        TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu", PYTHONWARNINGS="ignore")
+
+
+def _emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def worker_main(lib, spec_path):
+    """Time ``lib`` on every item of the spec, reporting JSON lines."""
+    with open(spec_path, encoding="utf-8") as f:
+        spec = json.load(f)
+    threads = spec["threads"]
+    with contextlib.suppress(AttributeError, OSError):   # pin to `threads` CPUs
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) > threads:
+            os.sched_setaffinity(0, cpus[:threads])
+    try:
+        version = setup_library(lib, threads)
+    except ImportError as e:
+        _emit({"event": "missing", "reason": first_line(e)})
+        return 0
+    _emit({"event": "version", "version": version})
+    gemm = {"event": "gemm", "size": spec["gemm_size"]} if spec["gemm"] else None
+    if gemm:
+        _emit(dict(gemm, gflops=gemm_rate(gemm["size"])))
+
+    def load(item):
+        return Case.from_dict(item["case"]), np.load(item["x"]), np.load(item["w"])
+
+    for item in spec["items"]:
+        res = {"event": "result", "id": item["id"]}
+        try:
+            call, to_numpy = build_call(lib, *load(item), threads)
+            np.save(item["out"] + f".{lib}.npy", to_numpy(call()))
+            res["timing"] = measure(call, min_time=spec["min_time"],
+                                    repeat=spec["repeat"]).to_dict()
+            res["status"] = "ok"
+        except NotApplicable as e:
+            res.update(status="n/a", reason=str(e))
+        except Exception as e:  # report, keep going with the next case
+            res.update(status="error", reason=first_line(e))
+        _emit(res)
+    if gemm:   # again: the best of both is the machine's ceiling
+        _emit(dict(gemm, gflops=gemm_rate(gemm["size"])))
+    if spec["memory"]:
+        # After every timing: measuring memory fixes glibc's mmap threshold,
+        # after which each large allocation is mapped and faulted in afresh,
+        # which would slow the calls timed after it.
+        for item in spec["items"]:
+            with contextlib.suppress(Exception):
+                call, _ = build_call(lib, *load(item), threads)
+                _emit({"event": "workspace", "id": item["id"],
+                       "bytes": workspace_bytes(call)})
+    return 0
+
+
+# -- the parent: run the workers, check the outputs, make the report ----------
+
+# Imports this directory as the package `_numba_deconv_bench`, without running
+# numba_deconv/__init__.py (which imports Numba), then runs the worker.
+_BOOT = ("import importlib, sys, types; d, lib, spec = sys.argv[1:4]; "
+         "pkg = types.ModuleType('_numba_deconv_bench'); pkg.__path__ = [d]; "
+         "sys.modules[pkg.__name__] = pkg; sys.exit(importlib.import_module("
+         "'_numba_deconv_bench.harness').worker_main(lib, spec))")
+
+
+def _run_worker(lib, spec_path, threads, timeout, progress):
+    """Yield the worker's events; a crash or timeout becomes a 'crash' event."""
+    _progress(f"{PEER_LABELS[lib]}: starting its own process", progress)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = _thread_env(threads)
+    if lib == OURS:   # the package this file belongs to is the one to time
+        env["PYTHONPATH"] = os.pathsep.join(
+            [os.path.dirname(os.path.dirname(here))]
+            + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    err = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen([sys.executable, "-c", _BOOT, here, lib, spec_path],
+                            stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    deadline = time.monotonic() + timeout
+    got_any = False
+    try:
+        for line in proc.stdout:
+            if time.monotonic() > deadline:
+                proc.kill()
+                yield {"event": "crash", "reason": f"timed out after {timeout} s"}
+                return
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a library printing on stdout
+            got_any = True
+            yield ev
+        rc = proc.wait()
+        if rc != 0:
+            err.seek(0)
+            tail = [ln for ln in err.read().strip().splitlines() if ln.strip()]
+            yield {"event": "crash", "reason": f"exit status {rc}"
+                   + (f": {tail[-1][:200]}" if tail else "")}
+        elif not got_any:
+            yield {"event": "crash", "reason": "worker reported nothing"}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err.close()
+
+
+def _verify(row, out_base, libs):
+    """Compare each peer's saved output with ours (or, without ours, with the
+    first peer that ran); a disagreement turns the peer's status to mismatch."""
+    ref_lib = next((lib for lib in libs if row.results.get(lib)
+                    and row.results[lib].status == "ok"), None)
+    if ref_lib is None:
+        return
+    ref = np.load(f"{out_base}.{ref_lib}.npy")
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    tol = TOLERANCE[row.dtype]
+    for lib in libs:
+        r = row.results.get(lib)
+        if lib == ref_lib or r is None or r.status != "ok":
+            continue
+        y = np.load(f"{out_base}.{lib}.npy")
+        if y.shape != ref.shape:
+            r.status, r.reason = "mismatch", \
+                f"shape {y.shape} but {ref_lib} gives {ref.shape}"
+            continue
+        err = float(np.max(np.abs(y.astype(np.float64) - ref))) if y.size else 0.0
+        r.max_err = err / scale if scale else err
+        if not r.max_err <= tol:
+            r.status = "mismatch"
+            r.reason = (f"max |{lib} - {ref_lib}| = {r.max_err:.2e} of the "
+                        f"largest output (tolerance {tol:g})")
+
+
+def _progress(msg, stream):
+    if stream is not None:
+        stream.write(msg + "\n")
+        stream.flush()
+
+
+def run(cases=None, dtypes=None, peers=PEERS, *, min_time=1.0, repeat=None,
+        threads=2, gemm=True, gemm_size=2048, memory=True, rounds=1,
+        progress=sys.stderr, case_file=None, timeout=1800) -> Report:
+    """Run the benchmark and return a :class:`Report`.
+
+    ``cases`` are case names (default all), ``dtypes`` as in
+    :func:`select_cases`, ``peers`` a subset of :data:`PEERS`. With
+    ``rounds > 1`` every library is run that many times, the libraries
+    interleaved, and each keeps its fastest median: on a shared machine a
+    burst of load then hurts no library alone.
+    """
+    bad = [p for p in peers if p not in PEERS]
+    if bad:
+        raise ValueError(f"unknown peer {bad[0]!r}; choose from {', '.join(PEERS)}")
+    pairs = select_cases(load_cases(case_file), cases, dtypes)
+    rows = [Row(c, dt) for c, dt in pairs]
+    libs = [OURS, *peers]
+    versions = {}
+    gemm_gflops = None
+    tmp = tempfile.mkdtemp(prefix="numba_deconv_bench_")
+    try:
+        items = []
+        for i, (c, dt) in enumerate(pairs):
+            item = {"id": i, "case": c.to_dict(), "out": os.path.join(tmp, f"y{i}")}
+            for key, a in zip("xw", make_inputs(c, dt, seed=i)):
+                item[key] = os.path.join(tmp, f"{key}{i}.npy")
+                np.save(item[key], a)
+            items.append(item)
+        for rnd in range(max(1, rounds)):
+            if rounds > 1:
+                _progress(f"round {rnd + 1}/{rounds}", progress)
+            for lib in libs:
+                if rnd and versions.get(lib, "") is None:
+                    continue   # not installed: no point asking again
+                # Our memory once, in the first round (later rounds keep it).
+                spec = {"items": items, "threads": threads, "min_time": min_time,
+                        "repeat": repeat, "gemm": gemm and lib == OURS,
+                        "gemm_size": gemm_size, "memory": memory and lib == OURS and not rnd}
+                spec_path = os.path.join(tmp, f"spec_{lib}.json")
+                with open(spec_path, "w", encoding="utf-8") as f:
+                    json.dump(spec, f)
+                for ev in _run_worker(lib, spec_path, threads, timeout, progress):
+                    gemm_gflops = _absorb(ev, lib, rows, versions, progress, gemm_gflops)
+        for row, item in zip(rows, items):
+            _verify(row, item["out"], libs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Report(rows, libs, versions, gemm_gflops, threads, machine_description())
+
+
+def _absorb(ev, lib, rows, versions, progress, gemm_gflops):
+    """Record one worker event in ``rows`` and ``versions``; returns the
+    GEMM rate so far. A later round's result replaces an earlier one only
+    when it is faster."""
+    kind = ev["event"]
+    if kind == "missing":
+        versions[lib] = None
+        for row in rows:
+            row.results[lib] = Result("not installed", reason=ev["reason"])
+        _progress(f"  {lib}: not installed ({ev['reason']})", progress)
+    elif kind == "version":
+        versions[lib] = ev["version"]
+        _progress(f"{PEER_LABELS[lib]} {ev['version']}", progress)
+    elif kind == "gemm":
+        gemm_gflops = max(gemm_gflops or 0.0, ev["gflops"])
+        _progress(f"  float32 GEMM {ev['size']}^3: {ev['gflops']:.0f} GFLOP/s", progress)
+    elif kind == "result":
+        row = rows[ev["id"]]
+        new = Result(ev["status"], Timing(**ev["timing"]) if ev.get("timing") else None,
+                     ev.get("reason", ""))
+        old = row.results.get(lib)
+        if old is None or old.seconds is None or (
+                new.seconds is not None and new.seconds < old.seconds):
+            if old is not None:
+                new.workspace = old.workspace
+            row.results[lib] = new
+        _progress(f"  [{ev['id'] + 1}/{len(rows)}] {row.label} {row.dtype}: "
+                  + cell(new), progress)
+    elif kind == "workspace":
+        result = rows[ev["id"]].results.get(lib)
+        if result is not None and result.workspace is None:
+            result.workspace = ev["bytes"]
+    elif kind == "crash":
+        for row in rows:
+            row.results.setdefault(lib, Result("error", reason=ev["reason"]))
+        versions.setdefault(lib, "?")
+        _progress(f"  {lib} failed: {ev['reason']}", progress)
+    return gemm_gflops

@@ -1,0 +1,199 @@
+"""Results of a run and their presentation: the Markdown table and the plot."""
+
+import contextlib
+import dataclasses
+import os
+import platform
+
+from .peers import OURS, PEER_LABELS
+
+
+@dataclasses.dataclass
+class Result:
+    """One library on one (case, dtype)."""
+
+    status: str                     # ok, n/a, error, mismatch, not installed
+    timing: object = None           # a harness.Timing
+    reason: str = ""
+    workspace: int | None = None    # bytes (ours only)
+    max_err: float | None = None    # max |peer - ours| / max |ours|
+
+    @property
+    def seconds(self):
+        return self.timing.median if (self.timing and self.status == "ok") else None
+
+
+@dataclasses.dataclass
+class Row:
+    case: object                    # a cases.Case
+    dtype: str
+    results: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def label(self):
+        return self.case.name if self.dtype == self.case.dtype else \
+            f"{self.case.name}[{self.dtype}]"
+
+    @property
+    def ours(self):
+        return self.results.get(OURS, Result("not run")).seconds
+
+    def best_peer(self):
+        """``(name, seconds)`` of the fastest peer that ran and agreed."""
+        times = [(r.seconds, lib) for lib, r in self.results.items()
+                 if lib != OURS and r.seconds is not None]
+        if not times:
+            return None, None
+        t, lib = min(times)
+        return lib, t
+
+    def speedup(self):
+        _, t = self.best_peer()
+        return None if t is None or self.ours is None else t / self.ours
+
+    def gflops(self):
+        return None if self.ours is None else self.case.flops / self.ours / 1e9
+
+
+@dataclasses.dataclass
+class Report:
+    rows: list
+    libs: list                      # [OURS, *peers] in column order
+    versions: dict                  # lib -> version string or None if missing
+    gemm_gflops: float | None
+    threads: int
+    machine: str
+
+    def to_dict(self):
+        rows = [{"case": row.case.name, "dtype": row.dtype, "flops": row.case.flops,
+                 "results": {lib: {"status": r.status, "reason": r.reason,
+                                   "timing": r.timing.to_dict() if r.timing else None,
+                                   "workspace": r.workspace, "max_err": r.max_err}
+                             for lib, r in row.results.items()},
+                 "best_peer": row.best_peer()[0], "speedup": row.speedup()}
+                for row in self.rows]
+        return {"machine": self.machine, "threads": self.threads,
+                "gemm_gflops": self.gemm_gflops, "versions": self.versions,
+                "rows": rows}
+
+
+def machine_description():
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count()
+    return f"{cpu}, {n} CPUs available, Python {platform.python_version()}"
+
+
+def format_time(seconds) -> str:
+    """``7.20 µs``, ``6.27 ms``, ``131.8 ms``, ``1.23 s`` (3-4 significant digits)."""
+    if seconds is None:
+        return "–"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if seconds >= scale or unit == "ns":
+            v = seconds / scale
+            digits = 1 if v >= 100 else 2 if v >= 10 else 3
+            return f"{v:.{digits}f} {unit}"
+
+
+def cell(r: Result) -> str:
+    """A result as a table cell: its time, or why there is none."""
+    if r.status == "ok":
+        return format_time(r.seconds)
+    if r.status == "mismatch":
+        return f"mismatch ({format_time(r.timing.median)})" if r.timing else "mismatch"
+    return r.status
+
+
+def format_table(report: Report) -> str:
+    """The report as an aligned Markdown table, with notes underneath."""
+    peers = [lib for lib in report.libs if lib != OURS]
+    header = ["case", "dtype", "ours", "GFLOP/s", "% GEMM", "extra MB"] + \
+        [PEER_LABELS[p] for p in peers] + ["best peer", "speedup"]
+    body = []
+    notes = []
+    gemm = report.gemm_gflops
+    for row in report.rows:
+        ours = row.results.get(OURS, Result("not run"))
+        gf = row.gflops()
+        ws = ours.workspace
+        best, _ = row.best_peer()
+        sp = row.speedup()
+        body.append(
+            [row.label, row.dtype, cell(ours),
+             "–" if gf is None else f"{gf:.1f}" if gf < 10 else f"{gf:.0f}",
+             f"{100 * gf / gemm:.0f} %" if (gf is not None and gemm) else "–",
+             "–" if ws is None else f"{ws / 2**20:.1f}"]
+            + [cell(row.results.get(p, Result("not run"))) for p in peers]
+            + [PEER_LABELS[best] if best else "–",
+               "–" if sp is None else f"{sp:.2f}×"])
+        notes += [f"{row.label} {PEER_LABELS[lib]}: {r.status}: {r.reason}"
+                  for lib, r in row.results.items()
+                  if r.status in ("n/a", "error", "mismatch") and r.reason]
+    widths = [max([len(h)] + [len(b[i]) for b in body]) for i, h in enumerate(header)]
+
+    def line(cells):   # the first two columns left-aligned, numbers right
+        return "| " + " | ".join(c.rjust(w) if i >= 2 else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if i >= 2 else "-" * (w + 2)
+                         for i, w in enumerate(widths)) + "|"
+    head = [f"Machine: {report.machine}; {report.threads} threads per library, "
+            "each library in its own process; medians after warm-up.",
+            "float32 GEMM (NumPy matmul, best of before and after ours) in this "
+            f"run: {f'{gemm:.0f} GFLOP/s' if gemm else 'not measured'}.",
+            "Versions: " + "; ".join(
+                f"{PEER_LABELS[lib]} {v if v else 'not installed'}"
+                for lib, v in report.versions.items()),
+            ""]
+    missing = [PEER_LABELS[lib] for lib, v in report.versions.items()
+               if v is None and lib != OURS]
+    tail = [""]
+    if missing:
+        tail.append("Not installed: " + ", ".join(missing) +
+                    " (pip install numba_deconv[bench]).")
+    if notes:
+        tail += ["Notes:"] + [f"- {n}" for n in dict.fromkeys(notes)]
+    tail.append("speedup = best peer's median / ours (> 1 means we are faster); "
+                "extra MB = our peak memory beyond the output (estimate).")
+    return "\n".join(head + [line(header), sep] + [line(b) for b in body] + tail)
+
+
+def plot(report: Report, path):
+    """Grouped bar chart of the medians (log scale), one group per case."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit(
+            "--plot needs matplotlib: pip install matplotlib "
+            "(or pip install numba_deconv[bench])") from None
+    libs = [lib for lib in report.libs
+            if any(r.results.get(lib) and r.results[lib].seconds for r in report.rows)]
+    if not libs:
+        raise SystemExit("--plot: no library produced a time to plot")
+    n = len(report.rows)
+    width = 0.8 / len(libs)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * n + 3), 4.5))
+    for j, lib in enumerate(libs):
+        bars = [(i + (j - (len(libs) - 1) / 2) * width, row.results[lib].seconds * 1e3)
+                for i, row in enumerate(report.rows)
+                if row.results.get(lib) and row.results[lib].seconds]
+        ax.bar([b[0] for b in bars], [b[1] for b in bars], width,
+               label="numba_deconv" if lib == OURS else PEER_LABELS[lib])
+    ax.set_yscale("log")
+    ax.set_xticks(range(n))
+    ax.set_xticklabels([r.label for r in report.rows], rotation=30, ha="right")
+    ax.set_ylabel("median time per call (ms, log scale; lower is better)")
+    ax.set_title(f"conv_transpose, {report.threads} threads each")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
