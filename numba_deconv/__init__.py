@@ -5,7 +5,8 @@ for the semantics.
 """
 
 from . import compat
-from ._dispatch import cache_info, precompile
+from ._compiled import cache_info
+from ._dispatch import precompile
 from ._outputs import release_memory
 from .api import conv_transpose
 from .explain import explain

@@ -61,16 +61,16 @@ def _precompile(args) -> int:
                           strategies=args.strategies, device=args.device)
     for v in variants:
         print(f"{v['device']:4} rank {v['rank']} {v['dtype']:10} {v['layout']:14} "
-              f"{v['strategy']:6} {v['kernel']:6} {v['compile_seconds'] * 1e3:9.1f} ms")
+              f"{v['strategy']:7} {v['kernel']:12} {v['compile_seconds'] * 1e3:9.1f} ms")
     total = sum(v["compile_seconds"] for v in variants)
     print(f"{len(variants)} variants ready in Numba's on-disk cache ({total:.1f} s)")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._dispatch import DTYPES
+    from ._dispatch import STRATEGIES
+    from ._plan import DTYPES
     from .bench import add_parser as add_bench_parser
-    from .cpu.driver import STRATEGIES
     from .explain import add_parser as add_explain_parser
 
     parser = argparse.ArgumentParser(
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("precompile", help="compile kernels into the on-disk cache")
     pre.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3])
     pre.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
-    pre.add_argument("--strategies", nargs="+", default=None, choices=STRATEGIES,
+    pre.add_argument("--strategies", nargs="+", default=None, choices=list(STRATEGIES),
                      help="default: every strategy of the device")
     pre.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     pre.set_defaults(func=_precompile)

@@ -1,97 +1,183 @@
-"""Compiled-variant bookkeeping: what is compiled, compiling ahead of time.
+"""Where and how a call runs: device, strategy and kernel, decided in one place.
 
-A *variant* is what selects compiled code: (device, rank, dtype, layout,
-strategy, kernel). The first call that needs a variant compiles its kernel
-for exact signatures (or loads it from Numba's on-disk cache,
-``cache=True``) and records how long that took; later calls find it in
-``_COMPILED``. Only the kernels a call really launches are compiled.
+:func:`select_device` picks the backend from the ``device`` argument and
+where the arrays live. For the CPU, :func:`choose_kernel` is the whole
+heuristic, and :func:`cpu_call` memoises everything a call shape derives
+(the checked :class:`~numba_deconv._plan.CallPlan`, the :class:`Route`
+with its launch tables), so a repeated call skips every check and every
+table. :func:`reset` empties that memo; do so after changing a tunable in
+:mod:`numba_deconv.config`, which is read when a call shape is first seen.
+
+Strategies and their kernels (see :mod:`numba_deconv.cpu.driver`):
+
+- ``gather``: every output gathers its taps straight from ``x``:
+  ``phase_tiles`` (register-tiled phase correlations), ``planes``,
+  ``rows`` and ``rows_serial``.
+- ``columns``: the matrix product ``cols = W^T X``, then folded into the
+  output: ``column_tiles`` (register tiles, real data) or ``blas``
+  (NumPy's BLAS, complex data).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+import dataclasses
+import math
 
+import numba
 import numpy as np
 
-from .cpu.driver import KERNELS, STRATEGIES, kernel_signatures
+from . import _compiled, config
+from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call
+from .cpu import driver
 
-DTYPES = ("float32", "float64", "complex64", "complex128")
-LAYOUTS = ("channels_first", "channels_last")
+STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles"),
+              "columns": ("column_tiles", "blas")}
+#: The CUDA backend's one strategy and kernel: a gather, one thread per output.
 CUDA_KERNEL = "gather"
 
 
-@dataclass(frozen=True)
-class Variant:
-    """What selects one set of compiled kernels."""
+def select_device(device, *arrays) -> str:
+    """``"cpu"`` or ``"cuda"``: ``device``, or for ``"auto"`` where the data is."""
+    if not isinstance(device, str) or device not in DEVICES:
+        raise ValueError(
+            f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda'")
+    if device == "auto":
+        return "cuda" if any(is_device_array(a) for a in arrays) else "cpu"
+    return device
 
-    device: str
-    rank: int
-    dtype: str
-    layout: str
-    strategy: str
+
+def choose_kernel(geometry, batch: int, dtype, threads: int) -> tuple:
+    """``(strategy, kernel, fallback)`` for this geometry, batch, dtype and
+    thread count; ``fallback`` runs where ``kernel`` cannot be exact (it
+    multiplies zero padding and a weight is not finite).
+
+    Many channels on small images with few input positions in the whole
+    batch take the columns kernel, which reads each weight once per call:
+    there the weights outweigh the work on each. Complex data has no
+    register tiles, so BLAS takes its thick products. Everything else is a
+    gather: register tiles given enough channel pairs, else by planes for
+    short rows and by rows for long ones, on the calling thread when the
+    call is too small to repay waking the thread pool.
+    """
+    complex_data = np.dtype(dtype).kind == "c"
+    in_g = geometry.in_channels // geometry.groups
+    out_g = geometry.out_channels // geometry.groups
+    positions = math.prod(geometry.in_spatial)
+    if min(in_g, out_g) >= config.GEMM_MIN_CHANNELS:
+        if complex_data and positions >= config.GEMM_MIN_POSITIONS:
+            return "columns", "blas", "blas"
+        in_batch = batch * positions
+        if (not complex_data and positions <= config.GEMM_MAX_IMAGE_POSITIONS
+                and in_batch <= config.GEMM_MAX_BATCH_POSITIONS
+                and in_g * out_g * math.prod(geometry.kernel)
+                >= config.GEMM_MIN_WEIGHTS_PER_POSITION * in_batch):
+            return "columns", "column_tiles", "column_tiles"
+    serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
+    rows = "rows_serial" if serial or threads == 1 else "rows"
+    # The tiles sum in the same order on any number of threads, so they
+    # are chosen before the thread count is looked at.
+    if not serial and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS and not complex_data:
+        return "gather", "phase_tiles", rows
+    if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW:
+        return "gather", "planes", rows
+    return "gather", rows, rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """The kernel a CPU call runs and its launch tables."""
+
+    variant: tuple  # (device, rank, dtype, layout, strategy): the record's key
     kernel: str
+    fallback: str
+    launch: driver.Launch | None  # rank <= 3
+    inner: Route | None  # rank >= 4: the route of one slice along the first dim
 
 
-# Variant fields (dtype as a numpy dtype) -> seconds spent compiling, or
-# loading from disk, its kernels.
-_COMPILED: dict = {}
+@dataclasses.dataclass
+class Call:
+    """What a call shape derives once: its plan, and its route per thread
+    count (one for every count when the choice cannot depend on it)."""
+
+    plan: CallPlan
+    no_bias: np.ndarray  # zeros, the bias when none is given (never written)
+    out_bytes: int  # of the channels-first result
+    routes: dict  # thread count (or None: any) -> Route
+
+    def route(self) -> Route:
+        any_count = self.routes.get(None)
+        if any_count is not None:
+            return any_count
+        threads = numba.get_num_threads()
+        route = self.routes.get(threads)
+        if route is None:
+            route = self.routes[threads] = _route(self.plan, self.plan.geometry, threads)
+        return route
 
 
-def ensure_compiled(device: str, rank: int, dtype, layout: str, strategy: str,
-                    kernel: str) -> None:
-    """Compile the kernels of a variant unless this process already has.
-
-    ``dtype`` is a numpy dtype (hashing it is cheaper than asking its name,
-    and this runs on every call).
-    """
-    key = (device, rank, dtype, layout, strategy, kernel)
-    if key in _COMPILED:
-        return
-    start = time.perf_counter()
-    if device == "cpu":
-        # Ranks 1-3 run on the rank-3 kernels, rank >= 4 by slices of them.
-        for dispatcher, signature in kernel_signatures(kernel, dtype):
-            dispatcher.compile(signature)
-    else:
-        from .cuda.backend import compile_variant
-
-        compile_variant(rank, np.dtype(dtype), layout, strategy)
-    _COMPILED[key] = time.perf_counter() - start
+def _route(plan: CallPlan, geometry, threads: int) -> Route:
+    if geometry.rank > 3:
+        inner = _route(plan, driver.drop_leading_dim(geometry), threads)
+        return Route(inner.variant, inner.kernel, inner.fallback, None, inner)
+    strategy, kernel, fallback = choose_kernel(geometry, plan.batch, plan.dtype, threads)
+    variant = ("cpu", plan.geometry.rank, plan.dtype, plan.layout, strategy)
+    launch = driver.plan_launch(geometry, plan.batch, plan.dtype.itemsize, kernel, threads)
+    return Route(variant, kernel, fallback, launch, None)
 
 
-def cache_info() -> list:
-    """What this process has compiled, one dict per variant.
-
-    Returns
-    -------
-    list of dict
-        Keys ``device``, ``rank``, ``dtype``, ``layout``, ``strategy``
-        (``"direct"`` or ``"gemm"`` on the CPU), ``kernel`` (which of the
-        strategy's kernels: ``"serial"``, ``"rows"``, ``"planes"``,
-        ``"tiled"``, ``"columns"``, ``"col2im"``; ``"gather"`` on CUDA) and
-        ``compile_seconds`` (the time to compile the kernel or to load it
-        from Numba's on-disk cache), in the order compiled.
-
-    Examples
-    --------
-    >>> import numpy as np, numba_deconv
-    >>> _ = numba_deconv.conv_transpose(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)))
-    >>> info = numba_deconv.cache_info()
-    >>> sorted(info[0])
-    ['compile_seconds', 'device', 'dtype', 'kernel', 'layout', 'rank', 'strategy']
-    >>> ("cpu", 2, "float64", "direct", "serial") in [
-    ...     (v["device"], v["rank"], v["dtype"], v["strategy"], v["kernel"]) for v in info]
-    True
-    """
-    return [dict(asdict(Variant(device, rank, np.dtype(dtype).name, layout, strategy, kernel)),
-                 compile_seconds=seconds)
-            for (device, rank, dtype, layout, strategy, kernel), seconds in _COMPILED.items()]
+# Calls whose arguments are plain ints, strings, None and tuples or lists of
+# them (so that 2.0 or True can never hit the plan of 2 or 1), by shapes,
+# dtypes and arguments: a repeated call skips all argument checking.
+_CALLS: dict = {}
+_CALLS_MAX = 4096
+_ARG_NAMES = ("stride", "padding", "output_padding", "dilation", "groups",
+              "output_size", "padding_mode", "data_format")
+_NOT_PLAIN = object()
 
 
-def clear_cache_info() -> None:
-    """Forget the in-process record (compiled code itself stays loaded)."""
-    _COMPILED.clear()
+def _plain(value):
+    """``value`` with lists as tuples if it holds only ints, strings and
+    None; else ``_NOT_PLAIN``."""
+    kind = type(value)
+    if kind is int or kind is str or value is None:
+        return value
+    if kind is tuple or kind is list:
+        items = tuple(_plain(item) for item in value)
+        return _NOT_PLAIN if _NOT_PLAIN in items else items
+    return _NOT_PLAIN
+
+
+def cpu_call(x: np.ndarray, weight: np.ndarray, bias, args: tuple) -> Call:
+    """The :class:`Call` of these arrays and arguments (``args`` in the
+    order of ``_ARG_NAMES``), checked and planned on first sight."""
+    plain = _plain(args)
+    key = None if plain is _NOT_PLAIN else (
+        x.shape, x.dtype, weight.shape, weight.dtype,
+        None if bias is None else (bias.shape, bias.dtype)) + plain
+    call = _CALLS.get(key)
+    if call is not None:
+        return call
+    plan = plan_call(
+        x.shape, x.dtype, weight.shape, weight.dtype,
+        None if bias is None else bias.shape, None if bias is None else bias.dtype,
+        **dict(zip(_ARG_NAMES, args)))
+    geometry = plan.geometry
+    call = Call(plan, np.zeros(geometry.out_channels, plan.dtype),
+                plan.batch * geometry.out_channels * math.prod(geometry.out_spatial)
+                * plan.dtype.itemsize, {})
+    # A call that runs on the calling thread with threads to spare does so
+    # with any number of them: its route need not look the count up.
+    if geometry.rank <= 3 and choose_kernel(geometry, plan.batch, plan.dtype, 2)[1] == "rows_serial":
+        call.routes[None] = _route(plan, geometry, 1)
+    if key is not None and len(_CALLS) < _CALLS_MAX:
+        _CALLS[key] = call
+    return call
+
+
+def reset() -> None:
+    """Forget every memoised call plan and route (after changing a tunable
+    in :mod:`numba_deconv.config`)."""
+    _CALLS.clear()
 
 
 def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
@@ -109,8 +195,8 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
     dtypes : iterable of str or numpy dtype
         Any of float32, float64, complex64, complex128.
     strategies : iterable of str, optional
-        CPU strategies, ``"direct"`` and/or ``"gemm"`` (default both); the
-        CUDA backend has one, ``"direct"``.
+        CPU strategies, ``"gather"`` and/or ``"columns"`` (default both);
+        the CUDA backend has one, ``"gather"``.
     layouts : iterable of str
         ``"channels_first"`` and/or ``"channels_last"``.
     device : {"cpu", "cuda"}
@@ -119,7 +205,7 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
     Returns
     -------
     list of dict
-        :func:`cache_info` after compiling.
+        :func:`numba_deconv.cache_info` after compiling.
 
     Raises
     ------
@@ -141,20 +227,26 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
         if name not in DTYPES:
             raise ValueError(f"dtypes: {dtype!r} is not one of {', '.join(DTYPES)}")
         names.append(name)
-    known = ("direct",) if device == "cuda" else STRATEGIES
-    strategies = known if strategies is None else tuple(strategies)
+    known = {CUDA_KERNEL: (CUDA_KERNEL,)} if device == "cuda" else STRATEGIES
+    strategies = tuple(known) if strategies is None else tuple(strategies)
     for strategy in strategies:
         if strategy not in known:
             raise ValueError(f"strategies: {strategy!r} is not one of {', '.join(known)}")
     for layout in layouts:
         if layout not in LAYOUTS:
             raise ValueError(f"layouts: {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if device == "cuda":
+        from .cuda.backend import check_rank, compile_kernel
+
+        for rank in ranks:
+            check_rank(rank)
+    else:
+        compile_kernel = driver.compile_kernel
     for rank in ranks:
         for name in names:
             for layout in layouts:
                 for strategy in strategies:
-                    kernels = KERNELS[strategy] if device == "cpu" else (CUDA_KERNEL,)
-                    for kernel in kernels:
-                        ensure_compiled(device, int(rank), np.dtype(name), layout,
-                                        strategy, kernel)
-    return cache_info()
+                    for kernel in known[strategy]:
+                        _compiled.ensure((device, int(rank), np.dtype(name), layout, strategy,
+                                          kernel), compile_kernel, kernel, np.dtype(name))
+    return _compiled.cache_info()

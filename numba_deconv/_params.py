@@ -14,7 +14,6 @@ with ``0 <= output_padding < max(s, d)``.
 
 from __future__ import annotations
 
-import functools
 import numbers
 from dataclasses import dataclass
 
@@ -76,7 +75,8 @@ class Geometry:
         return 2 * self.in_channels * (self.out_channels // self.groups) * k * i
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """An integer (NumPy's too), but not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -86,7 +86,7 @@ def _fmt(value) -> str:
 
 def int_tuple(name: str, value, rank: int, *, minimum: int) -> tuple:
     """An int or a sequence of ``rank`` ints, each ``>= minimum``, as a tuple."""
-    if _is_int(value):
+    if is_int(value):
         values = (int(value),) * rank
     elif isinstance(value, (tuple, list)) or _looks_like_array(value):
         values = tuple(value)
@@ -95,7 +95,7 @@ def int_tuple(name: str, value, rank: int, *, minimum: int) -> tuple:
                 f"{name}={_fmt(value)} has {len(values)} entries; expected an int "
                 f"or {rank} ints (one per spatial dim of a rank-{rank} "
                 f"convolution)")
-        if not all(_is_int(v) for v in values):
+        if not all(is_int(v) for v in values):
             raise TypeError(
                 f"{name}={_fmt(value)} must hold integers; got "
                 f"{[type(v).__name__ for v in values]}")
@@ -135,7 +135,7 @@ def padding_pairs(padding, rank: int, in_spatial: tuple, kernel: tuple,
         raise ValueError(
             f"padding={padding!r} is not a padding mode; use 'valid', 'same', an "
             f"int, {rank} ints, or {rank} (before, after) pairs")
-    if _is_int(padding):
+    if is_int(padding):
         if padding < 0:
             raise ValueError(f"padding={padding} must be >= 0")
         return ((int(padding), int(padding)),) * rank, False
@@ -151,11 +151,11 @@ def padding_pairs(padding, rank: int, in_spatial: tuple, kernel: tuple,
             f"convolution")
     pairs = []
     for entry in entries:
-        if _is_int(entry):
+        if is_int(entry):
             pair = (int(entry), int(entry))
         elif isinstance(entry, (tuple, list)) or _looks_like_array(entry):
             pair = tuple(entry)
-            if len(pair) != 2 or not all(_is_int(v) for v in pair):
+            if len(pair) != 2 or not all(is_int(v) for v in pair):
                 raise ValueError(
                     f"padding={_fmt(padding)}: entry {_fmt(entry)} is not a "
                     f"(before, after) pair of ints")
@@ -171,15 +171,6 @@ def padding_pairs(padding, rank: int, in_spatial: tuple, kernel: tuple,
     return tuple(pairs), False
 
 
-def _freeze(value):
-    """A hashable stand-in for an argument (lists become tuples) for caching."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    if _looks_like_array(value):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
 def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
                      padding=0, output_padding=0, dilation=1, groups=1,
                      output_size=None) -> Geometry:
@@ -189,33 +180,13 @@ def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
     ``(C_in, C_out/groups, *kernel)`` shape, ``output_size`` ``None`` or the
     spatial output size (one int per dim). Raises ``ValueError`` or
     ``TypeError`` naming the argument, its value and what would be valid.
-    Results are memoised, so repeated calls with the same arguments cost a
-    dictionary look-up.
     """
-    key = tuple(_freeze(v) for v in (
-        in_spatial, in_channels, weight_shape, stride, padding,
-        output_padding, dilation, groups, output_size))
-    try:
-        return _resolve_cached(*key)
-    except TypeError as err:
-        if "unhashable" not in str(err):
-            raise
-    return _resolve(*key)
-
-
-@functools.lru_cache(maxsize=1024)
-def _resolve_cached(*key):
-    return _resolve(*key)
-
-
-def _resolve(in_spatial, in_channels, weight_shape, stride, padding,
-             output_padding, dilation, groups, output_size) -> Geometry:
     rank = len(weight_shape) - 2
     in_spatial = tuple(int(v) for v in in_spatial)
     kernel = tuple(int(v) for v in weight_shape[2:])
     w_in, w_out_per_group = int(weight_shape[0]), int(weight_shape[1])
 
-    if not _is_int(groups):
+    if not is_int(groups):
         raise TypeError(f"groups={_fmt(groups)} must be an int; got {type(groups).__name__}")
     if groups < 1:
         raise ValueError(f"groups={groups} must be >= 1")

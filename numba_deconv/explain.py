@@ -415,7 +415,7 @@ def explain(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0,
     >>> e.output_shape, e.upsampled_shape, e.pad, e.kernel_flip
     ((1, 1, 5, 5), (3, 3), ((2, 2), (2, 2)), True)
     """
-    from .api import plan_call
+    from ._plan import plan_call
 
     x_shape = tuple(int(v) for v in x_shape)
     weight_shape = tuple(int(v) for v in weight_shape)

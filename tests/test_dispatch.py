@@ -1,31 +1,46 @@
 """cache_info() and precompile(): the record of compiled variants."""
 
+import time
+
 import numpy as np
 import pytest
 
 import numba_deconv
-from numba_deconv import _dispatch
+from numba_deconv import _compiled
 
 
 @pytest.fixture
 def fresh_record():
     """An empty in-process record (compiled code itself stays loaded)."""
-    saved = dict(_dispatch._COMPILED)
-    _dispatch.clear_cache_info()
+    saved = dict(_compiled._COMPILED)
+    _compiled.forget()
     yield
-    _dispatch._COMPILED.clear()
-    _dispatch._COMPILED.update(saved)
+    _compiled._COMPILED.clear()
+    _compiled._COMPILED.update(saved)
 
 
 def test_a_call_records_exactly_the_kernel_it_ran(fresh_record):
     x = np.ones((1, 1, 2, 2), np.float32)
     w = np.ones((1, 1, 3, 3), np.float32)
+    start = time.perf_counter()
     numba_deconv.conv_transpose(x, w, stride=2)
+    elapsed = time.perf_counter() - start
     numba_deconv.conv_transpose(x, w, stride=2)  # the second call adds nothing
     info = numba_deconv.cache_info()
     assert [(v["device"], v["rank"], v["dtype"], v["layout"], v["strategy"], v["kernel"])
-            for v in info] == [("cpu", 2, "float32", "channels_first", "direct", "serial")]
-    assert info[0]["compile_seconds"] >= 0
+            for v in info] == [("cpu", 2, "float32", "channels_first", "gather", "rows_serial")]
+    # Seconds, spent inside the first call (compiling, or loading from disk).
+    assert 0 < info[0]["compile_seconds"] < elapsed
+
+
+def test_compile_seconds_time_the_compilation(fresh_record):
+    """The record holds the time the compile step took, whatever it was."""
+    _compiled.ensure(("cpu", 1, np.dtype("float32"), "channels_first", "gather", "probe"),
+                     time.sleep, 0.05)
+    _compiled.ensure(("cpu", 1, np.dtype("float32"), "channels_first", "gather", "probe"),
+                     time.sleep, 1.0)  # recorded already: not run again
+    seconds, = (v["compile_seconds"] for v in numba_deconv.cache_info())
+    assert 0.05 <= seconds < 0.5
 
 
 def test_variants_differ_by_rank_dtype_layout_and_strategy(fresh_record):
@@ -36,21 +51,21 @@ def test_variants_differ_by_rank_dtype_layout_and_strategy(fresh_record):
                                 data_format="channels_last")
     seen = {(v["rank"], v["dtype"], v["layout"], v["strategy"])
             for v in numba_deconv.cache_info()}
-    assert seen == {(1, "float64", "channels_first", "direct"),
-                    (2, "complex64", "channels_first", "gemm"),
-                    (2, "float64", "channels_last", "direct")}
+    assert seen == {(1, "float64", "channels_first", "gather"),
+                    (2, "complex64", "channels_first", "columns"),
+                    (2, "float64", "channels_last", "gather")}
 
 
 def test_precompile_compiles_what_it_is_asked_for(fresh_record):
     info = numba_deconv.precompile(ranks=(1, 3), dtypes=("float32", np.float64),
-                                   strategies=("gemm",), layouts=("channels_first",))
+                                   strategies=("columns",), layouts=("channels_first",))
     assert {(v["rank"], v["dtype"], v["strategy"], v["kernel"]) for v in info} == {
-        (r, d, "gemm", kernel) for r in (1, 3) for d in ("float32", "float64")
-        for kernel in ("columns", "col2im")}
+        (r, d, "columns", kernel) for r in (1, 3) for d in ("float32", "float64")
+        for kernel in ("column_tiles", "blas")}
     info = numba_deconv.precompile(ranks=(2,), dtypes=("float32",),
                                    layouts=("channels_last",))
     kernels = {v["kernel"] for v in info if v["layout"] == "channels_last"}
-    assert kernels == {"serial", "rows", "planes", "tiled", "columns", "col2im"}
+    assert kernels == {"rows_serial", "rows", "planes", "phase_tiles", "column_tiles", "blas"}
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -71,6 +86,6 @@ def test_cli_precompile_prints_the_variants(capsys):
     from numba_deconv.__main__ import main
 
     assert main(["precompile", "--ranks", "2", "--dtypes", "float32",
-                 "--strategies", "gemm"]) == 0
+                 "--strategies", "columns"]) == 0
     out = capsys.readouterr().out
-    assert "rank 2 float32" in out and "col2im" in out and "variants ready" in out
+    assert "rank 2 float32" in out and "blas" in out and "variants ready" in out

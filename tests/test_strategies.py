@@ -9,8 +9,10 @@ slabs with halos (the code paths big workloads take).
 import numpy as np
 import pytest
 
-from numba_deconv import config, conv_transpose
-from numba_deconv.cpu import driver
+import numba
+
+from numba_deconv import _dispatch, config, conv_transpose
+from numba_deconv.cpu import driver, tiled
 
 from helpers import assert_matches_reference, assert_same_nonfinite, random_array
 from reference import reference
@@ -32,33 +34,56 @@ CASES = [
 ]
 
 
-# (strategy, kernel variant): the direct strategy has a serial row kernel
-# for tiny calls, a parallel row kernel, a plane kernel for short rows and
-# the tiled kernel for more channels; the GEMM strategy runs the columns
-# kernel on real data and BLAS tasks on complex data.
-PATHS = [("direct", "serial"), ("direct", "rows"), ("direct", "planes"),
-         ("direct", "tiled"), ("gemm", "columns"), ("gemm", "blas")]
+# (strategy, kernel): the gather strategy has a serial row kernel for tiny
+# calls, a parallel row kernel, a plane kernel for short rows and register
+# tiles for more channels; the columns strategy runs register tiles on real
+# data and BLAS tasks on complex data.
+PATHS = [("gather", "rows_serial"), ("gather", "rows"), ("gather", "planes"),
+         ("gather", "phase_tiles"), ("columns", "column_tiles"), ("columns", "blas")]
+
+
+@pytest.fixture(autouse=True)
+def fresh_routes():
+    """Plans and routes made under the settings a test sets, and none of
+    them left behind for the next test."""
+    _dispatch.reset()
+    yield
+    _dispatch.reset()
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The kernels launched, as (kernel, whether it computed), in order."""
+    launched = []
+
+    def spy(name, launcher):
+        def launch(*args):
+            done = launcher(*args)
+            launched.append((name, done))
+            return done
+        return launch
+    for name, launcher in list(driver.LAUNCHERS.items()):
+        monkeypatch.setitem(driver.LAUNCHERS, name, spy(name, launcher))
+    return launched
+
+
+def force(monkeypatch, strategy, kernel):
+    """Route every call to ``kernel``; kernels that multiply zero padding
+    fall back to the parallel row kernel."""
+    fallback = "rows" if kernel in ("planes", "phase_tiles") else kernel
+    monkeypatch.setattr(_dispatch, "choose_kernel",
+                        lambda *call: (strategy, kernel, fallback))
 
 
 @pytest.fixture(params=PATHS, ids=["-".join(p) for p in PATHS])
 def path(request, monkeypatch):
-    strategy, variant = request.param
-    monkeypatch.setattr(driver, "choose_strategy", lambda *call: strategy)
-    # The API memoises checked calls (strategy and launch included) and the
-    # driver launch data: start both afresh so the settings below count.
-    from numba_deconv import api
-    monkeypatch.setattr(api, "_CALLS", {})
-    monkeypatch.setattr(driver, "launch_for", driver.launch_for.__wrapped__)
-    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS",
-                        1 << 62 if variant == "serial" else 0)
-    monkeypatch.setattr(config, "PLANES_MAX_ROW", 1 << 30 if variant == "planes" else 0)
-    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 0 if variant == "tiled" else 1 << 62)
+    force(monkeypatch, *request.param)
     return request.param
 
 
 @pytest.mark.parametrize("workspace", [1 << 20, 64, 512])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
-def test_strategy_and_split(path, workspace, x_shape, w_shape, kwargs, monkeypatch, rng):
+def test_strategy_and_split(path, ran, workspace, x_shape, w_shape, kwargs, monkeypatch, rng):
     monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
     monkeypatch.setattr(config, "GEMM_MIN_ROWS", 2)
     # The tiled kernel's split, from whole images in one sweep down to many
@@ -80,10 +105,11 @@ def test_strategy_and_split(path, workspace, x_shape, w_shape, kwargs, monkeypat
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
     y = conv_transpose(x, w, b, **kwargs)
     assert_matches_reference(y, x, w, b, **kwargs)
+    assert ran and set(ran) == {(path[1], True)}  # rank 4: once per slice
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES[:4])
-def test_nonfinite_values_on_every_path(path, x_shape, w_shape, kwargs, rng):
+def test_nonfinite_values_on_every_path(path, ran, x_shape, w_shape, kwargs, rng):
     """NaN and Inf land where the definition puts them on every path; the
     plane kernel (whose zero padding would turn an infinite weight into NaN
     in the wrong places) must hand infinite weights to the row kernel."""
@@ -97,25 +123,27 @@ def test_nonfinite_values_on_every_path(path, x_shape, w_shape, kwargs, rng):
         x[(-1,) * x.ndim] = np.inf
         w[(0,) * w.ndim] = -np.inf
     assert_same_nonfinite(conv_transpose(x, w, **kwargs), reference(x, w, **kwargs))
+    if path[1] in ("planes", "phase_tiles"):
+        assert ran == [(path[1], False), ("rows", True)]
+    else:
+        assert ran == [(path[1], True)]
 
 
-def test_small_workspace_cuts_slabs_with_halos():
+def _blas_layout(workspace, monkeypatch):
+    """The BLAS tasks of 4 output channels, 3x3 taps at stride 2 on an 8x8
+    image (float64, 2 threads) with a workspace of ``workspace`` bytes."""
+    monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
+    return driver._blas_layout((1, 2, 1, 8, 8), (2, 4, 1, 3, 3), (1, 4, 1, 15, 15),
+                               (1, 2, 2), (1, 1, 1), (0, 1, 1), 1, 8, 2)
+
+
+def test_small_workspace_cuts_slabs_with_halos(monkeypatch):
     """The split really happens: channel blocks, then slabs of the outer dim."""
-    tasks, dim, block = driver._gemm_tasks(
-        n_batch=1, groups=1, c_out_g=4, taps=9, in_spatial=(1, 8, 8),
-        out_spatial=(1, 15, 15), kernel=(1, 3, 3), stride=(1, 2, 2),
-        dilation=(1, 1, 1), pad=(0, 1, 1), itemsize=8)
+    tasks, dim, block = _blas_layout(8 << 20, monkeypatch)
     assert dim is None and len(tasks) >= 1  # fits the default workspace
-    original = config.WORKSPACE_BYTES
-    try:
-        config.WORKSPACE_BYTES = 8 * 9 * 4 * 8 * 3  # three input rows of all channels
-        tasks, dim, block = driver._gemm_tasks(
-            n_batch=1, groups=1, c_out_g=4, taps=9, in_spatial=(1, 8, 8),
-            out_spatial=(1, 15, 15), kernel=(1, 3, 3), stride=(1, 2, 2),
-            dilation=(1, 1, 1), pad=(0, 1, 1), itemsize=8)
-    finally:
-        config.WORKSPACE_BYTES = original
-    slabs = sorted({t[4] for t in tasks})
+    # Three input rows of all channels.
+    tasks, dim, block = _blas_layout(8 * 9 * 4 * 8 * 3, monkeypatch)
+    slabs = sorted({t.slab for t in tasks})
     assert dim == 1 and len(slabs) > 1
     # Output slabs tile the output exactly; input slabs overlap (halos).
     assert slabs[0][2] == 0 and slabs[-1][3] == 15
@@ -147,12 +175,7 @@ def test_tiled_tiles_and_splits(x_shape, w_shape, kwargs, tasks_per_thread, dtyp
                                 monkeypatch, rng):
     """The tiled kernel against the oracle with whole images per task, and
     with images cut into stretches of positions and ranges of tile blocks."""
-    monkeypatch.setattr(driver, "choose_strategy", lambda *call: "direct")
-    from numba_deconv import api
-    monkeypatch.setattr(api, "_CALLS", {})
-    monkeypatch.setattr(driver, "launch_for", driver.launch_for.__wrapped__)
-    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
-    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 0)
+    force(monkeypatch, "gather", "phase_tiles")
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 8)
     layouts = []
@@ -164,40 +187,45 @@ def test_tiled_tiles_and_splits(x_shape, w_shape, kwargs, tasks_per_thread, dtyp
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
     y = conv_transpose(x, w, b, **kwargs)
     assert_matches_reference(y, x, w, b, **kwargs)
-    (*_, chunks, block_parts, sub), = layouts
+    layout, = layouts
     if tasks_per_thread > 1:
-        assert chunks * block_parts > 1
+        assert layout.chunks * layout.block_parts > 1
 
 
-def test_tiled_layout_cuts_images_whose_window_would_not_fit():
+def _unet_like_tiled_layout(monkeypatch, window_bytes):
+    """The tiled layout of 128 -> 64 channels, 2x2 taps at stride 2, on 64
+    images of 32x32 in float32 on 2 threads."""
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 4)
+    monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 256)
+    monkeypatch.setattr(config, "TILED_ACC_BYTES", 512 << 10)
+    monkeypatch.setattr(config, "TILED_WINDOW_BYTES", window_bytes)
+    return driver._tiled_layout((64, 128, 1, 32, 32), (128, 64, 1, 2, 2), (64, 64, 1, 64, 64),
+                                (1, 2, 2), (1, 1, 1), (0, 0, 0), 1, 4, 2)
+
+
+def test_tiled_layout_cuts_images_whose_window_would_not_fit(monkeypatch):
     """Plenty of images for the threads, but an input window of 128 channels
     x 1024 positions x 4 bytes: cut in two at 256 KiB, left whole at 1 MiB."""
-    def chunks(window_bytes):
-        layout = driver._tiled_layout(
-            (1, 2, 2), (1, 2, 2), (1, 1, 1), (0, 0, 0), (1, 64, 64), 64, 1, 128, 64, 4,
-            2, 4, 256, window_bytes, 512 << 10)
-        return layout[5]
-    assert chunks(256 << 10) == 2
-    assert chunks(1 << 20) == 1
+    assert _unet_like_tiled_layout(monkeypatch, 256 << 10).chunks == 2
+    assert _unet_like_tiled_layout(monkeypatch, 1 << 20).chunks == 1
 
 
-def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, rng):
+def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, ran, rng):
     """The weight table counts non-finite weights as it is built; then the
-    tiled kernel is not run (its zero padding would make 0 * inf = NaN)."""
+    tiled kernel computes nothing (its zero padding would make 0 * inf =
+    NaN) and the row kernel runs instead."""
     x = random_array(rng, (1, 4, 5, 5), np.float32)
     w = random_array(rng, (4, 4, 3, 3), np.float32)
     w[1, 2, 0, 1] = np.inf
-    table, offsets, finite = driver.weight_tables(
-        w.reshape(4, 4, 1, 3, 3), 1,
-        driver.phase_tables((1, 3, 3), (1, 2, 2), (1, 1, 1), (0, 0, 0), (1, 11, 11))[3])
-    assert not finite
+    layout = driver._tiled_layout((1, 4, 1, 5, 5), (4, 4, 1, 3, 3), (1, 4, 1, 11, 11),
+                                  (1, 2, 2), (1, 1, 1), (0, 0, 0), 1, 4, 2)
+    _, non_finite = tiled.fill_weight_table(w.reshape(4, 4, 1, 3, 3), 1, layout.tap_index,
+                                            layout.tap_counts)
+    assert non_finite == 1
     monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
-    ran = []
-    real_tiled = driver._direct_tiled
-    monkeypatch.setattr(driver, "_direct_tiled",
-                        lambda *args: ran.append(real_tiled(*args)) or ran[-1])
     assert_same_nonfinite(conv_transpose(x, w, stride=2), reference(x, w, stride=2))
-    assert ran == [False]
+    rows = "rows" if numba.get_num_threads() > 1 else "rows_serial"
+    assert ran == [("phase_tiles", False), (rows, True)]
 
 
 # The columns kernel: weights per group (output channels x taps) under,
@@ -219,17 +247,14 @@ def _force_columns(monkeypatch, split, in_place):
     one task per thread and all input channels in one block, or (``split``)
     one output channel per task and one input channel per block; returns the
     list that collects each call's layout."""
-    monkeypatch.setattr(driver, "choose_strategy", lambda *call: "gemm")
-    from numba_deconv import api
-    monkeypatch.setattr(api, "_CALLS", {})
-    monkeypatch.setattr(driver, "launch_for", driver.launch_for.__wrapped__)
+    force(monkeypatch, "columns", "column_tiles")
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 1 << 10 if split else 1)
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", 1 if split else 1 << 20)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", 1 << 20 if in_place else 0)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", 1 << 10 if split else 1)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 1 if split else 1 << 20)
     layouts = []
-    real_layout = driver._columns_layout.__wrapped__
+    real_layout = driver._columns_layout
     monkeypatch.setattr(driver, "_columns_layout",
                         lambda *args: layouts.append(real_layout(*args)) or layouts[-1])
     return layouts
@@ -281,53 +306,92 @@ def test_columns_in_place_tiles_start_on_a_vector_boundary(dtype, offset, split,
     assert layouts[0][2]
 
 
-def test_columns_layout_bounds_the_workspace():
+def test_columns_layout_bounds_the_workspace(monkeypatch):
     """512 -> 512 channels on 4 images of 8x8, 4x4 taps, float32, 2
     threads: 8 tasks per thread make blocks of 32 channels (their columns:
     256 positions x 512 weights x 4 bytes = 512 KiB); a 128 KiB workspace
     cuts them to 8 channels; the packed weights of 256 KiB hold 11 tiles of
     48 weights x 128 input channels. On one 4x4 image (16 positions) the
     tiles read in place: 2 tasks per thread, 32 input channels a block."""
-    tuning = driver._ColumnsTuning(8, 256 << 10, 32, 2, 32)
+    for name, value in (("COLUMNS_TASKS_PER_THREAD", 8), ("COLUMNS_PACK_BYTES", 256 << 10),
+                        ("COLUMNS_IN_PLACE_MAX_POSITIONS", 32),
+                        ("COLUMNS_IN_PLACE_TASKS_PER_THREAD", 2),
+                        ("COLUMNS_IN_PLACE_K_BLOCK", 32)):
+        monkeypatch.setattr(config, name, value)
 
-    def layout(workspace, batch=4, positions=64):
-        return driver._columns_layout(batch, 512, 512, 1, positions, 16, 4, 2, workspace,
-                                      tuning)
+    def layout(workspace, batch=4, side=8):
+        monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
+        return driver._columns_layout((batch, 512, 1, side, side), (512, 512, 1, 4, 4),
+                                      (batch, 512, 1, 2 * side, 2 * side), (1, 2, 2),
+                                      (1, 1, 1), (0, 1, 1), 1, 4, 2)
     assert layout(8 << 20) == (32, (256 << 10) // (11 * 48 * 4), False)
     assert layout(128 << 10)[0] == 8
-    assert layout(8 << 20, batch=1, positions=16) == (128, 32, True)
-    assert layout(8 << 10, batch=1, positions=16) == (8, 32, True)
+    assert layout(8 << 20, batch=1, side=4) == (128, 32, True)
+    assert layout(8 << 10, batch=1, side=4) == (8, 32, True)
 
 
 @pytest.mark.parametrize("c_in, c_out, batch, spatial, dtype, expected", [
-    (64, 64, 8, (32, 32), np.float32, "direct"),  # register tiles beat BLAS + fold
-    (256, 256, 2, (4, 4), np.float32, "gemm"),  # weights outweigh 32 positions
-    (256, 256, 64, (4, 4), np.float32, "gemm"),  # ... and 1024 (576 per position)
-    (256, 256, 128, (4, 4), np.float32, "direct"),  # ... but not 2048
-    (256, 256, 2, (16, 16), np.float32, "direct"),  # images big enough for tiles
-    (64, 64, 8, (8, 8), np.float32, "direct"),  # 72 weights per position
-    (64, 64, 1, (8, 8), np.complex64, "gemm"),  # no register tiles for complex
-    (64, 64, 1, (4, 4), np.complex128, "direct"),  # too thin for BLAS
-    (128, 64, 8, (32, 32), np.float64, "direct"),  # 3x3 taps overlap in each phase
-    (32, 256, 1, (2, 2), np.float32, "direct"),  # too few channels one way
+    (64, 64, 8, (32, 32), np.float32, "phase_tiles"),  # register tiles beat BLAS + fold
+    (256, 256, 2, (4, 4), np.float32, "column_tiles"),  # weights outweigh 32 positions
+    (256, 256, 64, (4, 4), np.float32, "column_tiles"),  # ... and 1024 (576 per position)
+    (256, 256, 128, (4, 4), np.float32, "phase_tiles"),  # ... but not 2048
+    (256, 256, 2, (16, 16), np.float32, "phase_tiles"),  # images big enough for tiles
+    (64, 64, 8, (8, 8), np.float32, "phase_tiles"),  # 72 weights per position
+    (64, 64, 1, (8, 8), np.complex64, "blas"),  # no register tiles for complex
+    (64, 64, 1, (4, 4), np.complex128, "planes"),  # too thin for BLAS, short rows
+    (128, 64, 8, (32, 32), np.float64, "phase_tiles"),  # 3x3 taps overlap in each phase
+    (32, 256, 1, (2, 2), np.float32, "phase_tiles"),  # too few channels one way
+    (1, 1, 1, (512, 512), np.float32, "rows"),  # one channel, long rows
+    (1, 1, 8, (32, 32), np.float32, "planes"),  # one channel, short rows
+    (1, 1, 1, (2, 2), np.float32, "rows_serial"),  # too small to wake the threads
 ])
-def test_heuristic_strategy(c_in, c_out, batch, spatial, dtype, expected):
+def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
     geometry = _geometry((batch, c_in) + spatial, (c_in, c_out, 3, 3), dtype)
-    assert driver.choose_strategy(geometry, batch, dtype) == expected
+    strategy, kernel, fallback = _dispatch.choose_kernel(geometry, batch, dtype, 2)
+    assert kernel == expected
+    assert kernel in _dispatch.STRATEGIES[strategy] and fallback in _dispatch.STRATEGIES[strategy]
+
+
+def test_heuristic_one_thread_runs_rows_on_the_calling_thread():
+    geometry = _geometry((1, 1, 512, 512), (1, 1, 3, 3), np.float32)
+    assert _dispatch.choose_kernel(geometry, 1, np.float32, 1) == (
+        "gather", "rows_serial", "rows_serial")
+    geometry = _geometry((8, 64, 32, 32), (64, 64, 3, 3), np.float32)
+    assert _dispatch.choose_kernel(geometry, 8, np.float32, 1) == (
+        "gather", "phase_tiles", "rows_serial")
 
 
 def test_heuristic_real_data_takes_register_tiles_with_one_tap_per_phase():
-    """unet's 2x2 kernel at stride 2, float64 as float32 (tiled 5.1 ms vs
-    BLAS 6.7 once each task's input window fits L2); complex takes BLAS."""
+    """unet's 2x2 kernel at stride 2 takes the tiles in float32 and float64
+    (once each task's input window fits L2); complex takes BLAS."""
     geometry = _geometry((8, 128, 32, 32), (128, 64, 2, 2), np.float64)
-    assert driver.choose_strategy(geometry, 8, np.float64) == "direct"
-    assert driver.choose_strategy(geometry, 8, np.float32) == "direct"
-    assert driver.choose_strategy(geometry, 8, np.complex128) == "gemm"
+    for dtype, kernel in ((np.float64, "phase_tiles"), (np.float32, "phase_tiles"),
+                          (np.complex128, "blas")):
+        assert _dispatch.choose_kernel(geometry, 8, dtype, 2)[1] == kernel
+
+
+@pytest.mark.parametrize("strategy, kernel, dtype", [
+    (strategy, kernel, dtype) for strategy, kernel in PATHS
+    for dtype in (np.float32, np.complex128) if driver.kernel_signatures(kernel, dtype)])
+def test_declared_signatures_are_the_ones_launched(strategy, kernel, dtype, monkeypatch):
+    """``kernel_signatures`` (what precompile compiles) are exactly the types
+    the launchers pass: after real calls of every rank 1-3, no dispatcher
+    holds another signature for that dtype (a mismatch would compile twice)."""
+    declared = driver.kernel_signatures(kernel, dtype)
+    force(monkeypatch, strategy, kernel)
+    for x_shape, w_shape in (((2, 4, 6), (4, 3, 3)), ((1, 4, 5, 6), (4, 3, 2, 3)),
+                             ((1, 4, 3, 4, 5), (4, 2, 2, 2, 2))):
+        conv_transpose(np.ones(x_shape, dtype), np.ones(w_shape, dtype), stride=2)
+    scalar = numba.from_dtype(np.dtype(dtype))
+    for dispatcher, signature in declared:
+        mine = [sig for sig in dispatcher.signatures
+                if any(getattr(arg, "dtype", None) == scalar for arg in sig)]
+        assert mine == [signature], dispatcher
 
 
 def _geometry(x_shape, w_shape, dtype):
     """The checked geometry of a stride-2 call, as the API plans it."""
-    from numba_deconv.api import plan_call
+    from numba_deconv._plan import plan_call
     return plan_call(x_shape, np.dtype(dtype), w_shape, np.dtype(dtype), None, None,
                      stride=2, padding=0, output_padding=0, dilation=1, groups=1,
                      output_size=None, padding_mode="zeros",

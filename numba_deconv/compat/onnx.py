@@ -46,31 +46,27 @@ Known differences between the specification and its implementations (onnx
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from .._params import is_int
 
 __all__ = ["conv_transpose"]
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _ints(name: str, value, length: int, default: int, minimum: int) -> tuple:
     """An ONNX ints attribute (an int is accepted too) of ``length`` entries."""
     if value is None:
         return (default,) * length
-    if _is_int(value):
+    if is_int(value):
         values = [int(value)] * length
     else:
         try:
             values = np.asarray(value).tolist()
         except Exception as err:  # pragma: no cover
             raise TypeError(f"ConvTranspose: {name}={value!r} must be a list of ints") from err
-        if not isinstance(values, list) or not all(_is_int(v) for v in values):
+        if not isinstance(values, list) or not all(is_int(v) for v in values):
             raise TypeError(f"ConvTranspose: {name}={value!r} must be a list of ints")
         if len(values) != length:
             raise ValueError(
@@ -178,7 +174,7 @@ def conv_transpose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
     s = _ints("strides", strides, rank, 1, 1)
     d = _ints("dilations", dilations, rank, 1, 1)
     op = _ints("output_padding", output_padding, rank, 0, 0)
-    if not _is_int(group) or group < 1:
+    if not is_int(group) or group < 1:
         raise ValueError(f"ConvTranspose: group={group!r} must be an int >= 1")
     for i, (o, si, di) in enumerate(zip(op, s, d)):
         if o >= max(si, di):

@@ -41,9 +41,9 @@ copied from TensorFlow run unchanged.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from .._params import is_int
 
 __all__ = ["conv1d_transpose", "conv2d_transpose", "conv3d_transpose",
            "conv2d_backprop_input"]
@@ -54,10 +54,6 @@ _FORMATS = {
     3: {"NDHWC": True, "NCDHW": False},
 }
 _SPATIAL_NAMES = {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _channels_last(data_format, rank: int, func: str) -> bool:
@@ -78,14 +74,14 @@ def _dim_names(rank: int, channels_last: bool) -> tuple:
 
 def _as_int_list(name: str, value, func: str) -> list:
     """A TensorFlow-style shape/sequence argument (list, tuple, array) as ints."""
-    if _is_int(value):
+    if is_int(value):
         return [int(value)]
     try:
         values = np.asarray(value).tolist()
     except Exception as err:  # pragma: no cover - exotic objects
         raise TypeError(f"{func}: {name}={value!r} must be a list of ints") from err
     if not isinstance(values, list) or any(
-            isinstance(v, list) or not _is_int(v) for v in values):
+            isinstance(v, list) or not is_int(v) for v in values):
         raise TypeError(f"{func}: {name}={value!r} must be an int or a flat list of ints")
     return [int(v) for v in values]
 
@@ -130,7 +126,7 @@ def _padding(padding, rank: int, channels_last: bool, func: str):
         raise TypeError(f"{func}: padding={padding!r} is not a padding") from err
     if (not isinstance(pairs, list) or len(pairs) != rank + 2
             or any(not isinstance(p, list) or len(p) != 2
-                   or not all(_is_int(v) for v in p) for p in pairs)):
+                   or not all(is_int(v) for v in p) for p in pairs)):
         raise ValueError(
             f"{func}: explicit padding={padding!r} must be {rank + 2} (before, after) "
             f"pairs of ints, one per dim of the {'channels-last' if channels_last else 'channels-first'} "

@@ -1,72 +1,56 @@
-"""Keep NumPy's OpenBLAS single-threaded while our own threads run GEMMs.
+"""NumPy's BLAS held to one thread while our own threads run BLAS tasks.
 
-The GEMM strategy runs one BLAS call per task in each of our worker
-threads. A multi-threaded OpenBLAS would start its own pool on top of
-ours, and its spinning threads starve the others on a small machine (seen
-here: a 0.2 ms col2im took 28 ms right after a threaded matmul). So the
-GEMM strategy asks for one BLAS thread while it runs and restores the
-previous count afterwards.
-
-Found through ctypes in the OpenBLAS that NumPy loaded (Linux, macOS and
-Windows wheels bundle one). Where NumPy uses another BLAS nothing is
-changed.
+The BLAS kernel runs one BLAS product per task in each of our worker
+threads. A multi-threaded BLAS would start its own pool on top of ours,
+and its spinning threads starve ours on a small machine, so BLAS is asked
+for one thread while the tasks run and given its count back afterwards.
+threadpoolctl (an optional dependency, as used by scikit-learn) finds the
+BLAS that NumPy loaded, whichever it is; without it the tasks run on the
+calling thread alone and BLAS keeps its own threads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import glob
-import os
 import threading
-
-import numpy as np
-
-# (prefix, suffix) of the symbol names OpenBLAS builds use.
-_NAMINGS = (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", ""))
 
 _lock = threading.Lock()
 _users = 0
-_saved = None
-_controls = None
+_saved: list = []
+_controllers = None
 
 
-def _find_controls():
-    """(get, set) functions of NumPy's OpenBLAS thread count, or None."""
-    here = os.path.dirname(np.__file__)
-    candidates = glob.glob(os.path.join(here, "..", "numpy.libs", "*openblas*"))
-    candidates += glob.glob(os.path.join(here, ".dylibs", "*openblas*"))
-    candidates += glob.glob(os.path.join(here, "..", "numpy.libs", "*openblas*.dll"))
-    for path in candidates:
+def blas_controllers() -> tuple:
+    """threadpoolctl's controllers of the loaded BLAS libraries; empty
+    without threadpoolctl."""
+    global _controllers
+    if _controllers is None:
         try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in _NAMINGS:
-            getter = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-            setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-            if getter is not None and setter is not None:
-                getter.restype = ctypes.c_int
-                setter.argtypes = [ctypes.c_int]
-                return getter, setter
-    return None
+            import threadpoolctl
+        except ImportError:
+            _controllers = ()
+        else:
+            _controllers = tuple(threadpoolctl.ThreadpoolController()
+                                 .select(user_api="blas").lib_controllers)
+    return _controllers
 
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """Within the block NumPy's OpenBLAS uses one thread (re-entrant, thread-safe)."""
-    global _users, _saved, _controls
+    """Within the block BLAS uses one thread (re-entrant, thread-safe: the
+    count is restored when the last of concurrent users leaves)."""
+    global _users
     with _lock:
-        if _controls is None:
-            _controls = _find_controls() or ()
-        if _controls and _users == 0:
-            _saved = _controls[0]()
-            _controls[1](1)
+        if _users == 0:
+            _saved[:] = [lib.get_num_threads() for lib in blas_controllers()]
+            for lib in blas_controllers():
+                lib.set_num_threads(1)
         _users += 1
     try:
         yield
     finally:
         with _lock:
             _users -= 1
-            if _controls and _users == 0:
-                _controls[1](_saved)
+            if _users == 0:
+                for lib, count in zip(blas_controllers(), _saved):
+                    lib.set_num_threads(count)

@@ -31,72 +31,18 @@ multiplied), so weights need not be finite.
 import numpy as np
 from numba import njit, prange
 
+from .. import _phases
 from ..config import FASTMATH
 from . import simd
 
 #: Input positions per register tile (broadcast, one accumulator row each);
-#: the tile is 3 vectors of weights wide: 24 accumulators.
+#: the tile is simd.TILE_VECTORS vectors of weights wide.
 TILE_POSITIONS = 8
-TILE_VECTORS = 3
 
-
-def tile_width(itemsize):
-    """Weights (output channel x tap pairs) per register tile."""
-    return TILE_VECTORS * simd.VECTOR_BYTES // itemsize
-
-
-@njit(inline="always")
-def _row_of(cols, at, lanes):
-    return (simd.load(cols, at), simd.load(cols, at + lanes),
-            simd.load(cols, at + 2 * lanes))
-
-
-@njit(inline="always")
-def _tile(cols, at, pitch, add, wf, w_at, w_pitch, xs, x_at, k_total):
-    """cols[at + j*pitch + v*lanes + l] = (cols[...] if ``add`` else 0) +
-    the sum over k < k_total of xs[x_at + 8k + j] * wf[w_at + k*w_pitch +
-    v*lanes + l], for the 8 positions j, 3 vectors v and every lane l."""
-    lanes = simd.lanes(wf)
-    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = a30 = a31 = a32 = simd.zeros(wf)
-    a40 = a41 = a42 = a50 = a51 = a52 = a60 = a61 = a62 = a70 = a71 = a72 = a00
-    if add:
-        a00, a01, a02 = _row_of(cols, at, lanes)
-        a10, a11, a12 = _row_of(cols, at + pitch, lanes)
-        a20, a21, a22 = _row_of(cols, at + 2 * pitch, lanes)
-        a30, a31, a32 = _row_of(cols, at + 3 * pitch, lanes)
-        a40, a41, a42 = _row_of(cols, at + 4 * pitch, lanes)
-        a50, a51, a52 = _row_of(cols, at + 5 * pitch, lanes)
-        a60, a61, a62 = _row_of(cols, at + 6 * pitch, lanes)
-        a70, a71, a72 = _row_of(cols, at + 7 * pitch, lanes)
-    for k in range(k_total):
-        w = np.uint64(w_at + k * w_pitch)
-        v0 = simd.load(wf, w)
-        v1 = simd.load(wf, w + np.uint64(lanes))
-        v2 = simd.load(wf, w + np.uint64(2 * lanes))
-        x = np.uint64(x_at + TILE_POSITIONS * k)
-        s = xs[x]
-        a00, a01, a02 = simd.fma(v0, s, a00), simd.fma(v1, s, a01), simd.fma(v2, s, a02)
-        s = xs[x + np.uint64(1)]
-        a10, a11, a12 = simd.fma(v0, s, a10), simd.fma(v1, s, a11), simd.fma(v2, s, a12)
-        s = xs[x + np.uint64(2)]
-        a20, a21, a22 = simd.fma(v0, s, a20), simd.fma(v1, s, a21), simd.fma(v2, s, a22)
-        s = xs[x + np.uint64(3)]
-        a30, a31, a32 = simd.fma(v0, s, a30), simd.fma(v1, s, a31), simd.fma(v2, s, a32)
-        s = xs[x + np.uint64(4)]
-        a40, a41, a42 = simd.fma(v0, s, a40), simd.fma(v1, s, a41), simd.fma(v2, s, a42)
-        s = xs[x + np.uint64(5)]
-        a50, a51, a52 = simd.fma(v0, s, a50), simd.fma(v1, s, a51), simd.fma(v2, s, a52)
-        s = xs[x + np.uint64(6)]
-        a60, a61, a62 = simd.fma(v0, s, a60), simd.fma(v1, s, a61), simd.fma(v2, s, a62)
-        s = xs[x + np.uint64(7)]
-        a70, a71, a72 = simd.fma(v0, s, a70), simd.fma(v1, s, a71), simd.fma(v2, s, a72)
-    for j, (b0, b1, b2) in enumerate(((a00, a01, a02), (a10, a11, a12), (a20, a21, a22),
-                                      (a30, a31, a32), (a40, a41, a42), (a50, a51, a52),
-                                      (a60, a61, a62), (a70, a71, a72))):
-        row = at + j * pitch
-        simd.store(cols, row, b0)
-        simd.store(cols, row + lanes, b1)
-        simd.store(cols, row + 2 * lanes, b2)
+# cols[at + j*pitch + v*lanes + l] (+)= sum over k of xs[x_at + 8k + j] *
+# wf[w_at + k*w_pitch + v*lanes + l]: 8 positions j x 3 vectors of weights.
+_tile = simd.spell_tile(TILE_POSITIONS, simd.TILE_VECTORS, TILE_POSITIONS, "strided")
+_tap_inputs = njit(inline="always")(_phases.tap_inputs)
 
 
 @njit(inline="always")
@@ -123,9 +69,7 @@ def _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch,
         for kd in range(k_d):
             for kh in range(k_h):
                 for kw in range(k_w):
-                    # Inputs iw with 0 <= iw*s_w + kw*d_w - p_w < o_w.
-                    lo = max(-((kw * d_w - p_w) // s_w), 0)
-                    hi = min((o_w - 1 - kw * d_w + p_w) // s_w + 1, i_w)
+                    _, _, lo, hi = _tap_inputs(kw, s_w, d_w, p_w, i_w, o_w)
                     for i_dd in range(i_d):
                         od = i_dd * s_d + kd * d_d - p_d
                         for i_hh in range(i_h):
@@ -204,7 +148,7 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
     positions = n_batch * i_plane
     wf, xf, of = w.reshape(-1), x.reshape(-1), out.reshape(-1)
     lanes = simd.lanes(wf)
-    width = TILE_VECTORS * lanes
+    width = simd.TILE_VECTORS * lanes
     p_tiles = -(-positions // TILE_POSITIONS)
     # The inputs, 8 positions at a time: xs[g, tile, ci, j] is position
     # tile*8 + j (image-major) of input channel g*C_in/groups + ci, so that

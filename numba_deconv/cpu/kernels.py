@@ -1,10 +1,10 @@
 """Numba CPU kernels, all in the rank-3 channels-first form.
 
-- ``direct_rows`` (and ``direct_rows_serial``): the direct strategy, one
-  task per chunk of output rows.
-- ``direct_planes``: the direct strategy for short rows, one long loop per
+- ``direct_rows`` (and ``direct_rows_serial``): the gather strategy's row
+  kernel, one task per chunk of output rows.
+- ``direct_planes``: the gather strategy for short rows, one long loop per
   tap over a block of zero-padded rows.
-- ``col2im``: folds the GEMM strategy's columns into the output.
+- ``col2im``: folds the BLAS kernel's columns into the output.
 
 Ranks 1 and 2 reach these kernels as rank 3 with unit leading dims (a free
 reshape), so one compiled kernel per dtype serves ranks 1-3. Every kernel
@@ -12,8 +12,9 @@ is a *gather*: a task owns a set of output rows ``out[n, c, od, oh, :]``,
 writes nothing else, and sums the taps that reach them in a fixed order, so
 results are identical run to run and inserted zeros are never multiplied.
 
-Phase decomposition: along W, output ``ow = j*s + r`` receives tap ``kw``
-from input ``iw = j - q`` where ``kw*d - p = q*s + r``. So each row is
+Phase decomposition (:mod:`numba_deconv._phases`): along W, output
+``ow = j*s + r`` receives tap ``kw`` from input ``iw = j - q`` where
+``kw*d - p = q*s + r``. So each row is
 accumulated split by phase, ``acc[r, j]``, where every tap adds a contiguous
 stretch of an input row to a contiguous stretch of one phase (a loop LLVM
 vectorises), and the phases are interleaved into the output row at the
@@ -25,20 +26,23 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from .. import _phases
 from ..config import FASTMATH
 from . import simd
+
+
+_tap_source = njit(inline="always")(_phases.tap_source)
+_tap_inputs = njit(inline="always")(_phases.tap_inputs)
 
 
 @njit(nogil=True, cache=True)
 def _sources(out_size, taps, stride, dilation, pad, in_size):
     """``table[o, k]``: the input index reaching output ``o`` through tap
     ``k``, or -1 where none does."""
-    table = np.full((out_size, taps), -1, dtype=np.int64)
+    table = np.empty((out_size, taps), dtype=np.int64)
     for o in range(out_size):
         for k in range(taps):
-            t = o + pad - k * dilation
-            if t >= 0 and t % stride == 0 and t // stride < in_size:
-                table[o, k] = t // stride
+            table[o, k] = _tap_source(o, k, stride, dilation, pad, in_size)
     return table
 
 
@@ -48,13 +52,8 @@ def _phase_spans(taps, stride, dilation, pad, in_size, out_size):
     ``[lo, hi)`` whose outputs ``(iw + q)*s + r`` exist."""
     spans = np.empty((taps, 4), dtype=np.int64)
     for k in range(taps):
-        off = k * dilation - pad
-        r = off % stride
-        q = off // stride
-        spans[k, 0] = r
-        spans[k, 1] = q
-        spans[k, 2] = max(0, -q)
-        spans[k, 3] = min(in_size, (out_size - r + stride - 1) // stride - q)
+        spans[k, 0], spans[k, 1], spans[k, 2], spans[k, 3] = _tap_inputs(
+            k, stride, dilation, pad, in_size, out_size)
     return spans
 
 

@@ -33,6 +33,15 @@ from numba.extending import intrinsic, models, register_model
 
 #: Bytes per vector: one AVX-512 register (16 float32, 8 float64).
 VECTOR_BYTES = 64
+#: Vectors per row of the kernels' main register tiles: 8 rows x 3 vectors
+#: make 24 accumulators of AVX-512's 32 registers, leaving room for the
+#: vector operands and the broadcast scalar.
+TILE_VECTORS = 3
+
+
+def tile_width(itemsize):
+    """Elements per row of a main register tile, for elements of ``itemsize``."""
+    return TILE_VECTORS * VECTOR_BYTES // itemsize
 
 
 class Vector(types.Type):
@@ -217,3 +226,58 @@ def aligned(room, size):
     (Numba's arrays start 32 bytes off a 64-byte line as often as not)."""
     lead = -lanes_before_boundary(room) % lanes(room)
     return room[lead:lead + size]
+
+
+def spell_tile(rows, vectors, scalar_stride, vector_rows):
+    """A register tile of ``rows`` x ``vectors`` accumulators, compiled inline.
+
+    For ``m < rows``, ``v < vectors`` and every lane ``l`` it computes::
+
+        acc[first + m*pitch + start[v] + l] = (that element if add else 0)
+            + sum over k < k_total of scalars[s_at + scalar_stride*k + m]
+                                      * vec[row(k) + start[v] + l]
+
+    where ``vector_rows`` says how the vector operand is laid out:
+    ``"table"``: ``row(k) = table[k]`` and the vectors start at the
+    arguments ``q0, q1, ...`` (signature ``acc, first, pitch, add, vec,
+    table, q0, ..., scalars, s_at, k_total``); ``"strided"``: ``row(k) =
+    v_at + k*v_pitch`` and the vectors are consecutive, ``start[v] =
+    v*lanes`` (signature ``acc, first, pitch, add, vec, v_at, v_pitch,
+    scalars, s_at, k_total``).
+
+    Spelled out as source because the accumulators must be plain local
+    values to stay in registers (see the module docstring).
+    """
+    table = vector_rows == "table"
+    if table:
+        starts = [f"q{v}" for v in range(vectors)]
+        head = f"vec, table, {', '.join(starts)}"
+    else:
+        starts = ["0"] + [f"{v} * lanes" for v in range(1, vectors)]
+        head = "vec, v_at, v_pitch"
+    name = f"_tile{rows}x{vectors}_{vector_rows}"
+    acc = [[f"a{m}_{v}" for v in range(vectors)] for m in range(rows)]
+    lines = [f"def {name}(acc, first, pitch, add, {head}, scalars, s_at, k_total):",
+             "    lanes = lanes_of(vec)",
+             "    " + " = ".join(a for row in acc for a in row) + " = zeros(vec)",
+             "    if add:"]
+    lines += [f"        {acc[m][v]} = load(acc, first + {m} * pitch + {starts[v]})"
+              for m in range(rows) for v in range(vectors)]
+    lines.append("    for k in range(k_total):")
+    if table:
+        lines.append("        at = table[k]")
+        lines += [f"        v{v} = load(vec, at + q{v})" for v in range(vectors)]
+    else:
+        lines.append("        at = np.uint64(v_at + k * v_pitch)")
+        lines += [f"        v{v} = load(vec, at + np.uint64({starts[v]}))"
+                  for v in range(vectors)]
+    lines.append(f"        s_k = np.uint64(s_at + {scalar_stride} * k)")
+    for m in range(rows):
+        lines.append(f"        s = scalars[s_k + np.uint64({m})]")
+        lines += [f"        {acc[m][v]} = fma(v{v}, s, {acc[m][v]})" for v in range(vectors)]
+    lines += [f"    store(acc, first + {m} * pitch + {starts[v]}, {acc[m][v]})"
+              for m in range(rows) for v in range(vectors)]
+    namespace = {"np": np, "lanes_of": lanes, "zeros": zeros, "load": load, "fma": fma,
+                 "store": store}
+    exec("\n".join(lines), namespace)
+    return njit(inline="always")(namespace[name])

@@ -12,38 +12,32 @@ accumulator position ``P`` of every phase reads ``xp[P + offset(tap)]``: one
 contiguous stretch per (input channel, tap), however many dims there are.
 The few positions per row past ``Q`` are scratch that nobody reads back.
 
-The products run as register tiles (:mod:`.simd`): 8 output channels x 3
-vectors of positions, 24 accumulators that stay in registers for the whole
-sum over the pairs; each step loads 3 input vectors and 8 weights for 24
-vector multiply-adds, and the sums are stored once at the end. That runs at
-about 150-160 GFLOP/s per core here, above BLAS's ~120-145 on the same thin
-per-image products, and no columns need folding (col2im). The vectors of a
+The products run as register tiles (:func:`.simd.spell_tile`): 8 output
+channels x 3 vectors of positions, 24 accumulators that stay in registers
+for the whole sum over the pairs; each step loads 3 input vectors and 8
+weights for 24 vector multiply-adds, and the sums are stored once at the
+end, so no columns need folding (col2im) and the thin per-image products
+run faster than through BLAS (``benchmarks/TUNING.md``). The vectors of a
 tile cover the outputs row by row, so scratch columns cost nothing unless
 a row is shorter than a vector. The phases of a row are then interleaved
 into the output (:func:`.kernels.interleave`) from aligned accumulators.
 
 Zero padding adds ``0 * w``, which is 0 only for finite weights: the
-weight table is checked as it is built, and the driver falls back to the
-row kernel otherwise.
+weight table counts the weights that are not finite as it is built, and
+the driver then runs the row kernel instead.
 """
 
 import numpy as np
 from numba import njit, prange
 
+from .. import _phases
 from ..config import FASTMATH
 from . import simd
 from .kernels import interleave
 
-#: Output channels per register tile: 8 rows x 3 vectors of positions make
-#: 24 accumulators of AVX-512's 32 registers, leaving room for the three
-#: input vectors and the broadcast weight.
+#: Output channels per register tile (8 rows x simd.TILE_VECTORS vectors of
+#: positions).
 TILE_ROWS = 8
-TILE_VECTORS = 3
-
-
-def tile_width(itemsize):
-    """Positions per register tile for elements of ``itemsize``."""
-    return TILE_VECTORS * simd.VECTOR_BYTES // itemsize
 
 
 def phase_tables(kernel, stride, dilation, pad, out_spatial):
@@ -58,10 +52,10 @@ def phase_tables(kernel, stride, dilation, pad, out_spatial):
       phase) per dim;
     - ``taps``: per phase, a list of ``(kd, kh, kw, offset)``.
     """
-    shifts = [[(k * d - p) // s for k in range(kk)]
-              for kk, s, d, p in zip(kernel, stride, dilation, pad)]
-    residues = [[(k * d - p) % s for k in range(kk)]
-                for kk, s, d, p in zip(kernel, stride, dilation, pad)]
+    phase_shift = [[_phases.tap_phase(k, s, d, p) for k in range(kk)]
+                   for kk, s, d, p in zip(kernel, stride, dilation, pad)]
+    residues = [[r for r, _ in dim] for dim in phase_shift]
+    shifts = [[q for _, q in dim] for dim in phase_shift]
     q_max = [-(-o // s) for o, s in zip(out_spatial, stride)]
     shift_max = tuple(max(v) for v in shifts)
     pitch = tuple(q + max(v) - min(v) for q, v in zip(q_max, shifts))
@@ -92,36 +86,16 @@ def phase_span(phases, pitch):
     return ((phases[0, 3] - 1) * pitch[1] + phases[0, 4] - 1) * pitch[2] + phases[0, 5]
 
 
-def weight_tables(w, groups, taps):
-    """Per phase, the weights in register-tile order, and the taps' offsets.
-
-    Returns ``(table, offsets, finite)``: ``table`` is
-    ``(groups, n_phases, blocks, K * TILE_ROWS)``, where ``table[g, ph, b,
-    k * TILE_ROWS + m]`` is the weight of output channel ``b * TILE_ROWS +
-    m`` for pair ``k = channel * T + tap`` (the phase's ``T`` taps), so a
-    tile reads its weights in one contiguous stream; channels past
-    ``C_out/groups`` are zero, pairs past a phase's ``C_in/groups * T``
-    unset. ``offsets`` is ``(n_phases, T_max)``: the
-    taps' flat offsets. ``finite``: whether every weight is finite (the
-    zero padding of the input window is only exact then).
-    """
-    most = max(max(len(t) for t in taps), 1)
-    tap_index = np.zeros((len(taps), most, 3), dtype=np.int64)
-    offsets = np.zeros((len(taps), most), dtype=np.int64)
-    tap_counts = np.zeros(len(taps), dtype=np.int64)
-    for ph, phase_taps in enumerate(taps):
-        tap_counts[ph] = len(phase_taps)
-        for t, (kd, kh, kw, offset) in enumerate(phase_taps):
-            tap_index[ph, t] = kd, kh, kw
-            offsets[ph, t] = offset
-    table, non_finite = fill_weight_table(w, groups, tap_index, tap_counts)
-    return table, offsets, non_finite == 0
-
-
 @njit(parallel=True, cache=True)
 def fill_weight_table(w, groups, tap_index, tap_counts):
-    """The table of :func:`weight_tables` from ``w`` (C_in, C_out_g, kd,
-    kh, kw), in one parallel pass, and how many weights are not finite.
+    """The weights of ``w`` (C_in, C_out_g, kd, kh, kw) in register-tile
+    order, in one parallel pass, and how many of them are not finite.
+
+    ``table[g, ph, b, k * TILE_ROWS + m]`` (``(groups, n_phases, blocks,
+    K * TILE_ROWS)``) is the weight of output channel ``b * TILE_ROWS + m``
+    for pair ``k = channel * T + tap`` of phase ``ph`` (its ``T`` taps are
+    ``tap_index[ph, :T]``, ``T = tap_counts[ph]``), so a tile reads its
+    weights in one contiguous stream.
 
     A task owns one input channel and block of output channels, whose
     weights (``TILE_ROWS`` runs of all taps in ``w``) stay in L1 while it
@@ -162,44 +136,9 @@ def fill_weight_table(w, groups, tap_index, tap_counts):
     return table, non_finite
 
 
-def _spelled_tile(rows, vectors):
-    """Source of a register tile of ``rows`` output channels x ``vectors``
-    vectors of positions (starting at ``q0``, ``q1``, ...). Spelled out
-    because the accumulators must be plain local values to stay in
-    registers (see :mod:`.simd`)."""
-    starts = [f"q{v}" for v in range(vectors)]
-    acc = [f"a{m}{v}" for m in range(rows) for v in range(vectors)]
-    lines = [
-        f"def _tile{rows}x{vectors}(acc, first, acc_pitch, xw, src, {', '.join(starts)}, "
-        "k_total, wb):",
-        '    """acc[first + m*acc_pitch + q + j] = sum over k of wb[8k + m] *',
-        f'    xw[src[k] + q + j], for m < {rows}, q in ({", ".join(starts)}), j < one vector."""',
-        "    zero = simd.zeros(xw)",
-        "    " + " = ".join(acc) + " = zero",
-        "    for k in range(k_total):",
-        "        at = src[k]",
-    ]
-    lines += [f"        v{v} = simd.load(xw, at + q{v})" for v in range(vectors)]
-    lines.append("        w = np.uint64(TILE_ROWS * k)")
-    for m in range(rows):
-        lines.append(f"        s = wb[w + np.uint64({m})]")
-        lines += [f"        a{m}{v} = simd.fma(v{v}, s, a{m}{v})" for v in range(vectors)]
-    lines.append("    at = first")
-    for m in range(rows):
-        lines += [f"    simd.store(acc, at + q{v}, a{m}{v})" for v in range(vectors)]
-        if m < rows - 1:
-            lines.append("    at += acc_pitch")
-    namespace = {"np": np, "simd": simd, "TILE_ROWS": TILE_ROWS}
-    exec("\n".join(lines), namespace)
-    return njit(inline="always")(namespace[f"_tile{rows}x{vectors}"])
-
-
-# 8 x 3 is the main tile: 24 accumulators, and each step's 3 vector loads
-# and 8 broadcasts feed 24 multiply-adds (about 160 GFLOP/s per core here,
-# against 140 for 8 x 2, whose loop overhead shows). 8 x 2 covers the
-# vectors left over, 4 x 2 a last block of at most 4 channels (every
-# variant adds to the compile time).
-_tile8x3, _tile8x2, _tile4x2 = (_spelled_tile(rows, vectors)
+# 8 x 3 is the main tile; 8 x 2 covers the vectors left over, 4 x 2 a last
+# block of at most 4 channels (every variant adds to the compile time).
+_tile8x3, _tile8x2, _tile4x2 = (simd.spell_tile(rows, vectors, TILE_ROWS, "table")
                                 for rows, vectors in ((8, 3), (8, 2), (4, 2)))
 
 
@@ -224,7 +163,7 @@ def _phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segm
     A block of output channels is the outer loop: its weights stay in L1
     while every tile of positions streams its input stretches from L2. A
     last block of at most 4 channels takes 4-row tiles, in a function of
-    its own: inlined here, they cost the main loop 5 %.
+    its own: inlined here, they slow the main loop.
     """
     triples = _tiles_of_three(n_segments)
     last = n_segments - 1
@@ -233,11 +172,11 @@ def _phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segm
         first = block * TILE_ROWS * acc_pitch
         wb = wt[block]
         for t in range(triples):
-            _tile8x3(acc, first, acc_pitch, xw, src, segments[3 * t], segments[3 * t + 1],
-                     segments[3 * t + 2], k_total, wb)
+            _tile8x3(acc, first, acc_pitch, False, xw, src, segments[3 * t],
+                     segments[3 * t + 1], segments[3 * t + 2], wb, 0, k_total)
         for p in range(3 * triples, n_segments, 2):
-            _tile8x2(acc, first, acc_pitch, xw, src, segments[p], segments[min(p + 1, last)],
-                     k_total, wb)
+            _tile8x2(acc, first, acc_pitch, False, xw, src, segments[p],
+                     segments[min(p + 1, last)], wb, 0, k_total)
     if narrow:
         block = wt.shape[0] - 1
         _narrow_block(acc, block * TILE_ROWS * acc_pitch, acc_pitch, xw, src, k_total,
@@ -249,8 +188,8 @@ def _narrow_block(acc, first, acc_pitch, xw, src, k_total, wb, segments, n_segme
     """:func:`_phase_products` of a block of at most 4 output channels."""
     last = n_segments - 1
     for p in range(0, n_segments, 2):
-        _tile4x2(acc, first, acc_pitch, xw, src, segments[p], segments[min(p + 1, last)],
-                 k_total, wb)
+        _tile4x2(acc, first, acc_pitch, False, xw, src, segments[p],
+                 segments[min(p + 1, last)], wb, 0, k_total)
 
 
 @njit(nogil=True, cache=True)
@@ -288,7 +227,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     """Transposed convolution by phase planes and register tiles.
 
     x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW), bias (C_out,), all
-    C-contiguous; ``weights``, ``offsets`` from :func:`weight_tables`,
+    C-contiguous; ``weights`` from :func:`fill_weight_table`;
+    ``offsets`` ``(n_phases, most taps)`` (each tap's flat offset),
     ``tap_counts`` (n_phases,), ``phases``/``pitch``/``shift_max`` from
     :func:`phase_tables`. A task owns one stretch of accumulator positions
     (of ``chunks_per_image``) and one range of blocks of output channels

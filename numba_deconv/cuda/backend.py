@@ -20,7 +20,7 @@ Device rules
   ``RuntimeError`` saying so; ``device="cpu"`` or ``"auto"`` with host
   arrays runs on the CPU.
 
-Dtypes follow the CPU rules (:func:`numba_deconv.api.working_dtype`): the
+Dtypes follow the CPU rules (:func:`numba_deconv._plan.working_dtype`): the
 promoted dtype of the inputs, integers and bools in float64, float16 in
 float32. A device array that is not C-contiguous or not already in the
 working dtype is converted *on the device* by one elementwise copy (Numba's
@@ -36,8 +36,9 @@ import math
 
 import numpy as np
 
-from .. import _dispatch
-from ..api import _as_array, check_out, check_out_metadata, is_device_array, plan_call
+from .. import _compiled
+from .._plan import (DTYPES, as_array, check_out, check_out_metadata, is_device_array,
+                     plan_call)
 
 #: Threads per block when the caller does not choose (read at each call and
 #: passed as a launch parameter, never frozen into compiled code).
@@ -45,8 +46,8 @@ THREADS_PER_BLOCK = 256
 #: Upper bound on blocks per launch; the kernel's grid-stride loop covers
 #: any output with fewer blocks than outputs / threads.
 MAX_BLOCKS = 1 << 20
-#: Strategies of this backend: one gather kernel.
-STRATEGIES = ("direct",)
+#: This backend's one strategy and kernel: a gather, one thread per output.
+KERNEL = "gather"
 #: Highest spatial rank with a CUDA kernel.
 MAX_RANK = 3
 
@@ -91,19 +92,12 @@ def _device_meta(value):
     return tuple(int(v) for v in iface["shape"]), np.dtype(iface["typestr"])
 
 
-def _check_rank(rank: int) -> None:
+def check_rank(rank: int) -> None:
     if rank > MAX_RANK:
         raise NotImplementedError(
             f"rank-{rank} transposed convolution has no CUDA kernel (the CUDA "
             f"backend runs spatial ranks 1-{MAX_RANK}); use device='cpu' with "
             f"host arrays, which has a general path for any rank")
-
-
-def _check_strategy(strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"strategy={strategy!r} is not a CUDA strategy; the CUDA backend "
-            f"has {', '.join(repr(s) for s in STRATEGIES)} (one gather kernel)")
 
 
 def launch_config(total: int, threads_per_block=None, max_blocks=None):
@@ -134,18 +128,15 @@ def kernel_signature(dtype):
             triple, types.int64, types.int64)
 
 
-def compile_variant(rank: int, dtype, layout: str, strategy: str) -> None:
-    """Compile (or load from Numba's disk cache) the kernel of a variant.
-
-    Called by ``numba_deconv._dispatch.ensure_compiled("cuda", ...)``. All
-    ranks 1-3 and both layouts run the same kernel, so this compiles one
-    specialisation per dtype; under the CUDA simulator there is nothing to
-    compile.
-    """
-    _check_strategy(strategy)
-    _check_rank(rank)
-    if np.dtype(dtype).name not in _dispatch.DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(_dispatch.DTYPES)}")
+def compile_kernel(kernel: str, dtype) -> None:
+    """Compile (or load from Numba's disk cache) the gather kernel for
+    ``dtype``: every rank 1-3 and both layouts run the same specialisation.
+    Under the CUDA simulator there is nothing to compile."""
+    if kernel != KERNEL:
+        raise ValueError(
+            f"kernel={kernel!r} is not a CUDA kernel; the CUDA backend has one, {KERNEL!r}")
+    if np.dtype(dtype).name not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     _require_cuda()
     if _simulating():
         return
@@ -233,7 +224,7 @@ def conv_transpose_cuda(x, weight, bias=None, *, stride=1, padding=0,
         elif dev:
             metas.append(_device_meta(value))
         else:
-            host[name] = _as_array(name, value)
+            host[name] = as_array(name, value)
             metas.append((host[name].shape, host[name].dtype))
     (x_shape, x_dtype), (w_shape, w_dtype), (b_shape, b_dtype) = metas
     plan = plan_call(
@@ -252,7 +243,7 @@ def conv_transpose_cuda(x, weight, bias=None, *, stride=1, padding=0,
                 f"out must be a CUDA device array or a numpy.ndarray of shape "
                 f"{plan.out_shape} and dtype {plan.dtype}; got {type(out).__name__}")
     geometry, dtype = plan.geometry, plan.dtype
-    _check_rank(geometry.rank)
+    check_rank(geometry.rank)
     cuda = _require_cuda()
 
     total = math.prod(plan.out_shape)
@@ -300,8 +291,8 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
     geometry, dtype = plan.geometry, plan.dtype
     rank = geometry.rank
     lift = 3 - rank
-    layout = "channels_last" if plan.channels_last else "channels_first"
-    _dispatch.ensure_compiled("cuda", rank, dtype, layout, "direct", _dispatch.CUDA_KERNEL)
+    _compiled.ensure(("cuda", rank, dtype, plan.layout, KERNEL, KERNEL), compile_kernel,
+                     KERNEL, dtype)
 
     # Element strides of x as (n, c, d, h, w); lifted unit dims get 0.
     x_strides = _c_strides(tuple(x.shape))

@@ -29,7 +29,7 @@ and results are bitwise identical run to run.
 Inserted zeros are never multiplied: for output ``o`` only the taps ``k``
 with ``(o + pad - k*d) % s == 0`` and an in-range source reach it; they form
 an arithmetic progression in ``k`` with step ``s / gcd(s, d)``
-(:func:`_tap_range`), so the loops visit exactly those taps (phase
+(:func:`numba_deconv._phases.taps_reaching`), so the loops visit exactly those taps (phase
 decomposition), stepping input offsets without any division.
 
 Launch configuration is not frozen in the kernel: the host picks threads
@@ -39,27 +39,11 @@ with a grid-stride loop, so any grid covers any output.
 
 from numba import cuda
 
+from .. import _phases
 from ..config import FASTMATH
 
 
-@cuda.jit(device=True, inline="always")
-def _tap_range(o, k_size, stride, dilation, pad, in_size, k_step):
-    """Taps reaching output ``o``: ``(first, count, source)``.
-
-    A tap ``k`` reaches ``o`` when ``t = o + pad - k*dilation`` is a
-    multiple of ``stride`` with ``0 <= t // stride < in_size``. The taps
-    that do are ``first + j*k_step`` for ``j < count``, and tap ``first``
-    reads input index ``source``; each later tap reads
-    ``k_step*dilation // stride`` lower. ``count`` is 0 when none does.
-    """
-    t = o + pad
-    k_hi = min(k_size - 1, t // dilation)
-    # t - k*d <= (in_size - 1)*s  <=>  k >= ceil((t - (in_size - 1)*s) / d)
-    k_lo = max(0, -(((in_size - 1) * stride - t) // dilation))
-    for k in range(k_lo, min(k_lo + k_step, k_hi + 1)):
-        if (t - k * dilation) % stride == 0:
-            return k, (k_hi - k) // k_step + 1, (t - k * dilation) // stride
-    return 0, 0, 0
+_taps_reaching = cuda.jit(device=True, inline="always")(_phases.taps_reaching)
 
 
 @cuda.jit(cache=True, fastmath=FASTMATH)
@@ -124,9 +108,9 @@ def gather_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation,
         w_base = (co - g * c_out_g) * w_co
         x_base = n * s_n
         acc = bias[co]
-        kd0, n_kd, id0 = _tap_range(od, k_d, st_d, dl_d, p_d, i_d, ks_d)
-        kh0, n_kh, ih0 = _tap_range(oh, k_h, st_h, dl_h, p_h, i_h, ks_h)
-        kw0, n_kw, iw0 = _tap_range(ow, k_w, st_w, dl_w, p_w, i_w, ks_w)
+        kd0, n_kd, id0 = _taps_reaching(od, k_d, st_d, dl_d, p_d, i_d, ks_d)
+        kh0, n_kh, ih0 = _taps_reaching(oh, k_h, st_h, dl_h, p_h, i_h, ks_h)
+        kw0, n_kw, iw0 = _taps_reaching(ow, k_w, st_w, dl_w, p_w, i_w, ks_w)
         # Walk the taps with running offsets: no division in the tap loops.
         x_d = x_base + id0 * s_d
         w_d = w_base + kd0 * w_kd

@@ -125,13 +125,7 @@ def test_device_arrays_stay_on_device(rng, case, dtype, data_format):
 
 def test_auto_follows_device_arrays(rng):
     """device='auto' (the default) runs device arrays on the GPU."""
-    probe = cuda.to_device(np.zeros(1))
-    if not backend.is_device_array(probe) or (
-            not hasattr(probe, "__cuda_array_interface__")
-            and numba_deconv.api._select_device("auto", probe) != "cuda"):
-        pytest.skip("api._select_device does not yet recognise the simulator's "
-                    "device arrays (they have __cuda_ndarray__ but no "
-                    "__cuda_array_interface__)")
+    assert _dispatch.select_device("auto", cuda.to_device(np.zeros(1))) == "cuda"
     x, w, b, kwargs = _make(rng, CASES[3], np.float64)
     got = numba_deconv.conv_transpose(cuda.to_device(x), w, b, **kwargs)
     assert _is_device(got)
@@ -191,7 +185,8 @@ def test_one_block_per_output_chunk(rng):
 
 
 def test_tensorflow_worked_example():
-    """DESIGN.md: VALID, stride 2, 2x2 -> 5x5; the first element is 67."""
+    """docs/semantics.md, section 6.1: VALID, stride 2, 2x2 -> 5x5; the first
+    element is 67."""
     x = np.array([[[[-67., -77.], [-117., -127.]]]])
     w = np.array([[[[-1., 2., -3.], [4., -5., 6.], [-7., 8., -9.]]]])
     y = numba_deconv.conv_transpose(x, w, stride=2, device="cuda")[0, 0]
@@ -201,8 +196,8 @@ def test_tensorflow_worked_example():
 
 
 def test_pytorch_worked_example():
-    """DESIGN.md: ConvTranspose2d(8, 8, 4, 2, 1), weights 2, on 1..16 (one
-    image, all eight channels: 512 outputs)."""
+    """docs/semantics.md, section 6.2: ConvTranspose2d(8, 8, 4, 2, 1), weights 2,
+    on 1..16 (one image, all eight channels: 512 outputs)."""
     x = np.tile(np.arange(1., 17.).reshape(1, 1, 4, 4), (1, 8, 1, 1))
     w = np.full((8, 8, 4, 4), 2.0)
     y = numba_deconv.conv_transpose(x, w, stride=2, padding=1, device="cuda")
@@ -440,19 +435,20 @@ def test_cache_info_lists_cuda_variants(rng):
     numba_deconv.conv_transpose(x, w, b, device="cuda", **kwargs)
     variants = {(v["device"], v["rank"], v["dtype"], v["layout"], v["strategy"])
                 for v in numba_deconv.cache_info()}
-    assert ("cuda", 1, "complex64", "channels_last", "direct") in variants
+    assert ("cuda", 1, "complex64", "channels_last", "gather") in variants
 
 
 def test_precompile_cuda():
-    info = numba_deconv.precompile(ranks=(2,), dtypes=("float64",), strategies=("direct",),
+    info = numba_deconv.precompile(ranks=(2,), dtypes=("float64",), strategies=("gather",),
                                    layouts=("channels_first",), device="cuda")
     assert any(v["device"] == "cuda" and v["rank"] == 2 and v["dtype"] == "float64"
                for v in info)
-    with pytest.raises(ValueError, match="not a CUDA strategy"):
-        backend.compile_variant(2, np.dtype("float64"), "channels_first", "gemm")
+    with pytest.raises(ValueError, match="strategies: 'columns'"):
+        numba_deconv.precompile(strategies=("columns",), device="cuda")
+    with pytest.raises(ValueError, match="not a CUDA kernel"):
+        backend.compile_kernel("column_tiles", np.dtype("float64"))
     with pytest.raises(NotImplementedError, match="rank-4"):
-        backend.compile_variant(4, np.dtype("float64"), "channels_first", "direct")
-    assert _dispatch.DTYPES == ("float32", "float64", "complex64", "complex128")
+        numba_deconv.precompile(ranks=(4,), device="cuda")
 
 
 # --- other array libraries (need a real GPU and the library) ---------------

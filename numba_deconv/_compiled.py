@@ -1,0 +1,81 @@
+"""The record of compiled variants: what this process has compiled, and how long it took.
+
+A *variant* is what selects compiled code: (device, rank, dtype, layout,
+strategy, kernel). The first call that runs a variant's kernel compiles it
+for exact signatures (or loads it from Numba's on-disk cache) through
+:func:`ensure`, which records how long that took; later calls find it here.
+The backends decide what compiling means; this module only keeps the book.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What selects one set of compiled kernels."""
+
+    device: str
+    rank: int
+    dtype: str
+    layout: str
+    strategy: str
+    kernel: str
+
+
+# (device, rank, dtype as a numpy dtype, layout, strategy, kernel) ->
+# seconds spent compiling, or loading from disk, its kernels.
+_COMPILED: dict = {}
+
+
+def ensure(key: tuple, compile_kernel, *args) -> None:
+    """Run ``compile_kernel(*args)`` unless the variant ``key`` is recorded.
+
+    ``key`` is ``(device, rank, dtype, layout, strategy, kernel)`` with
+    ``dtype`` a numpy dtype (hashing it is cheaper than asking its name,
+    and this runs on every call).
+    """
+    if key in _COMPILED:
+        return
+    start = time.perf_counter()
+    compile_kernel(*args)
+    _COMPILED[key] = time.perf_counter() - start
+
+
+def cache_info() -> list:
+    """What this process has compiled, one dict per variant.
+
+    Returns
+    -------
+    list of dict
+        Keys ``device``, ``rank``, ``dtype``, ``layout``, ``strategy``
+        (``"gather"`` or ``"columns"`` on the CPU, ``"gather"`` on CUDA),
+        ``kernel`` (which kernel of the strategy ran: ``"rows_serial"``,
+        ``"rows"``, ``"planes"``, ``"phase_tiles"``, ``"column_tiles"``,
+        ``"blas"``; ``"gather"`` on CUDA) and ``compile_seconds`` (the time
+        to compile the kernel or to load it from Numba's on-disk cache), in
+        the order compiled.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_deconv
+    >>> _ = numba_deconv.conv_transpose(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)))
+    >>> info = numba_deconv.cache_info()
+    >>> sorted(info[0])
+    ['compile_seconds', 'device', 'dtype', 'kernel', 'layout', 'rank', 'strategy']
+    >>> ("cpu", 2, "float64", "gather", "rows_serial") in [
+    ...     (v["device"], v["rank"], v["dtype"], v["strategy"], v["kernel"]) for v in info]
+    True
+    """
+    return [dict(asdict(Variant(device, rank, np.dtype(dtype).name, layout, strategy, kernel)),
+                 compile_seconds=seconds)
+            for (device, rank, dtype, layout, strategy, kernel), seconds in _COMPILED.items()]
+
+
+def forget() -> None:
+    """Forget the in-process record (compiled code itself stays loaded)."""
+    _COMPILED.clear()

@@ -1,0 +1,186 @@
+"""Call planning: every check a call needs, from shapes and dtypes alone.
+
+The leaf that every front end and backend imports (downward only): the
+argument checks, the working dtype, the result's shape and where an array
+lives. Nothing here runs a kernel, so a bad argument is always reported as
+a ``ValueError`` or ``TypeError`` that names it, before any computation,
+and the CPU and CUDA paths report it identically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._params import Geometry, resolve_geometry
+
+DTYPES = ("float32", "float64", "complex64", "complex128")
+LAYOUTS = DATA_FORMATS = ("channels_first", "channels_last")
+PADDING_MODES = ("zeros",)
+LATER_PADDING_MODES = ("circular", "reflect", "replicate")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """A checked call: geometry, working dtype and the result's shape."""
+
+    geometry: Geometry
+    dtype: np.dtype
+    batched: bool
+    channels_last: bool
+    batch: int
+    out_shape: tuple
+
+    @property
+    def layout(self) -> str:
+        return "channels_last" if self.channels_last else "channels_first"
+
+
+def working_dtype(*dtypes) -> np.dtype:
+    """The dtype a call computes in: numpy promotion, then ints and bools
+    to float64 and float16 to float32.
+
+    Raises ``TypeError`` for extended precision, which has no kernels.
+    """
+    dtype = np.result_type(*dtypes)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype.name not in DTYPES:
+        raise TypeError(
+            f"inputs of dtype {dtype} are not supported; use float32, float64, "
+            f"complex64 or complex128 (e.g. .astype(np.float64))")
+    return dtype
+
+
+def check_numeric(name: str, dtype: np.dtype) -> None:
+    """Reject non-numeric dtypes (object, strings, datetimes, structured)."""
+    if dtype.kind not in "biufc":
+        raise TypeError(
+            f"{name} has dtype {dtype}, which is not numeric; pass a float or "
+            f"complex array (e.g. {name}.astype(np.float32))")
+
+
+def plan_call(x_shape, x_dtype, w_shape, w_dtype, bias_shape, bias_dtype, *,
+              stride, padding, output_padding, dilation, groups, output_size,
+              padding_mode, data_format) -> CallPlan:
+    """Check one call from shapes and dtypes alone and plan its result."""
+    check_numeric("x", x_dtype)
+    check_numeric("weight", w_dtype)
+    if bias_dtype is not None:
+        check_numeric("bias", bias_dtype)
+    if not isinstance(data_format, str) or data_format not in DATA_FORMATS:
+        raise ValueError(
+            f"data_format={data_format!r} is not a data format; use "
+            f"'channels_first' (N, C, *spatial) or 'channels_last' (N, *spatial, C)")
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        later = (" is not supported yet" if padding_mode in LATER_PADDING_MODES
+                 else " is not a padding mode")
+        raise ValueError(
+            f"padding_mode={padding_mode!r}{later}; supported: "
+            f"{', '.join(repr(m) for m in PADDING_MODES)}")
+    if len(w_shape) < 3:
+        raise ValueError(
+            f"weight has shape {tuple(w_shape)}; expected at least 3 dims "
+            f"(C_in, C_out/groups, *kernel)")
+    rank = len(w_shape) - 2
+    if len(x_shape) not in (rank + 1, rank + 2):
+        raise ValueError(
+            f"x has shape {tuple(x_shape)} ({len(x_shape)} dims); a weight of shape "
+            f"{tuple(w_shape)} is for rank-{rank} convolution, which needs x with "
+            f"{rank + 2} dims (batched) or {rank + 1} (unbatched)")
+    batched = len(x_shape) == rank + 2
+    channels_last = data_format == "channels_last"
+    sample = tuple(x_shape[1:]) if batched else tuple(x_shape)
+    if channels_last:
+        in_channels, in_spatial = sample[-1], sample[:-1]
+    else:
+        in_channels, in_spatial = sample[0], sample[1:]
+    batch = x_shape[0] if batched else 1
+    geometry = resolve_geometry(
+        in_spatial, in_channels, tuple(w_shape), stride=stride, padding=padding,
+        output_padding=output_padding, dilation=dilation, groups=groups,
+        output_size=_spatial_output_size(output_size, rank, batched, channels_last,
+                                         batch, int(w_shape[1]) * groups
+                                         if isinstance(groups, int) else None))
+    if bias_shape is not None and tuple(bias_shape) != (geometry.out_channels,):
+        raise ValueError(
+            f"bias has shape {tuple(bias_shape)}; expected ({geometry.out_channels},), "
+            f"one value per output channel")
+    sample_out = ((geometry.out_spatial + (geometry.out_channels,)) if channels_last
+                  else ((geometry.out_channels,) + geometry.out_spatial))
+    out_shape = ((batch,) + sample_out) if batched else sample_out
+    dtypes = [x_dtype, w_dtype] + ([] if bias_dtype is None else [bias_dtype])
+    return CallPlan(geometry, working_dtype(*dtypes), batched, channels_last,
+                    batch, out_shape)
+
+
+def _spatial_output_size(output_size, rank, batched, channels_last, batch, out_channels):
+    """Accept spatial sizes or the full output shape; return spatial sizes."""
+    if output_size is None or isinstance(output_size, (int, np.integer)):
+        return output_size
+    try:
+        sizes = tuple(output_size)
+    except TypeError:
+        return output_size  # resolve_geometry reports the type
+    full = rank + (2 if batched else 1)
+    if len(sizes) != full:
+        return sizes
+    sample = sizes[1:] if batched else sizes
+    spatial = sample[:-1] if channels_last else sample[1:]
+    channels = sample[-1] if channels_last else sample[0]
+    if (batched and sizes[0] != batch) or (out_channels is not None and channels != out_channels):
+        raise ValueError(
+            f"output_size={sizes} is a full output shape whose batch or channel "
+            f"size does not match the call (batch {batch}, {out_channels} output "
+            f"channels); pass the {rank} spatial sizes or a matching full shape")
+    return spatial
+
+
+def as_array(name: str, value) -> np.ndarray:
+    """``value`` as a NumPy array (no copy of an ndarray), or a ``TypeError``
+    naming the argument."""
+    if isinstance(value, np.ndarray):
+        return value
+    if is_device_array(value):
+        raise TypeError(
+            f"{name} is a GPU array but device='cpu' was asked for; use "
+            f"device='auto' or 'cuda', or copy it to the host first")
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"{name} cannot be read as a numeric array: {err}") from None
+    return array
+
+
+def check_out(out, plan: CallPlan) -> None:
+    """Validate a NumPy ``out=`` array against the planned result."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(
+            f"out must be a numpy.ndarray of shape {plan.out_shape} and dtype "
+            f"{plan.dtype}; got {type(out).__name__}")
+    check_out_metadata(out.shape, out.dtype, plan)
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writable array")
+
+
+def check_out_metadata(shape, dtype, plan: CallPlan) -> None:
+    """Shape and dtype checks of ``out=`` shared by the CPU and CUDA paths."""
+    if tuple(shape) != plan.out_shape:
+        raise ValueError(
+            f"out has shape {tuple(shape)}; the result has shape {plan.out_shape}")
+    if np.dtype(dtype) != plan.dtype:
+        raise TypeError(
+            f"out has dtype {np.dtype(dtype)}; the result has dtype {plan.dtype} "
+            f"(the promoted dtype of the inputs)")
+
+
+def is_device_array(value) -> bool:
+    """A GPU array: ``__cuda_array_interface__`` (CuPy, PyTorch, Numba) or a
+    Numba device array, including the CUDA simulator's, which has none."""
+    return value is not None and (
+        getattr(value, "__cuda_ndarray__", False) is True
+        or hasattr(value, "__cuda_array_interface__"))
