@@ -125,38 +125,37 @@ def _route(plan: CallPlan, geometry, threads: int) -> Route:
     return Route(variant, kernel, fallback, launch, None)
 
 
-# Calls whose arguments are plain ints, strings, None and tuples or lists of
-# them (so that 2.0 or True can never hit the plan of 2 or 1), by shapes,
-# dtypes and arguments: a repeated call skips all argument checking.
+# Calls whose arguments are plain ints, strings, None and tuples of them (so
+# that 2.0 or True can never hit the plan of 2 or 1), by shapes, dtypes and
+# arguments: a repeated call skips all argument checking.
 _CALLS: dict = {}
 _CALLS_MAX = 4096
 _ARG_NAMES = ("stride", "padding", "output_padding", "dilation", "groups",
               "output_size", "padding_mode", "data_format")
-_NOT_PLAIN = object()
 
 
-def _plain(value):
-    """``value`` with lists as tuples if it holds only ints, strings and
-    None; else ``_NOT_PLAIN``."""
+def _is_plain(value) -> bool:
     kind = type(value)
     if kind is int or kind is str or value is None:
-        return value
-    if kind is tuple or kind is list:
-        items = tuple(_plain(item) for item in value)
-        return _NOT_PLAIN if _NOT_PLAIN in items else items
-    return _NOT_PLAIN
+        return True
+    if kind is not tuple:
+        return False
+    for item in value:
+        if not _is_plain(item):
+            return False
+    return True
 
 
 def cpu_call(x: np.ndarray, weight: np.ndarray, bias, args: tuple) -> Call:
     """The :class:`Call` of these arrays and arguments (``args`` in the
     order of ``_ARG_NAMES``), checked and planned on first sight."""
-    plain = _plain(args)
-    key = None if plain is _NOT_PLAIN else (
-        x.shape, x.dtype, weight.shape, weight.dtype,
-        None if bias is None else (bias.shape, bias.dtype)) + plain
-    call = _CALLS.get(key)
-    if call is not None:
-        return call
+    key = None
+    if _is_plain(args):
+        key = (x.shape, x.dtype, weight.shape, weight.dtype,
+               None if bias is None else (bias.shape, bias.dtype)) + args
+        call = _CALLS.get(key)
+        if call is not None:
+            return call
     plan = plan_call(
         x.shape, x.dtype, weight.shape, weight.dtype,
         None if bias is None else bias.shape, None if bias is None else bias.dtype,
