@@ -8,9 +8,12 @@ from . import compat
 from ._compiled import cache_info
 from ._dispatch import precompile
 from ._outputs import release_memory
-from .api import conv_transpose
+from .api import conv, conv_transpose
 from .explain import explain
+from .grad import conv_transpose_weight_grad, conv_weight_grad
+from .linalg import as_linear_operator
 
-__all__ = ["conv_transpose", "explain", "cache_info", "precompile", "release_memory",
+__all__ = ["conv_transpose", "conv", "conv_weight_grad", "conv_transpose_weight_grad",
+           "as_linear_operator", "explain", "cache_info", "precompile", "release_memory",
            "compat"]
 __version__ = "0.1.0"

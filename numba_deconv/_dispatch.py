@@ -21,13 +21,17 @@ Strategies and their kernels (see :mod:`numba_deconv.cpu.driver`):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import typing
 
 import numba
 import numpy as np
 
 from . import _compiled, config
-from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call
+from ._params import Geometry
+from ._phases import polyphase
+from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call, plan_conv
 from .cpu import driver
 
 STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles"),
@@ -96,12 +100,15 @@ class Route:
 
 @dataclasses.dataclass
 class Call:
-    """What a call shape derives once: its plan, and its route per thread
-    count (one for every count when the choice cannot depend on it)."""
+    """What a ``conv_transpose`` call shape derives once: its plan, the
+    geometry its kernels compute (for a padding mode, the scatter over the
+    whole padded extent, folded afterwards), and its route per thread count
+    (one for every count when the choice cannot depend on it)."""
 
     plan: CallPlan
+    geometry: Geometry
     no_bias: np.ndarray  # zeros, the bias when none is given (never written)
-    out_bytes: int  # of the channels-first result
+    out_bytes: int  # of the channels-first result of the kernels
     routes: dict  # thread count (or None: any) -> Route
 
     def route(self) -> Route:
@@ -111,8 +118,28 @@ class Call:
         threads = numba.get_num_threads()
         route = self.routes.get(threads)
         if route is None:
-            route = self.routes[threads] = _route(self.plan, self.plan.geometry, threads)
+            route = self.routes[threads] = _route(self.plan, self.geometry, threads)
         return route
+
+
+class ConvPhase(typing.NamedTuple):
+    """One phase of a strided ``conv``: a stride-1 transposed convolution
+    of the padded input decimated at this phase, with a flipped part of the
+    weights (see :func:`numba_deconv._phases.polyphase`)."""
+
+    window: tuple  # slices of the padded input (N, C_in, *spatial)
+    taps: tuple  # slices of the weight's spatial dims, flipped
+    call: Call  # of the transposed convolution on (N, C_in, *window)
+
+
+@dataclasses.dataclass
+class ConvCall:
+    """What a ``conv`` call shape derives once."""
+
+    plan: CallPlan
+    phases: list  # of ConvPhase, in a fixed order
+    no_bias: np.ndarray
+    out_bytes: int
 
 
 def _route(plan: CallPlan, geometry, threads: int) -> Route:
@@ -146,28 +173,83 @@ def _is_plain(value) -> bool:
     return True
 
 
-def cpu_call(x: np.ndarray, weight: np.ndarray, bias, args: tuple) -> Call:
-    """The :class:`Call` of these arrays and arguments (``args`` in the
-    order of ``_ARG_NAMES``), checked and planned on first sight."""
+def cpu_call(x_shape, x_dtype, w_shape, w_dtype, bias_meta, args: tuple) -> Call:
+    """The :class:`Call` of ``conv_transpose`` on arrays of these shapes and
+    dtypes (``bias_meta``: None or the bias's ``(shape, dtype)``) and
+    arguments (in the order of ``_ARG_NAMES``), checked on first sight."""
     key = None
     if _is_plain(args):
-        key = (x.shape, x.dtype, weight.shape, weight.dtype,
-               None if bias is None else (bias.shape, bias.dtype)) + args
+        key = (x_shape, x_dtype, w_shape, w_dtype, bias_meta) + args
         call = _CALLS.get(key)
         if call is not None:
             return call
-    plan = plan_call(
-        x.shape, x.dtype, weight.shape, weight.dtype,
-        None if bias is None else bias.shape, None if bias is None else bias.dtype,
-        **dict(zip(_ARG_NAMES, args)))
+    bias_shape, bias_dtype = bias_meta or (None, None)
+    plan = plan_call(x_shape, x_dtype, w_shape, w_dtype, bias_shape, bias_dtype,
+                     **dict(zip(_ARG_NAMES, args)))
     geometry = plan.geometry
-    call = Call(plan, np.zeros(geometry.out_channels, plan.dtype),
+    if plan.padding_mode != "zeros":
+        geometry = dataclasses.replace(
+            geometry, pad_before=(0,) * geometry.rank, pad_after=(0,) * geometry.rank,
+            out_spatial=tuple(b + o + a for b, o, a in zip(
+                geometry.pad_before, geometry.out_spatial, geometry.pad_after)))
+    call = Call(plan, geometry, np.zeros(geometry.out_channels, plan.dtype),
                 plan.batch * geometry.out_channels * math.prod(geometry.out_spatial)
                 * plan.dtype.itemsize, {})
     # A call that runs on the calling thread with threads to spare does so
     # with any number of them: its route need not look the count up.
     if geometry.rank <= 3 and choose_kernel(geometry, plan.batch, plan.dtype, 2)[1] == "rows_serial":
         call.routes[None] = _route(plan, geometry, 1)
+    if key is not None and len(_CALLS) < _CALLS_MAX:
+        _CALLS[key] = call
+    return call
+
+
+_CONV_ARG_NAMES = ("stride", "padding", "dilation", "groups", "padding_mode", "data_format")
+
+
+def conv_call(x_shape, x_dtype, w_shape, w_dtype, bias_meta, args: tuple) -> ConvCall:
+    """The :class:`ConvCall` of ``conv`` (``args`` in the order of
+    ``_CONV_ARG_NAMES``), checked and split into phases on first sight.
+
+    A stride-``s`` correlation reads its (padded) input at ``o*s + k*d``:
+    decimated at each phase it is a sum of stride-1 correlations, and each
+    of those is a stride-1 transposed convolution with the taps flipped, so
+    ``conv`` runs on the same kernels as ``conv_transpose``.
+    """
+    key = None
+    if _is_plain(args):
+        key = ("conv", x_shape, x_dtype, w_shape, w_dtype, bias_meta) + args
+        call = _CALLS.get(key)
+        if call is not None:
+            return call
+    bias_shape, bias_dtype = bias_meta or (None, None)
+    plan = plan_conv(x_shape, x_dtype, w_shape, w_dtype, bias_shape, bias_dtype,
+                     **dict(zip(_CONV_ARG_NAMES, args)))
+    g = plan.geometry  # the adjoint's: from conv's output (in_) to its input (out_)
+    padded = tuple(b + i + a for b, i, a in zip(g.pad_before, g.out_spatial, g.pad_after))
+    per_dim = [polyphase(k, s, d) for k, s, d in zip(g.kernel, g.stride, g.dilation)]
+    phases = []
+    for choice in itertools.product(*per_dim):
+        window, taps, inputs, pads, dilation, kernel = [], [], [], [], [], []
+        for (r, first, count, step, shift, spacing), s, size, o in zip(
+                choice, g.stride, padded, g.in_spatial):
+            window.append(slice(r, None, s))
+            # The phase's taps, last first: the transposed form flips them.
+            taps.append(slice(first + (count - 1) * step, first - 1 if first else None, -step))
+            inputs.append(len(range(r, size, s)))
+            before = (count - 1) * spacing + shift
+            pads.append((before, inputs[-1] - shift - o))
+            dilation.append(spacing)
+            kernel.append(count)
+        phase_args = (1, tuple(pads), 0, tuple(dilation), g.groups, None, "zeros",
+                      "channels_first")
+        phases.append(ConvPhase(
+            (slice(None), slice(None)) + tuple(window), (slice(None), slice(None)) + tuple(taps),
+            cpu_call((plan.batch, g.out_channels) + tuple(inputs), plan.dtype,
+                     (g.out_channels, g.in_channels // g.groups) + tuple(kernel),
+                     plan.dtype, None, phase_args)))
+    call = ConvCall(plan, phases, np.zeros(g.in_channels, plan.dtype),
+                    plan.batch * g.in_channels * math.prod(g.in_spatial) * plan.dtype.itemsize)
     if key is not None and len(_CALLS) < _CALLS_MAX:
         _CALLS[key] = call
     return call

@@ -270,3 +270,63 @@ def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
         groups=int(groups), in_spatial=in_spatial, kernel=kernel, stride=stride,
         dilation=dilation, pad_before=pad_before, pad_after=pad_after,
         output_padding=out_padding, out_spatial=out_spatial)
+
+
+def resolve_conv_geometry(in_spatial, in_channels, weight_shape, *, stride=1, padding=0,
+                          dilation=1, groups=1) -> Geometry:
+    """Check the arguments of a (forward) convolution; return the
+    :class:`Geometry` of its adjoint transposed convolution.
+
+    ``in_spatial`` and ``in_channels`` are the convolution's input, and
+    ``weight_shape`` its ``(C_out, C_in/groups, *kernel)`` weight, which is
+    also the adjoint's weight: the geometry runs from the convolution's
+    output (``in_spatial`` of the result, ``O = floor((I + pb + pa -
+    d*(k-1) - 1)/s) + 1`` per dim) back to its input (``out_spatial``).
+    "same" follows TensorFlow: ``O = ceil(I / s)``, total padding ``max((O -
+    1)*s + d*(k-1) + 1 - I, 0)``, ``total // 2`` before.
+    """
+    rank = len(weight_shape) - 2
+    in_spatial = tuple(int(v) for v in in_spatial)
+    kernel = tuple(int(v) for v in weight_shape[2:])
+    c_out, c_in_per_group = int(weight_shape[0]), int(weight_shape[1])
+    if not is_int(groups):
+        raise TypeError(f"groups={_fmt(groups)} must be an int; got {type(groups).__name__}")
+    if groups < 1:
+        raise ValueError(f"groups={groups} must be >= 1")
+    if c_in_per_group * groups != in_channels:
+        raise ValueError(
+            f"weight has {c_in_per_group} input channels per group (weight.shape[1]) "
+            f"and groups={groups}, so x needs {c_in_per_group * groups} channels; it "
+            f"has {in_channels}. The weight layout of conv is (C_out, C_in/groups, *kernel)")
+    if c_out % groups:
+        raise ValueError(
+            f"groups={groups} must divide the {c_out} output channels (weight.shape[0])")
+    if any(k == 0 for k in kernel) or c_out == 0 or c_in_per_group == 0:
+        raise ValueError(
+            f"weight shape {tuple(weight_shape)} is empty; channels and kernel sizes "
+            f"must be >= 1")
+    if any(i == 0 for i in in_spatial):
+        raise ValueError(
+            f"x has spatial shape {in_spatial}; every spatial size must be >= 1")
+    stride = int_tuple("stride", stride, rank, minimum=1)
+    dilation = int_tuple("dilation", dilation, rank, minimum=1)
+    if isinstance(padding, str) and padding.lower() == "same":
+        pairs = []
+        for i, k, s, d in zip(in_spatial, kernel, stride, dilation):
+            total = max((-(-i // s) - 1) * s + d * (k - 1) + 1 - i, 0)
+            pairs.append((total // 2, total - total // 2))
+    else:
+        pairs, _ = padding_pairs(padding, rank, in_spatial, kernel, stride, dilation)
+    out = []
+    for dim, (i, k, s, d, (pb, pa)) in enumerate(zip(in_spatial, kernel, stride, dilation,
+                                                      pairs)):
+        span = d * (k - 1) + 1
+        if i + pb + pa < span:
+            raise ValueError(
+                f"the kernel spans {span} positions in spatial dim {dim} (dilation {d} x "
+                f"(kernel {k} - 1) + 1) but x padded by {(pb, pa)} has only "
+                f"{i + pb + pa}; pad more or use a smaller kernel or dilation")
+        out.append((i + pb + pa - span) // s + 1)
+    return resolve_geometry(tuple(out), c_out, weight_shape, stride=stride,
+                            padding=tuple(pairs), dilation=dilation, groups=groups,
+                            output_size=in_spatial)

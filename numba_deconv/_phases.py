@@ -13,8 +13,11 @@ taps that reach one output.
 Plain Python on scalars, no Numba here: the CPU kernels compile these
 functions with ``njit(inline="always")`` and the CUDA kernel with
 ``cuda.jit(device=True)``, and host code calls them as they are. So none of
-them calls another (a plain function cannot be called from compiled code).
+those calls another (a plain function cannot be called from compiled code);
+:func:`polyphase` is for the host only.
 """
+
+import math
 
 
 def tap_phase(k, stride, dilation, pad):
@@ -59,3 +62,24 @@ def taps_reaching(o, k_size, stride, dilation, pad, in_size, k_step):
         if (t - k * dilation) % stride == 0:
             return k, (k_hi - k) // k_step + 1, (t - k * dilation) // stride
     return 0, 0, 0
+
+
+def polyphase(kernel, stride, dilation):
+    """The phases of a strided correlation along one dim, on the host.
+
+    A correlation reads ``x[o*stride + k*dilation]`` through tap ``k``;
+    with :func:`tap_phase` (no padding) that is ``x_r[o + shift]`` of the
+    input decimated at phase ``r``. Returns ``(phase, first, count, step,
+    shift, spacing)`` for every phase that some tap reads: its taps are
+    ``first + j*step`` for ``j < count``, and tap ``j`` reads ``x_r[o +
+    shift + j*spacing]``. So a strided correlation is a sum of stride-1
+    dilated correlations, one per phase.
+    """
+    step = stride // math.gcd(stride, dilation)
+    phases = []
+    for phase in range(stride):
+        taps = [k for k in range(kernel) if (k * dilation) % stride == phase]
+        if taps:
+            phases.append((phase, taps[0], len(taps), step, taps[0] * dilation // stride,
+                           step * dilation // stride))
+    return phases

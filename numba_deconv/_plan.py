@@ -13,18 +13,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._params import Geometry, resolve_geometry
+from ._params import Geometry, resolve_conv_geometry, resolve_geometry
 
 DTYPES = ("float32", "float64", "complex64", "complex128")
 LAYOUTS = DATA_FORMATS = ("channels_first", "channels_last")
-PADDING_MODES = ("zeros",)
-LATER_PADDING_MODES = ("circular", "reflect", "replicate")
+PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class CallPlan:
-    """A checked call: geometry, working dtype and the result's shape."""
+    """A checked call: geometry, working dtype and the result's shape.
+
+    For ``conv`` the geometry is that of its adjoint transposed convolution
+    (from the convolution's output back to its input), whose weight is the
+    convolution's own.
+    """
 
     geometry: Geometry
     dtype: np.dtype
@@ -32,6 +36,7 @@ class CallPlan:
     channels_last: bool
     batch: int
     out_shape: tuple
+    padding_mode: str = "zeros"
 
     @property
     def layout(self) -> str:
@@ -64,10 +69,10 @@ def check_numeric(name: str, dtype: np.dtype) -> None:
             f"complex array (e.g. {name}.astype(np.float32))")
 
 
-def plan_call(x_shape, x_dtype, w_shape, w_dtype, bias_shape, bias_dtype, *,
-              stride, padding, output_padding, dilation, groups, output_size,
-              padding_mode, data_format) -> CallPlan:
-    """Check one call from shapes and dtypes alone and plan its result."""
+def _check_call(x_shape, x_dtype, w_shape, w_dtype, bias_dtype, padding_mode, data_format,
+                w_layout):
+    """The checks ``conv`` and ``conv_transpose`` share; returns ``(rank,
+    batched, channels_last, batch, in_channels, in_spatial)``."""
     check_numeric("x", x_dtype)
     check_numeric("weight", w_dtype)
     if bias_dtype is not None:
@@ -77,15 +82,12 @@ def plan_call(x_shape, x_dtype, w_shape, w_dtype, bias_shape, bias_dtype, *,
             f"data_format={data_format!r} is not a data format; use "
             f"'channels_first' (N, C, *spatial) or 'channels_last' (N, *spatial, C)")
     if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
-        later = (" is not supported yet" if padding_mode in LATER_PADDING_MODES
-                 else " is not a padding mode")
         raise ValueError(
-            f"padding_mode={padding_mode!r}{later}; supported: "
+            f"padding_mode={padding_mode!r} is not a padding mode; use one of "
             f"{', '.join(repr(m) for m in PADDING_MODES)}")
     if len(w_shape) < 3:
         raise ValueError(
-            f"weight has shape {tuple(w_shape)}; expected at least 3 dims "
-            f"(C_in, C_out/groups, *kernel)")
+            f"weight has shape {tuple(w_shape)}; expected at least 3 dims {w_layout}")
     rank = len(w_shape) - 2
     if len(x_shape) not in (rank + 1, rank + 2):
         raise ValueError(
@@ -99,23 +101,65 @@ def plan_call(x_shape, x_dtype, w_shape, w_dtype, bias_shape, bias_dtype, *,
         in_channels, in_spatial = sample[-1], sample[:-1]
     else:
         in_channels, in_spatial = sample[0], sample[1:]
-    batch = x_shape[0] if batched else 1
+    return rank, batched, channels_last, x_shape[0] if batched else 1, in_channels, in_spatial
+
+
+def _finish(geometry, out_channels, out_spatial, bias_shape, dtypes, batched, channels_last,
+            batch, padding_mode) -> CallPlan:
+    if bias_shape is not None and tuple(bias_shape) != (out_channels,):
+        raise ValueError(
+            f"bias has shape {tuple(bias_shape)}; expected ({out_channels},), "
+            f"one value per output channel")
+    # The array a mode pads: conv's input, conv_transpose's output (whose
+    # adjoint conv pads it); torch.nn.functional.pad has the same limits.
+    if padding_mode in ("reflect", "circular"):
+        for dim, (size, before, after) in enumerate(zip(
+                geometry.out_spatial, geometry.pad_before, geometry.pad_after)):
+            limit = size - 1 if padding_mode == "reflect" else size
+            if max(before, after) > limit:
+                bound = "less than" if padding_mode == "reflect" else "at most"
+                raise ValueError(
+                    f"padding_mode={padding_mode!r} pads spatial dim {dim} by "
+                    f"{(before, after)}; in that mode each side must be {bound} the "
+                    f"size {size} of the array it pads, so at most {limit}")
+    sample_out = ((out_spatial + (out_channels,)) if channels_last
+                  else ((out_channels,) + out_spatial))
+    out_shape = ((batch,) + sample_out) if batched else sample_out
+    return CallPlan(geometry, working_dtype(*dtypes), batched, channels_last, batch,
+                    out_shape, padding_mode)
+
+
+def plan_call(x_shape, x_dtype, w_shape, w_dtype, bias_shape, bias_dtype, *,
+              stride, padding, output_padding, dilation, groups, output_size,
+              padding_mode, data_format) -> CallPlan:
+    """Check one ``conv_transpose`` call from shapes and dtypes alone and
+    plan its result."""
+    rank, batched, channels_last, batch, in_channels, in_spatial = _check_call(
+        x_shape, x_dtype, w_shape, w_dtype, bias_dtype, padding_mode, data_format,
+        "(C_in, C_out/groups, *kernel)")
     geometry = resolve_geometry(
         in_spatial, in_channels, tuple(w_shape), stride=stride, padding=padding,
         output_padding=output_padding, dilation=dilation, groups=groups,
         output_size=_spatial_output_size(output_size, rank, batched, channels_last,
                                          batch, int(w_shape[1]) * groups
                                          if isinstance(groups, int) else None))
-    if bias_shape is not None and tuple(bias_shape) != (geometry.out_channels,):
-        raise ValueError(
-            f"bias has shape {tuple(bias_shape)}; expected ({geometry.out_channels},), "
-            f"one value per output channel")
-    sample_out = ((geometry.out_spatial + (geometry.out_channels,)) if channels_last
-                  else ((geometry.out_channels,) + geometry.out_spatial))
-    out_shape = ((batch,) + sample_out) if batched else sample_out
     dtypes = [x_dtype, w_dtype] + ([] if bias_dtype is None else [bias_dtype])
-    return CallPlan(geometry, working_dtype(*dtypes), batched, channels_last,
-                    batch, out_shape)
+    return _finish(geometry, geometry.out_channels, geometry.out_spatial, bias_shape, dtypes,
+                   batched, channels_last, batch, padding_mode)
+
+
+def plan_conv(x_shape, x_dtype, w_shape, w_dtype, bias_shape, bias_dtype, *,
+              stride, padding, dilation, groups, padding_mode, data_format) -> CallPlan:
+    """Check one ``conv`` call from shapes and dtypes alone and plan its
+    result (see :class:`CallPlan` for its geometry)."""
+    rank, batched, channels_last, batch, in_channels, in_spatial = _check_call(
+        x_shape, x_dtype, w_shape, w_dtype, bias_dtype, padding_mode, data_format,
+        "(C_out, C_in/groups, *kernel)")
+    geometry = resolve_conv_geometry(in_spatial, in_channels, tuple(w_shape), stride=stride,
+                                     padding=padding, dilation=dilation, groups=groups)
+    dtypes = [x_dtype, w_dtype] + ([] if bias_dtype is None else [bias_dtype])
+    return _finish(geometry, geometry.in_channels, geometry.in_spatial, bias_shape, dtypes,
+                   batched, channels_last, batch, padding_mode)
 
 
 def _spatial_output_size(output_size, rank, batched, channels_last, batch, out_channels):

@@ -1,15 +1,18 @@
-"""The public ``conv_transpose``: arrays in, arrays out.
+"""The public ``conv_transpose`` and ``conv``: arrays in, arrays out.
 
 Checks and planning live in :mod:`numba_deconv._plan`, the choice of device
 and kernel in :mod:`numba_deconv._dispatch`; here the arrays are brought to
-the kernels' layout and the result back to the caller's.
+the kernels' layout and the result back to the caller's. ``conv`` runs on
+the same kernels, as a sum of stride-1 transposed convolutions (see
+:func:`numba_deconv._dispatch.conv_call`); padding modes pad or fold in
+:mod:`numba_deconv._padding`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _dispatch, _outputs
+from . import _dispatch, _outputs, _padding
 from ._plan import as_array, check_out
 from .cpu import driver
 
@@ -52,7 +55,11 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     output_size : sequence of int, optional
         The wanted spatial output size (or the full output shape); picks
         the output padding. Must lie in the reachable range.
-    padding_mode : {"zeros"}
+    padding_mode : {"zeros", "circular", "reflect", "replicate"}
+        With a mode other than "zeros", the exact adjoint of :func:`conv`
+        with that mode: the scatter covers the padded border too, and what
+        lands there folds back onto the interior elements the padding copied
+        (wrapping around, mirrored without the edge, or onto the edge).
     data_format : {"channels_first", "channels_last"}
     device : {"auto", "cpu", "cuda"}
         "auto" runs where the data lives.
@@ -92,43 +99,211 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     """
     args = (stride, padding, output_padding, dilation, groups, output_size, padding_mode,
             data_format)
-    plain_numpy = (device == "auto" and type(x) is np.ndarray and type(weight) is np.ndarray
-                   and (bias is None or type(bias) is np.ndarray) and out is None)
-    if not plain_numpy and _dispatch.select_device(device, x, weight, bias, out) == "cuda":
+    if _on_gpu(device, x, weight, bias, out):
         from .cuda.backend import conv_transpose_cuda
 
         return conv_transpose_cuda(
             x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
             dilation=dilation, groups=groups, output_size=output_size,
             padding_mode=padding_mode, data_format=data_format, out=out)
+    x, weight, bias = _arrays(x, weight, bias)
+    call = _dispatch.cpu_call(x.shape, x.dtype, weight.shape, weight.dtype,
+                              None if bias is None else (bias.shape, bias.dtype), args)
+    plan, geometry = call.plan, call.geometry
+    x_cf, w_k, bias_k, result, direct_out = _prepare(
+        plan, call, x, weight, bias, out, (geometry.out_channels,) + geometry.out_spatial,
+        folded=plan.padding_mode != "zeros")
+    if plan.batch:
+        if plan.padding_mode == "zeros":
+            driver.run(call.route(), x_cf, w_k, bias_k, result, geometry)
+        else:  # the bias goes on after folding, once per element
+            driver.run(call.route(), x_cf, w_k, call.no_bias, result, geometry)
+            pairs = tuple(zip(plan.geometry.pad_before, plan.geometry.pad_after))
+            result = _padding.fold(result, pairs, plan.padding_mode)
+            if bias is not None:
+                result += bias_k.reshape((-1,) + (1,) * geometry.rank)
+    elif plan.padding_mode != "zeros":
+        result = np.empty((0, geometry.out_channels) + plan.geometry.out_spatial, plan.dtype)
+    return _finish(plan, result, out, direct_out)
 
-    x = as_array("x", x)
-    weight = as_array("weight", weight)
-    bias = None if bias is None else as_array("bias", bias)
-    call = _dispatch.cpu_call(x, weight, bias, args)
+
+def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
+         padding_mode="zeros", data_format="channels_first", device="auto", out=None):
+    """Convolution (cross-correlation) of ``x`` with ``weight``: the exact
+    adjoint of :func:`conv_transpose`.
+
+    Computes, with ``xpad`` the input padded by ``padding`` in
+    ``padding_mode`` and ``ci`` running over the input channels of the
+    group of output channel ``co``::
+
+        y[n, co, o] = bias[co] + sum over ci, k of xpad[n, ci, o*s + k*d] * weight[co, ci, k]
+
+    PyTorch's ``conv{1,2,3}d`` (with ``padding_mode`` as in ``Conv2d``),
+    in any number of spatial dims. Per spatial dim the output size is
+    ``floor((I + pad_before + pad_after - d*(k - 1) - 1) / s) + 1``.
+
+    With the same ``weight``, stride, padding, dilation, groups and
+    ``padding_mode``, ``conv_transpose(y, weight, ..., output_size=<x's
+    spatial size>)`` is its adjoint: ``<conv(x), y> = <x, conv_transpose(y)>``
+    to rounding (for complex data the Hermitian adjoint takes
+    ``weight.conj()``). ``conv_transpose(x, weight)`` is likewise the
+    gradient of ``conv`` with respect to its input.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``; with
+        ``data_format="channels_last"`` ``(N, *spatial, C_in)`` or
+        ``(*spatial, C_in)``.
+    weight : array_like
+        ``(C_out, C_in/groups, *kernel)``, PyTorch's layout (the layout of
+        the adjoint ``conv_transpose``'s weight too); its rank fixes the
+        number of spatial dims.
+    bias : array_like, optional
+        ``(C_out,)``.
+    stride, dilation : int or sequence of n ints, >= 1
+    padding : int, sequence, "valid" or "same"
+        An int, one int per dim, one ``(before, after)`` pair per dim,
+        "valid" (none) or "same" (TensorFlow's: output ``ceil(I / s)``,
+        total ``max((O - 1)*s + d*(k - 1) + 1 - I, 0)``, ``total // 2``
+        before).
+    groups : int
+    padding_mode : {"zeros", "circular", "reflect", "replicate"}
+        How ``x`` is padded, as ``torch.nn.functional.pad`` does it;
+        reflect needs padding smaller than the size along that dim,
+        circular at most that size.
+    data_format : {"channels_first", "channels_last"}
+    device : {"auto", "cpu", "cuda"}
+    out : numpy.ndarray, optional
+
+    Returns
+    -------
+    numpy.ndarray
+        In ``x``'s format, of the promoted dtype of the inputs (integers
+        and bools compute in float64, float16 in float32).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For any inconsistent or malformed argument, before any computation.
+    RuntimeError
+        For ``device="cuda"`` when no CUDA GPU is usable.
+
+    Examples
+    --------
+    A stride-2 convolution and its adjoint: ``y[0] = 0*1 + 0*10 + 1*100``
+    (the first input is padding), and both inner products are 871.
+
+    >>> import numpy as np, numba_deconv
+    >>> x = np.arange(5.0).reshape(1, 1, 5)
+    >>> w = np.array([[[1.0, 10.0, 100.0]]])
+    >>> numba_deconv.conv(x, w, stride=2, padding=1)
+    array([[[100., 321.,  43.]]])
+    >>> y = np.array([[[1.0, 2.0, 3.0]]])
+    >>> numba_deconv.conv_transpose(y, w, stride=2, padding=1, output_size=[5])
+    array([[[ 10., 102.,  20., 203.,  30.]]])
+    >>> float(np.vdot(x, numba_deconv.conv_transpose(y, w, stride=2, padding=1,
+    ...                                              output_size=[5])))
+    871.0
+    """
+    args = (stride, padding, dilation, groups, padding_mode, data_format)
+    if _on_gpu(device, x, weight, bias, out):
+        from .cuda.backend import conv_cuda
+
+        return conv_cuda(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, padding_mode=padding_mode, data_format=data_format,
+                         out=out)
+    x, weight, bias = _arrays(x, weight, bias)
+    call = _dispatch.conv_call(x.shape, x.dtype, weight.shape, weight.dtype,
+                               None if bias is None else (bias.shape, bias.dtype), args)
+    return apply_conv(call, conv_phase_weights(call, _kernel_ready(weight, call.plan.dtype)),
+                      x, weight, bias, out)
+
+
+def apply_conv(call, phase_weights, x, weight, bias, out):
+    """:func:`conv` of a planned call with its phase weights (from
+    :func:`conv_phase_weights`), for callers that repeat it."""
     plan = call.plan
+    geometry = plan.geometry  # the adjoint's: conv's output is its input
+    x_cf, _, bias_k, result, direct_out = _prepare(
+        plan, call, x, weight, bias, out, (geometry.in_channels,) + geometry.in_spatial,
+        folded=False)
+    if plan.batch:
+        run_conv(call, phase_weights, x_cf, bias_k, result)
+    return _finish(plan, result, out, direct_out)
+
+
+def conv_phase_weights(call, w_k: np.ndarray) -> list:
+    """The weights of each phase of a ``conv`` call: the phase's taps,
+    flipped, with input and output channels swapped in each group, as the
+    transposed convolution of the phase takes them."""
+    groups = call.plan.geometry.groups
+    weights = []
+    for phase in call.phases:
+        taps = w_k[phase.taps]
+        c_out, c_in_g = taps.shape[:2]
+        weights.append(np.ascontiguousarray(
+            taps.reshape((groups, c_out // groups, c_in_g) + taps.shape[2:]).swapaxes(1, 2)
+            .reshape((groups * c_in_g, c_out // groups) + taps.shape[2:])))
+    return weights
+
+
+def run_conv(call, phase_weights, x_cf: np.ndarray, bias_k: np.ndarray,
+             result: np.ndarray) -> None:
+    """``conv`` into ``result`` (N, C_out, *O) from ``x_cf`` (N, C_in, *I):
+    the padded input decimated at each phase, through that phase's
+    transposed convolution, summed in phase order."""
+    plan = call.plan
+    geometry = plan.geometry
+    pairs = tuple(zip(geometry.pad_before, geometry.pad_after))
+    x_pad = _padding.pad(x_cf.astype(plan.dtype, copy=False), pairs, plan.padding_mode)
+    scratch = None
+    for i, (phase, w_phase) in enumerate(zip(call.phases, phase_weights)):
+        if i == 1:
+            scratch = np.empty_like(result)
+        driver.run(phase.call.route(), _kernel_ready(x_pad[phase.window], plan.dtype),
+                   w_phase, bias_k if i == 0 else call.no_bias,
+                   result if i == 0 else scratch, phase.call.geometry)
+        if i:
+            result += scratch
+
+
+def _on_gpu(device, x, weight, bias, out) -> bool:
+    """Whether the call runs on the GPU; plain NumPy arrays with
+    ``device="auto"`` skip the look."""
+    plain_numpy = (device == "auto" and type(x) is np.ndarray and type(weight) is np.ndarray
+                   and (bias is None or type(bias) is np.ndarray) and out is None)
+    return not plain_numpy and _dispatch.select_device(device, x, weight, bias, out) == "cuda"
+
+
+def _arrays(x, weight, bias) -> tuple:
+    return (as_array("x", x), as_array("weight", weight),
+            None if bias is None else as_array("bias", bias))
+
+
+def _prepare(plan, call, x, weight, bias, out, sample_shape, folded):
+    """``out`` checked; ``x`` channels first and batched, the weight and
+    bias ready for the kernels; the array the kernels write (``out``
+    itself where they can write it directly, and nothing overlaps)."""
     if out is not None:
         check_out(out, plan)
-
-    geometry, dtype = plan.geometry, plan.dtype
+    dtype = plan.dtype
     x_cf = x if plan.batched else x[np.newaxis]
     if plan.channels_last:
         x_cf = np.moveaxis(x_cf, -1, 1)
-    x_cf = _kernel_ready(x_cf, dtype)
-    w_k = _kernel_ready(weight, dtype)
-    bias_k = call.no_bias if bias is None else _kernel_ready(bias, dtype)
-
-    cf_shape = (plan.batch, geometry.out_channels) + geometry.out_spatial
-    direct_out = (out is not None and not plan.channels_last
+    cf_shape = (plan.batch,) + sample_shape
+    direct_out = (out is not None and not plan.channels_last and not folded
                   and out.flags.c_contiguous
                   and not any(np.may_share_memory(out, a) for a in (x, weight, bias)
                               if a is not None))
     result = (out.reshape(cf_shape) if direct_out
               else _outputs.new_output(cf_shape, dtype, call.out_bytes))
+    bias_k = call.no_bias if bias is None else _kernel_ready(bias, dtype)
+    return _kernel_ready(x_cf, dtype), _kernel_ready(weight, dtype), bias_k, result, direct_out
 
-    if plan.batch:
-        driver.run(call.route(), x_cf, w_k, bias_k, result, geometry)
 
+def _finish(plan, result, out, direct_out):
+    """The result in the caller's format, or ``out`` filled."""
     if plan.channels_last:
         result = np.moveaxis(result, 1, -1)
     if not plan.batched:
