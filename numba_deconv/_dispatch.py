@@ -36,8 +36,9 @@ from .cpu import driver
 
 STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles"),
               "columns": ("column_tiles", "blas")}
-#: The CUDA backend's one strategy and kernel: a gather, one thread per output.
-CUDA_KERNEL = "gather"
+#: The CUDA backend's one strategy, a gather (one thread per output), and
+#: its kernels: conv_transpose's and conv's.
+CUDA_STRATEGIES = {"gather": ("gather", "conv_gather")}
 
 
 def select_device(device, *arrays) -> str:
@@ -308,7 +309,7 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
         if name not in DTYPES:
             raise ValueError(f"dtypes: {dtype!r} is not one of {', '.join(DTYPES)}")
         names.append(name)
-    known = {CUDA_KERNEL: (CUDA_KERNEL,)} if device == "cuda" else STRATEGIES
+    known = CUDA_STRATEGIES if device == "cuda" else STRATEGIES
     strategies = tuple(known) if strategies is None else tuple(strategies)
     for strategy in strategies:
         if strategy not in known:

@@ -65,6 +65,8 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
         "auto" runs where the data lives.
     out : numpy.ndarray, optional
         Preallocated result of the right shape and dtype; filled and returned.
+        Not with a Dask array ``x``, which gives a lazy Dask array (spatial
+        chunks are exact: neighbouring chunks' halos are added up).
 
     Returns
     -------
@@ -99,6 +101,13 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     """
     args = (stride, padding, output_padding, dilation, groups, output_size, padding_mode,
             data_format)
+    if _is_dask(x, device, out):
+        from ._dask import conv_transpose_dask
+
+        return conv_transpose_dask(
+            x, weight, bias, stride=stride, padding=padding, output_padding=output_padding,
+            dilation=dilation, groups=groups, output_size=output_size,
+            padding_mode=padding_mode, data_format=data_format)
     if _on_gpu(device, x, weight, bias, out):
         from .cuda.backend import conv_transpose_cuda
 
@@ -174,6 +183,8 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
         circular at most that size.
     data_format : {"channels_first", "channels_last"}
     device : {"auto", "cpu", "cuda"}
+        "auto" runs where the data lives; a Dask array ``x`` gives a lazy
+        Dask array (spatial chunks read overlapping windows).
     out : numpy.ndarray, optional
 
     Returns
@@ -207,6 +218,11 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     871.0
     """
     args = (stride, padding, dilation, groups, padding_mode, data_format)
+    if _is_dask(x, device, out):
+        from ._dask import conv_dask
+
+        return conv_dask(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, padding_mode=padding_mode, data_format=data_format)
     if _on_gpu(device, x, weight, bias, out):
         from .cuda.backend import conv_cuda
 
@@ -266,6 +282,20 @@ def run_conv(call, phase_weights, x_cf: np.ndarray, bias_k: np.ndarray,
                    result if i == 0 else scratch, phase.call.geometry)
         if i:
             result += scratch
+
+
+def _is_dask(x, device, out) -> bool:
+    """Whether ``x`` is a Dask array (found without importing Dask), which
+    gives a lazy Dask array computed block by block on the CPU."""
+    if type(x) is np.ndarray or not type(x).__module__.startswith("dask."):
+        return False
+    if out is not None:
+        raise TypeError("out= cannot be used with a Dask array x: the result is lazy")
+    if device not in ("auto", "cpu"):
+        raise ValueError(
+            f"device={device!r} with a Dask array x: Dask blocks run on the CPU; use "
+            f"device='auto' or 'cpu'")
+    return True
 
 
 def _on_gpu(device, x, weight, bias, out) -> bool:

@@ -37,8 +37,8 @@ import math
 import numpy as np
 
 from .. import _compiled
-from .._plan import (DTYPES, as_array, check_out, check_out_metadata, is_device_array,
-                     plan_call)
+from .._plan import (DTYPES, PADDING_MODES, as_array, check_out, check_out_metadata,
+                     is_device_array, plan_call, plan_conv)
 
 #: Threads per block when the caller does not choose (read at each call and
 #: passed as a launch parameter, never frozen into compiled code).
@@ -46,8 +46,10 @@ THREADS_PER_BLOCK = 256
 #: Upper bound on blocks per launch; the kernel's grid-stride loop covers
 #: any output with fewer blocks than outputs / threads.
 MAX_BLOCKS = 1 << 20
-#: This backend's one strategy and kernel: a gather, one thread per output.
+#: This backend's one strategy, a gather (one thread per output), and its
+#: kernels: conv_transpose's and conv's.
 KERNEL = "gather"
+KERNELS = (KERNEL, "conv_gather")
 #: Highest spatial rank with a CUDA kernel.
 MAX_RANK = 3
 
@@ -118,7 +120,8 @@ def launch_config(total: int, threads_per_block=None, max_blocks=None):
 
 def kernel_signature(dtype):
     """The exact argument types :func:`~.kernels.gather_kernel` is launched
-    with for ``dtype`` (every rank and layout share them)."""
+    with for ``dtype`` (every rank and layout share them; ``conv_kernel``
+    takes one int64 more, the padding mode)."""
     from numba import from_dtype, types
 
     flat = types.Array(from_dtype(np.dtype(dtype)), 1, "C")
@@ -129,20 +132,26 @@ def kernel_signature(dtype):
 
 
 def compile_kernel(kernel: str, dtype) -> None:
-    """Compile (or load from Numba's disk cache) the gather kernel for
-    ``dtype``: every rank 1-3 and both layouts run the same specialisation.
-    Under the CUDA simulator there is nothing to compile."""
-    if kernel != KERNEL:
+    """Compile (or load from Numba's disk cache) ``kernel`` for ``dtype``:
+    every rank 1-3 and both layouts run the same specialisation. Under the
+    CUDA simulator there is nothing to compile."""
+    from numba import types
+
+    if kernel not in KERNELS:
         raise ValueError(
-            f"kernel={kernel!r} is not a CUDA kernel; the CUDA backend has one, {KERNEL!r}")
+            f"kernel={kernel!r} is not a CUDA kernel; the CUDA backend has "
+            f"{', '.join(repr(k) for k in KERNELS)}")
     if np.dtype(dtype).name not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     _require_cuda()
     if _simulating():
         return
-    from .kernels import gather_kernel
+    from .kernels import conv_kernel, gather_kernel
 
-    gather_kernel.compile(kernel_signature(dtype))
+    if kernel == KERNEL:
+        gather_kernel.compile(kernel_signature(dtype))
+    else:
+        conv_kernel.compile(kernel_signature(dtype) + (types.int64,))
 
 
 def _span(value):
@@ -211,10 +220,37 @@ def conv_transpose_cuda(x, weight, bias=None, *, stride=1, padding=0,
     ValueError, TypeError
         Exactly as the CPU path, before anything touches the GPU.
     NotImplementedError
-        For spatial rank >= 4.
+        For spatial rank >= 4, and padding modes other than "zeros".
     RuntimeError
         When no CUDA GPU/driver is usable.
     """
+    def plan(*meta):
+        planned = plan_call(*meta, stride=stride, padding=padding,
+                            output_padding=output_padding, dilation=dilation, groups=groups,
+                            output_size=output_size, padding_mode=padding_mode,
+                            data_format=data_format)
+        if planned.padding_mode != "zeros":
+            raise NotImplementedError(
+                f"conv_transpose with padding_mode={padding_mode!r} has no CUDA kernel "
+                f"yet; use device='cpu' with host arrays")
+        return planned
+    return _run(plan, _launch, x, weight, bias, out, threads_per_block, max_blocks)
+
+
+def conv_cuda(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
+              padding_mode="zeros", data_format="channels_first", out=None,
+              threads_per_block=None, max_blocks=None):
+    """``conv`` on the GPU, every padding mode; arguments, checks, errors
+    and where the result lives as for :func:`conv_transpose_cuda`."""
+    def plan(*meta):
+        return plan_conv(*meta, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, padding_mode=padding_mode, data_format=data_format)
+    return _run(plan, _launch_conv, x, weight, bias, out, threads_per_block, max_blocks)
+
+
+def _run(plan_of, launch, x, weight, bias, out, threads_per_block, max_blocks):
+    """Plan from the arrays' metadata, check ``out``, move what is on the
+    host to the device, launch, and hand the result back where it belongs."""
     on_device = [is_device_array(a) for a in (x, weight, bias)]
     host = {}
     metas = []
@@ -227,11 +263,7 @@ def conv_transpose_cuda(x, weight, bias=None, *, stride=1, padding=0,
             host[name] = as_array(name, value)
             metas.append((host[name].shape, host[name].dtype))
     (x_shape, x_dtype), (w_shape, w_dtype), (b_shape, b_dtype) = metas
-    plan = plan_call(
-        x_shape, x_dtype, w_shape, w_dtype, b_shape, b_dtype,
-        stride=stride, padding=padding, output_padding=output_padding,
-        dilation=dilation, groups=groups, output_size=output_size,
-        padding_mode=padding_mode, data_format=data_format)
+    plan = plan_of(x_shape, x_dtype, w_shape, w_dtype, b_shape, b_dtype)
     out_on_device = is_device_array(out)
     if out is not None:
         if out_on_device:
@@ -242,8 +274,8 @@ def conv_transpose_cuda(x, weight, bias=None, *, stride=1, padding=0,
             raise TypeError(
                 f"out must be a CUDA device array or a numpy.ndarray of shape "
                 f"{plan.out_shape} and dtype {plan.dtype}; got {type(out).__name__}")
-    geometry, dtype = plan.geometry, plan.dtype
-    check_rank(geometry.rank)
+    dtype = plan.dtype
+    check_rank(plan.geometry.rank)
     cuda = _require_cuda()
 
     total = math.prod(plan.out_shape)
@@ -257,12 +289,13 @@ def conv_transpose_cuda(x, weight, bias=None, *, stride=1, padding=0,
         result = cuda.device_array(plan.out_shape, dtype=dtype)
 
     if total > 0:
-        _launch(cuda, plan, result,
-                _ready(cuda, host.get("x", x), dtype),
-                _ready(cuda, host.get("weight", weight), dtype),
-                (cuda.to_device(np.zeros(geometry.out_channels, dtype)) if bias is None
-                 else _ready(cuda, host.get("bias", bias), dtype)),
-                threads_per_block, max_blocks)
+        channels = plan.out_shape[-1 if plan.channels_last else (1 if plan.batched else 0)]
+        launch(cuda, plan, result,
+               _ready(cuda, host.get("x", x), dtype),
+               _ready(cuda, host.get("weight", weight), dtype),
+               (cuda.to_device(np.zeros(channels, dtype)) if bias is None
+                else _ready(cuda, host.get("bias", bias), dtype)),
+               threads_per_block, max_blocks)
 
     if out is not None:
         if out_on_device:
@@ -289,38 +322,57 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
     from .kernels import gather_kernel
 
     geometry, dtype = plan.geometry, plan.dtype
-    rank = geometry.rank
-    lift = 3 - rank
-    _compiled.ensure(("cuda", rank, dtype, plan.layout, KERNEL, KERNEL), compile_kernel,
-                     KERNEL, dtype)
-
-    # Element strides of x as (n, c, d, h, w); lifted unit dims get 0.
-    x_strides = _c_strides(tuple(x.shape))
-    if not plan.batched:
-        x_strides = (0,) + x_strides
-    if plan.channels_last:
-        s_c, s_spatial = x_strides[-1], x_strides[1:-1]
-    else:
-        s_c, s_spatial = x_strides[1], x_strides[2:]
-    strides5 = (x_strides[0], s_c) + (0,) * lift + tuple(s_spatial)
-
+    lift = 3 - geometry.rank
+    _compiled.ensure(("cuda", geometry.rank, dtype, plan.layout, KERNEL, KERNEL),
+                     compile_kernel, KERNEL, dtype)
     ones, zeros = (1,) * lift, (0,) * lift
-    in3 = ones + geometry.in_spatial
-    out3 = ones + geometry.out_spatial
-    dims = ((plan.batch, geometry.in_channels) + in3
-            + (geometry.out_channels,) + out3)
+    dims = ((plan.batch, geometry.in_channels) + ones + geometry.in_spatial
+            + (geometry.out_channels,) + ones + geometry.out_spatial)
     stride = ones + geometry.stride
     dilation = ones + geometry.dilation
     k_step = tuple(s // math.gcd(s, d) for s, d in zip(stride, dilation))
-    total = math.prod(plan.out_shape)
-    blocks, tpb = launch_config(total, threads_per_block, max_blocks)
-
-    def ints(values):
-        return tuple(int(v) for v in values)
-
+    blocks, tpb = launch_config(math.prod(plan.out_shape), threads_per_block, max_blocks)
     gather_kernel[blocks, tpb](
         x.reshape(x.size), w.reshape(w.size), bias.reshape(bias.size),
-        result.reshape(result.size), ints(strides5), ints(dims),
-        ints(ones + geometry.kernel), ints(stride), ints(dilation),
-        ints(zeros + geometry.pad_before), ints(k_step), int(geometry.groups),
+        result.reshape(result.size), _ints(_x_strides(plan, x, lift)), _ints(dims),
+        _ints(ones + geometry.kernel), _ints(stride), _ints(dilation),
+        _ints(zeros + geometry.pad_before), _ints(k_step), int(geometry.groups),
         int(plan.channels_last))
+
+
+def _x_strides(plan, x, lift):
+    """Element strides of ``x`` as (n, c, d, h, w); lifted unit dims and a
+    missing batch get 0."""
+    strides = _c_strides(tuple(x.shape))
+    if not plan.batched:
+        strides = (0,) + strides
+    if plan.channels_last:
+        s_c, s_spatial = strides[-1], strides[1:-1]
+    else:
+        s_c, s_spatial = strides[1], strides[2:]
+    return (strides[0], s_c) + (0,) * lift + tuple(s_spatial)
+
+
+def _ints(values):
+    return tuple(int(v) for v in values)
+
+
+def _launch_conv(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
+    """Launch the convolution kernel over flat views of C-contiguous arrays
+    (``plan.geometry`` is the adjoint's: conv's input is its output)."""
+    from .kernels import conv_kernel
+
+    geometry, dtype = plan.geometry, plan.dtype
+    lift = 3 - geometry.rank
+    _compiled.ensure(("cuda", geometry.rank, dtype, plan.layout, KERNEL, "conv_gather"),
+                     compile_kernel, "conv_gather", dtype)
+    ones, zeros = (1,) * lift, (0,) * lift
+    dims = ((plan.batch, geometry.out_channels) + ones + geometry.out_spatial
+            + (geometry.in_channels,) + ones + geometry.in_spatial)
+    blocks, tpb = launch_config(math.prod(plan.out_shape), threads_per_block, max_blocks)
+    conv_kernel[blocks, tpb](
+        x.reshape(x.size), w.reshape(w.size), bias.reshape(bias.size),
+        result.reshape(result.size), _ints(_x_strides(plan, x, lift)), _ints(dims),
+        _ints(ones + geometry.kernel), _ints(ones + geometry.stride),
+        _ints(ones + geometry.dilation), _ints(zeros + geometry.pad_before),
+        int(geometry.groups), int(plan.channels_last), PADDING_MODES.index(plan.padding_mode))

@@ -130,3 +130,73 @@ def gather_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation,
             x_d -= xs_d
             w_d += ks_d * w_kd
         out[t] = acc
+
+
+@cuda.jit(device=True, inline="always")
+def _padded_source(t, size, mode):
+    """The element that position ``t`` of an array of ``size`` padded in
+    ``mode`` (0 zeros, 1 circular, 2 reflect, 3 replicate) holds, or -1 for
+    a zero: what ``torch.nn.functional.pad`` copies there."""
+    if 0 <= t < size:
+        return t
+    if mode == 0:
+        return -1
+    if mode == 1:
+        return t % size
+    if mode == 2:
+        return -t if t < 0 else 2 * (size - 1) - t
+    return 0 if t < 0 else size - 1
+
+
+@cuda.jit(cache=True, fastmath=FASTMATH)
+def conv_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation, pad, groups,
+                channels_last, mode):
+    """Convolution (cross-correlation), one output element per thread
+    iteration, reading the padded input through :func:`_padded_source`.
+
+    Arguments as for :func:`gather_kernel`, with ``w`` 1-D C-contiguous
+    ``(C_out, C_in/groups, KD, KH, KW)``, ``dims`` ``(N, C_in, ID, IH, IW,
+    C_out, OD, OH, OW)`` and ``mode`` the padding mode's code. Padding zeros
+    are multiplied like any input (``0 * inf`` is NaN, as the definition
+    says); the taps run in a fixed order, so results are deterministic.
+    """
+    n_batch, c_in, i_d, i_h, i_w, c_out, o_d, o_h, o_w = dims
+    s_n, s_c, s_d, s_h, s_w = x_strides
+    k_d, k_h, k_w = kernel
+    c_in_g = c_in // groups
+    c_out_g = c_out // groups
+    total = n_batch * c_out * o_d * o_h * o_w
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        if channels_last:
+            co = t % c_out
+            r = t // c_out
+            ow = r % o_w
+            r = r // o_w
+            oh = r % o_h
+            r = r // o_h
+            od = r % o_d
+            n = r // o_d
+        else:
+            ow = t % o_w
+            r = t // o_w
+            oh = r % o_h
+            r = r // o_h
+            od = r % o_d
+            r = r // o_d
+            co = r % c_out
+            n = r // c_out
+        ci0 = (co // c_out_g) * c_in_g
+        acc = bias[co]
+        for kd in range(k_d):
+            sd = _padded_source(od * stride[0] + kd * dilation[0] - pad[0], i_d, mode)
+            for kh in range(k_h):
+                sh = _padded_source(oh * stride[1] + kh * dilation[1] - pad[1], i_h, mode)
+                for kw in range(k_w):
+                    sw = _padded_source(ow * stride[2] + kw * dilation[2] - pad[2], i_w, mode)
+                    inside = sd >= 0 and sh >= 0 and sw >= 0
+                    at = n * s_n + sd * s_d + sh * s_h + sw * s_w
+                    tap = (kd * k_h + kh) * k_w + kw
+                    for ci in range(c_in_g):
+                        value = x[at + (ci0 + ci) * s_c] if inside else 0
+                        acc += value * w[(co * c_in_g + ci) * k_d * k_h * k_w + tap]
+        out[t] = acc

@@ -363,7 +363,7 @@ ERROR_CASES = [
     ("x_rank", (2, 3, 3), (2, 1, 2, 2, 2), {}),
     ("weight_rank", (1, 2, 3), (2, 1), {}),
     ("data_format", (1, 2, 3, 3), (2, 1, 2, 2), dict(data_format="NCHW")),
-    ("padding_mode", (1, 2, 3, 3), (2, 1, 2, 2), dict(padding_mode="reflect")),
+    ("padding_mode", (1, 2, 3, 3), (2, 1, 2, 2), dict(padding_mode="wrap")),
     ("output_size_unreachable", (1, 2, 3, 3), (2, 1, 2, 2), dict(stride=2, output_size=(9, 6))),
     ("no_output_left", (1, 2, 2, 2), (2, 1, 2, 2), dict(padding=2)),
     ("tuple_length", (1, 2, 3, 3), (2, 1, 2, 2), dict(dilation=(1, 2, 3))),
@@ -471,3 +471,40 @@ def test_torch_cuda_tensor_in(rng):
     got = numba_deconv.conv_transpose(torch.as_tensor(x, device="cuda"), w, b, **kwargs)
     assert _is_device(got)
     assert_close(got, _cpu(x, w, b, **kwargs))
+
+
+# --- conv --------------------------------------------------------------------
+
+CONV_CASES = [
+    # x shape, weight shape (C_out, C_in/groups, *k), keyword arguments
+    ((2, 3, 9), (4, 3, 3), dict(stride=2, padding=1)),
+    ((1, 4, 6, 5), (2, 2, 3, 2), dict(stride=(2, 1), dilation=(1, 2), groups=2,
+                                      padding=((1, 2), (0, 1)))),
+    ((1, 2, 4, 3, 5), (3, 2, 2, 2, 3), dict(stride=2, padding="same")),
+]
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular", "reflect", "replicate"])
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_CASES)
+def test_conv_matches_cpu(x_shape, w_shape, kwargs, dtype, data_format, padding_mode, rng):
+    """The conv kernel reads the padded input in every mode and layout, as
+    the CPU path (checked against PyTorch and the oracle) computes it."""
+    x = random_array(rng, x_shape, dtype)
+    if data_format == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[0],), dtype)
+    kwargs = dict(kwargs, data_format=data_format, padding_mode=padding_mode)
+    expected = numba_deconv.conv(x, w, b, device="cpu", **kwargs)
+    assert_close(numba_deconv.conv(x, w, b, device="cuda", **kwargs), expected)
+    got = numba_deconv.conv(cuda.to_device(x), cuda.to_device(w), b, **kwargs)
+    assert _is_device(got)
+    assert_close(got, expected)
+
+
+def test_conv_transpose_padding_modes_stay_on_the_cpu():
+    with pytest.raises(NotImplementedError, match="padding_mode='reflect' has no CUDA kernel"):
+        numba_deconv.conv_transpose(np.ones((1, 1, 4)), np.ones((1, 1, 3)), padding=1,
+                                    padding_mode="reflect", device="cuda")
