@@ -152,6 +152,11 @@ def _kernel_size(kernel_size, x, grad_output):
             f"*spatial) or both unbatched")
     if isinstance(kernel_size, (tuple, list)):
         rank = len(kernel_size)
+        if x.ndim not in (rank + 1, rank + 2):
+            raise ValueError(
+                f"kernel_size={kernel_size!r} has {rank} entries, one per spatial dim, so "
+                f"x needs {rank + 2} dims (batched) or {rank + 1} (unbatched); x has "
+                f"shape {x.shape}")
     else:
         rank = x.ndim - 2  # an int: batched inputs
     if rank < 1:
@@ -202,10 +207,14 @@ def _correlate(a, src, kernel, stride, dilation, groups):
     c_s = src.shape[1]
     out = a.shape[2:]
     positions = int(np.prod(out))
-    # (groups, Ca/groups, N*O): the left factor of every tap's product.
+    # (groups, Ca/groups, N*O): the left factor of every tap's product,
+    # conjugated once: sum a * conj(src) = conj(sum conj(a) * src).
     left = np.ascontiguousarray(
         a.reshape(n, groups, c_a // groups, positions).transpose(1, 2, 0, 3)
     ).reshape(groups, c_a // groups, n * positions)
+    complex_data = a.dtype.kind == "c"
+    if complex_data:
+        left = left.conj()
     grad = np.zeros((groups, c_a // groups, c_s // groups) + tuple(kernel), a.dtype)
     for tap in itertools.product(*(range(k) for k in kernel)):
         window = (slice(None), slice(None)) + tuple(
@@ -217,8 +226,7 @@ def _correlate(a, src, kernel, stride, dilation, groups):
         right = np.ascontiguousarray(
             part.reshape(n, groups, c_s // groups, positions).transpose(1, 2, 0, 3)
         ).reshape(groups, c_s // groups, n * positions)
-        if right.dtype.kind == "c":
-            np.conjugate(right, out=right)
         with np.errstate(invalid="ignore", over="ignore"):
             grad[(slice(None),) * 3 + tap] = np.matmul(left, right.swapaxes(1, 2))
-    return grad.reshape((c_a, c_s // groups) + tuple(kernel))
+    grad = grad.reshape((c_a, c_s // groups) + tuple(kernel))
+    return grad.conj() if complex_data else grad

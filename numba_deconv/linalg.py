@@ -41,7 +41,7 @@ def as_linear_operator(weight, input_shape, *, forward="conv_transpose", dtype=N
     forward : {"conv_transpose", "conv"}
     dtype : dtype, optional
         The dtype to compute in (default: the weight's working dtype,
-        float64 for integer weights); promoted with the weight's.
+        float64 for integer weights); the weight is cast to it.
     **kwargs
         The forward function's arguments: ``stride``, ``padding``,
         ``dilation``, ``groups``, ``padding_mode``, ``data_format``, and for
@@ -87,8 +87,11 @@ def as_linear_operator(weight, input_shape, *, forward="conv_transpose", dtype=N
         input_shape = tuple(int(v) for v in input_shape)
     except (TypeError, ValueError):
         raise TypeError(f"input_shape={input_shape!r} must be a sequence of ints") from None
-    dtype = working_dtype(weight.dtype if dtype is None
-                          else np.result_type(weight.dtype, np.dtype(dtype)))
+    dtype = working_dtype(weight.dtype if dtype is None else np.dtype(dtype))
+    if weight.dtype.kind == "c" and dtype.kind != "c":
+        raise TypeError(
+            f"dtype={dtype} would drop the imaginary part of the complex weight; use a "
+            f"complex dtype")
     weight = np.ascontiguousarray(weight, dtype=dtype)
     adjoint_weight = weight.conj() if dtype.kind == "c" else weight
     args = {name: kwargs.get(name, _DEFAULTS[name]) for name in _ARGS[forward]}
