@@ -578,7 +578,6 @@ def conv_weight_grad_ref(x, grad_output, kernel_size, *, stride, dilation,
     with np.errstate(invalid="ignore", over="ignore"):
         for g in range(groups):
             cin = slice(g * cin_g, (g + 1) * cin_g)
-            cout = slice(g * cout_g, (g + 1) * cout_g)
             for kk in np.ndindex(*kernel_size):
                 xs = np.conj(_tap_view(xpad, kk, stride, dilation,
                                        out_spatial)[:, cin])   # (N, cin_g, *O)
