@@ -9,18 +9,12 @@ import time
 
 import numpy as np
 
-from . import THREADS
-from ._common import CASES, CaseBenchmark, conv_kwargs, make_inputs, workspace_bytes
+from ._common import CASES, CaseBenchmark, conv_kwargs, make_inputs, public_function, \
+    workspace_bytes
 
 
 def _conv_transpose():
-    try:
-        import numba
-        from numba_deconv import conv_transpose
-    except ImportError as e:
-        raise NotImplementedError(f"numba_deconv.conv_transpose: {e}") from None
-    numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
-    return conv_transpose
+    return public_function("conv_transpose")
 
 
 class ConvTranspose(CaseBenchmark):

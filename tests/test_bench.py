@@ -16,9 +16,11 @@ import time
 import numpy as np
 import pytest
 
+import numba_deconv
 from numba_deconv import bench
 from numba_deconv.bench import harness
-from reference import reference
+from reference import (conv_reference, conv_transpose_weight_grad_ref, conv_weight_grad_ref,
+                       reference)
 
 CASES = {c.name: c for c in bench.load_cases()}
 INSTALLED = [p for p in bench.PEERS if importlib.util.find_spec(p) is not None]
@@ -397,12 +399,180 @@ def test_add_parser():
     assert a.dtype == ["float64"]
     assert a.peers == ["torch", "tensorflow"]
     assert a.min_time == 0.5 and a.plot == "x.png" and a.threads == 2
+    assert a.op == "conv_transpose"
     assert p.parse_args(["bench", "--peers", "none"]).peers == []
     assert p.parse_args(["bench"]).peers == list(bench.PEERS)
+    for op in bench.OPS:
+        assert p.parse_args(["bench", "--op", op]).op == op
     with pytest.raises(SystemExit):
         p.parse_args(["bench", "--peers", "caffe"])
+    with pytest.raises(SystemExit):
+        p.parse_args(["bench", "--op", "deconv"])
 
 
 def test_cli_unknown_case_is_a_clear_error(capsys):
     assert bench.main(["--case", "nope", "--peers", "none"]) == 2
     assert "unknown bench case" in capsys.readouterr().err
+
+
+# -- the ops: conv and the weight gradients --------------------------------------
+
+OTHER_OPS = [op for op in bench.OPS if op != "conv_transpose"]
+
+
+def test_ops_and_their_adapters():
+    assert list(bench.OPS) == ["conv_transpose", "conv", "conv_weight_grad",
+                               "conv_transpose_weight_grad"]
+    assert set(bench.ADAPTERS) == set(bench.OPS)
+    for op in ("conv_transpose", "conv"):
+        assert set(bench.ADAPTERS[op]) == {bench.OURS, *bench.PEERS}
+    for op in ("conv_weight_grad", "conv_transpose_weight_grad"):
+        assert set(bench.ADAPTERS[op]) == {bench.OURS, "torch"}
+    c = CASES["tiny_seed"]
+    x, w = bench.make_inputs(c, "float32", op="conv_weight_grad")
+    with pytest.raises(bench.NotApplicable, match="no conv_weight_grad adapter for jax"):
+        bench.build_call("jax", c, x, w, op="conv_weight_grad")
+    with pytest.raises(ValueError, match="unknown op 'deconv'"):
+        bench.build_call(bench.OURS, c, x, w, op="deconv")
+    with pytest.raises(ValueError, match="unknown op 'deconv'"):
+        bench.run(["tiny_seed"], None, [], op="deconv", progress=None)
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=lambda c: c.name)
+def test_op_shapes_round_trip(case):
+    """conv runs each case in the direction whose adjoint the case is: the
+    conv maps the case's output size back to its input size, with the same
+    weight read as conv's (C_out, C_in/groups, *k)."""
+    x, w, y = case.x_shape, case.weight_shape, case.out_shape
+    assert case.conv_spatial == case.spatial
+    assert case.shapes() == (x, w, y)
+    assert case.shapes("conv") == (y, w, x)
+    assert case.shapes("conv_weight_grad") == (y, x, w)
+    assert case.shapes("conv_transpose_weight_grad") == (x, y, w)
+    conv_kw = case.kwargs("conv")
+    assert conv_kw == {k: v for k, v in case.kwargs().items() if k != "output_padding"}
+    assert case.kwargs("conv_weight_grad") == dict(conv_kw, kernel_size=(case.kernel,) * case.rank)
+    assert case.kwargs("conv_transpose_weight_grad") == dict(
+        case.kwargs(), kernel_size=(case.kernel,) * case.rank)
+    # The library agrees (an empty batch: shapes only).
+    dt = case.dtype
+    empty_y, empty_x = np.zeros((0,) + y[1:], dt), np.zeros((0,) + x[1:], dt)
+    assert numba_deconv.conv(empty_y, np.zeros(w, dt), **conv_kw).shape == (0,) + x[1:]
+    assert numba_deconv.conv_weight_grad(
+        empty_y, empty_x, **case.kwargs("conv_weight_grad")).shape == w
+    small = dataclasses.replace(case, N=1)
+    for op in bench.OPS:
+        inputs = bench.make_inputs(small, dt, op=op)
+        assert tuple(a.shape for a in inputs) == small.shapes(op)[:2]
+
+
+def test_a_case_conv_cannot_map_back_is_not_applicable():
+    # output_padding 1 >= stride 1 (allowed by dilation 2): 5 -> 10 -> 6
+    c = bench.Case("no_rt", 1, 2, 2, (5,), 3, dilation=2, output_padding=1)
+    assert c.out_spatial == (10,) and c.conv_spatial == (6,)
+    assert c.shapes("conv_transpose_weight_grad") == (c.x_shape, c.out_shape, c.weight_shape)
+    for op in ("conv", "conv_weight_grad"):
+        with pytest.raises(ValueError, match=r"maps the output size \[10\] to \[6\]"):
+            c.shapes(op)
+        with pytest.raises(bench.NotApplicable, match="output_padding >= stride"):
+            bench.build_call(bench.OURS, c, *bench.make_inputs(c), op=op)
+
+
+def _op_reference(op, case, a, b):
+    r = case.rank
+    per_dim = dict(stride=(case.stride,) * r, dilation=(case.dilation,) * r,
+                   pad_before=(case.padding,) * r, pad_after=(case.padding,) * r,
+                   groups=case.groups)
+    if op == "conv":
+        return conv_reference(a, b, **case.kwargs(op))
+    if op == "conv_weight_grad":
+        return conv_weight_grad_ref(a, b, (case.kernel,) * r, **per_dim)
+    return conv_transpose_weight_grad_ref(a, b, (case.kernel,) * r, **per_dim,
+                                          output_padding=(case.output_padding,) * r)
+
+
+@pytest.mark.usefixtures("restore_library_settings")
+@pytest.mark.parametrize("op, lib", [(op, lib) for op in OTHER_OPS for lib in bench.ADAPTERS[op]
+                                     if lib == bench.OURS or lib in INSTALLED])
+@pytest.mark.parametrize("case", SMALL, ids=lambda c: c.name)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_op_call_matches_reference(op, lib, case, dtype):
+    """Each library's conv and weight-gradient call, as the bench makes it,
+    computes the operation on the op's inputs."""
+    bench.setup_library(lib, threads=1)
+    a, b = bench.make_inputs(case, dtype, seed=1, op=op)
+    try:
+        call, to_numpy = bench.build_call(lib, case, a, b, threads=1, op=op)
+    except bench.NotApplicable as e:
+        assert lib == "onnxruntime" and dtype == "float64", e
+        return
+    y = to_numpy(call())
+    ref = _op_reference(op, case, a, b)
+    assert y.shape == case.shapes(op)[2] == ref.shape
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+def test_cli_runs_conv_against_torch(tmp_path, capsys):
+    if "torch" not in INSTALLED:
+        pytest.skip("torch not installed")
+    out = tmp_path / "conv.json"
+    assert bench.main(["--op", "conv", "--case", "tiny_seed", "--peers", "torch", "--quiet",
+                       "--min-time", "0.01", "--no-gemm", "--no-memory",
+                       "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Operation: conv (") and "| tiny_seed" in text
+    assert "mismatch" not in text and "error" not in text
+    report = json.loads(out.read_text())
+    assert report["op"] == "conv"
+    (row,) = report["rows"]
+    assert row["flops"] == CASES["tiny_seed"].flops
+    torch_result = row["results"]["torch"]
+    assert torch_result["status"] == "ok", torch_result["reason"]
+    assert torch_result["max_err"] <= 1e-6     # the outputs were compared
+    assert row["best_peer"] == "torch" and row["speedup"] > 0
+
+
+def test_run_weight_grad_leaves_out_peers_without_an_adapter():
+    peers = [p for p in ("torch", "jax") if p in INSTALLED]
+    report = bench.run(["tiny_seed"], None, peers, op="conv_transpose_weight_grad",
+                       min_time=0.01, gemm=False, memory=False, progress=None)
+    assert report.op == "conv_transpose_weight_grad"
+    assert report.libs == [bench.OURS] + [p for p in peers if p == "torch"]
+    (row,) = report.rows
+    for lib in report.libs:
+        assert row.results[lib].status == "ok", row.results[lib].reason
+    if "torch" in peers:
+        assert row.results["torch"].max_err <= 1e-6
+    assert "Operation: conv_transpose_weight_grad" in bench.format_table(report)
+
+
+def test_verify_catches_a_wrong_weight_gradient(tmp_path):
+    case = CASES["unet_2d"]
+    row = bench.Row(case, "float32")
+    for lib in (bench.OURS, "torch"):
+        row.results[lib] = bench.Result("ok", bench.Timing(1e-3, 1e-3, 5, 1))
+    g = np.random.default_rng(0).uniform(-1, 1, case.weight_shape).astype(np.float32)
+    base = str(tmp_path / "y0")
+    np.save(base + ".numba_deconv.npy", g)
+    np.save(base + ".torch.npy", np.swapaxes(g, -1, -2))   # kernel taps transposed
+    harness._verify(row, base, [bench.OURS, "torch"])
+    assert row.results["torch"].status == "mismatch"
+
+
+def test_asv_inputs_are_the_bench_inputs(monkeypatch):
+    """benchmarks/_common.py (which must not import the bench helpers) makes
+    the same inputs and keyword arguments as the bench for every op."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))   # it sets thread variables
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), ".."))
+    common = pytest.importorskip("benchmarks._common")
+    table = {d["name"]: d for d in json.load(open(os.path.join(
+        os.path.dirname(bench.cases.__file__), "cases.json")))["cases"]}
+    for name in ("tiny_seed", "vol_3d", "depthwise_2d"):
+        case, entry = CASES[name], dict(table[name], N=1)
+        small = dataclasses.replace(case, N=1)
+        for op in bench.OPS:
+            assert common.conv_kwargs(entry, op) == small.kwargs(op)
+            for mine, theirs in zip(common.make_inputs(entry, "float32", 3, op),
+                                    bench.make_inputs(small, "float32", 3, op)):
+                np.testing.assert_array_equal(mine, theirs)

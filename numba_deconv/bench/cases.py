@@ -1,4 +1,5 @@
-"""The case table: :class:`Case`, loading and selecting cases, flops, inputs."""
+"""The case table: :class:`Case`, loading and selecting cases, flops, inputs;
+the operations a case can be run as (:data:`OPS`)."""
 
 import dataclasses
 import json
@@ -9,6 +10,35 @@ import numpy as np
 
 DTYPES = ("float32", "float64")
 _TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """How a case is run as one operation: the two inputs and the result are
+    three of the case's shapes (``"x"``: ``(N, C_in, *spatial)``, ``"w"``:
+    the weight ``(C_in, C_out/groups, *k)``, ``"y"``: the transposed
+    convolution's output ``(N, C_out, *out_spatial)``); ``params`` are the
+    case's keyword arguments the function takes."""
+
+    inputs: tuple
+    result: str
+    params: tuple
+    about: str
+
+
+_CT = ("stride", "padding", "output_padding", "dilation", "groups")
+_CONV = ("stride", "padding", "dilation", "groups")
+OPS = {
+    "conv_transpose": Op(("x", "w"), "y", _CT, "conv_transpose(x, weight)"),
+    "conv": Op(("y", "w"), "x", _CONV,
+               "conv(y, weight): the adjoint direction, the case's output back "
+               "to its input size"),
+    "conv_weight_grad": Op(("y", "x"), "w", ("kernel_size",) + _CONV,
+                           "conv_weight_grad(y, grad of x): the weight "
+                           "gradient of that conv"),
+    "conv_transpose_weight_grad": Op(("x", "y"), "w", ("kernel_size",) + _CT,
+                                     "conv_transpose_weight_grad(x, grad of y)"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,16 +133,42 @@ class Case:
         return (self.N, self.C_out) + self.out_spatial
 
     @property
+    def conv_spatial(self) -> tuple:
+        """The size ``conv`` with the case's arguments makes of
+        ``out_spatial``: ``spatial`` again unless ``output_padding >= stride``."""
+        k, s, p, d = self.kernel, self.stride, self.padding, self.dilation
+        return tuple((o + 2 * p - d * (k - 1) - 1) // s + 1 for o in self.out_spatial)
+
+    def shapes(self, op="conv_transpose") -> tuple:
+        """``(first input, second input, result)`` shapes of ``op`` on this
+        case; ``ValueError`` when the case cannot be run as ``op`` (a conv
+        that does not map the output size back to the input size)."""
+        o = _op(op)
+        if o.inputs[0] == "y" and self.conv_spatial != self.spatial:   # conv of y
+            raise ValueError(
+                f"{op} of {self.name}: conv maps the output size "
+                f"{list(self.out_spatial)} to {list(self.conv_spatial)}, not to "
+                f"the input size {list(self.spatial)} (output_padding >= stride)")
+        named = {"x": self.x_shape, "w": self.weight_shape, "y": self.out_shape}
+        return tuple(named[k] for k in o.inputs + (o.result,))
+
+    @property
     def flops(self) -> int:
-        """Useful flops of one call: 2 per real multiply-add."""
+        """Useful flops of one call: 2 per real multiply-add (the same for
+        every op of :data:`OPS`)."""
         return flop_count(self.N, self.C_in, self.C_out, self.groups,
                           (self.kernel,) * self.rank, self.spatial)
 
-    def kwargs(self) -> dict:
-        """Keyword arguments of ``conv_transpose`` for this case."""
-        return dict(stride=self.stride, padding=self.padding,
-                    output_padding=self.output_padding,
-                    dilation=self.dilation, groups=self.groups)
+    def kwargs(self, op="conv_transpose") -> dict:
+        """Keyword arguments of ``numba_deconv.<op>`` for this case."""
+        return {k: (self.kernel,) * self.rank if k == "kernel_size" else getattr(self, k)
+                for k in _op(op).params}
+
+
+def _op(name) -> Op:
+    if name not in OPS:
+        raise ValueError(f"unknown op {name!r}; choose from {', '.join(OPS)}")
+    return OPS[name]
 
 
 def flop_count(N, C_in, C_out, groups, kernel, in_spatial) -> int:
@@ -189,9 +245,9 @@ def select_cases(cases, names=None, dtypes=None) -> list:
     return pairs
 
 
-def make_inputs(case: Case, dtype="float32", seed=0):
-    """Deterministic ``(x, weight)`` for ``case``, uniform in [-1, 1)."""
+def make_inputs(case: Case, dtype="float32", seed=0, op="conv_transpose"):
+    """Deterministic inputs of ``op`` for ``case`` (``(x, weight)`` for
+    ``conv_transpose``), uniform in [-1, 1)."""
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, case.x_shape).astype(dtype)
-    w = rng.uniform(-1, 1, case.weight_shape).astype(dtype)
-    return x, w
+    return tuple(rng.uniform(-1, 1, shape).astype(dtype)
+                 for shape in case.shapes(op)[:2])

@@ -4,12 +4,13 @@ import argparse
 import json
 import sys
 
-from .cases import DTYPES
+from .cases import DTYPES, OPS
 from .harness import run
 from .peers import PEERS
 from .report import format_table, plot
 
-DESCRIPTION = ("Benchmark conv_transpose against PyTorch, ONNX Runtime, "
+DESCRIPTION = ("Benchmark conv_transpose (or --op conv, conv_weight_grad, "
+               "conv_transpose_weight_grad) against PyTorch, ONNX Runtime, "
                "TensorFlow and JAX.")
 _ALIASES = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime",
             "tf": "tensorflow"}
@@ -29,6 +30,10 @@ def _peer_list(text):
 
 def configure_parser(p):
     """Add the bench options to an ``argparse`` parser."""
+    p.add_argument("--op", choices=list(OPS), default="conv_transpose",
+                   help="the operation to time on the cases (default conv_transpose); "
+                        "conv runs the convolution whose adjoint each case is, the "
+                        "weight gradients are compared with PyTorch only")
     p.add_argument("--case", nargs="+", action="extend", metavar="NAME",
                    help="cases of the table to run (default: all); repeatable")
     p.add_argument("--case-file", metavar="FILE.json",
@@ -67,8 +72,9 @@ def configure_parser(p):
 def add_parser(subparsers):
     """Register the ``bench`` subcommand on an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
-        "bench", help="time conv_transpose against PyTorch, ONNX Runtime, "
-                      "TensorFlow and JAX on the standard workloads",
+        "bench", help="time conv_transpose (or conv, or a weight gradient) against "
+                      "PyTorch, ONNX Runtime, TensorFlow and JAX on the standard "
+                      "workloads",
         description=DESCRIPTION)
     return configure_parser(p)
 
@@ -86,7 +92,7 @@ def run_from_args(args) -> int:
         print("error: --threads must be at least 1", file=sys.stderr)
         return 2
     try:
-        report = run(args.case, args.dtype, args.peers, min_time=args.min_time,
+        report = run(args.case, args.dtype, args.peers, op=args.op, min_time=args.min_time,
                      repeat=args.repeat, threads=args.threads, gemm=args.gemm,
                      gemm_size=args.gemm_size, memory=args.memory,
                      rounds=args.rounds, case_file=args.case_file,

@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from .cases import Case, load_cases, make_inputs, select_cases
-from .peers import OURS, PEER_LABELS, PEERS, NotApplicable, build_call, first_line, \
-    setup_library
+from .cases import OPS, Case, load_cases, make_inputs, select_cases
+from .peers import ADAPTERS, OURS, PEER_LABELS, PEERS, NotApplicable, build_call, \
+    first_line, setup_library
 from .report import Report, Result, Row, cell, machine_description
 
 # Relative tolerance (of the largest |output|) for "the peer agrees with us".
@@ -154,10 +154,11 @@ def worker_main(lib, spec_path):
     def load(item):
         return Case.from_dict(item["case"]), np.load(item["x"]), np.load(item["w"])
 
+    op = spec.get("op", "conv_transpose")
     for item in spec["items"]:
         res = {"event": "result", "id": item["id"]}
         try:
-            call, to_numpy = build_call(lib, *load(item), threads)
+            call, to_numpy = build_call(lib, *load(item), threads, op=op)
             np.save(item["out"] + f".{lib}.npy", to_numpy(call()))
             res["timing"] = measure(call, min_time=spec["min_time"],
                                     repeat=spec["repeat"]).to_dict()
@@ -175,7 +176,7 @@ def worker_main(lib, spec_path):
         # which would slow the calls timed after it.
         for item in spec["items"]:
             with contextlib.suppress(Exception):
-                call, _ = build_call(lib, *load(item), threads)
+                call, _ = build_call(lib, *load(item), threads, op=op)
                 _emit({"event": "workspace", "id": item["id"],
                        "bytes": workspace_bytes(call)})
     return 0
@@ -265,13 +266,14 @@ def _progress(msg, stream):
         stream.flush()
 
 
-def run(cases=None, dtypes=None, peers=PEERS, *, min_time=1.0, repeat=None,
-        threads=2, gemm=True, gemm_size=2048, memory=True, rounds=1,
+def run(cases=None, dtypes=None, peers=PEERS, *, op="conv_transpose", min_time=1.0,
+        repeat=None, threads=2, gemm=True, gemm_size=2048, memory=True, rounds=1,
         progress=sys.stderr, case_file=None, timeout=1800) -> Report:
-    """Run the benchmark and return a :class:`Report`.
+    """Run the benchmark of ``op`` (one of :data:`OPS`) and return a :class:`Report`.
 
     ``cases`` are case names (default all), ``dtypes`` as in
-    :func:`select_cases`, ``peers`` a subset of :data:`PEERS`. With
+    :func:`select_cases`, ``peers`` a subset of :data:`PEERS` (those without
+    an adapter for ``op`` in :data:`ADAPTERS` are left out). With
     ``rounds > 1`` every library is run that many times, the libraries
     interleaved, and each keeps its fastest median: on a shared machine a
     burst of load then hurts no library alone.
@@ -279,9 +281,14 @@ def run(cases=None, dtypes=None, peers=PEERS, *, min_time=1.0, repeat=None,
     bad = [p for p in peers if p not in PEERS]
     if bad:
         raise ValueError(f"unknown peer {bad[0]!r}; choose from {', '.join(PEERS)}")
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; choose from {', '.join(OPS)}")
+    skipped = [PEER_LABELS[p] for p in peers if p not in ADAPTERS[op]]
+    if skipped:
+        _progress(f"{op}: no adapter for {', '.join(skipped)} (not run)", progress)
     pairs = select_cases(load_cases(case_file), cases, dtypes)
     rows = [Row(c, dt) for c, dt in pairs]
-    libs = [OURS, *peers]
+    libs = [OURS, *(p for p in peers if p in ADAPTERS[op])]
     versions = {}
     gemm_gflops = None
     tmp = tempfile.mkdtemp(prefix="numba_deconv_bench_")
@@ -289,7 +296,11 @@ def run(cases=None, dtypes=None, peers=PEERS, *, min_time=1.0, repeat=None,
         items = []
         for i, (c, dt) in enumerate(pairs):
             item = {"id": i, "case": c.to_dict(), "out": os.path.join(tmp, f"y{i}")}
-            for key, a in zip("xw", make_inputs(c, dt, seed=i)):
+            try:
+                inputs = make_inputs(c, dt, seed=i, op=op)
+            except ValueError:   # the case cannot be run as op: every worker says n/a
+                inputs = make_inputs(c, dt, seed=i)
+            for key, a in zip("xw", inputs):
                 item[key] = os.path.join(tmp, f"{key}{i}.npy")
                 np.save(item[key], a)
             items.append(item)
@@ -300,7 +311,7 @@ def run(cases=None, dtypes=None, peers=PEERS, *, min_time=1.0, repeat=None,
                 if rnd and versions.get(lib, "") is None:
                     continue   # not installed: no point asking again
                 # Our memory once, in the first round (later rounds keep it).
-                spec = {"items": items, "threads": threads, "min_time": min_time,
+                spec = {"items": items, "op": op, "threads": threads, "min_time": min_time,
                         "repeat": repeat, "gemm": gemm and lib == OURS,
                         "gemm_size": gemm_size, "memory": memory and lib == OURS and not rnd}
                 spec_path = os.path.join(tmp, f"spec_{lib}.json")
@@ -312,7 +323,7 @@ def run(cases=None, dtypes=None, peers=PEERS, *, min_time=1.0, repeat=None,
             _verify(row, item["out"], libs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Report(rows, libs, versions, gemm_gflops, threads, machine_description())
+    return Report(rows, libs, versions, gemm_gflops, threads, machine_description(), op)
 
 
 def _absorb(ev, lib, rows, versions, progress, gemm_gflops):

@@ -5,6 +5,7 @@ import dataclasses
 import os
 import platform
 
+from .cases import OPS
 from .peers import OURS, PEER_LABELS
 
 
@@ -63,6 +64,7 @@ class Report:
     gemm_gflops: float | None
     threads: int
     machine: str
+    op: str = "conv_transpose"
 
     def to_dict(self):
         rows = [{"case": row.case.name, "dtype": row.dtype, "flops": row.case.flops,
@@ -72,7 +74,7 @@ class Report:
                              for lib, r in row.results.items()},
                  "best_peer": row.best_peer()[0], "speedup": row.speedup()}
                 for row in self.rows]
-        return {"machine": self.machine, "threads": self.threads,
+        return {"op": self.op, "machine": self.machine, "threads": self.threads,
                 "gemm_gflops": self.gemm_gflops, "versions": self.versions,
                 "rows": rows}
 
@@ -143,7 +145,8 @@ def format_table(report: Report) -> str:
 
     sep = "|" + "|".join(("-" * (w + 1) + ":") if i >= 2 else "-" * (w + 2)
                          for i, w in enumerate(widths)) + "|"
-    head = [f"Machine: {report.machine}; {report.threads} threads per library, "
+    head = [f"Operation: {report.op} ({OPS[report.op].about}).",
+            f"Machine: {report.machine}; {report.threads} threads per library, "
             "each library in its own process; medians after warm-up.",
             "float32 GEMM (NumPy matmul, best of before and after ours) in this "
             f"run: {f'{gemm:.0f} GFLOP/s' if gemm else 'not measured'}.",
@@ -191,7 +194,7 @@ def plot(report: Report, path):
     ax.set_xticks(range(n))
     ax.set_xticklabels([r.label for r in report.rows], rotation=30, ha="right")
     ax.set_ylabel("median time per call (ms, log scale; lower is better)")
-    ax.set_title(f"conv_transpose, {report.threads} threads each")
+    ax.set_title(f"{report.op}, {report.threads} threads each")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
