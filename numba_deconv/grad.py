@@ -67,11 +67,8 @@ def conv_weight_grad(x, grad_output, kernel_size, *, stride=1, padding=0, dilati
     >>> numba_deconv.conv_weight_grad(x, np.ones((1, 1, 3)), 3)
     array([[[3., 6., 9.]]])
     """
-    x, grad_output = as_array("x", x), as_array("grad_output", grad_output)
-    rank, kernel = _kernel_size(kernel_size, x, grad_output)
-    c_in = _channels(x, rank, data_format)
-    c_out = _channels(grad_output, rank, data_format)
-    _check_groups(groups, c_in, c_out)
+    x, grad_output, kernel, c_in, c_out = _arguments(x, grad_output, kernel_size, groups,
+                                                     data_format)
     plan = plan_conv(x.shape, x.dtype, (c_out, c_in // groups) + kernel, grad_output.dtype,
                      None, None, stride=stride, padding=padding, dilation=dilation,
                      groups=groups, padding_mode=padding_mode, data_format=data_format)
@@ -126,11 +123,8 @@ def conv_transpose_weight_grad(x, grad_output, kernel_size, *, stride=1, padding
     >>> numba_deconv.conv_transpose_weight_grad(x, g, 3, stride=2)
     array([[[ 4.,  7., 10.]]])
     """
-    x, grad_output = as_array("x", x), as_array("grad_output", grad_output)
-    rank, kernel = _kernel_size(kernel_size, x, grad_output)
-    c_in = _channels(x, rank, data_format)
-    c_out = _channels(grad_output, rank, data_format)
-    _check_groups(groups, c_in, c_out)
+    x, grad_output, kernel, c_in, c_out = _arguments(x, grad_output, kernel_size, groups,
+                                                     data_format)
     plan = plan_call(x.shape, x.dtype, (c_in, c_out // groups) + kernel, grad_output.dtype,
                      None, None, stride=stride, padding=padding,
                      output_padding=output_padding, dilation=dilation, groups=groups,
@@ -143,6 +137,17 @@ def conv_transpose_weight_grad(x, grad_output, kernel_size, *, stride=1, padding
     # conv's weight gradient, with x as the output gradient.
     grad = _correlate(x_cf, gy_pad, g.kernel, g.stride, g.dilation, groups)
     return grad.conj() if grad.dtype.kind == "c" else grad
+
+
+def _arguments(x, grad_output, kernel_size, groups, data_format):
+    """The arrays, the kernel size as a tuple and both channel counts,
+    checked as far as they can be before the call is planned."""
+    x, grad_output = as_array("x", x), as_array("grad_output", grad_output)
+    rank, kernel = _kernel_size(kernel_size, x, grad_output)
+    c_in = _channels(x, rank, data_format)
+    c_out = _channels(grad_output, rank, data_format)
+    _check_groups(groups, c_in, c_out)
+    return x, grad_output, kernel, c_in, c_out
 
 
 def _kernel_size(kernel_size, x, grad_output):

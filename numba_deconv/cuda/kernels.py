@@ -46,6 +46,27 @@ from ..config import FASTMATH
 _taps_reaching = cuda.jit(device=True, inline="always")(_phases.taps_reaching)
 
 
+@cuda.jit(device=True, inline="always")
+def _output_position(t, c_out, o_d, o_h, o_w, channels_last):
+    """``(n, co, od, oh, ow)`` of flat output index ``t``, unravelled in the
+    output's memory order, so consecutive threads write consecutive
+    addresses in either layout."""
+    if channels_last:
+        co = t % c_out
+        r = t // c_out
+        ow = r % o_w
+        r = r // o_w
+        oh = r % o_h
+        return r // o_h // o_d, co, r // o_h % o_d, oh, ow
+    ow = t % o_w
+    r = t // o_w
+    oh = r % o_h
+    r = r // o_h
+    od = r % o_d
+    r = r // o_d
+    return r // c_out, r % c_out, od, oh, ow
+
+
 @cuda.jit(cache=True, fastmath=FASTMATH)
 def gather_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation,
                   pad, k_step, groups, channels_last):
@@ -84,24 +105,7 @@ def gather_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation,
 
     total = n_batch * c_out * o_d * o_h * o_w
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        if channels_last:
-            co = t % c_out
-            r = t // c_out
-            ow = r % o_w
-            r = r // o_w
-            oh = r % o_h
-            r = r // o_h
-            od = r % o_d
-            n = r // o_d
-        else:
-            ow = t % o_w
-            r = t // o_w
-            oh = r % o_h
-            r = r // o_h
-            od = r % o_d
-            r = r // o_d
-            co = r % c_out
-            n = r // c_out
+        n, co, od, oh, ow = _output_position(t, c_out, o_d, o_h, o_w, channels_last)
         g = co // c_out_g
         ci_lo = g * c_in_g
         ci_hi = ci_lo + c_in_g
@@ -167,24 +171,7 @@ def conv_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation, pad,
     c_out_g = c_out // groups
     total = n_batch * c_out * o_d * o_h * o_w
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        if channels_last:
-            co = t % c_out
-            r = t // c_out
-            ow = r % o_w
-            r = r // o_w
-            oh = r % o_h
-            r = r // o_h
-            od = r % o_d
-            n = r // o_d
-        else:
-            ow = t % o_w
-            r = t // o_w
-            oh = r % o_h
-            r = r // o_h
-            od = r % o_d
-            r = r // o_d
-            co = r % c_out
-            n = r // c_out
+        n, co, od, oh, ow = _output_position(t, c_out, o_d, o_h, o_w, channels_last)
         ci0 = (co // c_out_g) * c_in_g
         acc = bias[co]
         for kd in range(k_d):
