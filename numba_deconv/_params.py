@@ -171,6 +171,13 @@ def padding_pairs(padding, rank: int, in_spatial: tuple, kernel: tuple,
     return tuple(pairs), False
 
 
+def _check_groups(groups) -> None:
+    if not is_int(groups):
+        raise TypeError(f"groups={_fmt(groups)} must be an int; got {type(groups).__name__}")
+    if groups < 1:
+        raise ValueError(f"groups={groups} must be >= 1")
+
+
 def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
                      padding=0, output_padding=0, dilation=1, groups=1,
                      output_size=None) -> Geometry:
@@ -186,10 +193,7 @@ def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
     kernel = tuple(int(v) for v in weight_shape[2:])
     w_in, w_out_per_group = int(weight_shape[0]), int(weight_shape[1])
 
-    if not is_int(groups):
-        raise TypeError(f"groups={_fmt(groups)} must be an int; got {type(groups).__name__}")
-    if groups < 1:
-        raise ValueError(f"groups={groups} must be >= 1")
+    _check_groups(groups)
     if w_in != in_channels:
         raise ValueError(
             f"weight has {w_in} input channels (weight.shape[0]) but x has "
@@ -289,10 +293,7 @@ def resolve_conv_geometry(in_spatial, in_channels, weight_shape, *, stride=1, pa
     in_spatial = tuple(int(v) for v in in_spatial)
     kernel = tuple(int(v) for v in weight_shape[2:])
     c_out, c_in_per_group = int(weight_shape[0]), int(weight_shape[1])
-    if not is_int(groups):
-        raise TypeError(f"groups={_fmt(groups)} must be an int; got {type(groups).__name__}")
-    if groups < 1:
-        raise ValueError(f"groups={groups} must be >= 1")
+    _check_groups(groups)
     if c_in_per_group * groups != in_channels:
         raise ValueError(
             f"weight has {c_in_per_group} input channels per group (weight.shape[1]) "
