@@ -12,7 +12,9 @@ Strategies and their kernels (see :mod:`numba_deconv.cpu.driver`):
 
 - ``gather``: every output gathers its taps straight from ``x``:
   ``phase_tiles`` (register-tiled phase correlations), ``planes``,
-  ``rows`` and ``rows_serial``.
+  ``rows`` and ``rows_serial``; for ``conv``, ``conv_tiles`` (register
+  tiles over the input's phase planes), ``conv_planes`` and
+  ``conv_planes_serial``.
 - ``columns``: the matrix product ``cols = W^T X``, then folded into the
   output: ``column_tiles`` (register tiles, real data) or ``blas``
   (NumPy's BLAS, complex data).
@@ -34,7 +36,8 @@ from ._phases import polyphase
 from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call, plan_conv
 from .cpu import driver
 
-STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles"),
+STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
+                         "conv_planes_serial", "conv_planes", "conv_tiles"),
               "columns": ("column_tiles", "blas")}
 #: The CUDA backend's one strategy, a gather (one thread per output), and
 #: its kernels: conv_transpose's and conv's.
@@ -88,6 +91,31 @@ def choose_kernel(geometry, batch: int, dtype, threads: int) -> tuple:
     return "gather", rows, rows
 
 
+def choose_conv_kernel(geometry, batch: int, dtype, threads: int):
+    """``(strategy, kernel, fallback)`` of a ``conv`` whose adjoint has this
+    ``geometry``, or None where it runs as a sum of phases through the
+    transposed kernels: rank > 3, and complex data with channels enough for
+    BLAS's products.
+
+    Register tiles given enough channel pairs (real data), else one loop
+    per pair, on the calling thread for calls too small to wake the pool.
+    Either sums every output in the same order on any number of threads.
+    """
+    complex_data = np.dtype(dtype).kind == "c"
+    in_g = geometry.out_channels // geometry.groups  # conv's own channels
+    out_g = geometry.in_channels // geometry.groups
+    if geometry.rank > 3:
+        return None
+    if (complex_data and min(in_g, out_g) >= config.GEMM_MIN_CHANNELS
+            and math.prod(geometry.in_spatial) >= config.GEMM_MIN_POSITIONS):
+        return None
+    serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
+    if not serial and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS and not complex_data:
+        return "gather", "conv_tiles", "conv_tiles"
+    kernel = "conv_planes_serial" if serial or threads == 1 else "conv_planes"
+    return "gather", kernel, kernel
+
+
 @dataclasses.dataclass(frozen=True)
 class Route:
     """The kernel a CPU call runs and its launch tables."""
@@ -99,18 +127,11 @@ class Route:
     inner: Route | None  # rank >= 4: the route of one slice along the first dim
 
 
-@dataclasses.dataclass
-class Call:
-    """What a ``conv_transpose`` call shape derives once: its plan, the
-    geometry its kernels compute (for a padding mode, the scatter over the
-    whole padded extent, folded afterwards), and its route per thread count
-    (one for every count when the choice cannot depend on it)."""
+class _Routed:
+    """A call shape's routes per thread count (under None, one for every
+    count when the choice cannot depend on it), planned as first needed."""
 
-    plan: CallPlan
-    geometry: Geometry
-    no_bias: np.ndarray  # zeros, the bias when none is given (never written)
-    out_bytes: int  # of the channels-first result of the kernels
-    routes: dict  # thread count (or None: any) -> Route
+    routes: dict
 
     def route(self) -> Route:
         any_count = self.routes.get(None)
@@ -119,8 +140,24 @@ class Call:
         threads = numba.get_num_threads()
         route = self.routes.get(threads)
         if route is None:
-            route = self.routes[threads] = _route(self.plan, self.geometry, threads)
+            route = self.routes[threads] = self._plan_route(threads)
         return route
+
+
+@dataclasses.dataclass
+class Call(_Routed):
+    """What a ``conv_transpose`` call shape derives once: its plan, the
+    geometry its kernels compute (for a padding mode, the scatter over the
+    whole padded extent, folded afterwards), and its routes."""
+
+    plan: CallPlan
+    geometry: Geometry
+    no_bias: np.ndarray  # zeros, the bias when none is given (never written)
+    out_bytes: int  # of the channels-first result of the kernels
+    routes: dict  # thread count (or None: any) -> Route
+
+    def _plan_route(self, threads: int) -> Route:
+        return _route(self.plan, self.geometry, threads)
 
 
 class ConvPhase(typing.NamedTuple):
@@ -134,13 +171,19 @@ class ConvPhase(typing.NamedTuple):
 
 
 @dataclasses.dataclass
-class ConvCall:
-    """What a ``conv`` call shape derives once."""
+class ConvCall(_Routed):
+    """What a ``conv`` call shape derives once: its plan, and either its
+    routes to the ``conv`` kernels or, where :func:`choose_conv_kernel`
+    says so, its phases."""
 
     plan: CallPlan
-    phases: list  # of ConvPhase, in a fixed order
+    phases: list | None  # of ConvPhase, in a fixed order; None: the conv kernels
     no_bias: np.ndarray
     out_bytes: int
+    routes: dict
+
+    def _plan_route(self, threads: int) -> Route:
+        return _conv_route(self.plan, threads)
 
 
 def _route(plan: CallPlan, geometry, threads: int) -> Route:
@@ -150,6 +193,19 @@ def _route(plan: CallPlan, geometry, threads: int) -> Route:
     strategy, kernel, fallback = choose_kernel(geometry, plan.batch, plan.dtype, threads)
     variant = ("cpu", plan.geometry.rank, plan.dtype, plan.layout, strategy)
     launch = driver.plan_launch(geometry, plan.batch, plan.dtype.itemsize, kernel, threads)
+    return Route(variant, kernel, fallback, launch, None)
+
+
+def _conv_route(plan: CallPlan, threads: int) -> Route:
+    g = plan.geometry  # the adjoint's
+    strategy, kernel, fallback = choose_conv_kernel(g, plan.batch, plan.dtype, threads)
+    variant = ("cpu", g.rank, plan.dtype, plan.layout, strategy)
+    in_spatial, pad = g.out_spatial, g.pad_before
+    if plan.padding_mode != "zeros":  # the input comes padded in that mode
+        in_spatial = tuple(b + i + a for b, i, a in zip(g.pad_before, in_spatial, g.pad_after))
+        pad = (0,) * g.rank
+    launch = driver.plan_conv_launch(g, plan.batch, plan.dtype.itemsize, kernel, threads,
+                                     in_spatial, pad)
     return Route(variant, kernel, fallback, launch, None)
 
 
@@ -210,12 +266,13 @@ _CONV_ARG_NAMES = ("stride", "padding", "dilation", "groups", "padding_mode", "d
 
 def conv_call(x_shape, x_dtype, w_shape, w_dtype, bias_meta, args: tuple) -> ConvCall:
     """The :class:`ConvCall` of ``conv`` (``args`` in the order of
-    ``_CONV_ARG_NAMES``), checked and split into phases on first sight.
+    ``_CONV_ARG_NAMES``), checked and planned on first sight.
 
-    A stride-``s`` correlation reads its (padded) input at ``o*s + k*d``:
-    decimated at each phase it is a sum of stride-1 correlations, and each
-    of those is a stride-1 transposed convolution with the taps flipped, so
-    ``conv`` runs on the same kernels as ``conv_transpose``.
+    Rank <= 3 runs on the ``conv`` kernels (:mod:`numba_deconv.cpu.correlate`).
+    Otherwise, a stride-``s`` correlation reads its (padded) input at ``o*s +
+    k*d``: decimated at each phase it is a sum of stride-1 correlations, and
+    each of those is a stride-1 transposed convolution with the taps
+    flipped, so ``conv`` runs on the same kernels as ``conv_transpose``.
     """
     key = None
     if _is_plain(args):
@@ -227,6 +284,16 @@ def conv_call(x_shape, x_dtype, w_shape, w_dtype, bias_meta, args: tuple) -> Con
     plan = plan_conv(x_shape, x_dtype, w_shape, w_dtype, bias_shape, bias_dtype,
                      **dict(zip(_CONV_ARG_NAMES, args)))
     g = plan.geometry  # the adjoint's: from conv's output (in_) to its input (out_)
+    out_bytes = plan.batch * g.in_channels * math.prod(g.in_spatial) * plan.dtype.itemsize
+    no_bias = np.zeros(g.in_channels, plan.dtype)
+    choice = choose_conv_kernel(g, plan.batch, plan.dtype, 2)
+    if choice is not None:
+        call = ConvCall(plan, None, no_bias, out_bytes, {})
+        if choice[1] == "conv_planes_serial":  # on one thread with any count
+            call.routes[None] = _conv_route(plan, 1)
+        if key is not None and len(_CALLS) < _CALLS_MAX:
+            _CALLS[key] = call
+        return call
     padded = tuple(b + i + a for b, i, a in zip(g.pad_before, g.out_spatial, g.pad_after))
     per_dim = [polyphase(k, s, d) for k, s, d in zip(g.kernel, g.stride, g.dilation)]
     phases = []
@@ -249,8 +316,7 @@ def conv_call(x_shape, x_dtype, w_shape, w_dtype, bias_meta, args: tuple) -> Con
             cpu_call((plan.batch, g.out_channels) + tuple(inputs), plan.dtype,
                      (g.out_channels, g.in_channels // g.groups) + tuple(kernel),
                      plan.dtype, None, phase_args)))
-    call = ConvCall(plan, phases, np.zeros(g.in_channels, plan.dtype),
-                    plan.batch * g.in_channels * math.prod(g.in_spatial) * plan.dtype.itemsize)
+    call = ConvCall(plan, phases, no_bias, out_bytes, {})
     if key is not None and len(_CALLS) < _CALLS_MAX:
         _CALLS[key] = call
     return call

@@ -232,27 +232,31 @@ def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     x, weight, bias = _arrays(x, weight, bias)
     call = _dispatch.conv_call(x.shape, x.dtype, weight.shape, weight.dtype,
                                None if bias is None else (bias.shape, bias.dtype), args)
-    return apply_conv(call, conv_phase_weights(call, _kernel_ready(weight, call.plan.dtype)),
+    return apply_conv(call, conv_weights(call, _kernel_ready(weight, call.plan.dtype)),
                       x, weight, bias, out)
 
 
-def apply_conv(call, phase_weights, x, weight, bias, out):
-    """:func:`conv` of a planned call with its phase weights (from
-    :func:`conv_phase_weights`), for callers that repeat it."""
+def apply_conv(call, weights, x, weight, bias, out):
+    """:func:`conv` of a planned call with its weights as its kernels read
+    them (from :func:`conv_weights`), for callers that repeat it."""
     plan = call.plan
     geometry = plan.geometry  # the adjoint's: conv's output is its input
     x_cf, _, bias_k, result, direct_out = _prepare(
         plan, call, x, weight, bias, out, (geometry.in_channels,) + geometry.in_spatial,
         folded=False)
     if plan.batch:
-        run_conv(call, phase_weights, x_cf, bias_k, result)
+        run_conv(call, weights, x_cf, bias_k, result)
     return _finish(plan, result, out, direct_out)
 
 
-def conv_phase_weights(call, w_k: np.ndarray) -> list:
-    """The weights of each phase of a ``conv`` call: the phase's taps,
-    flipped, with input and output channels swapped in each group, as the
-    transposed convolution of the phase takes them."""
+def conv_weights(call, w_k: np.ndarray):
+    """The weights of a ``conv`` call as its kernels read them: for the
+    ``conv`` kernels see :func:`numba_deconv.cpu.driver.conv_weights`; for a
+    sum of phases, each phase's taps, flipped, with input and output
+    channels swapped in each group, as the phase's transposed convolution
+    takes them."""
+    if call.phases is None:
+        return driver.conv_weights(call.route(), w_k)
     groups = call.plan.geometry.groups
     weights = []
     for phase in call.phases:
@@ -264,17 +268,24 @@ def conv_phase_weights(call, w_k: np.ndarray) -> list:
     return weights
 
 
-def run_conv(call, phase_weights, x_cf: np.ndarray, bias_k: np.ndarray,
+def run_conv(call, weights, x_cf: np.ndarray, bias_k: np.ndarray,
              result: np.ndarray) -> None:
-    """``conv`` into ``result`` (N, C_out, *O) from ``x_cf`` (N, C_in, *I):
-    the padded input decimated at each phase, through that phase's
-    transposed convolution, summed in phase order."""
+    """``conv`` into ``result`` (N, C_out, *O) from ``x_cf`` (N, C_in, *I),
+    with ``weights`` from :func:`conv_weights`: by the ``conv`` kernels
+    (zero padding is theirs, other modes pad first), or the padded input
+    decimated at each phase, through that phase's transposed convolution,
+    summed in phase order."""
     plan = call.plan
     geometry = plan.geometry
     pairs = tuple(zip(geometry.pad_before, geometry.pad_after))
+    if call.phases is None:
+        if plan.padding_mode != "zeros":
+            x_cf = _padding.pad(x_cf, pairs, plan.padding_mode)
+        driver.run_conv(call.route(), x_cf, weights, bias_k, result)
+        return
     x_pad = _padding.pad(x_cf.astype(plan.dtype, copy=False), pairs, plan.padding_mode)
     scratch = None
-    for i, (phase, w_phase) in enumerate(zip(call.phases, phase_weights)):
+    for i, (phase, w_phase) in enumerate(zip(call.phases, weights)):
         if i == 1:
             scratch = np.empty_like(result)
         driver.run(phase.call.route(), _kernel_ready(x_pad[phase.window], plan.dtype),

@@ -70,6 +70,11 @@ TILED_WINDOW_BYTES = 256 << 10
 #: Why: every sweep streams all the weights again, so fewer sweeps win.
 TILED_ACC_BYTES = 512 << 10
 
+#: The conv_planes kernel sums each output channel over CONV_PLANES_SWEEP
+#: positions at a time.
+#: Why: the accumulator row stays in L1 while every pair streams into it.
+CONV_PLANES_SWEEP = 2048
+
 #: Bytes of columns one task of the blas kernel may produce before its fold
 #: (col2im) reads them back; bigger images are split (output channels, then
 #: slabs).

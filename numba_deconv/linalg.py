@@ -120,7 +120,7 @@ def _conv_transpose_pair(weight, adjoint_weight, input_shape, dtype, args):
                      data_format=args["data_format"])
     adjoint_call = _dispatch.conv_call(plan.out_shape, dtype, weight.shape, dtype, None,
                                        tuple(conv_args.values()))
-    phase_weights = api.conv_phase_weights(adjoint_call, adjoint_weight)
+    conv_weights = api.conv_weights(adjoint_call, adjoint_weight)
     crop = (Ellipsis,) + tuple(slice(0, i) for i in g.in_spatial) + (
         (slice(None),) if plan.channels_last else ())
 
@@ -129,7 +129,7 @@ def _conv_transpose_pair(weight, adjoint_weight, input_shape, dtype, args):
 
     def adjoint(y):
         return np.ascontiguousarray(
-            api.apply_conv(adjoint_call, phase_weights, y, adjoint_weight, None, None)[crop])
+            api.apply_conv(adjoint_call, conv_weights, y, adjoint_weight, None, None)[crop])
     return apply, adjoint, plan.out_shape
 
 
@@ -140,14 +140,14 @@ def _conv_pair(weight, adjoint_weight, input_shape, dtype, args):
                                tuple(args.values()))
     plan = call.plan
     g = plan.geometry
-    phase_weights = api.conv_phase_weights(call, weight)
+    conv_weights = api.conv_weights(call, weight)
     transpose_args = dict(stride=g.stride, padding=tuple(zip(g.pad_before, g.pad_after)),
                           output_padding=0, dilation=g.dilation, groups=g.groups,
                           output_size=g.out_spatial, padding_mode=plan.padding_mode,
                           data_format=args["data_format"])
 
     def apply(x):
-        return api.apply_conv(call, phase_weights, x, weight, None, None)
+        return api.apply_conv(call, conv_weights, x, weight, None, None)
 
     def adjoint(y):
         return api.conv_transpose(y, adjoint_weight, **transpose_args)

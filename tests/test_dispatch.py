@@ -65,7 +65,8 @@ def test_precompile_compiles_what_it_is_asked_for(fresh_record):
     info = numba_deconv.precompile(ranks=(2,), dtypes=("float32",),
                                    layouts=("channels_last",))
     kernels = {v["kernel"] for v in info if v["layout"] == "channels_last"}
-    assert kernels == {"rows_serial", "rows", "planes", "phase_tiles", "column_tiles", "blas"}
+    assert kernels == {"rows_serial", "rows", "planes", "phase_tiles", "column_tiles", "blas",
+                       "conv_planes_serial", "conv_planes", "conv_tiles"}
 
 
 @pytest.mark.parametrize("kwargs, match", [

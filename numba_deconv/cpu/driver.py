@@ -38,6 +38,7 @@ from numba import from_dtype, types
 from .. import _compiled, config
 from ._blas import blas_controllers, single_threaded_blas
 from .columns import TILE_POSITIONS, columns_tiled
+from .correlate import conv_planes, conv_planes_serial, conv_tiles, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
 from .simd import tile_width
 from .tiled import TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables
@@ -61,6 +62,20 @@ class TiledLayout(typing.NamedTuple):
     tap_counts: np.ndarray  # (n_phases,)
     chunks: int  # stretches of positions per image
     block_parts: int  # ranges of register-tile blocks per stretch
+    sub: int  # positions per sweep
+
+
+class ConvLayout(typing.NamedTuple):
+    """Plane tables and work split of the ``conv`` kernels
+    (:mod:`.correlate`)."""
+
+    pitch: tuple  # the grid of positions (outputs and scratch) per dim
+    planes: np.ndarray  # (n_planes, 3): the phase of each plane read
+    plane_of: np.ndarray  # (taps,): the plane each tap reads
+    offsets: np.ndarray  # (taps,): each tap's flat offset in the grid
+    tap_index: np.ndarray  # (1, taps, 3): (kd, kh, kw), for the tiles' weight table
+    chunks: int  # stretches of positions per image
+    block_parts: int  # ranges of register-tile blocks per stretch (tiles only)
     sub: int  # positions per sweep
 
 
@@ -123,6 +138,55 @@ def plan_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int) 
               "column_tiles": _columns_layout, "blas": _blas_layout}.get(kernel)
     return Launch(*shapes, row_chunks=min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads),
                   layout=layout(*shapes, itemsize, threads) if layout else None)
+
+
+def plan_conv_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int,
+                     in_spatial: tuple, pad: tuple) -> Launch:
+    """The :class:`Launch` of the ``conv`` kernel ``kernel`` for the
+    adjoint ``geometry`` of a rank <= 3 ``conv`` (from the plan), reading an
+    input of ``in_spatial`` padded by ``pad`` zeros before each dim."""
+    lift = (1,) * (3 - geometry.rank)
+    c_in, c_out, groups = geometry.out_channels, geometry.in_channels, geometry.groups
+    x_shape = (batch, c_in) + lift + tuple(in_spatial)
+    w_shape = (c_out, c_in // groups) + lift + geometry.kernel
+    out_shape = (batch, c_out) + lift + geometry.in_spatial
+    stride, dilation = lift + geometry.stride, lift + geometry.dilation
+    pad = (0,) * len(lift) + tuple(pad)
+    layout = _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize,
+                          threads, kernel == "conv_tiles")
+    return Launch(x_shape, w_shape, out_shape, stride, dilation, pad, groups, row_chunks=0,
+                  layout=layout)
+
+
+def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize, threads,
+                 tiles):
+    """As :func:`_tiled_layout`: images (and groups) first, then stretches
+    of at least ``TILED_MIN_POSITIONS`` positions for want of tasks or when
+    an image's window of planes would pass ``TILED_WINDOW_BYTES``; for the
+    tiles then ranges of blocks of output channels, and sweeps whose
+    accumulators fit ``TILED_ACC_BYTES``. The planes kernel sweeps
+    ``CONV_PLANES_SWEEP`` positions at a time."""
+    batch, c_in_g, c_out_g = x_shape[0], w_shape[1], w_shape[0] // groups
+    pitch, planes, plane_of, offsets = plane_tables(w_shape[2:], stride, dilation,
+                                                    out_shape[2:])
+    span = ((out_shape[2] - 1) * pitch[1] + out_shape[3] - 1) * pitch[2] + out_shape[4]
+    wanted = -(-config.TILED_TASKS_PER_THREAD * threads // (batch * groups))
+    window = c_in_g * len(planes) * span * itemsize
+    by_window = -(-window // config.TILED_WINDOW_BYTES)
+    chunks = max(1, min(max(wanted, by_window), span // config.TILED_MIN_POSITIONS))
+    longest = -(-span // chunks)
+    tap_index = np.array([[(kd, kh, kw) for kd in range(w_shape[2]) for kh in range(w_shape[3])
+                           for kw in range(w_shape[4])]], dtype=np.int64)
+    if not tiles:
+        return ConvLayout(pitch, planes, plane_of, offsets, tap_index, chunks, 1,
+                          min(config.CONV_PLANES_SWEEP, longest))
+    blocks = -(-c_out_g // TILE_ROWS)
+    block_parts = min(blocks, -(-wanted // chunks))
+    width = tile_width(itemsize)
+    rows = -(-blocks // block_parts) * TILE_ROWS
+    sub = min(max(config.TILED_ACC_BYTES // (rows * itemsize) // width, 1),
+              -(-longest // width)) * width
+    return ConvLayout(pitch, planes, plane_of, offsets, tap_index, chunks, block_parts, sub)
 
 
 def _planes_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
@@ -323,12 +387,34 @@ def _run_blas(x, w, bias, out, launch):
     return True
 
 
+def _run_conv_tiles(x, weights, bias, out, launch):
+    conv = launch.layout
+    conv_tiles(x, weights, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
+               launch.pad, launch.stride, conv.chunks, conv.block_parts, conv.sub)
+    return True
+
+
+def _run_conv_planes(x, w, bias, out, launch):
+    conv = launch.layout
+    conv_planes(x, w, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
+                launch.pad, launch.stride, conv.chunks, conv.sub)
+    return True
+
+
+def _run_conv_planes_serial(x, w, bias, out, launch):
+    conv = launch.layout
+    conv_planes_serial(x, w, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
+                       launch.pad, launch.stride, conv.chunks, conv.sub)
+    return True
+
+
 #: Each kernel's launcher: it runs the kernel on rank-3 arrays and returns
 #: False, having computed nothing, where the kernel cannot be exact (weights
 #: that are not finite, for kernels that multiply zero padding).
 LAUNCHERS = {"rows_serial": _run_rows_serial, "rows": _run_rows, "planes": _run_planes,
              "phase_tiles": _run_phase_tiles, "column_tiles": _run_column_tiles,
-             "blas": _run_blas}
+             "blas": _run_blas, "conv_tiles": _run_conv_tiles, "conv_planes": _run_conv_planes,
+             "conv_planes_serial": _run_conv_planes_serial}
 
 
 def run(route, x, w, bias, out, geometry) -> None:
@@ -347,6 +433,37 @@ def run(route, x, w, bias, out, geometry) -> None:
             return
 
 
+def conv_weights(route, w: np.ndarray):
+    """``conv``'s weights (C_out, C_in/groups, *kernel) as the kernel of
+    ``route`` reads them: the tiles' weight table (the weights of the
+    transposed convolution, input and output channels swapped per group, in
+    register-tile order), else the weights themselves. Made once per
+    weight by callers that repeat a call."""
+    launch = route.launch
+    _compiled.ensure(route.variant + (route.kernel,), compile_kernel, route.kernel, w.dtype)
+    w3 = w.reshape(launch.w_shape)
+    if route.kernel != "conv_tiles":
+        return w3
+    groups = launch.groups
+    c_out, c_in_g = w3.shape[:2]
+    swapped = np.ascontiguousarray(
+        w3.reshape((groups, c_out // groups, c_in_g) + w3.shape[2:]).swapaxes(1, 2)
+        .reshape((groups * c_in_g, c_out // groups) + w3.shape[2:]))
+    tap_index = launch.layout.tap_index
+    table, _ = fill_weight_table(swapped, groups, tap_index,
+                                 np.array([tap_index.shape[1]], dtype=np.int64))
+    return table
+
+
+def run_conv(route, x, weights, bias, out) -> None:
+    """``conv`` into ``out`` (N, C_out, *O) from ``x`` (N, C_in, *I) along
+    ``route``, with the weights from :func:`conv_weights`."""
+    launch = route.launch
+    _compiled.ensure(route.variant + (route.kernel,), compile_kernel, route.kernel, x.dtype)
+    LAUNCHERS[route.kernel](x.reshape(launch.x_shape), weights, bias,
+                            out.reshape(launch.out_shape), launch)
+
+
 def kernel_signatures(kernel: str, dtype) -> list:
     """``(dispatcher, signature)`` pairs that make up ``kernel`` for ``dtype``,
     with exactly the argument types its launcher passes."""
@@ -357,6 +474,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
     index1, index2, index3 = (types.Array(types.int64, ndim, "C") for ndim in (1, 2, 3))
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
     tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 3
+    conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     return {
         "rows_serial": [(direct_rows_serial, direct)],
@@ -367,6 +485,10 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "column_tiles": [(columns_tiled, direct + (count, count, types.boolean))]
         if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
+        "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3),
+                       (fill_weight_table, (arr5, count, index3, index1))] if real else [],
+        "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2)],
+        "conv_planes_serial": [(conv_planes_serial, (arr5, arr5) + conv + (count,) * 2)],
     }[kernel]
 
 

@@ -153,7 +153,7 @@ def _tiles_of_three(n_segments):
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def _phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segments):
+def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segments):
     """acc (rows of pitch ``acc_pitch``, one per output channel) = the
     products of one phase at the vectors of positions starting at
     ``segments[:n_segments]``, where pair ``k`` reads ``xw[src[k] +
@@ -185,7 +185,7 @@ def _phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segm
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _narrow_block(acc, first, acc_pitch, xw, src, k_total, wb, segments, n_segments):
-    """:func:`_phase_products` of a block of at most 4 output channels."""
+    """:func:`phase_products` of a block of at most 4 output channels."""
     last = n_segments - 1
     for p in range(0, n_segments, 2):
         _tile4x2(acc, first, acc_pitch, False, xw, src, segments[p],
@@ -193,7 +193,7 @@ def _narrow_block(acc, first, acc_pitch, xw, src, k_total, wb, segments, n_segme
 
 
 @njit(nogil=True, cache=True)
-def _segments(segments, s0, length, lanes, phases, pitch):
+def sweep_segments(segments, s0, length, lanes, phases, pitch):
     """Fill ``segments`` with the starts (from ``s0``) of vectors covering
     the outputs among positions ``s0 .. s0 + length``; return their count.
 
@@ -309,14 +309,14 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
             q_d, q_h = phases[first_ph, 3], phases[first_ph, 4]
             for s0 in range(p0, p1, sub):
                 length = min(sub, p1 - s0)
-                n_segments = _segments(segments, s0, length, lanes, phases, pitch)
+                n_segments = sweep_segments(segments, s0, length, lanes, phases, pitch)
                 for r_w in range(s_w):
                     ph = first_ph + r_w
                     n_taps = tap_counts[ph]
                     for ci in range(c_in_g):
                         for t in range(n_taps):
                             src[ci * n_taps + t] = ci * win_len + offsets[ph, t] + s0 - p0
-                    _phase_products(acc[r_w * block:(r_w + 1) * block], acc_pitch, xw, src,
+                    phase_products(acc[r_w * block:(r_w + 1) * block], acc_pitch, xw, src,
                                     c_in_g * n_taps, weights[g, ph, b0:b1], co1 - co0,
                                     segments, n_segments)
                 # Accumulator position P = (jd*u_h + jh)*u_w + jw of phase

@@ -1,0 +1,312 @@
+"""The native ``conv`` kernels: a strided correlation as one stride-1
+correlation over the phase planes of its input.
+
+Along one dim, tap ``k`` of a correlation reads input ``o*s + k*d - p`` for
+output ``o``. Writing ``k*d = q*s + r`` (``0 <= r < s``), that is
+``x_r[o + q]`` of the *phase plane* ``x_r[j] = x[j*s + r - p]`` (zero
+outside ``x``: the zero padding). With the planes that some tap reads laid
+side by side for every input channel, each pair (input channel, tap) reads
+one contiguous stretch of one plane at a fixed offset from the output
+position, so the whole strided correlation is a single matrix product over
+those pairs: no zero taps, no partial outputs summed, one launch.
+
+Positions are flat over the grid ``O_d x U_h x U_w`` with ``U = O +
+q_max`` per dim (the planes' extent); the columns past ``O_w`` and rows
+past ``O_h`` are scratch that nobody stores. A task owns one image, group
+and stretch of positions (and, for the tiles, a range of blocks of output
+channels), copies the planes' window of its stretch (the stretch and the
+halo that the furthest tap reaches), then sweeps it:
+
+- :func:`conv_tiles`: real data with enough channel pairs; the register
+  tiles of :mod:`.tiled` (8 output channels x 3 vectors of positions).
+- :func:`conv_planes` (and :func:`conv_planes_serial` on the calling
+  thread): any dtype, few channel pairs (depthwise, single channel); one
+  multiply-add loop per pair over an accumulator row.
+
+The zero padding is multiplied like any input, as the definition of
+``conv`` says (``0 * inf`` is NaN, as in PyTorch): unlike the transposed
+kernels, these need no fallback for weights that are not finite.
+"""
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from ..config import FASTMATH
+from . import simd
+from .kernels import interleave
+from .tiled import TILE_ROWS, phase_products, sweep_segments
+
+
+def plane_tables(kernel, stride, dilation, out_spatial):
+    """The phase planes of a rank-3 correlation (all tuples of 3).
+
+    Returns ``(pitch, planes, plane_of, offsets)``: ``pitch`` the grid
+    ``U`` per dim; ``planes`` int64 ``(n_planes, 3)``, the phase ``r`` of
+    each plane some tap reads; and per tap, in ``(kd, kh, kw)`` order, the
+    plane it reads (``plane_of``) and its flat offset in the grid
+    (``offsets``), both int64 ``(taps,)``.
+    """
+    per_dim = [[divmod(k * d, s) for k in range(kk)]
+               for kk, s, d in zip(kernel, stride, dilation)]
+    pitch = tuple(o + max(q for q, _ in dim) for o, dim in zip(out_spatial, per_dim))
+    planes, plane_of, offsets = [], [], []
+    for q_d, r_d in per_dim[0]:
+        for q_h, r_h in per_dim[1]:
+            for q_w, r_w in per_dim[2]:
+                if (r_d, r_h, r_w) not in planes:
+                    planes.append((r_d, r_h, r_w))
+                plane_of.append(planes.index((r_d, r_h, r_w)))
+                offsets.append((q_d * pitch[1] + q_h) * pitch[2] + q_w)
+    return (pitch, np.array(planes, dtype=np.int64), np.array(plane_of, dtype=np.int64),
+            np.array(offsets, dtype=np.int64))
+
+
+@njit(inline="always")
+def _strided_copy(dst, d, src, s, count, step):
+    """``dst[d + t] = src[s + t*step]`` for ``t < count``: strides 1, 2 and
+    4 spelled as constants, which LLVM turns into vector loads and
+    shuffles instead of one load per element."""
+    if step == 1:
+        for t in range(np.uint64(count)):
+            dst[d + t] = src[s + t]
+    elif step == 2:
+        for t in range(np.uint64(count)):
+            dst[d + t] = src[s + t * np.uint64(2)]
+    elif step == 4:
+        for t in range(np.uint64(count)):
+            dst[d + t] = src[s + t * np.uint64(4)]
+    else:
+        for t in range(np.uint64(count)):
+            dst[d + t] = src[s + t * np.uint64(step)]
+
+
+@njit(nogil=True, cache=True)
+def _fill_window(xw, x, n, c0, c_count, planes, p0, win_len, pitch, pad, stride):
+    """``xw[(ci*n_planes + plane)*win_len + P - p0]`` = that plane of input
+    channel ``c0 + ci`` of image ``n`` at grid position ``P``, for ``p0 <= P
+    < p0 + win_len``; positions outside ``x`` keep the zeros ``xw`` starts
+    with."""
+    c_in, i_d, i_h, i_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    n_planes = planes.shape[0]
+    u_h, u_w = pitch[1], pitch[2]
+    s_d, s_h, s_w = stride
+    xf = x.reshape(-1)
+    for pl in range(n_planes):
+        r_d, r_h, r_w = planes[pl, 0], planes[pl, 1], planes[pl, 2]
+        # The plane's columns j with 0 <= j*s_w + r_w - p_w < i_w.
+        jw_lo = max(-((r_w - pad[2]) // s_w), 0)
+        jw_hi = min((i_w - 1 + pad[2] - r_w) // s_w + 1, u_w)
+        for row in range(p0 // u_w, (p0 + win_len - 1) // u_w + 1):
+            i_dd = (row // u_h) * s_d + r_d - pad[0]
+            i_hh = (row % u_h) * s_h + r_h - pad[1]
+            if i_dd < 0 or i_dd >= i_d or i_hh < 0 or i_hh >= i_h:
+                continue
+            lo = max(row * u_w + jw_lo, p0)
+            hi = min(row * u_w + jw_hi, p0 + win_len)
+            if hi <= lo:
+                continue
+            iw0 = (lo - row * u_w) * s_w + r_w - pad[2]
+            for ci in range(c_count):
+                src = np.uint64((((n * c_in + c0 + ci) * i_d + i_dd) * i_h + i_hh) * i_w + iw0)
+                dst = np.uint64((ci * n_planes + pl) * win_len + lo - p0)
+                _strided_copy(xw, dst, xf, src, hi - lo, s_w)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _store_sweep(acc, acc_pitch, co0, co1, oc0, n, bias, out, s0, length, pitch):
+    """Output channels ``oc0 + co0 .. oc0 + co1`` of image ``n`` at grid
+    positions ``s0 .. s0 + length``, from their accumulator rows
+    (``acc[(co - co0)*acc_pitch + P - s0]``), plus bias; scratch positions
+    are skipped."""
+    c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    u_h, u_w = pitch[1], pitch[2]
+    of = out.reshape(-1)
+    for row in range(s0 // u_w, (s0 + length - 1) // u_w + 1):
+        od, oh = row // u_h, row % u_h
+        if od >= o_d or oh >= o_h:
+            continue
+        ow_lo = max(s0 - row * u_w, 0)
+        ow_hi = min(s0 + length - row * u_w, o_w)
+        if ow_hi <= ow_lo:
+            continue
+        for co in range(co0, co1):
+            oc = oc0 + co
+            interleave(acc, (co - co0) * acc_pitch + row * u_w + ow_lo - s0, 0, 1, bias[oc],
+                       of, (((n * c_out + oc) * o_d + od) * o_h + oh) * o_w + ow_lo,
+                       ow_hi - ow_lo)
+
+
+@njit(inline="always")
+def _span(out, pitch):
+    """Grid positions up to the last output (the rest are never computed)."""
+    return ((out.shape[2] - 1) * pitch[1] + out.shape[3] - 1) * pitch[2] + out.shape[4]
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, stride,
+               chunks_per_image, block_parts, sub):
+    """Correlation by phase planes and register tiles.
+
+    x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW), bias (C_out,), all
+    C-contiguous; ``weights`` from :func:`.tiled.fill_weight_table` with
+    one phase holding every tap (in ``(kd, kh, kw)`` order) of the weights
+    as a transposed convolution takes them (per group, input and output
+    channels swapped); ``offsets``, ``planes``, ``plane_of``, ``pitch``
+    from :func:`plane_tables`. A task owns one stretch of positions (of
+    ``chunks_per_image``) and one range of blocks of output channels (of
+    ``block_parts``) of one image and group; it sweeps ``sub`` positions at
+    a time.
+    """
+    n_batch, c_in = x.shape[0], x.shape[1]
+    groups, blocks = weights.shape[0], weights.shape[2]
+    lanes = simd.lanes(x.reshape(-1))
+    c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    c_in_g, c_out_g = c_in // groups, c_out // groups
+    n_taps, n_planes = offsets.shape[0], planes.shape[0]
+    u_w = pitch[2]
+    span = _span(out, pitch)
+    halo = offsets.max()
+    # The output grid as the one phase sweep_segments expects.
+    grid = np.array([[0, 0, 0, o_d, o_h, o_w]], dtype=np.int64)
+    # Stretches of whole vectors keep vector boundaries on vector boundaries.
+    chunk = -(-span // (chunks_per_image * lanes)) * lanes
+    per_image = groups * chunks_per_image * block_parts
+    for task in prange(n_batch * per_image):
+        part = task % block_parts
+        c = (task // block_parts) % chunks_per_image
+        g = (task // (block_parts * chunks_per_image)) % groups
+        n = task // per_image
+        p0 = c * chunk
+        p1 = min(p0 + chunk, span)
+        b0 = blocks * part // block_parts
+        b1 = blocks * (part + 1) // block_parts
+        co0 = b0 * TILE_ROWS
+        co1 = min(b1 * TILE_ROWS, c_out_g)
+        if p1 <= p0 or co1 <= co0:
+            continue
+        # Room for the last vector of positions to read past the window.
+        win_len = -(-(p1 - p0 + halo) // lanes) * lanes
+        size = c_in_g * n_planes * win_len
+        xw = simd.aligned(np.zeros(size + 2 * lanes, dtype=x.dtype), size + lanes)
+        _fill_window(xw, x, n, g * c_in_g, c_in_g, planes, p0, win_len, pitch, pad, stride)
+        acc_pitch = sub + lanes
+        block = (b1 - b0) * TILE_ROWS * acc_pitch
+        acc = simd.aligned(np.empty(block + lanes, dtype=out.dtype), block)
+        src = np.empty(c_in_g * n_taps, dtype=np.int64)
+        segments = np.empty(sub // lanes + sub // u_w + 2, dtype=np.int64)
+        for s0 in range(p0, p1, sub):
+            length = min(sub, p1 - s0)
+            n_segments = sweep_segments(segments, s0, length, lanes, grid, pitch)
+            for ci in range(c_in_g):
+                for t in range(n_taps):
+                    src[ci * n_taps + t] = ((ci * n_planes + plane_of[t]) * win_len
+                                            + offsets[t] + s0 - p0)
+            phase_products(acc, acc_pitch, xw, src, c_in_g * n_taps, weights[g, 0, b0:b1],
+                           co1 - co0, segments, n_segments)
+            _store_sweep(acc, acc_pitch, co0, co1, g * c_out_g, n, bias, out, s0, length,
+                         pitch)
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
+                chunks_per_image, sub):
+    """Correlation by phase planes, one multiply-add loop per pair.
+
+    x (N, C_in, D, H, W), w (C_out, C_in/groups, KD, KH, KW), out (N,
+    C_out, OD, OH, OW), bias (C_out,), all C-contiguous; the tables from
+    :func:`plane_tables`. A task owns one stretch of positions (of
+    ``chunks_per_image``) of one image and group, all its output channels;
+    each channel sums its pairs into an accumulator row of ``sub``
+    positions.
+    """
+    tasks = x.shape[0] * (x.shape[1] // w.shape[1]) * chunks_per_image
+    for task in prange(tasks):
+        _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
+                     chunks_per_image, sub, task)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def conv_planes_serial(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
+                       chunks_per_image, sub):
+    """:func:`conv_planes` on the calling thread, for calls too small to
+    wake the thread pool for."""
+    tasks = x.shape[0] * (x.shape[1] // w.shape[1]) * chunks_per_image
+    for task in range(tasks):
+        _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
+                     chunks_per_image, sub, task)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
+                 chunks_per_image, sub, task):
+    """Task ``task`` of :func:`conv_planes`."""
+    c_in = x.shape[1]
+    c_out, c_in_g = out.shape[1], w.shape[1]
+    groups = c_in // c_in_g
+    c_out_g = c_out // groups
+    n_taps, n_planes = offsets.shape[0], planes.shape[0]
+    span = _span(out, pitch)
+    halo = offsets.max()
+    chunk = -(-span // chunks_per_image)
+    c = task % chunks_per_image
+    g = (task // chunks_per_image) % groups
+    n = task // (chunks_per_image * groups)
+    p0 = c * chunk
+    p1 = min(p0 + chunk, span)
+    if p1 <= p0:
+        return
+    # Room for the last vector of positions to read past the window.
+    room = 64
+    win_len = p1 - p0 + halo
+    xw = np.zeros(c_in_g * n_planes * win_len + room, dtype=x.dtype)
+    _fill_window(xw, x, n, g * c_in_g, c_in_g, planes, p0, win_len, pitch, pad, stride)
+    acc = np.empty(sub + room, dtype=out.dtype)
+    src = np.empty(c_in_g * n_taps, dtype=np.int64)
+    wf = w.reshape(-1)
+    for s0 in range(p0, p1, sub):
+        length = min(sub, p1 - s0)
+        for ci in range(c_in_g):
+            for t in range(n_taps):
+                src[ci * n_taps + t] = ((ci * n_planes + plane_of[t]) * win_len
+                                        + offsets[t] + s0 - p0)
+        for co in range(c_out_g):
+            _pair_sums(acc, xw, src, wf, (g * c_out_g + co) * c_in_g * n_taps,
+                       c_in_g * n_taps, length)
+            _store_sweep(acc, sub, co, co + 1, g * c_out_g, n, bias, out, s0, length, pitch)
+
+
+def _pair_sums(acc, xw, src, wf, w0, k_total, length):
+    """``acc[i] = sum over k < k_total of wf[w0 + k] * xw[src[k] + i]`` for
+    ``i < length`` (real dtypes: up to a vector past it), in order of
+    ``k``. Jitted code only."""
+    raise NotImplementedError("_pair_sums is for jitted code")
+
+
+# One output channel's register tiles: 4 vectors while they last, then 1.
+_tile1x4, _tile1x1 = (simd.spell_tile(1, vectors, 1, "table") for vectors in (4, 1))
+
+
+@overload(_pair_sums)
+def _pair_sums_for(acc, xw, src, wf, w0, k_total, length):
+    if acc.dtype in (types.float32, types.float64):
+        def in_registers(acc, xw, src, wf, w0, k_total, length):
+            lanes = simd.lanes(acc)
+            n_vectors = -(-length // lanes)
+            for v in range(0, n_vectors - 3, 4):
+                q = v * lanes
+                _tile1x4(acc, 0, 0, False, xw, src, q, q + lanes, q + 2 * lanes,
+                         q + 3 * lanes, wf, w0, k_total)
+            for v in range(n_vectors // 4 * 4, n_vectors):
+                _tile1x1(acc, 0, 0, False, xw, src, v * lanes, wf, w0, k_total)
+        return in_registers
+
+    def by_element(acc, xw, src, wf, w0, k_total, length):
+        acc[:length] = 0
+        for k in range(k_total):
+            weight = wf[w0 + k]
+            at = np.uint64(src[k])
+            # Unsigned indices: no wraparound test, so the loop vectorises.
+            for i in range(np.uint64(length)):
+                acc[i] += weight * xw[at + i]
+    return by_element
