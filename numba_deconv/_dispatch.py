@@ -37,7 +37,7 @@ from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_cal
 from .cpu import driver
 
 STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
-                         "conv_planes_serial", "conv_planes", "conv_tiles"),
+                         "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles"),
               "columns": ("column_tiles", "blas")}
 #: The CUDA backend's one strategy, a gather (one thread per output), and
 #: its kernels: conv_transpose's and conv's.

@@ -75,6 +75,16 @@ TILED_ACC_BYTES = 512 << 10
 #: Why: the accumulator row stays in L1 while every pair streams into it.
 CONV_PLANES_SWEEP = 2048
 
+#: The weight gradients' kernel lays out the operands of as many images at
+#: a time as fit WEIGHT_GRAD_BLOCK_BYTES (at least one); a task owns up to
+#: WEIGHT_GRAD_A_BLOCK channels of one operand and WEIGHT_GRAD_PAIR_BLOCK
+#: pairs (channel, tap) of the other, fewer pairs when there would be less
+#: than TILED_TASKS_PER_THREAD tasks per thread.
+#: Why: a task's rows of the block stay in L2 while its tiles pass them.
+WEIGHT_GRAD_BLOCK_BYTES = 4 << 20
+WEIGHT_GRAD_A_BLOCK = 32
+WEIGHT_GRAD_PAIR_BLOCK = 64
+
 #: Bytes of columns one task of the blas kernel may produce before its fold
 #: (col2im) reads them back; bigger images are split (output channels, then
 #: slabs).

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import itertools
 
+import numba
 import numpy as np
 
 from . import _padding
 from ._params import int_tuple
 from ._plan import as_array, plan_call, plan_conv
+from .cpu import driver
 
 
 def conv_weight_grad(x, grad_output, kernel_size, *, stride=1, padding=0, dilation=1,
@@ -207,7 +209,16 @@ def _correlate(a, src, kernel, stride, dilation, groups):
     ``(Ca, Cs/groups, *kernel)``; ``a`` is ``(N, Ca, *O)``, ``src`` ``(N,
     Cs, *S)`` with ``S >= (O - 1)*s + d*(k - 1) + 1`` (taps reading past
     that would only meet zero padding and are left at zero, as they are
-    never reached)."""
+    never reached).
+
+    Real data of rank <= 3 with a finite ``src`` runs on the register tiles
+    of :mod:`numba_deconv.cpu.weight_grad`; the rest as one BLAS product
+    per tap."""
+    if (a.dtype.kind == "f" and len(kernel) <= 3 and a.size and src.size
+            and np.isfinite(src).all()):
+        return driver.weight_grad(np.ascontiguousarray(a), np.ascontiguousarray(src), kernel,
+                                  stride, dilation, groups, len(kernel),
+                                  numba.get_num_threads())
     n, c_a = a.shape[:2]
     c_s = src.shape[1]
     out = a.shape[2:]

@@ -66,7 +66,7 @@ def test_precompile_compiles_what_it_is_asked_for(fresh_record):
                                    layouts=("channels_last",))
     kernels = {v["kernel"] for v in info if v["layout"] == "channels_last"}
     assert kernels == {"rows_serial", "rows", "planes", "phase_tiles", "column_tiles", "blas",
-                       "conv_planes_serial", "conv_planes", "conv_tiles"}
+                       "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles"}
 
 
 @pytest.mark.parametrize("kwargs, match", [

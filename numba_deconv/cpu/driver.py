@@ -40,8 +40,9 @@ from ._blas import blas_controllers, single_threaded_blas
 from .columns import TILE_POSITIONS, columns_tiled
 from .correlate import conv_planes, conv_planes_serial, conv_tiles, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
-from .simd import tile_width
+from .simd import VECTOR_BYTES, tile_width
 from .tiled import TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables
+from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
 
 
 class PlanesLayout(typing.NamedTuple):
@@ -464,13 +465,68 @@ def run_conv(route, x, weights, bias, out) -> None:
                             out.reshape(launch.out_shape), launch)
 
 
+def weight_grad(a, src, kernel, stride, dilation, groups, rank, threads) -> np.ndarray:
+    """``grad[ca, cs, k] = sum over n, o of a[n, ca, o] * src[n, cs, o*s +
+    k*d]`` for the channels of one group, as ``(Ca, Cs/groups, *kernel)``,
+    by :mod:`.weight_grad`'s kernels: ``a`` (N, Ca, *O) and ``src`` (N, Cs,
+    *S), rank-``rank`` (<= 3), real and C-contiguous, ``src`` finite and
+    padded already, ``S >= (O - 1)*s + d*(k - 1) + 1``.
+
+    ``weight_tiles`` (channels of ``a`` in vectors) given a vector's worth
+    of them per group, else ``weight_dots``; images go as many at a time
+    as fit ``WEIGHT_GRAD_BLOCK_BYTES``, and the pairs are split for
+    ``TILED_TASKS_PER_THREAD`` tasks per thread.
+    """
+    lift = (1,) * (3 - rank)
+    n_batch, c_a, c_s = a.shape[0], a.shape[1], src.shape[1]
+    a3 = a.reshape((n_batch, c_a) + lift + a.shape[2:])
+    src3 = src.reshape((n_batch, c_s) + lift + src.shape[2:])
+    kernel3, stride3, dilation3 = lift + tuple(kernel), lift + tuple(stride), lift + tuple(
+        dilation)
+    pitch, planes, plane_of, offsets = plane_tables(kernel3, stride3, dilation3, a3.shape[2:])
+    c_a_g, pairs = c_a // groups, c_s // groups * len(offsets)
+    itemsize = a.dtype.itemsize
+    lanes = VECTOR_BYTES // itemsize
+    o_d, o_h, o_w = a3.shape[2:]
+    span = ((o_d - 1) * pitch[1] + o_h - 1) * pitch[2] + o_w
+    b_len = span + int(offsets.max())
+    tiles = c_a_g >= lanes
+    kernel_name = "weight_tiles" if tiles else "weight_dots"
+    variant = ("cpu", rank, a.dtype, "channels_first", "gather", kernel_name)
+    _compiled.ensure(variant, compile_kernel, kernel_name, a.dtype)
+    if tiles:
+        c_room = -(-c_a_g // lanes) * lanes
+        per_image = (groups * c_room * span + c_s * len(planes) * b_len) * itemsize
+        images = max(1, min(n_batch, config.WEIGHT_GRAD_BLOCK_BYTES // per_image))
+        pairs_room = -(-pairs // PAIRS) * PAIRS
+        splits = -(-config.TILED_TASKS_PER_THREAD * threads // groups)
+        pair_block = max(PAIRS, min(-(-pairs_room // splits // PAIRS) * PAIRS,
+                                    config.WEIGHT_GRAD_PAIR_BLOCK))
+        grad = np.zeros((groups, pairs_room, c_room), dtype=a.dtype)
+        weight_tiles(a3, src3, planes, plane_of, offsets, pitch, stride3, groups, images,
+                     pair_block, grad)
+        grad = grad[:, :pairs, :c_a_g].transpose(0, 2, 1)
+    else:
+        a_len = -(-span // lanes) * lanes
+        per_image = (c_a * a_len + c_s * len(planes) * (a_len + int(offsets.max()))) * itemsize
+        images = max(1, min(n_batch, config.WEIGHT_GRAD_BLOCK_BYTES // per_image))
+        a_block = min(-(-c_a_g // TILE) * TILE, config.WEIGHT_GRAD_A_BLOCK)
+        splits = -(-config.TILED_TASKS_PER_THREAD * threads // (groups * -(-c_a_g // a_block)))
+        pair_block = max(TILE, min(-(-pairs // splits // TILE) * TILE,
+                                   config.WEIGHT_GRAD_PAIR_BLOCK))
+        grad = np.zeros((groups, c_a_g, pairs), dtype=a.dtype)
+        weight_dots(a3, src3, planes, plane_of, offsets, pitch, stride3, groups, images,
+                    a_block, pair_block, grad)
+    return np.ascontiguousarray(grad).reshape((c_a, c_s // groups) + tuple(kernel))
+
+
 def kernel_signatures(kernel: str, dtype) -> list:
     """``(dispatcher, signature)`` pairs that make up ``kernel`` for ``dtype``,
     with exactly the argument types its launcher passes."""
     scalar = from_dtype(np.dtype(dtype))
     triple = types.UniTuple(types.int64, 3)
     count = types.int64
-    arr1, arr4, arr5, arr7 = (types.Array(scalar, ndim, "C") for ndim in (1, 4, 5, 7))
+    arr1, arr3, arr4, arr5, arr7 = (types.Array(scalar, ndim, "C") for ndim in (1, 3, 4, 5, 7))
     index1, index2, index3 = (types.Array(types.int64, ndim, "C") for ndim in (1, 2, 3))
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
     tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 3
@@ -489,6 +545,10 @@ def kernel_signatures(kernel: str, dtype) -> list:
                        (fill_weight_table, (arr5, count, index3, index1))] if real else [],
         "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2)],
         "conv_planes_serial": [(conv_planes_serial, (arr5, arr5) + conv + (count,) * 2)],
+        "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1, triple, triple)
+                          + (count,) * 3 + (arr3,))] if real else [],
+        "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1, triple, triple)
+                         + (count,) * 4 + (arr3,))] if real else [],
     }[kernel]
 
 

@@ -14,7 +14,8 @@ correct (a tile of 16 then needs more registers than AVX2 has, and spills).
 
 Only what the tiled kernel needs, for float32 and float64 1-D arrays:
 :func:`load`, :func:`store`, :func:`zeros`, :func:`splat`, :func:`add`,
-:func:`fma` (vector times a broadcast scalar plus vector) and
+:func:`fma` (vector times a broadcast scalar, or a vector, plus vector),
+:func:`sum_lanes` and
 :func:`store_interleaved` (the lanes of several vectors, interleaved, as
 one stretch: the output phases of a row, in shuffles rather than strided
 scalar stores), plus :func:`aligned` and :func:`lanes_before_boundary` for
@@ -194,22 +195,47 @@ def _broadcast(builder, element, vector_type):
 
 @intrinsic
 def fma(typingctx, vector, scalar, addend):
-    """``vector * scalar + addend`` with one rounding (``scalar`` broadcast)."""
-    if not isinstance(vector, Vector) or addend != vector or not isinstance(
-            scalar, types.Float):
-        raise TypingError(f"simd.fma: needs (vector, float, vector), got "
+    """``vector * scalar + addend`` with one rounding (``scalar`` a float,
+    broadcast, or a vector multiplied lane by lane)."""
+    if not isinstance(vector, Vector) or addend != vector or not (
+            isinstance(scalar, types.Float) or scalar == vector):
+        raise TypingError(f"simd.fma: needs (vector, float or vector, vector), got "
                           f"({vector}, {scalar}, {addend})")
 
     def codegen(context, builder, signature, args):
         vector_type = args[0].type
-        element = context.cast(builder, args[1], signature.args[1], vector.dtype)
-        spread = _broadcast(builder, element, vector_type)
+        if scalar == vector:
+            spread = args[1]
+        else:
+            element = context.cast(builder, args[1], signature.args[1], vector.dtype)
+            spread = _broadcast(builder, element, vector_type)
         name = f"llvm.fma.v{vector_type.count}{vector_type.element.intrinsic_name}"
         intrinsic_fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vector_type, [vector_type] * 3), name)
         return builder.call(intrinsic_fn, [args[0], spread, args[2]])
 
     return vector(vector, scalar, addend), codegen
+
+
+@intrinsic
+def sum_lanes(typingctx, vector):
+    """The sum of the lanes of ``vector``, as a tree of halves (a fixed
+    order, so the same on every call)."""
+    if not isinstance(vector, Vector):
+        raise TypingError(f"simd.sum_lanes: needs a vector, got {vector}")
+
+    def codegen(context, builder, signature, args):
+        value, count = args[0], vector.lanes
+        while count > 1:
+            count //= 2
+            halves = [builder.shuffle_vector(
+                value, ir.Constant(value.type, ir.Undefined),
+                ir.Constant(ir.VectorType(ir.IntType(32), count), list(range(at, at + count))))
+                for at in (0, count)]
+            value = builder.fadd(*halves)
+        return builder.extract_element(value, ir.Constant(ir.IntType(32), 0))
+
+    return vector.dtype(vector), codegen
 
 
 @njit(inline="always")

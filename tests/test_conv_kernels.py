@@ -1,0 +1,188 @@
+"""The native ``conv`` kernels and the weight gradients' kernels, one by one.
+
+Each case states the kernel the dispatcher must pick and is checked
+against the definition (the slow NumPy oracles in ``reference.py``): the
+``conv`` kernels over phase planes (register tiles, one loop per pair,
+and that loop on the calling thread), the weight gradients' channel
+tiles and dot tiles, and the BLAS path that takes a ``src`` that is not
+finite. Results must not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numba
+import numpy as np
+import pytest
+
+import numba_deconv as nd
+from helpers import random_array
+from numba_deconv.cpu import driver
+from reference import conv_pads, conv_ref, conv_weight_grad_ref
+from test_conv import assert_conv_matches_oracle
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The kernels launched by ``driver``, counted."""
+    counts = collections.Counter()
+    for name, launcher in list(driver.LAUNCHERS.items()):
+        def spy(*args, _launcher=launcher, _name=name):
+            counts[_name] += 1
+            return _launcher(*args)
+        monkeypatch.setitem(driver.LAUNCHERS, name, spy)
+    return counts
+
+
+# id, x shape, weight shape, stride, padding, dilation, groups, dtype, kernel
+CONV_CASES = [
+    ("tiles-2d-s2", (2, 8, 13, 11), (24, 8, 4, 3), 2, 1, 1, 1, np.float32, "conv_tiles"),
+    ("tiles-1d-s4-d2", (3, 6, 300), (10, 6, 5), 4, [(3, 1)], 2, 1, np.float64, "conv_tiles"),
+    ("tiles-3d-grouped", (2, 8, 7, 6, 9), (12, 4, 3, 2, 3), (2, 1, 3), 1, (1, 2, 1), 2,
+     np.float32, "conv_tiles"),
+    ("tiles-k1-s3", (2, 16, 35, 37), (16, 16, 1, 1), 3, 0, 1, 1, np.float64, "conv_tiles"),
+    ("planes-depthwise", (4, 16, 33, 30), (32, 1, 4, 4), 2, 1, 1, 16, np.float32,
+     "conv_planes"),
+    ("planes-complex", (2, 3, 40, 37), (2, 3, 3, 5), (2, 3), 2, (2, 1), 1, np.complex128,
+     "conv_planes"),
+    ("serial-tiny", (1, 1, 5, 5), (1, 1, 3, 3), 2, 0, 1, 1, np.float32,
+     "conv_planes_serial"),
+    ("serial-1d-complex", (2, 2, 9), (4, 1, 3), 2, 1, 2, 2, np.complex64,
+     "conv_planes_serial"),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=[c[0] for c in CONV_CASES])
+def test_conv_kernel_matches_the_definition(case, ran, rng):
+    _, x_shape, w_shape, stride, padding, dilation, groups, dtype, kernel = case
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    bias = random_array(rng, (w_shape[0],), dtype)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = nd.conv(x, w, bias, **kwargs)
+    assert set(ran) == {kernel}
+    assert_conv_matches_oracle(y, x, w, bias, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["circular", "reflect", "replicate"])
+def test_conv_tiles_with_a_padding_mode(mode, ran, rng):
+    x = random_array(rng, (2, 8, 12, 10), np.float32)
+    w = random_array(rng, (16, 8, 3, 3), np.float32)
+    kwargs = dict(stride=2, padding=((2, 1), (1, 2)), padding_mode=mode)
+    assert_conv_matches_oracle(nd.conv(x, w, **kwargs), x, w, **kwargs)
+    assert set(ran) == {"conv_tiles"}
+
+
+@pytest.mark.parametrize("kernel_shape,kernel", [((16, 8, 3, 3), "conv_tiles"),
+                                                 ((2, 1, 3, 3), "conv_planes")])
+def test_conv_multiplies_the_zero_padding_like_torch(kernel_shape, kernel, ran, rng):
+    """0 * inf is NaN: an infinite weight makes NaN wherever its tap meets
+    the zero padding, as the definition (and PyTorch) says, and inf inside."""
+    x = np.abs(random_array(rng, (2, kernel_shape[1] * (1 if kernel == "conv_tiles" else 2),
+                                  64, 64), np.float32)) + 1
+    w = np.abs(random_array(rng, kernel_shape, np.float32))
+    w[0, 0, 0, 0] = np.inf
+    groups = 1 if kernel == "conv_tiles" else 2
+    y = nd.conv(x, w, stride=2, padding=1, groups=groups)
+    assert set(ran) == {kernel}
+    p = conv_pads((64, 64), (3, 3), stride=2, padding=1)
+    expected = conv_ref(x.astype(np.float64), w.astype(np.float64), stride=p["stride"],
+                        dilation=p["dilation"], pad_before=p["pad_before"],
+                        pad_after=p["pad_after"], groups=groups)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(expected))
+    assert np.isnan(y[0, 0, 0, 0]) and np.isinf(y[0, 0, 1, 1])
+
+
+# id, x shape, grad_output channels, kernel, stride, padding, dilation, groups, dtype, kernel
+GRAD_CASES = [
+    ("tiles-2d", (3, 5, 14, 11), 40, (3, 2), 2, 1, 1, 1, np.float32, "weight_tiles"),
+    ("tiles-1d-f64", (2, 4, 50), 9, (5,), 3, 2, 2, 1, np.float64, "weight_tiles"),
+    ("tiles-3d-grouped", (2, 4, 6, 5, 7), 32, (2, 3, 2), (1, 2, 2), 1, 1, 2, np.float32,
+     "weight_tiles"),
+    ("dots-2d", (2, 6, 12, 13), 3, (4, 4), 2, 1, 1, 1, np.float32, "weight_dots"),
+    ("dots-depthwise", (3, 8, 15, 16), 8, (3, 3), 2, 1, (2, 1), 8, np.float64, "weight_dots"),
+    ("dots-3d", (1, 2, 5, 6, 4), 2, (2, 2, 3), 1, (1, 0, 1), 1, 1, np.float64, "weight_dots"),
+]
+
+
+def _grad_case(case, rng):
+    _, x_shape, c_out, kernel, stride, padding, dilation, groups, dtype, name = case
+    p = conv_pads(x_shape[2:], kernel, stride=stride, padding=padding, dilation=dilation)
+    x = random_array(rng, x_shape, dtype)
+    gy = random_array(rng, (x_shape[0], c_out) + p["out_spatial"], dtype)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    ref_kw = dict(stride=p["stride"], dilation=p["dilation"], pad_before=p["pad_before"],
+                  pad_after=p["pad_after"], groups=groups)
+    return x, gy, kernel, kwargs, ref_kw, name
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_weight_grad_kernel_matches_the_definition(case, rng):
+    x, gy, kernel, kwargs, ref_kw, _ = _grad_case(case, rng)
+    got = nd.conv_weight_grad(x, gy, kernel, **kwargs)
+    expected = conv_weight_grad_ref(x, gy, kernel, **ref_kw)
+    bound = conv_weight_grad_ref(np.abs(x), np.abs(gy), kernel, **ref_kw)
+    terms = x.shape[0] * int(np.prod(gy.shape[2:]))
+    eps = np.finfo(x.dtype).eps
+    assert got.dtype == x.dtype and got.shape == expected.shape
+    assert np.all(np.abs(got - expected) <= 4 * terms * eps * bound + 1e-300)
+
+
+def test_weight_grad_picks_the_kernel_by_channels(monkeypatch, rng):
+    picked = []
+    real = driver.weight_tiles, driver.weight_dots
+    monkeypatch.setattr(driver, "weight_tiles",
+                        lambda *a: picked.append("weight_tiles") or real[0](*a))
+    monkeypatch.setattr(driver, "weight_dots",
+                        lambda *a: picked.append("weight_dots") or real[1](*a))
+    for case in GRAD_CASES:
+        x, gy, kernel, kwargs, _, name = _grad_case(case, rng)
+        nd.conv_weight_grad(x, gy, kernel, **kwargs)
+        assert picked[-1] == name, case[0]
+
+
+def test_weight_grad_of_a_non_finite_input_is_the_definition(rng, monkeypatch):
+    """Scratch positions multiply zero by ``src``: a ``src`` that is not
+    finite goes to the BLAS path, and the NaNs land where the sum puts them."""
+    x = random_array(rng, (2, 3, 12, 12), np.float64)
+    x[0, 1, 11, 11] = np.inf  # read by taps (2, 2) only, at stride 3
+    gy = random_array(rng, (2, 20, 4, 4), np.float64)
+    monkeypatch.setattr(driver, "weight_tiles", None)  # must not be reached
+    got = nd.conv_weight_grad(x, gy, 3, stride=3, padding=1)
+    p = conv_pads((12, 12), (3, 3), stride=3, padding=1)
+    expected = conv_weight_grad_ref(x, gy, (3, 3), stride=p["stride"], dilation=p["dilation"],
+                                    pad_before=p["pad_before"], pad_after=p["pad_after"])
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-12, atol=1e-12)
+
+
+def _with_threads(count, fn):
+    before = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+@pytest.mark.parametrize("case", CONV_CASES[:5], ids=[c[0] for c in CONV_CASES[:5]])
+def test_conv_is_bitwise_the_same_on_any_number_of_threads(case, rng):
+    _, x_shape, w_shape, stride, padding, dilation, groups, dtype, _ = case
+    x, w = random_array(rng, x_shape, dtype), random_array(rng, w_shape, dtype)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    one = _with_threads(1, lambda: nd.conv(x, w, **kwargs))
+    two = _with_threads(2, lambda: nd.conv(x, w, **kwargs))
+    np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c[0] for c in GRAD_CASES])
+def test_weight_grad_is_bitwise_the_same_on_any_number_of_threads(case, rng):
+    x, gy, kernel, kwargs, _, _ = _grad_case(case, rng)
+    one = _with_threads(1, lambda: nd.conv_weight_grad(x, gy, kernel, **kwargs))
+    two = _with_threads(2, lambda: nd.conv_weight_grad(x, gy, kernel, **kwargs))
+    np.testing.assert_array_equal(one, two)
