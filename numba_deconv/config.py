@@ -81,9 +81,9 @@ CONV_PLANES_SWEEP = 2048
 #: pairs (channel, tap) of the other, fewer pairs when there would be less
 #: than TILED_TASKS_PER_THREAD tasks per thread.
 #: Why: a task's rows of the block stay in L2 while its tiles pass them.
-WEIGHT_GRAD_BLOCK_BYTES = 4 << 20
+WEIGHT_GRAD_BLOCK_BYTES = 1 << 20
 WEIGHT_GRAD_A_BLOCK = 32
-WEIGHT_GRAD_PAIR_BLOCK = 64
+WEIGHT_GRAD_PAIR_BLOCK = 256
 
 #: Bytes of columns one task of the blas kernel may produce before its fold
 #: (col2im) reads them back; bigger images are split (output channels, then

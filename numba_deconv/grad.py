@@ -77,8 +77,8 @@ def conv_weight_grad(x, grad_output, kernel_size, *, stride=1, padding=0, dilati
     _check_grad_shape(grad_output, plan)
     g = plan.geometry
     x_cf, gy_cf = _channels_first(x, plan), _channels_first(grad_output, plan)
-    x_pad = _padding.pad(x_cf, tuple(zip(g.pad_before, g.pad_after)), padding_mode)
-    return _correlate(gy_cf, x_pad, g.kernel, g.stride, g.dilation, groups)
+    return _correlate(gy_cf, x_cf, tuple(zip(g.pad_before, g.pad_after)), padding_mode,
+                      g.kernel, g.stride, g.dilation, groups)
 
 
 def conv_transpose_weight_grad(x, grad_output, kernel_size, *, stride=1, padding=0,
@@ -134,10 +134,10 @@ def conv_transpose_weight_grad(x, grad_output, kernel_size, *, stride=1, padding
     _check_grad_shape(grad_output, plan)
     g = plan.geometry
     x_cf, gy_cf = _channels_first(x, plan), _channels_first(grad_output, plan)
-    gy_pad = _padding.pad(gy_cf, tuple(zip(g.pad_before, g.pad_after)), padding_mode)
     # sum conj(x) * gpad = conj(sum x * conj(gpad)): the correlation of
     # conv's weight gradient, with x as the output gradient.
-    grad = _correlate(x_cf, gy_pad, g.kernel, g.stride, g.dilation, groups)
+    grad = _correlate(x_cf, gy_cf, tuple(zip(g.pad_before, g.pad_after)), padding_mode,
+                      g.kernel, g.stride, g.dilation, groups)
     return grad.conj() if grad.dtype.kind == "c" else grad
 
 
@@ -203,22 +203,26 @@ def _channels_first(array, plan):
     return batched.astype(plan.dtype, copy=False)
 
 
-def _correlate(a, src, kernel, stride, dilation, groups):
+def _correlate(a, src, pairs, mode, kernel, stride, dilation, groups):
     """``grad[ca, cs, k] = sum over n, o of a[n, ca, o] * conj(src[n, cs,
     o*s + k*d])`` for the channels ``ca``, ``cs`` of one group, as
     ``(Ca, Cs/groups, *kernel)``; ``a`` is ``(N, Ca, *O)``, ``src`` ``(N,
-    Cs, *S)`` with ``S >= (O - 1)*s + d*(k - 1) + 1`` (taps reading past
-    that would only meet zero padding and are left at zero, as they are
-    never reached).
+    Cs, *S)`` padded by ``pairs`` in ``mode``, with ``S >= (O - 1)*s +
+    d*(k - 1) + 1`` padded (taps reading past that would only meet zero
+    padding and are left at zero, as they are never reached).
 
     Real data of rank <= 3 with a finite ``src`` runs on the register tiles
-    of :mod:`numba_deconv.cpu.weight_grad`; the rest as one BLAS product
-    per tap."""
+    of :mod:`numba_deconv.cpu.weight_grad` (which pad with zeros as they
+    lay ``src`` out); the rest as one BLAS product per tap."""
+    # A finite sum means finite elements (the rare overflow takes BLAS).
     if (a.dtype.kind == "f" and len(kernel) <= 3 and a.size and src.size
-            and np.isfinite(src).all()):
-        return driver.weight_grad(np.ascontiguousarray(a), np.ascontiguousarray(src), kernel,
-                                  stride, dilation, groups, len(kernel),
-                                  numba.get_num_threads())
+            and np.isfinite(src.sum())):
+        if mode != "zeros":
+            src, pairs = _padding.pad(src, pairs, mode), ((0, 0),) * len(kernel)
+        return driver.weight_grad(np.ascontiguousarray(a), np.ascontiguousarray(src),
+                                  tuple(before for before, _ in pairs), kernel, stride,
+                                  dilation, groups, len(kernel), numba.get_num_threads())
+    src = _padding.pad(src, pairs, mode)
     n, c_a = a.shape[:2]
     c_s = src.shape[1]
     out = a.shape[2:]

@@ -465,12 +465,12 @@ def run_conv(route, x, weights, bias, out) -> None:
                             out.reshape(launch.out_shape), launch)
 
 
-def weight_grad(a, src, kernel, stride, dilation, groups, rank, threads) -> np.ndarray:
-    """``grad[ca, cs, k] = sum over n, o of a[n, ca, o] * src[n, cs, o*s +
+def weight_grad(a, src, pad, kernel, stride, dilation, groups, rank, threads) -> np.ndarray:
+    """``grad[ca, cs, k] = sum over n, o of a[n, ca, o] * xpad[n, cs, o*s +
     k*d]`` for the channels of one group, as ``(Ca, Cs/groups, *kernel)``,
     by :mod:`.weight_grad`'s kernels: ``a`` (N, Ca, *O) and ``src`` (N, Cs,
-    *S), rank-``rank`` (<= 3), real and C-contiguous, ``src`` finite and
-    padded already, ``S >= (O - 1)*s + d*(k - 1) + 1``.
+    *S), rank-``rank`` (<= 3), real and C-contiguous, ``src`` finite,
+    ``xpad`` it with ``pad`` zeros before each dim (and enough after).
 
     ``weight_tiles`` (channels of ``a`` in vectors) given a vector's worth
     of them per group, else ``weight_dots``; images go as many at a time
@@ -483,6 +483,7 @@ def weight_grad(a, src, kernel, stride, dilation, groups, rank, threads) -> np.n
     src3 = src.reshape((n_batch, c_s) + lift + src.shape[2:])
     kernel3, stride3, dilation3 = lift + tuple(kernel), lift + tuple(stride), lift + tuple(
         dilation)
+    pad3 = (0,) * len(lift) + tuple(pad)
     pitch, planes, plane_of, offsets = plane_tables(kernel3, stride3, dilation3, a3.shape[2:])
     c_a_g, pairs = c_a // groups, c_s // groups * len(offsets)
     itemsize = a.dtype.itemsize
@@ -503,8 +504,8 @@ def weight_grad(a, src, kernel, stride, dilation, groups, rank, threads) -> np.n
         pair_block = max(PAIRS, min(-(-pairs_room // splits // PAIRS) * PAIRS,
                                     config.WEIGHT_GRAD_PAIR_BLOCK))
         grad = np.zeros((groups, pairs_room, c_room), dtype=a.dtype)
-        weight_tiles(a3, src3, planes, plane_of, offsets, pitch, stride3, groups, images,
-                     pair_block, grad)
+        weight_tiles(a3, src3, planes, plane_of, offsets, pitch, pad3, stride3, groups,
+                     images, pair_block, grad)
         grad = grad[:, :pairs, :c_a_g].transpose(0, 2, 1)
     else:
         a_len = -(-span // lanes) * lanes
@@ -515,8 +516,8 @@ def weight_grad(a, src, kernel, stride, dilation, groups, rank, threads) -> np.n
         pair_block = max(TILE, min(-(-pairs // splits // TILE) * TILE,
                                    config.WEIGHT_GRAD_PAIR_BLOCK))
         grad = np.zeros((groups, c_a_g, pairs), dtype=a.dtype)
-        weight_dots(a3, src3, planes, plane_of, offsets, pitch, stride3, groups, images,
-                    a_block, pair_block, grad)
+        weight_dots(a3, src3, planes, plane_of, offsets, pitch, pad3, stride3, groups,
+                    images, a_block, pair_block, grad)
     return np.ascontiguousarray(grad).reshape((c_a, c_s // groups) + tuple(kernel))
 
 
@@ -545,10 +546,10 @@ def kernel_signatures(kernel: str, dtype) -> list:
                        (fill_weight_table, (arr5, count, index3, index1))] if real else [],
         "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2)],
         "conv_planes_serial": [(conv_planes_serial, (arr5, arr5) + conv + (count,) * 2)],
-        "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1, triple, triple)
-                          + (count,) * 3 + (arr3,))] if real else [],
-        "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1, triple, triple)
-                         + (count,) * 4 + (arr3,))] if real else [],
+        "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1)
+                          + (triple,) * 3 + (count,) * 3 + (arr3,))] if real else [],
+        "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1)
+                         + (triple,) * 3 + (count,) * 4 + (arr3,))] if real else [],
     }[kernel]
 
 

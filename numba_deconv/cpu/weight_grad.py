@@ -70,11 +70,12 @@ _dot4x4, _dot4x1, _dot1x4, _dot1x1 = (_spell_dot_tile(r, c)
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def weight_dots(a, src, planes, plane_of, offsets, pitch, stride, groups, images_per_block,
-                a_block, pair_block, grad):
+def weight_dots(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
+                images_per_block, a_block, pair_block, grad):
     """``grad`` (groups, Ca/groups, Cs/groups * taps), zeroed by the
     caller, += the correlation of ``a`` (N, Ca, OD, OH, OW) with ``src``
-    (N, Cs, D, H, W), pairs ordered (channel, tap), as dot products of
+    (N, Cs, D, H, W) padded by ``pad`` zeros before each dim, pairs ordered
+    (channel, tap), as dot products of
     rows (for few channels of ``a``); the tables from
     :func:`.correlate.plane_tables` for the output grid of ``a``. Images
     go ``images_per_block`` at a time; a task owns ``a_block`` channels of
@@ -110,7 +111,7 @@ def weight_dots(a, src, planes, plane_of, offsets, pitch, stride, groups, images
                     for t in range(np.uint64(o_w)):
                         row[np.uint64(at) + t] = af[np.uint64(source) + t]
             else:
-                _fill_planes(b_rows, src, n0 + n, n, c - c_a, planes, b_len, pitch, stride)
+                _fill_planes(b_rows, src, n0 + n, n, c - c_a, planes, b_len, pitch, pad, stride)
         for task in prange(groups * a_blocks * pair_blocks):
             pb = task % pair_blocks
             ab = (task // pair_blocks) % a_blocks
@@ -155,14 +156,14 @@ def _tiles(grad, g_at, pairs, a, a_at, a_pitch, a_image, b, b_at, b_image, image
 
 
 @njit(nogil=True, cache=True)
-def _fill_planes(b_rows, src, n, slot, c, planes, b_len, pitch, stride):
+def _fill_planes(b_rows, src, n, slot, c, planes, b_len, pitch, pad, stride):
     """The phase planes of channel ``c`` of image ``n`` of ``src`` into
     image slot ``slot`` of ``b_rows`` (slots, Cs, n_planes, b_len)."""
     n_planes = planes.shape[0]
     first = (slot * src.shape[1] + c) * n_planes * b_len
     window = b_rows[first:first + n_planes * b_len]
     window[:] = 0
-    _fill_window(window, src, n, c, 1, planes, 0, b_len, pitch, (0, 0, 0), stride)
+    _fill_window(window, src, n, c, 1, planes, 0, b_len, pitch, pad, stride)
 
 
 #: Pairs (columns) of a channel-vector tile; its rows are 1-3 vectors of
@@ -206,20 +207,21 @@ def _spell_channel_tile(vectors):
     return njit(inline="always")(namespace[name])
 
 
-_channels3, _channels1 = (_spell_channel_tile(v) for v in (3, 1))
+_channels3, _channels2, _channels1 = (_spell_channel_tile(v) for v in (3, 2, 1))
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def weight_tiles(a, src, planes, plane_of, offsets, pitch, stride, groups, images_per_block,
-                 pair_block, grad):
+def weight_tiles(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
+                 images_per_block, pair_block, grad):
     """As :func:`weight_dots`, with the channels of ``a`` in vectors (for
     at least a vector's worth per group): ``grad`` (groups, pairs rounded
     up to ``PAIRS``, Ca/groups rounded up to a vector), zeroed by the
-    caller. ``a`` is laid out position by position with the channels of
-    each group side by side (zero past them); a task owns one group's
-    channels in tiles of 3 vectors (then 1) and ``pair_block`` pairs (a
-    multiple of ``PAIRS``); pairs past the last read its row and land past
-    the pairs the caller keeps.
+    caller. The channels of each group go in blocks of 3 vectors (the
+    last may be narrower), each laid out position by position, so a tile
+    streams its block of ``a`` straight through (zero past the channels
+    and at scratch positions). A task owns one group and ``pair_block``
+    pairs (a multiple of ``PAIRS``); pairs past the last read its row and
+    land past the pairs the caller keeps.
     """
     n_batch, c_a = a.shape[0], a.shape[1]
     c_s = src.shape[1]
@@ -232,28 +234,31 @@ def weight_tiles(a, src, planes, plane_of, offsets, pitch, stride, groups, image
     pairs_room, c_room = grad.shape[1], grad.shape[2]
     span = ((o_d - 1) * u_h + o_h - 1) * u_w + o_w
     b_len = span + offsets.max()
-    a_pitch = groups * c_room
-    # Scratch positions and channels past a group's stay zero.
-    a_rows = np.zeros(images_per_block * span * a_pitch, dtype=a.dtype)
+    widest = 3 * lanes
+    block_len = images_per_block * span  # positions of a block of channels
+    a_rows = np.zeros(groups * c_room * block_len, dtype=a.dtype)
     b_rows = np.empty(images_per_block * c_s * n_planes * b_len, dtype=a.dtype)
     af = a.reshape(-1)
     pair_blocks = -(-pairs // pair_block)
-    triples = c_room // (3 * lanes)
+    lines = o_d * o_h
     for n0 in range(0, n_batch, images_per_block):
         images = min(images_per_block, n_batch - n0)
-        lines = o_d * o_h
         for job in prange(images * (lines + c_s)):
             n, j = job // (lines + c_s), job % (lines + c_s)
             if j < lines:
-                # One output line of every channel, transposed into its positions.
-                at = ((n * span + (j // o_h * u_h + j % o_h) * u_w) * a_pitch)
+                # One output line of every channel, into its block's positions.
+                p0 = n * span + (j // o_h * u_h + j % o_h) * u_w
                 for c in range(c_a):
-                    slot = np.uint64(at + c // c_a_g * c_room + c % c_a_g)
+                    g, cl = c // c_a_g, c % c_a_g
+                    c0 = cl // widest * widest
+                    width = min(widest, c_room - c0)
+                    slot = np.uint64((g * c_room + c0) * block_len + p0 * width + cl - c0)
                     source = np.uint64((((n0 + n) * c_a + c) * lines + j) * o_w)
                     for t in range(np.uint64(o_w)):
-                        a_rows[slot + t * np.uint64(a_pitch)] = af[source + t]
+                        a_rows[slot + t * np.uint64(width)] = af[source + t]
             else:
-                _fill_planes(b_rows, src, n0 + n, n, j - lines, planes, b_len, pitch, stride)
+                _fill_planes(b_rows, src, n0 + n, n, j - lines, planes, b_len, pitch, pad,
+                             stride)
         for task in prange(groups * pair_blocks):
             pb = task % pair_blocks
             g = task // pair_blocks
@@ -264,18 +269,27 @@ def weight_tiles(a, src, planes, plane_of, offsets, pitch, stride, groups, image
                 cs, t = min(j, pairs - 1) // n_taps, min(j, pairs - 1) % n_taps
                 b_at[j - j0] = ((g * c_s_g + cs) * n_planes + plane_of[t]) * b_len + offsets[t]
             gf = grad.reshape(-1)
-            for j in range(j0, j1, PAIRS):
-                k = j - j0
-                g_at = (g * pairs_room + j) * c_room
-                for v in range(triples):
-                    _channels3(gf, g_at + 3 * v * lanes, c_room, a_rows,
-                               g * c_room + 3 * v * lanes, span * a_pitch, a_pitch, b_rows,
-                               b_at[k], b_at[k + 1], b_at[k + 2], b_at[k + 3], b_at[k + 4],
-                               b_at[k + 5], b_at[k + 6], b_at[k + 7],
-                               c_s * n_planes * b_len, images, span)
-                for v in range(3 * triples, c_room // lanes):
-                    _channels1(gf, g_at + v * lanes, c_room, a_rows, g * c_room + v * lanes,
-                               span * a_pitch, a_pitch, b_rows,
-                               b_at[k], b_at[k + 1], b_at[k + 2], b_at[k + 3], b_at[k + 4],
-                               b_at[k + 5], b_at[k + 6], b_at[k + 7],
-                               c_s * n_planes * b_len, images, span)
+            b_image = c_s * n_planes * b_len
+            # Channels outer: their block of a stays in L2 while every tile
+            # of pairs passes it.
+            for c0 in range(0, c_room, widest):
+                width = min(widest, c_room - c0)
+                a_at = (g * c_room + c0) * block_len
+                for j in range(j0, j1, PAIRS):
+                    k = j - j0
+                    g_at = (g * pairs_room + j) * c_room + c0
+                    if width == widest:
+                        _channels3(gf, g_at, c_room, a_rows, a_at, span * width, width, b_rows,
+                                   b_at[k], b_at[k + 1], b_at[k + 2], b_at[k + 3],
+                                   b_at[k + 4], b_at[k + 5], b_at[k + 6], b_at[k + 7],
+                                   b_image, images, span)
+                    elif width == 2 * lanes:
+                        _channels2(gf, g_at, c_room, a_rows, a_at, span * width, width, b_rows,
+                                   b_at[k], b_at[k + 1], b_at[k + 2], b_at[k + 3],
+                                   b_at[k + 4], b_at[k + 5], b_at[k + 6], b_at[k + 7],
+                                   b_image, images, span)
+                    else:
+                        _channels1(gf, g_at, c_room, a_rows, a_at, span * width, width, b_rows,
+                                   b_at[k], b_at[k + 1], b_at[k + 2], b_at[k + 3],
+                                   b_at[k + 4], b_at[k + 5], b_at[k + 6], b_at[k + 7],
+                                   b_image, images, span)
