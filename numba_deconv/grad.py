@@ -18,9 +18,9 @@ import itertools
 import numba
 import numpy as np
 
-from . import _padding
+from . import _dispatch, _padding
 from ._params import int_tuple
-from ._plan import as_array, plan_call, plan_conv
+from ._plan import as_array
 from .cpu import driver
 
 
@@ -71,9 +71,10 @@ def conv_weight_grad(x, grad_output, kernel_size, *, stride=1, padding=0, dilati
     """
     x, grad_output, kernel, c_in, c_out = _arguments(x, grad_output, kernel_size, groups,
                                                      data_format)
-    plan = plan_conv(x.shape, x.dtype, (c_out, c_in // groups) + kernel, grad_output.dtype,
-                     None, None, stride=stride, padding=padding, dilation=dilation,
-                     groups=groups, padding_mode=padding_mode, data_format=data_format)
+    # The dispatcher's memo: a repeated call shape skips every check.
+    plan = _dispatch.conv_call(x.shape, x.dtype, (c_out, c_in // groups) + kernel,
+                               grad_output.dtype, None, (stride, padding, dilation, groups,
+                                                         padding_mode, data_format)).plan
     _check_grad_shape(grad_output, plan)
     g = plan.geometry
     x_cf, gy_cf = _channels_first(x, plan), _channels_first(grad_output, plan)
@@ -127,10 +128,10 @@ def conv_transpose_weight_grad(x, grad_output, kernel_size, *, stride=1, padding
     """
     x, grad_output, kernel, c_in, c_out = _arguments(x, grad_output, kernel_size, groups,
                                                      data_format)
-    plan = plan_call(x.shape, x.dtype, (c_in, c_out // groups) + kernel, grad_output.dtype,
-                     None, None, stride=stride, padding=padding,
-                     output_padding=output_padding, dilation=dilation, groups=groups,
-                     output_size=None, padding_mode=padding_mode, data_format=data_format)
+    plan = _dispatch.cpu_call(x.shape, x.dtype, (c_in, c_out // groups) + kernel,
+                              grad_output.dtype, None,
+                              (stride, padding, output_padding, dilation, groups, None,
+                               padding_mode, data_format)).plan
     _check_grad_shape(grad_output, plan)
     g = plan.geometry
     x_cf, gy_cf = _channels_first(x, plan), _channels_first(grad_output, plan)

@@ -28,6 +28,8 @@ The zero padding is multiplied like any input, as the definition of
 kernels, these need no fallback for weights that are not finite.
 """
 
+import functools
+
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
@@ -38,6 +40,7 @@ from .kernels import interleave
 from .tiled import TILE_ROWS, phase_products, sweep_segments
 
 
+@functools.lru_cache(maxsize=256)
 def plane_tables(kernel, stride, dilation, out_spatial):
     """The phase planes of a rank-3 correlation (all tuples of 3).
 
@@ -45,7 +48,9 @@ def plane_tables(kernel, stride, dilation, out_spatial):
     ``U`` per dim; ``planes`` int64 ``(n_planes, 3)``, the phase ``r`` of
     each plane some tap reads; and per tap, in ``(kd, kh, kw)`` order, the
     plane it reads (``plane_of``) and its flat offset in the grid
-    (``offsets``), both int64 ``(taps,)``.
+    (``offsets``), both int64 ``(taps,)``. Memoised: the arrays are
+    shared, never to be written (left writable: Numba would compile
+    read-only arrays as another type).
     """
     per_dim = [[divmod(k * d, s) for k in range(kk)]
                for kk, s, d in zip(kernel, stride, dilation)]
