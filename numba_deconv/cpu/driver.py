@@ -171,7 +171,8 @@ def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize
     pitch, planes, plane_of, offsets = plane_tables(w_shape[2:], stride, dilation,
                                                     out_shape[2:])
     span = ((out_shape[2] - 1) * pitch[1] + out_shape[3] - 1) * pitch[2] + out_shape[4]
-    wanted = -(-config.TILED_TASKS_PER_THREAD * threads // (batch * groups))
+    # (An empty batch plans too, and launches nothing.)
+    wanted = -(-config.TILED_TASKS_PER_THREAD * threads // max(batch * groups, 1))
     window = c_in_g * len(planes) * span * itemsize
     by_window = -(-window // config.TILED_WINDOW_BYTES)
     chunks = max(1, min(max(wanted, by_window), span // config.TILED_MIN_POSITIONS))
