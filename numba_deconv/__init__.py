@@ -4,7 +4,12 @@ Public names only; see ``conv_transpose`` for the operation and the README
 for the semantics.
 """
 
-from . import compat
+from . import _cache
+from ._version import __version__
+
+_cache.install()  # before any kernel is decorated
+
+from . import compat  # noqa: E402  (kernels import after the cache locator)
 from ._compiled import cache_info
 from ._dispatch import precompile
 from ._outputs import release_memory
@@ -16,4 +21,3 @@ from .linalg import as_linear_operator
 __all__ = ["conv_transpose", "conv", "conv_weight_grad", "conv_transpose_weight_grad",
            "as_linear_operator", "explain", "cache_info", "precompile", "release_memory",
            "compat"]
-__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""The package version, in one place (the cache stamp reads it too)."""
+
+__version__ = "0.1.0"

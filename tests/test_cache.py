@@ -1,0 +1,73 @@
+"""Numba's on-disk cache never serves a kernel compiled from older sources.
+
+Numba alone stamps a cached function with its own file's time and size,
+so a kernel in ``cpu/kernels.py`` that inlines ``_phases.tap_source``
+would load stale code after ``_phases.py`` changed. In a copy of the
+package: the first process compiles, the second loads from the cache,
+and after an edit of the helper the third must compile afresh and compute
+with the new helper.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numba_deconv
+
+SCRIPT = """
+import json
+import numpy as np
+import numba_deconv
+from numba_deconv.cpu import kernels
+# The TensorFlow worked example: a tiny call, on the row kernel, whose tap
+# table comes from _phases.tap_source.
+x = np.array([[[[-67.0, -77.0], [-117.0, -127.0]]]])
+w = np.array([[[[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0], [-7.0, 8.0, -9.0]]]])
+y = numba_deconv.conv_transpose(x, w, stride=2)
+stats = [kernels._sources.stats, kernels.direct_rows_serial.stats]
+print(json.dumps({"file": numba_deconv.__file__, "first": float(y[0, 0, 0, 0]),
+                  "hits": sum(sum(s.cache_hits.values()) for s in stats),
+                  "misses": sum(sum(s.cache_misses.values()) for s in stats)}))
+"""
+
+
+def _run(package_root: Path, cache: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(package_root), NUMBA_CACHE_DIR=str(cache))
+    # Run from the copy's parent: the checkout in the working directory
+    # would come first on sys.path.
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=package_root,
+                          capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_an_edited_helper_recompiles_instead_of_loading_a_stale_kernel(tmp_path):
+    root = tmp_path / "src"
+    package = root / "numba_deconv"
+    shutil.copytree(Path(numba_deconv.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    cache = tmp_path / "cache"
+
+    first = _run(root, cache)
+    assert first["file"].startswith(str(package))
+    assert first["first"] == 67.0 and first["misses"] > 0
+
+    again = _run(root, cache)
+    assert again["first"] == 67.0 and again["hits"] > 0 and again["misses"] == 0
+
+    # A helper in another file: no tap reaches any output any more.
+    phases = package / "_phases.py"
+    source = phases.read_text()
+    edited = source.replace('    """The input that reaches output ``o`` through tap ``k``, or -1."""\n',
+                            '    """The input that reaches output ``o`` through tap ``k``, or -1."""\n'
+                            '    return -1\n')
+    assert edited != source
+    phases.write_text(edited)
+
+    after = _run(root, cache)
+    assert after["misses"] > 0 and after["hits"] == 0
+    assert after["first"] == 0.0
