@@ -57,11 +57,13 @@ def _cuda_status() -> str:
 def _precompile(args) -> int:
     from . import precompile
 
-    variants = precompile(ranks=args.ranks, dtypes=args.dtypes,
-                          strategies=args.strategies, device=args.device)
-    for v in variants:
+    def show(v):  # a line per kernel as it is ready
         print(f"{v['device']:4} rank {v['rank']} {v['dtype']:10} {v['layout']:14} "
-              f"{v['strategy']:7} {v['kernel']:12} {v['compile_seconds'] * 1e3:9.1f} ms")
+              f"{v['strategy']:7} {v['kernel']:18} {v['compile_seconds'] * 1e3:9.1f} ms",
+              flush=True)
+
+    variants = precompile(ranks=args.ranks, dtypes=args.dtypes, strategies=args.strategies,
+                          device=args.device, progress=show)
     total = sum(v["compile_seconds"] for v in variants)
     print(f"{len(variants)} variants ready in Numba's on-disk cache ({total:.1f} s)")
     return 0

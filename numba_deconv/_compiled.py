@@ -46,6 +46,11 @@ def ensure(key: tuple, compile_kernel, *args) -> None:
     _COMPILED[key] = time.perf_counter() - start
 
 
+def recorded():
+    """The keys of the variants recorded so far (a live view)."""
+    return _COMPILED.keys()
+
+
 def cache_info() -> list:
     """What this process has compiled, one dict per variant.
 
@@ -56,7 +61,9 @@ def cache_info() -> list:
         (``"gather"`` or ``"columns"`` on the CPU, ``"gather"`` on CUDA),
         ``kernel`` (which kernel of the strategy ran: ``"rows_serial"``,
         ``"rows"``, ``"planes"``, ``"phase_tiles"``, ``"column_tiles"``,
-        ``"blas"``; ``"gather"`` on CUDA) and ``compile_seconds`` (the time
+        ``"blas"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
+        ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
+        ``"weight_dots"``; on CUDA ``"gather"``, ``"conv_gather"``) and ``compile_seconds`` (the time
         to compile the kernel or to load it from Numba's on-disk cache), in
         the order compiled.
 

@@ -329,7 +329,7 @@ def reset() -> None:
 
 
 def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
-               layouts=LAYOUTS, device="cpu") -> list:
+               layouts=LAYOUTS, device="cpu", progress=None) -> list:
     """Compile variants ahead of time into Numba's on-disk cache.
 
     The next process that needs one of these variants loads it from disk
@@ -349,6 +349,9 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
         ``"channels_first"`` and/or ``"channels_last"``.
     device : {"cpu", "cuda"}
         Which backend's kernels to compile.
+    progress : callable, optional
+        Called with each variant's :func:`numba_deconv.cache_info` entry
+        as soon as it is ready (the CLI prints a line per kernel).
 
     Returns
     -------
@@ -395,6 +398,9 @@ def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
             for layout in layouts:
                 for strategy in strategies:
                     for kernel in known[strategy]:
-                        _compiled.ensure((device, int(rank), np.dtype(name), layout, strategy,
-                                          kernel), compile_kernel, kernel, np.dtype(name))
+                        key = (device, int(rank), np.dtype(name), layout, strategy, kernel)
+                        fresh = key not in _compiled.recorded()
+                        _compiled.ensure(key, compile_kernel, kernel, np.dtype(name))
+                        if progress is not None and fresh:
+                            progress(_compiled.cache_info()[-1])
     return _compiled.cache_info()

@@ -71,3 +71,28 @@ def test_an_edited_helper_recompiles_instead_of_loading_a_stale_kernel(tmp_path)
     after = _run(root, cache)
     assert after["misses"] > 0 and after["hits"] == 0
     assert after["first"] == 0.0
+
+
+LOGGED = """
+import logging
+logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+import numpy as np
+import numba_deconv
+numba_deconv.conv_transpose(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)), stride=2)
+numba_deconv.conv_transpose(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)), stride=2)
+"""
+
+
+def test_a_first_call_that_compiles_says_so_once(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+
+    def lines():
+        done = subprocess.run([sys.executable, "-c", LOGGED], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600, check=True)
+        return [line for line in done.stderr.splitlines() if line.startswith("numba_deconv")]
+
+    cold = lines()
+    assert len(cold) == 1, cold
+    assert cold[0].startswith("numba_deconv INFO compiling the rows_serial kernel for float64")
+    assert "cache" in cold[0]
+    assert lines() == []  # the next process loads it from the cache

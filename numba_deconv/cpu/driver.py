@@ -27,6 +27,7 @@ The kernels, by strategy:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import typing
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,8 @@ from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
+
+_log = logging.getLogger("numba_deconv")
 
 
 class PlanesLayout(typing.NamedTuple):
@@ -555,9 +558,29 @@ def kernel_signatures(kernel: str, dtype) -> list:
 
 
 def compile_kernel(kernel: str, dtype) -> None:
-    """Compile ``kernel`` for ``dtype``, or load it from Numba's disk cache."""
-    for dispatcher, signature in kernel_signatures(kernel, dtype):
+    """Compile ``kernel`` for ``dtype``, or load it from Numba's disk cache;
+    say so on the ``numba_deconv`` logger (INFO) when it must compile,
+    which takes seconds."""
+    signatures = kernel_signatures(kernel, dtype)
+    if not all(_is_cached(dispatcher, signature) for dispatcher, signature in signatures):
+        _log.info("compiling the %s kernel for %s: seconds, once (Numba's on-disk cache keeps "
+                  "it for later processes; `python -m numba_deconv precompile` does all "
+                  "ahead of time)", kernel, np.dtype(dtype).name)
+    for dispatcher, signature in signatures:
         dispatcher.compile(signature)
+
+
+def _is_cached(dispatcher, signature) -> bool:
+    """Whether Numba's on-disk cache holds ``dispatcher`` for ``signature``
+    (False where that cannot be told: Numba's cache has no public query)."""
+    if signature in dispatcher.overloads:
+        return True
+    cache = dispatcher._cache
+    try:
+        key = cache._index_key(signature, dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # a NullCache, or internals that moved
+        return False
 
 
 _pool = None
