@@ -576,3 +576,16 @@ def test_asv_inputs_are_the_bench_inputs(monkeypatch):
             for mine, theirs in zip(common.make_inputs(entry, "float32", 3, op),
                                     bench.make_inputs(small, "float32", 3, op)):
                 np.testing.assert_array_equal(mine, theirs)
+
+
+def test_cold_start_rows_and_table(tmp_path):
+    """``bench --cold``: a cold and a warm process of ours (no PyTorch
+    here), and the table that reports them."""
+    from numba_deconv.bench import cold
+
+    case = next(c for c in bench.load_cases() if c.name == "tiny_seed")
+    rows = cold.cold_start([(case, "float32")], torch=False)
+    assert len(rows) == 1 and rows[0].case == "tiny_seed" and rows[0].torch is None
+    assert rows[0].ours_cold > 0 and rows[0].ours_warm > 0
+    table = cold.format_cold_table(rows)
+    assert "| tiny_seed | float32 |" in table and "| – | – |" in table

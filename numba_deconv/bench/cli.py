@@ -1,10 +1,11 @@
 """``python -m numba_deconv bench``: the options, and a run from them."""
 
 import argparse
+import importlib.util
 import json
 import sys
 
-from .cases import DTYPES, OPS
+from .cases import DTYPES, OPS, load_cases, select_cases
 from .harness import run
 from .peers import PEERS
 from .report import format_table, plot
@@ -65,6 +66,10 @@ def configure_parser(p):
     p.add_argument("--json", metavar="FILE",
                    help="also write the full results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--cold", action="store_true",
+                   help="time the cold start instead: import plus the first call, each "
+                        "in a new process, ours with an empty and then a warm Numba "
+                        "cache, PyTorch's beside it (--op conv_transpose or conv)")
     p.set_defaults(func=run_from_args)
     return p
 
@@ -91,6 +96,8 @@ def run_from_args(args) -> int:
     if args.threads < 1:
         print("error: --threads must be at least 1", file=sys.stderr)
         return 2
+    if args.cold:
+        return _run_cold(args)
     try:
         report = run(args.case, args.dtype, args.peers, op=args.op, min_time=args.min_time,
                      repeat=args.repeat, threads=args.threads, gemm=args.gemm,
@@ -107,6 +114,24 @@ def run_from_args(args) -> int:
     if args.plot:
         plot(report, args.plot)
         print(f"plot written to {args.plot}")
+    return 0
+
+
+def _run_cold(args) -> int:
+    from .cold import cold_start, format_cold_table
+
+    if args.op not in ("conv_transpose", "conv"):
+        print("error: --cold times --op conv_transpose or conv", file=sys.stderr)
+        return 2
+    try:
+        pairs = select_cases(load_cases(args.case_file), args.case, args.dtype)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    torch = "torch" in args.peers and importlib.util.find_spec("torch") is not None
+    rows = cold_start(pairs, op=args.op, threads=args.threads, torch=torch,
+                      progress=None if args.quiet else sys.stderr)
+    print(format_cold_table(rows, args.op))
     return 0
 
 

@@ -1,0 +1,50 @@
+"""The cold start, tracked over time like the run time.
+
+``import numba_deconv`` plus the first ``conv_transpose`` call in a new
+process with an empty Numba cache, in seconds (``python -m numba_deconv
+bench --cold`` gives the same beside PyTorch). One case of each spatial
+rank and the tiny worked example.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from ._common import CASES, conv_kwargs
+
+_CHILD = """
+import json, sys, time
+spec = json.loads(sys.argv[1])
+import numpy as np
+x = np.ones(spec["x"], spec["dtype"])
+w = np.ones(spec["w"], spec["dtype"])
+start = time.perf_counter()
+import numba_deconv
+numba_deconv.conv_transpose(x, w, **spec["kwargs"])
+print(time.perf_counter() - start)
+"""
+
+
+class ColdStart:
+    params = (["tiny_seed", "signal_1d", "unet_2d", "vol_3d"], ["float32"])
+    param_names = ["case", "dtype"]
+    number = 1
+    repeat = 1
+    timeout = 600
+
+    def track_cold_first_call(self, name, dtype):
+        case = CASES[name]
+        spatial = case["spatial"]
+        spec = dict(dtype=dtype, kwargs=conv_kwargs(case),
+                    x=[case["N"], case["C_in"], *spatial],
+                    w=[case["C_in"], case["C_out"] // case.get("groups", 1)]
+                    + [case["kernel"]] * len(spatial))
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="2")
+            done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], env=env,
+                                  cwd=cache, capture_output=True, text=True, check=True)
+        return float(done.stdout.split()[-1])
+
+    track_cold_first_call.unit = "seconds"
