@@ -270,6 +270,9 @@ def test_run_tiny_case_end_to_end():
     (row,) = report.rows
     assert row.case.name == "tiny_seed"
     assert report.gemm_gflops > 0
+    # The yardstick: the FMA peak of both dtypes, well above a tiny case's rate.
+    assert set(report.peaks) == {"float32", "float64"}
+    assert all(g > 0 for g in report.peaks.values())
     ours = row.results[bench.OURS]
     assert ours.status == "ok", ours.reason
     for p in peers:
@@ -279,6 +282,7 @@ def test_run_tiny_case_end_to_end():
         assert row.best_peer()[0] in peers and row.speedup() > 0
     text = bench.format_table(report)
     assert "tiny_seed" in text and "GFLOP/s" in text
+    assert "% peak" in text and "FMA peak" in text and "float64" in text
     json.dumps(report.to_dict())
 
 

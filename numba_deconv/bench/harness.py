@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .cases import OPS, Case, load_cases, make_inputs, select_cases
+from .cases import DTYPES, OPS, Case, load_cases, make_inputs, select_cases
 from .peers import ADAPTERS, OURS, PEER_LABELS, PEERS, NotApplicable, build_call, \
     first_line, setup_library
 from .report import Report, Result, Row, cell, machine_description
@@ -80,6 +80,14 @@ def gemm_rate(n=2048, repeat=5, dtype="float32") -> float:
         np.matmul(a, b, out=c)
         times.append(time.perf_counter() - t0)
     return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def _emit_peaks(threads):
+    """The FMA peak of float32 and float64 (:func:`.peak.fma_peak`)."""
+    from .peak import fma_peak
+
+    for dtype in DTYPES:
+        _emit({"event": "peak", "dtype": dtype, "gflops": fma_peak(dtype, threads)})
 
 
 def workspace_bytes(fn):
@@ -150,6 +158,7 @@ def worker_main(lib, spec_path):
     gemm = {"event": "gemm", "size": spec["gemm_size"]} if spec["gemm"] else None
     if gemm:
         _emit(dict(gemm, gflops=gemm_rate(gemm["size"])))
+        _emit_peaks(threads)
 
     def load(item):
         return Case.from_dict(item["case"]), np.load(item["x"]), np.load(item["w"])
@@ -170,6 +179,7 @@ def worker_main(lib, spec_path):
         _emit(res)
     if gemm:   # again: the best of both is the machine's ceiling
         _emit(dict(gemm, gflops=gemm_rate(gemm["size"])))
+        _emit_peaks(threads)
     if spec["memory"]:
         # After every timing: measuring memory fixes glibc's mmap threshold,
         # after which each large allocation is mapped and faulted in afresh,
@@ -291,6 +301,7 @@ def run(cases=None, dtypes=None, peers=PEERS, *, op="conv_transpose", min_time=1
     libs = [OURS, *(p for p in peers if p in ADAPTERS[op])]
     versions = {}
     gemm_gflops = None
+    peaks = {}  # dtype -> the best FMA peak seen, GFLOP/s
     tmp = tempfile.mkdtemp(prefix="numba_deconv_bench_")
     try:
         items = []
@@ -318,18 +329,20 @@ def run(cases=None, dtypes=None, peers=PEERS, *, op="conv_transpose", min_time=1
                 with open(spec_path, "w", encoding="utf-8") as f:
                     json.dump(spec, f)
                 for ev in _run_worker(lib, spec_path, threads, timeout, progress):
-                    gemm_gflops = _absorb(ev, lib, rows, versions, progress, gemm_gflops)
+                    gemm_gflops = _absorb(ev, lib, rows, versions, progress, gemm_gflops,
+                                          peaks)
         for row, item in zip(rows, items):
             _verify(row, item["out"], libs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Report(rows, libs, versions, gemm_gflops, threads, machine_description(), op)
+    return Report(rows, libs, versions, gemm_gflops, threads, machine_description(), op,
+                  peaks)
 
 
-def _absorb(ev, lib, rows, versions, progress, gemm_gflops):
-    """Record one worker event in ``rows`` and ``versions``; returns the
-    GEMM rate so far. A later round's result replaces an earlier one only
-    when it is faster."""
+def _absorb(ev, lib, rows, versions, progress, gemm_gflops, peaks=None):
+    """Record one worker event in ``rows``, ``versions`` and ``peaks``;
+    returns the GEMM rate so far. A later round's result replaces an
+    earlier one only when it is faster."""
     kind = ev["event"]
     if kind == "missing":
         versions[lib] = None
@@ -342,6 +355,10 @@ def _absorb(ev, lib, rows, versions, progress, gemm_gflops):
     elif kind == "gemm":
         gemm_gflops = max(gemm_gflops or 0.0, ev["gflops"])
         _progress(f"  float32 GEMM {ev['size']}^3: {ev['gflops']:.0f} GFLOP/s", progress)
+    elif kind == "peak":
+        if peaks is not None:
+            peaks[ev["dtype"]] = max(peaks.get(ev["dtype"], 0.0), ev["gflops"])
+        _progress(f"  {ev['dtype']} FMA peak: {ev['gflops']:.0f} GFLOP/s", progress)
     elif kind == "result":
         row = rows[ev["id"]]
         new = Result(ev["status"], Timing(**ev["timing"]) if ev.get("timing") else None,

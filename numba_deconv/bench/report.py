@@ -65,6 +65,7 @@ class Report:
     threads: int
     machine: str
     op: str = "conv_transpose"
+    peaks: dict = dataclasses.field(default_factory=dict)  # dtype -> FMA peak GFLOP/s
 
     def to_dict(self):
         rows = [{"case": row.case.name, "dtype": row.dtype, "flops": row.case.flops,
@@ -75,7 +76,8 @@ class Report:
                  "best_peer": row.best_peer()[0], "speedup": row.speedup()}
                 for row in self.rows]
         return {"op": self.op, "machine": self.machine, "threads": self.threads,
-                "gemm_gflops": self.gemm_gflops, "versions": self.versions,
+                "gemm_gflops": self.gemm_gflops, "peak_gflops": self.peaks,
+                "versions": self.versions,
                 "rows": rows}
 
 
@@ -115,7 +117,7 @@ def cell(r: Result) -> str:
 def format_table(report: Report) -> str:
     """The report as an aligned Markdown table, with notes underneath."""
     peers = [lib for lib in report.libs if lib != OURS]
-    header = ["case", "dtype", "ours", "GFLOP/s", "% GEMM", "extra MB"] + \
+    header = ["case", "dtype", "ours", "GFLOP/s", "% peak", "% GEMM", "extra MB"] + \
         [PEER_LABELS[p] for p in peers] + ["best peer", "speedup"]
     body = []
     notes = []
@@ -123,12 +125,14 @@ def format_table(report: Report) -> str:
     for row in report.rows:
         ours = row.results.get(OURS, Result("not run"))
         gf = row.gflops()
+        peak = report.peaks.get(row.dtype)
         ws = ours.workspace
         best, _ = row.best_peer()
         sp = row.speedup()
         body.append(
             [row.label, row.dtype, cell(ours),
              "–" if gf is None else f"{gf:.1f}" if gf < 10 else f"{gf:.0f}",
+             f"{100 * gf / peak:.0f} %" if (gf is not None and peak) else "–",
              f"{100 * gf / gemm:.0f} %" if (gf is not None and gemm) else "–",
              "–" if ws is None else f"{ws / 2**20:.1f}"]
             + [cell(row.results.get(p, Result("not run"))) for p in peers]
@@ -150,6 +154,10 @@ def format_table(report: Report) -> str:
             "each library in its own process; medians after warm-up.",
             "float32 GEMM (NumPy matmul, best of before and after ours) in this "
             f"run: {f'{gemm:.0f} GFLOP/s' if gemm else 'not measured'}.",
+            "FMA peak (a tight vector multiply-add loop per thread, Numba; "
+            "% peak is the case's share of it): " + (", ".join(
+                f"{dt} {g:.0f} GFLOP/s" for dt, g in sorted(report.peaks.items()))
+                or "not measured") + ".",
             "Versions: " + "; ".join(
                 f"{PEER_LABELS[lib]} {v if v else 'not installed'}"
                 for lib, v in report.versions.items()),
