@@ -62,6 +62,11 @@ TILED_MIN_CHANNEL_PAIRS = 8
 #: Why: balanced load, with window, accumulators and weights sharing L2.
 TILED_TASKS_PER_THREAD = 4
 TILED_MIN_POSITIONS = 256
+#: ... down to TILED_MIN_POSITIONS_CROWDED positions where there would not
+#: be TILED_TASKS_PER_THREAD tasks per thread otherwise (many threads, few
+#: images and channels).
+#: Why: copying a larger share of halo costs less than an idle thread.
+TILED_MIN_POSITIONS_CROWDED = 64
 TILED_WINDOW_BYTES = 256 << 10
 
 #: Bytes of accumulator rows (all output channels of a group, every W

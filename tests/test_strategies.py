@@ -6,6 +6,8 @@ the GEMM workspace shrunk until the driver splits output channels and cuts
 slabs with halos (the code paths big workloads take).
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -396,3 +398,64 @@ def _geometry(x_shape, w_shape, dtype):
                      stride=2, padding=0, output_padding=0, dilation=1, groups=1,
                      output_size=None, padding_mode="zeros",
                      data_format="channels_first").geometry
+
+
+def _task_sizes(route, geometry, batch):
+    """The work of each task of a route's launch, in output positions x
+    output channels (rows x channels for the row kernels)."""
+    launch, layout, kernel = route.launch, route.launch.layout, route.kernel
+    if kernel == "phase_tiles":
+        span = driver.phase_span(layout.phases, np.array(layout.pitch))
+        lanes = driver.VECTOR_BYTES // 4
+        chunk = -(-span // (layout.chunks * lanes)) * lanes
+        positions = [min(chunk, span - c * chunk) for c in range(layout.chunks)]
+        blocks = -(-geometry.out_channels // geometry.groups // driver.TILE_ROWS)
+        parts = [blocks * (p + 1) // layout.block_parts - blocks * p // layout.block_parts
+                 for p in range(layout.block_parts)]
+        return [p * b for p in positions for b in parts] * batch * geometry.groups
+    if kernel in ("rows", "planes"):
+        chunks = launch.row_chunks if kernel == "rows" else layout.chunks
+        rows = math.prod(launch.out_shape[:4]) if kernel == "rows" else (
+            batch * geometry.out_channels * launch.out_shape[2] * launch.stride[1]
+            * layout.blocks)
+        return [rows * (c + 1) // chunks - rows * c // chunks for c in range(chunks)]
+    raise AssertionError(f"no task count for {kernel}")
+
+
+@pytest.mark.parametrize("threads", [2, 4, 8, 16, 32, 64])
+def test_standard_cases_keep_many_threads_busy(threads):
+    """Every standard case (but the tiny one, which runs on the calling
+    thread) splits into at least 4 tasks per thread, none more than twice
+    the mean: a 64-core machine is kept busy too."""
+    from numba_deconv.bench import load_cases
+
+    for case in load_cases():
+        call = _dispatch.cpu_call(case.x_shape, np.dtype(case.dtype), case.weight_shape,
+                                  np.dtype(case.dtype), None,
+                                  (case.stride, case.padding, case.output_padding,
+                                   case.dilation, case.groups, None, "zeros",
+                                   "channels_first"))
+        route = _dispatch._route(call.plan, call.geometry, threads)
+        if route.kernel == "rows_serial":
+            assert case.name == "tiny_seed"
+            continue
+        sizes = _task_sizes(route, call.geometry, case.N)
+        assert len(sizes) >= 4 * threads, (case.name, route.kernel, len(sizes))
+        assert max(sizes) <= 2 * sum(sizes) / len(sizes), (case.name, route.kernel)
+
+
+def test_a_layout_for_64_threads_computes_the_same_bits(rng):
+    """The work split of a 64-thread machine (stretches cut down to the
+    crowded minimum), run here: bitwise the result of this machine's."""
+    x = random_array(rng, (2, 32, 8, 9, 10), np.float32)
+    w = random_array(rng, (32, 16, 3, 3, 3), np.float32)
+    kwargs = dict(stride=2, padding=1, output_padding=1)
+    here = conv_transpose(x, w, **kwargs)
+    call = _dispatch.cpu_call(x.shape, x.dtype, w.shape, w.dtype, None,
+                              (2, 1, 1, 1, 1, None, "zeros", "channels_first"))
+    launch = driver.plan_launch(call.geometry, 2, 4, "phase_tiles", 64)
+    assert launch.layout.chunks > call.route().launch.layout.chunks  # cut finer
+    out = np.empty(launch.out_shape, np.float32)
+    assert driver.LAUNCHERS["phase_tiles"](x.reshape(launch.x_shape), w.reshape(launch.w_shape),
+                                           call.no_bias, out, launch)
+    np.testing.assert_array_equal(out.reshape(here.shape), here)
