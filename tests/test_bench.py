@@ -593,3 +593,35 @@ def test_cold_start_rows_and_table(tmp_path):
     assert rows[0].ours_cold > 0 and rows[0].ours_warm > 0
     table = cold.format_cold_table(rows)
     assert "| tiny_seed | float32 |" in table and "| – | – |" in table
+
+
+def test_random_spread_covers_the_space_and_repeats_by_seed():
+    from numba_deconv.bench.spread import MAX_FLOPS, MIN_FLOPS, random_spread
+
+    spread = random_spread(64, seed=3)
+    assert spread == random_spread(64, seed=3) and spread != random_spread(64, seed=4)
+    cases = [bench.Case.from_dict(d) for d in spread]
+    assert len(cases) == 64 and len({c.name for c in cases}) == 64
+    assert {c.rank for c in cases} == {1, 2, 3}
+    assert {c.dtype for c in cases} == {"float32", "float64"}
+    assert any(c.kernel < c.stride for c in cases) and any(c.kernel == 1 for c in cases)
+    assert any(c.dilation > 1 for c in cases) and any(c.output_padding for c in cases)
+    assert any(c.groups == c.C_in > 1 for c in cases)                # depthwise
+    assert any(1 < c.groups < c.C_in for c in cases)                 # grouped
+    assert any(s % 2 for c in cases for s in c.spatial)              # odd sizes
+    assert any(len(set(c.spatial)) > 1 for c in cases)               # non-square
+    assert all(MIN_FLOPS <= c.flops <= MAX_FLOPS for c in cases)
+    with pytest.raises(ValueError, match="count=0"):
+        random_spread(0)
+
+
+def test_cli_spread_saves_a_case_file(tmp_path, capsys):
+    from numba_deconv.bench.spread import random_spread
+
+    path = tmp_path / "spread.json"
+    assert numba_deconv.bench.main(["--spread", "2", "--seed", "5", "--save-cases", str(path),
+                                    "--peers", "none", "--min-time", "0.01", "--no-gemm",
+                                    "--no-memory", "--quiet"]) == 0
+    saved = bench.load_cases(str(path))
+    assert [c.name for c in saved] == [d["name"] for d in random_spread(2, 5)]
+    assert saved[0].name in capsys.readouterr().out

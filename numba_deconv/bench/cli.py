@@ -3,7 +3,9 @@
 import argparse
 import importlib.util
 import json
+import os
 import sys
+import tempfile
 
 from .cases import DTYPES, OPS, load_cases, select_cases
 from .harness import run
@@ -41,6 +43,13 @@ def configure_parser(p):
                    help="run your own shapes: a JSON file in the format of "
                         "numba_deconv/bench/cases.json (default: the standard "
                         "table); benchmarks/spread_cases.json is a wider spread")
+    p.add_argument("--spread", type=int, metavar="N",
+                   help="run a seeded random spread of N shapes instead of the table "
+                        "(ranks 1-3, every kind of kernel, stride, padding and channel "
+                        "split; numba_deconv/bench/spread.py)")
+    p.add_argument("--seed", type=int, default=0, help="the spread's seed (default 0)")
+    p.add_argument("--save-cases", metavar="FILE.json",
+                   help="write the spread's shapes as a case file (for --case-file)")
     p.add_argument("--dtype", nargs="+", action="extend", choices=DTYPES,
                    help="run the cases in these dtypes (default: each case's own)")
     p.add_argument("--peers", type=_peer_list, default=list(PEERS), metavar="LIST",
@@ -96,6 +105,20 @@ def run_from_args(args) -> int:
     if args.threads < 1:
         print("error: --threads must be at least 1", file=sys.stderr)
         return 2
+    if args.spread is not None:
+        if args.case_file:
+            print("error: --spread and --case-file exclude each other", file=sys.stderr)
+            return 2
+        with tempfile.TemporaryDirectory(prefix="numba_deconv_spread_") as scratch:
+            try:
+                args.case_file = _write_spread(
+                    args.spread, args.seed,
+                    args.save_cases or os.path.join(scratch, "spread.json"))
+            except (ValueError, OSError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            args.spread = None
+            return run_from_args(args)
     if args.cold:
         return _run_cold(args)
     try:
@@ -115,6 +138,17 @@ def run_from_args(args) -> int:
         plot(report, args.plot)
         print(f"plot written to {args.plot}")
     return 0
+
+
+def _write_spread(count, seed, path) -> str:
+    """The spread as a case file at ``path``; returns ``path``."""
+    from .spread import random_spread
+
+    table = {"about": f"python -m numba_deconv bench --spread {count} --seed {seed}",
+             "cases": random_spread(count, seed)}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(table, f, indent=1)
+    return path
 
 
 def _run_cold(args) -> int:
