@@ -17,7 +17,8 @@ from .api import conv, conv_transpose
 from .explain import explain
 from .grad import conv_transpose_weight_grad, conv_weight_grad
 from .linalg import as_linear_operator
+from .plans import Plan, plan
 
 __all__ = ["conv_transpose", "conv", "conv_weight_grad", "conv_transpose_weight_grad",
-           "as_linear_operator", "explain", "cache_info", "precompile", "release_memory",
+           "plan", "Plan", "as_linear_operator", "explain", "cache_info", "precompile", "release_memory",
            "compat"]

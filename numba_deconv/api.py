@@ -118,15 +118,22 @@ def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=
     x, weight, bias = _arrays(x, weight, bias)
     call = _dispatch.cpu_call(x.shape, x.dtype, weight.shape, weight.dtype,
                               None if bias is None else (bias.shape, bias.dtype), args)
+    return apply_conv_transpose(call, x, weight, bias, out)
+
+
+def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
+    """:func:`conv_transpose` of a planned call; ``prepared``, a dict kept
+    by a caller that repeats the call with this weight, keeps the weights
+    as the kernels lay them out (see :func:`numba_deconv.cpu.driver.run`)."""
     plan, geometry = call.plan, call.geometry
     x_cf, w_k, bias_k, result, direct_out = _prepare(
         plan, call, x, weight, bias, out, (geometry.out_channels,) + geometry.out_spatial,
         folded=plan.padding_mode != "zeros")
     if plan.batch:
         if plan.padding_mode == "zeros":
-            driver.run(call.route(), x_cf, w_k, bias_k, result, geometry)
+            driver.run(call.route(), x_cf, w_k, bias_k, result, geometry, prepared)
         else:  # the bias goes on after folding, once per element
-            driver.run(call.route(), x_cf, w_k, call.no_bias, result, geometry)
+            driver.run(call.route(), x_cf, w_k, call.no_bias, result, geometry, prepared)
             pairs = tuple(zip(plan.geometry.pad_before, plan.geometry.pad_after))
             result = _padding.fold(result, pairs, plan.padding_mode)
             if bias is not None:

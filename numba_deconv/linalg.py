@@ -10,13 +10,7 @@ import math
 
 import numpy as np
 
-from . import _dispatch, api
-from ._plan import as_array, working_dtype
-
-_FORWARDS = ("conv_transpose", "conv")
-_ARGS = {"conv_transpose": _dispatch._ARG_NAMES, "conv": _dispatch._CONV_ARG_NAMES}
-_DEFAULTS = {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1,
-             "output_size": None, "padding_mode": "zeros", "data_format": "channels_first"}
+from .plans import ARGS, plan
 
 
 def as_linear_operator(weight, input_shape, *, forward="conv_transpose", dtype=None,
@@ -28,8 +22,8 @@ def as_linear_operator(weight, input_shape, *, forward="conv_transpose", dtype=N
     complex dtypes the Hermitian adjoint (the conjugate transpose), so
     SciPy's solvers (``lsqr``, ``cg`` on the normal equations, ``gmres``)
     converge. The call is checked and planned once, when the operator is
-    made; each product then runs the planned kernels on weights laid out
-    in advance.
+    made (a :class:`numba_deconv.Plan`); each product then runs the
+    planned kernels on weights laid out in advance.
 
     Parameters
     ----------
@@ -74,81 +68,14 @@ def as_linear_operator(weight, input_shape, *, forward="conv_transpose", dtype=N
     """
     from scipy.sparse.linalg import LinearOperator
 
-    if forward not in _FORWARDS:
-        raise ValueError(
-            f"forward={forward!r} is not one of {', '.join(repr(f) for f in _FORWARDS)}")
-    unknown = sorted(set(kwargs) - set(_ARGS[forward]))
-    if unknown:
+    unknown = sorted(set(kwargs) - set(ARGS.get(forward, kwargs)))
+    if unknown:  # (an unknown forward is plan's to report)
         raise TypeError(
             f"{unknown[0]!r} is not an argument of a linear {forward}; use "
-            f"{', '.join(_ARGS[forward])} (no bias: an operator is linear)")
-    weight = as_array("weight", weight)
-    try:
-        input_shape = tuple(int(v) for v in input_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"input_shape={input_shape!r} must be a sequence of ints") from None
-    dtype = working_dtype(weight.dtype if dtype is None else np.dtype(dtype))
-    if weight.dtype.kind == "c" and dtype.kind != "c":
-        raise TypeError(
-            f"dtype={dtype} would drop the imaginary part of the complex weight; use a "
-            f"complex dtype")
-    weight = np.ascontiguousarray(weight, dtype=dtype)
-    adjoint_weight = weight.conj() if dtype.kind == "c" else weight
-    args = {name: kwargs.get(name, _DEFAULTS[name]) for name in _ARGS[forward]}
-    if forward == "conv":
-        apply, adjoint, out_shape = _conv_pair(weight, adjoint_weight, input_shape, dtype,
-                                               args)
-    else:
-        apply, adjoint, out_shape = _conv_transpose_pair(weight, adjoint_weight,
-                                                         input_shape, dtype, args)
+            f"{', '.join(ARGS[forward])} (no bias: an operator is linear)")
+    p = plan(weight, input_shape, dtype, forward=forward, **kwargs)
+    in_shape, out_shape, dtype = p.input_shape, p.output_shape, p.dtype
     return LinearOperator(
-        (math.prod(out_shape), math.prod(input_shape)), dtype=dtype,
-        matvec=lambda v: apply(np.asarray(v, dtype).reshape(input_shape)).ravel(),
-        rmatvec=lambda v: adjoint(np.asarray(v, dtype).reshape(out_shape)).ravel())
-
-
-def _conv_transpose_pair(weight, adjoint_weight, input_shape, dtype, args):
-    """conv_transpose and its adjoint conv, whose output is cropped to the
-    input's size (outputs past the last reach of the transposed
-    convolution's taps, where output_padding >= stride, have no input)."""
-    call = _dispatch.cpu_call(input_shape, dtype, weight.shape, dtype, None,
-                              tuple(args.values()))
-    plan = call.plan
-    g = plan.geometry
-    conv_args = dict(stride=g.stride, padding=tuple(zip(g.pad_before, g.pad_after)),
-                     dilation=g.dilation, groups=g.groups, padding_mode=plan.padding_mode,
-                     data_format=args["data_format"])
-    adjoint_call = _dispatch.conv_call(plan.out_shape, dtype, weight.shape, dtype, None,
-                                       tuple(conv_args.values()))
-    conv_weights = api.conv_weights(adjoint_call, adjoint_weight)
-    crop = (Ellipsis,) + tuple(slice(0, i) for i in g.in_spatial) + (
-        (slice(None),) if plan.channels_last else ())
-
-    def apply(x):
-        return api.conv_transpose(x, weight, **args)
-
-    def adjoint(y):
-        return np.ascontiguousarray(
-            api.apply_conv(adjoint_call, conv_weights, y, adjoint_weight, None, None)[crop])
-    return apply, adjoint, plan.out_shape
-
-
-def _conv_pair(weight, adjoint_weight, input_shape, dtype, args):
-    """conv and its adjoint conv_transpose, with the output size that maps
-    back to the input's."""
-    call = _dispatch.conv_call(input_shape, dtype, weight.shape, dtype, None,
-                               tuple(args.values()))
-    plan = call.plan
-    g = plan.geometry
-    conv_weights = api.conv_weights(call, weight)
-    transpose_args = dict(stride=g.stride, padding=tuple(zip(g.pad_before, g.pad_after)),
-                          output_padding=0, dilation=g.dilation, groups=g.groups,
-                          output_size=g.out_spatial, padding_mode=plan.padding_mode,
-                          data_format=args["data_format"])
-
-    def apply(x):
-        return api.apply_conv(call, conv_weights, x, weight, None, None)
-
-    def adjoint(y):
-        return api.conv_transpose(y, adjoint_weight, **transpose_args)
-    return apply, adjoint, plan.out_shape
+        (math.prod(out_shape), math.prod(in_shape)), dtype=dtype,
+        matvec=lambda v: p(np.asarray(v, dtype).reshape(in_shape)).ravel(),
+        rmatvec=lambda v: p.adjoint(np.asarray(v, dtype).reshape(out_shape)).ravel())

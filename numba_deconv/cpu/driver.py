@@ -318,19 +318,19 @@ def _blas_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, ite
     return BlasLayout(tasks, dim, block)
 
 
-def _run_rows_serial(x, w, bias, out, launch):
+def _run_rows_serial(x, w, bias, out, launch, prepared=None):
     direct_rows_serial(x, w, bias, out, launch.groups, launch.stride, launch.dilation,
                        launch.pad)
     return True
 
 
-def _run_rows(x, w, bias, out, launch):
+def _run_rows(x, w, bias, out, launch, prepared=None):
     direct_rows(x, w, bias, out, launch.groups, launch.stride, launch.dilation, launch.pad,
                 launch.row_chunks)
     return True
 
 
-def _run_planes(x, w, bias, out, launch):
+def _run_planes(x, w, bias, out, launch, prepared=None):
     # Zero padding is exact for finite weights only (0 * inf is NaN).
     if not np.isfinite(w).all():
         return False
@@ -339,12 +339,16 @@ def _run_planes(x, w, bias, out, launch):
     return True
 
 
-def _run_phase_tiles(x, w, bias, out, launch):
+def _prepare_phase_tiles(w, launch):
+    tiled = launch.layout
+    return fill_weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
+
+
+def _run_phase_tiles(x, w, bias, out, launch, prepared=None):
     tiled = launch.layout
     # The weight table counts the weights that are not finite as it is
     # built: the zero padding of the input window is exact only without.
-    weights, non_finite = fill_weight_table(w, launch.groups, tiled.tap_index,
-                                            tiled.tap_counts)
+    weights, non_finite = prepared or _prepare_phase_tiles(w, launch)
     if non_finite:
         return False
     direct_tiled(x, weights, tiled.offsets, tiled.tap_counts, tiled.phases, bias, out,
@@ -353,13 +357,13 @@ def _run_phase_tiles(x, w, bias, out, launch):
     return True
 
 
-def _run_column_tiles(x, w, bias, out, launch):
+def _run_column_tiles(x, w, bias, out, launch, prepared=None):
     columns_tiled(x, w, bias, out, launch.groups, launch.stride, launch.dilation, launch.pad,
                   *launch.layout)
     return True
 
 
-def _run_blas(x, w, bias, out, launch):
+def _run_blas(x, w, bias, out, launch, prepared=None):
     groups, stride, dilation, pad = launch.groups, launch.stride, launch.dilation, launch.pad
     c_in_g, c_out_g = x.shape[1] // groups, w.shape[1]
     kernel, out_spatial = w.shape[2:], out.shape[2:]
@@ -405,21 +409,21 @@ def _run_blas(x, w, bias, out, launch):
     return True
 
 
-def _run_conv_tiles(x, weights, bias, out, launch):
+def _run_conv_tiles(x, weights, bias, out, launch, prepared=None):
     conv = launch.layout
     conv_tiles(x, weights, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
                launch.pad, launch.stride, conv.chunks, conv.block_parts, conv.sub)
     return True
 
 
-def _run_conv_planes(x, w, bias, out, launch):
+def _run_conv_planes(x, w, bias, out, launch, prepared=None):
     conv = launch.layout
     conv_planes(x, w, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
                 launch.pad, launch.stride, conv.chunks, conv.sub)
     return True
 
 
-def _run_conv_planes_serial(x, w, bias, out, launch):
+def _run_conv_planes_serial(x, w, bias, out, launch, prepared=None):
     conv = launch.layout
     conv_planes_serial(x, w, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
                        launch.pad, launch.stride, conv.chunks, conv.sub)
@@ -428,17 +432,27 @@ def _run_conv_planes_serial(x, w, bias, out, launch):
 
 #: Each kernel's launcher: it runs the kernel on rank-3 arrays and returns
 #: False, having computed nothing, where the kernel cannot be exact (weights
-#: that are not finite, for kernels that multiply zero padding).
+#: that are not finite, for kernels that multiply zero padding). ``prepared``
+#: is what :data:`PREPARERS` made of the weights, for callers that repeat
+#: a call with one weight (:class:`numba_deconv.Plan`).
 LAUNCHERS = {"rows_serial": _run_rows_serial, "rows": _run_rows, "planes": _run_planes,
              "phase_tiles": _run_phase_tiles, "column_tiles": _run_column_tiles,
              "blas": _run_blas, "conv_tiles": _run_conv_tiles, "conv_planes": _run_conv_planes,
              "conv_planes_serial": _run_conv_planes_serial}
 
 
-def run(route, x, w, bias, out, geometry) -> None:
+#: The kernels that lay the weights out on every call, and how: a caller
+#: that repeats a call keeps the result (``run``'s ``prepared``).
+PREPARERS = {"phase_tiles": _prepare_phase_tiles}
+
+
+def run(route, x, w, bias, out, geometry, prepared=None) -> None:
     """Compute into ``out`` (N, C_out, *O) from ``x`` (N, C_in, *I) along
     ``route`` (a :class:`numba_deconv._dispatch.Route`), compiling or loading
-    each kernel as it is first needed and recording it."""
+    each kernel as it is first needed and recording it. ``prepared``, a
+    dict kept by a caller that repeats calls with the same weight ``w``,
+    holds the weights as each kernel lays them out, made here on first use.
+    """
     if route.inner is not None:
         _run_by_leading_slices(route, x, w, bias, out, geometry)
         return
@@ -447,7 +461,13 @@ def run(route, x, w, bias, out, geometry) -> None:
     out3 = out.reshape(launch.out_shape)
     for kernel in (route.kernel, route.fallback):
         _compiled.ensure(route.variant + (kernel,), compile_kernel, kernel, x.dtype)
-        if LAUNCHERS[kernel](x3, w3, bias, out3, launch):
+        laid_out = None
+        if prepared is not None and kernel in PREPARERS:
+            made_for, laid_out = prepared.get(kernel, (None, None))
+            if made_for is not launch:  # a new thread count may lay out anew
+                laid_out = PREPARERS[kernel](w3, launch)
+                prepared[kernel] = launch, laid_out
+        if LAUNCHERS[kernel](x3, w3, bias, out3, launch, laid_out):
             return
 
 

@@ -1,0 +1,209 @@
+"""Plans: a call checked and laid out once, then run as often as wanted.
+
+An iterative solver or an inference loop repeats one call with one weight
+on new data. :func:`plan` checks the arguments once, picks the kernels,
+lays the weights out once for them (the register tiles' weight table,
+each phase's flipped taps), and returns a :class:`Plan`, whose calls then
+do only the arithmetic; its :meth:`Plan.adjoint` runs the exact adjoint
+(the Hermitian adjoint for complex data), as the SciPy operator needs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _dispatch, api
+from ._plan import as_array, working_dtype
+
+FORWARDS = ("conv_transpose", "conv")
+#: The arguments of each forward function, in the dispatcher's order.
+ARGS = {"conv_transpose": _dispatch._ARG_NAMES, "conv": _dispatch._CONV_ARG_NAMES}
+DEFAULTS = {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1,
+            "output_size": None, "padding_mode": "zeros", "data_format": "channels_first"}
+
+
+class Plan:
+    """``conv_transpose`` or ``conv`` with one weight (and bias) on inputs
+    of one shape, planned once; made by :func:`plan`.
+
+    Attributes
+    ----------
+    forward : str
+        ``"conv_transpose"`` or ``"conv"``.
+    input_shape, output_shape : tuple of int
+        Of the forward function, in the plan's data format.
+    dtype : numpy.dtype
+        The working dtype: inputs are cast to it, results have it.
+    """
+
+    def __init__(self, forward, weight, bias, input_shape, dtype, args):
+        self.forward, self.dtype, self.input_shape = forward, dtype, input_shape
+        # Copies: the laid-out weights must not go stale if the caller's change.
+        self._weight = np.array(weight, dtype=dtype, order="C")
+        self._bias = None if bias is None else np.array(bias, dtype=dtype, order="C")
+        adjoint_weight = self._weight.conj() if dtype.kind == "c" else self._weight
+        bias_meta = None if bias is None else (self._bias.shape, dtype)
+        if forward == "conv_transpose":
+            self._call = _dispatch.cpu_call(input_shape, dtype, weight.shape, dtype, bias_meta,
+                                            tuple(args.values()))
+            plan_ = self._call.plan
+            g = plan_.geometry
+            self._adjoint_call = _dispatch.conv_call(
+                plan_.out_shape, dtype, weight.shape, dtype, None,
+                (g.stride, tuple(zip(g.pad_before, g.pad_after)), g.dilation, g.groups,
+                 plan_.padding_mode, args["data_format"]))
+            # Outputs past the last reach of the taps (output_padding >=
+            # stride) have no input: the adjoint's conv is cropped to x.
+            self._crop = (Ellipsis,) + tuple(slice(0, i) for i in g.in_spatial) + (
+                (slice(None),) if plan_.channels_last else ())
+            self._forward_weights = {}   # the kernels' layouts, made on first use
+            self._adjoint_weights = api.conv_weights(self._adjoint_call, adjoint_weight)
+        else:
+            self._call = _dispatch.conv_call(input_shape, dtype, weight.shape, dtype, bias_meta,
+                                             tuple(args.values()))
+            plan_ = self._call.plan
+            g = plan_.geometry
+            self._adjoint_call = _dispatch.cpu_call(
+                plan_.out_shape, dtype, weight.shape, dtype, None,
+                (g.stride, tuple(zip(g.pad_before, g.pad_after)), 0, g.dilation, g.groups,
+                 g.out_spatial, plan_.padding_mode, args["data_format"]))
+            self._forward_weights = api.conv_weights(self._call, self._weight)
+            self._adjoint_weights = {}
+        self._adjoint_weight = adjoint_weight
+        self.output_shape = plan_.out_shape
+
+    def __call__(self, x, out=None):
+        """The forward function of ``x`` (of ``input_shape``), with the bias.
+
+        Parameters
+        ----------
+        x : array_like
+            Of shape ``input_shape``; cast to ``dtype``.
+        out : numpy.ndarray, optional
+            Of ``output_shape`` and ``dtype``; filled and returned.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        x = self._checked("x", x, self.input_shape)
+        if self.forward == "conv_transpose":
+            return api.apply_conv_transpose(self._call, x, self._weight, self._bias, out,
+                                            self._forward_weights)
+        return api.apply_conv(self._call, self._forward_weights, x, self._weight, self._bias,
+                              out)
+
+    def adjoint(self, y, out=None):
+        """The exact adjoint of the forward function's linear part (no
+        bias) at ``y`` (of ``output_shape``): ``<p(x) - p(0), y> = <x,
+        p.adjoint(y)>``, conjugated for complex data.
+
+        Parameters
+        ----------
+        y : array_like
+            Of shape ``output_shape``.
+        out : numpy.ndarray, optional
+            Of ``input_shape`` and ``dtype``.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        y = self._checked("y", y, self.output_shape)
+        if self.forward == "conv":
+            return api.apply_conv_transpose(self._adjoint_call, y, self._adjoint_weight, None,
+                                            out, self._adjoint_weights)
+        result = api.apply_conv(self._adjoint_call, self._adjoint_weights, y,
+                                self._adjoint_weight, None, None)[self._crop]
+        if out is None:
+            return np.ascontiguousarray(result)
+        if not isinstance(out, np.ndarray) or out.shape != self.input_shape or (
+                out.dtype != self.dtype):
+            raise ValueError(
+                f"out must be a numpy.ndarray of shape {self.input_shape} and dtype "
+                f"{self.dtype}")
+        out[...] = result
+        return out
+
+    def _checked(self, name, array, shape):
+        array = as_array(name, array)
+        if array.shape != shape:
+            raise ValueError(f"{name} has shape {array.shape}; this plan takes {shape}")
+        return array
+
+    def __repr__(self):
+        return (f"Plan({self.forward}, {self.input_shape} -> {self.output_shape}, "
+                f"{self.dtype})")
+
+
+def plan(weight, input_shape, dtype=None, bias=None, *, forward="conv_transpose", **kwargs):
+    """Plan ``conv_transpose`` (or ``conv``) with ``weight`` on inputs of
+    ``input_shape``, for repeated calls.
+
+    The arguments are checked, the kernels chosen and the weights laid out
+    once (the plan keeps its own copy of the weight and bias); each call of
+    the plan then only computes, as the same call of the function would,
+    bit for bit. CPU and NumPy arrays only.
+
+    Parameters
+    ----------
+    weight : array_like
+        The forward function's weight.
+    input_shape : sequence of int
+        The shape of its input (batched or not, in ``data_format``).
+    dtype : dtype, optional
+        The working dtype (default: that of the weight and bias, float64 for
+        integers); the weight, bias and every input are cast to it.
+    bias : array_like, optional
+        Added by the forward call (not by the adjoint).
+    forward : {"conv_transpose", "conv"}
+    **kwargs
+        The forward function's arguments: ``stride``, ``padding``,
+        ``dilation``, ``groups``, ``padding_mode``, ``data_format``, and for
+        ``conv_transpose`` ``output_padding`` or ``output_size``.
+
+    Returns
+    -------
+    Plan
+        ``p(x, out=None)`` runs the forward function, ``p.adjoint(y,
+        out=None)`` its exact adjoint.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an unknown ``forward`` or argument, and as the forward function
+        does for inconsistent arguments.
+
+    Examples
+    --------
+    >>> import numpy as np, numba_deconv
+    >>> w = np.array([[[1.0, 2.0, 1.0]]])
+    >>> p = numba_deconv.plan(w, (1, 1, 3), stride=2)
+    >>> p(np.array([[[1.0, 0.0, 1.0]]]))
+    array([[[1., 2., 1., 0., 1., 2., 1.]]])
+    >>> p.adjoint(np.ones((1, 1, 7)))
+    array([[[4., 4., 4.]]])
+    """
+    if forward not in FORWARDS:
+        raise ValueError(
+            f"forward={forward!r} is not one of {', '.join(repr(f) for f in FORWARDS)}")
+    unknown = sorted(set(kwargs) - set(ARGS[forward]))
+    if unknown:
+        raise TypeError(f"{unknown[0]!r} is not an argument of {forward}; use "
+                        f"{', '.join(ARGS[forward])}")
+    weight = as_array("weight", weight)
+    bias = None if bias is None else as_array("bias", bias)
+    try:
+        input_shape = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"input_shape={input_shape!r} must be a sequence of ints") from None
+    if dtype is None:
+        dtype = working_dtype(np.result_type(weight, *([] if bias is None else [bias])))
+    else:
+        dtype = working_dtype(np.dtype(dtype))
+    if np.result_type(weight, *([] if bias is None else [bias])).kind == "c" and (
+            dtype.kind != "c"):
+        raise TypeError(f"dtype={dtype} would drop the imaginary part of the complex "
+                        f"weight or bias; use a complex dtype")
+    args = {name: kwargs.get(name, DEFAULTS[name]) for name in ARGS[forward]}
+    return Plan(forward, weight, bias, input_shape, dtype, args)

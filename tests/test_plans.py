@@ -1,0 +1,106 @@
+"""Plans: the same bits as the functions, the exact adjoint, weights laid out once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numba_deconv as nd
+from helpers import random_array
+from numba_deconv.cpu import driver
+
+# id, forward, input shape, weight shape, kwargs, dtype
+CASES = [
+    ("ct-tiles", "conv_transpose", (2, 16, 9, 8), (16, 8, 3, 3),
+     dict(stride=2, padding=1, output_padding=1), np.float32),
+    ("ct-rows-1d", "conv_transpose", (1, 2, 40), (2, 3, 4), dict(stride=3, dilation=2),
+     np.float64),
+    ("ct-columns", "conv_transpose", (2, 64, 4, 4), (64, 64, 2, 2), dict(stride=2),
+     np.float32),
+    ("ct-complex-reflect", "conv_transpose", (2, 3, 7, 6), (3, 2, 3, 3),
+     dict(stride=2, padding=1, padding_mode="reflect"), np.complex128),
+    ("ct-4d", "conv_transpose", (1, 2, 3, 3, 3, 3), (2, 2, 2, 1, 2, 2), dict(stride=2),
+     np.float64),
+    ("ct-channels-last", "conv_transpose", (2, 6, 5, 8), (8, 4, 2, 3),
+     dict(stride=(1, 2), data_format="channels_last"), np.float32),
+    ("conv-tiles", "conv", (2, 8, 17, 15), (16, 8, 3, 3), dict(stride=2, padding=1),
+     np.float32),
+    ("conv-depthwise-circular", "conv", (2, 4, 12, 11), (8, 1, 3, 3),
+     dict(stride=2, padding=1, groups=4, padding_mode="circular"), np.float64),
+    ("conv-complex-3d", "conv", (1, 2, 6, 5, 7), (3, 2, 2, 3, 2), dict(stride=(1, 2, 2)),
+     np.complex64),
+]
+
+
+def _setup(case, rng, bias=True):
+    _, forward, x_shape, w_shape, kwargs, dtype = case
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    channels = w_shape[0] if forward == "conv" else w_shape[1] * kwargs.get("groups", 1)
+    b = random_array(rng, (channels,), dtype) if bias else None
+    return forward, x, w, b, kwargs
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_a_plan_computes_the_functions_bits(case, rng):
+    forward, x, w, b, kwargs = _setup(case, rng)
+    p = nd.plan(w, x.shape, bias=b, forward=forward, **kwargs)
+    expected = getattr(nd, forward)(x, w, b, **kwargs)
+    assert p.output_shape == expected.shape and p.dtype == expected.dtype
+    for _ in range(2):
+        np.testing.assert_array_equal(p(x), expected)
+    out = np.empty_like(expected)
+    assert p(x, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_a_plans_adjoint_is_exact(case, rng):
+    forward, x, w, _, kwargs = _setup(case, rng, bias=False)
+    p = nd.plan(w, x.shape, forward=forward, **kwargs)
+    y = random_array(rng, p.output_shape, p.dtype)
+    lhs, rhs = np.vdot(p(x), y), np.vdot(x, p.adjoint(y))
+    scale = np.linalg.norm(p(x)) * np.linalg.norm(y)
+    assert abs(lhs - rhs) <= 1e3 * np.finfo(p.dtype).eps * scale
+    out = np.empty(p.input_shape, p.dtype)
+    np.testing.assert_array_equal(p.adjoint(y, out=out), p.adjoint(y))
+
+
+def test_the_weights_are_laid_out_once(rng, monkeypatch):
+    calls = []
+    real = driver.PREPARERS["phase_tiles"]
+    monkeypatch.setitem(driver.PREPARERS, "phase_tiles",
+                        lambda w, launch: calls.append(1) or real(w, launch))
+    forward, x, w, b, kwargs = _setup(CASES[0], rng)
+    p = nd.plan(w, x.shape, bias=b, **kwargs)
+    for _ in range(3):
+        p(x)
+    assert len(calls) == 1
+
+
+def test_a_plan_keeps_its_own_weights(rng):
+    forward, x, w, b, kwargs = _setup(CASES[0], rng)
+    p = nd.plan(w, x.shape, bias=b, **kwargs)
+    expected = p(x)
+    w[...] = 0
+    np.testing.assert_array_equal(p(x), expected)
+
+
+def test_plan_errors(rng):
+    w = np.ones((2, 3, 3))
+    p = nd.plan(w, (1, 2, 5), stride=2)
+    with pytest.raises(ValueError, match=r"x has shape \(1, 2, 6\); this plan takes \(1, 2, 5\)"):
+        p(np.ones((1, 2, 6)))
+    with pytest.raises(ValueError, match="y has shape"):
+        p.adjoint(np.ones((1, 3, 5)))
+    with pytest.raises(ValueError, match="forward='deconv'"):
+        nd.plan(w, (1, 2, 5), forward="deconv")
+    with pytest.raises(TypeError, match="'output_padding' is not an argument of conv"):
+        nd.plan(w, (1, 2, 5), forward="conv", output_padding=1)
+    with pytest.raises(TypeError, match="imaginary part"):
+        nd.plan(w + 1j, (1, 2, 5), np.float64)
+    with pytest.raises(ValueError, match="stride"):
+        nd.plan(w, (1, 2, 5), stride=0)
+    with pytest.raises(ValueError, match="out must be"):
+        p.adjoint(np.ones(p.output_shape), out=np.ones((1, 2, 4)))
+    assert repr(p) == "Plan(conv_transpose, (1, 2, 5) -> (1, 3, 11), float64)"
