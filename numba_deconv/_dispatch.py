@@ -155,6 +155,7 @@ class Call(_Routed):
     no_bias: np.ndarray  # zeros, the bias when none is given (never written)
     out_bytes: int  # of the channels-first result of the kernels
     routes: dict  # thread count (or None: any) -> Route
+    twin: Call | bool | None = None  # complex data: its real twin (real_twin), or False
 
     def _plan_route(self, threads: int) -> Route:
         return _route(self.plan, self.geometry, threads)
@@ -181,6 +182,7 @@ class ConvCall(_Routed):
     no_bias: np.ndarray
     out_bytes: int
     routes: dict
+    twin: ConvCall | bool | None = None  # complex data: its real twin, or False
 
     def _plan_route(self, threads: int) -> Route:
         return _conv_route(self.plan, threads)
@@ -320,6 +322,59 @@ def conv_call(x_shape, x_dtype, w_shape, w_dtype, bias_meta, args: tuple) -> Con
     if key is not None and len(_CALLS) < _CALLS_MAX:
         _CALLS[key] = call
     return call
+
+
+def real_twin(call):
+    """The real call that a complex ``Call`` or ``ConvCall`` runs as, or
+    None where it runs on the complex kernels.
+
+    A complex product is four real ones: with each group's channels laid
+    out as their real parts and then their imaginary parts, and the weight
+    as the real block matrix ``[[re, im], [-im, re]]`` (its transpose for
+    ``conv``), a complex (transposed) convolution is one real one with
+    twice the channels each way, on the real kernels and their register
+    tiles. Its geometry is that of the complex call's kernels (a padding
+    mode is applied to the complex data around it), channels first.
+
+    That pays where the twin takes register tiles and the complex call
+    would not take BLAS's products: enough channel pairs per group
+    (``TILED_MIN_CHANNEL_PAIRS``), fewer than ``GEMM_MIN_CHANNELS`` one
+    way or small images, and work enough to leave the calling thread.
+    Elsewhere copying the data in and out costs more than it saves.
+    """
+    if call.twin is None:
+        plan = call.plan
+        g = call.geometry if isinstance(call, Call) else plan.geometry
+        in_g, out_g = g.in_channels // g.groups, g.out_channels // g.groups
+        thick = (min(in_g, out_g) >= config.GEMM_MIN_CHANNELS
+                 and math.prod(g.in_spatial) >= config.GEMM_MIN_POSITIONS)
+        call.twin = (plan.dtype.kind == "c" and not thick
+                     and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS
+                     and plan.batch * g.flops // 2 >= config.SERIAL_MAX_MULTIPLY_ADDS)
+    if call.twin is True:
+        plan = call.plan
+        real = np.empty(0, plan.dtype).real.dtype
+        if isinstance(call, Call):
+            g = call.geometry
+            call.twin = cpu_call(
+                (plan.batch, 2 * g.in_channels) + g.in_spatial, real,
+                (2 * g.in_channels, 2 * (g.out_channels // g.groups)) + g.kernel, real,
+                ((2 * g.out_channels,), real),
+                (g.stride, tuple(zip(g.pad_before, g.pad_after)), g.output_padding,
+                 g.dilation, g.groups, None, "zeros", "channels_first"))
+        else:
+            g = plan.geometry  # the adjoint's: conv's input is its output
+            pairs = tuple(zip(g.pad_before, g.pad_after))
+            spatial = g.out_spatial
+            if plan.padding_mode != "zeros":  # the input comes padded in its mode
+                spatial = tuple(b + i + a for (b, a), i in zip(pairs, spatial))
+                pairs = ((0, 0),) * g.rank
+            call.twin = conv_call(
+                (plan.batch, 2 * g.out_channels) + spatial, real,
+                (2 * g.in_channels, 2 * (g.out_channels // g.groups)) + g.kernel, real,
+                ((2 * g.in_channels,), real),
+                (g.stride, pairs, g.dilation, g.groups, "zeros", "channels_first"))
+    return call.twin or None
 
 
 def reset() -> None:

@@ -131,9 +131,9 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
         folded=plan.padding_mode != "zeros")
     if plan.batch:
         if plan.padding_mode == "zeros":
-            driver.run(call.route(), x_cf, w_k, bias_k, result, geometry, prepared)
+            _run_transposed(call, x_cf, w_k, bias_k, result, prepared)
         else:  # the bias goes on after folding, once per element
-            driver.run(call.route(), x_cf, w_k, call.no_bias, result, geometry, prepared)
+            _run_transposed(call, x_cf, w_k, call.no_bias, result, prepared)
             pairs = tuple(zip(plan.geometry.pad_before, plan.geometry.pad_after))
             result = _padding.fold(result, pairs, plan.padding_mode)
             if bias is not None:
@@ -141,6 +141,64 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     elif plan.padding_mode != "zeros":
         result = np.empty((0, geometry.out_channels) + plan.geometry.out_spatial, plan.dtype)
     return _finish(plan, result, out, direct_out)
+
+
+def _run_transposed(call, x_cf, w_k, bias_k, result, prepared):
+    """The kernels of a ``conv_transpose`` call into ``result``; complex
+    data as its real twin (:func:`numba_deconv._dispatch.real_twin`)."""
+    twin = _dispatch.real_twin(call)
+    if twin is None:
+        driver.run(call.route(), x_cf, w_k, bias_k, result, call.geometry, prepared)
+        return
+    groups = call.geometry.groups
+    if prepared is None:
+        prepared = {}
+    if "twin" not in prepared:  # (dict.setdefault would build it every time)
+        prepared["twin"] = (_twin_weight(w_k, groups, transposed=True), {})
+    w_twin, twin_prepared = prepared["twin"]
+    y = np.empty((result.shape[0], 2 * result.shape[1]) + result.shape[2:], w_twin.dtype)
+    driver.run(twin.route(), _twin_channels(x_cf, groups), w_twin,
+               _twin_channels(bias_k[np.newaxis], groups)[0], y, twin.geometry,
+               twin_prepared)
+    _from_twin(y, result, groups)
+
+
+def _twin_channels(a, groups):
+    """(N, C, *S) complex -> (N, 2C, *S) real: each group's channels' real
+    parts, then their imaginary parts."""
+    n, c = a.shape[:2]
+    grouped = a.reshape((n, groups, 1, c // groups) + a.shape[2:])
+    return np.concatenate((grouped.real, grouped.imag), axis=2).reshape(
+        (n, 2 * c) + a.shape[2:])
+
+
+def _twin_weight(w, groups, transposed):
+    """The real block weight of a complex one, per group ``[[re, im],
+    [-im, re]]`` over (input part, output part); ``w`` is ``conv_transpose``'s
+    (C_in, C_out/groups, *k) when ``transposed``, else ``conv``'s (C_out,
+    C_in/groups, *k), whose blocks are the transpose."""
+    c0, c1 = w.shape[:2]
+    k = w.shape[2:]
+    if transposed:  # rows are inputs: (groups, in part, C_in/g, out part, C_out/g)
+        wg = w.reshape((groups, c0 // groups, c1) + k)
+        blocks = ((wg.real, wg.imag), (-wg.imag, wg.real))
+    else:  # rows are outputs: (groups, out part, C_out/g, in part, C_in/g)
+        wg = w.reshape((groups, c0 // groups, c1) + k)
+        blocks = ((wg.real, -wg.imag), (wg.imag, wg.real))
+    twin = np.empty((groups, 2, c0 // groups, 2, c1) + k, dtype=w.real.dtype)
+    for i in range(2):
+        for j in range(2):
+            twin[:, i, :, j] = blocks[i][j]
+    return twin.reshape((2 * c0, 2 * c1) + k)
+
+
+def _from_twin(y, result, groups):
+    """``result`` (N, C, *S) complex from its real twin ``y`` (N, 2C, *S)."""
+    n, c = result.shape[:2]
+    twin = y.reshape((n, groups, 2, c // groups) + y.shape[2:])
+    grouped = result.reshape((n, groups, c // groups) + result.shape[2:])
+    grouped.real = twin[:, :, 0]
+    grouped.imag = twin[:, :, 1]
 
 
 def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -262,9 +320,12 @@ def conv_weights(call, w_k: np.ndarray):
     sum of phases, each phase's taps, flipped, with input and output
     channels swapped in each group, as the phase's transposed convolution
     takes them."""
+    groups = call.plan.geometry.groups
+    twin = _dispatch.real_twin(call)
+    if twin is not None:
+        return conv_weights(twin, _twin_weight(w_k, groups, transposed=False))
     if call.phases is None:
         return driver.conv_weights(call.route(), w_k)
-    groups = call.plan.geometry.groups
     weights = []
     for phase in call.phases:
         taps = w_k[phase.taps]
@@ -285,6 +346,17 @@ def run_conv(call, weights, x_cf: np.ndarray, bias_k: np.ndarray,
     plan = call.plan
     geometry = plan.geometry
     pairs = tuple(zip(geometry.pad_before, geometry.pad_after))
+    twin = _dispatch.real_twin(call)
+    if twin is not None:  # the mode's padding done here, on the complex data
+        if plan.padding_mode != "zeros":
+            x_cf = _padding.pad(x_cf, pairs, plan.padding_mode)
+        groups = geometry.groups
+        y = np.empty((result.shape[0], 2 * result.shape[1]) + result.shape[2:],
+                     x_cf.real.dtype)
+        run_conv(twin, weights, _twin_channels(x_cf, groups),
+                 _twin_channels(bias_k[np.newaxis], groups)[0], y)
+        _from_twin(y, result, groups)
+        return
     if call.phases is None:
         if plan.padding_mode != "zeros":
             x_cf = _padding.pad(x_cf, pairs, plan.padding_mode)

@@ -186,3 +186,35 @@ def test_weight_grad_is_bitwise_the_same_on_any_number_of_threads(case, rng):
     one = _with_threads(1, lambda: nd.conv_weight_grad(x, gy, kernel, **kwargs))
     two = _with_threads(2, lambda: nd.conv_weight_grad(x, gy, kernel, **kwargs))
     np.testing.assert_array_equal(one, two)
+
+
+# id, x shape, weight shape (conv_transpose's), groups, kernel of the complex call
+COMPLEX_CASES = [
+    ("twin-tiles", (2, 8, 20, 21), (8, 4, 3, 3), 2, "phase_tiles"),     # a real twin
+    ("depthwise", (4, 8, 40, 41), (8, 1, 3, 3), 8, "planes"),          # too few pairs
+    ("thick", (1, 64, 9, 9), (64, 64, 2, 2), 1, "blas"),                 # BLAS's products
+]
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("case", COMPLEX_CASES, ids=[c[0] for c in COMPLEX_CASES])
+def test_complex_data_runs_as_a_real_twin_where_that_pays(case, dtype, ran, rng):
+    """Complex data with channel pairs enough for register tiles runs as
+    a real (transposed) convolution with twice the channels each way;
+    depthwise and BLAS-thick shapes keep the complex kernels."""
+    from helpers import assert_matches_reference
+
+    _, x_shape, w_shape, groups, kernel = case
+    x, w = random_array(rng, x_shape, dtype), random_array(rng, w_shape, dtype)
+    bias = random_array(rng, (w_shape[1] * groups,), dtype)
+    y = nd.conv_transpose(x, w, bias, stride=2, padding=1, groups=groups)
+    assert set(ran) == {kernel}
+    assert_matches_reference(y, x, w, bias, stride=2, padding=1, groups=groups)
+    ran.clear()
+    # conv, the other way round: its weight is (C_out, C_in/groups, *k).
+    wc = random_array(rng, (w_shape[1] * groups, w_shape[0] // groups) + w_shape[2:], dtype)
+    yc = nd.conv(x, wc, bias, stride=2, padding=1, groups=groups)
+    expected_kernel = {"phase_tiles": "conv_tiles", "planes": "conv_planes"}.get(kernel)
+    if expected_kernel:
+        assert set(ran) == {expected_kernel}
+    assert_conv_matches_oracle(yc, x, wc, bias, stride=2, padding=1, groups=groups)
