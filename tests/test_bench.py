@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import time
 
@@ -596,7 +597,7 @@ def test_cold_start_rows_and_table(tmp_path):
 
 
 def test_random_spread_covers_the_space_and_repeats_by_seed():
-    from numba_deconv.bench.spread import MAX_FLOPS, MIN_FLOPS, random_spread
+    from numba_deconv.bench.spread import MAX_ELEMENTS, MAX_FLOPS, MIN_FLOPS, random_spread
 
     spread = random_spread(64, seed=3)
     assert spread == random_spread(64, seed=3) and spread != random_spread(64, seed=4)
@@ -611,6 +612,8 @@ def test_random_spread_covers_the_space_and_repeats_by_seed():
     assert any(s % 2 for c in cases for s in c.spatial)              # odd sizes
     assert any(len(set(c.spatial)) > 1 for c in cases)               # non-square
     assert all(MIN_FLOPS <= c.flops <= MAX_FLOPS for c in cases)
+    assert all(c.N * max(c.C_in * math.prod(c.spatial), c.C_out * math.prod(c.out_spatial))
+               <= MAX_ELEMENTS for c in cases)
     with pytest.raises(ValueError, match="count=0"):
         random_spread(0)
 

@@ -20,6 +20,9 @@ from .cases import Case, flop_count
 
 #: Flops of the smallest and the largest shape (10 µs and 100 ms at 100 GFLOP/s).
 MIN_FLOPS, MAX_FLOPS = 1e6, 1e10
+#: The most elements of an input or a result: the bench keeps every
+#: library's result of every shape on disk until it has compared them.
+MAX_ELEMENTS = 1 << 23
 _SIZES = {1: (16, 65536), 2: (4, 256), 3: (4, 48)}  # input size per dim, by rank
 
 
@@ -28,7 +31,8 @@ def _log_uniform(rng, low, high) -> int:
 
 
 def _draw(rng, index) -> dict | None:
-    """One shape, or None when it misses the work range or has no output."""
+    """One shape, or None when it misses the work range, has no output or
+    an array of more than ``MAX_ELEMENTS``."""
     rank = rng.choices((1, 2, 3), weights=(1, 2, 1))[0]
     kind = rng.choices(("dense", "grouped", "depthwise"), weights=(3, 1, 1))[0]
     if kind == "dense":
@@ -53,7 +57,9 @@ def _draw(rng, index) -> dict | None:
     out = [(i - 1) * stride - 2 * d["padding"] + span + 1 + d["output_padding"]
            for i in d["spatial"]]
     flops = flop_count(d["N"], c_in, c_out, groups, (kernel,) * rank, tuple(d["spatial"]))
-    if min(out) < 1 or not MIN_FLOPS <= flops <= MAX_FLOPS:
+    elements = max(c_in * math.prod(d["spatial"]), c_out * math.prod(max(o, 1) for o in out))
+    if (min(out) < 1 or not MIN_FLOPS <= flops <= MAX_FLOPS
+            or d["N"] * elements > MAX_ELEMENTS):
         return None
     return d
 
