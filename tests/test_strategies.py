@@ -459,3 +459,17 @@ def test_a_layout_for_64_threads_computes_the_same_bits(rng):
     assert driver.LAUNCHERS["phase_tiles"](x.reshape(launch.x_shape), w.reshape(launch.w_shape),
                                            call.no_bias, out, launch)
     np.testing.assert_array_equal(out.reshape(here.shape), here)
+
+
+@pytest.mark.parametrize("c_out", [1, 2, 3, 9, 10, 12])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_kernel_last_blocks_of_few_channels(c_out, dtype, ran, rng):
+    """A last block of 1-2 output channels takes one-row tiles, of 3-4 the
+    4-row tiles: both exact, also after full blocks of 8."""
+    x = random_array(rng, (2, 24, 11, 13), dtype)
+    w = random_array(rng, (24, c_out, 3, 4), dtype)
+    bias = random_array(rng, (c_out,), dtype)
+    kwargs = dict(stride=(2, 1), padding=1, dilation=(1, 2))
+    y = conv_transpose(x, w, bias, **kwargs)
+    assert ran == [("phase_tiles", True)]
+    assert_matches_reference(y, x, w, bias, **kwargs)

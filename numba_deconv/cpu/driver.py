@@ -178,7 +178,8 @@ def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize
     wanted = -(-config.TILED_TASKS_PER_THREAD * threads // max(batch * groups, 1))
     window = c_in_g * len(planes) * span * itemsize
     by_window = -(-window // config.TILED_WINDOW_BYTES)
-    chunks = _chunks(span, wanted, by_window, -(-c_out_g // TILE_ROWS) if tiles else 1)
+    chunks = _chunks(span, int(offsets.max()), wanted, by_window,
+                     -(-c_out_g // TILE_ROWS) if tiles else 1)
     longest = -(-span // chunks)
     tap_index = np.array([[(kd, kh, kw) for kd in range(w_shape[2]) for kh in range(w_shape[3])
                            for kw in range(w_shape[4])]], dtype=np.int64)
@@ -194,12 +195,15 @@ def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize
     return ConvLayout(pitch, planes, plane_of, offsets, tap_index, chunks, block_parts, sub)
 
 
-def _chunks(span, wanted, by_window, blocks):
+def _chunks(span, halo, wanted, by_window, blocks):
     """Stretches per image of the tiled kernels: ``wanted`` tasks per image
-    (or as many as keep a window within ``TILED_WINDOW_BYTES``), of at
-    least ``TILED_MIN_POSITIONS`` positions; down to
+    (or as many as keep a window within ``TILED_WINDOW_BYTES``, but none
+    shorter than the ``halo`` its window adds: a big kernel's window is
+    mostly halo, and copying it over and over costs more than a window
+    out of L2), of at least ``TILED_MIN_POSITIONS`` positions; down to
     ``TILED_MIN_POSITIONS_CROWDED`` where threads would otherwise idle (the
     halo copied per stretch then costs less than an idle thread)."""
+    by_window = min(by_window, max(1, span // max(halo, 1)))
     chunks = max(1, min(max(wanted, by_window), span // config.TILED_MIN_POSITIONS))
     if chunks * blocks < wanted:
         chunks = max(chunks, min(-(-wanted // blocks),
@@ -238,7 +242,7 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
     wanted = -(-config.TILED_TASKS_PER_THREAD * threads // max(batch * groups, 1))
     by_window = -(-c_in_g * span * itemsize // config.TILED_WINDOW_BYTES)
     blocks = -(-c_out_g // TILE_ROWS)
-    chunks = _chunks(span, wanted, by_window, blocks)
+    chunks = _chunks(span, int(offsets.max()), wanted, by_window, blocks)
     block_parts = min(blocks, -(-wanted // chunks))
     # Positions per sweep: all accumulator rows of a task fit TILED_ACC_BYTES.
     width = tile_width(itemsize)

@@ -137,9 +137,11 @@ def fill_weight_table(w, groups, tap_index, tap_counts):
 
 
 # 8 x 3 is the main tile; 8 x 2 covers the vectors left over, 4 x 2 a last
-# block of at most 4 channels (every variant adds to the compile time).
-_tile8x3, _tile8x2, _tile4x2 = (simd.spell_tile(rows, vectors, TILE_ROWS, "table")
-                                for rows, vectors in ((8, 3), (8, 2), (4, 2)))
+# block of at most 4 channels, 1 x 4 (then 1 x 1) one of 1 or 2 channels
+# (every variant adds to the compile time).
+_tile8x3, _tile8x2, _tile4x2, _tile1x4, _tile1x1 = (
+    simd.spell_tile(rows, vectors, TILE_ROWS, "table")
+    for rows, vectors in ((8, 3), (8, 2), (4, 2), (1, 4), (1, 1)))
 
 
 @njit(inline="always")
@@ -162,8 +164,11 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
 
     A block of output channels is the outer loop: its weights stay in L1
     while every tile of positions streams its input stretches from L2. A
-    last block of at most 4 channels takes 4-row tiles, in a function of
-    its own: inlined here, they slow the main loop.
+    last block of at most 4 channels takes 4-row tiles, one of 1 or 2
+    channels tiles of one row (a 4-row tile would compute 2-4 times the
+    rows wanted: one output channel from hundreds of input channels ran at
+    a sixth of the speed), each in a function of its own: inlined here,
+    they slow the main loop.
     """
     triples = _tiles_of_three(n_segments)
     last = n_segments - 1
@@ -179,8 +184,25 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
                      segments[min(p + 1, last)], wb, 0, k_total)
     if narrow:
         block = wt.shape[0] - 1
-        _narrow_block(acc, block * TILE_ROWS * acc_pitch, acc_pitch, xw, src, k_total,
-                      wt[block], segments, n_segments)
+        if rows % TILE_ROWS <= 2:
+            _thin_block(acc, block * TILE_ROWS * acc_pitch, acc_pitch, xw, src, k_total,
+                        wt[block], rows % TILE_ROWS, segments, n_segments)
+        else:
+            _narrow_block(acc, block * TILE_ROWS * acc_pitch, acc_pitch, xw, src, k_total,
+                          wt[block], segments, n_segments)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _thin_block(acc, first, acc_pitch, xw, src, k_total, wb, rows, segments, n_segments):
+    """:func:`phase_products` of a block of 1 or 2 output channels, one
+    row at a time (its weights are every ``TILE_ROWS``-th of the block's)."""
+    for m in range(rows):
+        at = first + m * acc_pitch
+        for p in range(0, n_segments - 3, 4):
+            _tile1x4(acc, at, acc_pitch, False, xw, src, segments[p], segments[p + 1],
+                     segments[p + 2], segments[p + 3], wb, m, k_total)
+        for p in range(n_segments // 4 * 4, n_segments):
+            _tile1x1(acc, at, acc_pitch, False, xw, src, segments[p], wb, m, k_total)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
