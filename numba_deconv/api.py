@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _dispatch, _outputs, _padding
 from ._plan import as_array, check_out
-from .cpu import driver
+from .cpu import driver, transpose
 
 
 def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
@@ -410,7 +410,7 @@ def _prepare(plan, call, x, weight, bias, out, sample_shape, folded):
     dtype = plan.dtype
     x_cf = x if plan.batched else x[np.newaxis]
     if plan.channels_last:
-        x_cf = np.moveaxis(x_cf, -1, 1)
+        x_cf = _to_channels_first(x_cf, dtype)
     cf_shape = (plan.batch,) + sample_shape
     direct_out = (out is not None and not plan.channels_last and not folded
                   and out.flags.c_contiguous
@@ -425,14 +425,36 @@ def _prepare(plan, call, x, weight, bias, out, sample_shape, folded):
 def _finish(plan, result, out, direct_out):
     """The result in the caller's format, or ``out`` filled."""
     if plan.channels_last:
-        result = np.moveaxis(result, 1, -1)
+        result = _to_channels_last(result)
     if not plan.batched:
         result = result[0]
     if out is None:
-        return np.ascontiguousarray(result) if plan.channels_last else result
+        return result
     if not direct_out:
         out[...] = result
     return out
+
+
+def _to_channels_first(x, dtype):
+    """(N, *S, C) -> (N, C, *S): a parallel transposing copy where ``x`` is
+    C-contiguous in the working dtype, else NumPy's (which also casts)."""
+    if x.dtype != dtype or not x.flags.c_contiguous or not x.dtype.isnative:
+        return np.moveaxis(x, -1, 1)
+    cf = np.empty((x.shape[0], x.shape[-1]) + x.shape[1:-1], dtype)
+    if cf.size:
+        transpose.swap_last_two(x.reshape(x.shape[0], -1, x.shape[-1]),
+                                cf.reshape(x.shape[0], x.shape[-1], -1))
+    return cf
+
+
+def _to_channels_last(result):
+    """(N, C, *S) -> a new C-contiguous (N, *S, C), transposed in parallel."""
+    shape = (result.shape[0],) + result.shape[2:] + (result.shape[1],)
+    cl = _outputs.new_output(shape, result.dtype, result.nbytes)
+    if cl.size:
+        transpose.swap_last_two(result.reshape(result.shape[0], result.shape[1], -1),
+                                cl.reshape(result.shape[0], -1, result.shape[1]))
+    return cl
 
 
 def _kernel_ready(array: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -218,3 +218,30 @@ def test_complex_data_runs_as_a_real_twin_where_that_pays(case, dtype, ran, rng)
     if expected_kernel:
         assert set(ran) == {expected_kernel}
     assert_conv_matches_oracle(yc, x, wc, bias, stride=2, padding=1, groups=groups)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 33, 65), (3, 64, 7), (1, 100, 31)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.int16])
+def test_channels_last_transpose_is_a_plain_transpose(shape, dtype, rng):
+    """The parallel tiled transpose around channels-last calls, at tile
+    edges and beyond one tile."""
+    from numba_deconv.cpu.transpose import swap_last_two
+
+    src = random_array(rng, shape, dtype)
+    dst = np.empty((shape[0], shape[2], shape[1]), dtype)
+    swap_last_two(src, dst)
+    np.testing.assert_array_equal(dst, src.transpose(0, 2, 1))
+
+
+def test_channels_last_calls_match_channels_first_bits(rng):
+    x = random_array(rng, (3, 16, 9, 10), np.float32)
+    w = random_array(rng, (16, 8, 3, 3), np.float32)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    first = nd.conv_transpose(x, w, stride=2, padding=1)
+    last = nd.conv_transpose(x_last, w, stride=2, padding=1, data_format="channels_last")
+    assert last.flags.c_contiguous
+    np.testing.assert_array_equal(last, np.moveaxis(first, 1, -1))
+    # Not contiguous, or another dtype: NumPy's transposing copy, same bits.
+    strided = nd.conv_transpose(x_last[:, :, ::-1][:, :, ::-1], w, stride=2, padding=1,
+                                data_format="channels_last")
+    np.testing.assert_array_equal(strided, last)
