@@ -343,38 +343,43 @@ def real_twin(call):
     Elsewhere copying the data in and out costs more than it saves.
     """
     if call.twin is None:
-        plan = call.plan
-        g = call.geometry if isinstance(call, Call) else plan.geometry
-        in_g, out_g = g.in_channels // g.groups, g.out_channels // g.groups
-        thick = (min(in_g, out_g) >= config.GEMM_MIN_CHANNELS
-                 and math.prod(g.in_spatial) >= config.GEMM_MIN_POSITIONS)
-        call.twin = (plan.dtype.kind == "c" and not thick
-                     and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS
-                     and plan.batch * g.flops // 2 >= config.SERIAL_MAX_MULTIPLY_ADDS)
-    if call.twin is True:
-        plan = call.plan
-        real = np.empty(0, plan.dtype).real.dtype
-        if isinstance(call, Call):
-            g = call.geometry
-            call.twin = cpu_call(
-                (plan.batch, 2 * g.in_channels) + g.in_spatial, real,
-                (2 * g.in_channels, 2 * (g.out_channels // g.groups)) + g.kernel, real,
-                ((2 * g.out_channels,), real),
-                (g.stride, tuple(zip(g.pad_before, g.pad_after)), g.output_padding,
-                 g.dilation, g.groups, None, "zeros", "channels_first"))
-        else:
-            g = plan.geometry  # the adjoint's: conv's input is its output
-            pairs = tuple(zip(g.pad_before, g.pad_after))
-            spatial = g.out_spatial
-            if plan.padding_mode != "zeros":  # the input comes padded in its mode
-                spatial = tuple(b + i + a for (b, a), i in zip(pairs, spatial))
-                pairs = ((0, 0),) * g.rank
-            call.twin = conv_call(
-                (plan.batch, 2 * g.out_channels) + spatial, real,
-                (2 * g.in_channels, 2 * (g.out_channels // g.groups)) + g.kernel, real,
-                ((2 * g.in_channels,), real),
-                (g.stride, pairs, g.dilation, g.groups, "zeros", "channels_first"))
+        call.twin = _make_twin(call) if _twin_pays(call) else False
     return call.twin or None
+
+
+def _twin_pays(call) -> bool:
+    plan = call.plan
+    g = call.geometry if isinstance(call, Call) else plan.geometry
+    in_g, out_g = g.in_channels // g.groups, g.out_channels // g.groups
+    thick = (min(in_g, out_g) >= config.GEMM_MIN_CHANNELS
+             and math.prod(g.in_spatial) >= config.GEMM_MIN_POSITIONS)
+    return (plan.dtype.kind == "c" and not thick
+            and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS
+            and plan.batch * g.flops // 2 >= config.SERIAL_MAX_MULTIPLY_ADDS)
+
+
+def _make_twin(call):
+    plan = call.plan
+    real = np.empty(0, plan.dtype).real.dtype
+    if isinstance(call, Call):
+        g = call.geometry
+        return cpu_call(
+            (plan.batch, 2 * g.in_channels) + g.in_spatial, real,
+            (2 * g.in_channels, 2 * (g.out_channels // g.groups)) + g.kernel, real,
+            ((2 * g.out_channels,), real),
+            (g.stride, tuple(zip(g.pad_before, g.pad_after)), g.output_padding,
+             g.dilation, g.groups, None, "zeros", "channels_first"))
+    g = plan.geometry  # the adjoint's: conv's input is its output
+    pairs = tuple(zip(g.pad_before, g.pad_after))
+    spatial = g.out_spatial
+    if plan.padding_mode != "zeros":  # the input comes padded in its mode
+        spatial = tuple(b + i + a for (b, a), i in zip(pairs, spatial))
+        pairs = ((0, 0),) * g.rank
+    return conv_call(
+        (plan.batch, 2 * g.out_channels) + spatial, real,
+        (2 * g.in_channels, 2 * (g.out_channels // g.groups)) + g.kernel, real,
+        ((2 * g.in_channels,), real),
+        (g.stride, pairs, g.dilation, g.groups, "zeros", "channels_first"))
 
 
 def reset() -> None:

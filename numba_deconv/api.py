@@ -179,12 +179,9 @@ def _twin_weight(w, groups, transposed):
     C_in/groups, *k), whose blocks are the transpose."""
     c0, c1 = w.shape[:2]
     k = w.shape[2:]
-    if transposed:  # rows are inputs: (groups, in part, C_in/g, out part, C_out/g)
-        wg = w.reshape((groups, c0 // groups, c1) + k)
-        blocks = ((wg.real, wg.imag), (-wg.imag, wg.real))
-    else:  # rows are outputs: (groups, out part, C_out/g, in part, C_in/g)
-        wg = w.reshape((groups, c0 // groups, c1) + k)
-        blocks = ((wg.real, -wg.imag), (wg.imag, wg.real))
+    wg = w.reshape((groups, c0 // groups, c1) + k)
+    blocks = (((wg.real, wg.imag), (-wg.imag, wg.real)) if transposed  # rows: inputs
+              else ((wg.real, -wg.imag), (wg.imag, wg.real)))           # rows: outputs
     twin = np.empty((groups, 2, c0 // groups, 2, c1) + k, dtype=w.real.dtype)
     for i in range(2):
         for j in range(2):

@@ -37,7 +37,7 @@ from numba.extending import overload
 from ..config import FASTMATH
 from . import simd
 from .kernels import interleave
-from .tiled import TILE_ROWS, phase_products, sweep_segments
+from .tiled import TILE_ROWS, phase_products, sweep_segments, task_bounds
 
 
 @functools.lru_cache(maxsize=256)
@@ -142,10 +142,14 @@ def _store_sweep(acc, acc_pitch, co0, co1, oc0, n, bias, out, s0, length, pitch)
                        ow_hi - ow_lo)
 
 
-@njit(inline="always")
-def _span(out, pitch):
-    """Grid positions up to the last output (the rest are never computed)."""
-    return ((out.shape[2] - 1) * pitch[1] + out.shape[3] - 1) * pitch[2] + out.shape[4]
+def grid_span(out_spatial, pitch):
+    """Grid positions up to the last output of ``out_spatial`` (rank 3) on
+    the grid of ``pitch``: the rest are never computed. Plain Python, for
+    the host; the kernels compile it inline."""
+    return ((out_spatial[0] - 1) * pitch[1] + out_spatial[1] - 1) * pitch[2] + out_spatial[2]
+
+
+_grid_span = njit(inline="always")(grid_span)
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -170,24 +174,15 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
     c_in_g, c_out_g = c_in // groups, c_out // groups
     n_taps, n_planes = offsets.shape[0], planes.shape[0]
     u_w = pitch[2]
-    span = _span(out, pitch)
+    span = _grid_span(out.shape[2:], pitch)
     halo = offsets.max()
     # The output grid as the one phase sweep_segments expects.
     grid = np.array([[0, 0, 0, o_d, o_h, o_w]], dtype=np.int64)
     # Stretches of whole vectors keep vector boundaries on vector boundaries.
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
-    per_image = groups * chunks_per_image * block_parts
-    for task in prange(n_batch * per_image):
-        part = task % block_parts
-        c = (task // block_parts) % chunks_per_image
-        g = (task // (block_parts * chunks_per_image)) % groups
-        n = task // per_image
-        p0 = c * chunk
-        p1 = min(p0 + chunk, span)
-        b0 = blocks * part // block_parts
-        b1 = blocks * (part + 1) // block_parts
-        co0 = b0 * TILE_ROWS
-        co1 = min(b1 * TILE_ROWS, c_out_g)
+    for task in prange(n_batch * groups * chunks_per_image * block_parts):
+        n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
+                                                      chunks_per_image, groups, c_out_g)
         if p1 <= p0 or co1 <= co0:
             continue
         # Room for the last vector of positions to read past the window.
@@ -251,7 +246,7 @@ def _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
     groups = c_in // c_in_g
     c_out_g = c_out // groups
     n_taps, n_planes = offsets.shape[0], planes.shape[0]
-    span = _span(out, pitch)
+    span = _grid_span(out.shape[2:], pitch)
     halo = offsets.max()
     chunk = -(-span // chunks_per_image)
     c = task % chunks_per_image

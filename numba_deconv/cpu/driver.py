@@ -39,7 +39,7 @@ from numba import from_dtype, types
 from .. import _compiled, config
 from ._blas import blas_controllers, single_threaded_blas
 from .columns import TILE_POSITIONS, columns_tiled
-from .correlate import conv_planes, conv_planes_serial, conv_tiles, plane_tables
+from .correlate import conv_planes, conv_planes_serial, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables
@@ -173,7 +173,7 @@ def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize
     batch, c_in_g, c_out_g = x_shape[0], w_shape[1], w_shape[0] // groups
     pitch, planes, plane_of, offsets = plane_tables(w_shape[2:], stride, dilation,
                                                     out_shape[2:])
-    span = ((out_shape[2] - 1) * pitch[1] + out_shape[3] - 1) * pitch[2] + out_shape[4]
+    span = grid_span(out_shape[2:], pitch)
     # (An empty batch plans too, and launches nothing.)
     wanted = -(-config.TILED_TASKS_PER_THREAD * threads // max(batch * groups, 1))
     window = c_in_g * len(planes) * span * itemsize
@@ -529,8 +529,7 @@ def weight_grad(a, src, pad, kernel, stride, dilation, groups, rank, threads) ->
     c_a_g, pairs = c_a // groups, c_s // groups * len(offsets)
     itemsize = a.dtype.itemsize
     lanes = VECTOR_BYTES // itemsize
-    o_d, o_h, o_w = a3.shape[2:]
-    span = ((o_d - 1) * pitch[1] + o_h - 1) * pitch[2] + o_w
+    span = grid_span(a3.shape[2:], pitch)
     b_len = span + int(offsets.max())
     tiles = c_a_g >= lanes
     kernel_name = "weight_tiles" if tiles else "weight_dots"

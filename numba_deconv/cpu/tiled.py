@@ -86,6 +86,25 @@ def phase_span(phases, pitch):
     return ((phases[0, 3] - 1) * pitch[1] + phases[0, 4] - 1) * pitch[2] + phases[0, 5]
 
 
+@njit(inline="always")
+def task_bounds(task, span, chunk, blocks, block_parts, chunks_per_image, groups, c_out_g):
+    """Task ``task`` of a tiled kernel (:func:`direct_tiled`,
+    :func:`.correlate.conv_tiles`): its image ``n`` and group ``g``, its
+    stretch of positions ``p0 .. p1`` (of ``chunk`` each, up to ``span``)
+    and its blocks ``b0 .. b1`` of output channels ``co0 .. co1``, the
+    blocks in ``block_parts`` ranges; ``p1 <= p0`` or ``co1 <= co0``: no
+    work."""
+    part = task % block_parts
+    c = (task // block_parts) % chunks_per_image
+    g = (task // (block_parts * chunks_per_image)) % groups
+    n = task // (block_parts * chunks_per_image * groups)
+    p0 = c * chunk
+    b0 = blocks * part // block_parts
+    b1 = blocks * (part + 1) // block_parts
+    return (n, g, p0, min(p0 + chunk, span), b0, b1, b0 * TILE_ROWS,
+            min(b1 * TILE_ROWS, c_out_g))
+
+
 @njit(parallel=True, cache=True)
 def fill_weight_table(w, groups, tap_index, tap_counts):
     """The weights of ``w`` (C_in, C_out_g, kd, kh, kw) in register-tile
@@ -276,18 +295,9 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     # stay on one in the window.
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     xf, of = x.reshape(-1), out.reshape(-1)
-    per_image = groups * chunks_per_image * block_parts
-    for task in prange(n_batch * per_image):
-        part = task % block_parts
-        c = (task // block_parts) % chunks_per_image
-        g = (task // (block_parts * chunks_per_image)) % groups
-        n = task // per_image
-        p0 = c * chunk
-        p1 = min(p0 + chunk, span)
-        b0 = blocks * part // block_parts
-        b1 = blocks * (part + 1) // block_parts
-        co0 = b0 * TILE_ROWS
-        co1 = min(b1 * TILE_ROWS, c_out_g)
+    for task in prange(n_batch * groups * chunks_per_image * block_parts):
+        n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
+                                                      chunks_per_image, groups, c_out_g)
         if p1 <= p0 or co1 <= co0:
             continue
         win_len = -(-(p1 - p0 + halo) // lanes) * lanes

@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from ..config import FASTMATH
 from . import simd
-from .correlate import _fill_window
+from .correlate import _fill_window, _grid_span
 
 #: Rows (``a`` channels) and columns (pairs) of a register tile.
 TILE = 4
@@ -89,7 +89,7 @@ def weight_dots(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
     u_h, u_w = pitch[1], pitch[2]
     c_a_g, c_s_g = c_a // groups, c_s // groups
     pairs = c_s_g * n_taps
-    span = ((o_d - 1) * u_h + o_h - 1) * u_w + o_w
+    span = _grid_span(a.shape[2:], pitch)
     a_len = -(-span // lanes) * lanes
     # Plane rows hold every position a vector of a reaches through any tap.
     b_len = a_len + offsets.max()
@@ -118,10 +118,7 @@ def weight_dots(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
             g = task // (pair_blocks * a_blocks)
             ca0, ca1 = ab * a_block, min((ab + 1) * a_block, c_a_g)
             j0, j1 = pb * pair_block, min((pb + 1) * pair_block, pairs)
-            b_at = np.empty(j1 - j0 + TILE, dtype=np.int64)
-            for j in range(j0, j1):
-                cs, t = j // n_taps, j % n_taps
-                b_at[j - j0] = ((g * c_s_g + cs) * n_planes + plane_of[t]) * b_len + offsets[t]
+            b_at = _pair_rows(j0, j1, pairs, g * c_s_g, plane_of, offsets, n_planes, b_len)
             _tiles(grad, (g * c_a_g) * pairs, pairs, a_rows, g * c_a_g * a_len, a_len,
                    c_a * a_len, b_rows, b_at, c_s * n_planes * b_len, images, a_len,
                    ca0, ca1, j0, j1)
@@ -153,6 +150,20 @@ def _tiles(grad, g_at, pairs, a, a_at, a_pitch, a_image, b, b_at, b_image, image
         for j in range(full_pairs, j1):
             _dot1x1(gf, g_at + ca * pairs + j, pairs, a, at, a_pitch, a_image, b,
                     b_at[j - j0], b_image, images, length)
+
+
+@njit(nogil=True, cache=True)
+def _pair_rows(j0, j1, pairs, c0, plane_of, offsets, n_planes, b_len):
+    """Where pairs ``j0 .. j1`` (channel ``c0 + j // taps``, tap ``j % taps``)
+    start in a block's plane rows, ``b_rows`` of :func:`_fill_planes`;
+    pairs from ``pairs`` on (padding a tile) repeat the last one. ``TILE``
+    entries to spare past ``j1``."""
+    n_taps = offsets.shape[0]
+    rows = np.empty(j1 - j0 + TILE, dtype=np.int64)
+    for j in range(j0, j1):
+        cs, t = min(j, pairs - 1) // n_taps, min(j, pairs - 1) % n_taps
+        rows[j - j0] = ((c0 + cs) * n_planes + plane_of[t]) * b_len + offsets[t]
+    return rows
 
 
 @njit(nogil=True, cache=True)
@@ -232,7 +243,7 @@ def weight_tiles(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
     c_a_g, c_s_g = c_a // groups, c_s // groups
     pairs = c_s_g * n_taps
     pairs_room, c_room = grad.shape[1], grad.shape[2]
-    span = ((o_d - 1) * u_h + o_h - 1) * u_w + o_w
+    span = _grid_span(a.shape[2:], pitch)
     b_len = span + offsets.max()
     widest = 3 * lanes
     block_len = images_per_block * span  # positions of a block of channels
@@ -264,10 +275,7 @@ def weight_tiles(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
             g = task // pair_blocks
             j0 = pb * pair_block
             j1 = min(j0 + pair_block, pairs_room)
-            b_at = np.empty(j1 - j0, dtype=np.int64)
-            for j in range(j0, j1):
-                cs, t = min(j, pairs - 1) // n_taps, min(j, pairs - 1) % n_taps
-                b_at[j - j0] = ((g * c_s_g + cs) * n_planes + plane_of[t]) * b_len + offsets[t]
+            b_at = _pair_rows(j0, j1, pairs, g * c_s_g, plane_of, offsets, n_planes, b_len)
             gf = grad.reshape(-1)
             b_image = c_s * n_planes * b_len
             # Channels outer: their block of a stays in L2 while every tile
