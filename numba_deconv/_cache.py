@@ -5,9 +5,13 @@ size only. A kernel that inlines code from another module (the phase
 arithmetic of ``_phases``, the SIMD tiles of ``cpu/simd``, a tunable of
 ``config``) would load stale machine code after that module changed. Every
 numba_deconv function is therefore stamped with one hash of the package's
-version and the contents of all its source files: an upgrade or any edit
+version and the contents of every source file that compiled code can
+reach: the modules that define jitted functions and, transitively, the
+package modules they import (``config``'s tunables are frozen into the
+machine code as constants). An upgrade or an edit of any of them
 recompiles everything on first use, and the index written under the old
-stamp is replaced.
+stamp is replaced; an edit of host-only code (the front ends, the bench,
+the CLI) keeps the cache.
 
 :func:`install` must run before any kernel module is imported: a
 dispatcher picks its cache locator when it is decorated.
@@ -15,9 +19,11 @@ dispatcher picks its cache locator when it is decorated.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import os
+import re
 
 from numba.core.caching import CacheImpl, _CacheLocator
 
@@ -26,18 +32,77 @@ from ._version import __version__
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
+# A decorator or call that makes Numba compile the function it wraps.
+_JITTED = re.compile(r"@(?:numba\.|cuda\.)?(?:njit|jit|overload|intrinsic|register_jitable)\b")
+
+
+def _package_imports(path: str) -> set[str]:
+    """The package's own source files that module ``path`` imports."""
+    with open(path, "rb") as source:
+        tree = ast.parse(source.read(), path)
+    here = os.path.dirname(path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):  # import numba_deconv.cpu.simd as simd
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "numba_deconv":
+                    module = os.path.join(os.path.dirname(_PACKAGE), *parts)
+                    found.update(c for c in (module + ".py", os.path.join(module, "__init__.py"))
+                                 if os.path.isfile(c))
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = here
+            for _ in range(node.level - 1):
+                base = os.path.dirname(base)
+        elif (node.module or "").split(".")[0] == "numba_deconv":
+            base = os.path.dirname(_PACKAGE)
+        else:
+            continue
+        module = os.path.join(base, *node.module.split(".")) if node.module else base
+        for alias in node.names:
+            # ``from .. import _phases`` imports a submodule; ``from ..config
+            # import FASTMATH`` a name of a module (or of a package's __init__).
+            for candidate in (os.path.join(module, alias.name + ".py"), module + ".py",
+                              os.path.join(module, "__init__.py")):
+                if os.path.isfile(candidate):
+                    found.add(candidate)
+                    break
+    return found
+
+
+def kernel_sources() -> list[str]:
+    """Every package source that jitted code can reach, sorted: the files
+    with a jit decorator and the package modules they import, transitively."""
+    pending = []
+    for root, dirs, files in os.walk(_PACKAGE):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            path = os.path.join(root, name)
+            if name.endswith(".py"):
+                with open(path, encoding="utf-8") as source:
+                    if _JITTED.search(source.read()):
+                        pending.append(path)
+    reached = set()
+    while pending:
+        path = pending.pop()
+        if path not in reached:
+            reached.add(path)
+            pending.extend(_package_imports(path) - reached)
+    return sorted(reached)
+
+
 @functools.lru_cache(maxsize=1)
 def package_stamp() -> str:
-    """SHA-256 of the package version and every ``.py`` file of the package
-    (relative path and contents, in sorted order)."""
+    """SHA-256 of the package version and every file of
+    :func:`kernel_sources` (relative path and contents, in sorted order)."""
     digest = hashlib.sha256(__version__.encode())
-    for root, dirs, files in os.walk(_PACKAGE):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(f for f in files if f.endswith(".py")):
-            path = os.path.join(root, name)
-            digest.update(os.path.relpath(path, _PACKAGE).encode())
-            with open(path, "rb") as source:
-                digest.update(source.read())
+    for path in kernel_sources():
+        digest.update(os.path.relpath(path, _PACKAGE).encode())
+        with open(path, "rb") as source:
+            digest.update(source.read())
     return digest.hexdigest()
 
 

@@ -96,3 +96,15 @@ def test_a_first_call_that_compiles_says_so_once(tmp_path):
     assert cold[0].startswith("numba_deconv INFO compiling the rows_serial kernel for float64")
     assert "cache" in cold[0]
     assert lines() == []  # the next process loads it from the cache
+
+
+def test_the_stamp_covers_what_kernels_reach_and_not_host_code():
+    from numba_deconv import _cache
+    package = Path(numba_deconv.__file__).parent
+    sources = {str(Path(p).relative_to(package)) for p in _cache.kernel_sources()}
+    # Jitted modules, the helpers they inline, and the tunables frozen into them.
+    assert {"cpu/kernels.py", "cpu/tiled.py", "cpu/simd.py", "_phases.py", "config.py",
+            "cuda/kernels.py"} <= sources
+    # Host code: editing a front end or the CLI keeps the compiled kernels.
+    assert not {"api.py", "explain.py", "compat/tensorflow.py", "bench/cli.py",
+                "cpu/driver.py"} & sources
