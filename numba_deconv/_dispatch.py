@@ -54,9 +54,9 @@ def select_device(device, *arrays) -> str:
     return device
 
 
-def choose_kernel(geometry, batch: int, dtype, threads: int) -> tuple:
-    """``(strategy, kernel, fallback)`` for this geometry, batch, dtype and
-    thread count; ``fallback`` runs where ``kernel`` cannot be exact (it
+def choose_kernel(geometry, batch: int, dtype) -> tuple:
+    """``(strategy, kernel, fallback)`` for this geometry, batch and dtype
+    (never the thread count); ``fallback`` runs where ``kernel`` cannot be exact (it
     multiplies zero padding and a weight is not finite).
 
     Many channels on small images with few input positions in the whole
@@ -81,9 +81,11 @@ def choose_kernel(geometry, batch: int, dtype, threads: int) -> tuple:
                 >= config.GEMM_MIN_WEIGHTS_PER_POSITION * in_batch):
             return "columns", "column_tiles", "column_tiles"
     serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
-    rows = "rows_serial" if serial or threads == 1 else "rows"
-    # The tiles sum in the same order on any number of threads, so they
-    # are chosen before the thread count is looked at.
+    # The choice never looks at the thread count: the serial kernels sum in
+    # another order than the parallel ones, and a result must not change
+    # a bit with numba.set_num_threads (the parallel kernels run on one
+    # thread as well, for a few microseconds more).
+    rows = "rows_serial" if serial else "rows"
     if not serial and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS and not complex_data:
         return "gather", "phase_tiles", rows
     if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW:
@@ -91,7 +93,7 @@ def choose_kernel(geometry, batch: int, dtype, threads: int) -> tuple:
     return "gather", rows, rows
 
 
-def choose_conv_kernel(geometry, batch: int, dtype, threads: int):
+def choose_conv_kernel(geometry, batch: int, dtype):
     """``(strategy, kernel, fallback)`` of a ``conv`` whose adjoint has this
     ``geometry``, or None where it runs as a sum of phases through the
     transposed kernels: rank > 3, and complex data with channels enough for
@@ -112,7 +114,7 @@ def choose_conv_kernel(geometry, batch: int, dtype, threads: int):
     serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
     if not serial and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS and not complex_data:
         return "gather", "conv_tiles", "conv_tiles"
-    kernel = "conv_planes_serial" if serial or threads == 1 else "conv_planes"
+    kernel = "conv_planes_serial" if serial else "conv_planes"  # not by thread count
     return "gather", kernel, kernel
 
 
@@ -192,7 +194,7 @@ def _route(plan: CallPlan, geometry, threads: int) -> Route:
     if geometry.rank > 3:
         inner = _route(plan, driver.drop_leading_dim(geometry), threads)
         return Route(inner.variant, inner.kernel, inner.fallback, None, inner)
-    strategy, kernel, fallback = choose_kernel(geometry, plan.batch, plan.dtype, threads)
+    strategy, kernel, fallback = choose_kernel(geometry, plan.batch, plan.dtype)
     variant = ("cpu", plan.geometry.rank, plan.dtype, plan.layout, strategy)
     launch = driver.plan_launch(geometry, plan.batch, plan.dtype.itemsize, kernel, threads)
     return Route(variant, kernel, fallback, launch, None)
@@ -200,7 +202,7 @@ def _route(plan: CallPlan, geometry, threads: int) -> Route:
 
 def _conv_route(plan: CallPlan, threads: int) -> Route:
     g = plan.geometry  # the adjoint's
-    strategy, kernel, fallback = choose_conv_kernel(g, plan.batch, plan.dtype, threads)
+    strategy, kernel, fallback = choose_conv_kernel(g, plan.batch, plan.dtype)
     variant = ("cpu", g.rank, plan.dtype, plan.layout, strategy)
     in_spatial, pad = g.out_spatial, g.pad_before
     if plan.padding_mode != "zeros":  # the input comes padded in that mode
@@ -256,7 +258,7 @@ def cpu_call(x_shape, x_dtype, w_shape, w_dtype, bias_meta, args: tuple) -> Call
                 * plan.dtype.itemsize, {})
     # A call that runs on the calling thread with threads to spare does so
     # with any number of them: its route need not look the count up.
-    if geometry.rank <= 3 and choose_kernel(geometry, plan.batch, plan.dtype, 2)[1] == "rows_serial":
+    if geometry.rank <= 3 and choose_kernel(geometry, plan.batch, plan.dtype)[1] == "rows_serial":
         call.routes[None] = _route(plan, geometry, 1)
     if key is not None and len(_CALLS) < _CALLS_MAX:
         _CALLS[key] = call
@@ -288,7 +290,7 @@ def conv_call(x_shape, x_dtype, w_shape, w_dtype, bias_meta, args: tuple) -> Con
     g = plan.geometry  # the adjoint's: from conv's output (in_) to its input (out_)
     out_bytes = plan.batch * g.in_channels * math.prod(g.in_spatial) * plan.dtype.itemsize
     no_bias = np.zeros(g.in_channels, plan.dtype)
-    choice = choose_conv_kernel(g, plan.batch, plan.dtype, 2)
+    choice = choose_conv_kernel(g, plan.batch, plan.dtype)
     if choice is not None:
         call = ConvCall(plan, None, no_bias, out_bytes, {})
         if choice[1] == "conv_planes_serial":  # on one thread with any count

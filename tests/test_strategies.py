@@ -349,18 +349,23 @@ def test_columns_layout_bounds_the_workspace(monkeypatch):
 ])
 def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
     geometry = _geometry((batch, c_in) + spatial, (c_in, c_out, 3, 3), dtype)
-    strategy, kernel, fallback = _dispatch.choose_kernel(geometry, batch, dtype, 2)
+    strategy, kernel, fallback = _dispatch.choose_kernel(geometry, batch, dtype)
     assert kernel == expected
     assert kernel in _dispatch.STRATEGIES[strategy] and fallback in _dispatch.STRATEGIES[strategy]
 
 
-def test_heuristic_one_thread_runs_rows_on_the_calling_thread():
-    geometry = _geometry((1, 1, 512, 512), (1, 1, 3, 3), np.float32)
-    assert _dispatch.choose_kernel(geometry, 1, np.float32, 1) == (
-        "gather", "rows_serial", "rows_serial")
-    geometry = _geometry((8, 64, 32, 32), (64, 64, 3, 3), np.float32)
-    assert _dispatch.choose_kernel(geometry, 8, np.float32, 1) == (
-        "gather", "phase_tiles", "rows_serial")
+def test_heuristic_never_looks_at_the_thread_count(monkeypatch):
+    """One thread runs the kernel two would (the serial kernels sum in
+    another order, and set_num_threads must not change a bit)."""
+    import numba
+    for x_shape, w_shape in [((1, 1, 512, 512), (1, 1, 3, 3)), ((8, 1, 32, 32), (1, 1, 3, 3)),
+                             ((8, 64, 32, 32), (64, 64, 3, 3))]:
+        geometry = _geometry(x_shape, w_shape, np.float32)
+        picks = set()
+        for threads in (1, 2, 64):
+            monkeypatch.setattr(numba, "get_num_threads", lambda: threads)
+            picks.add(_dispatch.choose_kernel(geometry, x_shape[0], np.float32))
+        assert len(picks) == 1 and next(iter(picks))[1] != "rows_serial"
 
 
 def test_heuristic_real_data_takes_register_tiles_with_one_tap_per_phase():
@@ -369,7 +374,7 @@ def test_heuristic_real_data_takes_register_tiles_with_one_tap_per_phase():
     geometry = _geometry((8, 128, 32, 32), (128, 64, 2, 2), np.float64)
     for dtype, kernel in ((np.float64, "phase_tiles"), (np.float32, "phase_tiles"),
                           (np.complex128, "blas")):
-        assert _dispatch.choose_kernel(geometry, 8, dtype, 2)[1] == kernel
+        assert _dispatch.choose_kernel(geometry, 8, dtype)[1] == kernel
 
 
 @pytest.mark.parametrize("strategy, kernel, dtype", [
