@@ -3,6 +3,7 @@
 import argparse
 import importlib.util
 import json
+import math
 import os
 import sys
 import tempfile
@@ -31,55 +32,139 @@ def _peer_list(text):
     return list(dict.fromkeys(peers))
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
+    return value
+
+
+def _writable_file(text):
+    """An output path whose directory exists: checked now, not after the run."""
+    if not text:
+        raise argparse.ArgumentTypeError("needs a file name")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file name")
+    folder = os.path.dirname(text) or "."
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: directory {folder!r} "
+                                         "does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: directory {folder!r} "
+                                         "is not writable")
+    return text
+
+
+def _image_file(text):
+    """``--plot``'s file: an image format named by its extension, in a directory that exists."""
+    _writable_file(text)
+    if not os.path.splitext(text)[1].strip("."):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no extension to name the image format; write e.g. bench.png "
+            "(or .svg, .pdf)")
+    return text
+
+
+def check_args(args):
+    """What argparse cannot check option by option: a message for the first
+    problem, or None. Runs before anything is timed."""
+    for name, least in (("threads", 1), ("rounds", 1), ("gemm_size", 1)):
+        if getattr(args, name) < least:
+            return f"--{name.replace('_', '-')} must be at least {least}"
+    if args.repeat is not None and args.repeat < 1:
+        return "--repeat must be at least 1"
+    if not (args.min_time >= 0 and math.isfinite(args.min_time)):
+        return "--min-time must be a number of seconds >= 0"
+    if args.spread is not None and args.case_file:
+        return "--spread and --case-file exclude each other"
+    if args.save_cases and args.spread is None:
+        return "--save-cases writes the shapes of --spread N; give --spread too"
+    if args.cold:
+        if args.op not in ("conv_transpose", "conv"):
+            return "--cold times --op conv_transpose or conv"
+        extra = [o for o, v in (("--plot", args.plot), ("--json", args.json)) if v]
+        if extra:
+            return (f"--cold prints its own table; {' and '.join(extra)} "
+                    f"{'does' if len(extra) == 1 else 'do'} not apply to it")
+    if args.plot:
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+        except ImportError:
+            return '--plot needs matplotlib: pip install matplotlib (or pip install ".[bench]")'
+        kinds = FigureCanvasBase.get_supported_filetypes()
+        kind = os.path.splitext(args.plot)[1].lstrip(".").lower()
+        if kind not in kinds:
+            return (f"--plot {args.plot}: matplotlib cannot write .{kind} files; use one of "
+                    f"{', '.join('.' + k for k in sorted(kinds))}")
+    return None
+
+
 def configure_parser(p):
     """Add the bench options to an ``argparse`` parser."""
     p.add_argument("--op", choices=list(OPS), default="conv_transpose",
-                   help="the operation to time on the cases (default conv_transpose); "
-                        "conv runs the convolution whose adjoint each case is, the "
-                        "weight gradients are compared with PyTorch only")
+                   help="the operation to time on the cases; conv runs the convolution "
+                        "whose adjoint each case is, the weight gradients are compared "
+                        "with PyTorch only (default: conv_transpose)")
     p.add_argument("--case", nargs="+", action="extend", metavar="NAME",
                    help="cases of the table to run (default: all); repeatable")
     p.add_argument("--case-file", metavar="FILE.json",
                    help="run your own shapes: a JSON file in the format of "
                         "numba_deconv/bench/cases.json (default: the standard "
                         "table); benchmarks/spread_cases.json is a wider spread")
-    p.add_argument("--spread", type=int, metavar="N",
+    p.add_argument("--spread", type=_positive_int, metavar="N",
                    help="run a seeded random spread of N shapes instead of the table "
                         "(ranks 1-3, every kind of kernel, stride, padding and channel "
                         "split; numba_deconv/bench/spread.py)")
-    p.add_argument("--seed", type=int, default=0, help="the spread's seed (default 0)")
-    p.add_argument("--save-cases", metavar="FILE.json",
-                   help="write the spread's shapes as a case file (for --case-file)")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="the spread's seed (default: 0)")
+    p.add_argument("--save-cases", metavar="FILE.json", type=_writable_file,
+                   help="with --spread: also write its shapes as a case file (for "
+                        "--case-file)")
     p.add_argument("--dtype", nargs="+", action="extend", choices=DTYPES,
                    help="run the cases in these dtypes (default: each case's own)")
     p.add_argument("--peers", type=_peer_list, default=list(PEERS), metavar="LIST",
                    help="comma-separated peers to time, or 'none' "
                         f"(default: {','.join(PEERS)})")
-    p.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
-                   help="time to spend sampling each case per library (default 1)")
-    p.add_argument("--repeat", type=int, default=None, metavar="N",
+    p.add_argument("--min-time", type=_seconds, default=1.0, metavar="SECONDS",
+                   help="time to spend sampling each case per library; 0 takes the "
+                        "fewest samples (default: 1)")
+    p.add_argument("--repeat", type=_positive_int, default=None, metavar="N",
                    help="exactly N samples per case instead of --min-time")
-    p.add_argument("--rounds", type=int, default=1, metavar="N",
+    p.add_argument("--rounds", type=_positive_int, default=1, metavar="N",
                    help="run every library N times, interleaved, keeping each "
-                        "one's fastest median (steadier on a busy machine)")
-    p.add_argument("--threads", type=int, default=2,
-                   help="threads per library (default 2)")
+                        "one's fastest median (steadier on a busy machine) (default: 1)")
+    p.add_argument("--threads", type=_positive_int, default=2, metavar="N",
+                   help="threads per library (default: 2)")
     p.add_argument("--no-gemm", dest="gemm", action="store_false",
                    help="skip measuring the float32 GEMM rate")
-    p.add_argument("--gemm-size", type=int, default=2048, metavar="N",
-                   help="size of the reference GEMM (default 2048)")
+    p.add_argument("--gemm-size", type=_positive_int, default=2048, metavar="N",
+                   help="size of the reference GEMM (default: 2048)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip estimating our extra peak memory")
-    p.add_argument("--plot", metavar="FILE.png",
-                   help="also draw a grouped bar chart (needs matplotlib)")
-    p.add_argument("--json", metavar="FILE",
+    p.add_argument("--plot", metavar="FILE.png", type=_image_file,
+                   help="also draw a grouped bar chart, in the format the extension "
+                        "names (.png, .svg, .pdf, ...; needs matplotlib)")
+    p.add_argument("--json", metavar="FILE.json", type=_writable_file,
                    help="also write the full results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--cold", action="store_true",
                    help="time the cold start instead: import plus the first call, each "
                         "in a new process, ours with an empty and then a warm Numba "
                         "cache, PyTorch's beside it (--op conv_transpose or conv)")
-    p.set_defaults(func=run_from_args)
+    p.set_defaults(func=run_from_args, check=check_args)
     return p
 
 
@@ -89,26 +174,17 @@ def add_parser(subparsers):
         "bench", help="time conv_transpose (or conv, or a weight gradient) against "
                       "PyTorch, ONNX Runtime, TensorFlow and JAX on the standard "
                       "workloads",
-        description=DESCRIPTION)
+        description=DESCRIPTION, usage="%(prog)s [options]")
     return configure_parser(p)
 
 
 def run_from_args(args) -> int:
     """Run ``bench`` for parsed arguments; returns the exit status."""
-    if args.plot:   # fail before the long run, not after
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print("error: --plot needs matplotlib: pip install matplotlib",
-                  file=sys.stderr)
-            return 2
-    if args.threads < 1:
-        print("error: --threads must be at least 1", file=sys.stderr)
+    problem = check_args(args)   # fail before the long run, not after
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.spread is not None:
-        if args.case_file:
-            print("error: --spread and --case-file exclude each other", file=sys.stderr)
-            return 2
         with tempfile.TemporaryDirectory(prefix="numba_deconv_spread_") as scratch:
             try:
                 args.case_file = _write_spread(
@@ -117,7 +193,7 @@ def run_from_args(args) -> int:
             except (ValueError, OSError) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
-            args.spread = None
+            args.spread = args.save_cases = None
             return run_from_args(args)
     if args.cold:
         return _run_cold(args)
@@ -154,9 +230,6 @@ def _write_spread(count, seed, path) -> str:
 def _run_cold(args) -> int:
     from .cold import cold_start, format_cold_table
 
-    if args.op not in ("conv_transpose", "conv"):
-        print("error: --cold times --op conv_transpose or conv", file=sys.stderr)
-        return 2
     try:
         pairs = select_cases(load_cases(args.case_file), args.case, args.dtype)
     except (ValueError, OSError) as e:
@@ -171,7 +244,13 @@ def _run_cold(args) -> int:
 
 def main(argv=None) -> int:
     """``python -m numba_deconv.bench`` without the package's CLI."""
-    p = configure_parser(argparse.ArgumentParser(prog="numba_deconv bench",
-                                                 description=DESCRIPTION))
-    args = p.parse_args(argv)
+    from .._version import __version__
+
+    p = argparse.ArgumentParser(prog="python -m numba_deconv.bench", description=DESCRIPTION,
+                                usage="%(prog)s [options]")
+    p.add_argument("--version", action="version", version=f"numba_deconv {__version__}")
+    args = configure_parser(p).parse_args(argv)
+    problem = check_args(args)
+    if problem:
+        p.error(problem)   # usage and one line, exit 2
     return args.func(args)

@@ -167,7 +167,7 @@ def format_table(report: Report) -> str:
     tail = [""]
     if missing:
         tail.append("Not installed: " + ", ".join(missing) +
-                    " (pip install numba_deconv[bench]).")
+                    ' (pip install ".[bench]" from the checkout).')
     if notes:
         tail += ["Notes:"] + [f"- {n}" for n in dict.fromkeys(notes)]
     tail.append("speedup = best peer's median / ours (> 1 means we are faster); "
@@ -175,36 +175,63 @@ def format_table(report: Report) -> str:
     return "\n".join(head + [line(header), sep] + [line(b) for b in body] + tail)
 
 
-def plot(report: Report, path):
-    """Grouped bar chart of the medians (log scale), one group per case."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit(
-            "--plot needs matplotlib: pip install matplotlib "
-            "(or pip install numba_deconv[bench])") from None
+def plot_titles(report: Report):
+    """The plot's title (operation, dtypes, threads) and subtitle (the machine)."""
+    dtypes = ", ".join(dict.fromkeys(row.dtype for row in report.rows)) or "no cases"
+    return (f"{report.op} ({dtypes}), {report.threads} thread"
+            f"{'' if report.threads == 1 else 's'} per library",
+            report.machine or platform.processor() or platform.machine())
+
+
+def figure(report: Report):
+    """The grouped bar chart of :func:`plot` as a matplotlib figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     libs = [lib for lib in report.libs
             if any(r.results.get(lib) and r.results[lib].seconds for r in report.rows)]
     if not libs:
         raise SystemExit("--plot: no library produced a time to plot")
     n = len(report.rows)
     width = 0.8 / len(libs)
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * n + 3), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * n + 3), 5))
     for j, lib in enumerate(libs):
-        bars = [(i + (j - (len(libs) - 1) / 2) * width, row.results[lib].seconds * 1e3)
+        bars = [(i + (j - (len(libs) - 1) / 2) * width, row.results[lib].seconds)
                 for i, row in enumerate(report.rows)
                 if row.results.get(lib) and row.results[lib].seconds]
-        ax.bar([b[0] for b in bars], [b[1] for b in bars], width,
-               label="numba_deconv" if lib == OURS else PEER_LABELS[lib])
+        drawn = ax.bar([b[0] for b in bars], [b[1] * 1e3 for b in bars], width,
+                       label="numba_deconv" if lib == OURS else PEER_LABELS[lib])
+        # Each bar's median above it, in the unit that suits it.
+        ax.bar_label(drawn, labels=[format_time(b[1]) for b in bars], rotation=90,
+                     padding=2, fontsize=6)
     ax.set_yscale("log")
+    low, high = ax.get_ylim()   # headroom above the tallest bar for its label
+    ax.set_ylim(low, high * (high / low) ** 0.2)
     ax.set_xticks(range(n))
     ax.set_xticklabels([r.label for r in report.rows], rotation=30, ha="right")
     ax.set_ylabel("median time per call (ms, log scale; lower is better)")
-    ax.set_title(f"{report.op}, {report.threads} threads each")
+    title, machine = plot_titles(report)
+    fig.suptitle(title)
+    ax.set_title(machine, fontsize="small")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def plot(report: Report, path):
+    """Grouped bar chart of the medians (log scale), one group per case, each
+    bar labelled with its time; the title names the operation, the dtypes,
+    the threads per library and the machine."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "--plot needs matplotlib: pip install matplotlib "
+            '(or pip install ".[bench]")') from None
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -65,7 +65,7 @@ def _require_cuda():
     except ImportError as err:  # numba-cuda missing or broken
         raise RuntimeError(NO_GPU_MESSAGE.format(
             why=f" (numba.cuda cannot be imported: {err}; install the GPU "
-                f"extra with pip install numba_deconv[cuda])")) from None
+                f"extra from a checkout: pip install '.[cuda]')")) from None
     try:
         available = cuda.is_available()
     except Exception:  # a broken driver install: treat as no GPU
