@@ -2,9 +2,11 @@
 ``conv_transpose_weight_grad``.
 
 Both are correlations of the input with the gradient of the output, summed
-over the batch and the output positions: for every kernel tap, one matrix
-product per group through NumPy's BLAS (threaded as BLAS sees fit), of the
-output gradient with the input window that tap reads. The gradients with
+over the batch and the output positions. Real finite data of rank <= 3
+runs on register-tiled kernels (:mod:`numba_deconv.cpu.weight_grad`);
+complex data, rank >= 4 and inputs that are not finite take one matrix
+product per tap and group through NumPy's BLAS, of the output gradient
+with the input window that tap reads. The gradients with
 respect to the *input* are the other function: ``conv_transpose(grad_output,
 weight, ...)`` for ``conv`` (with ``output_size`` = the input's size) and
 ``conv(grad_output, weight, ...)`` for ``conv_transpose``, with the same

@@ -78,7 +78,8 @@ def test_sdist_leaves_out_build_products(dists):
 
 def test_wheel_is_the_package_only(dists):
     files = dists["wheel"]
-    assert "numba_deconv/__init__.py" in files and "numba_deconv/bench/cases.json" in files
+    assert {"numba_deconv/py.typed", "numba_deconv/__init__.py",
+            "numba_deconv/bench/cases.json"} <= set(files)
     assert "numba_deconv/cpu/kernels.py" in files and "numba_deconv/cuda/kernels.py" in files
     assert any(f.endswith(".dist-info/licenses/LICENSE") for f in files)
     assert not [f for f in files if f.startswith(("tests/", "benchmarks/", "examples/",
