@@ -22,6 +22,9 @@ Strategies and their kernels (see :mod:`numba_deconv.cpu.driver`):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Literal
+
 import dataclasses
 import itertools
 import math
@@ -35,6 +38,7 @@ from ._params import Geometry
 from ._phases import polyphase
 from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call, plan_conv
 from .cpu import driver
+from ._typing import DTypeLike
 
 STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
                          "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles"),
@@ -390,8 +394,10 @@ def reset() -> None:
     _CALLS.clear()
 
 
-def precompile(ranks=(1, 2, 3), dtypes=DTYPES, strategies=None,
-               layouts=LAYOUTS, device="cpu", progress=None) -> list:
+def precompile(ranks: Sequence[int] = (1, 2, 3), dtypes: Sequence[DTypeLike] = DTYPES,
+               strategies: Sequence[str] | None = None, layouts: Sequence[str] = LAYOUTS,
+               device: Literal["cpu", "cuda"] = "cpu",
+               progress: Callable[[str], None] | None = None) -> list[dict]:
     """Compile variants ahead of time into Numba's on-disk cache.
 
     The next process that needs one of these variants loads it from disk

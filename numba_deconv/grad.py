@@ -24,10 +24,13 @@ from . import _dispatch, _padding
 from ._params import int_tuple
 from ._plan import as_array
 from .cpu import driver
+from ._typing import ArrayLike, DataFormat, Ints, Padding, PaddingMode
 
 
-def conv_weight_grad(x, grad_output, kernel_size, *, stride=1, padding=0, dilation=1,
-                     groups=1, padding_mode="zeros", data_format="channels_first"):
+def conv_weight_grad(x: ArrayLike, grad_output: ArrayLike, kernel_size: Ints, *,
+                     stride: Ints = 1, padding: Padding = 0, dilation: Ints = 1,
+                     groups: int = 1, padding_mode: PaddingMode = "zeros",
+                     data_format: DataFormat = "channels_first") -> np.ndarray:
     """The gradient of ``conv(x, weight, ...)`` with respect to ``weight``.
 
     Equal to what PyTorch's autograd gives for ``conv{1,2,3}d`` (with the
@@ -84,9 +87,11 @@ def conv_weight_grad(x, grad_output, kernel_size, *, stride=1, padding=0, dilati
                       g.kernel, g.stride, g.dilation, groups)
 
 
-def conv_transpose_weight_grad(x, grad_output, kernel_size, *, stride=1, padding=0,
-                               output_padding=0, dilation=1, groups=1, padding_mode="zeros",
-                               data_format="channels_first"):
+def conv_transpose_weight_grad(x: ArrayLike, grad_output: ArrayLike, kernel_size: Ints, *,
+                               stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
+                               dilation: Ints = 1, groups: int = 1,
+                               padding_mode: PaddingMode = "zeros",
+                               data_format: DataFormat = "channels_first") -> np.ndarray:
     """The gradient of ``conv_transpose(x, weight, ...)`` with respect to ``weight``.
 
     Equal to what PyTorch's autograd gives for ``conv_transpose{1,2,3}d``

@@ -10,10 +10,13 @@ do only the arithmetic; its :meth:`Plan.adjoint` runs the exact adjoint
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from . import _dispatch, api
 from ._plan import as_array, working_dtype
+from ._typing import ArrayLike, DTypeLike, Forward
 
 FORWARDS = ("conv_transpose", "conv")
 #: The arguments of each forward function, in the dispatcher's order.
@@ -72,7 +75,7 @@ class Plan:
         self._adjoint_weight = adjoint_weight
         self.output_shape = plan_.out_shape
 
-    def __call__(self, x, out=None):
+    def __call__(self, x: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """The forward function of ``x`` (of ``input_shape``), with the bias.
 
         Parameters
@@ -93,7 +96,7 @@ class Plan:
         return api.apply_conv(self._call, self._forward_weights, x, self._weight, self._bias,
                               out)
 
-    def adjoint(self, y, out=None):
+    def adjoint(self, y: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """The exact adjoint of the forward function's linear part (no
         bias) at ``y`` (of ``output_shape``): ``<p(x) - p(0), y> = <x,
         p.adjoint(y)>``, conjugated for complex data.
@@ -136,7 +139,9 @@ class Plan:
                 f"{self.dtype})")
 
 
-def plan(weight, input_shape, dtype=None, bias=None, *, forward="conv_transpose", **kwargs):
+def plan(weight: ArrayLike, input_shape: Sequence[int], dtype: DTypeLike = None,
+         bias: ArrayLike | None = None, *, forward: Forward = "conv_transpose",
+         **kwargs) -> Plan:
     """Plan ``conv_transpose`` (or ``conv``) with ``weight`` on inputs of
     ``input_shape``, for repeated calls.
 
