@@ -9,6 +9,10 @@ from ._version import __version__
 
 _cache.install()  # before any kernel is decorated
 
+from .cpu import launch as _launch  # noqa: E402
+
+_launch.prefer_fork_safe_layer()  # before any parallel kernel runs
+
 from . import compat  # noqa: E402  (kernels import after the cache locator)
 from ._compiled import cache_info
 from ._dispatch import precompile

@@ -24,6 +24,8 @@ import functools
 import hashlib
 import os
 import re
+import stat
+import warnings
 
 from numba.core.caching import CacheImpl, _CacheLocator
 
@@ -137,7 +139,27 @@ class PackageStampLocator(_CacheLocator):
         return None
 
 
+def warn_if_others_can_write(directory: str | None) -> None:
+    """Warn (once: ``warnings`` shows a message once per place) where Numba's
+    cache directory can be written by other users: the cache holds pickled
+    code that a process loads and runs, so whoever can write it can run
+    code as the user who imports numba_deconv."""
+    if not directory:
+        return
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError:  # not made yet: Numba creates it with the user's umask
+        return
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        warnings.warn(
+            f"NUMBA_CACHE_DIR={directory!r} can be written by other users; Numba's cache "
+            "holds pickled code that numba_deconv loads and runs, so anyone who can write "
+            "there can run code as you. Use a directory only you can write.",
+            UserWarning, stacklevel=3)
+
+
 def install() -> None:
     """Put :class:`PackageStampLocator` first among Numba's locators (once)."""
+    warn_if_others_can_write(os.environ.get("NUMBA_CACHE_DIR"))
     if PackageStampLocator not in CacheImpl._locator_classes:
         CacheImpl._locator_classes.insert(0, PackageStampLocator)

@@ -2,9 +2,10 @@
 
 Checks and planning live in :mod:`numba_deconv._plan`, the choice of device
 and kernel in :mod:`numba_deconv._dispatch`; here the arrays are brought to
-the kernels' layout and the result back to the caller's. ``conv`` runs on
-the same kernels, as a sum of stride-1 transposed convolutions (see
-:func:`numba_deconv._dispatch.conv_call`); padding modes pad or fold in
+the kernels' layout and the result back to the caller's. ``conv`` of rank
+<= 3 runs on its own kernels (:mod:`numba_deconv.cpu.correlate`), other
+ranks and BLAS-thick complex data as a sum of stride-1 transposed
+convolutions (see :func:`numba_deconv._dispatch.conv_call`); padding modes pad or fold in
 :mod:`numba_deconv._padding`.
 """
 
@@ -15,11 +16,16 @@ import numpy as np
 from . import _dispatch, _outputs, _padding
 from ._plan import as_array, check_out
 from .cpu import driver, transpose
+from .cpu.launch import serialised
+from ._typing import ArrayLike, DataFormat, Device, Ints, Padding, PaddingMode
 
 
-def conv_transpose(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
-                   dilation=1, groups=1, output_size=None, padding_mode="zeros",
-                   data_format="channels_first", device="auto", out=None):
+def conv_transpose(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
+                   stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
+                   dilation: Ints = 1, groups: int = 1, output_size: Ints | None = None,
+                   padding_mode: PaddingMode = "zeros",
+                   data_format: DataFormat = "channels_first", device: Device = "auto",
+                   out: np.ndarray | None = None) -> np.ndarray:
     """Transposed convolution (deconvolution) of ``x`` with ``weight``.
 
     Computes, for every input position ``i`` and kernel tap ``k`` (per
@@ -198,8 +204,10 @@ def _from_twin(y, result, groups):
     grouped.imag = twin[:, :, 1]
 
 
-def conv(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", data_format="channels_first", device="auto", out=None):
+def conv(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: Ints = 1,
+         padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
+         padding_mode: PaddingMode = "zeros", data_format: DataFormat = "channels_first",
+         device: Device = "auto", out: np.ndarray | None = None) -> np.ndarray:
     """Convolution (cross-correlation) of ``x`` with ``weight``: the exact
     adjoint of :func:`conv_transpose`.
 
@@ -439,8 +447,9 @@ def _to_channels_first(x, dtype):
         return np.moveaxis(x, -1, 1)
     cf = np.empty((x.shape[0], x.shape[-1]) + x.shape[1:-1], dtype)
     if cf.size:
-        transpose.swap_last_two(x.reshape(x.shape[0], -1, x.shape[-1]),
-                                cf.reshape(x.shape[0], x.shape[-1], -1))
+        with serialised():
+            transpose.swap_last_two(x.reshape(x.shape[0], -1, x.shape[-1]),
+                                    cf.reshape(x.shape[0], x.shape[-1], -1))
     return cf
 
 
@@ -449,8 +458,9 @@ def _to_channels_last(result):
     shape = (result.shape[0],) + result.shape[2:] + (result.shape[1],)
     cl = _outputs.new_output(shape, result.dtype, result.nbytes)
     if cl.size:
-        transpose.swap_last_two(result.reshape(result.shape[0], result.shape[1], -1),
-                                cl.reshape(result.shape[0], -1, result.shape[1]))
+        with serialised():
+            transpose.swap_last_two(result.reshape(result.shape[0], result.shape[1], -1),
+                                    cl.reshape(result.shape[0], -1, result.shape[1]))
     return cl
 
 

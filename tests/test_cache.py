@@ -108,3 +108,18 @@ def test_the_stamp_covers_what_kernels_reach_and_not_host_code():
     # Host code: editing a front end or the CLI keeps the compiled kernels.
     assert not {"api.py", "explain.py", "compat/tensorflow.py", "bench/cli.py",
                 "cpu/driver.py"} & sources
+
+
+def test_a_cache_directory_others_can_write_is_warned_about(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    own = tmp_path / "own"
+    own.mkdir()
+    own.chmod(0o700)
+    script = "import warnings; warnings.simplefilter('always'); import numba_deconv"
+    for directory, warned in ((shared, True), (own, False)):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=dict(os.environ, NUMBA_CACHE_DIR=str(directory)), timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert ("can be written by other users" in done.stderr) == warned, done.stderr

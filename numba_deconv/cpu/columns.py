@@ -122,9 +122,9 @@ def _pack(packed, wf, src, src_pitch, rows, first_tile, n_tiles, m_count, width,
                     packed[dst + l] = wf[at + l]
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
 def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block, k_block,
-                  in_place):
+                  in_place, cancel):
     """Transposed convolution by weight-vectorised register tiles and col2im.
 
     x (N, C_in, D, H, W), w (C_in, C_out/groups, KD, KH, KW), out (N,
@@ -178,6 +178,8 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
     runs = _fold_runs(n_batch, (k_d, k_h, k_w), o_sizes, (i_d, i_h, i_w), stride, dilation,
                       pad, pitch, c_out * o_plane)
     for task in prange(groups * blocks):
+        if cancel[0]:
+            continue
         g, b = task // blocks, task % blocks
         co0 = b * channel_block
         co1 = min(co0 + channel_block, c_out_g)

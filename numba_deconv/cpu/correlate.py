@@ -152,9 +152,9 @@ def grid_span(out_spatial, pitch):
 _grid_span = njit(inline="always")(grid_span)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
 def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, stride,
-               chunks_per_image, block_parts, sub):
+               chunks_per_image, block_parts, sub, cancel):
     """Correlation by phase planes and register tiles.
 
     x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW), bias (C_out,), all
@@ -181,6 +181,8 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
     # Stretches of whole vectors keep vector boundaries on vector boundaries.
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     for task in prange(n_batch * groups * chunks_per_image * block_parts):
+        if cancel[0]:
+            continue
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
                                                       chunks_per_image, groups, c_out_g)
         if p1 <= p0 or co1 <= co0:
@@ -208,9 +210,9 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
                          pitch)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
 def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
-                chunks_per_image, sub):
+                chunks_per_image, sub, cancel):
     """Correlation by phase planes, one multiply-add loop per pair.
 
     x (N, C_in, D, H, W), w (C_out, C_in/groups, KD, KH, KW), out (N,
@@ -222,6 +224,8 @@ def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
     """
     tasks = x.shape[0] * (x.shape[1] // w.shape[1]) * chunks_per_image
     for task in prange(tasks):
+        if cancel[0]:
+            continue
         _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
                      chunks_per_image, sub, task)
 

@@ -41,6 +41,7 @@ from ._blas import blas_controllers, single_threaded_blas
 from .columns import TILE_POSITIONS, columns_tiled
 from .correlate import conv_planes, conv_planes_serial, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
+from .launch import parallel, serialised
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
@@ -124,6 +125,7 @@ class Launch:
     groups: int
     row_chunks: int  # the row kernel's chunks (also when it is the fallback)
     layout: typing.Any  # the chosen kernel's own work split, or None
+    multiply_adds: int  # of the whole call: long calls can be interrupted
 
 
 def plan_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int) -> Launch:
@@ -141,7 +143,8 @@ def plan_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int) 
     layout = {"planes": _planes_layout, "phase_tiles": _tiled_layout,
               "column_tiles": _columns_layout, "blas": _blas_layout}.get(kernel)
     return Launch(*shapes, row_chunks=min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads),
-                  layout=layout(*shapes, itemsize, threads) if layout else None)
+                  layout=layout(*shapes, itemsize, threads) if layout else None,
+                  multiply_adds=batch * geometry.flops // 2)
 
 
 def plan_conv_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int,
@@ -159,7 +162,7 @@ def plan_conv_launch(geometry, batch: int, itemsize: int, kernel: str, threads: 
     layout = _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize,
                           threads, kernel == "conv_tiles")
     return Launch(x_shape, w_shape, out_shape, stride, dilation, pad, groups, row_chunks=0,
-                  layout=layout)
+                  layout=layout, multiply_adds=batch * geometry.flops // 2)
 
 
 def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize, threads,
@@ -329,8 +332,8 @@ def _run_rows_serial(x, w, bias, out, launch, prepared=None):
 
 
 def _run_rows(x, w, bias, out, launch, prepared=None):
-    direct_rows(x, w, bias, out, launch.groups, launch.stride, launch.dilation, launch.pad,
-                launch.row_chunks)
+    parallel(direct_rows, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
+             launch.pad, launch.row_chunks, multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -338,14 +341,15 @@ def _run_planes(x, w, bias, out, launch, prepared=None):
     # Zero padding is exact for finite weights only (0 * inf is NaN).
     if not np.isfinite(w).all():
         return False
-    direct_planes(x, w, bias, out, launch.groups, launch.stride, launch.dilation,
-                  launch.pad, *launch.layout)
+    parallel(direct_planes, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
+             launch.pad, *launch.layout, multiply_adds=launch.multiply_adds)
     return True
 
 
 def _prepare_phase_tiles(w, launch):
     tiled = launch.layout
-    return fill_weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
+    with serialised():
+        return fill_weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
 
 
 def _run_phase_tiles(x, w, bias, out, launch, prepared=None):
@@ -355,15 +359,15 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None):
     weights, non_finite = prepared or _prepare_phase_tiles(w, launch)
     if non_finite:
         return False
-    direct_tiled(x, weights, tiled.offsets, tiled.tap_counts, tiled.phases, bias, out,
-                 tiled.pitch, tiled.shift_max, launch.stride, tiled.chunks,
-                 tiled.block_parts, tiled.sub)
+    parallel(direct_tiled, x, weights, tiled.offsets, tiled.tap_counts, tiled.phases, bias,
+             out, tiled.pitch, tiled.shift_max, launch.stride, tiled.chunks,
+             tiled.block_parts, tiled.sub, multiply_adds=launch.multiply_adds)
     return True
 
 
 def _run_column_tiles(x, w, bias, out, launch, prepared=None):
-    columns_tiled(x, w, bias, out, launch.groups, launch.stride, launch.dilation, launch.pad,
-                  *launch.layout)
+    parallel(columns_tiled, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
+             launch.pad, *launch.layout, multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -415,15 +419,17 @@ def _run_blas(x, w, bias, out, launch, prepared=None):
 
 def _run_conv_tiles(x, weights, bias, out, launch, prepared=None):
     conv = launch.layout
-    conv_tiles(x, weights, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
-               launch.pad, launch.stride, conv.chunks, conv.block_parts, conv.sub)
+    parallel(conv_tiles, x, weights, conv.offsets, conv.planes, conv.plane_of, bias, out,
+             conv.pitch, launch.pad, launch.stride, conv.chunks, conv.block_parts, conv.sub,
+             multiply_adds=launch.multiply_adds)
     return True
 
 
 def _run_conv_planes(x, w, bias, out, launch, prepared=None):
     conv = launch.layout
-    conv_planes(x, w, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
-                launch.pad, launch.stride, conv.chunks, conv.sub)
+    parallel(conv_planes, x, w, conv.offsets, conv.planes, conv.plane_of, bias, out,
+             conv.pitch, launch.pad, launch.stride, conv.chunks, conv.sub,
+             multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -492,8 +498,9 @@ def conv_weights(route, w: np.ndarray):
         w3.reshape((groups, c_out // groups, c_in_g) + w3.shape[2:]).swapaxes(1, 2)
         .reshape((groups * c_in_g, c_out // groups) + w3.shape[2:]))
     tap_index = launch.layout.tap_index
-    table, _ = fill_weight_table(swapped, groups, tap_index,
-                                 np.array([tap_index.shape[1]], dtype=np.int64))
+    with serialised():
+        table, _ = fill_weight_table(swapped, groups, tap_index,
+                                     np.array([tap_index.shape[1]], dtype=np.int64))
     return table
 
 
@@ -532,6 +539,7 @@ def weight_grad(a, src, pad, kernel, stride, dilation, groups, rank, threads) ->
     span = grid_span(a3.shape[2:], pitch)
     b_len = span + int(offsets.max())
     tiles = c_a_g >= lanes
+    multiply_adds = a.size * (c_s // groups) * math.prod(kernel)
     kernel_name = "weight_tiles" if tiles else "weight_dots"
     variant = ("cpu", rank, a.dtype, "channels_first", "gather", kernel_name)
     _compiled.ensure(variant, compile_kernel, kernel_name, a.dtype)
@@ -544,8 +552,8 @@ def weight_grad(a, src, pad, kernel, stride, dilation, groups, rank, threads) ->
         pair_block = max(PAIRS, min(-(-pairs_room // splits // PAIRS) * PAIRS,
                                     config.WEIGHT_GRAD_PAIR_BLOCK))
         grad = np.zeros((groups, pairs_room, c_room), dtype=a.dtype)
-        weight_tiles(a3, src3, planes, plane_of, offsets, pitch, pad3, stride3, groups,
-                     images, pair_block, grad)
+        parallel(weight_tiles, a3, src3, planes, plane_of, offsets, pitch, pad3, stride3,
+                 groups, images, pair_block, grad, multiply_adds=multiply_adds)
         grad = grad[:, :pairs, :c_a_g].transpose(0, 2, 1)
     else:
         a_len = -(-span // lanes) * lanes
@@ -556,8 +564,8 @@ def weight_grad(a, src, pad, kernel, stride, dilation, groups, rank, threads) ->
         pair_block = max(TILE, min(-(-pairs // splits // TILE) * TILE,
                                    config.WEIGHT_GRAD_PAIR_BLOCK))
         grad = np.zeros((groups, c_a_g, pairs), dtype=a.dtype)
-        weight_dots(a3, src3, planes, plane_of, offsets, pitch, pad3, stride3, groups,
-                    images, a_block, pair_block, grad)
+        parallel(weight_dots, a3, src3, planes, plane_of, offsets, pitch, pad3, stride3,
+                 groups, images, a_block, pair_block, grad, multiply_adds=multiply_adds)
     return np.ascontiguousarray(grad).reshape((c_a, c_s // groups) + tuple(kernel))
 
 
@@ -569,27 +577,28 @@ def kernel_signatures(kernel: str, dtype) -> list:
     count = types.int64
     arr1, arr3, arr4, arr5, arr7 = (types.Array(scalar, ndim, "C") for ndim in (1, 3, 4, 5, 7))
     index1, index2, index3 = (types.Array(types.int64, ndim, "C") for ndim in (1, 2, 3))
+    cancel = (types.Array(types.uint8, 1, "C"),)  # the parallel kernels' flag (.launch)
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
     tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 3
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     return {
         "rows_serial": [(direct_rows_serial, direct)],
-        "rows": [(direct_rows, direct + (count,))],
-        "planes": [(direct_planes, direct + (count, count))],
-        "phase_tiles": [(direct_tiled, tiled), (fill_weight_table,
+        "rows": [(direct_rows, direct + (count,) + cancel)],
+        "planes": [(direct_planes, direct + (count, count) + cancel)],
+        "phase_tiles": [(direct_tiled, tiled + cancel), (fill_weight_table,
                                                 (arr5, count, index3, index1))] if real else [],
-        "column_tiles": [(columns_tiled, direct + (count, count, types.boolean))]
+        "column_tiles": [(columns_tiled, direct + (count, count, types.boolean) + cancel)]
         if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
-        "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3),
+        "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3 + cancel),
                        (fill_weight_table, (arr5, count, index3, index1))] if real else [],
-        "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2)],
+        "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + cancel)],
         "conv_planes_serial": [(conv_planes_serial, (arr5, arr5) + conv + (count,) * 2)],
         "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1)
-                          + (triple,) * 3 + (count,) * 3 + (arr3,))] if real else [],
+                          + (triple,) * 3 + (count,) * 3 + (arr3,) + cancel)] if real else [],
         "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1)
-                         + (triple,) * 3 + (count,) * 4 + (arr3,))] if real else [],
+                         + (triple,) * 3 + (count,) * 4 + (arr3,) + cancel)] if real else [],
     }[kernel]
 
 

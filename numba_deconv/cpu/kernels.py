@@ -224,8 +224,8 @@ def _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, first, last,
                     n += 1
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks):
+@njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
+def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks, cancel):
     """Transposed convolution straight from ``x`` and ``w`` (few channels).
 
     x (N, C_in, D, H, W), w (C_in, C_out/groups, KD, KH, KW), bias (C_out,),
@@ -240,6 +240,8 @@ def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks):
     rows = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
     s_w = stride[2]
     for chunk in prange(n_chunks):
+        if cancel[0]:
+            continue
         acc = np.empty((s_w, (out.shape[4] + s_w - 1) // s_w), dtype=out.dtype)
         _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans,
                           chunk * rows // n_chunks, (chunk + 1) * rows // n_chunks, acc)
@@ -284,8 +286,9 @@ def _copy(dst, dst_first, src, src_first, length):
         dst[d + t] = src[s + t]
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_chunks):
+@njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
+def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_chunks,
+                  cancel):
     """The direct strategy over whole planes, for short rows and finite weights.
 
     A task owns output rows ``oh = jh*s_h + rh`` for one ``(n, co, od, rh)``
@@ -314,6 +317,8 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
     plane_len = (i_h + 1) * length  # one spare zero row absorbs overreads
     tasks = n_batch * c_out * o_d * s_h * n_blocks
     for chunk in prange(n_chunks):
+        if cancel[0]:
+            continue
         acc = np.empty(s_w * block * length, dtype=out.dtype)
         padded = np.zeros(c_in_g * i_d * plane_len, dtype=x.dtype)
         loaded = -1  # which (n, g) the padded planes hold

@@ -262,9 +262,9 @@ def sweep_segments(segments, s0, length, lanes, phases, pitch):
     return count
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
 def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
-                 stride, chunks_per_image, block_parts, sub):
+                 stride, chunks_per_image, block_parts, sub, cancel):
     """Transposed convolution by phase planes and register tiles.
 
     x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW), bias (C_out,), all
@@ -296,6 +296,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     xf, of = x.reshape(-1), out.reshape(-1)
     for task in prange(n_batch * groups * chunks_per_image * block_parts):
+        if cancel[0]:
+            continue
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
                                                       chunks_per_image, groups, c_out_g)
         if p1 <= p0 or co1 <= co0:

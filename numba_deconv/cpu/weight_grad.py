@@ -69,9 +69,9 @@ _dot4x4, _dot4x1, _dot1x4, _dot1x1 = (_spell_dot_tile(r, c)
                                       for r, c in ((4, 4), (4, 1), (1, 4), (1, 1)))
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
 def weight_dots(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
-                images_per_block, a_block, pair_block, grad):
+                images_per_block, a_block, pair_block, grad, cancel):
     """``grad`` (groups, Ca/groups, Cs/groups * taps), zeroed by the
     caller, += the correlation of ``a`` (N, Ca, OD, OH, OW) with ``src``
     (N, Cs, D, H, W) padded by ``pad`` zeros before each dim, pairs ordered
@@ -99,6 +99,8 @@ def weight_dots(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
     a_blocks = -(-c_a_g // a_block)
     pair_blocks = -(-pairs // pair_block)
     for n0 in range(0, n_batch, images_per_block):
+        if cancel[0]:
+            break
         images = min(images_per_block, n_batch - n0)
         for job in prange(images * (c_a + c_s)):
             n, c = job // (c_a + c_s), job % (c_a + c_s)
@@ -113,6 +115,8 @@ def weight_dots(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
             else:
                 _fill_planes(b_rows, src, n0 + n, n, c - c_a, planes, b_len, pitch, pad, stride)
         for task in prange(groups * a_blocks * pair_blocks):
+            if cancel[0]:
+                continue
             pb = task % pair_blocks
             ab = (task // pair_blocks) % a_blocks
             g = task // (pair_blocks * a_blocks)
@@ -221,9 +225,9 @@ def _spell_channel_tile(vectors):
 _channels3, _channels2, _channels1 = (_spell_channel_tile(v) for v in (3, 2, 1))
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
 def weight_tiles(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
-                 images_per_block, pair_block, grad):
+                 images_per_block, pair_block, grad, cancel):
     """As :func:`weight_dots`, with the channels of ``a`` in vectors (for
     at least a vector's worth per group): ``grad`` (groups, pairs rounded
     up to ``PAIRS``, Ca/groups rounded up to a vector), zeroed by the
@@ -253,6 +257,8 @@ def weight_tiles(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
     pair_blocks = -(-pairs // pair_block)
     lines = o_d * o_h
     for n0 in range(0, n_batch, images_per_block):
+        if cancel[0]:
+            break
         images = min(images_per_block, n_batch - n0)
         for job in prange(images * (lines + c_s)):
             n, j = job // (lines + c_s), job % (lines + c_s)
@@ -271,6 +277,8 @@ def weight_tiles(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
                 _fill_planes(b_rows, src, n0 + n, n, j - lines, planes, b_len, pitch, pad,
                              stride)
         for task in prange(groups * pair_blocks):
+            if cancel[0]:
+                continue
             pb = task % pair_blocks
             g = task // pair_blocks
             j0 = pb * pair_block
