@@ -87,6 +87,23 @@ def conv_transpose(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = Non
     RuntimeError
         For ``device="cuda"`` when no CUDA GPU is usable.
 
+    Notes
+    -----
+    The first call of a kind (device, rank, dtype, kernel) compiles its
+    kernel with Numba, which takes seconds; Numba's on-disk cache keeps the
+    machine code, so later calls and later processes load it in
+    milliseconds. The ``numba_deconv`` logger says so at INFO level, and
+    :func:`precompile` compiles ahead of time.
+
+    The CPU kernels run on Numba's threads (``numba.set_num_threads``): the
+    result is bitwise the same for any thread count, and several Python
+    threads may call at once. Ctrl-C stops a long call made on the main
+    thread (its ``out`` is then partially written).
+
+    A result of at least ``config.OUTPUT_CACHE_MIN_BYTES`` may reuse the
+    memory of an earlier result that was dropped, never one still
+    referenced; :func:`release_memory` hands that memory back.
+
     Examples
     --------
     The TensorFlow worked example (VALID, stride 2): the first element is
@@ -269,6 +286,23 @@ def conv(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stri
         For any inconsistent or malformed argument, before any computation.
     RuntimeError
         For ``device="cuda"`` when no CUDA GPU is usable.
+
+    Notes
+    -----
+    The first call of a kind (device, rank, dtype, kernel) compiles its
+    kernel with Numba, which takes seconds; Numba's on-disk cache keeps the
+    machine code, so later calls and later processes load it in
+    milliseconds. The ``numba_deconv`` logger says so at INFO level, and
+    :func:`precompile` compiles ahead of time.
+
+    The CPU kernels run on Numba's threads (``numba.set_num_threads``): the
+    result is bitwise the same for any thread count, and several Python
+    threads may call at once. Ctrl-C stops a long call made on the main
+    thread (its ``out`` is then partially written).
+
+    A result of at least ``config.OUTPUT_CACHE_MIN_BYTES`` may reuse the
+    memory of an earlier result that was dropped, never one still
+    referenced; :func:`release_memory` hands that memory back.
 
     Examples
     --------
