@@ -5,11 +5,21 @@ argument checks, the working dtype, the result's shape and where an array
 lives. Nothing here runs a kernel, so a bad argument is always reported as
 a ``ValueError`` or ``TypeError`` that names it, before any computation,
 and the CPU and CUDA paths report it identically.
+
+Foreign arrays are met here too (:func:`foreign_arrays`): PyTorch tensors
+(read through ``detach()``, so gradients never flow through a call),
+``out=`` buffers that NumPy views without a copy, and xarray DataArrays,
+whose labels are put back on the result. Their libraries are never
+imported: a type is looked for only when its module is already loaded.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -185,14 +195,17 @@ def _spatial_output_size(output_size, rank, batched, channels_last, batch, out_c
 
 
 def as_array(name: str, value) -> np.ndarray:
-    """``value`` as a NumPy array (no copy of an ndarray), or a ``TypeError``
-    naming the argument."""
+    """``value`` as a NumPy array (no copy of an ndarray or of a CPU torch
+    tensor), or a ``TypeError`` naming the argument."""
     if isinstance(value, np.ndarray):
         return value
+    if is_torch_tensor(value):
+        return _torch_as_array(name, value)
     if is_device_array(value):
         raise TypeError(
-            f"{name} is a GPU array but device='cpu' was asked for; use "
-            f"device='auto' or 'cuda', or copy it to the host first")
+            f"{name} is a GPU array but device='cpu' was asked for (or the function "
+            f"runs on the CPU only); use device='auto' or 'cuda', or copy it to the "
+            f"host first")
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as err:
@@ -205,7 +218,8 @@ def check_out(out, plan: CallPlan) -> None:
     if not isinstance(out, np.ndarray):
         raise TypeError(
             f"out must be a numpy.ndarray of shape {plan.out_shape} and dtype "
-            f"{plan.dtype}; got {type(out).__name__}")
+            f"{plan.dtype} (conv and conv_transpose also take a writable torch CPU "
+            f"tensor or buffer that NumPy views in place); got {type(out).__name__}")
     check_out_metadata(out.shape, out.dtype, plan)
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writable array")
@@ -224,7 +238,169 @@ def check_out_metadata(shape, dtype, plan: CallPlan) -> None:
 
 def is_device_array(value) -> bool:
     """A GPU array: ``__cuda_array_interface__`` (CuPy, PyTorch, Numba) or a
-    Numba device array, including the CUDA simulator's, which has none."""
-    return value is not None and (
-        getattr(value, "__cuda_ndarray__", False) is True
-        or hasattr(value, "__cuda_array_interface__"))
+    Numba device array, including the CUDA simulator's, which has none.
+    A torch tensor is asked for its device instead: the interface of one
+    that requires grad raises rather than answer."""
+    if value is None or type(value) is np.ndarray:
+        return False
+    if is_torch_tensor(value):
+        return value.device.type == "cuda"
+    return (getattr(value, "__cuda_ndarray__", False) is True
+            or hasattr(value, "__cuda_array_interface__"))
+
+
+# --- foreign arrays: torch tensors, out= buffers, xarray -------------------
+
+def _loaded(module: str, name: str):
+    """``module.name`` when ``module`` is already imported, else ``None``:
+    an object can only be of a type whose module is loaded, so this finds
+    foreign types without ever importing their library."""
+    mod = sys.modules.get(module)
+    return None if mod is None else getattr(mod, name, None)
+
+
+def is_torch_tensor(value) -> bool:
+    """A ``torch.Tensor`` (or subclass, such as ``nn.Parameter``)."""
+    tensor = _loaded("torch", "Tensor")
+    return tensor is not None and isinstance(value, tensor)
+
+
+def _is_data_array(value) -> bool:
+    data_array = _loaded("xarray", "DataArray")
+    return data_array is not None and isinstance(value, data_array)
+
+
+def _resolved(tensor):
+    """``tensor`` detached from autograd's graph (no copy), its lazy
+    conjugate or negative bit applied (a copy, only where one is set)."""
+    tensor = tensor.detach()
+    if getattr(tensor, "is_conj", bool)():
+        tensor = tensor.resolve_conj()
+    if getattr(tensor, "is_neg", bool)():
+        tensor = tensor.resolve_neg()
+    return tensor
+
+
+def _torch_as_array(name: str, tensor) -> np.ndarray:
+    """A CPU tensor's NumPy view, with or without ``requires_grad``: the
+    result of a call is a NumPy array outside torch's graph."""
+    if tensor.device.type == "cuda":
+        raise TypeError(
+            f"{name} is a GPU array (a torch tensor on {tensor.device}) but "
+            f"device='cpu' was asked for (or the function runs on the CPU only); use "
+            f"device='auto' or 'cuda', or pass {name}.cpu()")
+    tensor = _resolved(tensor)
+    try:
+        return tensor.numpy()
+    except (RuntimeError, TypeError) as err:
+        raise TypeError(
+            f"{name} is a torch tensor of dtype {tensor.dtype} on {tensor.device}, which "
+            f"NumPy cannot read ({err}); convert it first, e.g. {name}.cpu() or "
+            f"{name}.float()") from None
+
+
+def _input(name: str, value):
+    """An input as the functions take it: a CPU tensor as its NumPy view, a
+    CUDA tensor detached (the GPU path reads its
+    ``__cuda_array_interface__``, which a tensor requiring grad refuses);
+    anything else as it is."""
+    if not is_torch_tensor(value):
+        return value
+    return _resolved(value) if value.device.type == "cuda" else _torch_as_array(name, value)
+
+
+def writable_out(out):
+    """``out=`` as an array the call can write in place: a NumPy view of a
+    CPU torch tensor, of an xarray DataArray's NumPy data, of a buffer
+    (``memoryview``, ``bytearray``) or of an object with
+    ``__array_interface__``; ndarrays and device arrays (a CUDA tensor
+    included) as they are. Anything else is returned unchanged, for
+    :func:`check_out` to reject by name once the result's shape is known.
+
+    Raises ``ValueError`` for a tensor that requires grad or carries a lazy
+    conjugate or negative bit: writing its memory behind autograd's back
+    (or through a lazy view) would give a wrong tensor.
+    """
+    if out is None or isinstance(out, np.ndarray):
+        return out
+    if is_torch_tensor(out):
+        if out.requires_grad:
+            raise ValueError(
+                "out is a torch tensor that requires grad; numba_deconv writes out= "
+                "behind autograd's back, so its graph would be wrong. Pass a tensor with "
+                "requires_grad=False (e.g. made under torch.no_grad()), or no out=")
+        for bit, fix in (("is_conj", "resolve_conj"), ("is_neg", "resolve_neg")):
+            if getattr(out, bit, bool)():
+                raise ValueError(
+                    f"out is a torch tensor with its lazy {bit[3:]} bit set; writing its "
+                    f"memory would not give the result. Pass out.{fix}() or a new tensor")
+        if out.device.type == "cuda":
+            return out  # the GPU path writes it through __cuda_array_interface__
+        try:
+            return out.numpy()
+        except (RuntimeError, TypeError) as err:
+            raise TypeError(
+                f"out is a torch tensor of dtype {out.dtype} on {out.device}, which NumPy "
+                f"cannot view in place ({err})") from None
+    if is_device_array(out):
+        return out
+    if _is_data_array(out):
+        return writable_out(out.data)
+    if hasattr(out, "__array_interface__") or hasattr(out, "__array_struct__"):
+        return np.asarray(out)
+    try:
+        memoryview(out)
+    except TypeError:
+        return out
+    return np.asarray(out)  # a view; a read-only buffer gives a read-only one
+
+
+def _labelled(x, result, weight):
+    """``result`` as a DataArray labelled from ``x``'s: the same dims,
+    name and attrs; of the coordinates only those along the batch dim (and
+    scalar ones), the channel and spatial coordinates being no longer
+    those of the result's positions."""
+    import xarray  # loaded: x is one of its DataArrays
+
+    w_ndim = getattr(weight, "ndim", None)
+    batched = len(x.dims) == (np.ndim(weight) if w_ndim is None else w_ndim)
+    keep = {x.dims[0]} if batched else set()
+    dropped = [name for name, coord in x.coords.items() if not set(coord.dims) <= keep]
+    return xarray.DataArray(result, coords=x.drop_vars(dropped).coords, dims=x.dims,
+                            name=x.name, attrs=dict(x.attrs))
+
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def foreign_arrays(function: Function) -> Function:
+    """Let ``conv`` or ``conv_transpose`` take foreign arrays.
+
+    - torch tensors as ``x``, ``weight``, ``bias``, with or without
+      ``requires_grad``: read through ``detach()`` (no copy on the CPU);
+      the result is a NumPy array (a device array for CUDA tensors), not
+      part of torch's graph;
+    - ``out=`` anything :func:`writable_out` views in place: written, and
+      that same object returned (a torch tensor stays a torch tensor);
+    - an xarray DataArray ``x``: computed on its data, returned as a
+      DataArray (see :func:`_labelled`).
+
+    Plain NumPy calls go straight through.
+    """
+    @functools.wraps(function)
+    def call(x, weight, bias=None, *, out=None, **kwargs):
+        if (type(x) is np.ndarray and type(weight) is np.ndarray
+                and (bias is None or type(bias) is np.ndarray)
+                and (out is None or type(out) is np.ndarray)):
+            return function(x, weight, bias, out=out, **kwargs)
+        data_array = x if _is_data_array(x) else None
+        if data_array is not None:
+            x = data_array.data
+        x, weight = _input("x", x), _input("weight", weight)
+        bias = None if bias is None else _input("bias", bias)
+        result = function(x, weight, bias, out=writable_out(out), **kwargs)
+        if out is not None:
+            return out
+        return result if data_array is None else _labelled(data_array, result, weight)
+
+    return call  # type: ignore[return-value]

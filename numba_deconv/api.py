@@ -14,12 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import _dispatch, _outputs, _padding
-from ._plan import as_array, check_out
+from ._plan import as_array, check_out, foreign_arrays
 from .cpu import driver, transpose
 from .cpu.launch import serialised
 from ._typing import ArrayLike, DataFormat, Device, Ints, Padding, PaddingMode
 
 
+@foreign_arrays
 def conv_transpose(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
                    stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
                    dilation: Ints = 1, groups: int = 1, output_size: Ints | None = None,
@@ -221,6 +222,7 @@ def _from_twin(y, result, groups):
     grouped.imag = twin[:, :, 1]
 
 
+@foreign_arrays
 def conv(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: Ints = 1,
          padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
          padding_mode: PaddingMode = "zeros", data_format: DataFormat = "channels_first",
