@@ -1,7 +1,10 @@
-"""asv benchmarks for numba_deconv: ``asv run --python=same``.
+"""asv benchmarks for numba_deconv (asv.conf.json; how to run: README.md here).
 
-Self-contained: our benchmarks use only ``numba_deconv.conv_transpose`` and
-this directory, so the suite runs against any commit of the package.
+Self-contained: the benchmarks use only numba_deconv's public functions
+(``conv_transpose``, ``conv``, the weight gradients, looked up in ``setup``)
+and this directory (``cases.json``, ``_common.py``, ``_peers.py``), so the
+suite runs against any commit of the package; what a commit lacks is
+skipped. See README.md here for recording and comparing history.
 
 Every library gets the same thread budget as ``python -m numba_deconv
 bench`` (2 unless ``NUMBA_DECONV_BENCH_THREADS`` says otherwise). The
@@ -9,6 +12,7 @@ thread-count variables are set here, before any benchmark module imports
 NumPy, Numba or a peer, and only where the caller has not set them.
 """
 
+import importlib.util
 import os
 import sys
 
@@ -21,9 +25,11 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-# With environment_type "existing" asv does not install the project: fall
-# back to the checkout this suite lives in when numba_deconv is not installed.
-try:
-    import numba_deconv  # noqa: F401
-except ImportError:
+# `asv run --python=same` (an "existing" environment) measures whatever
+# numba_deconv this interpreter imports; when it has none installed, fall back
+# to the checkout this suite lives in. Never in an environment asv built for a
+# commit (virtualenv, conda, ...): there the package must be that commit's
+# build, and a missing one must fail, not measure this checkout instead.
+if importlib.util.find_spec("numba_deconv") is None and \
+        os.environ.get("ASV_ENV_TYPE", "existing") == "existing":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,9 +1,12 @@
-"""The case table x dtypes, inputs and memory, from this checkout alone.
+"""The case table x dtypes, inputs and memory, from this directory alone.
 
-Nothing here imports numba_deconv's helpers (only its public functions,
-when a benchmark asks): the suite must run against older and newer commits
-of the package, whose helpers may differ or not exist. The
-case table is read with plain ``json`` from the checkout the suite lives in.
+Nothing here imports numba_deconv (only its public functions, looked up
+when a benchmark's ``setup`` asks, see :func:`public_function`): asv runs
+this suite against older and newer commits of the package, whose helpers
+may differ or not exist. The case table is ``benchmarks/cases.json``, a
+copy of the package's ``numba_deconv/bench/cases.json`` kept beside the
+suite so that a commit that moves or edits the package's table does not
+change what the tracked results measure.
 """
 
 import json
@@ -13,17 +16,12 @@ import numpy as np
 
 from . import THREADS
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_TABLES = ("numba_deconv/bench/cases.json", "numba_deconv/bench_cases.json")
+TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases.json")
 
 
 def _load_table():
-    for rel in _TABLES:
-        path = os.path.join(_ROOT, rel)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                return {d["name"]: d for d in json.load(f)["cases"]}
-    raise FileNotFoundError(f"no case table in {_ROOT} (looked for {_TABLES})")
+    with open(TABLE, encoding="utf-8") as f:
+        return {d["name"]: d for d in json.load(f)["cases"]}
 
 
 CASES = _load_table()
@@ -69,12 +67,14 @@ def make_inputs(case, dtype, seed=0, op="conv_transpose"):
 
 def public_function(name):
     """``numba_deconv.<name>`` with Numba held to ``THREADS`` threads;
-    ``NotImplementedError`` when this commit of the package lacks it."""
+    ``NotImplementedError`` (asv: skipped) when this commit of the package
+    lacks it. A package that does not import is an error (asv: failed): a
+    broken commit must not pass for one without the feature."""
+    import numba
+    import numba_deconv
     try:
-        import numba
-        import numba_deconv
         f = getattr(numba_deconv, name)
-    except (ImportError, AttributeError) as e:
+    except AttributeError as e:
         raise NotImplementedError(f"numba_deconv.{name}: {e}") from None
     numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
     return f
@@ -109,18 +109,39 @@ def _proc_status(key):
     raise KeyError(key)
 
 
+def first_call(call, skip_errors=(NotImplementedError,)):
+    """Run ``call()`` once, outside the timed region (compile, warm caches).
+
+    ``skip_errors``, and a ``TypeError`` for a keyword argument the function
+    does not take (an older commit), become ``NotImplementedError``: asv
+    skips the benchmark. Any other error fails it, so that a commit that
+    breaks a call shows as failed in ``asv run`` / ``asv continuous``, not as
+    n/a.
+    """
+    try:
+        call()
+    except skip_errors as e:
+        raise NotImplementedError(f"{type(e).__name__}: {e}") from None
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise NotImplementedError(f"{type(e).__name__}: {e}") from None
+
+
 class CaseBenchmark:
     """Base: one (case, dtype) of the table; subclasses define ``make_call``.
 
     Pairs that the table does not ask for (a case pinned to float64 run in
     float32) are skipped with ``NotImplementedError``, and so is a call the
-    library under test cannot make (not installed, or a feature this commit
-    lacks): never a failure.
+    library under test cannot make (not installed, a function or an argument
+    this commit lacks, see :func:`public_function` and :func:`first_call`).
+    A call of numba_deconv that raises anything else fails the benchmark.
     """
 
     params = [CASE_NAMES, DTYPES]
     param_names = ["case", "dtype"]
     timeout = 600          # the unoptimised kernels on dcgan_2d float64
+    skip_errors = (NotImplementedError,)   # what the first call may raise to skip
 
     def setup(self, case, dtype):
         c = CASES[case]
@@ -128,10 +149,7 @@ class CaseBenchmark:
             raise NotImplementedError(f"{case} is pinned to {c['dtype']}")
         self.x, self.w = make_inputs(c, dtype)
         self.call = self.make_call(c, self.x, self.w)
-        try:
-            self.call()    # compile / warm caches outside the timed region
-        except (TypeError, ValueError, NotImplementedError) as e:
-            raise NotImplementedError(f"{type(e).__name__}: {e}") from None
+        first_call(self.call, self.skip_errors)
 
     def make_call(self, case, x, w):
         raise NotImplementedError
@@ -141,8 +159,8 @@ class OpBenchmark(CaseBenchmark):
     """A case run as ``op`` (a key of :data:`OPS`): inputs shaped for it.
 
     Its own ``setup`` so that ``CaseBenchmark.setup``, whose source asv
-    hashes into the versions of the conv_transpose benchmarks, stays as it
-    was; a case ``op`` cannot run is skipped too.
+    hashes into the versions of the conv_transpose benchmarks, need not
+    change with it; a case ``op`` cannot run is skipped too.
     """
 
     op = None
@@ -153,7 +171,4 @@ class OpBenchmark(CaseBenchmark):
             raise NotImplementedError(f"{case} is pinned to {c['dtype']}")
         self.x, self.w = make_inputs(c, dtype, op=self.op)
         self.call = self.make_call(c, self.x, self.w)
-        try:
-            self.call()
-        except (TypeError, ValueError, NotImplementedError) as e:
-            raise NotImplementedError(f"{type(e).__name__}: {e}") from None
+        first_call(self.call, self.skip_errors)

@@ -1,11 +1,12 @@
 """The peers on the same cases as bench_conv_transpose and bench_conv, for
 side-by-side ``asv run`` output: PyTorch, ONNX Runtime, TensorFlow, JAX
 (``conv_transpose``, ``conv``) and PyTorch (the weight gradients), each with
-the same thread budget. How each peer is called is
-``numba_deconv.bench.build_call``, the same code as ``python -m numba_deconv
-bench [--op ...]``. Skipped: a commit without those adapters, a peer that is
-not installed, a case the peer cannot run (TensorFlow with dilation or
-groups, ONNX Runtime in float64).
+the same thread budget. How each peer is called is ``_peers.py`` in this
+directory (a copy of ``numba_deconv.bench``'s adapters, so that the suite
+needs nothing from the commit it measures). Skipped: a peer that is not
+installed (none is in asv's own environments, see asv.conf.json; they run
+with ``--python=same`` in an interpreter that has them), a case the peer
+cannot run (TensorFlow with dilation or groups, ONNX Runtime in float64).
 """
 
 from . import THREADS
@@ -13,26 +14,23 @@ from ._common import CaseBenchmark, OpBenchmark
 
 
 class _Adapter:
-    """``make_call`` through the bench's adapter of ``lib`` for ``op``."""
+    """``make_call`` through ``_peers``' adapter of ``lib`` for ``op``."""
 
     lib = None
     op = "conv_transpose"
+    # A peer's first call may reject a case the adapter let through: skip it.
+    skip_errors = (NotImplementedError, TypeError, ValueError)
 
     def make_call(self, case, x, w):
-        try:
-            from numba_deconv.bench import Case, NotApplicable, build_call, setup_library
-        except ImportError as e:
-            raise NotImplementedError(f"no peer adapters in numba_deconv.bench: {e}") from None
+        from ._peers import NotApplicable, build_call, setup_library
         try:
             setup_library(self.lib, THREADS)
         except ImportError:
             raise NotImplementedError(f"{self.lib} is not installed") from None
-        kw = {} if self.op == "conv_transpose" else {"op": self.op}  # older: no op
         try:
-            call, _ = build_call(self.lib, Case.from_dict(case), x, w, THREADS, **kw)
+            return build_call(self.lib, case, x, w, THREADS, op=self.op)
         except (NotApplicable, ValueError, TypeError) as e:
             raise NotImplementedError(str(e)) from None
-        return call
 
 
 class _Peer(_Adapter, CaseBenchmark):
