@@ -22,13 +22,12 @@ Strategies and their kernels (see :mod:`numba_deconv.cpu.driver`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
-
 import dataclasses
 import itertools
 import math
 import typing
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numba
 import numpy as np
@@ -433,6 +432,12 @@ def precompile(ranks: Sequence[int] = (1, 2, 3), dtypes: Sequence[DTypeLike] = D
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device={device!r} is not a backend; use 'cpu' or 'cuda'")
+    for name, value in (("ranks", ranks), ("dtypes", dtypes), ("strategies", strategies),
+                        ("layouts", layouts)):
+        if isinstance(value, (str, bytes)):  # would be taken character by character
+            raise ValueError(f"{name}={value!r} must be a sequence, e.g. [{value!r}]")
+        if value is not None and not hasattr(value, "__iter__"):
+            raise TypeError(f"{name}={value!r} must be a sequence, e.g. [{value!r}]")
     ranks = tuple(ranks)
     for rank in ranks:
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:

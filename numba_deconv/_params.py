@@ -19,6 +19,14 @@ from dataclasses import dataclass
 
 PADDING_STRINGS = ("valid", "same")
 
+#: The largest stride or dilation: the kernels index in int64, and a step
+#: beyond this is never a real geometry (it only overflows).
+MAX_STEP = 2**31 - 1
+#: The largest span of any spatial dim (the full scatter extent of a
+#: transposed convolution, the padded input of a convolution): products of
+#: a position with a small factor stay inside int64.
+MAX_EXTENT = 2**62
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -84,8 +92,9 @@ def _fmt(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def int_tuple(name: str, value, rank: int, *, minimum: int) -> tuple:
-    """An int or a sequence of ``rank`` ints, each ``>= minimum``, as a tuple."""
+def int_tuple(name: str, value, rank: int, *, minimum: int, maximum: int | None = None) -> tuple:
+    """An int or a sequence of ``rank`` ints, each ``>= minimum`` (and
+    ``<= maximum`` where given), as a tuple."""
     if is_int(value):
         values = (int(value),) * rank
     elif isinstance(value, (tuple, list)) or _looks_like_array(value):
@@ -103,16 +112,50 @@ def int_tuple(name: str, value, rank: int, *, minimum: int) -> tuple:
     else:
         raise TypeError(
             f"{name}={_fmt(value)} must be an int or a sequence of {rank} ints; "
-            f"got {type(value).__name__}")
+            f"got {_type_name(value)}")
     bad = [v for v in values if v < minimum]
     if bad:
         raise ValueError(
             f"{name}={_fmt(value)} must be >= {minimum} in every dim; got {bad[0]}")
+    if maximum is not None:
+        bad = [v for v in values if v > maximum]
+        if bad:
+            raise ValueError(
+                f"{name}={_fmt(value)} must be <= {maximum} in every dim; got {bad[0]}")
     return values
 
 
+def shape_tuple(name: str, value) -> tuple:
+    """A shape given by the caller (``explain``'s shapes, an operator's
+    ``input_shape``): a sequence of non-negative ints, as a tuple. Floats
+    are refused rather than truncated."""
+    if isinstance(value, (str, bytes)) or not (
+            isinstance(value, (tuple, list)) or _looks_like_array(value)):
+        raise TypeError(
+            f"{name}={_fmt(value)} must be a sequence of ints, e.g. (1, 2, 5); got "
+            f"{_type_name(value)}")
+    values = tuple(value)
+    if not all(is_int(v) for v in values):
+        raise TypeError(
+            f"{name}={_fmt(value)} must hold integers; got "
+            f"{[type(v).__name__ for v in values]}")
+    values = tuple(int(v) for v in values)
+    bad = [v for v in values if v < 0]
+    if bad:
+        raise ValueError(f"{name}={_fmt(value)} must be >= 0 in every dim; got {bad[0]}")
+    return values
+
+
+def _type_name(value) -> str:
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "dtype"):
+        return f"a 0-d {type(value).__name__} (use int(...) or a sequence)"
+    return type(value).__name__
+
+
 def _looks_like_array(value) -> bool:
-    return hasattr(value, "__len__") and hasattr(value, "dtype") and not isinstance(value, str)
+    """A NumPy-like array of at least one dim (a 0-d array has no length)."""
+    return (hasattr(value, "__len__") and hasattr(value, "dtype") and not isinstance(value, str)
+            and getattr(value, "ndim", 1) >= 1)
 
 
 def padding_pairs(padding, rank: int, in_spatial: tuple, kernel: tuple,
@@ -142,7 +185,7 @@ def padding_pairs(padding, rank: int, in_spatial: tuple, kernel: tuple,
     if not (isinstance(padding, (tuple, list)) or _looks_like_array(padding)):
         raise TypeError(
             f"padding={padding!r} must be 'valid', 'same', an int, {rank} ints or "
-            f"{rank} (before, after) pairs; got {type(padding).__name__}")
+            f"{rank} (before, after) pairs; got {_type_name(padding)}")
     entries = tuple(padding)
     if len(entries) != rank:
         raise ValueError(
@@ -178,6 +221,17 @@ def _check_groups(groups) -> None:
         raise ValueError(f"groups={groups} must be >= 1")
 
 
+def _check_sizes(in_spatial, in_channels, weight_shape) -> None:
+    """Shapes given as numbers (``explain``, plans) cannot be negative."""
+    if in_channels < 0 or any(i < 0 for i in in_spatial):
+        raise ValueError(
+            f"x has {in_channels} channels and spatial shape {tuple(in_spatial)}; sizes "
+            f"must be >= 0")
+    if any(int(v) < 0 for v in weight_shape):
+        raise ValueError(
+            f"weight shape {tuple(weight_shape)} has a negative size; sizes must be >= 0")
+
+
 def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
                      padding=0, output_padding=0, dilation=1, groups=1,
                      output_size=None) -> Geometry:
@@ -192,6 +246,7 @@ def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
     in_spatial = tuple(int(v) for v in in_spatial)
     kernel = tuple(int(v) for v in weight_shape[2:])
     w_in, w_out_per_group = int(weight_shape[0]), int(weight_shape[1])
+    _check_sizes(in_spatial, in_channels, weight_shape)
 
     _check_groups(groups)
     if w_in != in_channels:
@@ -214,8 +269,18 @@ def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
         raise ValueError(
             f"x has spatial shape {in_spatial}; every spatial size must be >= 1")
 
-    stride = int_tuple("stride", stride, rank, minimum=1)
-    dilation = int_tuple("dilation", dilation, rank, minimum=1)
+    stride_arg, dilation_arg = stride, dilation
+    stride = int_tuple("stride", stride, rank, minimum=1, maximum=MAX_STEP)
+    dilation = int_tuple("dilation", dilation, rank, minimum=1, maximum=MAX_STEP)
+    limits = tuple(max(s, d) for s, d in zip(stride, dilation))
+    for dim, (i, s, d, k, lim) in enumerate(zip(in_spatial, stride, dilation, kernel, limits)):
+        span = (i - 1) * s + d * (k - 1) + 1 + lim
+        if span > MAX_EXTENT:
+            raise ValueError(
+                f"stride={_fmt(stride_arg)} and dilation={_fmt(dilation_arg)} make spatial "
+                f"dim {dim} span ({i} - 1)*{s} + {d}*({k} - 1) + 1 = {span - lim} "
+                f"positions, more than an array can index ({MAX_EXTENT}); reduce the "
+                f"stride or dilation")
     pairs, same = padding_pairs(padding, rank, in_spatial, kernel, stride, dilation)
     pad_before = tuple(p[0] for p in pairs)
     pad_after = tuple(p[1] for p in pairs)
@@ -223,7 +288,6 @@ def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
         (i - 1) * s - pb - pa + d * (k - 1) + 1
         for i, s, pb, pa, k, d in zip(in_spatial, stride, pad_before, pad_after,
                                       kernel, dilation))
-    limits = tuple(max(s, d) for s, d in zip(stride, dilation))
 
     user_op = int_tuple("output_padding", output_padding, rank, minimum=0)
     for dim, (op, lim, s, d) in enumerate(zip(user_op, limits, stride, dilation)):
@@ -293,6 +357,7 @@ def resolve_conv_geometry(in_spatial, in_channels, weight_shape, *, stride=1, pa
     in_spatial = tuple(int(v) for v in in_spatial)
     kernel = tuple(int(v) for v in weight_shape[2:])
     c_out, c_in_per_group = int(weight_shape[0]), int(weight_shape[1])
+    _check_sizes(in_spatial, in_channels, weight_shape)
     _check_groups(groups)
     if c_in_per_group * groups != in_channels:
         raise ValueError(
@@ -309,8 +374,9 @@ def resolve_conv_geometry(in_spatial, in_channels, weight_shape, *, stride=1, pa
     if any(i == 0 for i in in_spatial):
         raise ValueError(
             f"x has spatial shape {in_spatial}; every spatial size must be >= 1")
-    stride = int_tuple("stride", stride, rank, minimum=1)
-    dilation = int_tuple("dilation", dilation, rank, minimum=1)
+    dilation_arg = dilation
+    stride = int_tuple("stride", stride, rank, minimum=1, maximum=MAX_STEP)
+    dilation = int_tuple("dilation", dilation, rank, minimum=1, maximum=MAX_STEP)
     if isinstance(padding, str) and padding.lower() == "same":
         pairs = []
         for i, k, s, d in zip(in_spatial, kernel, stride, dilation):
@@ -322,6 +388,12 @@ def resolve_conv_geometry(in_spatial, in_channels, weight_shape, *, stride=1, pa
     for dim, (i, k, s, d, (pb, pa)) in enumerate(zip(in_spatial, kernel, stride, dilation,
                                                       pairs)):
         span = d * (k - 1) + 1
+        if i + pb + pa > MAX_EXTENT or span > MAX_EXTENT:
+            raise ValueError(
+                f"padding={_fmt(padding)} and dilation={_fmt(dilation_arg)} make spatial dim "
+                f"{dim} span {max(i + pb + pa, span)} positions (input {i} padded by "
+                f"{(pb, pa)}, kernel span {span}), more than an array can index "
+                f"({MAX_EXTENT}); reduce the padding or dilation")
         if i + pb + pa < span:
             raise ValueError(
                 f"the kernel spans {span} positions in spatial dim {dim} (dilation {d} x "

@@ -71,6 +71,21 @@ def working_dtype(*dtypes) -> np.dtype:
     return dtype
 
 
+def dtype_argument(dtype, name: str = "dtype") -> np.dtype:
+    """A ``dtype=`` argument as a NumPy dtype the kernels compute in (or
+    that promotes to one: ints, bools, float16), or an error naming it."""
+    try:
+        dtype = np.dtype(dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"{name}={dtype!r} is not a NumPy dtype ({err}); use one of "
+            f"{', '.join(DTYPES)}") from None
+    if dtype.kind not in "biufc" or (dtype.kind in "fc"
+                                     and dtype.name not in DTYPES + ("float16",)):
+        raise TypeError(f"{name}={dtype} is not supported; use one of {', '.join(DTYPES)}")
+    return dtype
+
+
 def check_numeric(name: str, dtype: np.dtype) -> None:
     """Reject non-numeric dtypes (object, strings, datetimes, structured)."""
     if dtype.kind not in "biufc":

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._params import Geometry
+from ._typing import Ints, Padding
 
 __all__ = ["explain", "Explanation", "DirectForm", "add_parser", "cli_explain",
            "demo_text"]
@@ -128,8 +130,8 @@ class Explanation:
 
         Raises
         ------
-        ValueError
-            ``x`` or ``w`` of another shape than explained.
+        ValueError, TypeError
+            ``x`` or ``w`` of another shape than explained, or not numeric.
 
         Examples
         --------
@@ -142,8 +144,12 @@ class Explanation:
         >>> d.result[0, 0]
         array([  1.,  10., 102.,  20., 200.])
         """
-        x = np.asarray(x)
-        w = np.asarray(w)
+        from ._plan import as_array, check_numeric
+
+        x = as_array("x", x)
+        w = as_array("w", w)
+        check_numeric("x", x.dtype)
+        check_numeric("w", w.dtype)
         if x.shape != tuple(self.x_shape):
             raise ValueError(f"x has shape {x.shape}; this explanation is for {self.x_shape}")
         if w.shape != tuple(self.weight_shape):
@@ -381,8 +387,9 @@ def _even_kernel(g: Geometry, uneven) -> str:
     return f"kernel {-(-k // s) * s} at stride {s}"
 
 
-def explain(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0,
-            dilation=1, groups=1, output_size=None) -> Explanation:
+def explain(x_shape: Sequence[int], weight_shape: Sequence[int], *, stride: Ints = 1,
+            padding: Padding = 0, output_padding: Ints = 0, dilation: Ints = 1,
+            groups: int = 1, output_size: Ints | None = None) -> Explanation:
     """Explain the arithmetic of ``conv_transpose(x, weight, ...)``.
 
     Parameters
@@ -406,7 +413,7 @@ def explain(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0,
     ------
     ValueError, TypeError
         The same errors as :func:`numba_deconv.conv_transpose` for the same
-        arguments.
+        arguments; a shape that is not a sequence of non-negative ints.
 
     Examples
     --------
@@ -415,10 +422,11 @@ def explain(x_shape, weight_shape, *, stride=1, padding=0, output_padding=0,
     >>> e.output_shape, e.upsampled_shape, e.pad, e.kernel_flip
     ((1, 1, 5, 5), (3, 3), ((2, 2), (2, 2)), True)
     """
+    from ._params import shape_tuple
     from ._plan import plan_call
 
-    x_shape = tuple(int(v) for v in x_shape)
-    weight_shape = tuple(int(v) for v in weight_shape)
+    x_shape = shape_tuple("x_shape", x_shape)
+    weight_shape = shape_tuple("weight_shape", weight_shape)
     f64 = np.dtype(np.float64)
     plan = plan_call(x_shape, f64, weight_shape, f64, None, None, stride=stride,
                      padding=padding, output_padding=output_padding, dilation=dilation,

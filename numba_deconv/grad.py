@@ -21,8 +21,9 @@ import numba
 import numpy as np
 
 from . import _dispatch, _padding
+from ._params import _check_groups as check_groups
 from ._params import int_tuple
-from ._plan import as_array
+from ._plan import as_array, check_numeric
 from .cpu import driver
 from ._typing import ArrayLike, DataFormat, Ints, Padding, PaddingMode
 
@@ -153,6 +154,8 @@ def _arguments(x, grad_output, kernel_size, groups, data_format):
     """The arrays, the kernel size as a tuple and both channel counts,
     checked as far as they can be before the call is planned."""
     x, grad_output = as_array("x", x), as_array("grad_output", grad_output)
+    check_numeric("x", x.dtype)
+    check_numeric("grad_output", grad_output.dtype)
     rank, kernel = _kernel_size(kernel_size, x, grad_output)
     c_in = _channels(x, rank, data_format)
     c_out = _channels(grad_output, rank, data_format)
@@ -190,11 +193,10 @@ def _channels(array, rank, data_format):
 
 
 def _check_groups(groups, c_in, c_out):
-    if isinstance(groups, (int, np.integer)) and not isinstance(groups, bool) and groups >= 1:
-        for name, count in (("x", c_in), ("grad_output", c_out)):
-            if count >= 0 and count % groups:
-                raise ValueError(
-                    f"groups={groups} must divide the {count} channels of {name}")
+    check_groups(groups)  # an int >= 1, before anything divides by it
+    for name, count in (("x", c_in), ("grad_output", c_out)):
+        if count >= 0 and count % groups:
+            raise ValueError(f"groups={groups} must divide the {count} channels of {name}")
 
 
 def _check_grad_shape(grad_output, plan):

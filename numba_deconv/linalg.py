@@ -7,14 +7,23 @@ operator is made, and ``import numba_deconv`` never does.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._params import shape_tuple
+from ._plan import dtype_argument
 from .plans import ARGS, plan
+from ._typing import ArrayLike, DTypeLike, Forward
+
+if TYPE_CHECKING:
+    import scipy.sparse.linalg
 
 
-def as_linear_operator(weight, input_shape, *, forward="conv_transpose", dtype=None,
-                       **kwargs):
+def as_linear_operator(weight: ArrayLike, input_shape: Sequence[int], *,
+                       forward: Forward = "conv_transpose", dtype: DTypeLike = None,
+                       **kwargs) -> scipy.sparse.linalg.LinearOperator:
     """A ``scipy.sparse.linalg.LinearOperator`` for ``conv_transpose`` or ``conv``.
 
     ``matvec`` applies the forward function (without bias) to a flattened
@@ -73,9 +82,23 @@ def as_linear_operator(weight, input_shape, *, forward="conv_transpose", dtype=N
         raise TypeError(
             f"{unknown[0]!r} is not an argument of a linear {forward}; use "
             f"{', '.join(ARGS[forward])} (no bias: an operator is linear)")
+    input_shape = shape_tuple("input_shape", input_shape)
+    if dtype is not None:
+        dtype = dtype_argument(dtype)
     p = plan(weight, input_shape, dtype, forward=forward, **kwargs)
     in_shape, out_shape, dtype = p.input_shape, p.output_shape, p.dtype
     return LinearOperator(
         (math.prod(out_shape), math.prod(in_shape)), dtype=dtype,
-        matvec=lambda v: p(np.asarray(v, dtype).reshape(in_shape)).ravel(),
-        rmatvec=lambda v: p.adjoint(np.asarray(v, dtype).reshape(out_shape)).ravel())
+        matvec=lambda v: p(_vector("matvec", v, dtype).reshape(in_shape)).ravel(),
+        rmatvec=lambda v: p.adjoint(_vector("rmatvec", v, dtype).reshape(out_shape)).ravel())
+
+
+def _vector(name: str, v, dtype) -> np.ndarray:
+    """A product's vector in ``dtype``; a non-numeric one (objects, strings,
+    which NumPy would cast to NaN or fail on) is an error naming it."""
+    v = np.asarray(v)
+    if v.dtype.kind not in "biufc":
+        raise TypeError(
+            f"{name}: the vector has dtype {v.dtype}, which is not numeric; pass a float "
+            f"or complex array")
+    return v.astype(dtype, copy=False)

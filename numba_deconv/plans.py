@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _dispatch, api
-from ._plan import as_array, working_dtype
+from ._params import shape_tuple
+from ._plan import as_array, check_numeric, dtype_argument, working_dtype
 from ._typing import ArrayLike, DTypeLike, Forward
 
 FORWARDS = ("conv_transpose", "conv")
@@ -130,6 +131,7 @@ class Plan:
 
     def _checked(self, name, array, shape):
         array = as_array(name, array)
+        check_numeric(name, array.dtype)
         if array.shape != shape:
             raise ValueError(f"{name} has shape {array.shape}; this plan takes {shape}")
         return array
@@ -197,15 +199,15 @@ def plan(weight: ArrayLike, input_shape: Sequence[int], dtype: DTypeLike = None,
         raise TypeError(f"{unknown[0]!r} is not an argument of {forward}; use "
                         f"{', '.join(ARGS[forward])}")
     weight = as_array("weight", weight)
+    check_numeric("weight", weight.dtype)
     bias = None if bias is None else as_array("bias", bias)
-    try:
-        input_shape = tuple(int(v) for v in input_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"input_shape={input_shape!r} must be a sequence of ints") from None
+    if bias is not None:
+        check_numeric("bias", bias.dtype)
+    input_shape = shape_tuple("input_shape", input_shape)
     if dtype is None:
         dtype = working_dtype(np.result_type(weight, *([] if bias is None else [bias])))
     else:
-        dtype = working_dtype(np.dtype(dtype))
+        dtype = working_dtype(dtype_argument(dtype))
     if np.result_type(weight, *([] if bias is None else [bias])).kind == "c" and (
             dtype.kind != "c"):
         raise TypeError(f"dtype={dtype} would drop the imaginary part of the complex "

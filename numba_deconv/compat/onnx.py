@@ -20,6 +20,8 @@ Padding follows the operator specification:
   same with ``output_shape[i] = input_size[i] * strides[i]``; odd totals put
   the extra pad at the end (UPPER) or the start (LOWER).
 - ``auto_pad="VALID"``: no padding.
+- An ``X`` without positions (a zero spatial size) or channels sums
+  nothing: ``Y`` of the size above is the bias (zeros without ``B``).
 
 The halves are taken with floor division, as in ``onnx.reference``; that is
 the only reading consistent with the specification's example
@@ -48,14 +50,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._params import is_int
+from .._params import MAX_STEP, is_int
+from .._plan import working_dtype
 
 __all__ = ["conv_transpose"]
 
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
 
-def _ints(name: str, value, length: int, default: int, minimum: int) -> tuple:
+def _as_numeric(name: str, value) -> np.ndarray:
+    """An input of the operator as a NumPy array of numbers, or an error naming it."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"ConvTranspose: {name} cannot be read as a numeric array: {err}") \
+            from None
+    if array.dtype.kind not in "biufc":
+        raise TypeError(
+            f"ConvTranspose: {name} has dtype {array.dtype}, which is not numeric; pass a "
+            f"float or complex array (e.g. {name}.astype(np.float32))")
+    return array
+
+
+def _ints(name: str, value, length: int, default: int, minimum: int,
+          maximum: int | None = None) -> tuple:
     """An ONNX ints attribute (an int is accepted too) of ``length`` entries."""
     if value is None:
         return (default,) * length
@@ -77,6 +95,11 @@ def _ints(name: str, value, length: int, default: int, minimum: int) -> tuple:
     if bad:
         raise ValueError(
             f"ConvTranspose: {name}={list(values)} must be >= {minimum} everywhere; "
+            f"got {bad[0]}")
+    bad = [v for v in values if maximum is not None and v > maximum]
+    if bad:
+        raise ValueError(
+            f"ConvTranspose: {name}={list(values)} must be <= {maximum} everywhere; "
             f"got {bad[0]}")
     return tuple(int(v) for v in values)
 
@@ -149,8 +172,14 @@ def conv_transpose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
     """
     from ..api import conv_transpose as _conv_transpose
 
-    X = np.asarray(X)
-    W = np.asarray(W)
+    X = _as_numeric("X", X)
+    W = _as_numeric("W", W)
+    if B is not None:
+        B = _as_numeric("B", B)
+    try:
+        dtype = working_dtype(X.dtype, W.dtype, *([] if B is None else [B.dtype]))
+    except TypeError as err:
+        raise TypeError(f"ConvTranspose: X, W, B: {err}") from None
     if X.ndim < 3:
         raise ValueError(
             f"ConvTranspose: X must be (N, C, D1, ..., Dn) with n >= 1; got shape {X.shape}")
@@ -165,17 +194,30 @@ def conv_transpose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
             f"ConvTranspose: W.shape[0] = {W.shape[0]} must equal the {X.shape[1]} "
             f"channels of X; W is (C, M/group, k1, ..., kn)")
     kernel = W.shape[2:]
+    if W.shape[1] < 1 or min(kernel) < 1:
+        raise ValueError(
+            f"ConvTranspose: W has shape {W.shape}; M/group (W.shape[1]) and the kernel "
+            f"sizes (W.shape[2:]) must be >= 1")
     if kernel_shape is not None:
         given = _ints("kernel_shape", kernel_shape, rank, 1, 1)
         if given != tuple(kernel):
             raise ValueError(
                 f"ConvTranspose: kernel_shape={list(given)} does not match W's kernel "
                 f"{list(kernel)} (W.shape[2:]); drop kernel_shape or fix W")
-    s = _ints("strides", strides, rank, 1, 1)
-    d = _ints("dilations", dilations, rank, 1, 1)
+    s = _ints("strides", strides, rank, 1, 1, MAX_STEP)
+    d = _ints("dilations", dilations, rank, 1, 1, MAX_STEP)
     op = _ints("output_padding", output_padding, rank, 0, 0)
     if not is_int(group) or group < 1:
         raise ValueError(f"ConvTranspose: group={group!r} must be an int >= 1")
+    if X.shape[1] % group:
+        raise ValueError(
+            f"ConvTranspose: group={group} does not divide the {X.shape[1]} channels of X "
+            f"(groups={group} must divide the input channels C)")
+    m = W.shape[1] * group
+    if B is not None and B.shape != (m,):
+        raise ValueError(
+            f"ConvTranspose: B has shape {B.shape}; expected ({m},), one value per output "
+            f"channel (M = W.shape[1] * group = {W.shape[1]} * {group})")
     for i, (o, si, di) in enumerate(zip(op, s, d)):
         if o >= max(si, di):
             raise ValueError(
@@ -217,6 +259,13 @@ def conv_transpose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
                 f"(input {in_spatial[i]} - 1) + output_padding {op[i]} + kernel span "
                 f"{full[i] - (in_spatial[i] - 1) * s[i]} - pads {before[i]} - "
                 f"{after[i]} must be >= 1")
+
+    if min(in_spatial) == 0 or X.shape[1] == 0:
+        # No input positions or channels: the sums are empty, Y is the bias.
+        y = np.zeros((X.shape[0], m, *out), dtype=dtype)
+        if B is not None:
+            y += B.reshape(-1, *(1,) * rank)
+        return y
 
     # The output is the window [before, before + out) of the full scatter
     # result (length `full`, zeros beyond it). conv_transpose takes the part

@@ -31,6 +31,9 @@ as TensorFlow and return the same numbers as NumPy arrays:
   the sizes that would be valid.
 - ``data_format``: NWC/NCW, NHWC/NCHW, NDHWC/NCDHW; channels-last inputs are
   computed in place without a transpose.
+- An input without positions (a 0-wide ``out_backprop``) or without
+  channels gives zeros of ``output_shape``, as TensorFlow does; sizes are
+  checked with TensorFlow's arithmetic (integer division toward zero).
 - ``dilations > 1`` work for every rank and stride.
 - Grouped convolution follows TensorFlow: ``groups = out_channels //
   filters.shape[-2]``.
@@ -43,7 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._params import is_int
+from .._params import MAX_STEP, is_int
+from .._plan import working_dtype
 
 __all__ = ["conv1d_transpose", "conv2d_transpose", "conv3d_transpose",
            "conv2d_backprop_input"]
@@ -108,6 +112,10 @@ def _spatial_sequence(name: str, value, rank: int, channels_last: bool,
     bad = [v for v in values if v < 1]
     if bad:
         raise ValueError(f"{func}: {name}={value!r} must be >= 1 in every dim; got {bad[0]}")
+    bad = [v for v in values if v > MAX_STEP]
+    if bad:
+        raise ValueError(
+            f"{func}: {name}={value!r} must be <= {MAX_STEP} in every dim; got {bad[0]}")
     return tuple(values)
 
 
@@ -148,31 +156,50 @@ def _example_padding(rank: int, channels_last: bool) -> list:
     return [[0, 0], *spatial, [0, 0]] if channels_last else [[0, 0], [0, 0], *spatial]
 
 
+def _trunc_div(a: int, b: int) -> int:
+    """C++ integer division (toward zero), as TensorFlow computes sizes."""
+    return a // b if a >= 0 else -(-a // b)
+
+
 def _forward_size(out: int, k_eff: int, s: int, mode: str, pair):
     """TensorFlow's forward-convolution size of an ``out``-long input, and its pads.
 
-    Returns ``(size, pad_before, pad_after)``; size < 1 where TensorFlow
-    reports a negative output size.
+    Returns ``(size, pad_before, pad_after)``, with TensorFlow's arithmetic
+    (``GetWindowedOutputSize``: integer division toward zero); size < 0
+    where TensorFlow reports "Computed output size would be negative".
     """
     if mode == "SAME":
         size = -(-out // s)
         total = max((size - 1) * s + k_eff - out, 0)
         return size, total // 2, total - total // 2
-    if mode == "VALID":
-        return -(-(out - k_eff + 1) // s), 0, 0
-    before, after = pair
-    span = out + before + after - k_eff
-    return (span // s + 1 if span >= 0 else 0), before, after
+    before, after = (0, 0) if mode == "VALID" else pair
+    return _trunc_div(out + before + after - k_eff + s, s), before, after
 
 
 def _reachable(size: int, k_eff: int, s: int, mode: str, pair):
-    """Inclusive range of ``out`` whose forward size is ``size`` (may be empty)."""
+    """Inclusive range of ``out`` whose forward size is ``size`` (may be empty);
+    ``out = 0`` (an empty result) only for ``size = 0`` (an empty input)."""
     if mode == "SAME":
-        return (size - 1) * s + 1, size * s
-    if mode == "VALID":
-        return (size - 1) * s + k_eff, size * s + k_eff - 1
-    total = pair[0] + pair[1]
-    return max((size - 1) * s + k_eff - total, 1), size * s + k_eff - 1 - total
+        lo, hi = ((size - 1) * s + 1, size * s) if size else (0, 0)
+    else:
+        total = 0 if mode == "VALID" else pair[0] + pair[1]
+        # trunc((out + total - k_eff + s) / s) == size
+        q_lo, q_hi = (size * s, size * s + s - 1) if size else (1 - s, s - 1)
+        lo, hi = q_lo - total + k_eff - s, q_hi - total + k_eff - s
+    return max(lo, 0 if size == 0 else 1), hi
+
+
+def _as_numeric(func: str, name: str, value) -> np.ndarray:
+    """An argument as a NumPy array of numbers, or an error naming it."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"{func}: {name} cannot be read as a numeric array: {err}") from None
+    if array.dtype.kind not in "biufc":
+        raise TypeError(
+            f"{func}: {name} has dtype {array.dtype}, which is not numeric; pass a float "
+            f"or complex array (e.g. {name}.astype(np.float32))")
+    return array
 
 
 def _transpose(func: str, rank: int, x, filters, output_shape, strides, padding,
@@ -181,8 +208,12 @@ def _transpose(func: str, rank: int, x, filters, output_shape, strides, padding,
     from ..api import conv_transpose
 
     channels_last = _channels_last(data_format, rank, func)
-    x = np.asarray(x)
-    filters = np.asarray(filters)
+    x = _as_numeric(func, x_name, x)
+    filters = _as_numeric(func, filters_name, filters)
+    try:
+        dtype = working_dtype(x.dtype, filters.dtype)
+    except TypeError as err:
+        raise TypeError(f"{func}: {x_name} and {filters_name}: {err}") from None
     if x.ndim != rank + 2:
         raise ValueError(
             f"{func}: {x_name} must be {rank + 2}-D ({data_format}); got shape "
@@ -195,6 +226,10 @@ def _transpose(func: str, rank: int, x, filters, output_shape, strides, padding,
     in_channels = x.shape[c_axis]
     in_spatial = x.shape[1:-1] if channels_last else x.shape[2:]
     kernel = filters.shape[:rank]
+    if min(kernel) < 1:
+        raise ValueError(
+            f"{func}: {filters_name} has shape {filters.shape}, an empty kernel; its "
+            f"first {rank} dims (the kernel sizes) must be >= 1")
     if filters.shape[-1] != in_channels:
         raise ValueError(
             f"{func}: {x_name} has {in_channels} channels but {filters_name} "
@@ -213,6 +248,11 @@ def _transpose(func: str, rank: int, x, filters, output_shape, strides, padding,
         raise ValueError(
             f"{func}: {shape_name}={list(shape)} must have {allowed} entries "
             f"({data_format}); got {len(shape)}")
+    negative = [i for i, v in enumerate(shape) if v < 0]
+    if negative:
+        raise ValueError(
+            f"{func}: {shape_name}={list(shape)} has {shape_name}[{negative[0]}] = "
+            f"{shape[negative[0]]}; every size must be >= 0")
     out_spatial = tuple(shape[1:-1] if channels_last else shape[2:])
     out_channels = shape[c_axis]
     if shape[0] != x.shape[0]:
@@ -220,7 +260,11 @@ def _transpose(func: str, rank: int, x, filters, output_shape, strides, padding,
             f"{func}: {shape_name}[0] (batch) = {shape[0]} but {x_name} has batch "
             f"{x.shape[0]}; they must be equal")
     per_group = filters.shape[-2]
-    if per_group < 1 or out_channels < 1 or out_channels % per_group:
+    if per_group < 1:
+        raise ValueError(
+            f"{func}: {filters_name} has shape {filters.shape}: "
+            f"{filters_name}.shape[-2] (the output channels per group) = 0 must be >= 1")
+    if out_channels < 1 or out_channels % per_group:
         raise ValueError(
             f"{func}: {shape_name}[{c_axis % (rank + 2)}] (channels) = {out_channels} "
             f"must be a multiple of {filters_name}.shape[-2] = {per_group} (the "
@@ -243,21 +287,28 @@ def _transpose(func: str, rank: int, x, filters, output_shape, strides, padding,
         pair = explicit[dim] if explicit else None
         o = out_spatial[dim]
         size, before, after = _forward_size(o, k_eff, s[dim], mode, pair)
-        if o < 1 or size != in_spatial[dim]:
+        if size != in_spatial[dim] or (o == 0 and size != 0):
             axis = dim + 1 if channels_last else dim + 2
             lo, hi = _reachable(in_spatial[dim], k_eff, s[dim], mode, pair)
             how = (f"with {mode} padding" if mode != "EXPLICIT"
                    else f"with explicit padding {list(pair)}")
             valid = (f"{shape_name}[{axis}] must be in {lo}..{hi}" if lo <= hi else
                      f"no {shape_name}[{axis}] reaches it; reduce the padding")
+            maps = (f"to {size}" if size >= 0 else
+                    f"to a negative size ({size}, which TensorFlow refuses)")
             raise ValueError(
                 f"{func}: {shape_name}[{axis}] ({names[axis]}) = {o} does not fit "
                 f"{x_name} size {in_spatial[dim]}: a forward convolution {how}, "
                 f"stride {s[dim]} and kernel {kernel[dim]}"
                 f"{f' (dilation {d[dim]}, span {k_eff})' if d[dim] > 1 else ''} maps "
-                f"{o} to {max(size, 0)}, not {in_spatial[dim]}; for {x_name} size "
+                f"{o} {maps}, not {in_spatial[dim]}; for {x_name} size "
                 f"{in_spatial[dim]}, {valid}")
         pairs.append((before, after))
+
+    if min(in_spatial) == 0 or in_channels == 0 or min(out_spatial) == 0:
+        # Nothing to sum (TensorFlow returns zeros, or an empty result);
+        # the core refuses inputs without positions or channels.
+        return np.zeros(shape, dtype)
 
     # [*k, out/groups, in] -> (in, out/groups, *k): a view, no copy, no flip.
     weight = np.transpose(filters, (rank + 1, rank, *range(rank)))
