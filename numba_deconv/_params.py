@@ -234,7 +234,7 @@ def _check_sizes(in_spatial, in_channels, weight_shape) -> None:
 
 def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
                      padding=0, output_padding=0, dilation=1, groups=1,
-                     output_size=None) -> Geometry:
+                     output_size=None, empty_output=False) -> Geometry:
     """Check every geometric argument and return the :class:`Geometry`.
 
     ``in_spatial`` is the input's spatial shape, ``weight_shape`` the
@@ -265,9 +265,6 @@ def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
         raise ValueError(
             f"weight shape {tuple(weight_shape)} has an empty kernel; every "
             f"kernel size must be >= 1")
-    if any(i == 0 for i in in_spatial):
-        raise ValueError(
-            f"x has spatial shape {in_spatial}; every spatial size must be >= 1")
 
     stride_arg, dilation_arg = stride, dilation
     stride = int_tuple("stride", stride, rank, minimum=1, maximum=MAX_STEP)
@@ -308,7 +305,7 @@ def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
                 f"pass output_padding={_fmt(output_padding)} or "
                 f"output_size={_fmt(output_size)}, not both: each fixes the "
                 f"output size")
-        wanted = int_tuple("output_size", output_size, rank, minimum=1)
+        wanted = int_tuple("output_size", output_size, rank, minimum=0 if empty_output else 1)
         op = []
         for dim, (o, b, lim) in enumerate(zip(wanted, base, limits)):
             if not b <= o <= b + lim - 1:
@@ -327,7 +324,7 @@ def resolve_geometry(in_spatial, in_channels, weight_shape, *, stride=1,
 
     out_spatial = tuple(b + op for b, op in zip(base, out_padding))
     for dim, o in enumerate(out_spatial):
-        if o < 1:
+        if o < 1 and not (empty_output and o == 0):
             raise ValueError(
                 f"padding={_fmt(padding)} leaves no output in spatial dim {dim}: "
                 f"({in_spatial[dim]} - 1)*{stride[dim]} - {pad_before[dim]} - "
@@ -371,9 +368,6 @@ def resolve_conv_geometry(in_spatial, in_channels, weight_shape, *, stride=1, pa
         raise ValueError(
             f"weight shape {tuple(weight_shape)} is empty; channels and kernel sizes "
             f"must be >= 1")
-    if any(i == 0 for i in in_spatial):
-        raise ValueError(
-            f"x has spatial shape {in_spatial}; every spatial size must be >= 1")
     dilation_arg = dilation
     stride = int_tuple("stride", stride, rank, minimum=1, maximum=MAX_STEP)
     dilation = int_tuple("dilation", dilation, rank, minimum=1, maximum=MAX_STEP)
@@ -400,6 +394,7 @@ def resolve_conv_geometry(in_spatial, in_channels, weight_shape, *, stride=1, pa
                 f"(kernel {k} - 1) + 1) but x padded by {(pb, pa)} has only "
                 f"{i + pb + pa}; pad more or use a smaller kernel or dilation")
         out.append((i + pb + pa - span) // s + 1)
+    # The adjoint's output is conv's input, which may have no positions.
     return resolve_geometry(tuple(out), c_out, weight_shape, stride=stride,
                             padding=tuple(pairs), dilation=dilation, groups=groups,
-                            output_size=in_spatial)
+                            output_size=in_spatial, empty_output=True)

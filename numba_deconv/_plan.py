@@ -137,12 +137,14 @@ def _finish(geometry, out_channels, out_spatial, bias_shape, dtypes, batched, ch
             f"one value per output channel")
     # The array a mode pads: conv's input, conv_transpose's output (whose
     # adjoint conv pads it); torch.nn.functional.pad has the same limits.
-    if padding_mode in ("reflect", "circular"):
+    if padding_mode in ("reflect", "circular", "replicate"):
         for dim, (size, before, after) in enumerate(zip(
                 geometry.out_spatial, geometry.pad_before, geometry.pad_after)):
-            limit = size - 1 if padding_mode == "reflect" else size
+            limit = {"reflect": size - 1, "circular": size}.get(
+                padding_mode, max(before, after) if size else 0)  # replicate: any, if size
             if max(before, after) > limit:
-                bound = "less than" if padding_mode == "reflect" else "at most"
+                bound = {"reflect": "less than", "circular": "at most"}.get(
+                    padding_mode, "0 for an empty array, and at most")
                 raise ValueError(
                     f"padding_mode={padding_mode!r} pads spatial dim {dim} by "
                     f"{(before, after)}; in that mode each side must be {bound} the "

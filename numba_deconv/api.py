@@ -153,7 +153,7 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     x_cf, w_k, bias_k, result, direct_out = _prepare(
         plan, call, x, weight, bias, out, (geometry.out_channels,) + geometry.out_spatial,
         folded=plan.padding_mode != "zeros")
-    if plan.batch:
+    if plan.batch and x_cf.size:
         if plan.padding_mode == "zeros":
             _run_transposed(call, x_cf, w_k, bias_k, result, prepared)
         else:  # the bias goes on after folding, once per element
@@ -162,6 +162,10 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
             result = _padding.fold(result, pairs, plan.padding_mode)
             if bias is not None:
                 result += bias_k.reshape((-1,) + (1,) * geometry.rank)
+    elif plan.batch:  # an input without positions: an empty sum, the bias alone
+        result = np.empty((plan.batch, geometry.out_channels) + plan.geometry.out_spatial,
+                          plan.dtype)
+        result[...] = bias_k.reshape((-1,) + (1,) * geometry.rank)
     elif plan.padding_mode != "zeros":
         result = np.empty((0, geometry.out_channels) + plan.geometry.out_spatial, plan.dtype)
     return _finish(plan, result, out, direct_out)
@@ -350,8 +354,10 @@ def apply_conv(call, weights, x, weight, bias, out):
     x_cf, _, bias_k, result, direct_out = _prepare(
         plan, call, x, weight, bias, out, (geometry.in_channels,) + geometry.in_spatial,
         folded=False)
-    if plan.batch:
+    if plan.batch and x_cf.size:
         run_conv(call, weights, x_cf, bias_k, result)
+    elif plan.batch:  # an input without positions: an empty sum, the bias alone
+        result[...] = bias_k.reshape((-1,) + (1,) * geometry.rank)
     return _finish(plan, result, out, direct_out)
 
 

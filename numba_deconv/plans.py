@@ -52,6 +52,7 @@ class Plan:
                                             tuple(args.values()))
             plan_ = self._call.plan
             g = plan_.geometry
+            _check_positions(input_shape, g.in_spatial)
             self._adjoint_call = _dispatch.conv_call(
                 plan_.out_shape, dtype, weight.shape, dtype, None,
                 (g.stride, tuple(zip(g.pad_before, g.pad_after)), g.dilation, g.groups,
@@ -67,6 +68,7 @@ class Plan:
                                              tuple(args.values()))
             plan_ = self._call.plan
             g = plan_.geometry
+            _check_positions(input_shape, g.out_spatial)  # the adjoint's output: conv's input
             self._adjoint_call = _dispatch.cpu_call(
                 plan_.out_shape, dtype, weight.shape, dtype, None,
                 (g.stride, tuple(zip(g.pad_before, g.pad_after)), 0, g.dilation, g.groups,
@@ -139,6 +141,16 @@ class Plan:
     def __repr__(self):
         return (f"Plan({self.forward}, {self.input_shape} -> {self.output_shape}, "
                 f"{self.dtype})")
+
+
+def _check_positions(input_shape, spatial):
+    """A plan's adjoint maps onto the input: an input without positions
+    has no adjoint to plan (the functions themselves take one)."""
+    if 0 in spatial:
+        raise ValueError(
+            f"input_shape={input_shape} has a spatial dim without positions; a plan needs "
+            f"at least one in every spatial dim (conv and conv_transpose themselves take "
+            f"such inputs)")
 
 
 def plan(weight: ArrayLike, input_shape: Sequence[int], dtype: DTypeLike = None,

@@ -96,9 +96,13 @@ def test_x_without_channels():
         conv_transpose(np.ones((1, 0, 5, 5)), np.ones((0, 3, 3, 3)))
 
 
-def test_empty_spatial_input(w):
-    with raises(ValueError, r"x has spatial shape \(0, 5\).*>= 1"):
-        conv_transpose(np.ones((1, 4, 0, 5)), w)
+def test_empty_spatial_input_is_an_empty_sum_or_no_output(w):
+    """No input positions: the outputs the kernel still spans are an
+    empty sum (zeros, plus a bias); where it spans none, no output."""
+    y = conv_transpose(np.ones((1, 4, 0, 5)), w)
+    assert y.shape == (1, w.shape[1], w.shape[2] - 1, 5 + w.shape[3] - 1) and not y.any()
+    with raises(ValueError, r"padding=.*leaves no output in spatial dim 0"):
+        conv_transpose(np.ones((1, 4, 0, 5)), w, padding=w.shape[2])
 
 
 # --- stride / dilation ------------------------------------------------------
