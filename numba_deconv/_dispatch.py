@@ -436,7 +436,7 @@ def precompile(ranks: Sequence[int] = (1, 2, 3), dtypes: Sequence[DTypeLike] = D
                         ("layouts", layouts)):
         if isinstance(value, (str, bytes)):  # would be taken character by character
             raise ValueError(f"{name}={value!r} must be a sequence, e.g. [{value!r}]")
-        if value is not None and not hasattr(value, "__iter__"):
+        if not hasattr(value, "__iter__") and not (name == "strategies" and value is None):
             raise TypeError(f"{name}={value!r} must be a sequence, e.g. [{value!r}]")
     ranks = tuple(ranks)
     for rank in ranks:

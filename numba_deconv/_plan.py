@@ -214,6 +214,10 @@ def _spatial_output_size(output_size, rank, batched, channels_last, batch, out_c
 def as_array(name: str, value) -> np.ndarray:
     """``value`` as a NumPy array (no copy of an ndarray or of a CPU torch
     tensor), or a ``TypeError`` naming the argument."""
+    if isinstance(value, np.ma.MaskedArray):  # converting would drop the mask
+        raise TypeError(
+            f"{name} is a numpy.ma.MaskedArray; its mask has no meaning here: pass "
+            f"{name}.filled(fill_value) or np.asarray({name})")
     if isinstance(value, np.ndarray):
         return value
     if is_torch_tensor(value):

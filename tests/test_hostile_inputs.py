@@ -545,6 +545,12 @@ BAD_INPUTS = [
         ValueError, ("dtypes='float32'",)),
     Bad("pc-layouts-string", lambda: nd.precompile(ranks=[], layouts="channels_first"),
         ValueError, ("layouts='channels_first'",)),
+    Bad("ct-x-masked-array",
+        lambda: nd.conv_transpose(np.ma.masked_array(X1, mask=True), W1), TypeError,
+        ("x is a numpy.ma.MaskedArray",)),
+    Bad("ct-x-malformed-cuda-interface", lambda: nd.conv_transpose(FakeGpuArray(), W1),
+        TypeError, ("x", "__cuda_array_interface__")),
+    Bad("pc-dtypes-none", lambda: nd.precompile(dtypes=None), TypeError, ("dtypes=None",)),
 ]
 
 

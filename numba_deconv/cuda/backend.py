@@ -86,12 +86,17 @@ def _is_cupy(value) -> bool:
     return type(value).__module__.split(".")[0] == "cupy"
 
 
-def _device_meta(value):
+def _device_meta(value, name: str = "x"):
     """Shape and dtype of a device array without touching the driver."""
     if getattr(value, "__cuda_ndarray__", False) is True:
         return tuple(int(v) for v in value.shape), np.dtype(value.dtype)
     iface = value.__cuda_array_interface__
-    return tuple(int(v) for v in iface["shape"]), np.dtype(iface["typestr"])
+    try:
+        return tuple(int(v) for v in iface["shape"]), np.dtype(iface["typestr"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise TypeError(
+            f"{name} has a malformed __cuda_array_interface__ ({type(err).__name__}: {err}); "
+            f"it needs 'shape' and 'typestr' (CUDA Array Interface, version 3)") from None
 
 
 def check_rank(rank: int) -> None:
@@ -258,7 +263,7 @@ def _run(plan_of, launch, x, weight, bias, out, threads_per_block, max_blocks):
         if value is None:
             metas.append((None, None))
         elif dev:
-            metas.append(_device_meta(value))
+            metas.append(_device_meta(value, name))
         else:
             host[name] = as_array(name, value)
             metas.append((host[name].shape, host[name].dtype))
@@ -267,7 +272,7 @@ def _run(plan_of, launch, x, weight, bias, out, threads_per_block, max_blocks):
     out_on_device = is_device_array(out)
     if out is not None:
         if out_on_device:
-            check_out_metadata(*_device_meta(out), plan)
+            check_out_metadata(*_device_meta(out, "out"), plan)
         elif isinstance(out, np.ndarray):
             check_out(out, plan)
         else:
