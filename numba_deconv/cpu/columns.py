@@ -178,7 +178,7 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
     runs = _fold_runs(n_batch, (k_d, k_h, k_w), o_sizes, (i_d, i_h, i_w), stride, dilation,
                       pad, pitch, c_out * o_plane)
     for task in prange(groups * blocks):
-        if cancel[0]:
+        if simd.cancelled(cancel):
             continue
         g, b = task // blocks, task % blocks
         co0 = b * channel_block
@@ -195,6 +195,8 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
             np.zeros((n_tiles - first_packed) * k_block * width + lanes, dtype=w.dtype),
             (n_tiles - first_packed) * k_block * width)
         for k0 in range(0, c_in_g, k_block):
+            if simd.cancelled(cancel):  # a task spans every image: look again per block
+                break
             k1 = min(k0 + k_block, c_in_g)
             row0 = (g * c_in_g + k0) * m_g + m0
             # Packed, a block's weights are read row by row, as runs: the
@@ -216,6 +218,8 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
                     _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0, weights,
                           w_at, w_pitch, xs,
                           ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS, k1 - k0)
+        if simd.cancelled(cancel):
+            continue
         for co in range(co0, co1):
             oc = g * c_out_g + co
             _fold(cols, lead + (co - co0) * taps, runs, n_batch, bias[oc], of, oc * o_plane,

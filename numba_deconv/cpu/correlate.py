@@ -181,7 +181,7 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
     # Stretches of whole vectors keep vector boundaries on vector boundaries.
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     for task in prange(n_batch * groups * chunks_per_image * block_parts):
-        if cancel[0]:
+        if simd.cancelled(cancel):
             continue
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
                                                       chunks_per_image, groups, c_out_g)
@@ -224,7 +224,7 @@ def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
     """
     tasks = x.shape[0] * (x.shape[1] // w.shape[1]) * chunks_per_image
     for task in prange(tasks):
-        if cancel[0]:
+        if simd.cancelled(cancel):
             continue
         _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
                      chunks_per_image, sub, task)

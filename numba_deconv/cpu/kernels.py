@@ -240,7 +240,7 @@ def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks, cancel
     rows = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
     s_w = stride[2]
     for chunk in prange(n_chunks):
-        if cancel[0]:
+        if simd.cancelled(cancel):
             continue
         acc = np.empty((s_w, (out.shape[4] + s_w - 1) // s_w), dtype=out.dtype)
         _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans,
@@ -317,7 +317,7 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
     plane_len = (i_h + 1) * length  # one spare zero row absorbs overreads
     tasks = n_batch * c_out * o_d * s_h * n_blocks
     for chunk in prange(n_chunks):
-        if cancel[0]:
+        if simd.cancelled(cancel):
             continue
         acc = np.empty(s_w * block * length, dtype=out.dtype)
         padded = np.zeros(c_in_g * i_d * plane_len, dtype=x.dtype)

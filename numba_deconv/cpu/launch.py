@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, TimeoutError
 
 import numba
 import numpy as np
@@ -36,6 +36,8 @@ _launcher = None
 
 #: The flag of a call that cannot be cancelled (nothing ever sets it).
 NEVER = np.zeros(1, np.uint8)
+#: How often the main thread looks for a pending Ctrl-C while a kernel runs.
+_SIGNAL_POLL_SECONDS = 0.02
 
 
 def prefer_fork_safe_layer() -> None:
@@ -91,7 +93,13 @@ def _interruptible(kernel, args):
     cancel = np.zeros(1, np.uint8)
     running = _launcher.submit(kernel, *args, cancel)
     try:
-        return running.result()
+        # A SIGINT may land on any thread (the launcher, Numba's workers),
+        # which wakes no waiting main thread: look for it every so often.
+        while True:
+            try:
+                return running.result(timeout=_SIGNAL_POLL_SECONDS)
+            except TimeoutError:
+                continue
     except KeyboardInterrupt:
         cancel[0] = 1
         while True:  # the tasks under way finish; a second Ctrl-C cannot orphan them

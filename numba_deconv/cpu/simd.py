@@ -238,6 +238,22 @@ def sum_lanes(typingctx, vector):
     return vector.dtype(vector), codegen
 
 
+@intrinsic
+def cancelled(typingctx, flag):
+    """Whether ``flag[0]`` (a uint8 array another thread may set) is
+    nonzero, read from memory every time: an atomic load, which the
+    optimiser cannot hoist out of the loop that polls it."""
+    if not (isinstance(flag, types.Array) and flag.dtype == types.uint8):
+        raise TypingError(f"simd.cancelled: needs a uint8 array, got {flag}")
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        value = builder.load_atomic(array.data, "monotonic", 1)
+        return builder.icmp_unsigned("!=", value, ir.Constant(value.type, 0))
+
+    return types.boolean(flag), codegen
+
+
 @njit(inline="always")
 def lanes_before_boundary(array):
     """How many elements ``array``'s data starts past a vector boundary."""

@@ -296,7 +296,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     xf, of = x.reshape(-1), out.reshape(-1)
     for task in prange(n_batch * groups * chunks_per_image * block_parts):
-        if cancel[0]:
+        if simd.cancelled(cancel):
             continue
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
                                                       chunks_per_image, groups, c_out_g)
