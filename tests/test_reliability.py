@@ -134,7 +134,9 @@ COMPILE = """
     start = float(sys.argv[1])
     while time.time() < start:  # all processes begin together
         time.sleep(0.005)
-    print(json.dumps({"digests": [hash(run(i).tobytes()) for i in range(3)]}))
+    # One small kernel: what is tested is four writers of one cache, not
+    # the compiler (every process compiles from scratch).
+    print(json.dumps({"digests": [hash(run(1).tobytes())]}))
 """
 
 
@@ -157,7 +159,7 @@ def test_four_processes_compiling_into_one_empty_cache(tmp_path):
 UNWRITABLE = """
     import json, warnings
     warnings.simplefilter("error")  # no warning may escape
-    print(json.dumps({"digests": [run(i).tobytes().hex()[:64] for i in range(2)]}))
+    print(json.dumps({"digests": [run(1).tobytes().hex()]}))  # one small kernel, compiled afresh
 """
 
 
