@@ -89,9 +89,14 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     # a bit with numba.set_num_threads (the parallel kernels run on one
     # thread as well, for a few microseconds more).
     rows = "rows_serial" if serial else "rows"
-    if not serial and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS and not complex_data:
+    # The tiles and the planes lay out a phase per stride step: not for a
+    # stride past the output, which a huge stride would size them by (the
+    # rows kernel keeps only the phases that have outputs).
+    phases_fit = all(s <= o for s, o in zip(geometry.stride, geometry.out_spatial))
+    if (not serial and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS and not complex_data
+            and phases_fit):
         return "gather", "phase_tiles", rows
-    if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW:
+    if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW and phases_fit:
         return "gather", "planes", rows
     return "gather", rows, rows
 

@@ -752,6 +752,20 @@ def test_stride_at_the_limit_with_one_input_position(rng):
     assert_matches_reference(y, x, w, stride=2**31 - 1, output_padding=4)
 
 
+@pytest.mark.parametrize("stride", [6, 2**20])
+def test_stride_past_the_output_with_many_channels(rng, stride):
+    """Enough channel pairs for the register tiles, a stride beyond the
+    output: the kernels that lay out a phase per stride step must not be
+    sized by the stride (2**20 phases) nor drop the empty ones wrongly."""
+    x, w = _rand(rng, (16, 16, 1, 1)), _rand(rng, (16, 16, 3, 3))
+    y = nd.conv_transpose(x, w, stride=stride, output_padding=(2, 4))
+    assert_matches_reference(y, x, w, stride=stride, output_padding=(2, 4))
+    g = _rand(rng, y.shape)
+    np.testing.assert_allclose(np.vdot(y - nd.conv_transpose(0 * x, w, stride=stride,
+                                                             output_padding=(2, 4)), g),
+                               np.vdot(x, nd.conv(g, w, stride=stride)), rtol=1e-10)
+
+
 # --- empty inputs -----------------------------------------------------------
 
 def test_batch_zero(rng):

@@ -167,16 +167,18 @@ def _interleave_for(acc, first, phase_stride, s_w, bias, out, row, o_w):
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, first, last, acc):
+def _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, first, last, acc, s_w):
     """Output rows ``first <= row < last`` (flat over N, C_out, OD, OH).
 
-    ``acc`` is the phase buffer, ``(s_w, phase_len)``.
+    ``acc`` is the phase buffer, ``(min(s_w, OW), phase_len)``: phases at
+    or past the row's end have no outputs (a stride beyond the output
+    size would otherwise size it by the stride).
     """
     c_in, i_d, i_h, i_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     c_in_g = c_in // groups
-    s_w, phase_len = acc.shape
+    phase_len = acc.shape[1]
     xf, wf, of, af = x.reshape(-1), w.reshape(-1), out.reshape(-1), acc.reshape(-1)
     w_ci_stride = c_out_g * k_d * k_h * k_w
     # Decode the first row once, then step (n, co, od, oh) like an odometer:
@@ -242,9 +244,10 @@ def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks, cancel
     for chunk in prange(n_chunks):
         if simd.cancelled(cancel):
             continue
-        acc = np.empty((s_w, (out.shape[4] + s_w - 1) // s_w), dtype=out.dtype)
+        acc = np.empty((min(s_w, out.shape[4]), (out.shape[4] + s_w - 1) // s_w),
+                       dtype=out.dtype)
         _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans,
-                          chunk * rows // n_chunks, (chunk + 1) * rows // n_chunks, acc)
+                          chunk * rows // n_chunks, (chunk + 1) * rows // n_chunks, acc, s_w)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -256,8 +259,8 @@ def direct_rows_serial(x, w, bias, out, groups, stride, dilation, pad):
     spans = _phase_spans(w.shape[4], stride[2], dilation[2], pad[2], x.shape[4], out.shape[4])
     rows = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
     s_w = stride[2]
-    acc = np.empty((s_w, (out.shape[4] + s_w - 1) // s_w), dtype=out.dtype)
-    _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, 0, rows, acc)
+    acc = np.empty((min(s_w, out.shape[4]), (out.shape[4] + s_w - 1) // s_w), dtype=out.dtype)
+    _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, 0, rows, acc, s_w)
 
 
 @njit(nogil=True, cache=True)
