@@ -38,13 +38,27 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _JITTED = re.compile(r"@(?:numba\.|cuda\.)?(?:njit|jit|overload|intrinsic|register_jitable)\b")
 
 
+def _module_level(statements):
+    """The statements that run at import, into ``if`` and ``try`` blocks:
+    the imports whose names jitted code can use as globals (a function's
+    own imports are not globals, and Numba compiles none of them)."""
+    for node in statements:
+        yield node
+        for block in ("body", "orelse", "finalbody"):
+            if isinstance(node, (ast.If, ast.Try)):
+                yield from _module_level(getattr(node, block, []))
+        if isinstance(node, ast.Try):
+            for handler in node.handlers:
+                yield from _module_level(handler.body)
+
+
 def _package_imports(path: str) -> set[str]:
     """The package's own source files that module ``path`` imports."""
     with open(path, "rb") as source:
         tree = ast.parse(source.read(), path)
     here = os.path.dirname(path)
     found = set()
-    for node in ast.walk(tree):
+    for node in _module_level(tree.body):
         if isinstance(node, ast.Import):  # import numba_deconv.cpu.simd as simd
             for alias in node.names:
                 parts = alias.name.split(".")
