@@ -16,7 +16,7 @@ import numpy as np
 from . import _dispatch, _outputs, _padding
 from ._plan import as_array, check_out, foreign_arrays
 from .cpu import driver, transpose
-from .cpu.launch import serialised
+from .cpu.launch import parallel
 from ._typing import ArrayLike, DataFormat, Device, Ints, Padding, PaddingMode
 
 
@@ -489,9 +489,8 @@ def _to_channels_first(x, dtype):
         return np.moveaxis(x, -1, 1)
     cf = np.empty((x.shape[0], x.shape[-1]) + x.shape[1:-1], dtype)
     if cf.size:
-        with serialised():
-            transpose.swap_last_two(x.reshape(x.shape[0], -1, x.shape[-1]),
-                                    cf.reshape(x.shape[0], x.shape[-1], -1))
+        parallel(transpose.swap_last_two, x.reshape(x.shape[0], -1, x.shape[-1]),
+                 cf.reshape(x.shape[0], x.shape[-1], -1))
     return cf
 
 
@@ -500,9 +499,9 @@ def _to_channels_last(result):
     shape = (result.shape[0],) + result.shape[2:] + (result.shape[1],)
     cl = _outputs.new_output(shape, result.dtype, result.nbytes)
     if cl.size:
-        with serialised():
-            transpose.swap_last_two(result.reshape(result.shape[0], result.shape[1], -1),
-                                    cl.reshape(result.shape[0], -1, result.shape[1]))
+        n_batch, channels = result.shape[:2]
+        parallel(transpose.swap_last_two, result.reshape(n_batch, channels, -1),
+                 cl.reshape(n_batch, -1, channels))
     return cl
 
 

@@ -11,6 +11,8 @@ call shape and keeps that plan: call ``numba_deconv._dispatch.reset()``
 after changing one.
 """
 
+import os as _os
+
 #: Floating-point flags for every CPU kernel: only ``contract`` (multiply
 #: and add fused into one FMA, one rounding instead of two). ``nnan`` and
 #: ``ninf`` would break NaN/Inf propagation, and the inner loops (axpys,
@@ -130,9 +132,20 @@ OUTPUT_CACHE_BYTES = 256 << 20
 OUTPUT_CACHE_SLOTS = 8
 
 #: A call on the main thread with at least this many multiply-adds runs its
-#: parallel kernel from a launcher thread, so that Ctrl-C stops it within a
+#: parallel kernel on other threads only, so that Ctrl-C stops it within a
 #: task (see :mod:`numba_deconv.cpu.launch`); smaller calls end sooner than
 #: a person can tell.
-#: Why: handing the launch to another thread costs tens of microseconds,
-#: under 0.2 % of a call this long (30 ms at the FMA peak of 2 cores).
+#: Why: handing the work to other threads costs tens of microseconds, under
+#: 0.2 % of a call this long (30 ms at the FMA peak of 2 cores).
 INTERRUPTIBLE_MIN_MULTIPLY_ADDS = 1 << 32
+
+#: A call whose tuned kernel is neither loaded nor in the on-disk cache runs
+#: the baseline kernel (the same bits, see :mod:`numba_deconv.cpu.tiering`)
+#: while a helper process compiles the tuned one, if BACKGROUND_COMPILE
+#: (environment variable NUMBA_DECONV_BACKGROUND_COMPILE=0 turns it off) and
+#: the call has at most BASELINE_MAX_MULTIPLY_ADDS multiply-adds.
+#: Why: the baseline compiles in under a second where a tuned kernel takes
+#: 3-10 s; it runs at about 1 G multiply-adds a second per thread, so a
+#: bigger call would wait longer for it than for the compile.
+BACKGROUND_COMPILE = _os.environ.get("NUMBA_DECONV_BACKGROUND_COMPILE", "1") != "0"
+BASELINE_MAX_MULTIPLY_ADDS = 1 << 28

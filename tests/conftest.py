@@ -24,6 +24,11 @@ from hypothesis import HealthCheck, settings
 # Let test modules `import reference` / `import helpers` however pytest is run.
 sys.path.insert(0, os.path.dirname(__file__))
 
+# The tuned kernels are what the tests are about: on a cold cache they
+# compile in place rather than behind the baseline kernel (whose own tests
+# turn it on where they need it), here and in every process a test starts.
+os.environ.setdefault("NUMBA_DECONV_BACKGROUND_COMPILE", "0")
+
 settings.register_profile(
     "ci", max_examples=25, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow])

@@ -225,11 +225,12 @@ def test_complex_data_runs_as_a_real_twin_where_that_pays(case, dtype, ran, rng)
 def test_channels_last_transpose_is_a_plain_transpose(shape, dtype, rng):
     """The parallel tiled transpose around channels-last calls, at tile
     edges and beyond one tile."""
+    from numba_deconv.cpu.launch import parallel
     from numba_deconv.cpu.transpose import swap_last_two
 
     src = random_array(rng, shape, dtype)
     dst = np.empty((shape[0], shape[2], shape[1]), dtype)
-    swap_last_two(src, dst)
+    parallel(swap_last_two, src, dst)
     np.testing.assert_array_equal(dst, src.transpose(0, 2, 1))
 
 

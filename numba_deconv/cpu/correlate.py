@@ -31,7 +31,7 @@ kernels, these need no fallback for weights that are not finite.
 import functools
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from ..config import FASTMATH
@@ -152,9 +152,9 @@ def grid_span(out_spatial, pitch):
 _grid_span = njit(inline="always")(grid_span)
 
 
-@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
 def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, stride,
-               chunks_per_image, block_parts, sub, cancel):
+               chunks_per_image, block_parts, sub, claimed, cancel):
     """Correlation by phase planes and register tiles.
 
     x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW), bias (C_out,), all
@@ -180,9 +180,11 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
     grid = np.array([[0, 0, 0, o_d, o_h, o_w]], dtype=np.int64)
     # Stretches of whole vectors keep vector boundaries on vector boundaries.
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
-    for task in prange(n_batch * groups * chunks_per_image * block_parts):
-        if simd.cancelled(cancel):
-            continue
+    tasks = n_batch * groups * chunks_per_image * block_parts
+    while True:
+        task = simd.claim(claimed)
+        if task >= tasks or simd.cancelled(cancel):
+            break
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
                                                       chunks_per_image, groups, c_out_g)
         if p1 <= p0 or co1 <= co0:
@@ -210,9 +212,9 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
                          pitch)
 
 
-@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
 def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
-                chunks_per_image, sub, cancel):
+                chunks_per_image, sub, claimed, cancel):
     """Correlation by phase planes, one multiply-add loop per pair.
 
     x (N, C_in, D, H, W), w (C_out, C_in/groups, KD, KH, KW), out (N,
@@ -223,9 +225,10 @@ def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
     positions.
     """
     tasks = x.shape[0] * (x.shape[1] // w.shape[1]) * chunks_per_image
-    for task in prange(tasks):
-        if simd.cancelled(cancel):
-            continue
+    while True:
+        task = simd.claim(claimed)
+        if task >= tasks or simd.cancelled(cancel):
+            break
         _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
                      chunks_per_image, sub, task)
 

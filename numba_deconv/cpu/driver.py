@@ -29,8 +29,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import typing
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -38,10 +38,12 @@ from numba import from_dtype, types
 
 from .. import _compiled, config
 from ._blas import blas_controllers, single_threaded_blas
+from . import tiering
+from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled
 from .correlate import conv_planes, conv_planes_serial, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
-from .launch import parallel, serialised
+from .launch import parallel, parallel_prange, worker_pool
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
@@ -348,8 +350,7 @@ def _run_planes(x, w, bias, out, launch, prepared=None):
 
 def _prepare_phase_tiles(w, launch):
     tiled = launch.layout
-    with serialised():
-        return fill_weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
+    return fill_weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
 
 
 def _run_phase_tiles(x, w, bias, out, launch, prepared=None):
@@ -366,7 +367,7 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None):
 
 
 def _run_column_tiles(x, w, bias, out, launch, prepared=None):
-    parallel(columns_tiled, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
+    parallel_prange(columns_tiled, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
              launch.pad, *launch.layout, multiply_adds=launch.multiply_adds)
     return True
 
@@ -410,7 +411,7 @@ def _run_blas(x, w, bias, out, launch, prepared=None):
     threads = numba.get_num_threads() if blas_controllers() else 1
     shares = [tasks[t::threads] for t in range(min(threads, len(tasks)))]
     with single_threaded_blas():
-        pending = [_worker_pool().submit(work, share) for share in shares[1:]]
+        pending = [worker_pool().submit(work, share) for share in shares[1:]]
         work(shares[0])
         for future in pending:
             future.result()
@@ -470,7 +471,14 @@ def run(route, x, w, bias, out, geometry, prepared=None) -> None:
     x3, w3 = x.reshape(launch.x_shape), w.reshape(launch.w_shape)
     out3 = out.reshape(launch.out_shape)
     for kernel in (route.kernel, route.fallback):
-        _compiled.ensure(route.variant + (kernel,), compile_kernel, kernel, x.dtype)
+        key = route.variant + (kernel,)
+        if key not in _compiled.recorded():
+            done = tiering.stand_in(kernel, key, launch, x3, w3, bias, out3, compile_kernel)
+            if done is not None:
+                if done:
+                    return
+                continue
+        _compiled.ensure(key, compile_kernel, kernel, x.dtype)
         laid_out = None
         if prepared is not None and kernel in PREPARERS:
             made_for, laid_out = prepared.get(kernel, (None, None))
@@ -498,9 +506,8 @@ def conv_weights(route, w: np.ndarray):
         w3.reshape((groups, c_out // groups, c_in_g) + w3.shape[2:]).swapaxes(1, 2)
         .reshape((groups * c_in_g, c_out // groups) + w3.shape[2:]))
     tap_index = launch.layout.tap_index
-    with serialised():
-        table, _ = fill_weight_table(swapped, groups, tap_index,
-                                     np.array([tap_index.shape[1]], dtype=np.int64))
+    table, _ = fill_weight_table(swapped, groups, tap_index,
+                                 np.array([tap_index.shape[1]], dtype=np.int64))
     return table
 
 
@@ -552,7 +559,7 @@ def weight_grad(a, src, pad, kernel, stride, dilation, groups, rank, threads) ->
         pair_block = max(PAIRS, min(-(-pairs_room // splits // PAIRS) * PAIRS,
                                     config.WEIGHT_GRAD_PAIR_BLOCK))
         grad = np.zeros((groups, pairs_room, c_room), dtype=a.dtype)
-        parallel(weight_tiles, a3, src3, planes, plane_of, offsets, pitch, pad3, stride3,
+        parallel_prange(weight_tiles, a3, src3, planes, plane_of, offsets, pitch, pad3, stride3,
                  groups, images, pair_block, grad, multiply_adds=multiply_adds)
         grad = grad[:, :pairs, :c_a_g].transpose(0, 2, 1)
     else:
@@ -564,7 +571,7 @@ def weight_grad(a, src, pad, kernel, stride, dilation, groups, rank, threads) ->
         pair_block = max(TILE, min(-(-pairs // splits // TILE) * TILE,
                                    config.WEIGHT_GRAD_PAIR_BLOCK))
         grad = np.zeros((groups, c_a_g, pairs), dtype=a.dtype)
-        parallel(weight_dots, a3, src3, planes, plane_of, offsets, pitch, pad3, stride3,
+        parallel_prange(weight_dots, a3, src3, planes, plane_of, offsets, pitch, pad3, stride3,
                  groups, images, a_block, pair_block, grad, multiply_adds=multiply_adds)
     return np.ascontiguousarray(grad).reshape((c_a, c_s // groups) + tuple(kernel))
 
@@ -577,29 +584,49 @@ def kernel_signatures(kernel: str, dtype) -> list:
     count = types.int64
     arr1, arr3, arr4, arr5, arr7 = (types.Array(scalar, ndim, "C") for ndim in (1, 3, 4, 5, 7))
     index1, index2, index3 = (types.Array(types.int64, ndim, "C") for ndim in (1, 2, 3))
-    cancel = (types.Array(types.uint8, 1, "C"),)  # the parallel kernels' flag (.launch)
+    cancel = (types.Array(types.uint8, 1, "C"),)  # the prange kernels' flag (.launch)
+    tasks = (types.Array(types.int64, 1, "C"),) + cancel  # the task kernels' counter and flag
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
     tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 3
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     return {
         "rows_serial": [(direct_rows_serial, direct)],
-        "rows": [(direct_rows, direct + (count,) + cancel)],
-        "planes": [(direct_planes, direct + (count, count) + cancel)],
-        "phase_tiles": [(direct_tiled, tiled + cancel), (fill_weight_table,
+        "rows": [(direct_rows, direct + (count,) + tasks)],
+        "planes": [(direct_planes, direct + (count, count) + tasks)],
+        "phase_tiles": [(direct_tiled, tiled + tasks), (fill_weight_table,
                                                 (arr5, count, index3, index1))] if real else [],
         "column_tiles": [(columns_tiled, direct + (count, count, types.boolean) + cancel)]
         if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
-        "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3 + cancel),
+        "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3 + tasks),
                        (fill_weight_table, (arr5, count, index3, index1))] if real else [],
-        "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + cancel)],
+        "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + tasks)],
         "conv_planes_serial": [(conv_planes_serial, (arr5, arr5) + conv + (count,) * 2)],
         "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1)
                           + (triple,) * 3 + (count,) * 3 + (arr3,) + cancel)] if real else [],
+        "baseline": [(gather_in_order, direct + (types.boolean,) + tasks)] if real else [],
         "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1)
                          + (triple,) * 3 + (count,) * 4 + (arr3,) + cancel)] if real else [],
     }[kernel]
+
+
+def on_disk(kernel: str, dtype) -> bool:
+    """Whether every part of ``kernel`` for ``dtype`` is loaded or in
+    Numba's on-disk cache."""
+    return all(_is_cached(dispatcher, signature)
+               for dispatcher, signature in kernel_signatures(kernel, dtype))
+
+
+def compilable_in_background(kernel: str, dtype) -> bool:
+    """Whether another process could compile ``kernel`` into an on-disk
+    cache that this process reads: each part has a cache directory this
+    process may write (so may a helper started from it)."""
+    for dispatcher, _ in kernel_signatures(kernel, dtype):
+        path = getattr(dispatcher._cache, "_cache_path", None)
+        if path is None or not os.access(path, os.W_OK | os.X_OK):
+            return False
+    return True
 
 
 def compile_kernel(kernel: str, dtype) -> None:
@@ -626,17 +653,6 @@ def _is_cached(dispatcher, signature) -> bool:
         return key in cache._cache_file._load_index()
     except Exception:  # a NullCache, or internals that moved
         return False
-
-
-_pool = None
-
-
-def _worker_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max(numba.config.NUMBA_NUM_THREADS - 1, 1),
-                                   thread_name_prefix="numba_deconv")
-    return _pool
 
 
 def _run_by_leading_slices(route, x, w, bias, out, geometry) -> None:

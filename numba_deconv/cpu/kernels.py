@@ -23,7 +23,7 @@ tables built once per call, so no division runs per row.
 """
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from .. import _phases
@@ -226,24 +226,26 @@ def _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, first, last,
                     n += 1
 
 
-@njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
-def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks, cancel):
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks, claimed, cancel):
     """Transposed convolution straight from ``x`` and ``w`` (few channels).
 
     x (N, C_in, D, H, W), w (C_in, C_out/groups, KD, KH, KW), bias (C_out,),
     out (N, C_out, OD, OH, OW), all C-contiguous; stride, dilation, pad:
     3-tuples (pad is the before-padding; the after-padding is implied by
-    out's shape). The output rows are shared out in ``n_chunks`` parallel
-    chunks, each with its own phase buffer.
+    out's shape). The output rows are shared out in ``n_chunks`` chunks,
+    which the threads running this task kernel claim from ``claimed``
+    (:func:`.launch.parallel`), each with its own phase buffer.
     """
     src_d = _sources(out.shape[2], w.shape[2], stride[0], dilation[0], pad[0], x.shape[2])
     src_h = _sources(out.shape[3], w.shape[3], stride[1], dilation[1], pad[1], x.shape[3])
     spans = _phase_spans(w.shape[4], stride[2], dilation[2], pad[2], x.shape[4], out.shape[4])
     rows = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
     s_w = stride[2]
-    for chunk in prange(n_chunks):
-        if simd.cancelled(cancel):
-            continue
+    while True:
+        chunk = simd.claim(claimed)
+        if chunk >= n_chunks or simd.cancelled(cancel):
+            break
         acc = np.empty((min(s_w, out.shape[4]), (out.shape[4] + s_w - 1) // s_w),
                        dtype=out.dtype)
         _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans,
@@ -289,9 +291,9 @@ def _copy(dst, dst_first, src, src_first, length):
         dst[d + t] = src[s + t]
 
 
-@njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
 def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_chunks,
-                  cancel):
+                  claimed, cancel):
     """The direct strategy over whole planes, for short rows and finite weights.
 
     A task owns output rows ``oh = jh*s_h + rh`` for one ``(n, co, od, rh)``
@@ -302,8 +304,9 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
     all rows of the block at once (the row kernel pays loop overheads per
     row instead). Zero padding adds ``0 * w``, which is 0 only for finite
     weights: the caller checks. Tasks are shared out in ``n_chunks``
-    parallel chunks; each chunk keeps one accumulator and the padded planes
-    of the image and group it is working on.
+    chunks, claimed as :func:`direct_rows` claims them; each chunk keeps one
+    accumulator and the padded planes of the image and group it is working
+    on.
     """
     n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
@@ -319,9 +322,10 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
     w_ci_stride = c_out_g * k_d * k_h * k_w
     plane_len = (i_h + 1) * length  # one spare zero row absorbs overreads
     tasks = n_batch * c_out * o_d * s_h * n_blocks
-    for chunk in prange(n_chunks):
-        if simd.cancelled(cancel):
-            continue
+    while True:
+        chunk = simd.claim(claimed)
+        if chunk >= n_chunks or simd.cancelled(cancel):
+            break
         acc = np.empty(s_w * block * length, dtype=out.dtype)
         padded = np.zeros(c_in_g * i_d * plane_len, dtype=x.dtype)
         loaded = -1  # which (n, g) the padded planes hold

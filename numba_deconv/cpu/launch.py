@@ -1,21 +1,33 @@
 """Where every parallel CPU kernel starts: safe from any number of Python
-threads on any Numba threading layer, and stopped by Ctrl-C within a task.
+threads, and stopped by Ctrl-C within a task.
 
-Threads. Numba's ``workqueue`` layer aborts the process when two threads
-launch parallel kernels at once; ``tbb`` and ``omp`` do not. On
-``workqueue`` the launches here take one process-wide lock, so Python
-threads queue for the thread pool instead of crashing it. Which layer runs
-is decided by :func:`prefer_fork_safe_layer` at import.
+Two kinds of parallel kernel:
+
+- Most kernels are *task kernels*, plain serial functions that release the
+  GIL and take their tasks one at a time from a shared counter
+  (:func:`.simd.claim`) until none is left. :func:`parallel` runs one on
+  the calling thread and on ``numba.get_num_threads() - 1`` threads of a
+  pool of our own. Why not ``prange``: Numba compiles a ``prange`` loop
+  into a second function and optimises the kernel's code twice, which
+  made up about half of a cold first call (direct_tiled 18 s to compile
+  with ``prange``, 10 s without). A task goes to whichever thread is free,
+  but each task owns its outputs and sums them in a fixed order, so results
+  do not depend on the thread count or the timing.
+- The columns kernel and the weight-gradient kernels run several parallel
+  passes in one call (each pass needs the previous one complete) and keep
+  ``prange``; :func:`parallel_prange` starts them. Numba's ``workqueue``
+  layer aborts the process when two threads launch such kernels at once,
+  so on that layer those launches take one process-wide lock. Which layer
+  runs is decided by :func:`prefer_fork_safe_layer` at import.
 
 Interrupts. A compiled loop never returns to the interpreter, so a SIGINT
 waits for the whole call. A call long enough to notice (see
 ``config.INTERRUPTIBLE_MIN_MULTIPLY_ADDS``) made on the main thread
-therefore runs on a launcher thread (the kernels release the GIL) while the
-main thread waits, where Python can raise ``KeyboardInterrupt``. It then
-sets the kernel's ``cancel`` flag, which every task checks before it
-starts, waits for the tasks under way (each is a small share of the call),
-and re-raises. What the cancelled call was writing (its ``out=``) is left
-partially written.
+therefore runs entirely on other threads while the main thread waits,
+where Python can raise ``KeyboardInterrupt``. It then sets the kernel's
+``cancel`` flag, which every task checks before it starts, waits for the
+tasks under way (each is a small share of the call), and re-raises. What
+the cancelled call was writing (its ``out=``) is left partially written.
 """
 
 from __future__ import annotations
@@ -32,7 +44,8 @@ from .. import config
 
 _LOCK = threading.RLock()
 _layer_is_workqueue = None
-_launcher = None
+_pool = None
+_pool_lock = threading.Lock()
 
 #: The flag of a call that cannot be cancelled (nothing ever sets it).
 NEVER = np.zeros(1, np.uint8)
@@ -55,8 +68,8 @@ def prefer_fork_safe_layer() -> None:
 
 
 def _serialised() -> bool:
-    """Whether launches must take the lock: the layer is ``workqueue``
-    (known once the layer is loaded; loaded here on first use)."""
+    """Whether ``prange`` launches must take the lock: the layer is
+    ``workqueue`` (known once the layer is loaded; loaded here on first use)."""
     global _layer_is_workqueue
     if _layer_is_workqueue is None:
         try:
@@ -69,43 +82,106 @@ def _serialised() -> bool:
 
 
 def serialised():
-    """A context for code that launches parallel kernels directly: the
+    """A context for code that launches ``prange`` kernels directly: the
     process-wide launch lock on ``workqueue``, else nothing."""
     return _LOCK if _serialised() else contextlib.nullcontext()
 
 
-def parallel(kernel, *args, multiply_adds: int = 0):
-    """``kernel(*args, cancel)``: serialised where the threading layer
-    needs it, and stoppable with Ctrl-C when the call has at least
-    ``config.INTERRUPTIBLE_MIN_MULTIPLY_ADDS`` multiply-adds and runs on
-    the main thread (the only one Python delivers signals to)."""
-    with serialised():
-        if (multiply_adds < config.INTERRUPTIBLE_MIN_MULTIPLY_ADDS
-                or threading.current_thread() is not threading.main_thread()):
-            return kernel(*args, NEVER)
-        return _interruptible(kernel, args)
+def worker_pool() -> ThreadPoolExecutor:
+    """The threads that help run task kernels (and the BLAS kernel's
+    products): as many as Numba may use, made on first use and anew in a
+    forked child (whose parent's threads do not exist there)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(numba.config.NUMBA_NUM_THREADS,
+                                       thread_name_prefix="numba_deconv")
+        return _pool
 
 
-def _interruptible(kernel, args):
-    global _launcher
-    if _launcher is None:
-        _launcher = ThreadPoolExecutor(1, thread_name_prefix="numba_deconv-launch")
+def _forget_pool() -> None:
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _interruptible(multiply_adds: int) -> bool:
+    return (multiply_adds >= config.INTERRUPTIBLE_MIN_MULTIPLY_ADDS
+            and threading.current_thread() is threading.main_thread())
+
+
+def parallel(kernel, *args, multiply_adds: int = 0) -> None:
+    """``kernel(*args, claimed, cancel)`` on ``numba.get_num_threads()``
+    threads at once: a task kernel, which claims its tasks from
+    ``claimed`` (:func:`.simd.claim`) and stops early once ``cancel`` is
+    set. The calling thread takes tasks too, unless the call has at least
+    ``config.INTERRUPTIBLE_MIN_MULTIPLY_ADDS`` multiply-adds and it is the
+    main thread (the only one Python delivers signals to): then it waits
+    and watches for Ctrl-C."""
+    threads = numba.get_num_threads()
+    claimed = np.zeros(1, np.int64)
+    if not _interruptible(multiply_adds):
+        helpers = [worker_pool().submit(kernel, *args, claimed, NEVER)
+                   for _ in range(threads - 1)]
+        try:
+            kernel(*args, claimed, NEVER)
+        finally:
+            _join(helpers)
+        return
     cancel = np.zeros(1, np.uint8)
-    running = _launcher.submit(kernel, *args, cancel)
+    helpers = [worker_pool().submit(kernel, *args, claimed, cancel) for _ in range(threads)]
     try:
-        # A SIGINT may land on any thread (the launcher, Numba's workers),
-        # which wakes no waiting main thread: look for it every so often.
-        while True:
-            try:
-                return running.result(timeout=_SIGNAL_POLL_SECONDS)
-            except TimeoutError:
-                continue
+        # A SIGINT may land on any thread, which wakes no waiting main
+        # thread: look for it every so often.
+        for helper in helpers:
+            while True:
+                try:
+                    helper.result(timeout=_SIGNAL_POLL_SECONDS)
+                    break
+                except TimeoutError:
+                    continue
     except KeyboardInterrupt:
         cancel[0] = 1
         while True:  # the tasks under way finish; a second Ctrl-C cannot orphan them
             try:
-                running.exception()
+                _join(helpers)
                 break
             except KeyboardInterrupt:
                 continue
         raise
+
+
+def _join(helpers) -> None:
+    """Wait for the helpers that started; those still queued behind other
+    calls' work are dropped (every task was claimed without them)."""
+    for helper in helpers:
+        if not helper.cancel():
+            helper.result()
+
+
+def parallel_prange(kernel, *args, multiply_adds: int = 0):
+    """``kernel(*args, cancel)`` for a ``prange`` kernel: serialised where
+    the threading layer needs it, and stoppable with Ctrl-C as
+    :func:`parallel` is."""
+    with serialised():
+        if not _interruptible(multiply_adds):
+            return kernel(*args, NEVER)
+        cancel = np.zeros(1, np.uint8)
+        running = worker_pool().submit(kernel, *args, cancel)
+        try:
+            while True:
+                try:
+                    return running.result(timeout=_SIGNAL_POLL_SECONDS)
+                except TimeoutError:
+                    continue
+        except KeyboardInterrupt:
+            cancel[0] = 1
+            while True:
+                try:
+                    running.exception()
+                    break
+                except KeyboardInterrupt:
+                    continue
+            raise

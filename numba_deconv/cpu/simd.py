@@ -15,12 +15,13 @@ correct (a tile of 16 then needs more registers than AVX2 has, and spills).
 Only what the tiled kernel needs, for float32 and float64 1-D arrays:
 :func:`load`, :func:`store`, :func:`zeros`, :func:`splat`, :func:`add`,
 :func:`fma` (vector times a broadcast scalar, or a vector, plus vector),
-:func:`sum_lanes` and
+:func:`sum_lanes`,
 :func:`store_interleaved` (the lanes of several vectors, interleaved, as
 one stretch: the output phases of a row, in shuffles rather than strided
 scalar stores), plus :func:`aligned` and :func:`lanes_before_boundary` for
-scratch arrays and tiles that start on a vector boundary. Loads and stores
-are unaligned and
+scratch arrays and tiles that start on a vector boundary; and, for kernels
+that several threads run, :func:`claim` (the next task) and
+:func:`cancelled` (a flag set by Ctrl-C). Loads and stores are unaligned and
 unchecked, like ``boundscheck=False`` indexing: the caller keeps every lane
 inside the array.
 """
@@ -196,14 +197,21 @@ def _broadcast(builder, element, vector_type):
 @intrinsic
 def fma(typingctx, vector, scalar, addend):
     """``vector * scalar + addend`` with one rounding (``scalar`` a float,
-    broadcast, or a vector multiplied lane by lane)."""
-    if not isinstance(vector, Vector) or addend != vector or not (
-            isinstance(scalar, types.Float) or scalar == vector):
+    broadcast, or a vector multiplied lane by lane; or all three floats of
+    one type, for scalar code that must round as the tiles do)."""
+    all_scalars = isinstance(vector, types.Float) and scalar == vector == addend
+    if not all_scalars and (not isinstance(vector, Vector) or addend != vector or not (
+            isinstance(scalar, types.Float) or scalar == vector)):
         raise TypingError(f"simd.fma: needs (vector, float or vector, vector), got "
                           f"({vector}, {scalar}, {addend})")
 
     def codegen(context, builder, signature, args):
         vector_type = args[0].type
+        if all_scalars:
+            name = f"llvm.fma.{vector_type.intrinsic_name}"
+            intrinsic_fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vector_type, [vector_type] * 3), name)
+            return builder.call(intrinsic_fn, list(args))
         if scalar == vector:
             spread = args[1]
         else:
@@ -252,6 +260,23 @@ def cancelled(typingctx, flag):
         return builder.icmp_unsigned("!=", value, ir.Constant(value.type, 0))
 
     return types.boolean(flag), codegen
+
+
+@intrinsic
+def claim(typingctx, counter):
+    """The next task of a kernel that several threads run at once:
+    ``counter[0]`` (an int64 array they share), incremented atomically, so
+    each task goes to exactly one thread and a thread that finishes early
+    takes the next one."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        raise TypingError(f"simd.claim: needs an int64 array, got {counter}")
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", array.data, ir.Constant(ir.IntType(64), 1),
+                                  "monotonic")
+
+    return types.int64(counter), codegen
 
 
 @njit(inline="always")

@@ -28,7 +28,7 @@ the driver then runs the row kernel instead.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import _phases
 from ..config import FASTMATH
@@ -105,10 +105,10 @@ def task_bounds(task, span, chunk, blocks, block_parts, chunks_per_image, groups
             min(b1 * TILE_ROWS, c_out_g))
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def fill_weight_table(w, groups, tap_index, tap_counts):
     """The weights of ``w`` (C_in, C_out_g, kd, kh, kw) in register-tile
-    order, in one parallel pass, and how many of them are not finite.
+    order, in one pass, and how many of them are not finite.
 
     ``table[g, ph, b, k * TILE_ROWS + m]`` (``(groups, n_phases, blocks,
     K * TILE_ROWS)``) is the weight of output channel ``b * TILE_ROWS + m``
@@ -133,7 +133,7 @@ def fill_weight_table(w, groups, tap_index, tap_counts):
     table = np.empty((groups, n_phases, blocks, row), dtype=w.dtype)
     wf, tf = w.reshape(-1), table.reshape(-1)
     non_finite = 0
-    for task in prange(groups * c_in_g * blocks):
+    for task in range(groups * c_in_g * blocks):
         b = task % blocks
         ci = (task // blocks) % c_in_g
         g = task // (blocks * c_in_g)
@@ -262,9 +262,9 @@ def sweep_segments(segments, s0, length, lanes, phases, pitch):
     return count
 
 
-@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
 def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
-                 stride, chunks_per_image, block_parts, sub, cancel):
+                 stride, chunks_per_image, block_parts, sub, claimed, cancel):
     """Transposed convolution by phase planes and register tiles.
 
     x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW), bias (C_out,), all
@@ -295,9 +295,11 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     # stay on one in the window.
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     xf, of = x.reshape(-1), out.reshape(-1)
-    for task in prange(n_batch * groups * chunks_per_image * block_parts):
-        if simd.cancelled(cancel):
-            continue
+    tasks = n_batch * groups * chunks_per_image * block_parts
+    while True:
+        task = simd.claim(claimed)
+        if task >= tasks or simd.cancelled(cancel):
+            break
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
                                                       chunks_per_image, groups, c_out_g)
         if p1 <= p0 or co1 <= co0:

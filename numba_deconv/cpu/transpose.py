@@ -6,19 +6,26 @@ copy runs on one thread at a few GB/s; :func:`swap_last_two` runs in
 parallel tiles that stay in L1, at about memory speed.
 """
 
-from numba import njit, prange
+from numba import njit
+
+from . import simd
 
 #: Elements per side of a tile: 32 x 32 elements of either array share L1.
 BLOCK = 32
 
 
-@njit(parallel=True, cache=True)
-def swap_last_two(src, dst):
+@njit(nogil=True, cache=True)
+def swap_last_two(src, dst, claimed, cancel):
     """``dst[n, j, i] = src[n, i, j]``: ``src`` (N, A, B), ``dst`` (N, B, A),
-    both C-contiguous, in tiles of ``BLOCK`` x ``BLOCK``."""
+    both C-contiguous, in tiles of ``BLOCK`` x ``BLOCK``; a task kernel
+    (:func:`.launch.parallel`), a tile per task."""
     n_batch, a, b = src.shape
     blocks_a, blocks_b = -(-a // BLOCK), -(-b // BLOCK)
-    for task in prange(n_batch * blocks_a * blocks_b):
+    tasks = n_batch * blocks_a * blocks_b
+    while True:
+        task = simd.claim(claimed)
+        if task >= tasks or simd.cancelled(cancel):
+            break
         block_b = task % blocks_b
         block_a = (task // blocks_b) % blocks_a
         n = task // (blocks_a * blocks_b)

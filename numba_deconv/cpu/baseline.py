@@ -1,0 +1,104 @@
+"""The baseline kernel: quick to compile, and bitwise the same as the tuned ones.
+
+A tuned kernel takes seconds to compile (register tiles, vector shuffles,
+many specialised helpers). While it compiles in the background
+(:mod:`.tiering`), calls that would run it run this kernel instead: one
+short function of plain loops, which Numba compiles in well under a second.
+
+It computes each output element with exactly the terms, the order and the
+rounding of the kernel it stands in for, so a switch from one to the
+other changes no bit of any result:
+
+``rows`` order (:func:`.kernels.direct_rows`, ``direct_rows_serial``)
+    taps by ``(kd, kh)``, then input channel, then ``kw``; only the terms
+    of the definition (no zero padding); ``acc += w * x`` with the same
+    fastmath flags (fused into an FMA where the target fuses them).
+``tiles`` order (:func:`.tiled.direct_tiled`, finite weights only)
+    input channel, then the taps of the output's phase by ``(kd, kh,
+    kw)``; a tap whose input lies in the zero padding adds ``fma(0, w,
+    acc)`` as the tiles do (which can turn a ``-0.0`` into ``0.0``), each
+    product an explicit FMA as in the tiles.
+
+Both start from zero and add the bias last, as the tuned kernels do. It is
+a task kernel (:func:`.launch.parallel`): a task is one output row.
+"""
+
+import numpy as np
+from numba import njit
+
+from ..config import FASTMATH
+from . import simd
+
+#: The orders the baseline can sum in, by the tuned kernel that sums so.
+ORDERS = {"rows_serial": False, "rows": False, "phase_tiles": True}
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, tiles_order, claimed,
+                    cancel):
+    """``out`` from ``x`` and ``w`` as :func:`.kernels.direct_rows` (or,
+    with ``tiles_order``, :func:`.tiled.direct_tiled`) computes it: the
+    same arrays and arguments (rank 3, channels first, C-contiguous)."""
+    n_batch, c_in, i_d, i_h, i_w = x.shape
+    c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
+    c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    s_d, s_h, s_w = stride
+    d_d, d_h, d_w = dilation
+    p_d, p_h, p_w = pad
+    c_in_g = c_in // groups
+    zero = np.zeros(1, dtype=x.dtype)[0]
+    acc = np.empty(o_w, dtype=out.dtype)
+    rows = n_batch * c_out * o_d * o_h
+    while True:
+        row = simd.claim(claimed)
+        if row >= rows or simd.cancelled(cancel):
+            break
+        oh = row % o_h
+        od = row // o_h % o_d
+        co = row // (o_h * o_d) % c_out
+        n = row // (o_h * o_d * c_out)
+        g = co // c_out_g
+        co_g = co - g * c_out_g
+        acc[:] = 0
+        # The tiles' order is (channel, kd, kh, kw), the rows' (kd, kh,
+        # channel, kw): one loop nest serves both, the channel loop outside
+        # or inside.
+        for outer in range(c_in_g if tiles_order else 1):
+            for kd in range(k_d):
+                t_d = od + p_d - kd * d_d
+                if t_d % s_d != 0:
+                    continue  # another phase's tap
+                i_dd = t_d // s_d
+                in_d = 0 <= i_dd < i_d
+                if not (in_d or tiles_order):
+                    continue
+                for kh in range(k_h):
+                    t_h = oh + p_h - kh * d_h
+                    if t_h % s_h != 0:
+                        continue
+                    i_hh = t_h // s_h
+                    in_dh = in_d and 0 <= i_hh < i_h
+                    if not (in_dh or tiles_order):
+                        continue
+                    for inner in range(1 if tiles_order else c_in_g):
+                        ci = g * c_in_g + (outer if tiles_order else inner)
+                        for kw in range(k_w):
+                            offset = kw * d_w - p_w
+                            phase, shift = offset % s_w, offset // s_w
+                            weight = w[ci, co_g, kd, kh, kw]
+                            # Outputs (j + shift)*s_w + phase from inputs j.
+                            if tiles_order:
+                                for ow in range(phase, o_w, s_w):
+                                    i = (ow - phase) // s_w - shift
+                                    value = zero
+                                    if in_dh and 0 <= i < i_w:
+                                        value = x[n, ci, i_dd, i_hh, i]
+                                    acc[ow] = simd.fma(value, weight, acc[ow])
+                            else:
+                                lo = max(0, -shift)
+                                hi = min(i_w, (o_w - phase + s_w - 1) // s_w - shift)
+                                for i in range(lo, hi):
+                                    ow = (i + shift) * s_w + phase
+                                    acc[ow] += weight * x[n, ci, i_dd, i_hh, i]
+        for ow in range(o_w):
+            out[n, co, od, oh, ow] = acc[ow] + bias[co]

@@ -1,0 +1,93 @@
+"""Cold start: compute with the baseline kernel while the tuned one compiles.
+
+The first call that needs a tuned kernel which is neither loaded in this
+process nor in Numba's on-disk cache would wait seconds for it to compile.
+Where :mod:`.baseline` can stand in for that kernel (the row kernels and
+the phase tiles, real data, calls of at most
+``config.BASELINE_MAX_MULTIPLY_ADDS``), the call runs the baseline instead,
+which compiles in well under a second, and a helper process compiles the
+tuned kernel into the on-disk cache. Each later call looks whether the
+helper is done; once it is, the tuned kernel is loaded from the cache and
+runs from then on. The baseline sums every output exactly as the kernel it
+stands in for, so the switch changes no bit of any result.
+
+A helper process, not a thread: compiling holds Numba's compiler lock and
+mostly the GIL for seconds, which would stall this process's other first
+calls and Python code; a helper does not, and it finishes filling the
+cache even when this process ends first (the next process then loads the
+tuned kernel). Without a writable on-disk cache, or with
+``NUMBA_DECONV_BACKGROUND_COMPILE=0``, kernels compile in the calling
+thread as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from .. import _compiled, config
+from .baseline import ORDERS, gather_in_order
+from .launch import parallel
+
+_log = logging.getLogger("numba_deconv")
+
+# (kernel, dtype name) -> the helper process compiling it
+_helpers: dict = {}
+
+_HELPER_SOURCE = ("import sys; from numba_deconv.cpu import driver; "
+                  "driver.compile_kernel(sys.argv[1], sys.argv[2])")
+
+
+def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel) -> bool | None:
+    """Run the baseline in ``kernel``'s stead when ``kernel`` (the variant
+    ``key``) would have to compile now and the baseline may stand in.
+
+    Returns None where the caller must run ``kernel`` itself (compiled, on
+    disk, or not one the baseline stands in for), else what ``kernel``'s
+    launcher would: True, or False where the phase tiles would refuse
+    (weights that are not finite) and the fallback must run.
+    """
+    if not (config.BACKGROUND_COMPILE and kernel in ORDERS and x.dtype.kind == "f"
+            and launch.multiply_adds <= config.BASELINE_MAX_MULTIPLY_ADDS):
+        return None
+    from .driver import compilable_in_background, on_disk  # driver imports this module
+    name = x.dtype.name
+    helper = _helpers.get((kernel, name))
+    if helper is None:
+        if on_disk(kernel, x.dtype) or not compilable_in_background(kernel, x.dtype):
+            return None
+        _helpers[kernel, name] = _start_helper(kernel, name)
+        _log.info("the %s kernel for %s compiles in a helper process; until it is ready, "
+                  "the baseline kernel computes the same results, bit for bit", kernel, name)
+    elif helper.poll() is not None:
+        return None  # done: the caller loads it from disk (or compiles it, if it failed)
+    tiles_order = ORDERS[kernel]
+    if tiles_order and not np.isfinite(w).all():
+        return False  # as the tiles refuse: the fallback's turn
+    _compiled.ensure(key[:5] + ("baseline",), compile_kernel, "baseline", x.dtype)
+    parallel(gather_in_order, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
+             launch.pad, tiles_order, multiply_adds=launch.multiply_adds)
+    return True
+
+
+def _start_helper(kernel: str, dtype_name: str) -> subprocess.Popen:
+    # This very package first on the helper's path, whichever way this
+    # process found it; its own session, so that a Ctrl-C meant for this
+    # process leaves it compiling.
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path, NUMBA_DECONV_BACKGROUND_COMPILE="0")
+    return subprocess.Popen([sys.executable, "-c", _HELPER_SOURCE, kernel, dtype_name],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+
+
+def wait(timeout: float | None = None) -> None:
+    """Wait until every helper process started so far has finished (for
+    tests and benchmarks that want the tuned kernels from here on)."""
+    for helper in list(_helpers.values()):
+        helper.wait(timeout)

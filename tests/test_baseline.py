@@ -1,0 +1,179 @@
+"""The baseline kernel stands in for a tuned kernel while it compiles.
+
+Two promises are tested: the baseline gives every bit of the tuned
+kernel's result (so a switch mid-process changes nothing), and the
+background compile really happens: a cold process computes with the
+baseline at once, a helper process fills the on-disk cache, and the tuned
+kernel takes over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from numba_deconv import _compiled, _dispatch, config, conv_transpose
+from numba_deconv.cpu import driver, tiering
+
+from helpers import random_array
+from reference import reference
+from test_strategies import CASES
+
+# Special values the orders must agree on: NaN and Inf, signed zeros, and
+# subnormals whose products round to -0.0 (the one case where the tiles'
+# multiply-adds of zero padding change a bit, which the baseline copies).
+SPECIALS = {np.float32: [np.nan, np.inf, -np.inf, -0.0, 1e-40, -1e-40],
+            np.float64: [np.nan, np.inf, -np.inf, -0.0, 1e-310, -1e-310]}
+
+
+class _Compiling:
+    """A helper process that never finishes."""
+
+    def poll(self):
+        return None
+
+    def wait(self, timeout=None):
+        return None
+
+
+@pytest.fixture(autouse=True)
+def fresh_routes():
+    _dispatch.reset()
+    yield
+    _dispatch.reset()
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The tuned kernels launched, as (kernel, whether it computed)."""
+    launched = []
+
+    def spy(name, launcher):
+        def launch(*args):
+            done = launcher(*args)
+            launched.append((name, done))
+            return done
+        return launch
+    for name, launcher in list(driver.LAUNCHERS.items()):
+        monkeypatch.setitem(driver.LAUNCHERS, name, spy(name, launcher))
+    return launched
+
+
+def _force(monkeypatch, kernel):
+    fallback = "rows" if kernel == "phase_tiles" else kernel
+    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: ("gather", kernel, fallback))
+
+
+def _as_if_cold(monkeypatch):
+    """Every tuned kernel looks uncompiled and off disk, and its compile
+    never ends: each call runs the baseline."""
+    monkeypatch.setattr(config, "BACKGROUND_COMPILE", True)
+    monkeypatch.setattr(_compiled, "_COMPILED", {})
+    monkeypatch.setattr(driver, "on_disk", lambda *args: False)
+    monkeypatch.setattr(driver, "compilable_in_background", lambda *args: True)
+    monkeypatch.setattr(tiering, "_helpers", {})
+    monkeypatch.setattr(tiering, "_start_helper", lambda *args: _Compiling())
+
+
+def _sprinkle(rng, array, values):
+    flat = array.reshape(-1)
+    at = rng.choice(flat.size, size=min(len(values), flat.size), replace=False)
+    flat[at] = values[:len(at)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["rows_serial", "rows", "phase_tiles"])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
+def test_the_baseline_gives_the_tuned_kernels_bits(kernel, dtype, x_shape, w_shape, kwargs,
+                                                   monkeypatch, ran, rng):
+    _force(monkeypatch, kernel)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    _sprinkle(rng, x, SPECIALS[dtype])
+    tuned = conv_transpose(x, w, b, **kwargs)
+    assert ran and all(name == kernel for name, _ in ran)
+    ran.clear()
+    _as_if_cold(monkeypatch)
+    stood_in = conv_transpose(x, w, b, **kwargs)
+    assert ran == [] and any(v["kernel"] == "baseline" for v in _compiled.cache_info())
+    assert stood_in.tobytes() == tuned.tobytes(), np.nanmax(abs(stood_in - tuned))
+    np.testing.assert_allclose(stood_in, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_the_tiles_refuse_take_the_rows_order(dtype, monkeypatch, ran, rng):
+    """An infinite weight: the tiles hand over to the row kernel, and so
+    does the baseline, in the row kernel's order."""
+    _force(monkeypatch, "phase_tiles")
+    x = random_array(rng, (2, 8, 5, 6), dtype)
+    w = random_array(rng, (8, 4, 3, 3), dtype)
+    w[1, 2, 0, 1] = np.inf
+    tuned = conv_transpose(x, w, stride=2, padding=1)
+    assert ran == [("phase_tiles", False), ("rows", True)]
+    _as_if_cold(monkeypatch)
+    assert conv_transpose(x, w, stride=2, padding=1).tobytes() == tuned.tobytes()
+
+
+def test_big_calls_and_complex_data_wait_for_the_tuned_kernel(monkeypatch, ran, rng):
+    _as_if_cold(monkeypatch)
+    monkeypatch.setattr(config, "BASELINE_MAX_MULTIPLY_ADDS", 10)
+    x = random_array(rng, (1, 2, 4, 4), np.float32)
+    w = random_array(rng, (2, 1, 3, 3), np.float32)
+    conv_transpose(x, w)
+    monkeypatch.setattr(config, "BASELINE_MAX_MULTIPLY_ADDS", 1 << 28)
+    conv_transpose(x.astype(np.complex64), w.astype(np.complex64))
+    assert len(ran) == 2 and all(done for _, done in ran)
+    assert all(v["kernel"] != "baseline" for v in _compiled.cache_info())
+
+
+COLD_PROCESS = """
+    import json, logging, time
+    import numpy as np
+    import numba_deconv as nd
+    from numba_deconv.cpu import tiering
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2) + 1
+    w = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3) + 1
+    first = nd.conv_transpose(x, w, stride=2)
+    kernels = [v["kernel"] for v in nd.cache_info()]
+    tiering.wait(600)
+    second = nd.conv_transpose(x, w, stride=2)
+    print(json.dumps({"first": kernels, "then": [v["kernel"] for v in nd.cache_info()],
+                      "same": first.tobytes() == second.tobytes(),
+                      "y": first.ravel().tolist()}))
+"""
+
+
+def _cold_process(cache_dir, switch="1"):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), NUMBA_DECONV_BACKGROUND_COMPILE=switch)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(COLD_PROCESS)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_a_cold_process_computes_at_once_and_the_helper_fills_the_cache(tmp_path):
+    """The TensorFlow example in a process with an empty cache: the
+    baseline answers, a helper compiles the row kernel into the cache, the
+    row kernel takes over with the same bits, and the next process loads it."""
+    result, log = _cold_process(tmp_path)
+    expected = reference(np.arange(1, 5, dtype=np.float64).reshape(1, 1, 2, 2),
+                         np.arange(1, 10, dtype=np.float64).reshape(1, 1, 3, 3), stride=2)
+    assert result["y"] == expected.ravel().tolist()
+    assert result["first"] == ["baseline"] and result["then"] == ["baseline", "rows_serial"]
+    assert result["same"]
+    assert "compiles in a helper process" in log
+    again, log = _cold_process(tmp_path)
+    assert again["first"] == ["rows_serial"] and "helper" not in log
+
+
+def test_the_switch_turns_it_off(tmp_path):
+    result, _ = _cold_process(tmp_path, switch="0")
+    assert result["first"] == ["rows_serial"]
