@@ -47,7 +47,12 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, tiles_order,
     p_d, p_h, p_w = pad
     c_in_g = c_in // groups
     zero = np.zeros(1, dtype=x.dtype)[0]
-    acc = np.empty(o_w, dtype=out.dtype)
+    # The row's outputs by phase, acc[phase * per_phase + j] for output
+    # j*s_w + phase, so that every tap adds to a contiguous stretch (the
+    # loops vectorise); only phases below o_w have outputs.
+    per_phase = -(-o_w // s_w)
+    acc = np.empty(min(s_w, o_w) * per_phase, dtype=out.dtype)
+    xf, of = x.reshape(-1), out.reshape(-1)
     rows = n_batch * c_out * o_d * o_h
     while True:
         row = simd.claim(claimed)
@@ -82,23 +87,35 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, tiles_order,
                         continue
                     for inner in range(1 if tiles_order else c_in_g):
                         ci = g * c_in_g + (outer if tiles_order else inner)
+                        x_row = (((n * c_in + ci) * i_d + i_dd) * i_h + i_hh) * i_w
                         for kw in range(k_w):
                             offset = kw * d_w - p_w
                             phase, shift = offset % s_w, offset // s_w
+                            if phase >= o_w:
+                                continue
                             weight = w[ci, co_g, kd, kh, kw]
-                            # Outputs (j + shift)*s_w + phase from inputs j.
+                            # Output j of the phase comes from input j - shift.
+                            n_j = (o_w - phase + s_w - 1) // s_w
+                            j_lo = min(max(shift, 0), n_j)
+                            j_hi = max(min(i_w + shift, n_j), j_lo)
+                            if not in_dh:
+                                j_lo = j_hi = n_j
+                            at = phase * per_phase
                             if tiles_order:
-                                for ow in range(phase, o_w, s_w):
-                                    i = (ow - phase) // s_w - shift
-                                    value = zero
-                                    if in_dh and 0 <= i < i_w:
-                                        value = x[n, ci, i_dd, i_hh, i]
-                                    acc[ow] = simd.fma(value, weight, acc[ow])
+                                # The tiles add fma(0, w, acc) for inputs in
+                                # the zero padding: so does this.
+                                for j in range(j_lo):
+                                    acc[at + j] = simd.fma(zero, weight, acc[at + j])
+                                for j in range(j_hi, n_j):
+                                    acc[at + j] = simd.fma(zero, weight, acc[at + j])
+                                for j in range(np.uint64(j_hi - j_lo)):
+                                    a = np.uint64(at + j_lo) + j
+                                    acc[a] = simd.fma(xf[np.uint64(x_row + j_lo - shift) + j],
+                                                      weight, acc[a])
                             else:
-                                lo = max(0, -shift)
-                                hi = min(i_w, (o_w - phase + s_w - 1) // s_w - shift)
-                                for i in range(lo, hi):
-                                    ow = (i + shift) * s_w + phase
-                                    acc[ow] += weight * x[n, ci, i_dd, i_hh, i]
+                                for j in range(np.uint64(j_hi - j_lo)):
+                                    acc[np.uint64(at + j_lo) + j] += (
+                                        weight * xf[np.uint64(x_row + j_lo - shift) + j])
+        first = row * o_w
         for ow in range(o_w):
-            out[n, co, od, oh, ow] = acc[ow] + bias[co]
+            of[first + ow] = acc[ow % s_w * per_phase + ow // s_w] + bias[co]
