@@ -66,7 +66,7 @@ def ran(monkeypatch):
 
 
 def _force(monkeypatch, kernel):
-    fallback = "rows" if kernel == "phase_tiles" else kernel
+    fallback = "rows" if kernel in ("planes", "phase_tiles") else kernel
     monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: ("gather", kernel, fallback))
 
 
@@ -88,7 +88,7 @@ def _sprinkle(rng, array, values):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kernel", ["rows_serial", "rows", "phase_tiles"])
+@pytest.mark.parametrize("kernel", ["rows_serial", "rows", "planes", "phase_tiles"])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
 def test_the_baseline_gives_the_tuned_kernels_bits(kernel, dtype, x_shape, w_shape, kwargs,
                                                    monkeypatch, ran, rng):
@@ -108,15 +108,16 @@ def test_the_baseline_gives_the_tuned_kernels_bits(kernel, dtype, x_shape, w_sha
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_weights_the_tiles_refuse_take_the_rows_order(dtype, monkeypatch, ran, rng):
-    """An infinite weight: the tiles hand over to the row kernel, and so
-    does the baseline, in the row kernel's order."""
-    _force(monkeypatch, "phase_tiles")
+@pytest.mark.parametrize("kernel", ["planes", "phase_tiles"])
+def test_weights_the_tiles_refuse_take_the_rows_order(kernel, dtype, monkeypatch, ran, rng):
+    """An infinite weight: the tiles and planes hand over to the row
+    kernel, and so does the baseline, in the row kernel's order."""
+    _force(monkeypatch, kernel)
     x = random_array(rng, (2, 8, 5, 6), dtype)
     w = random_array(rng, (8, 4, 3, 3), dtype)
     w[1, 2, 0, 1] = np.inf
     tuned = conv_transpose(x, w, stride=2, padding=1)
-    assert ran == [("phase_tiles", False), ("rows", True)]
+    assert ran == [(kernel, False), ("rows", True)]
     _as_if_cold(monkeypatch)
     assert conv_transpose(x, w, stride=2, padding=1).tobytes() == tuned.tobytes()
 

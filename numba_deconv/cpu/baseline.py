@@ -3,23 +3,27 @@
 A tuned kernel takes seconds to compile (register tiles, vector shuffles,
 many specialised helpers). While it compiles in the background
 (:mod:`.tiering`), calls that would run it run this kernel instead: one
-short function of plain loops, which Numba compiles in well under a second.
+short function of plain loops, which Numba compiles in about a second.
 
 It computes each output element with exactly the terms, the order and the
 rounding of the kernel it stands in for, so a switch from one to the
 other changes no bit of any result:
 
-``rows`` order (:func:`.kernels.direct_rows`, ``direct_rows_serial``)
+``ROWS`` (:func:`.kernels.direct_rows`, also on the calling thread alone)
     taps by ``(kd, kh)``, then input channel, then ``kw``; only the terms
     of the definition (no zero padding); ``acc += w * x`` with the same
     fastmath flags (fused into an FMA where the target fuses them).
-``tiles`` order (:func:`.tiled.direct_tiled`, finite weights only)
+``TILES`` (:func:`.tiled.direct_tiled`, finite weights only)
     input channel, then the taps of the output's phase by ``(kd, kh,
     kw)``; a tap whose input lies in the zero padding adds ``fma(0, w,
     acc)`` as the tiles do (which can turn a ``-0.0`` into ``0.0``), each
     product an explicit FMA as in the tiles.
+``PLANES`` (:func:`.kernels.direct_planes`, finite weights only)
+    as ``ROWS`` down to the input channel; then along W the taps of each
+    class ``kw, kw + s_w, ...`` (one output phase) two at a time, ``acc +=
+    w0 * x0 + w1 * x1``, and a last one alone, over zero-padded input rows.
 
-Both start from zero and add the bias last, as the tuned kernels do. It is
+All start from zero and add the bias last, as the tuned kernels do. It is
 a task kernel (:func:`.launch.parallel`): a task is one output row.
 """
 
@@ -29,16 +33,17 @@ from numba import njit
 from ..config import FASTMATH
 from . import simd
 
-#: The orders the baseline can sum in, by the tuned kernel that sums so.
-ORDERS = {"rows_serial": False, "rows": False, "phase_tiles": True}
+#: The orders the baseline can sum in ...
+ROWS, TILES, PLANES = 0, 1, 2
+#: ... by the tuned kernel that sums so.
+ORDERS = {"rows_serial": ROWS, "rows": ROWS, "phase_tiles": TILES, "planes": PLANES}
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, tiles_order, claimed,
-                    cancel):
-    """``out`` from ``x`` and ``w`` as :func:`.kernels.direct_rows` (or,
-    with ``tiles_order``, :func:`.tiled.direct_tiled`) computes it: the
-    same arrays and arguments (rank 3, channels first, C-contiguous)."""
+def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claimed, cancel):
+    """``out`` from ``x`` and ``w`` as the kernel of ``order`` (:data:`ROWS`,
+    :data:`TILES` or :data:`PLANES`) computes it, from the same arrays and
+    arguments (rank 3, channels first, C-contiguous)."""
     n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -53,6 +58,11 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, tiles_order,
     per_phase = -(-o_w // s_w)
     acc = np.empty(min(s_w, o_w) * per_phase, dtype=out.dtype)
     xf, of = x.reshape(-1), out.reshape(-1)
+    tiles_order = order == TILES
+    # PLANES: an input row at padded[lead + i], zeros around it wherever a
+    # tap's outputs read (set once: each copy overwrites the row alone).
+    lead = max(((k_w - 1) * d_w - p_w) // s_w, 0)
+    padded = np.zeros(lead + max(i_w, per_phase - (-p_w // s_w)), dtype=x.dtype)
     rows = n_batch * c_out * o_d * o_h
     while True:
         row = simd.claim(claimed)
@@ -88,6 +98,11 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, tiles_order,
                     for inner in range(1 if tiles_order else c_in_g):
                         ci = g * c_in_g + (outer if tiles_order else inner)
                         x_row = (((n * c_in + ci) * i_d + i_dd) * i_h + i_hh) * i_w
+                        if order == PLANES:
+                            padded[lead:lead + i_w] = xf[x_row:x_row + i_w]
+                            _planes_taps(acc, per_phase, padded, lead, w, ci, co_g, kd, kh,
+                                         s_w, d_w, p_w, o_w)
+                            continue
                         for kw in range(k_w):
                             offset = kw * d_w - p_w
                             phase, shift = offset % s_w, offset // s_w
@@ -119,3 +134,27 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, tiles_order,
         first = row * o_w
         for ow in range(o_w):
             of[first + ow] = acc[ow % s_w * per_phase + ow // s_w] + bias[co]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _planes_taps(acc, per_phase, padded, lead, w, ci, co_g, kd, kh, s_w, d_w, p_w, o_w):
+    """:data:`PLANES`: the W taps of one input row (at ``padded[lead]``)."""
+    k_w = w.shape[4]
+    for kw in range(min(s_w, k_w)):
+        phase = (kw * d_w - p_w) % s_w
+        if phase >= o_w:
+            continue
+        at = np.uint64(phase * per_phase)
+        n_j = np.uint64((o_w - phase + s_w - 1) // s_w)
+        for k2 in range(kw, k_w - s_w, 2 * s_w):
+            src0 = np.uint64(lead - (k2 * d_w - p_w) // s_w)
+            src1 = np.uint64(lead - ((k2 + s_w) * d_w - p_w) // s_w)
+            w0, w1 = w[ci, co_g, kd, kh, k2], w[ci, co_g, kd, kh, k2 + s_w]
+            for j in range(n_j):
+                acc[at + j] += w0 * padded[src0 + j] + w1 * padded[src1 + j]
+        if (k_w - 1 - kw) // s_w % 2 == 0:
+            last = kw + (k_w - 1 - kw) // s_w * s_w
+            src = np.uint64(lead - (last * d_w - p_w) // s_w)
+            weight = w[ci, co_g, kd, kh, last]
+            for j in range(n_j):
+                acc[at + j] += weight * padded[src + j]

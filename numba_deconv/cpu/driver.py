@@ -605,7 +605,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "conv_planes_serial": [(conv_planes_serial, (arr5, arr5) + conv + (count,) * 2)],
         "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1)
                           + (triple,) * 3 + (count,) * 3 + (arr3,) + cancel)] if real else [],
-        "baseline": [(gather_in_order, direct + (types.boolean,) + tasks)] if real else [],
+        "baseline": [(gather_in_order, direct + (count,) + tasks)] if real else [],
         "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1)
                          + (triple,) * 3 + (count,) * 4 + (arr3,) + cancel)] if real else [],
     }[kernel]

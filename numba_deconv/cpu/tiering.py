@@ -2,8 +2,8 @@
 
 The first call that needs a tuned kernel which is neither loaded in this
 process nor in Numba's on-disk cache would wait seconds for it to compile.
-Where :mod:`.baseline` can stand in for that kernel (the row kernels and
-the phase tiles, real data, calls of at most
+Where :mod:`.baseline` can stand in for that kernel (the row, plane and
+phase-tile kernels, real data, calls of at most
 ``config.BASELINE_MAX_MULTIPLY_ADDS``), the call runs the baseline instead,
 which compiles in well under a second, and a helper process compiles the
 tuned kernel into the on-disk cache. Each later call looks whether the
@@ -30,7 +30,7 @@ import sys
 import numpy as np
 
 from .. import _compiled, config
-from .baseline import ORDERS, gather_in_order
+from .baseline import ORDERS, ROWS, gather_in_order
 from .launch import parallel
 
 _log = logging.getLogger("numba_deconv")
@@ -65,12 +65,12 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel) -
                   "the baseline kernel computes the same results, bit for bit", kernel, name)
     elif helper.poll() is not None:
         return None  # done: the caller loads it from disk (or compiles it, if it failed)
-    tiles_order = ORDERS[kernel]
-    if tiles_order and not np.isfinite(w).all():
-        return False  # as the tiles refuse: the fallback's turn
+    order = ORDERS[kernel]
+    if order != ROWS and not np.isfinite(w).all():
+        return False  # as the tiles and planes refuse: the fallback's turn
     _compiled.ensure(key[:5] + ("baseline",), compile_kernel, "baseline", x.dtype)
     parallel(gather_in_order, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
-             launch.pad, tiles_order, multiply_adds=launch.multiply_adds)
+             launch.pad, order, multiply_adds=launch.multiply_adds)
     return True
 
 
