@@ -99,7 +99,8 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
                         ci = g * c_in_g + (outer if tiles_order else inner)
                         x_row = (((n * c_in + ci) * i_d + i_dd) * i_h + i_hh) * i_w
                         if order == PLANES:
-                            padded[lead:lead + i_w] = xf[x_row:x_row + i_w]
+                            for i in range(i_w):  # (a slice copy compiles 3 s longer)
+                                padded[lead + i] = xf[x_row + i]
                             _planes_taps(acc, per_phase, padded, lead, w, ci, co_g, kd, kh,
                                          s_w, d_w, p_w, o_w)
                             continue
