@@ -75,8 +75,8 @@ def _as_if_cold(monkeypatch):
     never ends: each call runs the baseline."""
     monkeypatch.setattr(config, "BACKGROUND_COMPILE", True)
     monkeypatch.setattr(_compiled, "_COMPILED", {})
-    monkeypatch.setattr(driver, "on_disk", lambda *args: False)
-    monkeypatch.setattr(driver, "compilable_in_background", lambda *args: True)
+    monkeypatch.setattr(tiering, "on_disk", lambda *args: False)
+    monkeypatch.setattr(tiering, "cache_writable", lambda *args: True)
     monkeypatch.setattr(tiering, "_helpers", {})
     monkeypatch.setattr(tiering, "_start_helper", lambda *args: _Compiling())
 

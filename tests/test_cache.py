@@ -29,7 +29,7 @@ from numba_deconv.cpu import kernels
 x = np.array([[[[-67.0, -77.0], [-117.0, -127.0]]]])
 w = np.array([[[[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0], [-7.0, 8.0, -9.0]]]])
 y = numba_deconv.conv_transpose(x, w, stride=2)
-stats = [kernels._sources.stats, kernels.direct_rows_serial.stats]
+stats = [kernels._sources.stats, kernels.direct_rows.stats]
 print(json.dumps({"file": numba_deconv.__file__, "first": float(y[0, 0, 0, 0]),
                   "hits": sum(sum(s.cache_hits.values()) for s in stats),
                   "misses": sum(sum(s.cache_misses.values()) for s in stats)}))

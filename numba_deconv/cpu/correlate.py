@@ -19,9 +19,9 @@ halo that the furthest tap reaches), then sweeps it:
 
 - :func:`conv_tiles`: real data with enough channel pairs; the register
   tiles of :mod:`.tiled` (8 output channels x 3 vectors of positions).
-- :func:`conv_planes` (and :func:`conv_planes_serial` on the calling
-  thread): any dtype, few channel pairs (depthwise, single channel); one
-  multiply-add loop per pair over an accumulator row.
+- :func:`conv_planes` (on the calling thread alone for tiny calls,
+  ``conv_planes_serial``): any dtype, few channel pairs (depthwise, single
+  channel); one multiply-add loop per pair over an accumulator row.
 
 The zero padding is multiplied like any input, as the definition of
 ``conv`` says (``0 * inf`` is NaN, as in PyTorch): unlike the transposed
@@ -229,17 +229,6 @@ def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
         task = simd.claim(claimed)
         if task >= tasks or simd.cancelled(cancel):
             break
-        _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
-                     chunks_per_image, sub, task)
-
-
-@njit(nogil=True, fastmath=FASTMATH, cache=True)
-def conv_planes_serial(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
-                       chunks_per_image, sub):
-    """:func:`conv_planes` on the calling thread, for calls too small to
-    wake the thread pool for."""
-    tasks = x.shape[0] * (x.shape[1] // w.shape[1]) * chunks_per_image
-    for task in range(tasks):
         _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
                      chunks_per_image, sub, task)
 

@@ -16,7 +16,8 @@ The kernels, by strategy:
     ``planes`` (:func:`.kernels.direct_planes`): short rows with few
     channels, one long loop per tap over zero-padded planes; ``rows``
     (:func:`.kernels.direct_rows`): longer rows with few channels; and
-    ``rows_serial``, the row kernel on the calling thread for tiny calls.
+    ``rows_serial``, the row kernel on the calling thread alone for tiny
+    calls.
 ``columns`` (the matrix product ``cols = W^T X``, then folded into the output)
     ``column_tiles`` (:func:`.columns.columns_tiled`): real data, register
     tiles along the weights, the whole batch at once; ``blas``: complex
@@ -29,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import typing
 
 import numba
@@ -41,9 +41,9 @@ from ._blas import blas_controllers, single_threaded_blas
 from . import tiering
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled
-from .correlate import conv_planes, conv_planes_serial, conv_tiles, grid_span, plane_tables
-from .kernels import col2im, direct_planes, direct_rows, direct_rows_serial
-from .launch import parallel, parallel_prange, worker_pool
+from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
+from .kernels import col2im, direct_planes, direct_rows
+from .launch import parallel, parallel_prange, serial, worker_pool
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
@@ -328,8 +328,8 @@ def _blas_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, ite
 
 
 def _run_rows_serial(x, w, bias, out, launch, prepared=None):
-    direct_rows_serial(x, w, bias, out, launch.groups, launch.stride, launch.dilation,
-                       launch.pad)
+    serial(direct_rows, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
+           launch.pad, 1)
     return True
 
 
@@ -436,8 +436,8 @@ def _run_conv_planes(x, w, bias, out, launch, prepared=None):
 
 def _run_conv_planes_serial(x, w, bias, out, launch, prepared=None):
     conv = launch.layout
-    conv_planes_serial(x, w, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
-                       launch.pad, launch.stride, conv.chunks, conv.sub)
+    serial(conv_planes, x, w, conv.offsets, conv.planes, conv.plane_of, bias, out, conv.pitch,
+           launch.pad, launch.stride, conv.chunks, conv.sub)
     return True
 
 
@@ -473,7 +473,8 @@ def run(route, x, w, bias, out, geometry, prepared=None) -> None:
     for kernel in (route.kernel, route.fallback):
         key = route.variant + (kernel,)
         if key not in _compiled.recorded():
-            done = tiering.stand_in(kernel, key, launch, x3, w3, bias, out3, compile_kernel)
+            done = tiering.stand_in(kernel, key, launch, x3, w3, bias, out3, compile_kernel,
+                                    kernel_signatures)
             if done is not None:
                 if done:
                     return
@@ -591,7 +592,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     return {
-        "rows_serial": [(direct_rows_serial, direct)],
+        "rows_serial": [(direct_rows, direct + (count,) + tasks)],
         "rows": [(direct_rows, direct + (count,) + tasks)],
         "planes": [(direct_planes, direct + (count, count) + tasks)],
         "phase_tiles": [(direct_tiled, tiled + tasks), (fill_weight_table,
@@ -602,7 +603,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3 + tasks),
                        (fill_weight_table, (arr5, count, index3, index1))] if real else [],
         "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + tasks)],
-        "conv_planes_serial": [(conv_planes_serial, (arr5, arr5) + conv + (count,) * 2)],
+        "conv_planes_serial": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + tasks)],
         "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1)
                           + (triple,) * 3 + (count,) * 3 + (arr3,) + cancel)] if real else [],
         "baseline": [(gather_in_order, direct + (count,) + tasks)] if real else [],
@@ -611,48 +612,17 @@ def kernel_signatures(kernel: str, dtype) -> list:
     }[kernel]
 
 
-def on_disk(kernel: str, dtype) -> bool:
-    """Whether every part of ``kernel`` for ``dtype`` is loaded or in
-    Numba's on-disk cache."""
-    return all(_is_cached(dispatcher, signature)
-               for dispatcher, signature in kernel_signatures(kernel, dtype))
-
-
-def compilable_in_background(kernel: str, dtype) -> bool:
-    """Whether another process could compile ``kernel`` into an on-disk
-    cache that this process reads: each part has a cache directory this
-    process may write (so may a helper started from it)."""
-    for dispatcher, _ in kernel_signatures(kernel, dtype):
-        path = getattr(dispatcher._cache, "_cache_path", None)
-        if path is None or not os.access(path, os.W_OK | os.X_OK):
-            return False
-    return True
-
-
 def compile_kernel(kernel: str, dtype) -> None:
     """Compile ``kernel`` for ``dtype``, or load it from Numba's disk cache;
     say so on the ``numba_deconv`` logger (INFO) when it must compile,
     which takes seconds."""
     signatures = kernel_signatures(kernel, dtype)
-    if not all(_is_cached(dispatcher, signature) for dispatcher, signature in signatures):
+    if not tiering.on_disk(signatures):
         _log.info("compiling the %s kernel for %s: seconds, once (Numba's on-disk cache keeps "
                   "it for later processes; `python -m numba_deconv precompile` does all "
                   "ahead of time)", kernel, np.dtype(dtype).name)
     for dispatcher, signature in signatures:
         dispatcher.compile(signature)
-
-
-def _is_cached(dispatcher, signature) -> bool:
-    """Whether Numba's on-disk cache holds ``dispatcher`` for ``signature``
-    (False where that cannot be told: Numba's cache has no public query)."""
-    if signature in dispatcher.overloads:
-        return True
-    cache = dispatcher._cache
-    try:
-        key = cache._index_key(signature, dispatcher.targetctx.codegen())
-        return key in cache._cache_file._load_index()
-    except Exception:  # a NullCache, or internals that moved
-        return False
 
 
 def _run_by_leading_slices(route, x, w, bias, out, geometry) -> None:

@@ -1,7 +1,7 @@
 """Numba CPU kernels, all in the rank-3 channels-first form.
 
-- ``direct_rows`` (and ``direct_rows_serial``): the gather strategy's row
-  kernel, one task per chunk of output rows.
+- ``direct_rows``: the gather strategy's row kernel, one task per chunk of
+  output rows (on the calling thread alone for tiny calls, ``rows_serial``).
 - ``direct_planes``: the gather strategy for short rows, one long loop per
   tap over a block of zero-padded rows.
 - ``col2im``: folds the BLAS kernel's columns into the output.
@@ -250,19 +250,6 @@ def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks, claime
                        dtype=out.dtype)
         _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans,
                           chunk * rows // n_chunks, (chunk + 1) * rows // n_chunks, acc, s_w)
-
-
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def direct_rows_serial(x, w, bias, out, groups, stride, dilation, pad):
-    """:func:`direct_rows` on the calling thread, for calls too small to
-    repay waking a thread pool."""
-    src_d = _sources(out.shape[2], w.shape[2], stride[0], dilation[0], pad[0], x.shape[2])
-    src_h = _sources(out.shape[3], w.shape[3], stride[1], dilation[1], pad[1], x.shape[3])
-    spans = _phase_spans(w.shape[4], stride[2], dilation[2], pad[2], x.shape[4], out.shape[4])
-    rows = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
-    s_w = stride[2]
-    acc = np.empty((min(s_w, out.shape[4]), (out.shape[4] + s_w - 1) // s_w), dtype=out.dtype)
-    _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, 0, rows, acc, s_w)
 
 
 @njit(nogil=True, cache=True)

@@ -153,6 +153,12 @@ def parallel(kernel, *args, multiply_adds: int = 0) -> None:
         raise
 
 
+def serial(kernel, *args) -> None:
+    """A task kernel on the calling thread alone, for calls too small to
+    repay waking other threads: the same tasks, in the same order."""
+    kernel(*args, np.zeros(1, np.int64), NEVER)
+
+
 def _join(helpers) -> None:
     """Wait for the helpers that started; those still queued behind other
     calls' work are dropped (every task was claimed without them)."""

@@ -42,9 +42,11 @@ _HELPER_SOURCE = ("import sys; from numba_deconv.cpu import driver; "
                   "driver.compile_kernel(sys.argv[1], sys.argv[2])")
 
 
-def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel) -> bool | None:
+def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
+             kernel_signatures) -> bool | None:
     """Run the baseline in ``kernel``'s stead when ``kernel`` (the variant
-    ``key``) would have to compile now and the baseline may stand in.
+    ``key``) would have to compile now and the baseline may stand in;
+    ``compile_kernel`` and ``kernel_signatures`` are the backend's.
 
     Returns None where the caller must run ``kernel`` itself (compiled, on
     disk, or not one the baseline stands in for), else what ``kernel``'s
@@ -54,11 +56,11 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel) -
     if not (config.BACKGROUND_COMPILE and kernel in ORDERS and x.dtype.kind == "f"
             and launch.multiply_adds <= config.BASELINE_MAX_MULTIPLY_ADDS):
         return None
-    from .driver import compilable_in_background, on_disk  # driver imports this module
     name = x.dtype.name
     helper = _helpers.get((kernel, name))
     if helper is None:
-        if on_disk(kernel, x.dtype) or not compilable_in_background(kernel, x.dtype):
+        signatures = kernel_signatures(kernel, x.dtype)
+        if on_disk(signatures) or not cache_writable(signatures):
             return None
         _helpers[kernel, name] = _start_helper(kernel, name)
         _log.info("the %s kernel for %s compiles in a helper process; until it is ready, "
@@ -71,6 +73,33 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel) -
     _compiled.ensure(key[:5] + ("baseline",), compile_kernel, "baseline", x.dtype)
     parallel(gather_in_order, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
              launch.pad, order, multiply_adds=launch.multiply_adds)
+    return True
+
+
+def on_disk(signatures) -> bool:
+    """Whether every ``(dispatcher, signature)`` is loaded or in Numba's
+    on-disk cache (False where that cannot be told: Numba's cache has no
+    public query)."""
+    for dispatcher, signature in signatures:
+        if signature in dispatcher.overloads:
+            continue
+        cache = dispatcher._cache
+        try:
+            key = cache._index_key(signature, dispatcher.targetctx.codegen())
+            if key not in cache._cache_file._load_index():
+                return False
+        except Exception:  # a NullCache, or internals that moved
+            return False
+    return True
+
+
+def cache_writable(signatures) -> bool:
+    """Whether every dispatcher's on-disk cache is a directory this process
+    may write (so may a helper process started from it)."""
+    for dispatcher, _ in signatures:
+        path = getattr(dispatcher._cache, "_cache_path", None)
+        if path is None or not os.access(path, os.W_OK | os.X_OK):
+            return False
     return True
 
 
