@@ -144,10 +144,10 @@ INTERRUPTIBLE_MIN_MULTIPLY_ADDS = 1 << 32
 #: while a helper process compiles the tuned one, if BACKGROUND_COMPILE
 #: (environment variable NUMBA_DECONV_BACKGROUND_COMPILE=0 turns it off) and
 #: the call has at most BASELINE_MAX_MULTIPLY_ADDS multiply-adds.
-#: Why: the baseline compiles in about a second where a tuned kernel takes
-#: 3-12 s; it runs at 1.6-13 G multiply-adds a second on 2 cores here (the
-#: tuned kernels at up to 250), so the biggest standard call (dcgan_2d,
-#: 2**33) takes about 5 s on it, still less than its tuned kernel's compile;
-#: a bigger call would wait longer for the baseline than for the compile.
+#: Why: the baseline compiles in 1-3 s where a tuned kernel takes 3-10 s;
+#: it runs at 1.6-13 G multiply-adds a second on 2 cores here (the tuned
+#: kernels at up to 250), so a call past 2**32 would wait longer for it
+#: than for the compile (dcgan_2d, 2**33: 5.4 s on the baseline, which then
+#: slows the helper's compile; 14-16 s to the first result, against 11 s).
 BACKGROUND_COMPILE = _os.environ.get("NUMBA_DECONV_BACKGROUND_COMPILE", "1") != "0"
-BASELINE_MAX_MULTIPLY_ADDS = 1 << 33
+BASELINE_MAX_MULTIPLY_ADDS = 1 << 32
