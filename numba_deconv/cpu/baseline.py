@@ -39,7 +39,7 @@ ROWS, TILES, PLANES = 0, 1, 2
 ORDERS = {"rows_serial": ROWS, "rows": ROWS, "phase_tiles": TILES, "planes": PLANES}
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claimed, cancel):
     """``out`` from ``x`` and ``w`` as the kernel of ``order`` (:data:`ROWS`,
     :data:`TILES` or :data:`PLANES`) computes it, from the same arrays and
@@ -57,7 +57,7 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
     # loops vectorise); only phases below o_w have outputs.
     per_phase = -(-o_w // s_w)
     acc = np.empty(min(s_w, o_w) * per_phase, dtype=out.dtype)
-    xf, of = x.reshape(-1), out.reshape(-1)
+    xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
     tiles_order = order == TILES
     # PLANES: an input row at padded[lead + i], zeros around it wherever a
     # tap's outputs read (set once: each copy overwrites the row alone).
@@ -74,7 +74,8 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
         n = row // (o_h * o_d * c_out)
         g = co // c_out_g
         co_g = co - g * c_out_g
-        acc[:] = 0
+        for j in range(acc.size):
+            acc[j] = 0
         # The tiles' order is (channel, kd, kh, kw), the rows' (kd, kh,
         # channel, kw): one loop nest serves both, the channel loop outside
         # or inside.
@@ -98,6 +99,7 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
                     for inner in range(1 if tiles_order else c_in_g):
                         ci = g * c_in_g + (outer if tiles_order else inner)
                         x_row = (((n * c_in + ci) * i_d + i_dd) * i_h + i_hh) * i_w
+                        w_taps = (((ci * c_out_g + co_g) * k_d + kd) * k_h + kh) * k_w
                         if order == PLANES:
                             for i in range(i_w):  # (a slice copy compiles 3 s longer)
                                 padded[lead + i] = xf[x_row + i]
@@ -109,7 +111,7 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
                             phase, shift = offset % s_w, offset // s_w
                             if phase >= o_w:
                                 continue
-                            weight = w[ci, co_g, kd, kh, kw]
+                            weight = wf[w_taps + kw]
                             # Output j of the phase comes from input j - shift.
                             n_j = (o_w - phase + s_w - 1) // s_w
                             j_lo = min(max(shift, 0), n_j)
@@ -119,11 +121,11 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
                             at = phase * per_phase
                             if tiles_order:
                                 # The tiles add fma(0, w, acc) for inputs in
-                                # the zero padding: so does this.
-                                for j in range(j_lo):
-                                    acc[at + j] = simd.fma(zero, weight, acc[at + j])
-                                for j in range(j_hi, n_j):
-                                    acc[at + j] = simd.fma(zero, weight, acc[at + j])
+                                # the zero padding (j < j_lo, j >= j_hi): so
+                                # does this, in one short scalar loop.
+                                for j in range(n_j - (j_hi - j_lo)):
+                                    a = at + (j if j < j_lo else j + j_hi - j_lo)
+                                    acc[a] = simd.fma(zero, weight, acc[a])
                                 for j in range(np.uint64(j_hi - j_lo)):
                                     a = np.uint64(at + j_lo) + j
                                     acc[a] = simd.fma(xf[np.uint64(x_row + j_lo - shift) + j],
@@ -137,7 +139,7 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
             of[first + ow] = acc[ow % s_w * per_phase + ow // s_w] + bias[co]
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def _planes_taps(acc, per_phase, padded, lead, w, ci, co_g, kd, kh, s_w, d_w, p_w, o_w):
     """:data:`PLANES`: the W taps of one input row (at ``padded[lead]``)."""
     k_w = w.shape[4]
