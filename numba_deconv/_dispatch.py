@@ -230,14 +230,15 @@ _ARG_NAMES = ("stride", "padding", "output_padding", "dilation", "groups",
               "output_size", "padding_mode", "data_format")
 
 
-def _is_plain(value) -> bool:
-    kind = type(value)
-    if kind is int or kind is str or value is None:
-        return True
-    if kind is not tuple:
-        return False
-    for item in value:
-        if not _is_plain(item):
+_PLAIN_TYPES = frozenset({int, str, type(None)})
+
+
+def _is_plain(values: tuple) -> bool:
+    """Whether ``values`` holds only ints, strings, None and tuples of them
+    (a loop, not a recursion per item: this runs on every call)."""
+    for value in values:
+        kind = type(value)
+        if kind not in _PLAIN_TYPES and not (kind is tuple and _is_plain(value)):
             return False
     return True
 
