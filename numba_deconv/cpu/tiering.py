@@ -38,8 +38,20 @@ _log = logging.getLogger("numba_deconv")
 # (kernel, dtype name) -> the helper process compiling it
 _helpers: dict = {}
 
-_HELPER_SOURCE = ("import sys; from numba_deconv.cpu import driver; "
-                  "driver.compile_kernel(sys.argv[1], sys.argv[2])")
+# The helper compiles this very package, whichever way this process found
+# it: its directory joins the path where missing (prepending a
+# site-packages that is already there could shadow the standard library),
+# and a different numba_deconv found first compiles nothing.
+_HELPER_SOURCE = """
+import os, sys
+kernel, dtype, root = sys.argv[1:]
+if root not in sys.path:
+    sys.path.insert(0, root)
+import numba_deconv
+if os.path.dirname(os.path.dirname(os.path.abspath(numba_deconv.__file__))) == root:
+    from numba_deconv.cpu import driver
+    driver.compile_kernel(kernel, dtype)
+"""
 
 
 def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
@@ -104,13 +116,11 @@ def cache_writable(signatures) -> bool:
 
 
 def _start_helper(kernel: str, dtype_name: str) -> subprocess.Popen:
-    # This very package first on the helper's path, whichever way this
-    # process found it; its own session, so that a Ctrl-C meant for this
-    # process leaves it compiling.
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, PYTHONPATH=path, NUMBA_DECONV_BACKGROUND_COMPILE="0")
-    return subprocess.Popen([sys.executable, "-c", _HELPER_SOURCE, kernel, dtype_name],
+    # Its own session, so that a Ctrl-C meant for this process leaves it
+    # compiling.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, NUMBA_DECONV_BACKGROUND_COMPILE="0")
+    return subprocess.Popen([sys.executable, "-c", _HELPER_SOURCE, kernel, dtype_name, root],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True, env=env)
 
