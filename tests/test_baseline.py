@@ -122,6 +122,18 @@ def test_weights_the_tiles_refuse_take_the_rows_order(kernel, dtype, monkeypatch
     assert conv_transpose(x, w, stride=2, padding=1).tobytes() == tuned.tobytes()
 
 
+def test_no_helper_where_python_is_embedded(monkeypatch, ran, rng):
+    """An application that embeds Python has itself as sys.executable: it
+    must not be started as a helper, so the kernel compiles in place."""
+    _as_if_cold(monkeypatch)
+    monkeypatch.setattr(tiering.sys, "executable", "/opt/blender/blender")
+    started = []
+    monkeypatch.setattr(tiering, "_start_helper", lambda *args: started.append(args))
+    x = random_array(rng, (1, 2, 4, 4), np.float32)
+    conv_transpose(x, random_array(rng, (2, 1, 3, 3), np.float32))
+    assert started == [] and len(ran) == 1
+
+
 def test_big_calls_and_complex_data_wait_for_the_tuned_kernel(monkeypatch, ran, rng):
     _as_if_cold(monkeypatch)
     monkeypatch.setattr(config, "BASELINE_MAX_MULTIPLY_ADDS", 10)

@@ -15,9 +15,10 @@ A helper process, not a thread: compiling holds Numba's compiler lock and
 mostly the GIL for seconds, which would stall this process's other first
 calls and Python code; a helper does not, and it finishes filling the
 cache even when this process ends first (the next process then loads the
-tuned kernel). Without a writable on-disk cache, or with
-``NUMBA_DECONV_BACKGROUND_COMPILE=0``, kernels compile in the calling
-thread as before.
+tuned kernel). Without a writable on-disk cache, where ``sys.executable``
+is not a Python interpreter (an application embedding Python, a frozen
+one), or with ``NUMBA_DECONV_BACKGROUND_COMPILE=0``, kernels compile in the
+calling thread as before.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     helper = _helpers.get((kernel, name))
     if helper is None:
         signatures = kernel_signatures(kernel, x.dtype)
-        if on_disk(signatures) or not cache_writable(signatures):
+        if on_disk(signatures) or not cache_writable(signatures) or not _python_interpreter():
             return None
         _helpers[kernel, name] = _start_helper(kernel, name)
         _log.info("the %s kernel for %s compiles in a helper process; until it is ready, "
@@ -113,6 +114,14 @@ def cache_writable(signatures) -> bool:
         if path is None or not os.access(path, os.W_OK | os.X_OK):
             return False
     return True
+
+
+def _python_interpreter() -> bool:
+    """Whether ``sys.executable`` is a Python interpreter that can run the
+    helper (in an application that embeds Python, or a frozen one, it is
+    the application itself: kernels then compile in place)."""
+    name = os.path.basename(sys.executable or "").lower()
+    return name.startswith("python") and not getattr(sys, "frozen", False)
 
 
 def _start_helper(kernel: str, dtype_name: str) -> subprocess.Popen:
