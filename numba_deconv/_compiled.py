@@ -63,7 +63,8 @@ def cache_info() -> list:
         ``"rows"``, ``"planes"``, ``"phase_tiles"``, ``"column_tiles"``,
         ``"blas"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
-        ``"weight_dots"``; on CUDA ``"gather"``, ``"conv_gather"``) and ``compile_seconds`` (the time
+        ``"weight_dots"``; ``"baseline"`` where the baseline kernel stood in
+        while a tuned one compiled; on CUDA ``"gather"``, ``"conv_gather"``) and ``compile_seconds`` (the time
         to compile the kernel or to load it from Numba's on-disk cache), in
         the order compiled.
 
