@@ -24,6 +24,9 @@ for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Time the tuned kernels: a setup's first call compiles them in place
+# rather than behind the baseline kernel (bench_cold measures that path).
+os.environ.setdefault("NUMBA_DECONV_BACKGROUND_COMPILE", "0")
 
 # `asv run --python=same` (an "existing" environment) measures whatever
 # numba_deconv this interpreter imports; when it has none installed, fall back

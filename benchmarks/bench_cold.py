@@ -47,7 +47,8 @@ class ColdStart:
                     w=[case["C_in"], case["C_out"] // case.get("groups", 1)]
                     + [case["kernel"]] * len(spatial))
         with tempfile.TemporaryDirectory() as cache:
-            env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="2")
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="2",
+                       NUMBA_DECONV_BACKGROUND_COMPILE="1")
             done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], env=env,
                                   cwd=cache, capture_output=True, text=True, check=True)
         return float(done.stdout.split()[-1])
