@@ -131,26 +131,8 @@ def parallel(kernel, *args, multiply_adds: int = 0) -> None:
             _join(helpers)
         return
     cancel = np.zeros(1, np.uint8)
-    helpers = [worker_pool().submit(kernel, *args, claimed, cancel) for _ in range(threads)]
-    try:
-        # A SIGINT may land on any thread, which wakes no waiting main
-        # thread: look for it every so often.
-        for helper in helpers:
-            while True:
-                try:
-                    helper.result(timeout=_SIGNAL_POLL_SECONDS)
-                    break
-                except TimeoutError:
-                    continue
-    except KeyboardInterrupt:
-        cancel[0] = 1
-        while True:  # the tasks under way finish; a second Ctrl-C cannot orphan them
-            try:
-                _join(helpers)
-                break
-            except KeyboardInterrupt:
-                continue
-        raise
+    _watch([worker_pool().submit(kernel, *args, claimed, cancel) for _ in range(threads)],
+           cancel)
 
 
 def serial(kernel, *args) -> None:
@@ -167,27 +149,37 @@ def _join(helpers) -> None:
             helper.result()
 
 
-def parallel_prange(kernel, *args, multiply_adds: int = 0):
+def parallel_prange(kernel, *args, multiply_adds: int = 0) -> None:
     """``kernel(*args, cancel)`` for a ``prange`` kernel: serialised where
     the threading layer needs it, and stoppable with Ctrl-C as
     :func:`parallel` is."""
     with serialised():
         if not _interruptible(multiply_adds):
-            return kernel(*args, NEVER)
+            kernel(*args, NEVER)
+            return
         cancel = np.zeros(1, np.uint8)
-        running = worker_pool().submit(kernel, *args, cancel)
-        try:
+        _watch([worker_pool().submit(kernel, *args, cancel)], cancel)
+
+
+def _watch(running, cancel) -> None:
+    """Wait on the main thread for the futures ``running``, watching for
+    Ctrl-C: then set ``cancel``, wait for the tasks under way and re-raise."""
+    try:
+        # A SIGINT may land on any thread, which wakes no waiting main
+        # thread: look for it every so often.
+        for future in running:
             while True:
                 try:
-                    return running.result(timeout=_SIGNAL_POLL_SECONDS)
+                    future.result(timeout=_SIGNAL_POLL_SECONDS)
+                    break
                 except TimeoutError:
                     continue
-        except KeyboardInterrupt:
-            cancel[0] = 1
-            while True:
-                try:
-                    running.exception()
-                    break
-                except KeyboardInterrupt:
-                    continue
-            raise
+    except KeyboardInterrupt:
+        cancel[0] = 1
+        while True:  # the tasks under way finish; a second Ctrl-C cannot orphan them
+            try:
+                _join(running)
+                break
+            except KeyboardInterrupt:
+                continue
+        raise
