@@ -44,3 +44,32 @@ def rng(request):
     different between tests."""
     seed = zlib.crc32(request.node.nodeid.encode())
     return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def fresh_routes():
+    """Plans and routes made under the settings a test sets, and none of
+    them left behind for the next test."""
+    from numba_deconv import _dispatch
+
+    _dispatch.reset()
+    yield
+    _dispatch.reset()
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """The CPU kernels launched, as (kernel, whether it computed), in order."""
+    from numba_deconv.cpu import driver
+
+    launched = []
+
+    def spy(name, launcher):
+        def launch(*args):
+            done = launcher(*args)
+            launched.append((name, done))
+            return done
+        return launch
+    for name, launcher in list(driver.LAUNCHERS.items()):
+        monkeypatch.setitem(driver.LAUNCHERS, name, spy(name, launcher))
+    return launched

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from numba_deconv import _compiled, _dispatch, config, conv_transpose
-from numba_deconv.cpu import driver, tiering
+from numba_deconv.cpu import tiering
 
 from helpers import random_array
 from reference import reference
@@ -42,27 +42,8 @@ class _Compiling:
         return None
 
 
-@pytest.fixture(autouse=True)
-def fresh_routes():
-    _dispatch.reset()
-    yield
-    _dispatch.reset()
-
-
-@pytest.fixture
-def ran(monkeypatch):
-    """The tuned kernels launched, as (kernel, whether it computed)."""
-    launched = []
-
-    def spy(name, launcher):
-        def launch(*args):
-            done = launcher(*args)
-            launched.append((name, done))
-            return done
-        return launch
-    for name, launcher in list(driver.LAUNCHERS.items()):
-        monkeypatch.setitem(driver.LAUNCHERS, name, spy(name, launcher))
-    return launched
+# Routes made under each test's settings (conftest's fixture), none left behind.
+pytestmark = pytest.mark.usefixtures("fresh_routes")
 
 
 def _force(monkeypatch, kernel):

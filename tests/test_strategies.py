@@ -44,29 +44,8 @@ PATHS = [("gather", "rows_serial"), ("gather", "rows"), ("gather", "planes"),
          ("gather", "phase_tiles"), ("columns", "column_tiles"), ("columns", "blas")]
 
 
-@pytest.fixture(autouse=True)
-def fresh_routes():
-    """Plans and routes made under the settings a test sets, and none of
-    them left behind for the next test."""
-    _dispatch.reset()
-    yield
-    _dispatch.reset()
-
-
-@pytest.fixture
-def ran(monkeypatch):
-    """The kernels launched, as (kernel, whether it computed), in order."""
-    launched = []
-
-    def spy(name, launcher):
-        def launch(*args):
-            done = launcher(*args)
-            launched.append((name, done))
-            return done
-        return launch
-    for name, launcher in list(driver.LAUNCHERS.items()):
-        monkeypatch.setitem(driver.LAUNCHERS, name, spy(name, launcher))
-    return launched
+# Routes made under each test's settings (conftest's fixture), none left behind.
+pytestmark = pytest.mark.usefixtures("fresh_routes")
 
 
 def force(monkeypatch, strategy, kernel):
