@@ -65,7 +65,9 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     Many channels on small images with few input positions in the whole
     batch take the columns kernel, which reads each weight once per call:
     there the weights outweigh the work on each. Complex data has no
-    register tiles, so BLAS takes its thick products. Everything else is a
+    register tiles, so BLAS takes its thick products; so does real data
+    with many input channels for each output channel, where the tiles (along
+    output channels) would find almost none to fill. Everything else is a
     gather: register tiles given enough channel pairs, else by planes for
     short rows and by rows for long ones, on the calling thread when the
     call is too small to repay waking the thread pool.
@@ -84,6 +86,10 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
                 >= config.GEMM_MIN_WEIGHTS_PER_POSITION * in_batch):
             return "columns", "column_tiles", "column_tiles"
     serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
+    if (not serial and not complex_data and in_g >= config.GEMM_MIN_CHANNELS
+            and in_g >= config.GEMM_MIN_IN_PER_OUT_CHANNEL * out_g
+            and positions >= config.GEMM_MIN_POSITIONS):
+        return "columns", "blas", "blas"
     # The choice never looks at the thread count: the serial kernels sum in
     # another order than the parallel ones, and a result must not change
     # a bit with numba.set_num_threads (the parallel kernels run on one

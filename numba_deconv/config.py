@@ -34,6 +34,14 @@ GEMM_MAX_BATCH_POSITIONS = 1024
 GEMM_MIN_WEIGHTS_PER_POSITION = 512
 GEMM_MIN_POSITIONS = 64
 
+#: Real data with few output channels for many input channels -- at least
+#: GEMM_MIN_CHANNELS input channels per group and GEMM_MIN_IN_PER_OUT_CHANNEL
+#: per output channel -- takes the blas kernel too, on images of at least
+#: GEMM_MIN_POSITIONS positions, unless the call runs serial.
+#: Why: the tiles run along output channels and find almost none there
+#: (1.3-4.5x slower than BLAS for C_out/groups <= 2, 64-256 input channels).
+GEMM_MIN_IN_PER_OUT_CHANNEL = 64
+
 #: The column_tiles kernel splits the output channels into about
 #: COLUMNS_TASKS_PER_THREAD tasks per thread and packs a task's weights
 #: COLUMNS_PACK_BYTES at a time.
@@ -97,6 +105,18 @@ WEIGHT_GRAD_PAIR_BLOCK = 256
 #: slabs).
 #: Why: it bounds memory only; splitting to fit L2 measured slower.
 WORKSPACE_BYTES = 8 << 20
+
+#: The blas kernel splits a call into about one task per
+#: BLAS_TASK_MULTIPLY_ADDS, at most BLAS_MAX_TASKS, whatever the thread
+#: count (a product's shape can change BLAS's last bits).
+#: Why: enough tasks for 32+ threads on big calls, while each task's product
+#: stays long enough to repay its Python-level launch (about 15 us).
+BLAS_TASK_MULTIPLY_ADDS = 8 << 20
+BLAS_MAX_TASKS = 64
+#: ... and cuts slabs for more tasks only where each is at least
+#: SLAB_MIN_HALOS times the inputs two neighbouring slabs both read.
+#: Why: beyond that the recomputed products cost more than idle threads.
+SLAB_MIN_HALOS = 4
 
 #: Splitting output channels to fit WORKSPACE_BYTES stops at this many rows
 #: of the product (C_out block x kernel taps); then the driver cuts the outermost

@@ -46,6 +46,9 @@ CASES = [
      dict(stride=2, groups=8)),
     ("complex-blas", nd.conv_transpose, [((1, 64, 9, 9), c64), ((64, 64, 2, 2), c64)],
      dict(stride=2)),
+    # Few output channels take BLAS on real data too, in slabs.
+    ("real-blas-slabs", nd.conv_transpose, [((1, 256, 64, 80), f64), ((256, 1, 4, 4), f64)],
+     dict(stride=2, dilation=3)),
     ("channels-last-3d", nd.conv_transpose, [((2, 6, 7, 8, 16), f32), ((16, 8, 3, 3, 3), f32)],
      dict(stride=2, padding=1, data_format="channels_last")),
     ("conv-planes", nd.conv, [((4, 3, 60, 61), f32), ((2, 3, 3, 3), f32)], dict(stride=2)),

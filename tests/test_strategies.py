@@ -118,6 +118,26 @@ def _blas_layout(workspace, monkeypatch):
                                (1, 2, 2), (1, 1, 1), (0, 1, 1), 1, 8, 2)
 
 
+def test_blas_tasks_never_depend_on_the_thread_count():
+    """A product's shape can change BLAS's last bits: the tasks are the same
+    for any thread count, and a big call of one image and one output channel
+    is cut into slabs for many threads, each several halos long."""
+    shapes = ((1, 256, 1, 96, 64), (256, 1, 1, 4, 4), (1, 1, 1, 194, 130),
+              (1, 2, 2), (1, 1, 1), (0, 1, 1), 1, 8)
+    layouts = [driver._blas_layout(*shapes, threads) for threads in (1, 2, 3, 64)]
+    assert all(layout == layouts[0] for layout in layouts)
+    tasks, dim, _ = layouts[0]
+    multiply_adds = 256 * 16 * 96 * 64
+    assert dim == 1 and len(tasks) == multiply_adds // config.BLAS_TASK_MULTIPLY_ADDS
+    halo = 2  # (4 - 1) taps at stride 2, rounded up
+    assert all(i1 - i0 >= config.SLAB_MIN_HALOS * halo for _, _, _, _, (i0, i1, _, _) in tasks)
+    # A 7-tap kernel on 10 planes: slabs would recompute most products.
+    tasks, dim, _ = driver._blas_layout((27, 178, 10, 19, 9), (178, 1, 7, 7, 7),
+                                        (27, 1, 10, 19, 9), (1, 1, 1), (1, 1, 1), (3, 3, 3),
+                                        1, 8, 2)
+    assert dim is None and len(tasks) == 27
+
+
 def test_small_workspace_cuts_slabs_with_halos(monkeypatch):
     """The split really happens: channel blocks, then slabs of the outer dim."""
     tasks, dim, block = _blas_layout(8 << 20, monkeypatch)
@@ -320,6 +340,11 @@ def test_columns_layout_bounds_the_workspace(monkeypatch):
     (64, 64, 8, (8, 8), np.float32, "phase_tiles"),  # 72 weights per position
     (64, 64, 1, (8, 8), np.complex64, "blas"),  # no register tiles for complex
     (64, 64, 1, (4, 4), np.complex128, "planes"),  # too thin for BLAS, short rows
+    (256, 1, 1, (32, 32), np.float32, "blas"),  # tiles along 1 output channel: BLAS
+    (128, 2, 4, (16, 16), np.float64, "blas"),  # 64 input channels per output channel
+    (128, 4, 4, (16, 16), np.float64, "phase_tiles"),  # ... but not 32
+    (32, 1, 4, (16, 16), np.float32, "phase_tiles"),  # too few input channels for BLAS
+    (256, 1, 1, (4, 4), np.float32, "phase_tiles"),  # too few positions for BLAS
     (128, 64, 8, (32, 32), np.float64, "phase_tiles"),  # 3x3 taps overlap in each phase
     (32, 256, 1, (2, 2), np.float32, "phase_tiles"),  # too few channels one way
     (1, 1, 1, (512, 512), np.float32, "rows"),  # one channel, long rows

@@ -28,6 +28,7 @@ The kernels, by strategy:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import typing
@@ -288,30 +289,45 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
 
 def _blas_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
                  threads):
-    """Tasks whose columns fit ``WORKSPACE_BYTES``: output channels are
-    split first (no halo to recompute) while the product keeps at least
-    ``GEMM_MIN_ROWS`` rows, then the outermost spatial dim into slabs."""
-    n_batch, c_out_g = x_shape[0], w_shape[1]
+    """Tasks whose columns fit ``WORKSPACE_BYTES``, about one per
+    ``BLAS_TASK_MULTIPLY_ADDS`` (at most ``BLAS_MAX_TASKS``) for many
+    threads: output channels are split first (no halo to recompute) while
+    the product keeps at least ``GEMM_MIN_ROWS`` rows, then the outermost
+    spatial dim into slabs.
+
+    Never by ``threads``: a product's shape can change the last bits BLAS
+    computes, and a result must not change with the thread count.
+    """
+    n_batch, c_in, c_out_g = x_shape[0], x_shape[1], w_shape[1]
     in_spatial, kernel, out_spatial = x_shape[2:], w_shape[2:], out_shape[2:]
     taps = math.prod(kernel)
     budget = max(config.WORKSPACE_BYTES // itemsize, 1)
     in_size = math.prod(in_spatial)
+    multiply_adds = n_batch * c_in * c_out_g * taps * in_size
+    wanted = min(max(multiply_adds // config.BLAS_TASK_MULTIPLY_ADDS, 1), config.BLAS_MAX_TASKS)
     block = c_out_g
     min_block = -(-config.GEMM_MIN_ROWS // taps)
     while block * taps * in_size > budget and block > min_block:
         block = -(-block // 2)
-    # Enough channel blocks for every thread even with a single image.
-    n_blocks = max(-(-c_out_g // block), min(c_out_g, -(-threads // (n_batch * groups))))
+    n_blocks = max(-(-c_out_g // block),
+                   min(-(-wanted // (n_batch * groups)), max(c_out_g // min_block, 1)))
     bounds = [c_out_g * b // n_blocks for b in range(n_blocks + 1)]
     block = max(bounds[b + 1] - bounds[b] for b in range(n_blocks))
 
     slabs = [None]
     dim = 0 if in_spatial[0] > 1 else (1 if in_spatial[1] > 1 else None)
-    if dim is not None and block * taps * in_size > budget:
+    n_slabs = -(-wanted // (n_batch * groups * n_blocks))
+    if dim is not None:
+        # A slab recomputes the inputs its neighbour reads too (the halo):
+        # for more tasks, only slabs at least SLAB_MIN_HALOS halos long.
+        halo = -(-(kernel[dim] - 1) * dilation[dim] // stride[dim])
+        n_slabs = min(n_slabs, max(in_spatial[dim] // (config.SLAB_MIN_HALOS * max(halo, 1)), 1))
+    if dim is not None and (block * taps * in_size > budget or n_slabs > 1):
         s, d, p, k = stride[dim], dilation[dim], pad[dim], kernel[dim]
         in_len, out_len = in_spatial[dim], out_spatial[dim]
         planes = max(budget // (block * taps * in_size // in_len), 1)
         step = max((planes - 1) * s - (k - 1) * d + 1, 1)
+        step = min(step, -(-out_len // n_slabs))
         slabs = []
         for o0 in range(0, out_len, step):
             o1 = min(o0 + step, out_len)
@@ -383,9 +399,12 @@ def _run_blas(x, w, bias, out, launch, prepared=None):
     w_t = w.reshape(groups, c_in_g, c_out_g * taps).transpose(0, 2, 1)
     tasks, dim, block = launch.layout
 
-    def work(my_tasks):
+    claim = itertools.count().__next__  # atomic under the GIL
+
+    def work():
         cols = np.empty(block * taps * math.prod(x.shape[2:]), dtype=x.dtype)
-        for n, g, c0, c1, slab in my_tasks:
+        while (task := claim()) < len(tasks):
+            n, g, c0, c1, slab = tasks[task]
             x_part = x[n, g * c_in_g:(g + 1) * c_in_g]
             o_first, o_count, task_pad = [0, 0], list(out_spatial[:2]), list(pad)
             if slab is not None:
@@ -409,10 +428,9 @@ def _run_blas(x, w, bias, out, launch, prepared=None):
 
     # Without control of BLAS's threads ours would fight them: one share.
     threads = numba.get_num_threads() if blas_controllers() else 1
-    shares = [tasks[t::threads] for t in range(min(threads, len(tasks)))]
     with single_threaded_blas():
-        pending = [worker_pool().submit(work, share) for share in shares[1:]]
-        work(shares[0])
+        pending = [worker_pool().submit(work) for _ in range(min(threads, len(tasks)) - 1)]
+        work()
         for future in pending:
             future.result()
     return True
