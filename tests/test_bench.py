@@ -119,6 +119,28 @@ def test_cli_runs_a_case_file(tmp_path, capsys):
     assert "absent.json" in capsys.readouterr().err
 
 
+def test_cli_times_ours_through_a_plan(tmp_path, capsys):
+    """--plan: ours through numba_deconv.plan, checked against the peers'
+    outputs like any call; refused for ops that have no plan."""
+    path = tmp_path / "report.json"
+    peers = ",".join(p for p in ("torch",) if p in INSTALLED) or "none"
+    for op in ("conv_transpose", "conv"):
+        assert bench.main(["--case", "tiny_seed", "--op", op, "--plan", "--peers", peers,
+                           "--quiet", "--min-time", "0.01", "--no-gemm", "--no-memory",
+                           "--json", str(path)]) == 0
+        assert "ours through numba_deconv.plan" in capsys.readouterr().out
+        report = json.loads(path.read_text())
+        assert report["plan"] is True
+        results = report["rows"][0]["results"]
+        assert results[bench.OURS]["status"] == "ok"
+        if "torch" in results:
+            assert results["torch"]["max_err"] <= 1e-4
+    with pytest.raises(SystemExit) as refused:
+        bench.main(["--op", "conv_weight_grad", "--plan", "--peers", "none"])
+    assert refused.value.code == 2
+    assert "--plan times --op conv_transpose or conv" in capsys.readouterr().err
+
+
 def test_select_cases():
     cases = list(CASES.values())
     default = bench.select_cases(cases)

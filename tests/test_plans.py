@@ -104,3 +104,84 @@ def test_plan_errors(rng):
     with pytest.raises(ValueError, match="out must be"):
         p.adjoint(np.ones(p.output_shape), out=np.ones((1, 2, 4)))
     assert repr(p) == "Plan(conv_transpose, (1, 2, 5) -> (1, 3, 11), float64)"
+
+
+# Tiny calls that run the serial row kernel: input shape, weight shape, kwargs.
+TINY = [
+    ((1, 1, 2, 2), (1, 1, 3, 3), dict(stride=2)),  # TensorFlow's worked example
+    ((1, 2, 2), (1, 2, 3, 3), dict(stride=2, padding=1, output_padding=1)),  # unbatched
+    ((2, 2, 5), (2, 3, 4), dict(stride=3, dilation=2)),
+    ((1, 2, 2, 3, 2), (2, 2, 2, 2, 2), dict(stride=(1, 2, 2), groups=2)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", TINY)
+def test_tiny_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape, kwargs, dtype, rng,
+                                                       monkeypatch):
+    """Once its kernel is compiled, a plan calls the serial row kernel
+    directly for kernel-ready inputs: the same bits as the function; every
+    other input goes the checked way."""
+    from numba_deconv import api
+
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    for bias in (b, None):
+        p = nd.plan(w, x_shape, bias=bias, **kwargs)
+        expected = nd.conv_transpose(x, w, bias, **kwargs)
+        np.testing.assert_array_equal(p(x), expected)  # the checked way; compiles
+        assert callable(p._run_serial)
+        with monkeypatch.context() as patched:
+            patched.setattr(api, "apply_conv_transpose", _refuse)
+            for _ in range(2):
+                result = p(x)
+                assert result.shape == expected.shape and result.dtype == expected.dtype
+                assert result.tobytes() == expected.tobytes()
+            # Not kernel-ready, or an out: the checked way.
+            read_only = x.copy()
+            read_only.flags.writeable = False
+            strided = np.repeat(x, 2, axis=-1)[..., ::2]
+            swapped = x.astype(x.dtype.newbyteorder())
+            other = x.astype(np.float64 if dtype == np.float32 else np.float32)
+            for unready in (read_only, strided, swapped, other, x.tolist()):
+                with pytest.raises(_Refused):
+                    p(unready)
+            with pytest.raises(_Refused):
+                p(x, out=np.empty_like(expected))
+        np.testing.assert_array_equal(p(read_only), expected)
+        np.testing.assert_array_equal(p(strided), expected)
+
+
+def test_tiny_calls_from_many_threads(rng):
+    """The direct calls share no state: each thread's result is its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    w = random_array(rng, (2, 3, 3, 3), np.float64)
+    p = nd.plan(w, (1, 2, 3, 3), stride=2)
+    inputs = [random_array(rng, (1, 2, 3, 3), np.float64) for _ in range(64)]
+    expected = [nd.conv_transpose(x, w, stride=2) for x in inputs]
+    p(inputs[0])
+    assert callable(p._run_serial)
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(20):
+            results = list(pool.map(p, inputs))
+            for result, want in zip(results, expected):
+                np.testing.assert_array_equal(result, want)
+
+
+def test_bigger_or_other_calls_keep_the_checked_way(rng):
+    """Only the serial row kernel is called directly."""
+    for case in (CASES[0], CASES[3], CASES[5], CASES[6]):
+        forward, x, w, b, kwargs = _setup(case, rng)
+        p = nd.plan(w, x.shape, bias=b, forward=forward, **kwargs)
+        p(x)
+        assert p._run_serial is False
+
+
+class _Refused(Exception):
+    pass
+
+
+def _refuse(*args, **kwargs):
+    raise _Refused

@@ -92,6 +92,8 @@ def check_args(args):
         return "--spread and --case-file exclude each other"
     if args.save_cases and args.spread is None:
         return "--save-cases writes the shapes of --spread N; give --spread too"
+    if args.plan and args.op not in ("conv_transpose", "conv"):
+        return "--plan times --op conv_transpose or conv (numba_deconv.plan has no other)"
     if args.cold:
         if args.op not in ("conv_transpose", "conv"):
             return "--cold times --op conv_transpose or conv"
@@ -148,6 +150,10 @@ def configure_parser(p):
                         "one's fastest median (steadier on a busy machine) (default: 1)")
     p.add_argument("--threads", type=_positive_int, default=2, metavar="N",
                    help="threads per library (default: 2)")
+    p.add_argument("--plan", action="store_true",
+                   help="time ours through numba_deconv.plan: the call checked and the "
+                        "weights laid out once, as ONNX Runtime's session does when "
+                        "it loads (--op conv_transpose or conv)")
     p.add_argument("--no-gemm", dest="gemm", action="store_false",
                    help="skip measuring the float32 GEMM rate")
     p.add_argument("--gemm-size", type=_positive_int, default=2048, metavar="N",
@@ -201,7 +207,7 @@ def run_from_args(args) -> int:
         report = run(args.case, args.dtype, args.peers, op=args.op, min_time=args.min_time,
                      repeat=args.repeat, threads=args.threads, gemm=args.gemm,
                      gemm_size=args.gemm_size, memory=args.memory,
-                     rounds=args.rounds, case_file=args.case_file,
+                     rounds=args.rounds, case_file=args.case_file, plan=args.plan,
                      progress=None if args.quiet else sys.stderr)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -171,7 +171,8 @@ def worker_main(lib, spec_path):
     for item in spec["items"]:
         res = {"event": "result", "id": item["id"]}
         try:
-            call, to_numpy = build_call(lib, *load(item), threads, op=op)
+            call, to_numpy = build_call(lib, *load(item), threads, op=op,
+                                        plan=spec.get("plan", False))
             np.save(item["out"] + f".{lib}.npy", to_numpy(call()))
             res["timing"] = measure(call, min_time=spec["min_time"],
                                     repeat=spec["repeat"]).to_dict()
@@ -190,7 +191,8 @@ def worker_main(lib, spec_path):
         # which would slow the calls timed after it.
         for item in spec["items"]:
             with contextlib.suppress(Exception):
-                call, _ = build_call(lib, *load(item), threads, op=op)
+                call, _ = build_call(lib, *load(item), threads, op=op,
+                                     plan=spec.get("plan", False))
                 _emit({"event": "workspace", "id": item["id"],
                        "bytes": workspace_bytes(call)})
     return 0
@@ -282,12 +284,13 @@ def _progress(msg, stream):
 
 def run(cases=None, dtypes=None, peers=PEERS, *, op="conv_transpose", min_time=1.0,
         repeat=None, threads=2, gemm=True, gemm_size=2048, memory=True, rounds=1,
-        progress=sys.stderr, case_file=None, timeout=1800) -> Report:
+        progress=sys.stderr, case_file=None, timeout=1800, plan=False) -> Report:
     """Run the benchmark of ``op`` (one of :data:`OPS`) and return a :class:`Report`.
 
     ``cases`` are case names (default all), ``dtypes`` as in
     :func:`select_cases`, ``peers`` a subset of :data:`PEERS` (those without
-    an adapter for ``op`` in :data:`ADAPTERS` are left out). With
+    an adapter for ``op`` in :data:`ADAPTERS` are left out); ``plan`` times
+    ours through :func:`numba_deconv.plan` (``op`` conv_transpose or conv). With
     ``rounds > 1`` every library is run that many times, the libraries
     interleaved, and each keeps its fastest median: on a shared machine a
     burst of load then hurts no library alone.
@@ -326,7 +329,8 @@ def run(cases=None, dtypes=None, peers=PEERS, *, op="conv_transpose", min_time=1
                 if rnd and versions.get(lib, "") is None:
                     continue   # not installed: no point asking again
                 # Our memory once, in the first round (later rounds keep it).
-                spec = {"items": items, "op": op, "threads": threads, "min_time": min_time,
+                spec = {"items": items, "op": op, "plan": plan, "threads": threads,
+                        "min_time": min_time,
                         "repeat": repeat, "gemm": gemm and lib == OURS,
                         "gemm_size": gemm_size, "memory": memory and lib == OURS and not rnd}
                 spec_path = os.path.join(tmp, f"spec_{lib}.json")
@@ -340,7 +344,7 @@ def run(cases=None, dtypes=None, peers=PEERS, *, op="conv_transpose", min_time=1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Report(rows, libs, versions, gemm_gflops, threads, machine_description(), op,
-                  peaks)
+                  peaks, plan)
 
 
 def _absorb(ev, lib, rows, versions, progress, gemm_gflops, peaks=None):

@@ -57,12 +57,13 @@ def setup_library(lib, threads=2):
     raise ValueError(f"unknown library {lib!r}; choose from {(OURS,) + PEERS}")
 
 
-def build_call(lib, case, x, w, threads=2, op="conv_transpose"):
+def build_call(lib, case, x, w, threads=2, op="conv_transpose", plan=False):
     """``(call, to_numpy)``: ``call()`` runs ``lib``'s ``op`` on the case's
     inputs in the library's native tensors (``x``, ``w``: the two inputs of
     ``op``, shaped as ``case.shapes(op)`` says); ``to_numpy(call())`` is the
     channels-first NumPy result. Raises :class:`NotApplicable` when ``lib``
-    cannot do it, or has no adapter for ``op`` (:data:`ADAPTERS`)."""
+    cannot do it, or has no adapter for ``op`` (:data:`ADAPTERS`). With
+    ``plan``, ours runs through :func:`numba_deconv.plan`."""
     if op not in ADAPTERS:
         raise ValueError(f"unknown op {op!r}; choose from {', '.join(ADAPTERS)}")
     if lib not in ADAPTERS[op]:
@@ -71,6 +72,8 @@ def build_call(lib, case, x, w, threads=2, op="conv_transpose"):
         case.shapes(op)
     except ValueError as e:
         raise NotApplicable(str(e)) from None
+    if lib == OURS and plan:
+        return _build_our_plan(case, op, x, w)
     return ADAPTERS[op][lib](case, op, x, w, threads)
 
 
@@ -81,6 +84,14 @@ def _build_ours(case, op, a, b, threads):
         raise NotApplicable(f"numba_deconv.{op} does not exist yet")
     kw = case.kwargs(op)
     return (lambda: f(a, b, **kw)), np.asarray
+
+
+def _build_our_plan(case, op, a, b):
+    import numba_deconv
+    if op not in ("conv_transpose", "conv"):
+        raise NotApplicable(f"numba_deconv.plan has no {op}")
+    p = numba_deconv.plan(b, a.shape, forward=op, **case.kwargs(op))
+    return (lambda: p(a)), np.asarray
 
 
 def _build_torch(case, op, a, b, threads):

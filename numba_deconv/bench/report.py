@@ -66,6 +66,7 @@ class Report:
     machine: str
     op: str = "conv_transpose"
     peaks: dict = dataclasses.field(default_factory=dict)  # dtype -> FMA peak GFLOP/s
+    plan: bool = False              # ours timed through numba_deconv.plan
 
     def to_dict(self):
         rows = [{"case": row.case.name, "dtype": row.dtype, "flops": row.case.flops,
@@ -75,7 +76,8 @@ class Report:
                              for lib, r in row.results.items()},
                  "best_peer": row.best_peer()[0], "speedup": row.speedup()}
                 for row in self.rows]
-        return {"op": self.op, "machine": self.machine, "threads": self.threads,
+        return {"op": self.op, "plan": self.plan, "machine": self.machine,
+                "threads": self.threads,
                 "gemm_gflops": self.gemm_gflops, "peak_gflops": self.peaks,
                 "versions": self.versions,
                 "rows": rows}
@@ -149,7 +151,9 @@ def format_table(report: Report) -> str:
 
     sep = "|" + "|".join(("-" * (w + 1) + ":") if i >= 2 else "-" * (w + 2)
                          for i, w in enumerate(widths)) + "|"
-    head = [f"Operation: {report.op} ({OPS[report.op].about}).",
+    head = [f"Operation: {report.op} ({OPS[report.op].about})"
+            + (", ours through numba_deconv.plan (checked and laid out once)."
+               if report.plan else "."),
             f"Machine: {report.machine}; {report.threads} threads per library, "
             "each library in its own process; medians after warm-up.",
             "float32 GEMM (NumPy matmul, best of before and after ours) in this "

@@ -44,7 +44,7 @@ from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows
-from .launch import parallel, parallel_prange, serial, worker_pool
+from .launch import NEVER, parallel, parallel_prange, serial, worker_pool
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
@@ -506,6 +506,33 @@ def run(route, x, w, bias, out, geometry, prepared=None) -> None:
                 prepared[kernel] = launch, laid_out
         if LAUNCHERS[kernel](x3, w3, bias, out3, launch, laid_out):
             return
+
+
+def serial_runner(route, dtype, w: np.ndarray, bias: np.ndarray):
+    """``run(x, out)``: what :func:`run` computes along ``route`` with the
+    weight ``w`` and ``bias`` (kernel-ready), with the Python layers cut
+    away, for a plan's repeated tiny calls; None unless ``route`` is the
+    serial row kernel and that kernel is compiled in this process.
+
+    ``x`` and ``out`` must be C-contiguous, aligned, writable arrays of
+    ``dtype`` with the route's numbers of elements (the plan checks them):
+    others would make Numba compile the kernel anew, in the call.
+    """
+    if route.inner is not None or route.kernel != "rows_serial" or (
+            route.variant + (route.kernel,) not in _compiled.recorded()):
+        return None
+    ((kernel, signature),) = kernel_signatures(route.kernel, dtype)
+    if signature not in kernel.overloads:
+        return None
+    launch = route.launch
+    x_shape, out_shape, w3 = launch.x_shape, launch.out_shape, w.reshape(launch.w_shape)
+    fixed = (launch.groups, launch.stride, launch.dilation, launch.pad, 1)
+
+    def run_serial(x, out):
+        # A task counter per call: calls from several threads share nothing.
+        kernel(x.reshape(x_shape), w3, bias, out.reshape(out_shape), *fixed,
+               np.zeros(1, np.int64), NEVER)
+    return run_serial
 
 
 def conv_weights(route, w: np.ndarray):
