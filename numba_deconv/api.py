@@ -11,6 +11,8 @@ convolutions (see :func:`numba_deconv._dispatch.conv_call`); padding modes pad o
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _dispatch, _outputs, _padding
@@ -484,10 +486,14 @@ def _finish(plan, result, out, direct_out):
 
 def _to_channels_first(x, dtype):
     """(N, *S, C) -> (N, C, *S): a parallel transposing copy where ``x`` is
-    C-contiguous in the working dtype, else NumPy's (which also casts)."""
+    C-contiguous in the working dtype, else NumPy's (which also casts); a
+    reshape where one channel or one position leaves the order as it is."""
+    cf_shape = (x.shape[0], x.shape[-1]) + x.shape[1:-1]
+    if x.shape[-1] == 1 or math.prod(x.shape[1:-1]) == 1:
+        return x.reshape(cf_shape)
     if x.dtype != dtype or not x.flags.c_contiguous or not x.dtype.isnative:
         return np.moveaxis(x, -1, 1)
-    cf = np.empty((x.shape[0], x.shape[-1]) + x.shape[1:-1], dtype)
+    cf = np.empty(cf_shape, dtype)
     if cf.size:
         parallel(transpose.swap_last_two, x.reshape(x.shape[0], -1, x.shape[-1]),
                  cf.reshape(x.shape[0], x.shape[-1], -1))
@@ -495,8 +501,11 @@ def _to_channels_first(x, dtype):
 
 
 def _to_channels_last(result):
-    """(N, C, *S) -> a new C-contiguous (N, *S, C), transposed in parallel."""
+    """(N, C, *S) -> a new C-contiguous (N, *S, C), transposed in parallel
+    (``result`` reshaped where one channel or one position needs no move)."""
     shape = (result.shape[0],) + result.shape[2:] + (result.shape[1],)
+    if result.shape[1] == 1 or math.prod(result.shape[2:]) == 1:
+        return result.reshape(shape)
     cl = _outputs.new_output(shape, result.dtype, result.nbytes)
     if cl.size:
         n_batch, channels = result.shape[:2]

@@ -246,3 +246,26 @@ def test_channels_last_calls_match_channels_first_bits(rng):
     strided = nd.conv_transpose(x_last[:, :, ::-1][:, :, ::-1], w, stride=2, padding=1,
                                 data_format="channels_last")
     np.testing.assert_array_equal(strided, last)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [
+    ((2, 1, 9, 10), (1, 1, 3, 3)),  # one channel each way: no transposing copy at all
+    ((2, 4, 9, 10), (4, 1, 3, 3)),  # one output channel
+    ((2, 1, 9, 10), (1, 3, 3, 3)),  # one input channel
+    ((2, 5, 1, 1), (5, 3, 1, 1)),  # one position each way
+])
+def test_channels_last_with_one_channel_or_position_matches_channels_first(x_shape, w_shape,
+                                                                          rng):
+    """Where one channel or one position leaves the memory order as it is,
+    the layouts swap by reshaping: the same bits, contiguous results, and
+    inputs in another layout or byte order copied as before."""
+    x = random_array(rng, x_shape, np.float32)
+    w = random_array(rng, w_shape, np.float32)
+    first = nd.conv_transpose(x, w, stride=2)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    expected = np.moveaxis(first, 1, -1)
+    for given in (x_last, x_last.astype(x_last.dtype.newbyteorder()), x_last[::-1][::-1],
+                  np.asfortranarray(x_last), x_last[0]):
+        last = nd.conv_transpose(given, w, stride=2, data_format="channels_last")
+        assert last.flags.c_contiguous
+        np.testing.assert_array_equal(last, expected[0] if given.ndim == 3 else expected)
