@@ -18,7 +18,7 @@ import numpy as np
 from . import _dispatch, _outputs, _padding
 from ._plan import as_array, check_out, foreign_arrays
 from .cpu import driver, transpose
-from .cpu.launch import parallel
+from .cpu.launch import parallel, serial
 from ._typing import ArrayLike, DataFormat, Device, Ints, Padding, PaddingMode
 
 
@@ -186,20 +186,55 @@ def _run_transposed(call, x_cf, w_k, bias_k, result, prepared):
     if "twin" not in prepared:  # (dict.setdefault would build it every time)
         prepared["twin"] = (_twin_weight(w_k, groups, transposed=True), {})
     w_twin, twin_prepared = prepared["twin"]
-    y = np.empty((result.shape[0], 2 * result.shape[1]) + result.shape[2:], w_twin.dtype)
+    y = _twin_output(result)
     driver.run(twin.route(), _twin_channels(x_cf, groups), w_twin,
                _twin_channels(bias_k[np.newaxis], groups)[0], y, twin.geometry,
                twin_prepared)
     _from_twin(y, result, groups)
 
 
+#: Elements below which splitting or merging complex parts stays on the
+#: calling thread (waking the pool costs tens of microseconds).
+_PARALLEL_MIN_PARTS = 1 << 16
+
+
 def _twin_channels(a, groups):
     """(N, C, *S) complex -> (N, 2C, *S) real: each group's channels' real
     parts, then their imaginary parts."""
-    n, c = a.shape[:2]
-    grouped = a.reshape((n, groups, 1, c // groups) + a.shape[2:])
-    return np.concatenate((grouped.real, grouped.imag), axis=2).reshape(
-        (n, 2 * c) + a.shape[2:])
+    a = np.ascontiguousarray(a)
+    twin = np.empty((a.shape[0], 2 * a.shape[1]) + a.shape[2:], a.real.dtype)
+    _move_parts(transpose.split_parts, *_parts_views(a, twin, groups))
+    return twin
+
+
+def _from_twin(y, result, groups):
+    """``result`` (N, C, *S) complex (C-contiguous) from its real twin ``y``
+    (N, 2C, *S)."""
+    pairs, parts = _parts_views(result, y, groups)
+    _move_parts(transpose.merge_parts, parts, pairs)
+
+
+def _twin_output(result):
+    """Room for the real twin of ``result`` (N, C, *S) complex: (N, 2C, *S)."""
+    shape = (result.shape[0], 2 * result.shape[1]) + result.shape[2:]
+    return _outputs.new_output(shape, result.real.dtype, result.nbytes)
+
+
+def _parts_views(complex_array, twin, groups):
+    """``complex_array`` (N, C, *S) as (N*groups, C/groups, 2S) real and its
+    twin (N, 2C, *S) as (N*groups, 2, C/groups, S), the shapes of
+    :func:`.transpose.split_parts`."""
+    n, c = complex_array.shape[:2]
+    size = math.prod(complex_array.shape[2:])
+    return (complex_array.view(twin.dtype).reshape(n * groups, c // groups, 2 * size),
+            twin.reshape(n * groups, 2, c // groups, size))
+
+
+def _move_parts(kernel, source, target):
+    if source.size >= _PARALLEL_MIN_PARTS:
+        parallel(kernel, source, target)
+    elif source.size:
+        serial(kernel, source, target)
 
 
 def _twin_weight(w, groups, transposed):
@@ -217,15 +252,6 @@ def _twin_weight(w, groups, transposed):
         for j in range(2):
             twin[:, i, :, j] = blocks[i][j]
     return twin.reshape((2 * c0, 2 * c1) + k)
-
-
-def _from_twin(y, result, groups):
-    """``result`` (N, C, *S) complex from its real twin ``y`` (N, 2C, *S)."""
-    n, c = result.shape[:2]
-    twin = y.reshape((n, groups, 2, c // groups) + y.shape[2:])
-    grouped = result.reshape((n, groups, c // groups) + result.shape[2:])
-    grouped.real = twin[:, :, 0]
-    grouped.imag = twin[:, :, 1]
 
 
 @foreign_arrays
@@ -400,8 +426,7 @@ def run_conv(call, weights, x_cf: np.ndarray, bias_k: np.ndarray,
         if plan.padding_mode != "zeros":
             x_cf = _padding.pad(x_cf, pairs, plan.padding_mode)
         groups = geometry.groups
-        y = np.empty((result.shape[0], 2 * result.shape[1]) + result.shape[2:],
-                     x_cf.real.dtype)
+        y = _twin_output(result)
         run_conv(twin, weights, _twin_channels(x_cf, groups),
                  _twin_channels(bias_k[np.newaxis], groups)[0], y)
         _from_twin(y, result, groups)

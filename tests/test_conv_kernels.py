@@ -269,3 +269,25 @@ def test_channels_last_with_one_channel_or_position_matches_channels_first(x_sha
         last = nd.conv_transpose(given, w, stride=2, data_format="channels_last")
         assert last.flags.c_contiguous
         np.testing.assert_array_equal(last, expected[0] if given.ndim == 3 else expected)
+
+
+@pytest.mark.parametrize("shape, groups", [((1, 1, 1), 1), ((2, 6, 5, 7), 3), ((3, 4, 9, 700), 2),
+                                           ((1, 8, 2, 3, 4), 8)])
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_complex_parts_split_into_twin_channels_and_back(shape, groups, dtype, rng):
+    """A complex array's real twin: per group, the channels' real parts and
+    then their imaginary parts (on the calling thread or the pool), and
+    merged back to the same complex array."""
+    from numba_deconv import api
+
+    a = random_array(rng, shape, dtype)
+    twin = api._twin_channels(a, groups)
+    n, c = shape[:2]
+    grouped = a.reshape((n, groups, c // groups) + shape[2:])
+    expected = np.concatenate((grouped.real, grouped.imag), axis=2).reshape(
+        (n, 2 * c) + shape[2:])
+    assert twin.dtype == a.real.dtype
+    np.testing.assert_array_equal(twin, expected)
+    back = np.empty_like(a)
+    api._from_twin(twin, back, groups)
+    np.testing.assert_array_equal(back, a)
