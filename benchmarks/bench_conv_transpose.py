@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from ._common import CASES, CaseBenchmark, conv_kwargs, make_inputs, public_function, \
-    workspace_bytes
+from ._common import CASE_NAMES, CASES, DTYPES, CaseBenchmark, conv_kwargs, first_call, \
+    make_inputs, public_function, workspace_bytes
 
 
 def _conv_transpose():
@@ -47,6 +47,36 @@ class ConvTranspose(CaseBenchmark):
         return ws / 2**20
 
     track_workspace.unit = "MiB"
+
+
+class ConvTransposeVariants:
+    """The same call on channels-last data and on complex data of the same
+    width, to track against ``ConvTranspose.time_conv_transpose`` (goals:
+    at most 1.1x channels last, 4.5x complex: four real products per complex
+    one)."""
+
+    params = [CASE_NAMES, DTYPES, ["channels_last", "complex"]]
+    param_names = ["case", "dtype", "variant"]
+    timeout = 600
+
+    def setup(self, case, dtype, variant):
+        c = CASES[case]
+        if c.get("dtype", "float32") not in ("float32", dtype):
+            raise NotImplementedError(f"{case} is pinned to {c['dtype']}")
+        x, w = make_inputs(c, dtype)
+        f, kw = _conv_transpose(), conv_kwargs(c)
+        if variant == "channels_last":
+            x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+            kw = dict(kw, data_format="channels_last")
+        else:
+            wide = np.result_type(x.dtype, np.complex64)
+            x = (x + 1j * np.roll(x, 1)).astype(wide)
+            w = (w - 1j * np.roll(w, 1)).astype(wide)
+        self.call = lambda: f(x, w, **kw)
+        first_call(self.call)
+
+    def time_conv_transpose(self, case, dtype, variant):
+        self.call()
 
 
 class GemmReference:

@@ -141,6 +141,24 @@ def test_cli_times_ours_through_a_plan(tmp_path, capsys):
     assert "--plan times --op conv_transpose or conv" in capsys.readouterr().err
 
 
+def test_cli_times_the_layout_and_complex_variants(capsys):
+    """--variants: ours on channels-last and complex data beside the plain
+    call, in one process per case, with the ratios."""
+    from numba_deconv.bench.variants import time_variants
+
+    (row,) = time_variants(bench.select_cases(bench.load_cases(), ["tiny_seed"], ["float64"]),
+                           min_time=0.01)
+    assert row.case == "tiny_seed" and row.dtype == "float64"
+    assert all(t > 0 for t in (row.channels_first, row.channels_last, row.complex))
+    assert bench.main(["--variants", "--case", "tiny_seed", "--quiet", "--min-time",
+                       "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "| tiny_seed | float32 |" in out and "channels_last" in out and "×" in out
+    with pytest.raises(SystemExit):
+        bench.main(["--variants", "--op", "conv"])
+    assert "--variants times --op conv_transpose alone" in capsys.readouterr().err
+
+
 def test_select_cases():
     cases = list(CASES.values())
     default = bench.select_cases(cases)

@@ -92,6 +92,8 @@ def check_args(args):
         return "--spread and --case-file exclude each other"
     if args.save_cases and args.spread is None:
         return "--save-cases writes the shapes of --spread N; give --spread too"
+    if args.variants and (args.op != "conv_transpose" or args.cold or args.plan):
+        return "--variants times --op conv_transpose alone (not with --cold or --plan)"
     if args.plan and args.op not in ("conv_transpose", "conv"):
         return "--plan times --op conv_transpose or conv (numba_deconv.plan has no other)"
     if args.cold:
@@ -166,6 +168,10 @@ def configure_parser(p):
     p.add_argument("--json", metavar="FILE.json", type=_writable_file,
                    help="also write the full results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--variants", action="store_true",
+                   help="time ours on channels-last and on complex data beside the "
+                        "channels-first real call, and print the ratios (no peers; "
+                        "--op conv_transpose)")
     p.add_argument("--cold", action="store_true",
                    help="time the cold start instead: import plus the first call, each "
                         "in a new process, ours with an empty and then a warm Numba "
@@ -203,6 +209,8 @@ def run_from_args(args) -> int:
             return run_from_args(args)
     if args.cold:
         return _run_cold(args)
+    if args.variants:
+        return _run_variants(args)
     try:
         report = run(args.case, args.dtype, args.peers, op=args.op, min_time=args.min_time,
                      repeat=args.repeat, threads=args.threads, gemm=args.gemm,
@@ -245,6 +253,20 @@ def _run_cold(args) -> int:
     rows = cold_start(pairs, op=args.op, threads=args.threads, torch=torch,
                       progress=None if args.quiet else sys.stderr)
     print(format_cold_table(rows, args.op))
+    return 0
+
+
+def _run_variants(args) -> int:
+    from .variants import format_variants_table, time_variants
+
+    try:
+        pairs = select_cases(load_cases(args.case_file), args.case, args.dtype)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = time_variants(pairs, threads=args.threads, min_time=args.min_time,
+                         repeat=args.repeat, progress=None if args.quiet else sys.stderr)
+    print(format_variants_table(rows))
     return 0
 
 
