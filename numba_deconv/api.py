@@ -152,10 +152,17 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     by a caller that repeats the call with this weight, keeps the weights
     as the kernels lay them out (see :func:`numba_deconv.cpu.driver.run`)."""
     plan, geometry = call.plan, call.geometry
+    # Channels-last data goes to the kernels as it is where nothing else
+    # needs it channels first (the driver picks kernels that read it so).
+    keep_last = (plan.channels_last and plan.padding_mode == "zeros" and x.size > 0
+                 and _dispatch.real_twin(call) is None)
     x_cf, w_k, bias_k, result, direct_out = _prepare(
         plan, call, x, weight, bias, out, (geometry.out_channels,) + geometry.out_spatial,
-        folded=plan.padding_mode != "zeros")
-    if plan.batch and x_cf.size:
+        folded=plan.padding_mode != "zeros", keep_last=keep_last)
+    if keep_last:
+        driver.run(call.route(), x_cf, w_k, bias_k, result, geometry, prepared,
+                   channels_last=True)
+    elif plan.batch and x_cf.size:
         if plan.padding_mode == "zeros":
             _run_transposed(call, x_cf, w_k, bias_k, result, prepared)
         else:  # the bias goes on after folding, once per element
@@ -170,7 +177,7 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
         result[...] = bias_k.reshape((-1,) + (1,) * geometry.rank)
     elif plan.padding_mode != "zeros":
         result = np.empty((0, geometry.out_channels) + plan.geometry.out_spatial, plan.dtype)
-    return _finish(plan, result, out, direct_out)
+    return _finish(plan, result, out, direct_out, keep_last)
 
 
 def _run_transposed(call, x_cf, w_k, bias_k, result, prepared):
@@ -475,31 +482,33 @@ def _arrays(x, weight, bias) -> tuple:
             None if bias is None else as_array("bias", bias))
 
 
-def _prepare(plan, call, x, weight, bias, out, sample_shape, folded):
-    """``out`` checked; ``x`` channels first and batched, the weight and
-    bias ready for the kernels; the array the kernels write (``out``
-    itself where they can write it directly, and nothing overlaps)."""
+def _prepare(plan, call, x, weight, bias, out, sample_shape, folded, keep_last=False):
+    """``out`` checked; ``x`` batched and channels first (channels last
+    with ``keep_last``), the weight and bias ready for the kernels; the
+    array the kernels write, in ``x``'s format (``out`` itself where they
+    can write it directly, and nothing overlaps)."""
     if out is not None:
         check_out(out, plan)
     dtype = plan.dtype
     x_cf = x if plan.batched else x[np.newaxis]
-    if plan.channels_last:
+    if plan.channels_last and not keep_last:
         x_cf = _to_channels_first(x_cf, dtype)
-    cf_shape = (plan.batch,) + sample_shape
-    direct_out = (out is not None and not plan.channels_last and not folded
+    shape = (plan.batch,) + (sample_shape[1:] + sample_shape[:1] if keep_last else sample_shape)
+    direct_out = (out is not None and (keep_last or not plan.channels_last) and not folded
                   and out.flags.c_contiguous
                   and not any(np.may_share_memory(out, a) for a in (x, weight, bias)
                               if a is not None))
-    result = (out.reshape(cf_shape) if direct_out
-              else _outputs.new_output(cf_shape, dtype, call.out_bytes))
+    result = (out.reshape(shape) if direct_out
+              else _outputs.new_output(shape, dtype, call.out_bytes))
     bias_k = call.no_bias if bias is None else _kernel_ready(bias, dtype)
     return _kernel_ready(x_cf, dtype), _kernel_ready(weight, dtype), bias_k, result, direct_out
 
 
-def _finish(plan, result, out, direct_out):
-    """The result in the caller's format, or ``out`` filled."""
-    if plan.channels_last:
-        result = _to_channels_last(result)
+def _finish(plan, result, out, direct_out, in_format=False):
+    """The result in the caller's format (already, where ``in_format``), or
+    ``out`` filled."""
+    if plan.channels_last and not in_format:
+        result = transpose.to_channels_last(result)
     if not plan.batched:
         result = result[0]
     if out is None:
@@ -511,32 +520,11 @@ def _finish(plan, result, out, direct_out):
 
 def _to_channels_first(x, dtype):
     """(N, *S, C) -> (N, C, *S): a parallel transposing copy where ``x`` is
-    C-contiguous in the working dtype, else NumPy's (which also casts); a
-    reshape where one channel or one position leaves the order as it is."""
-    cf_shape = (x.shape[0], x.shape[-1]) + x.shape[1:-1]
-    if x.shape[-1] == 1 or math.prod(x.shape[1:-1]) == 1:
-        return x.reshape(cf_shape)
-    if x.dtype != dtype or not x.flags.c_contiguous or not x.dtype.isnative:
-        return np.moveaxis(x, -1, 1)
-    cf = np.empty(cf_shape, dtype)
-    if cf.size:
-        parallel(transpose.swap_last_two, x.reshape(x.shape[0], -1, x.shape[-1]),
-                 cf.reshape(x.shape[0], x.shape[-1], -1))
-    return cf
-
-
-def _to_channels_last(result):
-    """(N, C, *S) -> a new C-contiguous (N, *S, C), transposed in parallel
-    (``result`` reshaped where one channel or one position needs no move)."""
-    shape = (result.shape[0],) + result.shape[2:] + (result.shape[1],)
-    if result.shape[1] == 1 or math.prod(result.shape[2:]) == 1:
-        return result.reshape(shape)
-    cl = _outputs.new_output(shape, result.dtype, result.nbytes)
-    if cl.size:
-        n_batch, channels = result.shape[:2]
-        parallel(transpose.swap_last_two, result.reshape(n_batch, channels, -1),
-                 cl.reshape(n_batch, -1, channels))
-    return cl
+    C-contiguous in the working dtype, else NumPy's (which also casts)."""
+    if x.shape[-1] == 1 or math.prod(x.shape[1:-1]) == 1 or (
+            x.dtype == dtype and x.flags.c_contiguous and x.dtype.isnative):
+        return transpose.to_channels_first(x)
+    return np.moveaxis(x, -1, 1)
 
 
 def _kernel_ready(array: np.ndarray, dtype: np.dtype) -> np.ndarray:

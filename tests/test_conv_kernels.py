@@ -291,3 +291,36 @@ def test_complex_parts_split_into_twin_channels_and_back(shape, groups, dtype, r
     back = np.empty_like(a)
     api._from_twin(twin, back, groups)
     np.testing.assert_array_equal(back, a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 40, 9, 37), (40, 24, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((1, 17, 70), (17, 33, 4), dict(stride=3, padding=2, dilation=2)),
+    ((2, 16, 5, 6, 35), (16, 16, 2, 3, 2), dict(stride=(1, 2, 2))),
+    ((3, 32, 8, 8), (32, 8, 2, 2), dict(stride=2, groups=2)),
+    ((1, 48, 3, 50), (48, 20, 1, 5), dict(stride=(1, 4), padding=(0, 2))),
+])
+def test_phase_tiles_read_and_write_channels_last_in_place(x_shape, w_shape, kwargs, dtype,
+                                                         rng, monkeypatch):
+    """Channels-last data goes through the phase tiles as it is (transposed
+    tiles of a vector square and ragged edges, in and out), once they are
+    compiled: the channels-first bits, bias included."""
+    from numba_deconv.cpu import driver
+
+    native = []
+    real = driver._ran_channels_last
+    monkeypatch.setattr(driver, "_ran_channels_last", lambda *a: native.append(real(*a))
+                        or native[-1])
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    first = nd.conv_transpose(x, w, b, **kwargs)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for _ in range(2):
+        last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+        assert last.tobytes() == np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    out = np.full(last.shape, np.nan, dtype)
+    assert nd.conv_transpose(x_last, w, b, data_format="channels_last", out=out, **kwargs) is out
+    assert out.tobytes() == last.tobytes()
+    assert native[-1] is True

@@ -65,6 +65,34 @@ def test_store_interleaved(count, dtype, rng):
 
 
 @njit
+def _transpose(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at):
+    if addend.size:
+        simd.transpose_tile_add(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at)
+    else:
+        simd.transpose_tile(src, src_at, src_step, dst, dst_at, dst_step)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("add", [False, True])
+def test_transpose_tile(add, dtype, rng):
+    """Row r of a lanes x lanes tile (rows ``src_step`` apart) becomes lane r
+    of every row of the result (rows ``dst_step`` apart), plus the addend's
+    lane r; nothing else is written."""
+    lanes = lanes_of(dtype)
+    src = rng.standard_normal(lanes * 37 + 5).astype(dtype)
+    dst = np.full(lanes * 41 + 11, np.nan, dtype=dtype)
+    addend = rng.standard_normal(lanes + 3).astype(dtype) if add else np.zeros(0, dtype)
+    _transpose(src, 5, 37, dst, np.int64(11), np.uint64(41), addend, 3)
+    tile = np.lib.stride_tricks.as_strided(src[5:], (lanes, lanes), (37 * src.itemsize,
+                                                                       src.itemsize))
+    written = np.lib.stride_tricks.as_strided(dst[11:], (lanes, lanes), (41 * dst.itemsize,
+                                                                          dst.itemsize))
+    expected = tile.T + addend[3:3 + lanes] if add else tile.T
+    np.testing.assert_array_equal(written, expected)
+    assert np.isnan(dst).sum() == dst.size - lanes * lanes
+
+
+@njit
 def _alignment(room, size):
     view = simd.aligned(room, size)
     lead = (view.ctypes.data - room.ctypes.data) // room.itemsize

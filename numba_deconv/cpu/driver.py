@@ -39,7 +39,7 @@ from numba import from_dtype, types
 
 from .. import _compiled, config
 from ._blas import blas_controllers, single_threaded_blas
-from . import tiering
+from . import tiering, transpose
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
@@ -369,7 +369,7 @@ def _prepare_phase_tiles(w, launch):
     return fill_weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
 
 
-def _run_phase_tiles(x, w, bias, out, launch, prepared=None):
+def _run_phase_tiles(x, w, bias, out, launch, prepared=None, channels_last=False):
     tiled = launch.layout
     # The weight table counts the weights that are not finite as it is
     # built: the zero padding of the input window is exact only without.
@@ -378,7 +378,7 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None):
         return False
     parallel(direct_tiled, x, weights, tiled.offsets, tiled.tap_counts, tiled.phases, bias,
              out, tiled.pitch, tiled.shift_max, launch.stride, tiled.chunks,
-             tiled.block_parts, tiled.sub, multiply_adds=launch.multiply_adds)
+             tiled.block_parts, tiled.sub, channels_last, multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -475,13 +475,25 @@ LAUNCHERS = {"rows_serial": _run_rows_serial, "rows": _run_rows, "planes": _run_
 PREPARERS = {"phase_tiles": _prepare_phase_tiles}
 
 
-def run(route, x, w, bias, out, geometry, prepared=None) -> None:
+def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) -> None:
     """Compute into ``out`` (N, C_out, *O) from ``x`` (N, C_in, *I) along
     ``route`` (a :class:`numba_deconv._dispatch.Route`), compiling or loading
     each kernel as it is first needed and recording it. ``prepared``, a
     dict kept by a caller that repeats calls with the same weight ``w``,
     holds the weights as each kernel lays them out, made here on first use.
+
+    With ``channels_last``, ``x`` is (N, *I, C_in) and ``out`` (N, *O,
+    C_out): the phase tiles read and write them as they are, once compiled
+    (the first call, which may run the baseline while they compile, and
+    other kernels run channels first between parallel transposes).
     """
+    if channels_last:
+        if not _ran_channels_last(route, x, w, bias, out, prepared):
+            x_first = transpose.to_channels_first(x)
+            out_first = transpose.channels_first_room(out)
+            run(route, x_first, w, bias, out_first, geometry, prepared)
+            transpose.to_channels_last(out_first, out)
+        return
     if route.inner is not None:
         _run_by_leading_slices(route, x, w, bias, out, geometry)
         return
@@ -498,14 +510,35 @@ def run(route, x, w, bias, out, geometry, prepared=None) -> None:
                     return
                 continue
         _compiled.ensure(key, compile_kernel, kernel, x.dtype)
-        laid_out = None
-        if prepared is not None and kernel in PREPARERS:
-            made_for, laid_out = prepared.get(kernel, (None, None))
-            if made_for is not launch:  # a new thread count may lay out anew
-                laid_out = PREPARERS[kernel](w3, launch)
-                prepared[kernel] = launch, laid_out
-        if LAUNCHERS[kernel](x3, w3, bias, out3, launch, laid_out):
+        if LAUNCHERS[kernel](x3, w3, bias, out3, launch, _laid_out(kernel, w3, launch, prepared)):
             return
+
+
+def _laid_out(kernel, w3, launch, prepared):
+    """The weights as ``kernel`` lays them out, kept in ``prepared`` (None:
+    a kernel that reads ``w`` as it is, or no caller to keep them)."""
+    if prepared is None or kernel not in PREPARERS:
+        return None
+    made_for, laid_out = prepared.get(kernel, (None, None))
+    if made_for is not launch:  # a new thread count may lay out anew
+        laid_out = PREPARERS[kernel](w3, launch)
+        prepared[kernel] = launch, laid_out
+    return laid_out
+
+
+def _ran_channels_last(route, x, w, bias, out, prepared) -> bool:
+    """Whether ``route``'s kernel ran on the channels-last ``x`` and ``out``
+    as they are: the phase tiles, compiled in this process, finite weights."""
+    if (route.inner is not None or route.kernel != "phase_tiles"
+            or route.variant + (route.kernel,) not in _compiled.recorded()):
+        return False
+    launch = route.launch
+    n_batch, c_in = launch.x_shape[:2]
+    x_last = x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,))
+    out_last = out.reshape((n_batch,) + launch.out_shape[2:] + (launch.out_shape[1],))
+    w3 = w.reshape(launch.w_shape)
+    return _run_phase_tiles(x_last, w3, bias, out_last, launch,
+                            _laid_out(route.kernel, w3, launch, prepared), channels_last=True)
 
 
 def serial_runner(route, dtype, w: np.ndarray, bias: np.ndarray):
@@ -633,7 +666,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
     cancel = (types.Array(types.uint8, 1, "C"),)  # the prange kernels' flag (.launch)
     tasks = (types.Array(types.int64, 1, "C"),) + cancel  # the task kernels' counter and flag
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
-    tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 3
+    tiled = ((arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 3
+             + (types.boolean,))
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     return {

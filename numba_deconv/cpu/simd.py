@@ -246,6 +246,83 @@ def sum_lanes(typingctx, vector):
     return vector.dtype(vector), codegen
 
 
+def _transposed(builder, rows):
+    """The ``n`` vectors ``rows`` (``n`` lanes each, ``n`` a power of two)
+    transposed: lane ``c`` of result ``r`` is lane ``r`` of ``rows[c]``. In
+    log2(n) stages, each swapping the off-diagonal blocks of ``half`` lanes
+    between rows ``half`` apart: ``n log2 n`` two-source shuffles (one
+    ``vpermt2ps``/``vpermt2pd`` each on AVX-512)."""
+    n = len(rows)
+    rows = list(rows)
+    mask_type = ir.VectorType(ir.IntType(32), n)
+    half = n // 2
+    while half:
+        upper = [(lane if lane // half % 2 == 0 else n + lane - half) for lane in range(n)]
+        lower = [(lane + half if lane // half % 2 == 0 else n + lane) for lane in range(n)]
+        for i in range(n):
+            if i // half % 2 == 0:
+                a, b = rows[i], rows[i + half]
+                rows[i] = builder.shuffle_vector(a, b, ir.Constant(mask_type, upper))
+                rows[i + half] = builder.shuffle_vector(a, b, ir.Constant(mask_type, lower))
+        half //= 2
+    return rows
+
+
+def _transpose_codegen(with_addend):
+    def codegen(context, builder, signature, args):
+        src, src_at, src_step, dst, dst_at, dst_step = args[:6]
+        index_types = [signature.args[k] for k in (1, 2, 4, 5)]
+        src_at, src_step, dst_at, dst_step = (
+            context.cast(builder, value, kind, types.intp)
+            for value, kind in zip((src_at, src_step, dst_at, dst_step), index_types))
+        vector_type = context.get_value_type(Vector(signature.args[0].dtype))
+        n = vector_type.count
+        align = signature.args[0].dtype.bitwidth // 8
+
+        def address(array_type, array, at, step, k):
+            index = builder.add(at, builder.mul(step, ir.Constant(at.type, k)))
+            return builder.bitcast(_address(context, builder, array_type, array, index),
+                                   vector_type.as_pointer())
+
+        rows = [builder.load(address(signature.args[0], src, src_at, src_step, r), align=align)
+                for r in range(n)]
+        columns = _transposed(builder, rows)
+        if with_addend:
+            at = context.cast(builder, args[7], signature.args[7], types.intp)
+            addend = builder.load(builder.bitcast(
+                _address(context, builder, signature.args[6], args[6], at),
+                vector_type.as_pointer()), align=align)
+            columns = [builder.fadd(column, addend) for column in columns]
+        for c, column in enumerate(columns):
+            builder.store(column, address(signature.args[3], dst, dst_at, dst_step, c),
+                          align=align)
+        return context.get_dummy_value()
+    return codegen
+
+
+@intrinsic
+def transpose_tile(typingctx, src, src_at, src_step, dst, dst_at, dst_step):
+    """A square tile of ``lanes`` x ``lanes`` elements transposed: row ``r``
+    ``src[src_at + r*src_step :][:lanes]`` becomes column ``r`` of the rows
+    ``dst[dst_at + c*dst_step :][:lanes]``, in vector shuffles."""
+    if _vector_of(src, "transpose_tile") != _vector_of(dst, "transpose_tile"):
+        raise TypingError(f"simd.transpose_tile: {src} and {dst} differ")
+    return types.none(src, src_at, src_step, dst, dst_at, dst_step), _transpose_codegen(False)
+
+
+@intrinsic
+def transpose_tile_add(typingctx, src, src_at, src_step, dst, dst_at, dst_step, addend,
+                       addend_at):
+    """:func:`transpose_tile` with the vector ``addend[addend_at:][:lanes]``
+    added to every row of ``dst`` (one rounding per element)."""
+    vector = _vector_of(src, "transpose_tile_add")
+    if vector != _vector_of(dst, "transpose_tile_add") or vector != _vector_of(
+            addend, "transpose_tile_add"):
+        raise TypingError(f"simd.transpose_tile_add: {src}, {dst} and {addend} differ")
+    return (types.none(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at),
+            _transpose_codegen(True))
+
+
 @intrinsic
 def cancelled(typingctx, flag):
     """Whether ``flag[0]`` (a uint8 array another thread may set) is

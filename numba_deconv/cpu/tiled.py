@@ -262,13 +262,64 @@ def sweep_segments(segments, s0, length, lanes, phases, pitch):
     return count
 
 
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _gather_last(xf, src, c_in, xw, dst, win_len, count, channels):
+    """:func:`direct_tiled`'s window from channels-last input: positions
+    ``0 .. count`` of ``channels`` channels side by side at ``xf[src +
+    t*c_in + c]`` to the rows ``xw[c*win_len + dst + t]``, in transposed
+    tiles of a vector square, the ragged edges element by element."""
+    lanes = simd.lanes(xf)
+    t_full, c_full = count // lanes * lanes, channels // lanes * lanes
+    for t0 in range(0, t_full, lanes):
+        for c0 in range(0, c_full, lanes):
+            simd.transpose_tile(xf, src + t0 * c_in + c0, c_in, xw, c0 * win_len + dst + t0,
+                                win_len)
+    for t in range(count):
+        for c in range(c_full if t < t_full else 0, channels):
+            xw[c * win_len + dst + t] = xf[src + t * c_in + c]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_len, n_rows,
+                  image, c_out, oc0, count):
+    """:func:`direct_tiled`'s sums plus bias to a channels-last output
+    ``of`` (flat): the sweep's ``n_rows`` output rows of image ``image``
+    (from ``row_acc``, ``row_out``, ``row_len``; a row starts at phase 0),
+    channels ``oc0 .. oc0 + count`` side by side at each position, phase
+    by phase in transposed tiles of a vector square. What
+    :func:`.kernels.interleave` writes channel by channel, ``acc + bias``
+    rounded once either way."""
+    lanes = simd.lanes(acc)
+    c_full = count // lanes * lanes
+    step = s_w * c_out  # from one output of a phase to its next
+    for i in range(n_rows):
+        phases = min(s_w, row_len[i])
+        # Tiles of every phase side by side, so that the outputs they write
+        # (lanes * s_w positions) stay close in the cache.
+        for j0 in range(0, row_len[i] // (lanes * s_w) * lanes, lanes):
+            for r in range(phases):
+                a0 = row_acc[i] + r * block + j0
+                o0 = (image + row_out[i] + r) * c_out + oc0 + j0 * step
+                for c0 in range(0, c_full, lanes):
+                    simd.transpose_tile_add(acc, c0 * acc_pitch + a0, acc_pitch, of, o0 + c0,
+                                            step, bias, oc0 + c0)
+        j_tiled = row_len[i] // (lanes * s_w) * lanes
+        for r in range(phases):
+            a0 = row_acc[i] + r * block
+            o0 = (image + row_out[i] + r) * c_out + oc0
+            for j in range((row_len[i] - r + s_w - 1) // s_w):
+                for c in range(c_full if j < j_tiled else 0, count):
+                    of[o0 + j * step + c] = acc[c * acc_pitch + a0 + j] + bias[oc0 + c]
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
-                 stride, chunks_per_image, block_parts, sub, claimed, cancel):
+                 stride, chunks_per_image, block_parts, sub, channels_last, claimed, cancel):
     """Transposed convolution by phase planes and register tiles.
 
-    x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW), bias (C_out,), all
-    C-contiguous; ``weights`` from :func:`fill_weight_table`;
+    x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW) -- or with
+    ``channels_last`` x (N, D, H, W, C_in), out (N, OD, OH, OW, C_out) --
+    bias (C_out,), all C-contiguous; ``weights`` from :func:`fill_weight_table`;
     ``offsets`` ``(n_phases, most taps)`` (each tap's flat offset),
     ``tap_counts`` (n_phases,), ``phases``/``pitch``/``shift_max`` from
     :func:`phase_tables`. A task owns one stretch of accumulator positions
@@ -276,12 +327,18 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     (of ``block_parts``) of one image and group, for every phase, so the
     outputs it writes are its own: it copies the zero-padded input window
     it reads, then per phase and per ``sub`` positions runs the tiles and
-    scatters the sums (plus bias) to the output.
+    scatters the sums (plus bias) to the output. Channels last changes only
+    those two copies (the window gathered across channels, the sums
+    scattered position by position), not a sum: the same bits either way.
     """
-    n_batch, c_in, i_d, i_h, i_w = x.shape
+    if channels_last:
+        n_batch, i_d, i_h, i_w, c_in = x.shape
+        o_d, o_h, o_w, c_out = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    else:
+        n_batch, c_in, i_d, i_h, i_w = x.shape
+        c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     groups, n_phases, blocks = weights.shape[:3]
     lanes = simd.lanes(x.reshape(-1))
-    c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     c_in_g = c_in // groups
     c_out_g = c_out // groups
     u_h, u_w = pitch[1], pitch[2]
@@ -322,6 +379,10 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
             if hi <= lo:
                 continue
             iw0 = lo - row * u_w - shift_max[2]
+            if channels_last:
+                _gather_last(xf, (((n * i_d + i_dd) * i_h + i_hh) * i_w + iw0) * c_in
+                             + g * c_in_g, c_in, xw, lo - p0, win_len, hi - lo, c_in_g)
+                continue
             for ci in range(c_in_g):
                 src = np.uint64(((((n * c_in + g * c_in_g + ci) * i_d + i_dd) * i_h + i_hh)
                                  * i_w + iw0))
@@ -375,6 +436,11 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     row_out[n_rows] = ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo
                     row_len[n_rows] = ow_hi - ow_lo
                     n_rows += 1
+                if channels_last:
+                    _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
+                                  row_len, n_rows, n * o_d * o_h * o_w, c_out,
+                                  g * c_out_g + co0, co1 - co0)
+                    continue
                 for co in range(co0, co1):
                     oc = g * c_out_g + co
                     a_channel = (co - co0) * acc_pitch

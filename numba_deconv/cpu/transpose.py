@@ -13,13 +13,61 @@ and took longer than the twin's arithmetic (signal_1d in complex64: 6.8 ms
 to split, 12.6 ms to merge, 22 ms to compute).
 """
 
+import math
+
 import numpy as np
 from numba import njit
 
+from .. import _outputs
 from . import simd
+from .launch import parallel
 
 #: Elements per side of a tile: 32 x 32 elements of either array share L1.
 BLOCK = 32
+
+
+def to_channels_first(x: np.ndarray) -> np.ndarray:
+    """(N, *S, C) C-contiguous -> (N, C, *S) C-contiguous, transposed in
+    parallel; a reshape where one channel or one position leaves the
+    memory order as it is."""
+    shape = (x.shape[0], x.shape[-1]) + x.shape[1:-1]
+    if x.shape[-1] == 1 or math.prod(x.shape[1:-1]) == 1:
+        return x.reshape(shape)
+    first = np.empty(shape, x.dtype)
+    if first.size:
+        parallel(swap_last_two, x.reshape(x.shape[0], -1, x.shape[-1]),
+                 first.reshape(x.shape[0], x.shape[-1], -1))
+    return first
+
+
+def channels_first_room(last: np.ndarray) -> np.ndarray:
+    """(N, C, *S) room for the channels-first twin of ``last`` (N, *S, C):
+    ``last`` itself reshaped where one channel or one position leaves the
+    memory order as it is, else uninitialised, recycled where large."""
+    shape = (last.shape[0], last.shape[-1]) + last.shape[1:-1]
+    if last.shape[-1] == 1 or math.prod(last.shape[1:-1]) == 1:
+        return last.reshape(shape)
+    return _outputs.new_output(shape, last.dtype, last.nbytes)
+
+
+def to_channels_last(first: np.ndarray, last: np.ndarray | None = None) -> np.ndarray:
+    """(N, C, *S) C-contiguous -> ``last`` (N, *S, C), C-contiguous, a new
+    one when None, transposed in parallel (or reshaped where one channel or
+    one position needs no move); returns ``last``."""
+    shape = (first.shape[0],) + first.shape[2:] + (first.shape[1],)
+    if first.shape[1] == 1 or math.prod(first.shape[2:]) == 1:
+        if last is None:
+            return first.reshape(shape)
+        if not np.shares_memory(first, last):  # (channels_first_room's own view)
+            last[...] = first.reshape(shape)
+        return last
+    if last is None:
+        last = _outputs.new_output(shape, first.dtype, first.nbytes)
+    if last.size:
+        n_batch, channels = first.shape[:2]
+        parallel(swap_last_two, first.reshape(n_batch, channels, -1),
+                 last.reshape(n_batch, -1, channels))
+    return last
 
 
 @njit(nogil=True, cache=True)
