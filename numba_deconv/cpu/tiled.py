@@ -34,6 +34,7 @@ from .. import _phases
 from ..config import FASTMATH
 from . import simd
 from .kernels import interleave
+from .transpose import transpose_block
 
 #: Output channels per register tile (8 rows x simd.TILE_VECTORS vectors of
 #: positions).
@@ -263,23 +264,6 @@ def sweep_segments(segments, s0, length, lanes, phases, pitch):
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _gather_last(xf, src, c_in, xw, dst, win_len, count, channels):
-    """:func:`direct_tiled`'s window from channels-last input: positions
-    ``0 .. count`` of ``channels`` channels side by side at ``xf[src +
-    t*c_in + c]`` to the rows ``xw[c*win_len + dst + t]``, in transposed
-    tiles of a vector square, the ragged edges element by element."""
-    lanes = simd.lanes(xf)
-    t_full, c_full = count // lanes * lanes, channels // lanes * lanes
-    for t0 in range(0, t_full, lanes):
-        for c0 in range(0, c_full, lanes):
-            simd.transpose_tile(xf, src + t0 * c_in + c0, c_in, xw, c0 * win_len + dst + t0,
-                                win_len)
-    for t in range(count):
-        for c in range(c_full if t < t_full else 0, channels):
-            xw[c * win_len + dst + t] = xf[src + t * c_in + c]
-
-
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
 def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_len, n_rows,
                   image, c_out, oc0, count):
     """:func:`direct_tiled`'s sums plus bias to a channels-last output
@@ -379,9 +363,9 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
             if hi <= lo:
                 continue
             iw0 = lo - row * u_w - shift_max[2]
-            if channels_last:
-                _gather_last(xf, (((n * i_d + i_dd) * i_h + i_hh) * i_w + iw0) * c_in
-                             + g * c_in_g, c_in, xw, lo - p0, win_len, hi - lo, c_in_g)
+            if channels_last:  # positions x channels to the channels' rows
+                transpose_block(xf, (((n * i_d + i_dd) * i_h + i_hh) * i_w + iw0) * c_in
+                                + g * c_in_g, c_in, xw, lo - p0, win_len, hi - lo, c_in_g)
                 continue
             for ci in range(c_in_g):
                 src = np.uint64(((((n * c_in + g * c_in_g + ci) * i_d + i_dd) * i_h + i_hh)

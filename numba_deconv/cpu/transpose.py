@@ -16,7 +16,8 @@ to split, 12.6 ms to merge, 22 ms to compute).
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .. import _outputs
 from . import simd
@@ -71,16 +72,56 @@ def to_channels_last(first: np.ndarray, last: np.ndarray | None = None) -> np.nd
 
 
 @njit(nogil=True, cache=True)
+def transpose_block(source, src_at, src_step, target, dst_at, dst_step, rows, cols):
+    """``target[dst_at + j*dst_step + i] = source[src_at + i*src_step + j]``
+    for ``i < rows``, ``j < cols`` (flat float32/float64 arrays): transposed
+    tiles of a vector square (:func:`.simd.transpose_tile`), the ragged
+    edges element by element. Every row of a tile is read, and every row
+    of its transpose written, in one vector."""
+    lanes = simd.lanes(source)
+    full_rows, full_cols = rows // lanes * lanes, cols // lanes * lanes
+    for i0 in range(0, full_rows, lanes):
+        for j0 in range(0, full_cols, lanes):
+            simd.transpose_tile(source, src_at + i0 * src_step + j0, src_step, target,
+                                dst_at + j0 * dst_step + i0, dst_step)
+    for i in range(rows):
+        for j in range(full_cols if i < full_rows else 0, cols):
+            target[dst_at + j * dst_step + i] = source[src_at + i * src_step + j]
+
+
+def _swap_block(source, target, src_at, src_step, dst_at, dst_step, rows, cols, tile):
+    """:func:`transpose_block` for any dtype (``tile``: room for ``BLOCK``
+    x ``BLOCK`` elements). Jitted code only."""
+    raise NotImplementedError("_swap_block is for jitted code")
+
+
+@overload(_swap_block, inline="always")
+def _swap_block_for(source, target, src_at, src_step, dst_at, dst_step, rows, cols, tile):
+    if source.dtype in (types.float32, types.float64):
+        def in_vectors(source, target, src_at, src_step, dst_at, dst_step, rows, cols, tile):
+            transpose_block(source, src_at, src_step, target, dst_at, dst_step, rows, cols)
+        return in_vectors
+
+    def through_buffer(source, target, src_at, src_step, dst_at, dst_step, rows, cols, tile):
+        # Each row of source read and each row of target written in one
+        # contiguous run (written straight across, a tile's rows of target
+        # stay open at once, and rows a power of two apart -- 4096
+        # positions -- share too few cache sets for that).
+        for i in range(rows):
+            for j in range(cols):
+                tile[j * BLOCK + i] = source[src_at + i * src_step + j]
+        for j in range(cols):
+            for i in range(rows):
+                target[dst_at + j * dst_step + i] = tile[j * BLOCK + i]
+    return through_buffer
+
+
+@njit(nogil=True, cache=True)
 def swap_last_two(src, dst, claimed, cancel):
     """``dst[n, j, i] = src[n, i, j]``: ``src`` (N, A, B), ``dst`` (N, B, A),
     both C-contiguous, in tiles of ``BLOCK`` x ``BLOCK``; a task kernel
-    (:func:`.launch.parallel`), a tile per task.
-
-    A tile goes through a small buffer, so that each row of ``src`` is read
-    and each row of ``dst`` written in one contiguous run: written straight
-    across, a tile's ``BLOCK`` rows of ``dst`` stay open at once, and rows a
-    power of two apart (4096 positions) share too few cache sets for that.
-    """
+    (:func:`.launch.parallel`), a tile per task: float32/float64 in vector
+    shuffles (:func:`transpose_block`), other dtypes through a buffer."""
     n_batch, a, b = src.shape
     blocks_a, blocks_b = -(-a // BLOCK), -(-b // BLOCK)
     tasks = n_batch * blocks_a * blocks_b
@@ -94,15 +135,8 @@ def swap_last_two(src, dst, claimed, cancel):
         block_a = (task // blocks_b) % blocks_a
         n = task // (blocks_a * blocks_b)
         i0, j0 = block_a * BLOCK, block_b * BLOCK
-        rows, cols = min(a - i0, BLOCK), min(b - j0, BLOCK)
-        for i in range(rows):
-            row = (n * a + i0 + i) * b + j0
-            for j in range(cols):
-                tile[j * BLOCK + i] = source[row + j]
-        for j in range(cols):
-            row = (n * b + j0 + j) * a + i0
-            for i in range(rows):
-                target[row + i] = tile[j * BLOCK + i]
+        _swap_block(source, target, (n * a + i0) * b + j0, b, (n * b + j0) * a + i0, a,
+                    min(a - i0, BLOCK), min(b - j0, BLOCK), tile)
 
 
 @njit(nogil=True, cache=True)
