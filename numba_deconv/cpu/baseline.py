@@ -3,7 +3,7 @@
 A tuned kernel takes seconds to compile (register tiles, vector shuffles,
 many specialised helpers). While it compiles in the background
 (:mod:`.tiering`), calls that would run it run this kernel instead: one
-short function of plain loops, which Numba compiles in about a second.
+short function of plain loops, which Numba compiles in about 2 s.
 
 It computes each output element with exactly the terms, the order and the
 rounding of the kernel it stands in for, so a switch from one to the

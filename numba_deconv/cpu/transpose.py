@@ -3,7 +3,9 @@
 The kernels compute channels first; a ``data_format="channels_last"`` call
 has its input and its result transposed around them. NumPy's transposing
 copy runs on one thread at a few GB/s; :func:`swap_last_two` runs in
-parallel tiles that stay in L1.
+parallel tiles that stay in L1, transposed in vector shuffles. The phase
+tiles read and write channels-last data themselves, through
+:func:`transpose_block`.
 
 Complex data that runs as its real twin (``numba_deconv._dispatch.real_twin``)
 has its real and imaginary parts split into channels of their own and
@@ -12,6 +14,8 @@ and ``.imag`` copies read and write every other element on one thread,
 and took longer than the twin's arithmetic (signal_1d in complex64: 6.8 ms
 to split, 12.6 ms to merge, 22 ms to compute).
 """
+
+from __future__ import annotations
 
 import math
 
@@ -59,7 +63,7 @@ def to_channels_last(first: np.ndarray, last: np.ndarray | None = None) -> np.nd
     if first.shape[1] == 1 or math.prod(first.shape[2:]) == 1:
         if last is None:
             return first.reshape(shape)
-        if not np.shares_memory(first, last):  # (channels_first_room's own view)
+        if not np.may_share_memory(first, last):  # (channels_first_room's own view)
             last[...] = first.reshape(shape)
         return last
     if last is None:
