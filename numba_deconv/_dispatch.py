@@ -356,7 +356,9 @@ def real_twin(call):
     That pays where the twin takes register tiles and the complex call
     would not take BLAS's products: enough channel pairs per group
     (``TILED_MIN_CHANNEL_PAIRS``), fewer than ``GEMM_MIN_CHANNELS`` one
-    way or small images, and work enough to leave the calling thread.
+    way or small images (or, for ``conv_transpose``, at least
+    ``TWIN_MIN_TAPS_PER_PHASE`` taps per output phase), and work enough to
+    leave the calling thread.
     Elsewhere copying the data in and out costs more than it saves.
     """
     if call.twin is None:
@@ -370,7 +372,11 @@ def _twin_pays(call) -> bool:
     in_g, out_g = g.in_channels // g.groups, g.out_channels // g.groups
     thick = (min(in_g, out_g) >= config.GEMM_MIN_CHANNELS
              and math.prod(g.in_spatial) >= config.GEMM_MIN_POSITIONS)
-    return (plan.dtype.kind == "c" and not thick
+    # Many taps per output phase keep the tiles busier than BLAS's products
+    # and their fold (measured for conv_transpose only).
+    many_taps = isinstance(call, Call) and (
+        math.prod(g.kernel) >= config.TWIN_MIN_TAPS_PER_PHASE * math.prod(g.stride))
+    return (plan.dtype.kind == "c" and (many_taps or not thick)
             and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS
             and plan.batch * g.flops // 2 >= config.SERIAL_MAX_MULTIPLY_ADDS)
 

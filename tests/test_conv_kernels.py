@@ -193,6 +193,7 @@ COMPLEX_CASES = [
     ("twin-tiles", (2, 8, 20, 21), (8, 4, 3, 3), 2, "phase_tiles"),     # a real twin
     ("depthwise", (4, 8, 40, 41), (8, 1, 3, 3), 8, "planes"),          # too few pairs
     ("thick", (1, 64, 9, 9), (64, 64, 2, 2), 1, "blas"),                 # BLAS's products
+    ("thick-many-taps", (1, 64, 9, 9), (64, 64, 5, 5), 1, "phase_tiles"),  # 6.25 per phase
 ]
 
 
