@@ -172,6 +172,9 @@ class Call(_Routed):
     out_bytes: int  # of the channels-first result of the kernels
     routes: dict  # thread count (or None: any) -> Route
     twin: Call | bool | None = None  # complex data: its real twin (real_twin), or False
+    # The serial row kernel called directly (api.apply_conv_transpose): None
+    # until known, False where the call shape does not run it.
+    serial: typing.Callable | bool | None = None
 
     def _plan_route(self, threads: int) -> Route:
         return _route(self.plan, self.geometry, threads)

@@ -152,6 +152,12 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     by a caller that repeats the call with this weight, keeps the weights
     as the kernels lay them out (see :func:`numba_deconv.cpu.driver.run`)."""
     plan, geometry = call.plan, call.geometry
+    run_serial = call.serial
+    if run_serial and out is None and kernel_ready(
+            plan.dtype, *((x, weight) if bias is None else (x, weight, bias))):
+        result = np.empty(plan.out_shape, plan.dtype)
+        run_serial(x, weight, call.no_bias if bias is None else bias, result)
+        return result
     # Channels-last data goes to the kernels as it is where nothing else
     # needs it channels first (the driver picks kernels that read it so).
     keep_last = (plan.channels_last and plan.padding_mode == "zeros" and x.size > 0
@@ -177,7 +183,42 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
         result[...] = bias_k.reshape((-1,) + (1,) * geometry.rank)
     elif plan.padding_mode != "zeros":
         result = np.empty((0, geometry.out_channels) + plan.geometry.out_spatial, plan.dtype)
+    if run_serial is None:
+        _find_serial(call)
     return _finish(plan, result, out, direct_out, keep_last)
+
+
+#: numpy.ndarray.flags.num bits of an array the kernels take as it is:
+#: C-contiguous, aligned, writable.
+_KERNEL_READY = 0x1 | 0x100 | 0x400
+
+
+def kernel_ready(dtype, *arrays) -> bool:
+    """Whether the kernels can take ``arrays`` as they are: NumPy arrays of
+    ``dtype``, C-contiguous, aligned, writable."""
+    for a in arrays:
+        if (type(a) is not np.ndarray or a.dtype != dtype
+                or a.flags.num & _KERNEL_READY != _KERNEL_READY):
+            return False
+    return True
+
+
+def _find_serial(call) -> None:
+    """For tiny calls the layers around the kernel cost more than its
+    arithmetic: once the serial row kernel that runs a call shape is
+    compiled, later calls of that shape with kernel-ready arrays and no
+    ``out`` call it directly (:func:`numba_deconv.cpu.driver.serial_runner`)
+    -- the same kernel on the same arrays, so the same bits. Only for
+    channels-first real data without a padding mode."""
+    plan = call.plan
+    if plan.channels_last or plan.padding_mode != "zeros" or plan.dtype.kind != "f":
+        call.serial = False
+        return
+    route = call.route()
+    if route.kernel != "rows_serial":
+        call.serial = False
+        return
+    call.serial = driver.serial_runner(route, plan.dtype)  # None until compiled
 
 
 def _run_transposed(call, x_cf, w_k, bias_k, result, prepared):

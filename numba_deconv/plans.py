@@ -15,15 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _dispatch, api
-from .cpu import driver
 from ._params import shape_tuple
 from ._plan import as_array, check_numeric, dtype_argument, working_dtype
 from ._typing import ArrayLike, DTypeLike, Forward
 
 FORWARDS = ("conv_transpose", "conv")
-#: numpy.ndarray.flags.num bits of an array the kernels take as it is:
-#: C-contiguous, aligned, writable.
-_KERNEL_READY = 0x1 | 0x100 | 0x400
 #: The arguments of each forward function, in the dispatcher's order.
 ARGS = {"conv_transpose": _dispatch._ARG_NAMES, "conv": _dispatch._CONV_ARG_NAMES}
 DEFAULTS = {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1,
@@ -80,12 +76,8 @@ class Plan:
             self._forward_weights = api.conv_weights(self._call, self._weight)
             self._adjoint_weights = {}
         self._adjoint_weight = adjoint_weight
+        self._kernel_bias = self._call.no_bias if bias is None else self._bias
         self.output_shape = plan_.out_shape
-        # The serial row kernel called directly (:meth:`_fast_path`): None
-        # until its kernel is compiled, False where the call is not one.
-        self._run_serial = None if (
-            forward == "conv_transpose" and plan_.padding_mode == "zeros"
-            and not plan_.channels_last and dtype.kind == "f") else False
 
     def __call__(self, x: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """The forward function of ``x`` (of ``input_shape``), with the bias.
@@ -101,35 +93,21 @@ class Plan:
         -------
         numpy.ndarray
         """
-        run_serial = self._run_serial
-        if (run_serial and out is None and type(x) is np.ndarray and x.dtype == self.dtype
-                and x.shape == self.input_shape and x.flags.num & _KERNEL_READY == _KERNEL_READY):
-            result = np.empty(self.output_shape, self.dtype)
-            run_serial(x, result)
-            return result
-        x = self._checked("x", x, self.input_shape)
         if self.forward == "conv":
+            x = self._checked("x", x, self.input_shape)
             return api.apply_conv(self._call, self._forward_weights, x, self._weight,
                                   self._bias, out)
-        result = api.apply_conv_transpose(self._call, x, self._weight, self._bias, out,
-                                          self._forward_weights)
-        if run_serial is None:
-            self._fast_path()
-        return result
-
-    def _fast_path(self):
-        """For tiny calls the checks and layers around the kernel cost
-        more than its arithmetic: once the serial row kernel that runs a
-        call is compiled, later calls with a kernel-ready ``x`` (C-contiguous,
-        aligned, writable, of ``input_shape`` and ``dtype``) and no ``out``
-        call it directly -- the same kernel on the same arrays, so the same
-        bits."""
-        route = self._call.route()
-        if route.kernel != "rows_serial":
-            self._run_serial = False
-            return
-        bias = self._call.no_bias if self._bias is None else self._bias
-        self._run_serial = driver.serial_runner(route, self.dtype, self._weight, bias)
+        # A tiny call straight to its compiled kernel (see
+        # api.apply_conv_transpose), for a kernel-ready x of the planned shape.
+        run_serial = self._call.serial
+        if (run_serial and out is None and type(x) is np.ndarray
+                and x.shape == self.input_shape and api.kernel_ready(self.dtype, x)):
+            result = np.empty(self.output_shape, self.dtype)
+            run_serial(x, self._weight, self._kernel_bias, result)
+            return result
+        x = self._checked("x", x, self.input_shape)
+        return api.apply_conv_transpose(self._call, x, self._weight, self._bias, out,
+                                        self._forward_weights)
 
     def adjoint(self, y: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """The exact adjoint of the forward function's linear part (no

@@ -131,7 +131,7 @@ def test_tiny_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape, kwargs,
         p = nd.plan(w, x_shape, bias=bias, **kwargs)
         expected = nd.conv_transpose(x, w, bias, **kwargs)
         np.testing.assert_array_equal(p(x), expected)  # the checked way; compiles
-        assert callable(p._run_serial)
+        assert callable(p._call.serial)
         with monkeypatch.context() as patched:
             patched.setattr(api, "apply_conv_transpose", _refuse)
             for _ in range(2):
@@ -162,7 +162,7 @@ def test_tiny_calls_from_many_threads(rng):
     inputs = [random_array(rng, (1, 2, 3, 3), np.float64) for _ in range(64)]
     expected = [nd.conv_transpose(x, w, stride=2) for x in inputs]
     p(inputs[0])
-    assert callable(p._run_serial)
+    assert callable(p._call.serial)
     with ThreadPoolExecutor(4) as pool:
         for _ in range(20):
             results = list(pool.map(p, inputs))
@@ -172,11 +172,34 @@ def test_tiny_calls_from_many_threads(rng):
 
 def test_bigger_or_other_calls_keep_the_checked_way(rng):
     """Only the serial row kernel is called directly."""
-    for case in (CASES[0], CASES[3], CASES[5], CASES[6]):
+    for case in (CASES[0], CASES[3], CASES[5]):
         forward, x, w, b, kwargs = _setup(case, rng)
         p = nd.plan(w, x.shape, bias=b, forward=forward, **kwargs)
         p(x)
-        assert p._run_serial is False
+        assert p._call.serial is False
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", TINY)
+def test_tiny_function_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape, kwargs, rng,
+                                                                monkeypatch):
+    """The function itself, once a call shape's serial row kernel is
+    compiled, calls it directly for kernel-ready arrays and no out."""
+    from numba_deconv import api
+
+    x = random_array(rng, x_shape, np.float32)
+    w = random_array(rng, w_shape, np.float32)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), np.float32)
+    expected = [nd.conv_transpose(x, w, bias, **kwargs) for bias in (b, None)]
+    with monkeypatch.context() as patched:
+        patched.setattr(api, "_prepare", _refuse)
+        for bias, want in zip((b, None), expected):
+            assert nd.conv_transpose(x, w, bias, **kwargs).tobytes() == want.tobytes()
+        with pytest.raises(_Refused):
+            nd.conv_transpose(x, w.astype(np.float64), b, **kwargs)
+        with pytest.raises(_Refused):
+            nd.conv_transpose(x, w, b.astype(np.float64), **kwargs)
+        with pytest.raises(_Refused):
+            nd.conv_transpose(x, w, b, out=np.empty_like(expected[0]), **kwargs)
 
 
 class _Refused(Exception):

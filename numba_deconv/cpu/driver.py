@@ -541,15 +541,15 @@ def _ran_channels_last(route, x, w, bias, out, prepared) -> bool:
                             _laid_out(route.kernel, w3, launch, prepared), channels_last=True)
 
 
-def serial_runner(route, dtype, w: np.ndarray, bias: np.ndarray):
-    """``run(x, out)``: what :func:`run` computes along ``route`` with the
-    weight ``w`` and ``bias`` (kernel-ready), with the Python layers cut
-    away, for a plan's repeated tiny calls; None unless ``route`` is the
-    serial row kernel and that kernel is compiled in this process.
+def serial_runner(route, dtype):
+    """``run(x, w, bias, out)``: what :func:`run` computes along ``route``,
+    with the Python layers cut away, for tiny calls; None unless ``route``
+    is the serial row kernel and that kernel is compiled in this process.
 
-    ``x`` and ``out`` must be C-contiguous, aligned, writable arrays of
-    ``dtype`` with the route's numbers of elements (the plan checks them):
-    others would make Numba compile the kernel anew, in the call.
+    ``x``, ``w``, ``bias`` and ``out`` must be C-contiguous, aligned,
+    writable arrays of ``dtype`` with the route's numbers of elements (the
+    callers check them): others would make Numba compile the kernel anew,
+    in the call.
     """
     if route.inner is not None or route.kernel != "rows_serial" or (
             route.variant + (route.kernel,) not in _compiled.recorded()):
@@ -558,12 +558,12 @@ def serial_runner(route, dtype, w: np.ndarray, bias: np.ndarray):
     if signature not in kernel.overloads:
         return None
     launch = route.launch
-    x_shape, out_shape, w3 = launch.x_shape, launch.out_shape, w.reshape(launch.w_shape)
+    x_shape, w_shape, out_shape = launch.x_shape, launch.w_shape, launch.out_shape
     fixed = (launch.groups, launch.stride, launch.dilation, launch.pad, 1)
 
-    def run_serial(x, out):
+    def run_serial(x, w, bias, out):
         # A task counter per call: calls from several threads share nothing.
-        kernel(x.reshape(x_shape), w3, bias, out.reshape(out_shape), *fixed,
+        kernel(x.reshape(x_shape), w.reshape(w_shape), bias, out.reshape(out_shape), *fixed,
                np.zeros(1, np.int64), NEVER)
     return run_serial
 
