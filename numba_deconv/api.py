@@ -155,7 +155,7 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     run_serial = call.serial
     if run_serial and out is None and kernel_ready(
             plan.dtype, *((x, weight) if bias is None else (x, weight, bias))):
-        result = np.empty(plan.out_shape, plan.dtype)
+        result = _outputs.new_output(plan.out_shape, plan.dtype, call.out_bytes)
         run_serial(x, weight, call.no_bias if bias is None else bias, result)
         return result
     # Channels-last data goes to the kernels as it is where nothing else

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _dispatch, api
+from . import _dispatch, _outputs, api
 from ._params import shape_tuple
 from ._plan import as_array, check_numeric, dtype_argument, working_dtype
 from ._typing import ArrayLike, DTypeLike, Forward
@@ -102,7 +102,7 @@ class Plan:
         run_serial = self._call.serial
         if (run_serial and out is None and type(x) is np.ndarray
                 and x.shape == self.input_shape and api.kernel_ready(self.dtype, x)):
-            result = np.empty(self.output_shape, self.dtype)
+            result = _outputs.new_output(self.output_shape, self.dtype, self._call.out_bytes)
             run_serial(x, self._weight, self._kernel_bias, result)
             return result
         x = self._checked("x", x, self.input_shape)

@@ -53,7 +53,9 @@ def _force(monkeypatch, kernel):
 
 def _as_if_cold(monkeypatch):
     """Every tuned kernel looks uncompiled and off disk, and its compile
-    never ends: each call runs the baseline."""
+    never ends: each call runs the baseline (from call shapes planned anew,
+    as in a new process)."""
+    _dispatch.reset()
     monkeypatch.setattr(config, "BACKGROUND_COMPILE", True)
     monkeypatch.setattr(_compiled, "_COMPILED", {})
     monkeypatch.setattr(tiering, "on_disk", lambda *args: False)
