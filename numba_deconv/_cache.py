@@ -129,6 +129,11 @@ class PackageStampLocator(_CacheLocator):
     def __init__(self, base: _CacheLocator):
         self._base = base
 
+    def __getattr__(self, name):
+        # What Numba reads off a locator beyond its interface (such as
+        # ``_py_file`` when it warns that a function cannot be cached).
+        return getattr(self._base, name)
+
     def ensure_cache_path(self):
         self._base.ensure_cache_path()
 

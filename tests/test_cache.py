@@ -123,3 +123,14 @@ def test_a_cache_directory_others_can_write_is_warned_about(tmp_path):
                               env=dict(os.environ, NUMBA_CACHE_DIR=str(directory)), timeout=300)
         assert done.returncode == 0, done.stderr
         assert ("can be written by other users" in done.stderr) == warned, done.stderr
+
+
+def test_the_locator_answers_what_numba_reads_off_its_own():
+    """Numba reads ``_py_file`` off a locator to warn that a function cannot
+    be cached; the package's locator hands such reads to Numba's own."""
+    from numba_deconv import _cache
+    from numba_deconv.cpu import kernels
+
+    locator = kernels.direct_rows._cache._impl.locator
+    assert isinstance(locator, _cache.PackageStampLocator)
+    assert locator._py_file == os.path.abspath(kernels.__file__)
