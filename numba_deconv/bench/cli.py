@@ -241,13 +241,21 @@ def _write_spread(count, seed, path) -> str:
     return path
 
 
+def _selected_pairs(args):
+    """The ``(case, dtype)`` pairs ``args`` select, or None after saying why
+    there are none."""
+    try:
+        return select_cases(load_cases(args.case_file), args.case, args.dtype)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
 def _run_cold(args) -> int:
     from .cold import cold_start, format_cold_table
 
-    try:
-        pairs = select_cases(load_cases(args.case_file), args.case, args.dtype)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    pairs = _selected_pairs(args)
+    if pairs is None:
         return 2
     torch = "torch" in args.peers and importlib.util.find_spec("torch") is not None
     rows = cold_start(pairs, op=args.op, threads=args.threads, torch=torch,
@@ -259,10 +267,8 @@ def _run_cold(args) -> int:
 def _run_variants(args) -> int:
     from .variants import format_variants_table, time_variants
 
-    try:
-        pairs = select_cases(load_cases(args.case_file), args.case, args.dtype)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    pairs = _selected_pairs(args)
+    if pairs is None:
         return 2
     rows = time_variants(pairs, threads=args.threads, min_time=args.min_time,
                          repeat=args.repeat, progress=None if args.quiet else sys.stderr)
