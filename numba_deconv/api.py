@@ -152,12 +152,9 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     by a caller that repeats the call with this weight, keeps the weights
     as the kernels lay them out (see :func:`numba_deconv.cpu.driver.run`)."""
     plan, geometry = call.plan, call.geometry
-    run_serial = call.serial
-    if run_serial and out is None and kernel_ready(
+    if call.serial and out is None and kernel_ready(
             plan.dtype, *((x, weight) if bias is None else (x, weight, bias))):
-        result = _outputs.new_output(plan.out_shape, plan.dtype, call.out_bytes)
-        run_serial(x, weight, call.no_bias if bias is None else bias, result)
-        return result
+        return run_serial(call, x, weight, bias)
     # Channels-last data goes to the kernels as it is where nothing else
     # needs it channels first (the driver picks kernels that read it so).
     keep_last = (plan.channels_last and plan.padding_mode == "zeros" and x.size > 0
@@ -183,7 +180,7 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
         result[...] = bias_k.reshape((-1,) + (1,) * geometry.rank)
     elif plan.padding_mode != "zeros":
         result = np.empty((0, geometry.out_channels) + plan.geometry.out_spatial, plan.dtype)
-    if run_serial is None:
+    if call.serial is None:
         _find_serial(call)
     return _finish(plan, result, out, direct_out, keep_last)
 
@@ -201,6 +198,14 @@ def kernel_ready(dtype, *arrays) -> bool:
                 or a.flags.num & _KERNEL_READY != _KERNEL_READY):
             return False
     return True
+
+
+def run_serial(call, x, weight, bias):
+    """A tiny call straight to its compiled kernel (``call.serial``, see
+    :func:`_find_serial`), on kernel-ready arrays (:func:`kernel_ready`)."""
+    result = _outputs.new_output(call.plan.out_shape, call.plan.dtype, call.out_bytes)
+    call.serial(x, weight, call.no_bias if bias is None else bias, result)
+    return result
 
 
 def _find_serial(call) -> None:
@@ -251,15 +256,14 @@ def _twin_channels(a, groups):
     parts, then their imaginary parts."""
     a = np.ascontiguousarray(a)
     twin = np.empty((a.shape[0], 2 * a.shape[1]) + a.shape[2:], a.real.dtype)
-    _move_parts(transpose.split_parts, *_parts_views(a, twin, groups))
+    _move_parts(a, twin, groups, merge=False)
     return twin
 
 
 def _from_twin(y, result, groups):
     """``result`` (N, C, *S) complex (C-contiguous) from its real twin ``y``
     (N, 2C, *S)."""
-    pairs, parts = _parts_views(result, y, groups)
-    _move_parts(transpose.merge_parts, parts, pairs)
+    _move_parts(result, y, groups, merge=True)
 
 
 def _twin_output(result):
@@ -268,21 +272,20 @@ def _twin_output(result):
     return _outputs.new_output(shape, result.real.dtype, result.nbytes)
 
 
-def _parts_views(complex_array, twin, groups):
-    """``complex_array`` (N, C, *S) as (N*groups, C/groups, 2S) real and its
-    twin (N, 2C, *S) as (N*groups, 2, C/groups, S), the shapes of
-    :func:`.transpose.split_parts`."""
+def _move_parts(complex_array, twin, groups, merge):
+    """:func:`.transpose.move_parts` between ``complex_array`` (N, C, *S)
+    and its twin (N, 2C, *S), on the calling thread where there is too
+    little to share."""
     n, c = complex_array.shape[:2]
     size = math.prod(complex_array.shape[2:])
-    return (complex_array.view(twin.dtype).reshape(n * groups, c // groups, 2 * size),
-            twin.reshape(n * groups, 2, c // groups, size))
-
-
-def _move_parts(kernel, source, target):
-    if source.size >= _PARALLEL_MIN_PARTS:
-        parallel(kernel, source, target)
-    elif source.size:
-        serial(kernel, source, target)
+    if not n * c * size:
+        return
+    args = (complex_array.view(twin.dtype).reshape(n * groups, c // groups, 2 * size),
+            twin.reshape(n * groups, 2, c // groups, size), merge)
+    if complex_array.size >= _PARALLEL_MIN_PARTS:
+        parallel(transpose.move_parts, *args)
+    else:
+        serial(transpose.move_parts, *args)
 
 
 def _twin_weight(w, groups, transposed):
@@ -562,7 +565,7 @@ def _finish(plan, result, out, direct_out, in_format=False):
 def _to_channels_first(x, dtype):
     """(N, *S, C) -> (N, C, *S): a parallel transposing copy where ``x`` is
     C-contiguous in the working dtype, else NumPy's (which also casts)."""
-    if x.shape[-1] == 1 or math.prod(x.shape[1:-1]) == 1 or (
+    if transpose.same_order(x.shape[-1], x.shape[1:-1]) or (
             x.dtype == dtype and x.flags.c_contiguous and x.dtype.isnative):
         return transpose.to_channels_first(x)
     return np.moveaxis(x, -1, 1)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _dispatch, _outputs, api
+from . import _dispatch, api
 from ._params import shape_tuple
 from ._plan import as_array, check_numeric, dtype_argument, working_dtype
 from ._typing import ArrayLike, DTypeLike, Forward
@@ -76,7 +76,6 @@ class Plan:
             self._forward_weights = api.conv_weights(self._call, self._weight)
             self._adjoint_weights = {}
         self._adjoint_weight = adjoint_weight
-        self._kernel_bias = self._call.no_bias if bias is None else self._bias
         self.output_shape = plan_.out_shape
 
     def __call__(self, x: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
@@ -99,12 +98,9 @@ class Plan:
                                   self._bias, out)
         # A tiny call straight to its compiled kernel (see
         # api.apply_conv_transpose), for a kernel-ready x of the planned shape.
-        run_serial = self._call.serial
-        if (run_serial and out is None and type(x) is np.ndarray
+        if (self._call.serial and out is None and type(x) is np.ndarray
                 and x.shape == self.input_shape and api.kernel_ready(self.dtype, x)):
-            result = _outputs.new_output(self.output_shape, self.dtype, self._call.out_bytes)
-            run_serial(x, self._weight, self._kernel_bias, result)
-            return result
+            return api.run_serial(self._call, x, self._weight, self._bias)
         x = self._checked("x", x, self.input_shape)
         return api.apply_conv_transpose(self._call, x, self._weight, self._bias, out,
                                         self._forward_weights)

@@ -9,7 +9,7 @@ tiles read and write channels-last data themselves, through
 
 Complex data that runs as its real twin (``numba_deconv._dispatch.real_twin``)
 has its real and imaginary parts split into channels of their own and
-merged back (:func:`split_parts`, :func:`merge_parts`): NumPy's ``.real``
+merged back (:func:`move_parts`): NumPy's ``.real``
 and ``.imag`` copies read and write every other element on one thread,
 and took longer than the twin's arithmetic (signal_1d in complex64: 6.8 ms
 to split, 12.6 ms to merge, 22 ms to compute).
@@ -31,12 +31,18 @@ from .launch import parallel
 BLOCK = 32
 
 
+def same_order(channels: int, spatial: tuple) -> bool:
+    """Whether (N, C, *S) and (N, *S, C) lay out the same memory order: one
+    channel or one position, so a reshape swaps them."""
+    return channels == 1 or math.prod(spatial) == 1
+
+
 def to_channels_first(x: np.ndarray) -> np.ndarray:
     """(N, *S, C) C-contiguous -> (N, C, *S) C-contiguous, transposed in
     parallel; a reshape where one channel or one position leaves the
     memory order as it is."""
     shape = (x.shape[0], x.shape[-1]) + x.shape[1:-1]
-    if x.shape[-1] == 1 or math.prod(x.shape[1:-1]) == 1:
+    if same_order(x.shape[-1], x.shape[1:-1]):
         return x.reshape(shape)
     first = np.empty(shape, x.dtype)
     if first.size:
@@ -50,7 +56,7 @@ def channels_first_room(last: np.ndarray) -> np.ndarray:
     ``last`` itself reshaped where one channel or one position leaves the
     memory order as it is, else uninitialised, recycled where large."""
     shape = (last.shape[0], last.shape[-1]) + last.shape[1:-1]
-    if last.shape[-1] == 1 or math.prod(last.shape[1:-1]) == 1:
+    if same_order(last.shape[-1], last.shape[1:-1]):
         return last.reshape(shape)
     return _outputs.new_output(shape, last.dtype, last.nbytes)
 
@@ -60,7 +66,7 @@ def to_channels_last(first: np.ndarray, last: np.ndarray | None = None) -> np.nd
     one when None, transposed in parallel (or reshaped where one channel or
     one position needs no move); returns ``last``."""
     shape = (first.shape[0],) + first.shape[2:] + (first.shape[1],)
-    if first.shape[1] == 1 or math.prod(first.shape[2:]) == 1:
+    if same_order(first.shape[1], first.shape[2:]):
         if last is None:
             return first.reshape(shape)
         if not np.may_share_memory(first, last):  # (channels_first_room's own view)
@@ -144,14 +150,15 @@ def swap_last_two(src, dst, claimed, cancel):
 
 
 @njit(nogil=True, cache=True)
-def split_parts(pairs, parts, claimed, cancel):
+def move_parts(pairs, parts, merge, claimed, cancel):
     """``parts[m, 0, c, s], parts[m, 1, c, s] = pairs[m, c, 2s], pairs[m, c,
-    2s + 1]``: ``pairs`` (M, C, 2S) is a complex array's real view (real and
-    imaginary parts side by side), ``parts`` (M, 2, C, S); both C-contiguous.
-    A task kernel (:func:`.launch.parallel`), a row ``(m, c)`` per task."""
+    2s + 1]`` (or, with ``merge``, the other way): ``pairs`` (M, C, 2S) is a
+    complex array's real view (real and imaginary parts side by side),
+    ``parts`` (M, 2, C, S); both C-contiguous. A task kernel
+    (:func:`.launch.parallel`), a row ``(m, c)`` per task."""
     n_rows, channels, twice = pairs.shape
     size = twice // 2
-    source, target = pairs.reshape(-1), parts.reshape(-1)
+    paired, split = pairs.reshape(-1), parts.reshape(-1)
     while True:
         row = simd.claim(claimed)
         if row >= n_rows * channels or simd.cancelled(cancel):
@@ -159,25 +166,11 @@ def split_parts(pairs, parts, claimed, cancel):
         real = (row // channels * 2 * channels + row % channels) * size
         imag = real + channels * size
         first = row * twice
-        for s in range(size):
-            target[real + s] = source[first + 2 * s]
-            target[imag + s] = source[first + 2 * s + 1]
-
-
-@njit(nogil=True, cache=True)
-def merge_parts(parts, pairs, claimed, cancel):
-    """The inverse of :func:`split_parts`: ``pairs`` (M, C, 2S) from
-    ``parts`` (M, 2, C, S)."""
-    n_rows, channels, twice = pairs.shape
-    size = twice // 2
-    source, target = parts.reshape(-1), pairs.reshape(-1)
-    while True:
-        row = simd.claim(claimed)
-        if row >= n_rows * channels or simd.cancelled(cancel):
-            break
-        real = (row // channels * 2 * channels + row % channels) * size
-        imag = real + channels * size
-        first = row * twice
-        for s in range(size):
-            target[first + 2 * s] = source[real + s]
-            target[first + 2 * s + 1] = source[imag + s]
+        if merge:
+            for s in range(size):
+                paired[first + 2 * s] = split[real + s]
+                paired[first + 2 * s + 1] = split[imag + s]
+        else:
+            for s in range(size):
+                split[real + s] = paired[first + 2 * s]
+                split[imag + s] = paired[first + 2 * s + 1]
