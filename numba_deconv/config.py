@@ -147,6 +147,15 @@ PLANES_MAX_ROW = 64
 #: Why: waking a thread pool costs microseconds idle, milliseconds when busy.
 SERIAL_MAX_MULTIPLY_ADDS = 32_768
 
+#: A parallel task kernel runs its tasks on the calling thread alone below
+#: this many multiply-adds: the same tasks in the same order, so the same
+#: bits, only without helpers.
+#: Why: on the project's 2-vCPU machine a helper thread took 20-60 us to
+#: wake and join; the spread's calls of 0.5-1.5 Mi multiply-adds (60-200 us
+#: of work) ran 1.1-1.5x faster on one thread, those of 1.8 Mi and more as
+#: often slower (``benchmarks/TUNING.md``).
+PARALLEL_MIN_MULTIPLY_ADDS = 3 << 19
+
 #: Outputs of at least OUTPUT_CACHE_MIN_BYTES are allocated from recycled
 #: memory: the library keeps the memory of up to OUTPUT_CACHE_SLOTS outputs
 #: (OUTPUT_CACHE_BYTES in all) after the caller drops them and hands it to

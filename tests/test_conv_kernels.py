@@ -301,6 +301,9 @@ def test_complex_parts_split_into_twin_channels_and_back(shape, groups, dtype, r
     ((2, 16, 5, 6, 35), (16, 16, 2, 3, 2), dict(stride=(1, 2, 2))),
     ((3, 32, 8, 8), (32, 8, 2, 2), dict(stride=2, groups=2)),
     ((1, 48, 3, 50), (48, 20, 1, 5), dict(stride=(1, 4), padding=(0, 2))),
+    # Whole rows merged into one run in and one stretch out (1x1 kernels).
+    ((2, 20, 6, 9), (20, 24, 1, 1), {}),
+    ((3, 18, 5, 6), (18, 17, 1, 2), dict(stride=(1, 2))),
 ])
 def test_phase_tiles_read_and_write_channels_last_in_place(x_shape, w_shape, kwargs, dtype,
                                                          rng, monkeypatch):

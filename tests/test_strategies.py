@@ -166,6 +166,13 @@ TILE_CASES = [
     # (interleaved one element at a time).
     ((1, 3, 2, 36), (3, 10, 2, 5), dict(stride=(1, 4), padding=(0, 1))),
     ((2, 2, 30), (2, 9, 7), dict(stride=5, padding=2, output_padding=3)),
+    # One tap per phase: whole input rows are one run of the window, whole
+    # output rows one stretch of the scatter (a 1x1 kernel, kernel = stride
+    # along W, a 1x1x1 kernel across depth), and with cropping only some.
+    ((2, 5, 7, 9), (5, 11, 1, 1), {}),
+    ((1, 4, 5, 6), (4, 9, 1, 2), dict(stride=(1, 2))),
+    ((1, 3, 3, 4, 5), (3, 10, 1, 1, 1), {}),
+    ((2, 4, 6, 7), (4, 9, 1, 1), dict(padding=(1, 0))),
 ]
 
 
@@ -482,3 +489,29 @@ def test_tiled_kernel_last_blocks_of_few_channels(c_out, dtype, ran, rng):
     y = conv_transpose(x, w, bias, **kwargs)
     assert ran == [("phase_tiles", True)]
     assert_matches_reference(y, x, w, bias, **kwargs)
+
+
+def test_small_task_calls_run_on_the_calling_thread_and_large_ones_wake_helpers():
+    """A task kernel below ``PARALLEL_MIN_MULTIPLY_ADDS`` runs on the calling
+    thread alone (the same tasks, so the same bits); at the threshold every
+    thread takes part."""
+    import threading
+    import time
+
+    from numba_deconv.cpu.launch import parallel
+
+    threads_seen = set()
+
+    def kernel(claimed, cancel):
+        threads_seen.add(threading.get_ident())
+        if threading.get_ident() == caller:
+            time.sleep(0.05)  # long enough for the helpers to start
+
+    caller = threading.get_ident()
+    parallel(kernel, multiply_adds=config.PARALLEL_MIN_MULTIPLY_ADDS - 1)
+    assert threads_seen == {caller}
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread: no helpers to wake")
+    threads_seen.clear()
+    parallel(kernel, multiply_adds=config.PARALLEL_MIN_MULTIPLY_ADDS)
+    assert caller in threads_seen and len(threads_seen) == numba.get_num_threads()

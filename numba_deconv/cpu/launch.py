@@ -112,17 +112,21 @@ def _interruptible(multiply_adds: int) -> bool:
             and threading.current_thread() is threading.main_thread())
 
 
-def parallel(kernel, *args, multiply_adds: int = 0) -> None:
+def parallel(kernel, *args, multiply_adds: int | None = None) -> None:
     """``kernel(*args, claimed, cancel)`` on ``numba.get_num_threads()``
     threads at once: a task kernel, which claims its tasks from
     ``claimed`` (:func:`.simd.claim`) and stops early once ``cancel`` is
-    set. The calling thread takes tasks too, unless the call has at least
-    ``config.INTERRUPTIBLE_MIN_MULTIPLY_ADDS`` multiply-adds and it is the
-    main thread (the only one Python delivers signals to): then it waits
-    and watches for Ctrl-C."""
+    set. A call of fewer than ``config.PARALLEL_MIN_MULTIPLY_ADDS``
+    multiply-adds runs on the calling thread alone (:func:`serial`; None:
+    not a count, never alone). The calling thread takes tasks too, unless
+    the call has at least ``config.INTERRUPTIBLE_MIN_MULTIPLY_ADDS``
+    multiply-adds and it is the main thread (the only one Python delivers
+    signals to): then it waits and watches for Ctrl-C."""
     threads = numba.get_num_threads()
+    if multiply_adds is not None and multiply_adds < config.PARALLEL_MIN_MULTIPLY_ADDS:
+        threads = 1
     claimed = np.zeros(1, np.int64)
-    if not _interruptible(multiply_adds):
+    if not _interruptible(multiply_adds or 0):
         helpers = [worker_pool().submit(kernel, *args, claimed, NEVER)
                    for _ in range(threads - 1)]
         try:

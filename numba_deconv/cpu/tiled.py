@@ -348,9 +348,18 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         win_len = -(-(p1 - p0 + halo) // lanes) * lanes
         # The window: xp[p0 : p0 + win_len] of each input channel (rows
         # whose pitch is a multiple of the lanes load aligned vectors), and
-        # room for the last vector of positions to read past the end.
-        xw = simd.aligned(np.zeros(c_in_g * win_len + 2 * lanes, dtype=x.dtype),
+        # a vector of zeros for the last vector of positions to read past
+        # the end.
+        xw = simd.aligned(np.empty(c_in_g * win_len + 2 * lanes, dtype=x.dtype),
                           c_in_g * win_len + lanes)
+        # The window's input rows, as runs of positions (from the image's
+        # first, to the window's): rows that go on where the last one
+        # ended in both (whole rows, no padding, as for a 1x1 kernel) are
+        # one run, copied in one stretch instead of row by row.
+        run_src = np.empty(win_len // u_w + 2, dtype=np.int64)
+        run_dst = np.empty_like(run_src)
+        run_len = np.empty_like(run_src)
+        n_runs = 0
         for row in range(p0 // u_w, (p0 + win_len - 1) // u_w + 1):
             i_hh = row % u_h - shift_max[1]
             i_dd = row // u_h - shift_max[0]
@@ -362,16 +371,35 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
             hi = min(row * u_w + min(shift_max[2] + i_w, u_w), p0 + win_len)
             if hi <= lo:
                 continue
-            iw0 = lo - row * u_w - shift_max[2]
+            at_src = (i_dd * i_h + i_hh) * i_w + lo - row * u_w - shift_max[2]
+            last = n_runs - 1
+            if (n_runs > 0 and run_src[last] + run_len[last] == at_src
+                    and run_dst[last] + run_len[last] == lo - p0):
+                run_len[last] += hi - lo
+                continue
+            run_src[n_runs] = at_src
+            run_dst[n_runs] = lo - p0
+            run_len[n_runs] = hi - lo
+            n_runs += 1
+        # Zeros where no run lands (the padding), not a clear of the whole
+        # window first: a window without padding is written once.
+        for ci in range(c_in_g):
+            gap = 0
+            for r in range(n_runs):
+                xw[ci * win_len + gap:ci * win_len + run_dst[r]] = 0
+                gap = run_dst[r] + run_len[r]
+            xw[ci * win_len + gap:(ci + 1) * win_len] = 0
+        xw[c_in_g * win_len:] = 0
+        image = n * i_d * i_h * i_w  # positions before the image
+        for r in range(n_runs):
             if channels_last:  # positions x channels to the channels' rows
-                transpose_block(xf, (((n * i_d + i_dd) * i_h + i_hh) * i_w + iw0) * c_in
-                                + g * c_in_g, c_in, xw, lo - p0, win_len, hi - lo, c_in_g)
+                transpose_block(xf, (image + run_src[r]) * c_in + g * c_in_g, c_in, xw,
+                                run_dst[r], win_len, run_len[r], c_in_g)
                 continue
             for ci in range(c_in_g):
-                src = np.uint64(((((n * c_in + g * c_in_g + ci) * i_d + i_dd) * i_h + i_hh)
-                                 * i_w + iw0))
-                dst = np.uint64(ci * win_len + lo - p0)
-                for t in range(np.uint64(hi - lo)):
+                src = np.uint64(image * c_in + (g * c_in_g + ci) * i_d * i_h * i_w + run_src[r])
+                dst = np.uint64(ci * win_len + run_dst[r])
+                for t in range(np.uint64(run_len[r])):
                     xw[dst + t] = xf[src + t]
         # One accumulator per W phase: the phases of a row are computed
         # side by side and interleaved into it in one contiguous pass.
@@ -416,8 +444,20 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     ow_hi = min(min(s0 + length - row * u_w, u_w) * s_w, o_w)
                     if ow_hi <= ow_lo:
                         continue
-                    row_acc[n_rows] = row * u_w + jw_lo - s0
-                    row_out[n_rows] = ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo
+                    at_acc = row * u_w + jw_lo - s0
+                    at_out = ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo
+                    # A row that goes on where the last one ended, in the
+                    # accumulators and in the output (whole rows of a
+                    # stride-1 H, as in a 1x1 kernel), extends it: one
+                    # long stretch instead of many short ones.
+                    last = n_rows - 1
+                    if (n_rows > 0 and row_len[last] % s_w == 0
+                            and row_acc[last] + row_len[last] // s_w == at_acc
+                            and row_out[last] + row_len[last] == at_out):
+                        row_len[last] += ow_hi - ow_lo
+                        continue
+                    row_acc[n_rows] = at_acc
+                    row_out[n_rows] = at_out
                     row_len[n_rows] = ow_hi - ow_lo
                     n_rows += 1
                 if channels_last:
