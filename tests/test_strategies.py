@@ -173,6 +173,8 @@ TILE_CASES = [
     ((1, 4, 5, 6), (4, 9, 1, 2), dict(stride=(1, 2))),
     ((1, 3, 3, 4, 5), (3, 10, 1, 1, 1), {}),
     ((2, 4, 6, 7), (4, 9, 1, 1), dict(padding=(1, 0))),
+    # Kernel < stride: phases without taps are the bias alone.
+    ((2, 3, 4, 6), (3, 10, 1, 2), dict(stride=3, output_padding=(2, 1))),
 ]
 
 

@@ -296,6 +296,37 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
                     of[o0 + j * step + c] = acc[c * acc_pitch + a0 + j] + bias[oc0 + c]
 
 
+@njit(nogil=True, cache=True)
+def _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, image, channel0, plane,
+                 c_in, c_in_g, channels_last):
+    """:func:`direct_tiled`'s window ``xw`` (``c_in_g`` rows of ``win_len``
+    and a vector of zeros) from the runs of input channels ``channel0 ..
+    channel0 + c_in_g`` of ``xf`` (flat, ``c_in`` channels of ``plane``
+    positions; ``image``: the positions before the image), zeros where no
+    run lands."""
+    if n_runs == 1:  # the gaps only: a window without padding is written once
+        for ci in range(c_in_g):
+            row = ci * win_len
+            for t in range(row, row + run_dst[0]):
+                xw[t] = 0
+            for t in range(row + run_dst[0] + run_len[0], row + win_len):
+                xw[t] = 0
+        for t in range(c_in_g * win_len, xw.size):
+            xw[t] = 0
+    else:
+        xw[:] = 0
+    for r in range(n_runs):
+        if channels_last:  # positions x channels to the channels' rows
+            transpose_block(xf, (image + run_src[r]) * c_in + channel0, c_in, xw,
+                            run_dst[r], win_len, run_len[r], c_in_g)
+            continue
+        for ci in range(c_in_g):
+            src = np.uint64(image * c_in + (channel0 + ci) * plane + run_src[r])
+            dst = np.uint64(ci * win_len + run_dst[r])
+            for t in range(np.uint64(run_len[r])):
+                xw[dst + t] = xf[src + t]
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
                  stride, chunks_per_image, block_parts, sub, channels_last, claimed, cancel):
@@ -346,12 +377,6 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         if p1 <= p0 or co1 <= co0:
             continue
         win_len = -(-(p1 - p0 + halo) // lanes) * lanes
-        # The window: xp[p0 : p0 + win_len] of each input channel (rows
-        # whose pitch is a multiple of the lanes load aligned vectors), and
-        # a vector of zeros for the last vector of positions to read past
-        # the end.
-        xw = simd.aligned(np.empty(c_in_g * win_len + 2 * lanes, dtype=x.dtype),
-                          c_in_g * win_len + lanes)
         # The window's input rows, as runs of positions (from the image's
         # first, to the window's): rows that go on where the last one
         # ended in both (whole rows, no padding, as for a 1x1 kernel) are
@@ -381,26 +406,15 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
             run_dst[n_runs] = lo - p0
             run_len[n_runs] = hi - lo
             n_runs += 1
-        # Zeros where no run lands (the padding), not a clear of the whole
-        # window first: a window without padding is written once.
-        for ci in range(c_in_g):
-            gap = 0
-            for r in range(n_runs):
-                xw[ci * win_len + gap:ci * win_len + run_dst[r]] = 0
-                gap = run_dst[r] + run_len[r]
-            xw[ci * win_len + gap:(ci + 1) * win_len] = 0
-        xw[c_in_g * win_len:] = 0
-        image = n * i_d * i_h * i_w  # positions before the image
-        for r in range(n_runs):
-            if channels_last:  # positions x channels to the channels' rows
-                transpose_block(xf, (image + run_src[r]) * c_in + g * c_in_g, c_in, xw,
-                                run_dst[r], win_len, run_len[r], c_in_g)
-                continue
-            for ci in range(c_in_g):
-                src = np.uint64(image * c_in + (g * c_in_g + ci) * i_d * i_h * i_w + run_src[r])
-                dst = np.uint64(ci * win_len + run_dst[r])
-                for t in range(np.uint64(run_len[r])):
-                    xw[dst + t] = xf[src + t]
+        # The window: xp[p0 : p0 + win_len] of each input channel (rows
+        # whose pitch is a multiple of the lanes load aligned vectors), and
+        # a vector of zeros for the last vector of positions to read past
+        # the end. (Reading x where it lies instead, where the window is
+        # one run, was slower: 484 channels a plane apart thrash the cache.)
+        xw = simd.aligned(np.empty(c_in_g * win_len + 2 * lanes, dtype=x.dtype),
+                          c_in_g * win_len + lanes)
+        _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, n * i_d * i_h * i_w,
+                     g * c_in_g, i_d * i_h * i_w, c_in, c_in_g, channels_last)
         # One accumulator per W phase: the phases of a row are computed
         # side by side and interleaved into it in one contiguous pass.
         # Positions past a sweep's length, up to a vector, are scratch.
@@ -422,6 +436,9 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                 for r_w in range(s_w):
                     ph = first_ph + r_w
                     n_taps = tap_counts[ph]
+                    if n_taps == 0:  # no taps (kernel < stride): the bias alone
+                        acc[r_w * block:(r_w + 1) * block] = 0
+                        continue
                     for ci in range(c_in_g):
                         for t in range(n_taps):
                             src[ci * n_taps + t] = ci * win_len + offsets[ph, t] + s0 - p0
