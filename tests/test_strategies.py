@@ -173,6 +173,10 @@ TILE_CASES = [
     ((1, 4, 5, 6), (4, 9, 1, 2), dict(stride=(1, 2))),
     ((1, 3, 3, 4, 5), (3, 10, 1, 1, 1), {}),
     ((2, 4, 6, 7), (4, 9, 1, 1), dict(padding=(1, 0))),
+    # Last blocks of 2 and of 3 output channels on images long enough for
+    # their widest tiles (2 x 8 and 4 x 6 vectors).
+    ((1, 5, 20, 24), (5, 2, 3, 3), dict(padding=1)),
+    ((1, 5, 20, 24), (5, 11, 3, 3), dict(padding=1)),
     # Kernel < stride: phases without taps are the bias alone.
     ((2, 3, 4, 6), (3, 10, 1, 2), dict(stride=3, output_padding=(2, 1))),
 ]

@@ -156,12 +156,15 @@ def fill_weight_table(w, groups, tap_index, tap_counts):
     return table, non_finite
 
 
-# 8 x 3 is the main tile; 8 x 2 covers the vectors left over, 4 x 2 a last
-# block of at most 4 channels, 1 x 4 (then 1 x 1) one of 1 or 2 channels
-# (every variant adds to the compile time).
-_tile8x3, _tile8x2, _tile4x2, _tile1x4, _tile1x1 = (
+# 8 x 3 is the main tile; 8 x 2 covers the vectors left over, 4 x 6 (then
+# 4 x 2) a last block of 3 or 4 channels, 2 x 8 one of 2 channels and 1 x 4
+# (then 1 x 1) one of 1 channel and the vectors left over by 2 x 8 (every
+# variant adds to the compile time). Each loads as few vectors per useful
+# multiply-add as its rows allow: few output channels share every input
+# vector among few rows.
+_tile8x3, _tile8x2, _tile4x6, _tile4x2, _tile2x8, _tile1x4, _tile1x1 = (
     simd.spell_tile(rows, vectors, TILE_ROWS, "table")
-    for rows, vectors in ((8, 3), (8, 2), (4, 2), (1, 4), (1, 1)))
+    for rows, vectors in ((8, 3), (8, 2), (4, 6), (4, 2), (2, 8), (1, 4), (1, 1)))
 
 
 @njit(inline="always")
@@ -184,11 +187,11 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
 
     A block of output channels is the outer loop: its weights stay in L1
     while every tile of positions streams its input stretches from L2. A
-    last block of at most 4 channels takes 4-row tiles, one of 1 or 2
-    channels tiles of one row (a 4-row tile would compute 2-4 times the
-    rows wanted: one output channel from hundreds of input channels ran at
-    a sixth of the speed), each in a function of its own: inlined here,
-    they slow the main loop.
+    last block of 3 or 4 channels takes 4-row tiles, one of 2 channels
+    2-row tiles, one of 1 channel tiles of one row (a 4-row tile would
+    compute 2-4 times the rows wanted: one output channel from hundreds of
+    input channels ran at a sixth of the speed), each in a function of its
+    own: inlined here, they slow the main loop.
     """
     triples = _tiles_of_three(n_segments)
     last = n_segments - 1
@@ -214,22 +217,35 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _thin_block(acc, first, acc_pitch, xw, src, k_total, wb, rows, segments, n_segments):
-    """:func:`phase_products` of a block of 1 or 2 output channels, one
-    row at a time (its weights are every ``TILE_ROWS``-th of the block's)."""
+    """:func:`phase_products` of a block of 1 or 2 output channels: two
+    rows together in tiles of 8 vectors, the rest one row at a time (its
+    weights are every ``TILE_ROWS``-th of the block's)."""
+    done = 0
+    if rows == 2:
+        done = n_segments // 8 * 8
+        for p in range(0, done, 8):
+            _tile2x8(acc, first, acc_pitch, False, xw, src, segments[p], segments[p + 1],
+                     segments[p + 2], segments[p + 3], segments[p + 4], segments[p + 5],
+                     segments[p + 6], segments[p + 7], wb, 0, k_total)
     for m in range(rows):
         at = first + m * acc_pitch
-        for p in range(0, n_segments - 3, 4):
+        for p in range(done, n_segments - 3, 4):
             _tile1x4(acc, at, acc_pitch, False, xw, src, segments[p], segments[p + 1],
                      segments[p + 2], segments[p + 3], wb, m, k_total)
-        for p in range(n_segments // 4 * 4, n_segments):
+        for p in range(done + (n_segments - done) // 4 * 4, n_segments):
             _tile1x1(acc, at, acc_pitch, False, xw, src, segments[p], wb, m, k_total)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def _narrow_block(acc, first, acc_pitch, xw, src, k_total, wb, segments, n_segments):
-    """:func:`phase_products` of a block of at most 4 output channels."""
+    """:func:`phase_products` of a block of 3 or 4 output channels."""
     last = n_segments - 1
-    for p in range(0, n_segments, 2):
+    done = n_segments // 6 * 6
+    for p in range(0, done, 6):
+        _tile4x6(acc, first, acc_pitch, False, xw, src, segments[p], segments[p + 1],
+                 segments[p + 2], segments[p + 3], segments[p + 4], segments[p + 5], wb, 0,
+                 k_total)
+    for p in range(done, n_segments, 2):
         _tile4x2(acc, first, acc_pitch, False, xw, src, segments[p],
                  segments[min(p + 1, last)], wb, 0, k_total)
 
