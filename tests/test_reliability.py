@@ -221,6 +221,11 @@ def test_an_output_too_big_to_allocate_is_refused_and_the_process_goes_on():
 
 INTERRUPT = """
     import json, os, signal, sys, time
+    # A child starts with its parent's signal mask and ignored signals, and
+    # Python leaves an ignored SIGINT ignored: Ctrl-C raises
+    # KeyboardInterrupt here whatever ran the tests.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     small = run(0)
     x = np.ones((2048, 256, 16, 16), np.float32)  # a call of a few seconds
     w = np.full((256, 128, 4, 4), 1e-3, np.float32)
