@@ -312,6 +312,25 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
                     of[o0 + j * step + c] = acc[c * acc_pitch + a0 + j] + bias[oc0 + c]
 
 
+@njit(inline="always")
+def _add_run(source, target, length, count, at_source, at_target, n, per_source):
+    """Append the run of ``n`` targets from ``at_target`` (``n //
+    per_source`` sources from ``at_source``: ``per_source`` targets
+    interleave each source position) to the ``count`` runs of ``source``,
+    ``target``, ``length``, or extend the last run where it continues in
+    both; returns the new count."""
+    last = count - 1
+    if (count > 0 and length[last] % per_source == 0
+            and source[last] + length[last] // per_source == at_source
+            and target[last] + length[last] == at_target):
+        length[last] += n
+        return count
+    source[count] = at_source
+    target[count] = at_target
+    length[count] = n
+    return count + 1
+
+
 @njit(nogil=True, cache=True)
 def _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, image, channel0, plane,
                  c_in, c_in_g, channels_last):
@@ -412,16 +431,9 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
             hi = min(row * u_w + min(shift_max[2] + i_w, u_w), p0 + win_len)
             if hi <= lo:
                 continue
-            at_src = (i_dd * i_h + i_hh) * i_w + lo - row * u_w - shift_max[2]
-            last = n_runs - 1
-            if (n_runs > 0 and run_src[last] + run_len[last] == at_src
-                    and run_dst[last] + run_len[last] == lo - p0):
-                run_len[last] += hi - lo
-                continue
-            run_src[n_runs] = at_src
-            run_dst[n_runs] = lo - p0
-            run_len[n_runs] = hi - lo
-            n_runs += 1
+            n_runs = _add_run(run_src, run_dst, run_len, n_runs,
+                              (i_dd * i_h + i_hh) * i_w + lo - row * u_w - shift_max[2],
+                              lo - p0, hi - lo, 1)
         # The window: xp[p0 : p0 + win_len] of each input channel (rows
         # whose pitch is a multiple of the lanes load aligned vectors), and
         # a vector of zeros for the last vector of positions to read past
@@ -477,22 +489,12 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     ow_hi = min(min(s0 + length - row * u_w, u_w) * s_w, o_w)
                     if ow_hi <= ow_lo:
                         continue
-                    at_acc = row * u_w + jw_lo - s0
-                    at_out = ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo
-                    # A row that goes on where the last one ended, in the
-                    # accumulators and in the output (whole rows of a
-                    # stride-1 H, as in a 1x1 kernel), extends it: one
-                    # long stretch instead of many short ones.
-                    last = n_rows - 1
-                    if (n_rows > 0 and row_len[last] % s_w == 0
-                            and row_acc[last] + row_len[last] // s_w == at_acc
-                            and row_out[last] + row_len[last] == at_out):
-                        row_len[last] += ow_hi - ow_lo
-                        continue
-                    row_acc[n_rows] = at_acc
-                    row_out[n_rows] = at_out
-                    row_len[n_rows] = ow_hi - ow_lo
-                    n_rows += 1
+                    # Rows that continue in both (whole rows of a stride-1
+                    # H, as in a 1x1 kernel) make one long stretch.
+                    n_rows = _add_run(row_acc, row_out, row_len, n_rows,
+                                      row * u_w + jw_lo - s0,
+                                      ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo,
+                                      ow_hi - ow_lo, s_w)
                 if channels_last:
                     _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
                                   row_len, n_rows, n * o_d * o_h * o_w, c_out,
