@@ -348,13 +348,16 @@ def real_twin(call):
     """The real call that a complex ``Call`` or ``ConvCall`` runs as, or
     None where it runs on the complex kernels.
 
-    A complex product is four real ones: with each group's channels laid
-    out as their real parts and then their imaginary parts, and the weight
-    as the real block matrix ``[[re, im], [-im, re]]`` (its transpose for
-    ``conv``), a complex (transposed) convolution is one real one with
-    twice the channels each way, on the real kernels and their register
-    tiles. Its geometry is that of the complex call's kernels (a padding
-    mode is applied to the complex data around it), channels first.
+    A complex product is four real ones: with each channel split into two,
+    its real parts and then its imaginary parts, and each weight as the
+    real block ``[[re, im], [-im, re]]`` (its transpose for ``conv``), a
+    complex (transposed) convolution is one real one with twice the
+    channels each way, on the real kernels and their register tiles. Its
+    geometry is that of the complex call's kernels (a padding mode is
+    applied to the complex data around it). Channels last, the twin's
+    data are the complex arrays' real views as they lie; channels first,
+    the phase tiles read and write the parts where they lie, and other
+    kernels take them split into channels and merged back.
 
     That pays where the twin takes register tiles and the complex call
     would not take BLAS's products: enough channel pairs per group

@@ -11,14 +11,12 @@ convolutions (see :func:`numba_deconv._dispatch.conv_call`); padding modes pad o
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from . import _dispatch, _outputs, _padding
 from ._plan import as_array, check_out, foreign_arrays
 from .cpu import driver, transpose
-from .cpu.launch import parallel, serial
 from ._typing import ArrayLike, DataFormat, Device, Ints, Padding, PaddingMode
 
 
@@ -157,14 +155,12 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
         return run_serial(call, x, weight, bias)
     # Channels-last data goes to the kernels as it is where nothing else
     # needs it channels first (the driver picks kernels that read it so).
-    keep_last = (plan.channels_last and plan.padding_mode == "zeros" and x.size > 0
-                 and _dispatch.real_twin(call) is None)
+    keep_last = plan.channels_last and plan.padding_mode == "zeros" and x.size > 0
     x_cf, w_k, bias_k, result, direct_out = _prepare(
         plan, call, x, weight, bias, out, (geometry.out_channels,) + geometry.out_spatial,
         folded=plan.padding_mode != "zeros", keep_last=keep_last)
     if keep_last:
-        driver.run(call.route(), x_cf, w_k, bias_k, result, geometry, prepared,
-                   channels_last=True)
+        _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=True)
     elif plan.batch and x_cf.size:
         if plan.padding_mode == "zeros":
             _run_transposed(call, x_cf, w_k, bias_k, result, prepared)
@@ -226,83 +222,42 @@ def _find_serial(call) -> None:
     call.serial = driver.serial_runner(route, plan.dtype)  # None until compiled
 
 
-def _run_transposed(call, x_cf, w_k, bias_k, result, prepared):
+def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=False):
     """The kernels of a ``conv_transpose`` call into ``result``; complex
-    data as its real twin (:func:`numba_deconv._dispatch.real_twin`)."""
+    data as its real twin (:func:`numba_deconv._dispatch.real_twin`), whose
+    channels last are the complex arrays' real views."""
     twin = _dispatch.real_twin(call)
     if twin is None:
-        driver.run(call.route(), x_cf, w_k, bias_k, result, call.geometry, prepared)
+        driver.run(call.route(), x_cf, w_k, bias_k, result, call.geometry, prepared,
+                   channels_last=channels_last)
         return
-    groups = call.geometry.groups
     if prepared is None:
         prepared = {}
     if "twin" not in prepared:  # (dict.setdefault would build it every time)
-        prepared["twin"] = (_twin_weight(w_k, groups, transposed=True), {})
+        prepared["twin"] = (_twin_weight(w_k, transposed=True), {})
     w_twin, twin_prepared = prepared["twin"]
-    y = _twin_output(result)
-    driver.run(twin.route(), _twin_channels(x_cf, groups), w_twin,
-               _twin_channels(bias_k[np.newaxis], groups)[0], y, twin.geometry,
-               twin_prepared)
-    _from_twin(y, result, groups)
-
-
-#: Elements below which splitting or merging complex parts stays on the
-#: calling thread (waking the pool costs tens of microseconds).
-_PARALLEL_MIN_PARTS = 1 << 16
-
-
-def _twin_channels(a, groups):
-    """(N, C, *S) complex -> (N, 2C, *S) real: each group's channels' real
-    parts, then their imaginary parts."""
-    a = np.ascontiguousarray(a)
-    twin = np.empty((a.shape[0], 2 * a.shape[1]) + a.shape[2:], a.real.dtype)
-    _move_parts(a, twin, groups, merge=False)
-    return twin
-
-
-def _from_twin(y, result, groups):
-    """``result`` (N, C, *S) complex (C-contiguous) from its real twin ``y``
-    (N, 2C, *S)."""
-    _move_parts(result, y, groups, merge=True)
-
-
-def _twin_output(result):
-    """Room for the real twin of ``result`` (N, C, *S) complex: (N, 2C, *S)."""
-    shape = (result.shape[0], 2 * result.shape[1]) + result.shape[2:]
-    return _outputs.new_output(shape, result.real.dtype, result.nbytes)
-
-
-def _move_parts(complex_array, twin, groups, merge):
-    """:func:`.transpose.move_parts` between ``complex_array`` (N, C, *S)
-    and its twin (N, 2C, *S), on the calling thread where there is too
-    little to share."""
-    n, c = complex_array.shape[:2]
-    size = math.prod(complex_array.shape[2:])
-    if not n * c * size:
-        return
-    args = (complex_array.view(twin.dtype).reshape(n * groups, c // groups, 2 * size),
-            twin.reshape(n * groups, 2, c // groups, size), merge)
-    if complex_array.size >= _PARALLEL_MIN_PARTS:
-        parallel(transpose.move_parts, *args)
+    real = w_twin.dtype
+    if channels_last:
+        driver.run(twin.route(), x_cf.view(real), w_twin, bias_k.view(real),
+                   result.view(real), twin.geometry, twin_prepared, channels_last=True)
     else:
-        serial(transpose.move_parts, *args)
+        driver.run_parts(twin.route(), x_cf, w_twin, bias_k.view(real), result,
+                         twin.geometry, twin_prepared)
 
 
-def _twin_weight(w, groups, transposed):
-    """The real block weight of a complex one, per group ``[[re, im],
-    [-im, re]]`` over (input part, output part); ``w`` is ``conv_transpose``'s
-    (C_in, C_out/groups, *k) when ``transposed``, else ``conv``'s (C_out,
-    C_in/groups, *k), whose blocks are the transpose."""
+def _twin_weight(w, transposed):
+    """The real block weight of a complex one, per pair of channels
+    ``[[re, im], [-im, re]]`` over (input part, output part); ``w`` is
+    ``conv_transpose``'s (C_in, C_out/groups, *k) when ``transposed``, else
+    ``conv``'s (C_out, C_in/groups, *k), whose blocks are the transpose."""
     c0, c1 = w.shape[:2]
-    k = w.shape[2:]
-    wg = w.reshape((groups, c0 // groups, c1) + k)
-    blocks = (((wg.real, wg.imag), (-wg.imag, wg.real)) if transposed  # rows: inputs
-              else ((wg.real, -wg.imag), (wg.imag, wg.real)))           # rows: outputs
-    twin = np.empty((groups, 2, c0 // groups, 2, c1) + k, dtype=w.real.dtype)
+    blocks = (((w.real, w.imag), (-w.imag, w.real)) if transposed  # rows: inputs
+              else ((w.real, -w.imag), (w.imag, w.real)))          # rows: outputs
+    twin = np.empty((c0, 2, c1, 2) + w.shape[2:], dtype=w.real.dtype)
     for i in range(2):
         for j in range(2):
             twin[:, i, :, j] = blocks[i][j]
-    return twin.reshape((2 * c0, 2 * c1) + k)
+    return twin.reshape((2 * c0, 2 * c1) + w.shape[2:])
 
 
 @foreign_arrays
@@ -449,7 +404,7 @@ def conv_weights(call, w_k: np.ndarray):
     groups = call.plan.geometry.groups
     twin = _dispatch.real_twin(call)
     if twin is not None:
-        return conv_weights(twin, _twin_weight(w_k, groups, transposed=False))
+        return conv_weights(twin, _twin_weight(w_k, transposed=False))
     if call.phases is None:
         return driver.conv_weights(call.route(), w_k)
     weights = []
@@ -476,11 +431,9 @@ def run_conv(call, weights, x_cf: np.ndarray, bias_k: np.ndarray,
     if twin is not None:  # the mode's padding done here, on the complex data
         if plan.padding_mode != "zeros":
             x_cf = _padding.pad(x_cf, pairs, plan.padding_mode)
-        groups = geometry.groups
-        y = _twin_output(result)
-        run_conv(twin, weights, _twin_channels(x_cf, groups),
-                 _twin_channels(bias_k[np.newaxis], groups)[0], y)
-        _from_twin(y, result, groups)
+        y = transpose.parts_room(result)
+        run_conv(twin, weights, transpose.to_parts(x_cf), bias_k.view(y.dtype), y)
+        transpose.from_parts(y, result)
         return
     if call.phases is None:
         if plan.padding_mode != "zeros":

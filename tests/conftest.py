@@ -65,8 +65,8 @@ def ran(monkeypatch):
     launched = []
 
     def spy(name, launcher):
-        def launch(*args):
-            done = launcher(*args)
+        def launch(*args, **kwargs):
+            done = launcher(*args, **kwargs)
             launched.append((name, done))
             return done
         return launch

@@ -206,6 +206,51 @@ def test_tiled_tiles_and_splits(x_shape, w_shape, kwargs, tasks_per_thread, dtyp
         assert layout.chunks * layout.block_parts > 1
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("tasks_per_thread", [1, 1 << 10])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", TILE_CASES)
+def test_tiled_tiles_read_and_write_complex_parts_in_place(x_shape, w_shape, kwargs,
+                                                            tasks_per_thread, dtype,
+                                                            monkeypatch, fresh_routes, rng):
+    """Complex data runs as its real twin on the tiled kernel, which splits
+    each complex channel's parts into its window and merges them into the
+    output where they lie, channels first and channels last: the oracle's
+    values, and the bits of the twin computed on its channels split out
+    (``to_parts``) and merged back (``from_parts``)."""
+    from numba_deconv import api
+    from numba_deconv.cpu import transpose
+
+    force(monkeypatch, "gather", "phase_tiles")
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", tasks_per_thread)
+    monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 8)
+    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    layouts = []
+    real_run = driver._run_phase_tiles
+
+    def spy(*args, layout=tiled.CHANNELS_FIRST):
+        layouts.append(layout)
+        return real_run(*args, layout=layout)
+    monkeypatch.setitem(driver.LAUNCHERS, "phase_tiles", spy)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    twin = conv_transpose(transpose.to_parts(x), api._twin_weight(w, transposed=True),
+                          b.view(x.real.dtype), **kwargs)
+    expected = np.empty((x_shape[0], twin.shape[1] // 2) + twin.shape[2:], dtype)
+    transpose.from_parts(twin, expected)
+    assert layouts == [tiled.CHANNELS_FIRST]
+
+    y = conv_transpose(x, w, b, **kwargs)
+    assert layouts[1:] == [tiled.COMPLEX_PARTS]
+    np.testing.assert_array_equal(y, expected)
+    assert_matches_reference(y, x, w, b, **kwargs)
+    y_last = conv_transpose(np.ascontiguousarray(np.moveaxis(x, 1, -1)), w, b,
+                            data_format="channels_last", **kwargs)
+    assert layouts[2:] == [tiled.CHANNELS_LAST]
+    np.testing.assert_array_equal(np.moveaxis(y_last, -1, 1), expected)
+
+
 def _unet_like_tiled_layout(monkeypatch, window_bytes):
     """The tiled layout of 128 -> 64 channels, 2x2 taps at stride 2, on 64
     images of 32x32 in float32 on 2 threads."""

@@ -47,7 +47,8 @@ from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows
 from .launch import NEVER, parallel, parallel_prange, serial, worker_pool
 from .simd import VECTOR_BYTES, tile_width
-from .tiled import TILE_ROWS, direct_tiled, fill_weight_table, phase_span, phase_tables
+from .tiled import (CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, TILE_ROWS, direct_tiled,
+                    fill_weight_table, phase_span, phase_tables)
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
 
 _log = logging.getLogger("numba_deconv")
@@ -370,7 +371,7 @@ def _prepare_phase_tiles(w, launch):
     return fill_weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
 
 
-def _run_phase_tiles(x, w, bias, out, launch, prepared=None, channels_last=False):
+def _run_phase_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST):
     tiled = launch.layout
     # The weight table counts the weights that are not finite as it is
     # built: the zero padding of the input window is exact only without.
@@ -379,7 +380,7 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None, channels_last=False
         return False
     parallel(direct_tiled, x, weights, tiled.offsets, tiled.tap_counts, tiled.phases, bias,
              out, tiled.pitch, tiled.shift_max, launch.stride, tiled.chunks,
-             tiled.block_parts, tiled.sub, channels_last, multiply_adds=launch.multiply_adds)
+             tiled.block_parts, tiled.sub, layout, multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -489,7 +490,7 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
     other kernels run channels first between parallel transposes).
     """
     if channels_last:
-        if not _ran_channels_last(route, x, w, bias, out, prepared):
+        if not _ran_in_place(route, x, w, bias, out, prepared, CHANNELS_LAST):
             x_first = transpose.to_channels_first(x)
             out_first = transpose.channels_first_room(out)
             run(route, x_first, w, bias, out_first, geometry, prepared)
@@ -527,19 +528,38 @@ def _laid_out(kernel, w3, launch, prepared):
     return laid_out
 
 
-def _ran_channels_last(route, x, w, bias, out, prepared) -> bool:
-    """Whether ``route``'s kernel ran on the channels-last ``x`` and ``out``
-    as they are: the phase tiles, compiled in this process, finite weights."""
+def run_parts(route, x, w, bias, out, geometry, prepared=None) -> None:
+    """Complex ``x`` (N, C_in, *I) into complex ``out`` (N, C_out, *O),
+    channels first, along ``route``, the route of their real twin
+    (``numba_deconv._dispatch.real_twin``) with its weight ``w`` and bias
+    ``bias``: the phase tiles, once compiled, read and write the complex
+    arrays' parts where they lie; other kernels run on the twin's
+    channels, split from ``x`` and merged into ``out`` in parallel."""
+    real = w.dtype
+    if _ran_in_place(route, x.view(real), w, bias, out.view(real), prepared, COMPLEX_PARTS):
+        return
+    out_parts = transpose.parts_room(out)
+    run(route, transpose.to_parts(x), w, bias, out_parts, geometry, prepared)
+    transpose.from_parts(out_parts, out)
+
+
+def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
+    """Whether ``route``'s kernel ran on ``x`` and ``out`` as they lie in
+    ``layout`` (channels last, or a complex pair of channels per channel,
+    see :data:`.tiled.COMPLEX_PARTS`): the phase tiles, compiled in this
+    process, finite weights."""
     if (route.inner is not None or route.kernel != "phase_tiles"
             or route.variant + (route.kernel,) not in _compiled.recorded()):
         return False
     launch = route.launch
-    n_batch, c_in = launch.x_shape[:2]
-    x_last = x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,))
-    out_last = out.reshape((n_batch,) + launch.out_shape[2:] + (launch.out_shape[1],))
+    x_shape, out_shape = launch.x_shape, launch.out_shape
+    if layout == CHANNELS_LAST:
+        x_shape = x_shape[:1] + x_shape[2:] + x_shape[1:2]
+        out_shape = out_shape[:1] + out_shape[2:] + out_shape[1:2]
     w3 = w.reshape(launch.w_shape)
-    return _run_phase_tiles(x_last, w3, bias, out_last, launch,
-                            _laid_out(route.kernel, w3, launch, prepared), channels_last=True)
+    return LAUNCHERS[route.kernel](x.reshape(x_shape), w3, bias, out.reshape(out_shape),
+                                   launch, _laid_out(route.kernel, w3, launch, prepared),
+                                   layout=layout)
 
 
 def serial_runner(route, dtype):
@@ -678,8 +698,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
     cancel = (types.Array(types.uint8, 1, "C"),)  # the prange kernels' flag (.launch)
     tasks = (types.Array(types.int64, 1, "C"),) + cancel  # the task kernels' counter and flag
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
-    tiled = ((arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 3
-             + (types.boolean,))
+    tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 4
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     return {

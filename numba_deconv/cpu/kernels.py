@@ -148,6 +148,15 @@ def _interleave_vectors(acc, first, phase_stride, s_w, bias, out, at, count):
         _interleave_elements(acc, first, phase_stride, s_w, bias, out, at, count)
 
 
+@njit(inline="always")
+def interleave_parts(parts, first, part_stride, out, at, count):
+    """``out[at + 2*j + p] = parts[first + p*part_stride + j]`` for ``j <
+    count``, ``p < 2`` (flat float32/float64 arrays): a stretch of complex
+    values from its real and imaginary parts, in vector shuffles. Adding
+    -0.0 leaves every value as it is, signed zeros too."""
+    _interleave2(parts, first, part_stride, -0.0, out, at, 2 * count)
+
+
 def interleave(acc, first, phase_stride, s_w, bias, out, row, o_w):
     """out[row + j*s_w + r] = acc[first + r*phase_stride + j] + bias: one
     output row (or a stretch of one that starts at phase 0) from its phases,

@@ -18,7 +18,8 @@ Only what the tiled kernel needs, for float32 and float64 1-D arrays:
 :func:`sum_lanes`,
 :func:`store_interleaved` (the lanes of several vectors, interleaved, as
 one stretch: the output phases of a row, in shuffles rather than strided
-scalar stores), plus :func:`aligned` and :func:`lanes_before_boundary` for
+scalar stores) and :func:`load_pairs` (the even and odd lanes of a
+stretch: complex data's real and imaginary parts), plus :func:`aligned` and :func:`lanes_before_boundary` for
 scratch arrays and tiles that start on a vector boundary; and, for kernels
 that several threads run, :func:`claim` (the next task) and
 :func:`cancelled` (a flag set by Ctrl-C). Loads and stores are unaligned and
@@ -183,6 +184,29 @@ def store_interleaved(typingctx, array, index, vectors):
         return context.get_dummy_value()
 
     return types.none(array, index, vectors), codegen
+
+
+@intrinsic
+def load_pairs(typingctx, array, index):
+    """``(even, odd)``: lane ``j`` of ``even`` is ``array[index + 2*j]``, of
+    ``odd`` ``array[index + 2*j + 1]`` (``2 * lanes`` elements: a complex
+    stretch's real and imaginary parts), in one load and two shuffles."""
+    vector = _vector_of(array, "load_pairs")
+    width = vector.lanes
+
+    def codegen(context, builder, signature, args):
+        address = _address(context, builder, signature.args[0], args[0], args[1])
+        vector_type = context.get_value_type(vector)
+        wide = ir.VectorType(vector_type.element, 2 * width)
+        both = builder.load(builder.bitcast(address, wide.as_pointer()),
+                            align=vector.dtype.bitwidth // 8)
+        parts = [builder.shuffle_vector(
+            both, ir.Constant(wide, ir.Undefined),
+            ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(p, 2 * width, 2))))
+            for p in range(2)]
+        return context.make_tuple(builder, signature.return_type, parts)
+
+    return types.UniTuple(vector, 2)(array, index), codegen
 
 
 def _broadcast(builder, element, vector_type):

@@ -33,12 +33,20 @@ from numba import njit
 from .. import _phases
 from ..config import FASTMATH
 from . import simd
-from .kernels import interleave
-from .transpose import transpose_block
+from .kernels import interleave, interleave_parts
+from .transpose import split_parts, transpose_block
 
 #: Output channels per register tile (8 rows x simd.TILE_VECTORS vectors of
 #: positions).
 TILE_ROWS = 8
+
+#: How :func:`direct_tiled`'s ``x`` and ``out`` lie in memory (its
+#: ``layout``): channels first, (N, C, *S); channels last, (N, *S, C); or
+#: complex channels first as the real twin that the kernel computes
+#: (``numba_deconv._dispatch.real_twin``): twin channel ``2c + p`` is part
+#: ``p`` (real, imaginary) of complex channel ``c``, and ``x`` and ``out``
+#: are the complex arrays' real views, each value's parts side by side.
+CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS = 0, 1, 2
 
 
 def phase_tables(kernel, stride, dilation, pad, out_spatial):
@@ -333,12 +341,12 @@ def _add_run(source, target, length, count, at_source, at_target, n, per_source)
 
 @njit(nogil=True, cache=True)
 def _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, image, channel0, plane,
-                 c_in, c_in_g, channels_last):
+                 c_in, c_in_g, layout):
     """:func:`direct_tiled`'s window ``xw`` (``c_in_g`` rows of ``win_len``
     and a vector of zeros) from the runs of input channels ``channel0 ..
     channel0 + c_in_g`` of ``xf`` (flat, ``c_in`` channels of ``plane``
-    positions; ``image``: the positions before the image), zeros where no
-    run lands."""
+    positions, in ``layout``; ``image``: the positions before the image),
+    zeros where no run lands."""
     if n_runs == 1:  # the gaps only: a window without padding is written once
         for ci in range(c_in_g):
             row = ci * win_len
@@ -351,25 +359,31 @@ def _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, image, chan
     else:
         xw[:] = 0
     for r in range(n_runs):
-        if channels_last:  # positions x channels to the channels' rows
+        if layout == CHANNELS_LAST:  # positions x channels to the channels' rows
             transpose_block(xf, (image + run_src[r]) * c_in + channel0, c_in, xw,
                             run_dst[r], win_len, run_len[r], c_in_g)
-            continue
-        for ci in range(c_in_g):
-            src = np.uint64(image * c_in + (channel0 + ci) * plane + run_src[r])
-            dst = np.uint64(ci * win_len + run_dst[r])
-            for t in range(np.uint64(run_len[r])):
-                xw[dst + t] = xf[src + t]
+        elif layout == COMPLEX_PARTS:  # a complex channel to its parts' two rows
+            first = image * (c_in // 2) + channel0 // 2 * plane + run_src[r]
+            for c in range(c_in_g // 2):
+                split_parts(xf, 2 * (first + c * plane), xw, 2 * c * win_len + run_dst[r],
+                            win_len, run_len[r])
+        else:
+            for ci in range(c_in_g):
+                src = np.uint64(image * c_in + (channel0 + ci) * plane + run_src[r])
+                dst = np.uint64(ci * win_len + run_dst[r])
+                for t in range(np.uint64(run_len[r])):
+                    xw[dst + t] = xf[src + t]
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
-                 stride, chunks_per_image, block_parts, sub, channels_last, claimed, cancel):
+                 stride, chunks_per_image, block_parts, sub, layout, claimed, cancel):
     """Transposed convolution by phase planes and register tiles.
 
-    x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW) -- or with
-    ``channels_last`` x (N, D, H, W, C_in), out (N, OD, OH, OW, C_out) --
-    bias (C_out,), all C-contiguous; ``weights`` from :func:`fill_weight_table`;
+    x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW) -- or with ``layout``
+    :data:`CHANNELS_LAST` x (N, D, H, W, C_in), out (N, OD, OH, OW, C_out);
+    :data:`COMPLEX_PARTS` as channels first, each pair of channels one
+    complex channel -- bias (C_out,), all C-contiguous; ``weights`` from :func:`fill_weight_table`;
     ``offsets`` ``(n_phases, most taps)`` (each tap's flat offset),
     ``tap_counts`` (n_phases,), ``phases``/``pitch``/``shift_max`` from
     :func:`phase_tables`. A task owns one stretch of accumulator positions
@@ -377,11 +391,13 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     (of ``block_parts``) of one image and group, for every phase, so the
     outputs it writes are its own: it copies the zero-padded input window
     it reads, then per phase and per ``sub`` positions runs the tiles and
-    scatters the sums (plus bias) to the output. Channels last changes only
-    those two copies (the window gathered across channels, the sums
-    scattered position by position), not a sum: the same bits either way.
+    scatters the sums (plus bias) to the output. The layout changes only
+    those two copies (channels last: the window gathered across channels,
+    the sums scattered position by position; complex: each channel's two
+    parts split to two rows, and merged back from two accumulators), not a
+    sum: the same bits in every layout.
     """
-    if channels_last:
+    if layout == CHANNELS_LAST:
         n_batch, i_d, i_h, i_w, c_in = x.shape
         o_d, o_h, o_w, c_out = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     else:
@@ -442,7 +458,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         xw = simd.aligned(np.empty(c_in_g * win_len + 2 * lanes, dtype=x.dtype),
                           c_in_g * win_len + lanes)
         _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, n * i_d * i_h * i_w,
-                     g * c_in_g, i_d * i_h * i_w, c_in, c_in_g, channels_last)
+                     g * c_in_g, i_d * i_h * i_w, c_in, c_in_g, layout)
         # One accumulator per W phase: the phases of a row are computed
         # side by side and interleaved into it in one contiguous pass.
         # Positions past a sweep's length, up to a vector, are scratch.
@@ -454,6 +470,10 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         row_acc = np.empty(sub // u_w + 2, dtype=np.int64)
         row_out = np.empty_like(row_acc)
         row_len = np.empty_like(row_acc)
+        # A complex channel's parts: room for a sweep's outputs (at most
+        # ``sub`` positions of every W phase) per part.
+        parts_pitch = sub * s_w if layout == COMPLEX_PARTS else 0
+        parts = np.empty(2 * parts_pitch, dtype=out.dtype)
         for ph_row in range(n_phases // s_w):
             first_ph = ph_row * s_w
             r_d, r_h = phases[first_ph, 0], phases[first_ph, 1]
@@ -495,15 +515,29 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                                       row * u_w + jw_lo - s0,
                                       ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo,
                                       ow_hi - ow_lo, s_w)
-                if channels_last:
+                if layout == CHANNELS_LAST:
                     _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
                                   row_len, n_rows, n * o_d * o_h * o_w, c_out,
                                   g * c_out_g + co0, co1 - co0)
                     continue
+                # Complex: a channel's two parts go to their rows of
+                # ``parts`` (in L1), then merge into the complex output.
+                target = parts if layout == COMPLEX_PARTS else of
                 for co in range(co0, co1):
                     oc = g * c_out_g + co
                     a_channel = (co - co0) * acc_pitch
                     o_channel = (n * c_out + oc) * o_d * o_h * o_w
+                    at = co % 2 * parts_pitch
                     for i in range(n_rows):
-                        interleave(acc, a_channel + row_acc[i], block, s_w, bias[oc], of,
-                                   o_channel + row_out[i], row_len[i])
+                        if layout != COMPLEX_PARTS:
+                            at = o_channel + row_out[i]
+                        interleave(acc, a_channel + row_acc[i], block, s_w, bias[oc], target,
+                                   at, row_len[i])
+                        at += row_len[i]
+                    if layout == COMPLEX_PARTS and co % 2:
+                        o_complex = (n * c_out + oc - 1) // 2 * o_d * o_h * o_w
+                        at = 0
+                        for i in range(n_rows):
+                            interleave_parts(parts, at, parts_pitch, of,
+                                             2 * (o_complex + row_out[i]), row_len[i])
+                            at += row_len[i]

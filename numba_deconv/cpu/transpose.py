@@ -9,10 +9,11 @@ tiles read and write channels-last data themselves, through
 
 Complex data that runs as its real twin (``numba_deconv._dispatch.real_twin``)
 has its real and imaginary parts split into channels of their own and
-merged back (:func:`move_parts`): NumPy's ``.real``
-and ``.imag`` copies read and write every other element on one thread,
-and took longer than the twin's arithmetic (signal_1d in complex64: 6.8 ms
-to split, 12.6 ms to merge, 22 ms to compute).
+merged back (:func:`move_parts`, in vector shuffles) where its kernel
+cannot read and write the complex arrays itself: NumPy's ``.real`` and
+``.imag`` copies read and write every other element on one thread, and
+took longer than the twin's arithmetic (signal_1d in complex64: 6.8 ms to
+split, 12.6 ms to merge, 22 ms to compute).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from numba.extending import overload
 
 from .. import _outputs
 from . import simd
-from .launch import parallel
+from .kernels import interleave_parts
+from .launch import parallel, serial
 
 #: Elements per side of a tile: 32 x 32 elements of either array share L1.
 BLOCK = 32
@@ -79,6 +81,49 @@ def to_channels_last(first: np.ndarray, last: np.ndarray | None = None) -> np.nd
         parallel(swap_last_two, first.reshape(n_batch, channels, -1),
                  last.reshape(n_batch, -1, channels))
     return last
+
+
+#: Elements below which splitting or merging complex parts stays on the
+#: calling thread (waking the pool costs tens of microseconds).
+_PARALLEL_MIN_PARTS = 1 << 16
+
+
+def to_parts(a: np.ndarray) -> np.ndarray:
+    """(N, C, *S) complex -> (N, 2C, *S) real, its real twin's channels:
+    channel ``2c`` the real parts of channel ``c``, ``2c + 1`` its
+    imaginary parts."""
+    a = np.ascontiguousarray(a)
+    parts = np.empty((a.shape[0], 2 * a.shape[1]) + a.shape[2:], a.real.dtype)
+    _move_parts(a, parts, merge=False)
+    return parts
+
+
+def parts_room(a: np.ndarray) -> np.ndarray:
+    """Room for the twin channels (:func:`to_parts`) of the complex ``a``,
+    uninitialised, recycled where large."""
+    shape = (a.shape[0], 2 * a.shape[1]) + a.shape[2:]
+    return _outputs.new_output(shape, a.real.dtype, a.nbytes)
+
+
+def from_parts(parts: np.ndarray, a: np.ndarray) -> None:
+    """The complex ``a`` (N, C, *S), C-contiguous, from its twin channels
+    ``parts`` (N, 2C, *S) (:func:`to_parts`)."""
+    _move_parts(a, parts, merge=True)
+
+
+def _move_parts(complex_array, parts, merge):
+    """:func:`move_parts` between ``complex_array`` and its twin channels,
+    on the calling thread where there is too little to share."""
+    rows = complex_array.shape[0] * complex_array.shape[1]
+    size = math.prod(complex_array.shape[2:])
+    if not rows * size:
+        return
+    args = (complex_array.view(parts.dtype).reshape(rows, 2 * size),
+            parts.reshape(rows, 2, size), merge)
+    if complex_array.size >= _PARALLEL_MIN_PARTS:
+        parallel(move_parts, *args)
+    else:
+        serial(move_parts, *args)
 
 
 @njit(nogil=True, cache=True)
@@ -149,28 +194,38 @@ def swap_last_two(src, dst, claimed, cancel):
                     min(a - i0, BLOCK), min(b - j0, BLOCK), tile)
 
 
+@njit(inline="always")
+def split_parts(pairs, at, parts, first, part_stride, count):
+    """``parts[first + p*part_stride + j] = pairs[at + 2*j + p]`` for ``j <
+    count``, ``p < 2`` (flat float32/float64 arrays): a stretch of complex
+    values to its real and imaginary parts, in vector shuffles."""
+    lanes = simd.lanes(parts)
+    whole = count // lanes * lanes
+    for j in range(0, whole, lanes):
+        real, imag = simd.load_pairs(pairs, at + 2 * j)
+        simd.store(parts, first + j, real)
+        simd.store(parts, first + part_stride + j, imag)
+    for j in range(whole, count):
+        parts[first + j] = pairs[at + 2 * j]
+        parts[first + part_stride + j] = pairs[at + 2 * j + 1]
+
+
 @njit(nogil=True, cache=True)
 def move_parts(pairs, parts, merge, claimed, cancel):
-    """``parts[m, 0, c, s], parts[m, 1, c, s] = pairs[m, c, 2s], pairs[m, c,
-    2s + 1]`` (or, with ``merge``, the other way): ``pairs`` (M, C, 2S) is a
-    complex array's real view (real and imaginary parts side by side),
-    ``parts`` (M, 2, C, S); both C-contiguous. A task kernel
-    (:func:`.launch.parallel`), a row ``(m, c)`` per task."""
-    n_rows, channels, twice = pairs.shape
+    """``parts[m, p, s] = pairs[m, 2s + p]`` (or, with ``merge``, the other
+    way): ``pairs`` (M, 2S) is a complex array's real view (real and
+    imaginary parts side by side), ``parts`` (M, 2, S) its real twin's
+    channels (see ``numba_deconv._dispatch.real_twin``); both C-contiguous,
+    float32/float64. A task kernel (:func:`.launch.parallel`), a row
+    ``m`` per task."""
+    n_rows, twice = pairs.shape
     size = twice // 2
     paired, split = pairs.reshape(-1), parts.reshape(-1)
     while True:
         row = simd.claim(claimed)
-        if row >= n_rows * channels or simd.cancelled(cancel):
+        if row >= n_rows or simd.cancelled(cancel):
             break
-        real = (row // channels * 2 * channels + row % channels) * size
-        imag = real + channels * size
-        first = row * twice
         if merge:
-            for s in range(size):
-                paired[first + 2 * s] = split[real + s]
-                paired[first + 2 * s + 1] = split[imag + s]
+            interleave_parts(split, row * twice, size, paired, row * twice, size)
         else:
-            for s in range(size):
-                split[real + s] = paired[first + 2 * s]
-                split[imag + s] = paired[first + 2 * s + 1]
+            split_parts(paired, row * twice, split, row * twice, size, size)
