@@ -327,3 +327,50 @@ def test_phase_tiles_read_and_write_channels_last_in_place(x_shape, w_shape, kwa
     assert out.tobytes() == last.tobytes()
     assert native[-1] is True
 
+
+# Depthwise calls on the plane kernel: x shape (channels first), kernel, kwargs.
+DEPTHWISE_LAST = [
+    ((2, 16, 9, 10), (4, 4), dict(stride=2, padding=1)),    # depthwise_2d's taps
+    ((1, 5, 30), (3,), dict(stride=3, padding=2, dilation=2, output_padding=1)),
+    ((1, 3, 4, 5, 6), (3, 2, 3), dict(stride=(1, 2, 2), padding=(1, 0, 1))),
+    ((2, 7, 6, 5), (5, 7), dict(stride=(2, 3), padding=(0, 4))),  # pairs and lone taps
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("x_shape, kernel, kwargs", DEPTHWISE_LAST)
+def test_depthwise_planes_read_and_write_channels_last_in_place(x_shape, kernel, kwargs, dtype,
+                                                              rng, monkeypatch, fresh_routes):
+    """A depthwise call that the plane kernel runs takes channels-last data
+    as it lies (its loops along the channels): the channels-first bits, bias
+    included; a channel multiplier of 2, or a weight that is not finite,
+    goes the transposed way."""
+    from numba_deconv import _dispatch
+
+    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: ("gather", "planes", "rows"))
+    native = []
+    real = driver._ran_planes_last
+    monkeypatch.setattr(driver, "_ran_planes_last", lambda *a: native.append(real(*a))
+                        or native[-1])
+    channels = x_shape[1]
+    x = random_array(rng, x_shape, dtype)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for multiplier in (1, 2):
+        w = random_array(rng, (channels, multiplier) + kernel, dtype)
+        b = random_array(rng, (channels * multiplier,), dtype)
+        first = nd.conv_transpose(x, w, b, groups=channels, **kwargs)
+        expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+        for _ in range(2):
+            last = nd.conv_transpose(x_last, w, b, groups=channels, data_format="channels_last",
+                                     **kwargs)
+            assert last.tobytes() == expected
+        # (The first channels-last call may find the kernel not yet recorded
+        # for its variant, and go the transposed way, with the same bits.)
+        assert native and set(native) == {multiplier == 1}
+        native.clear()
+    w = random_array(rng, (channels, 1) + kernel, dtype)
+    w[-1, 0, 0] = np.inf
+    last = nd.conv_transpose(x_last, w, groups=channels, data_format="channels_last", **kwargs)
+    assert native == [False]  # the transposed way: the row kernel, as channels first
+    first = nd.conv_transpose(x, w, groups=channels, **kwargs)
+    np.testing.assert_array_equal(np.moveaxis(last, -1, 1), first)

@@ -44,7 +44,7 @@ from . import tiering, transpose
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
-from .kernels import col2im, direct_planes, direct_rows
+from .kernels import col2im, direct_planes, direct_rows, planes_last
 from .launch import NEVER, parallel, parallel_prange, serial, worker_pool
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import (CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, TILE_ROWS, direct_tiled,
@@ -548,11 +548,13 @@ def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
     ``layout`` (channels last, or a complex pair of channels per channel,
     see :data:`.tiled.COMPLEX_PARTS`): the phase tiles, compiled in this
     process, finite weights."""
-    if (route.inner is not None or route.kernel != "phase_tiles"
+    if (route.inner is not None or route.kernel not in ("phase_tiles", "planes")
             or route.variant + (route.kernel,) not in _compiled.recorded()):
         return False
     launch = route.launch
     x_shape, out_shape = launch.x_shape, launch.out_shape
+    if route.kernel == "planes":
+        return layout == CHANNELS_LAST and _ran_planes_last(x, w, bias, out, launch)
     if layout == CHANNELS_LAST:
         x_shape = x_shape[:1] + x_shape[2:] + x_shape[1:2]
         out_shape = out_shape[:1] + out_shape[2:] + out_shape[1:2]
@@ -560,6 +562,20 @@ def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
     return LAUNCHERS[route.kernel](x.reshape(x_shape), w3, bias, out.reshape(out_shape),
                                    launch, _laid_out(route.kernel, w3, launch, prepared),
                                    layout=layout)
+
+
+def _ran_planes_last(x, w, bias, out, launch) -> bool:
+    """Whether :func:`.kernels.planes_last` ran on the channels-last ``x``
+    and ``out``: a depthwise call (one input and one output channel per
+    group) with finite weights, as the plane kernel takes them."""
+    n_batch, c_in = launch.x_shape[:2]
+    if not launch.groups == c_in == launch.out_shape[1] or not np.isfinite(w).all():
+        return False
+    w_t = np.ascontiguousarray(np.moveaxis(w.reshape((c_in,) + launch.w_shape[2:]), 0, -1))
+    parallel(planes_last, x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,)), w_t, bias,
+             out.reshape((n_batch,) + launch.out_shape[2:] + (c_in,)), launch.stride,
+             launch.dilation, launch.pad, multiply_adds=launch.multiply_adds)
+    return True
 
 
 def serial_runner(route, dtype):
@@ -704,7 +720,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
     return {
         "rows_serial": [(direct_rows, direct + (count,) + tasks)],
         "rows": [(direct_rows, direct + (count,) + tasks)],
-        "planes": [(direct_planes, direct + (count, count) + tasks)],
+        "planes": [(direct_planes, direct + (count, count) + tasks),
+                   (planes_last, (arr5, arr4, arr1, arr5) + (triple,) * 3 + tasks)],
         "phase_tiles": [(direct_tiled, tiled + tasks), (fill_weight_table,
                                                 (arr5, count, index3, index1))] if real else [],
         "column_tiles": [(columns_tiled, direct + (count, count, types.boolean) + cancel)]

@@ -13,7 +13,7 @@ narrower registers LLVM splits each vector into two or four, which is still
 correct (a tile of 16 then needs more registers than AVX2 has, and spills).
 
 Only what the tiled kernel needs, for float32 and float64 1-D arrays:
-:func:`load`, :func:`store`, :func:`zeros`, :func:`splat`, :func:`add`,
+:func:`load`, :func:`store`, :func:`zeros`, :func:`splat`, :func:`add`, :func:`mul`,
 :func:`fma` (vector times a broadcast scalar, or a vector, plus vector),
 :func:`sum_lanes`,
 :func:`store_interleaved` (the lanes of several vectors, interleaved, as
@@ -148,6 +148,18 @@ def add(typingctx, a, b):
 
     def codegen(context, builder, signature, args):
         return builder.fadd(args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def mul(typingctx, a, b):
+    """``a * b``, lane by lane (rounded: never fused into a later add)."""
+    if not isinstance(a, Vector) or a != b:
+        raise TypingError(f"simd.mul: needs two vectors of one type, got ({a}, {b})")
+
+    def codegen(context, builder, signature, args):
+        return builder.fmul(args[0], args[1])
 
     return a(a, b), codegen
 
