@@ -210,9 +210,15 @@ def _find_serial(call) -> None:
     compiled, later calls of that shape with kernel-ready arrays and no
     ``out`` call it directly (:func:`numba_deconv.cpu.driver.serial_runner`)
     -- the same kernel on the same arrays, so the same bits. Only for
-    channels-first real data without a padding mode."""
+    real data without a padding mode, channels first, or channels last
+    where one channel or one position lays out the input and the output
+    as channels first would."""
     plan = call.plan
-    if plan.channels_last or plan.padding_mode != "zeros" or plan.dtype.kind != "f":
+    g = call.geometry
+    reordered = plan.channels_last and not (
+        transpose.same_order(g.in_channels, g.in_spatial)
+        and transpose.same_order(g.out_channels, g.out_spatial))
+    if reordered or plan.padding_mode != "zeros" or plan.dtype.kind != "f":
         call.serial = False
         return
     route = call.route()

@@ -202,6 +202,33 @@ def test_tiny_function_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape
             nd.conv_transpose(x, w, b, out=np.empty_like(expected[0]), **kwargs)
 
 
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, direct", [
+    ((1, 2, 2, 1), (1, 1, 3, 3), dict(stride=2), True),   # the worked example, NHWC
+    ((2, 5, 1), (1, 1, 4), dict(stride=3, dilation=2), True),
+    ((1, 1, 1, 2), (2, 1, 2, 2), {}, True),              # one output channel
+    ((2, 5, 1), (1, 3, 4), dict(stride=2), False),        # 3 channels at 12 positions
+    ((1, 2, 2, 2), (2, 1, 3, 3), dict(stride=2), False),  # 2 channels at 4 positions
+])
+def test_tiny_channels_last_calls_skip_the_layers_where_their_order_is_channels_first(
+        x_shape, w_shape, kwargs, direct, rng, monkeypatch):
+    """One channel (or one position) in and out lays channels-last data out
+    as channels first: such tiny calls go straight to the serial row kernel
+    as well, with the same bits; others keep the checked way."""
+    from numba_deconv import api
+
+    x = random_array(rng, x_shape, np.float64)
+    w = random_array(rng, w_shape, np.float64)
+    expected = np.moveaxis(nd.conv_transpose(np.moveaxis(x, -1, 1), w, **kwargs), 1, -1)
+    p = nd.plan(w, x_shape, data_format="channels_last", **kwargs)
+    np.testing.assert_array_equal(p(x), expected)  # the checked way; compiles
+    assert bool(p._call.serial) == direct
+    if direct:
+        with monkeypatch.context() as patched:
+            patched.setattr(api, "apply_conv_transpose", _refuse)
+            assert p(x).tobytes() == expected.tobytes()
+            assert p(x).shape == expected.shape
+
+
 class _Refused(Exception):
     pass
 
