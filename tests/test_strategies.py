@@ -206,8 +206,9 @@ def test_tiled_tiles_and_splits(x_shape, w_shape, kwargs, tasks_per_thread, dtyp
         assert layout.chunks * layout.block_parts > 1
 
 
-@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
-@pytest.mark.parametrize("tasks_per_thread", [1, 1 << 10])
+# Whole images per task in one dtype, cut into many tasks in the other.
+@pytest.mark.parametrize("dtype, tasks_per_thread", [(np.complex64, 1),
+                                                     (np.complex128, 1 << 10)])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", TILE_CASES)
 def test_tiled_tiles_read_and_write_complex_parts_in_place(x_shape, w_shape, kwargs,
                                                             tasks_per_thread, dtype,
