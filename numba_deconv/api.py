@@ -437,8 +437,12 @@ def run_conv(call, weights, x_cf: np.ndarray, bias_k: np.ndarray,
     if twin is not None:  # the mode's padding done here, on the complex data
         if plan.padding_mode != "zeros":
             x_cf = _padding.pad(x_cf, pairs, plan.padding_mode)
+        real = np.empty(0, plan.dtype).real.dtype
+        if twin.phases is None:
+            driver.run_conv_parts(twin.route(), x_cf, weights, bias_k.view(real), result)
+            return
         y = transpose.parts_room(result)
-        run_conv(twin, weights, transpose.to_parts(x_cf), bias_k.view(y.dtype), y)
+        run_conv(twin, weights, transpose.to_parts(x_cf), bias_k.view(real), y)
         transpose.from_parts(y, result)
         return
     if call.phases is None:

@@ -272,6 +272,50 @@ def test_channels_last_with_one_channel_or_position_matches_channels_first(x_sha
         np.testing.assert_array_equal(last, expected[0] if given.ndim == 3 else expected)
 
 
+# conv on its register tiles: x shape (conv's input), conv's weight shape, kwargs
+# (strides 1-3 along W, dilation, groups, 1-D, 3-D, a 1x1 kernel).
+CONV_PARTS = [
+    ((2, 8, 20, 21), (6, 4, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ((1, 6, 40), (10, 6, 4), dict(stride=3, padding=2, dilation=2)),
+    ((1, 4, 7, 8, 9), (8, 4, 3, 2, 3), dict(stride=(1, 2, 2), padding=(1, 0, 1))),
+    ((2, 10, 9, 11), (12, 10, 1, 1), {}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_PARTS)
+def test_conv_tiles_read_and_write_complex_parts_in_place(x_shape, w_shape, kwargs, dtype, rng,
+                                                          monkeypatch, fresh_routes):
+    """Complex ``conv`` runs as its real twin on the conv tiles, which split
+    each complex channel's parts into their window and merge the sums into
+    the complex output where it lies: the oracle's values, and the bits of
+    the twin computed on its channels split out and merged back."""
+    from numba_deconv import api, config
+    from numba_deconv.cpu import transpose
+
+    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    in_place = []
+    real_launch = driver.LAUNCHERS["conv_tiles"]
+
+    def spy(*args, parts=False):
+        in_place.append(parts)
+        return real_launch(*args, parts=parts)
+    monkeypatch.setitem(driver.LAUNCHERS, "conv_tiles", spy)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[0],), dtype)
+    twin = nd.conv(transpose.to_parts(x), api._twin_weight(w, transposed=False),
+                   b.view(x.real.dtype), **kwargs)
+    expected = np.empty((x_shape[0], twin.shape[1] // 2) + twin.shape[2:], dtype)
+    transpose.from_parts(twin, expected)
+    assert in_place == [False]
+    y = nd.conv(x, w, b, **kwargs)
+    assert in_place == [False, True]
+    np.testing.assert_array_equal(y, expected)
+    assert_conv_matches_oracle(y, x, w, b, **kwargs)
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 1), (2, 6, 5, 7), (3, 4, 9, 700), (1, 8, 2, 3, 4),
                                    (1, 2, 37)])
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])

@@ -36,7 +36,7 @@ from numba.extending import overload
 
 from ..config import FASTMATH
 from . import simd
-from .kernels import interleave
+from .kernels import interleave, interleave_parts
 from .tiled import TILE_ROWS, phase_products, sweep_segments, task_bounds
 
 
@@ -87,11 +87,12 @@ def _strided_copy(dst, d, src, s, count, step):
 
 
 @njit(nogil=True, cache=True)
-def _fill_window(xw, x, n, c0, c_count, planes, p0, win_len, pitch, pad, stride):
+def _fill_window(xw, x, n, c0, c_count, planes, p0, win_len, pitch, pad, stride, parts):
     """``xw[(ci*n_planes + plane)*win_len + P - p0]`` = that plane of input
     channel ``c0 + ci`` of image ``n`` at grid position ``P``, for ``p0 <= P
     < p0 + win_len``; positions outside ``x`` keep the zeros ``xw`` starts
-    with."""
+    with. With ``parts``, ``x`` is a complex array's real view, its channel
+    ``c`` the twin's channels ``2c`` and ``2c + 1`` (:data:`.tiled.COMPLEX_PARTS`)."""
     c_in, i_d, i_h, i_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     n_planes = planes.shape[0]
     u_h, u_w = pitch[1], pitch[2]
@@ -113,17 +114,23 @@ def _fill_window(xw, x, n, c0, c_count, planes, p0, win_len, pitch, pad, stride)
                 continue
             iw0 = (lo - row * u_w) * s_w + r_w - pad[2]
             for ci in range(c_count):
-                src = np.uint64((((n * c_in + c0 + ci) * i_d + i_dd) * i_h + i_hh) * i_w + iw0)
                 dst = np.uint64((ci * n_planes + pl) * win_len + lo - p0)
+                if parts:  # part (c0 + ci) % 2 of complex channel (c0 + ci) // 2
+                    at = (((n * c_in + c0 + ci) // 2 * i_d + i_dd) * i_h + i_hh) * i_w + iw0
+                    _strided_copy(xw, dst, xf, np.uint64(2 * at + (c0 + ci) % 2), hi - lo,
+                                  2 * s_w)
+                    continue
+                src = np.uint64((((n * c_in + c0 + ci) * i_d + i_dd) * i_h + i_hh) * i_w + iw0)
                 _strided_copy(xw, dst, xf, src, hi - lo, s_w)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _store_sweep(acc, acc_pitch, co0, co1, oc0, n, bias, out, s0, length, pitch):
+def _store_sweep(acc, acc_pitch, co0, co1, oc0, n, bias, out, s0, length, pitch, parts):
     """Output channels ``oc0 + co0 .. oc0 + co1`` of image ``n`` at grid
     positions ``s0 .. s0 + length``, from their accumulator rows
     (``acc[(co - co0)*acc_pitch + P - s0]``), plus bias; scratch positions
-    are skipped."""
+    are skipped. With ``parts``, ``out`` is a complex array's real view and
+    each pair of rows one complex channel's parts, merged into it."""
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     u_h, u_w = pitch[1], pitch[2]
     of = out.reshape(-1)
@@ -134,6 +141,18 @@ def _store_sweep(acc, acc_pitch, co0, co1, oc0, n, bias, out, s0, length, pitch)
         ow_lo = max(s0 - row * u_w, 0)
         ow_hi = min(s0 + length - row * u_w, o_w)
         if ow_hi <= ow_lo:
+            continue
+        if parts:  # the sums plus bias where they are, then both parts at once
+            for co in range(co0, co1):
+                at = (co - co0) * acc_pitch + row * u_w + ow_lo - s0
+                for t in range(at, at + ow_hi - ow_lo):
+                    acc[t] = acc[t] + bias[oc0 + co]
+            for co in range(co0, co1, 2):
+                oc = oc0 + co
+                interleave_parts(acc, (co - co0) * acc_pitch + row * u_w + ow_lo - s0,
+                                 acc_pitch, of,
+                                 2 * ((((n * c_out + oc) // 2 * o_d + od) * o_h + oh) * o_w
+                                      + ow_lo), ow_hi - ow_lo)
             continue
         for co in range(co0, co1):
             oc = oc0 + co
@@ -154,7 +173,7 @@ _grid_span = njit(inline="always")(grid_span)
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, stride,
-               chunks_per_image, block_parts, sub, claimed, cancel):
+               chunks_per_image, block_parts, sub, parts, claimed, cancel):
     """Correlation by phase planes and register tiles.
 
     x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW), bias (C_out,), all
@@ -165,7 +184,9 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
     from :func:`plane_tables`. A task owns one stretch of positions (of
     ``chunks_per_image``) and one range of blocks of output channels (of
     ``block_parts``) of one image and group; it sweeps ``sub`` positions at
-    a time.
+    a time. With ``parts``, x and out are complex arrays' real views run as
+    their real twin (:data:`.tiled.COMPLEX_PARTS`): the window copy splits
+    each complex channel's parts and the store merges them, the same sums.
     """
     n_batch, c_in = x.shape[0], x.shape[1]
     groups, blocks = weights.shape[0], weights.shape[2]
@@ -193,7 +214,8 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
         win_len = -(-(p1 - p0 + halo) // lanes) * lanes
         size = c_in_g * n_planes * win_len
         xw = simd.aligned(np.zeros(size + 2 * lanes, dtype=x.dtype), size + lanes)
-        _fill_window(xw, x, n, g * c_in_g, c_in_g, planes, p0, win_len, pitch, pad, stride)
+        _fill_window(xw, x, n, g * c_in_g, c_in_g, planes, p0, win_len, pitch, pad, stride,
+                     parts)
         acc_pitch = sub + lanes
         block = (b1 - b0) * TILE_ROWS * acc_pitch
         acc = simd.aligned(np.empty(block + lanes, dtype=out.dtype), block)
@@ -209,7 +231,7 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
             phase_products(acc, acc_pitch, xw, src, c_in_g * n_taps, weights[g, 0, b0:b1],
                            co1 - co0, segments, n_segments)
             _store_sweep(acc, acc_pitch, co0, co1, g * c_out_g, n, bias, out, s0, length,
-                         pitch)
+                         pitch, parts)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
@@ -256,7 +278,8 @@ def _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
     room = 64
     win_len = p1 - p0 + halo
     xw = np.zeros(c_in_g * n_planes * win_len + room, dtype=x.dtype)
-    _fill_window(xw, x, n, g * c_in_g, c_in_g, planes, p0, win_len, pitch, pad, stride)
+    _fill_window(xw, x, n, g * c_in_g, c_in_g, planes, p0, win_len, pitch, pad, stride,
+                 False)
     acc = np.empty(sub + room, dtype=out.dtype)
     src = np.empty(c_in_g * n_taps, dtype=np.int64)
     wf = w.reshape(-1)
@@ -269,7 +292,8 @@ def _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
         for co in range(c_out_g):
             _pair_sums(acc, xw, src, wf, (g * c_out_g + co) * c_in_g * n_taps,
                        c_in_g * n_taps, length)
-            _store_sweep(acc, sub, co, co + 1, g * c_out_g, n, bias, out, s0, length, pitch)
+            _store_sweep(acc, sub, co, co + 1, g * c_out_g, n, bias, out, s0, length, pitch,
+                         False)
 
 
 def _pair_sums(acc, xw, src, wf, w0, k_total, length):

@@ -438,11 +438,11 @@ def _run_blas(x, w, bias, out, launch, prepared=None):
     return True
 
 
-def _run_conv_tiles(x, weights, bias, out, launch, prepared=None):
+def _run_conv_tiles(x, weights, bias, out, launch, prepared=None, parts=False):
     conv = launch.layout
     parallel(conv_tiles, x, weights, conv.offsets, conv.planes, conv.plane_of, bias, out,
              conv.pitch, launch.pad, launch.stride, conv.chunks, conv.block_parts, conv.sub,
-             multiply_adds=launch.multiply_adds)
+             parts, multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -647,6 +647,23 @@ def run_conv(route, x, weights, bias, out) -> None:
                             out.reshape(launch.out_shape), launch)
 
 
+def run_conv_parts(route, x, weights, bias, out) -> None:
+    """:func:`run_conv` of complex ``x`` into complex ``out``, channels
+    first, along the route of their real twin with its weights and bias:
+    the ``conv`` tiles read and write the complex arrays' parts where they
+    lie; other kernels take the twin's channels split and merged."""
+    if route.kernel != "conv_tiles":
+        out_parts = transpose.parts_room(out)
+        run_conv(route, transpose.to_parts(x), weights, bias, out_parts)
+        transpose.from_parts(out_parts, out)
+        return
+    launch = route.launch
+    _compiled.ensure(route.variant + (route.kernel,), compile_kernel, route.kernel, weights.dtype)
+    real = weights.dtype
+    LAUNCHERS[route.kernel](x.view(real).reshape(launch.x_shape), weights, bias,
+                            out.view(real).reshape(launch.out_shape), launch, parts=True)
+
+
 def weight_grad(a, src, pad, kernel, stride, dilation, groups, rank, threads) -> np.ndarray:
     """``grad[ca, cs, k] = sum over n, o of a[n, ca, o] * xpad[n, cs, o*s +
     k*d]`` for the channels of one group, as ``(Ca, Cs/groups, *kernel)``,
@@ -727,7 +744,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "column_tiles": [(columns_tiled, direct + (count, count, types.boolean) + cancel)]
         if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
-        "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3 + tasks),
+        "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3 + (types.boolean,)
+                        + tasks),
                        (fill_weight_table, (arr5, count, index3, index1))] if real else [],
         "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + tasks)],
         "conv_planes_serial": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + tasks)],

@@ -150,13 +150,25 @@ def _interleave_vectors(acc, first, phase_stride, s_w, bias, out, at, count):
         _interleave_elements(acc, first, phase_stride, s_w, bias, out, at, count)
 
 
-@njit(inline="always")
 def interleave_parts(parts, first, part_stride, out, at, count):
     """``out[at + 2*j + p] = parts[first + p*part_stride + j]`` for ``j <
-    count``, ``p < 2`` (flat float32/float64 arrays): a stretch of complex
-    values from its real and imaginary parts, in vector shuffles. Adding
-    -0.0 leaves every value as it is, signed zeros too."""
-    _interleave2(parts, first, part_stride, -0.0, out, at, 2 * count)
+    count``, ``p < 2`` (flat arrays): a stretch of complex values from its
+    real and imaginary parts; in vector shuffles for float32/float64,
+    element by element for other dtypes. Adding -0.0 leaves every value as
+    it is, signed zeros too. Jitted code only."""
+    raise NotImplementedError("interleave_parts is for jitted code")
+
+
+@overload(interleave_parts, inline="always")
+def _interleave_parts_for(parts, first, part_stride, out, at, count):
+    if parts.dtype in (types.float32, types.float64) and out.dtype == parts.dtype:
+        def in_vectors(parts, first, part_stride, out, at, count):
+            _interleave2(parts, first, part_stride, -0.0, out, at, 2 * count)
+        return in_vectors
+
+    def by_element(parts, first, part_stride, out, at, count):
+        _interleave_elements(parts, first, part_stride, 2, -0.0, out, at, 2 * count)
+    return by_element
 
 
 def interleave(acc, first, phase_stride, s_w, bias, out, row, o_w):

@@ -178,7 +178,7 @@ def _fill_planes(b_rows, src, n, slot, c, planes, b_len, pitch, pad, stride):
     first = (slot * src.shape[1] + c) * n_planes * b_len
     window = b_rows[first:first + n_planes * b_len]
     window[:] = 0
-    _fill_window(window, src, n, c, 1, planes, 0, b_len, pitch, pad, stride)
+    _fill_window(window, src, n, c, 1, planes, 0, b_len, pitch, pad, stride, False)
 
 
 #: Pairs (columns) of a channel-vector tile; its rows are 1-3 vectors of
