@@ -32,6 +32,7 @@ from numba import njit
 
 from ..config import FASTMATH
 from . import simd
+from .kernels import padded_row
 
 #: The orders the baseline can sum in ...
 ROWS, TILES, PLANES = 0, 1, 2
@@ -59,10 +60,9 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
     acc = np.empty(min(s_w, o_w) * per_phase, dtype=out.dtype)
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
     tiles_order = order == TILES
-    # PLANES: an input row at padded[lead + i], zeros around it wherever a
-    # tap's outputs read (set once: each copy overwrites the row alone).
-    lead = max(((k_w - 1) * d_w - p_w) // s_w, 0)
-    padded = np.zeros(lead + max(i_w, per_phase - (-p_w // s_w)), dtype=x.dtype)
+    # PLANES: an input row at padded[lead + i], zeros around it.
+    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, per_phase)
+    padded = np.zeros(length, dtype=x.dtype)
     rows = n_batch * c_out * o_d * o_h
     while True:
         row = simd.claim(claimed)

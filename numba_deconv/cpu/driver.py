@@ -546,15 +546,16 @@ def run_parts(route, x, w, bias, out, geometry, prepared=None) -> None:
 def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
     """Whether ``route``'s kernel ran on ``x`` and ``out`` as they lie in
     ``layout`` (channels last, or a complex pair of channels per channel,
-    see :data:`.tiled.COMPLEX_PARTS`): the phase tiles, compiled in this
-    process, finite weights."""
+    see :data:`.tiled.COMPLEX_PARTS`): the phase tiles in either, the plane
+    kernel's depthwise calls channels last; compiled in this process,
+    finite weights."""
     if (route.inner is not None or route.kernel not in ("phase_tiles", "planes")
             or route.variant + (route.kernel,) not in _compiled.recorded()):
         return False
     launch = route.launch
-    x_shape, out_shape = launch.x_shape, launch.out_shape
     if route.kernel == "planes":
         return layout == CHANNELS_LAST and _ran_planes_last(x, w, bias, out, launch)
+    x_shape, out_shape = launch.x_shape, launch.out_shape
     if layout == CHANNELS_LAST:
         x_shape = x_shape[:1] + x_shape[2:] + x_shape[1:2]
         out_shape = out_shape[:1] + out_shape[2:] + out_shape[1:2]

@@ -400,6 +400,16 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
                            of, row * o_w, o_w)
 
 
+@njit(inline="always")
+def padded_row(k_w, s_w, d_w, p_w, i_w, per_phase):
+    """``(lead, length)``: where an input row goes, at ``padded[lead + iw]``,
+    in a zero-padded row of ``length`` positions that holds every input a W
+    tap of any phase reads for ``per_phase`` outputs (the zeros are set once:
+    each copy overwrites the row alone)."""
+    lead = max(((k_w - 1) * d_w - p_w) // s_w, 0)
+    return lead, lead + max(i_w, per_phase - (-p_w // s_w))
+
+
 def _add_pair_of_taps(acc, at, w, w0, w1, x, x0, x1, count):
     """acc[at + c] += w[w0 + c] * x[x0 + c] + w[w1 + c] * x[x1 + c] for c <
     count (flat arrays): :func:`planes_last`'s pair of taps across the
@@ -476,11 +486,9 @@ def planes_last(x, w_t, bias, out, stride, dilation, pad, claimed, cancel):
     d_d, d_h, d_w = dilation
     p_d, p_h, p_w = pad
     per_phase = -(-o_w // s_w)
-    # The input row at padded[lead + iw] (positions of c channels), zeros
-    # wherever a tap's outputs read around it (set once: each copy
-    # overwrites the row alone).
-    lead = max(((k_w - 1) * d_w - p_w) // s_w, 0)
-    padded = np.zeros((lead + max(i_w, per_phase - (-p_w // s_w))) * c, dtype=x.dtype)
+    # The input row at padded[lead + iw] (positions of c channels).
+    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, per_phase)
+    padded = np.zeros(length * c, dtype=x.dtype)
     xf, wf, of = x.reshape(-1), w_t.reshape(-1), out.reshape(-1)
     cu = np.uint64(c)
     # The row's sums, in L1; written to out once, plus the bias.
