@@ -529,6 +529,29 @@ def test_a_layout_for_64_threads_computes_the_same_bits(rng):
     np.testing.assert_array_equal(out.reshape(here.shape), here)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_rows_no_tap_reaches_are_the_bias_as_a_sum_gives_it(dtype, ran, monkeypatch,
+                                                                   rng):
+    """Rows that no tap reaches (kernel < stride along H) are written as the
+    bias alone, and with the bits of the sum of no products and the bias:
+    +0.0 for a bias of -0.0, as the row kernel gives."""
+    x = random_array(rng, (2, 6, 5, 7), dtype)
+    w = random_array(rng, (6, 10, 1, 3), dtype)
+    bias = np.full(10, -0.0, dtype)
+    bias[::3] = random_array(rng, (4,), dtype)
+    kwargs = dict(stride=(3, 2), padding=(0, 1), output_padding=(2, 1))
+    force(monkeypatch, "gather", "phase_tiles")
+    y = conv_transpose(x, w, bias, **kwargs)
+    force(monkeypatch, "gather", "rows")
+    monkeypatch.setattr(_dispatch, "_CALLS", {})  # (the call's route is memoised)
+    expected = conv_transpose(x, w, bias, **kwargs)
+    assert ran == [("phase_tiles", True), ("rows", True)]
+    assert not np.signbit(y[:, 1, 1::3]).any()
+    np.testing.assert_array_equal(y.view(f"u{y.itemsize}"),
+                                  expected.view(f"u{y.itemsize}"))
+    assert_matches_reference(y, x, w, bias, **kwargs)
+
+
 @pytest.mark.parametrize("c_out", [1, 2, 3, 9, 10, 12])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tiled_kernel_last_blocks_of_few_channels(c_out, dtype, ran, monkeypatch, rng):

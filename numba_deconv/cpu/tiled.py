@@ -510,10 +510,15 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
             first_ph = ph_row * s_w
             r_d, r_h = phases[first_ph, 0], phases[first_ph, 1]
             q_d, q_h = phases[first_ph, 3], phases[first_ph, 4]
+            # Output rows that no tap reaches (kernel < stride along D or
+            # H) are the bias alone: written as such, channels first.
+            bias_rows = layout == CHANNELS_FIRST
+            for r_w in range(s_w):
+                bias_rows &= tap_counts[first_ph + r_w] == 0
             for s0 in range(p0, p1, sub):
                 length = min(sub, p1 - s0)
                 n_segments = sweep_segments(segments, s0, length, lanes, phases, pitch)
-                for r_w in range(s_w):
+                for r_w in range(0 if bias_rows else s_w):
                     ph = first_ph + r_w
                     n_taps = tap_counts[ph]
                     if n_taps == 0:  # no taps (kernel < stride): the bias alone
@@ -554,6 +559,17 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     continue
                 # Complex: a channel's two parts go to their rows of
                 # ``parts`` (in L1), then merge into the complex output.
+                if bias_rows:
+                    for co in range(co0, co1):
+                        oc = g * c_out_g + co
+                        # (+ 0.0: a sum of zero products and a bias of -0.0 is +0.0)
+                        value = bias[oc] + 0.0
+                        o_channel = (n * c_out + oc) * o_d * o_h * o_w
+                        for i in range(n_rows):
+                            at = np.uint64(o_channel + row_out[i])
+                            for t in range(np.uint64(row_len[i])):
+                                of[at + t] = value
+                    continue
                 target = parts if layout == COMPLEX_PARTS else of
                 for co in range(co0, co1):
                     oc = g * c_out_g + co
