@@ -557,8 +557,6 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                                   row_len, n_rows, n * o_d * o_h * o_w, c_out,
                                   g * c_out_g + co0, co1 - co0)
                     continue
-                # Complex: a channel's two parts go to their rows of
-                # ``parts`` (in L1), then merge into the complex output.
                 if bias_rows:
                     for co in range(co0, co1):
                         oc = g * c_out_g + co
@@ -570,6 +568,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                             for t in range(np.uint64(row_len[i])):
                                 of[at + t] = value
                     continue
+                # Complex: a channel's two parts go to their rows of
+                # ``parts`` (in L1), then merge into the complex output.
                 target = parts if layout == COMPLEX_PARTS else of
                 for co in range(co0, co1):
                     oc = g * c_out_g + co
