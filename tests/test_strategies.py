@@ -163,7 +163,7 @@ TILE_CASES = [
     ((1, 6, 3, 5, 4), (6, 8, 3, 2, 3), dict(stride=2, padding=(1, 0, 1))),
     ((2, 16, 4, 4), (16, 20, 4, 4), dict(stride=2, padding=1, groups=2)),
     # Rows long enough for the vector interleave at stride 4, and stride 5
-    # (interleaved one element at a time).
+    # (rows short or of another stride go by the scatter's table).
     ((1, 3, 2, 36), (3, 10, 2, 5), dict(stride=(1, 4), padding=(0, 1))),
     ((2, 2, 30), (2, 9, 7), dict(stride=5, padding=2, output_padding=3)),
     # One tap per phase: whole input rows are one run of the window, whole
@@ -171,6 +171,7 @@ TILE_CASES = [
     # along W, a 1x1x1 kernel across depth), and with cropping only some.
     ((2, 5, 7, 9), (5, 11, 1, 1), {}),
     ((1, 4, 5, 6), (4, 9, 1, 2), dict(stride=(1, 2))),
+    ((1, 4, 5, 6), (4, 9, 1, 3), dict(stride=(1, 3))),
     ((1, 3, 3, 4, 5), (3, 10, 1, 1, 1), {}),
     ((2, 4, 6, 7), (4, 9, 1, 1), dict(padding=(1, 0))),
     # Last blocks of 2 and of 3 output channels on images long enough for

@@ -336,6 +336,37 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
                     of[o0 + j * step + c] = acc[c * acc_pitch + a0 + j] + bias[oc0 + c]
 
 
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_len, n_rows,
+                      o_first, o_plane, oc0, count, table):
+    """:func:`direct_tiled`'s sums plus bias to a channels-first output
+    ``of`` (flat) where its rows are short or its stride is not 1, 2 or 4:
+    the sweep's ``n_rows`` output rows (from ``row_acc``, ``row_out``,
+    ``row_len``; a row starts at phase 0) of channels ``oc0 .. oc0 +
+    count``, the first at ``o_first``, the next ``o_plane`` on. Output ``t``
+    of a row is ``acc[t % s_w * block + t // s_w]`` past the row's start
+    in its channel's accumulators: that table, made once per sweep, lets
+    one loop per row write it in order. What :func:`.kernels.interleave`
+    writes, ``acc + bias`` rounded once; there, a row with fewer outputs
+    than a vector per phase goes element by element, phase by phase, and
+    a stride-3 row of 13 outputs took 3 loops of 4-5 steps (the scatter
+    was 62 % of such a call)."""
+    longest = 0
+    for i in range(n_rows):
+        longest = max(longest, row_len[i])
+    for t in range(longest):
+        table[t] = t % s_w * block + t // s_w
+    for c in range(count):
+        value = bias[oc0 + c]
+        a_channel = c * acc_pitch
+        o_channel = o_first + c * o_plane
+        for i in range(n_rows):
+            a = np.uint64(a_channel + row_acc[i])
+            o = np.uint64(o_channel + row_out[i])
+            for t in range(np.uint64(row_len[i])):
+                of[o + t] = acc[a + np.uint64(table[t])] + value
+
+
 @njit(inline="always")
 def _add_run(source, target, length, count, at_source, at_target, n, per_source):
     """Append the run of ``n`` targets from ``at_target`` (``n //
@@ -506,6 +537,11 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         # ``sub`` positions of every W phase) per part.
         parts_pitch = sub * s_w if layout == COMPLEX_PARTS else 0
         parts = np.empty(2 * parts_pitch, dtype=out.dtype)
+        # Rows that the vector interleave would write mostly element by
+        # element take the table of :func:`_scatter_by_table` instead.
+        by_table = layout == CHANNELS_FIRST and (
+            (s_w != 1 and s_w != 2 and s_w != 4) or o_w % (s_w * lanes) * 2 > o_w)
+        table = np.empty(sub * s_w + s_w if by_table else 0, dtype=np.int64)
         for ph_row in range(n_phases // s_w):
             first_ph = ph_row * s_w
             r_d, r_h = phases[first_ph, 0], phases[first_ph, 1]
@@ -567,6 +603,12 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                             at = np.uint64(o_channel + row_out[i])
                             for t in range(np.uint64(row_len[i])):
                                 of[at + t] = value
+                    continue
+                if by_table:
+                    _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
+                                      row_len, n_rows,
+                                      (n * c_out + g * c_out_g + co0) * o_d * o_h * o_w,
+                                      o_d * o_h * o_w, g * c_out_g + co0, co1 - co0, table)
                     continue
                 # Complex: a channel's two parts go to their rows of
                 # ``parts`` (in L1), then merge into the complex output.
