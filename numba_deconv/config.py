@@ -150,11 +150,18 @@ SERIAL_MAX_MULTIPLY_ADDS = 32_768
 #: A parallel task kernel runs its tasks on the calling thread alone below
 #: this many multiply-adds: the same tasks in the same order, so the same
 #: bits, only without helpers.
-#: Why: on the project's 2-vCPU machine a helper thread took 20-60 us to
-#: wake and join; the spread's calls of 0.5-1.5 Mi multiply-adds (60-200 us
-#: of work) ran 1.1-1.5x faster on one thread, those of 1.8 Mi and more as
-#: often slower (``benchmarks/TUNING.md``).
-PARALLEL_MIN_MULTIPLY_ADDS = 3 << 19
+#: Why: with helpers that stay awake between calls (TEAM_SPIN_READS) two
+#: threads on the project's 2-vCPU machine broke even at about 230 Ki
+#: multiply-adds (50 us of work) and took 0.55-0.9x the time of one from
+#: 330 Ki up; at 83 Ki they took 1.3x (``benchmarks/TUNING.md``).
+PARALLEL_MIN_MULTIPLY_ADDS = 1 << 18
+
+#: A helper thread that finishes a task kernel's job, and a caller waiting
+#: for its helpers, poll for the next event this many times without the GIL
+#: before they sleep (``numba_deconv.cpu.launch``).
+#: Why: waking a sleeping thread took 15-35 us on a 2-vCPU virtual machine;
+#: 2**18 reads are a few hundred microseconds of polling.
+TEAM_SPIN_READS = 1 << 18
 
 #: Outputs of at least OUTPUT_CACHE_MIN_BYTES are allocated from recycled
 #: memory: the library keeps the memory of up to OUTPUT_CACHE_SLOTS outputs

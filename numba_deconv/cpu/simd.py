@@ -392,6 +392,56 @@ def claim(typingctx, counter):
     return types.int64(counter), codegen
 
 
+@intrinsic
+def fetch_add(typingctx, counter, delta):
+    """``counter[0] += delta`` atomically (an int64 array that threads
+    share), ordered with every other atomic operation; the value before."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64
+            and isinstance(delta, types.Integer)):
+        raise TypingError(f"simd.fetch_add: needs an int64 array and an integer, got "
+                          f"({counter}, {delta})")
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        step = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.atomic_rmw("add", array.data, step, "seq_cst")
+
+    return types.int64(counter, delta), codegen
+
+
+@intrinsic
+def read(typingctx, counter):
+    """``counter[0]`` (an int64 array another thread may change), read from
+    memory every time: an atomic load, which the optimiser cannot hoist
+    out of the loop that polls it."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        raise TypingError(f"simd.read: needs an int64 array, got {counter}")
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.load_atomic(array.data, "seq_cst", 8)
+
+    return types.int64(counter), codegen
+
+
+@intrinsic
+def write(typingctx, counter, value):
+    """``counter[0] = value`` (an int64 array other threads read with
+    :func:`read`), an atomic store ordered with every atomic operation."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64
+            and isinstance(value, types.Integer)):
+        raise TypingError(f"simd.write: needs an int64 array and an integer, got "
+                          f"({counter}, {value})")
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        stored = context.cast(builder, args[1], signature.args[1], types.int64)
+        builder.store_atomic(stored, array.data, "seq_cst", 8)
+        return context.get_dummy_value()
+
+    return types.none(counter, value), codegen
+
+
 @njit(inline="always")
 def lanes_before_boundary(array):
     """How many elements ``array``'s data starts past a vector boundary."""
