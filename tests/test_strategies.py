@@ -630,7 +630,7 @@ def test_helper_team_runs_every_task_once_over_many_calls_and_threads():
 
     calls(2000, 0)
     with concurrent.futures.ThreadPoolExecutor(3) as callers:
-        for done in [callers.submit(calls, 300, seed) for seed in range(1, 4)]:
+        for done in [callers.submit(calls, 1000, seed) for seed in range(1, 4)]:
             done.result()
 
 

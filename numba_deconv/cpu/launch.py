@@ -106,17 +106,18 @@ def worker_pool() -> ThreadPoolExecutor:
 
 
 @njit(nogil=True, cache=True)
-def _next_job(generation, seen, claimed, busy, done, reads):
+def _next_job(generation, seen, even, odd, busy, done, reads):
     """A helper's wait, without the GIL: leave the job it was in (``busy``
     less ``done``), then poll at most ``reads`` times for a job after
-    ``seen`` whose caller has started its kernel (its first task claimed,
-    so the caller no longer holds the GIL that the helper needs to start
-    its own share); join it (``busy`` + 1) and return its number, or
-    ``seen`` if none came."""
+    ``seen`` whose caller has started its kernel (its first task claimed
+    from its counter, ``even`` or ``odd`` by the job's number, so the
+    caller no longer holds the GIL that the helper needs to start its own
+    share); join it (``busy`` + 1) and return its number, or ``seen`` if
+    none came."""
     simd.fetch_add(busy, -done)
     for _ in range(reads):
         current = simd.read(generation)
-        if current != seen and simd.read(claimed) != 0:
+        if current != seen and simd.read(odd if current % 2 else even) != 0:
             simd.fetch_add(busy, 1)
             return current
     return seen
@@ -124,8 +125,8 @@ def _next_job(generation, seen, claimed, busy, done, reads):
 
 @njit(nogil=True, cache=True)
 def _post_job(generation, claimed, number):
-    """Publish job ``number`` with a fresh task counter: the counter first,
-    so that a helper that sees the number sees the counter cleared."""
+    """Publish job ``number`` with its task counter cleared: the counter
+    first, so that a helper that sees the number sees the counter cleared."""
     simd.write(claimed, 0)
     simd.write(generation, number)
 
@@ -161,16 +162,23 @@ class _Team:
     holds no GIL then), and leaves a job only inside its next poll.
 
     One job at a time (a second caller meanwhile takes the pool, see
-    :func:`parallel`), with the team's task counter: a helper that arrives
-    late finds no task left, and one that finds a newer job than it saw
-    leaves it alone.
+    :func:`parallel`). Jobs take turns with two task counters: a helper
+    joins (counts itself ``busy``) before it reads the job, and every
+    caller waits until no helper is busy, so a helper that arrives after
+    its job's caller has left -- and runs that job, finding no task left,
+    or leaves a newer one alone -- is still waited for by the next caller,
+    before the counter it holds is cleared for the job after. (One shared
+    counter let such a helper take the next job's first task into the last
+    job's arrays.)
     """
 
     def __init__(self, size: int):
         self.generation = np.zeros(1, np.int64)  # the latest job's number
-        self.claimed = np.zeros(1, np.int64)  # the job's task counter
+        # The task counters of even and odd jobs, a cache line apart.
+        counters = np.zeros(16, np.int64)
+        self.counters = (counters[:1], counters[8:9])
         self.busy = np.zeros(1, np.int64)  # helpers in a job
-        self.job = None  # (number, kernel, args, helpers wanted, errors)
+        self.job = None  # (number, kernel, args, task counter, helpers wanted, errors)
         self.lock = threading.Lock()
         self.sleeping = 0
         self.wake = threading.Condition()  # for helpers that stopped polling
@@ -183,15 +191,16 @@ class _Team:
         ``helpers`` helpers; call with :attr:`lock` held."""
         errors = []
         number = int(self.generation[0]) + 1
-        self.job = (number, kernel, args, helpers, errors)
-        _post_job(self.generation, self.claimed, number)
+        claimed = self.counters[number % 2]
+        self.job = (number, kernel, args, claimed, helpers, errors)
+        _post_job(self.generation, claimed, number)
         if self.sleeping:
             with self.wake:
                 self.wake.notify_all()
         try:
-            kernel(*args, self.claimed, NEVER)
+            kernel(*args, claimed, NEVER)
         finally:
-            _close_job(self.claimed)
+            _close_job(claimed)
             while not _await_idle(self.busy, config.TEAM_SPIN_READS):
                 time.sleep(_IDLE_NAP_SECONDS)
         if errors:
@@ -200,7 +209,7 @@ class _Team:
     def _serve(self, rank: int) -> None:
         seen = done = 0
         while True:
-            current = _next_job(self.generation, seen, self.claimed, self.busy, done,
+            current = _next_job(self.generation, seen, *self.counters, self.busy, done,
                                 config.TEAM_SPIN_READS)
             done = 0
             if current == seen:
@@ -211,11 +220,11 @@ class _Team:
                     self.sleeping -= 1
                 continue
             seen, done = current, 1
-            number, kernel, args, helpers, errors = self.job
+            number, kernel, args, claimed, helpers, errors = self.job
             if number != current or rank >= helpers:
                 continue
             try:
-                kernel(*args, self.claimed, NEVER)
+                kernel(*args, claimed, NEVER)
             except BaseException as error:  # the caller raises it
                 errors.append(error)
 
