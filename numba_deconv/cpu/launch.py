@@ -263,7 +263,8 @@ def parallel(kernel, *args, multiply_adds: int | None = None) -> None:
     threads = numba.get_num_threads()
     if multiply_adds is not None and multiply_adds < config.PARALLEL_MIN_MULTIPLY_ADDS:
         threads = 1
-    if threads > 1 and not _interruptible(multiply_adds or 0):
+    interruptible = _interruptible(multiply_adds or 0)
+    if threads > 1 and not interruptible:
         team = _helper_team()
         if team.lock.acquire(blocking=False):
             try:
@@ -272,7 +273,7 @@ def parallel(kernel, *args, multiply_adds: int | None = None) -> None:
                 team.lock.release()
             return
     claimed = np.zeros(1, np.int64)
-    if not _interruptible(multiply_adds or 0):
+    if not interruptible:
         helpers = [worker_pool().submit(kernel, *args, claimed, NEVER)
                    for _ in range(threads - 1)]
         try:

@@ -375,14 +375,23 @@ def cancelled(typingctx, flag):
     return types.boolean(flag), codegen
 
 
+def _check_counter(what, counter, operand=None):
+    """Refuse at typing time anything but an int64 array (and, where the
+    operation takes one, an integer ``operand``)."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64) or (
+            operand is not None and not isinstance(operand, types.Integer)):
+        wanted = "an int64 array" + ("" if operand is None else " and an integer")
+        got = counter if operand is None else (counter, operand)
+        raise TypingError(f"simd.{what}: needs {wanted}, got {got}")
+
+
 @intrinsic
 def claim(typingctx, counter):
     """The next task of a kernel that several threads run at once:
     ``counter[0]`` (an int64 array they share), incremented atomically, so
     each task goes to exactly one thread and a thread that finishes early
     takes the next one."""
-    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
-        raise TypingError(f"simd.claim: needs an int64 array, got {counter}")
+    _check_counter("claim", counter)
 
     def codegen(context, builder, signature, args):
         array = context.make_array(signature.args[0])(context, builder, args[0])
@@ -396,10 +405,7 @@ def claim(typingctx, counter):
 def fetch_add(typingctx, counter, delta):
     """``counter[0] += delta`` atomically (an int64 array that threads
     share), ordered with every other atomic operation; the value before."""
-    if not (isinstance(counter, types.Array) and counter.dtype == types.int64
-            and isinstance(delta, types.Integer)):
-        raise TypingError(f"simd.fetch_add: needs an int64 array and an integer, got "
-                          f"({counter}, {delta})")
+    _check_counter("fetch_add", counter, delta)
 
     def codegen(context, builder, signature, args):
         array = context.make_array(signature.args[0])(context, builder, args[0])
@@ -414,8 +420,7 @@ def read(typingctx, counter):
     """``counter[0]`` (an int64 array another thread may change), read from
     memory every time: an atomic load, which the optimiser cannot hoist
     out of the loop that polls it."""
-    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
-        raise TypingError(f"simd.read: needs an int64 array, got {counter}")
+    _check_counter("read", counter)
 
     def codegen(context, builder, signature, args):
         array = context.make_array(signature.args[0])(context, builder, args[0])
@@ -428,10 +433,7 @@ def read(typingctx, counter):
 def write(typingctx, counter, value):
     """``counter[0] = value`` (an int64 array other threads read with
     :func:`read`), an atomic store ordered with every atomic operation."""
-    if not (isinstance(counter, types.Array) and counter.dtype == types.int64
-            and isinstance(value, types.Integer)):
-        raise TypingError(f"simd.write: needs an int64 array and an integer, got "
-                          f"({counter}, {value})")
+    _check_counter("write", counter, value)
 
     def codegen(context, builder, signature, args):
         array = context.make_array(signature.args[0])(context, builder, args[0])
