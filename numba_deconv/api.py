@@ -185,7 +185,7 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
 
 #: numpy.ndarray.flags.num bits of an array the kernels take as it is:
 #: C-contiguous, aligned, writable.
-_KERNEL_READY = 0x1 | 0x100 | 0x400
+KERNEL_READY = 0x1 | 0x100 | 0x400
 
 
 def kernel_ready(dtype, *arrays) -> bool:
@@ -193,7 +193,7 @@ def kernel_ready(dtype, *arrays) -> bool:
     ``dtype``, C-contiguous, aligned, writable."""
     for a in arrays:
         if (type(a) is not np.ndarray or a.dtype != dtype
-                or a.flags.num & _KERNEL_READY != _KERNEL_READY):
+                or a.flags.num & KERNEL_READY != KERNEL_READY):
             return False
     return True
 
@@ -201,9 +201,7 @@ def kernel_ready(dtype, *arrays) -> bool:
 def run_serial(call, x, weight, bias):
     """A tiny call straight to its compiled kernel (``call.serial``, see
     :func:`_find_serial`), on kernel-ready arrays (:func:`kernel_ready`)."""
-    result = _outputs.new_output(call.plan.out_shape, call.plan.dtype, call.out_bytes)
-    call.serial(x, weight, call.no_bias if bias is None else bias, result)
-    return result
+    return call.serial(x, weight, call.no_bias if bias is None else bias)
 
 
 def _find_serial(call) -> None:
@@ -227,7 +225,7 @@ def _find_serial(call) -> None:
     if route.kernel != "rows_serial":
         call.serial = False
         return
-    call.serial = driver.serial_runner(route, plan.dtype)  # None until compiled
+    call.serial = driver.serial_runner(route, plan.dtype, plan.out_shape)  # None until compiled
 
 
 def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=False):

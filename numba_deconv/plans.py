@@ -22,6 +22,7 @@ from ._typing import ArrayLike, DTypeLike, Forward
 FORWARDS = ("conv_transpose", "conv")
 #: The arguments of each forward function, in the dispatcher's order.
 ARGS = {"conv_transpose": _dispatch._ARG_NAMES, "conv": _dispatch._CONV_ARG_NAMES}
+_READY = api.KERNEL_READY
 DEFAULTS = {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1,
             "output_size": None, "padding_mode": "zeros", "data_format": "channels_first"}
 
@@ -77,6 +78,7 @@ class Plan:
             self._adjoint_weights = {}
         self._adjoint_weight = adjoint_weight
         self.output_shape = plan_.out_shape
+        self._serial = None  # conv_transpose's tiny-call runner, once compiled
 
     def __call__(self, x: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """The forward function of ``x`` (of ``input_shape``), with the bias.
@@ -97,13 +99,20 @@ class Plan:
             return api.apply_conv(self._call, self._forward_weights, x, self._weight,
                                   self._bias, out)
         # A tiny call straight to its compiled kernel (see
-        # api.apply_conv_transpose), for a kernel-ready x of the planned shape.
-        if (self._call.serial and out is None and type(x) is np.ndarray
-                and x.shape == self.input_shape and api.kernel_ready(self.dtype, x)):
-            return api.run_serial(self._call, x, self._weight, self._bias)
+        # api.apply_conv_transpose), for a kernel-ready x of the planned
+        # shape: each check inline, each argument made once.
+        if (self._serial is not None and out is None and type(x) is np.ndarray
+                and x.shape == self.input_shape and x.dtype == self.dtype
+                and x.flags.num & _READY == _READY):
+            return self._serial(x, *self._serial_arrays)
         x = self._checked("x", x, self.input_shape)
-        return api.apply_conv_transpose(self._call, x, self._weight, self._bias, out,
-                                        self._forward_weights)
+        result = api.apply_conv_transpose(self._call, x, self._weight, self._bias, out,
+                                          self._forward_weights)
+        if self._serial is None and self._call.serial:
+            self._serial = self._call.serial
+            self._serial_arrays = (self._weight.reshape(self._serial.w_shape),
+                                   self._call.no_bias if self._bias is None else self._bias)
+        return result
 
     def adjoint(self, y: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """The exact adjoint of the forward function's linear part (no

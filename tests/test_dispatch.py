@@ -6,17 +6,21 @@ import numpy as np
 import pytest
 
 import numba_deconv
-from numba_deconv import _compiled
+from numba_deconv import _compiled, _dispatch
 
 
 @pytest.fixture
 def fresh_record():
-    """An empty in-process record (compiled code itself stays loaded)."""
-    saved = dict(_compiled._COMPILED)
+    """An empty in-process record (compiled code itself stays loaded), and
+    no planned calls: a call planned earlier may go straight to its kernel,
+    past the record."""
+    saved, saved_calls = dict(_compiled._COMPILED), dict(_dispatch._CALLS)
     _compiled.forget()
+    _dispatch._CALLS.clear()
     yield
     _compiled._COMPILED.clear()
     _compiled._COMPILED.update(saved)
+    _dispatch._CALLS.update(saved_calls)
 
 
 def test_a_call_records_exactly_the_kernel_it_ran(fresh_record):

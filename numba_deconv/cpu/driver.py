@@ -38,7 +38,7 @@ import numba
 import numpy as np
 from numba import from_dtype, types
 
-from .. import _compiled, config
+from .. import _compiled, _outputs, config
 from ._blas import blas_controllers, single_threaded_blas
 from . import tiering, transpose
 from .baseline import gather_in_order
@@ -579,15 +579,17 @@ def _ran_planes_last(x, w, bias, out, launch) -> bool:
     return True
 
 
-def serial_runner(route, dtype):
-    """``run(x, w, bias, out)``: what :func:`run` computes along ``route``,
-    with the Python layers cut away, for tiny calls; None unless ``route``
-    is the serial row kernel and that kernel is compiled in this process.
+def serial_runner(route, dtype, out_shape):
+    """``run(x, w, bias) -> result``: what :func:`run` computes along
+    ``route`` into a new array of ``out_shape``, with the Python layers cut
+    away, for tiny calls; None unless ``route`` is the serial row kernel
+    and that kernel is compiled in this process.
 
-    ``x``, ``w``, ``bias`` and ``out`` must be C-contiguous, aligned,
-    writable arrays of ``dtype`` with the route's numbers of elements (the
-    callers check them): others would make Numba compile the kernel anew,
-    in the call.
+    ``x``, ``w`` and ``bias`` must be C-contiguous, aligned, writable
+    arrays of ``dtype`` with the route's numbers of elements (the callers
+    check them): others would make Numba compile the kernel anew, in the
+    call. ``w`` may come in the kernel's own shape (``run.w_shape``), which
+    a caller that keeps it spares a reshape per call.
     """
     if route.inner is not None or route.kernel != "rows_serial" or (
             route.variant + (route.kernel,) not in _compiled.recorded()):
@@ -596,8 +598,10 @@ def serial_runner(route, dtype):
     if signature not in kernel.overloads:
         return None
     launch = route.launch
-    x_shape, w_shape, out_shape = launch.x_shape, launch.w_shape, launch.out_shape
+    x_shape, w_shape, launch_out_shape = launch.x_shape, launch.w_shape, launch.out_shape
     fixed = (launch.groups, launch.stride, launch.dilation, launch.pad, 1)
+    out_bytes = math.prod(out_shape) * dtype.itemsize
+    recycled = out_bytes >= config.OUTPUT_CACHE_MIN_BYTES
     # The compiled function itself: the callers have checked every type, so
     # Numba's dispatch, which types all 11 arguments anew (0.7 of the TF
     # example's 5 us in the kernel), is skipped.
@@ -606,14 +610,19 @@ def serial_runner(route, dtype):
     # threads share nothing (a fresh one per call cost 0.5 us).
     counters = threading.local()
 
-    def run_serial(x, w, bias, out):
+    def run_serial(x, w, bias):
         try:
             claimed = counters.claimed
         except AttributeError:
             claimed = counters.claimed = np.zeros(1, np.int64)
         claimed[0] = 0
-        compiled(x.reshape(x_shape), w.reshape(w_shape), bias, out.reshape(out_shape), *fixed,
-                 claimed, NEVER)
+        # Below the recycled sizes np.empty is the cheapest output there is.
+        result = (_outputs.new_output(out_shape, dtype, out_bytes) if recycled
+                  else np.empty(out_shape, dtype))
+        compiled(x.reshape(x_shape), w if w.shape == w_shape else w.reshape(w_shape), bias,
+                 result.reshape(launch_out_shape), *fixed, claimed, NEVER)
+        return result
+    run_serial.w_shape = w_shape
     return run_serial
 
 
