@@ -87,7 +87,8 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
             return "columns", "column_tiles", "column_tiles"
     serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
     if (not serial and not complex_data and in_g >= config.GEMM_MIN_CHANNELS
-            and in_g >= config.GEMM_MIN_IN_PER_OUT_CHANNEL * out_g
+            and in_g >= out_g * (config.GEMM_MIN_IN_PER_OUT_CHANNEL_F64 if dtype == np.float64
+                                 else config.GEMM_MIN_IN_PER_OUT_CHANNEL)
             and positions >= config.GEMM_MIN_POSITIONS):
         return "columns", "blas", "blas"
     # The choice never looks at the thread count: the serial kernels sum in

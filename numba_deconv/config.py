@@ -44,11 +44,15 @@ TWIN_MIN_TAPS_PER_PHASE = 6
 
 #: Real data with few output channels for many input channels -- at least
 #: GEMM_MIN_CHANNELS input channels per group and GEMM_MIN_IN_PER_OUT_CHANNEL
-#: per output channel -- takes the blas kernel too, on images of at least
-#: GEMM_MIN_POSITIONS positions, unless the call runs serial.
+#: (float64: GEMM_MIN_IN_PER_OUT_CHANNEL_F64) per output channel -- takes
+#: the blas kernel too, on images of at least GEMM_MIN_POSITIONS positions,
+#: unless the call runs serial.
 #: Why: the tiles run along output channels and find almost none there
 #: (1.3-4.5x slower than BLAS for C_out/groups <= 2, 64-256 input channels).
+#: Float64 tiles hold half the lanes: BLAS wins from 16 input channels per
+#: output channel, float32 tiles still win some shapes at 32.
 GEMM_MIN_IN_PER_OUT_CHANNEL = 64
+GEMM_MIN_IN_PER_OUT_CHANNEL_F64 = 16
 
 #: The column_tiles kernel splits the output channels into about
 #: COLUMNS_TASKS_PER_THREAD tasks per thread and packs a task's weights

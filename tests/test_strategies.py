@@ -403,8 +403,10 @@ def test_columns_layout_bounds_the_workspace(monkeypatch):
     (64, 64, 1, (8, 8), np.complex64, "blas"),  # no register tiles for complex
     (64, 64, 1, (4, 4), np.complex128, "planes"),  # too thin for BLAS, short rows
     (256, 1, 1, (32, 32), np.float32, "blas"),  # tiles along 1 output channel: BLAS
-    (128, 2, 4, (16, 16), np.float64, "blas"),  # 64 input channels per output channel
-    (128, 4, 4, (16, 16), np.float64, "phase_tiles"),  # ... but not 32
+    (128, 2, 4, (16, 16), np.float32, "blas"),  # 64 input channels per output channel
+    (128, 4, 4, (16, 16), np.float32, "phase_tiles"),  # ... but not 32
+    (128, 8, 4, (16, 16), np.float64, "blas"),  # float64: 16 per output channel
+    (128, 16, 4, (16, 16), np.float64, "phase_tiles"),  # ... but not 8
     (32, 1, 4, (16, 16), np.float32, "phase_tiles"),  # too few input channels for BLAS
     (256, 1, 1, (4, 4), np.float32, "phase_tiles"),  # too few positions for BLAS
     (128, 64, 8, (32, 32), np.float64, "phase_tiles"),  # 3x3 taps overlap in each phase
