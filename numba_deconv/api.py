@@ -20,7 +20,6 @@ from .cpu import driver, transpose
 from ._typing import ArrayLike, DataFormat, Device, Ints, Padding, PaddingMode
 
 
-@foreign_arrays
 def conv_transpose(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *,
                    stride: Ints = 1, padding: Padding = 0, output_padding: Ints = 0,
                    dilation: Ints = 1, groups: int = 1, output_size: Ints | None = None,
@@ -125,23 +124,27 @@ def conv_transpose(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = Non
     """
     args = (stride, padding, output_padding, dilation, groups, output_size, padding_mode,
             data_format)
-    if not _plain_numpy(device, x, weight, bias, out):
-        if _is_dask(x, device, out):
-            from ._dask import conv_transpose_dask
+    if _plain_numpy(device, x, weight, bias, out):
+        call = _dispatch.cpu_call(x.shape, x.dtype, weight.shape, weight.dtype,
+                                  None if bias is None else (bias.shape, bias.dtype), args)
+        return apply_conv_transpose(call, x, weight, bias, None)
+    return _conv_transpose(x, weight, bias, out=out, device=device, args=args)
 
-            return conv_transpose_dask(
-                x, weight, bias, stride=stride, padding=padding,
-                output_padding=output_padding, dilation=dilation, groups=groups,
-                output_size=output_size, padding_mode=padding_mode, data_format=data_format)
-        if _on_gpu(device, x, weight, bias, out):
-            from .cuda.backend import conv_transpose_cuda
 
-            return conv_transpose_cuda(
-                x, weight, bias, stride=stride, padding=padding,
-                output_padding=output_padding, dilation=dilation, groups=groups,
-                output_size=output_size, padding_mode=padding_mode, data_format=data_format,
-                out=out)
-        x, weight, bias = _arrays(x, weight, bias)
+@foreign_arrays
+def _conv_transpose(x, weight, bias, *, out, device, args):
+    """:func:`conv_transpose` of anything but plain NumPy arrays without
+    ``out``: Dask, device and foreign arrays, ``out``."""
+    if _is_dask(x, device, out):
+        from ._dask import conv_transpose_dask
+
+        return conv_transpose_dask(x, weight, bias, **dict(zip(_dispatch._ARG_NAMES, args)))
+    if _on_gpu(device, x, weight, bias, out):
+        from .cuda.backend import conv_transpose_cuda
+
+        return conv_transpose_cuda(x, weight, bias, out=out,
+                                   **dict(zip(_dispatch._ARG_NAMES, args)))
+    x, weight, bias = _arrays(x, weight, bias)
     call = _dispatch.cpu_call(x.shape, x.dtype, weight.shape, weight.dtype,
                               None if bias is None else (bias.shape, bias.dtype), args)
     return apply_conv_transpose(call, x, weight, bias, out)
@@ -266,7 +269,6 @@ def _twin_weight(w, transposed):
     return twin.reshape((2 * c0, 2 * c1) + w.shape[2:])
 
 
-@foreign_arrays
 def conv(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: Ints = 1,
          padding: Padding = 0, dilation: Ints = 1, groups: int = 1,
          padding_mode: PaddingMode = "zeros", data_format: DataFormat = "channels_first",
@@ -368,20 +370,27 @@ def conv(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stri
     871.0
     """
     args = (stride, padding, dilation, groups, padding_mode, data_format)
-    if not _plain_numpy(device, x, weight, bias, out):
-        if _is_dask(x, device, out):
-            from ._dask import conv_dask
+    if _plain_numpy(device, x, weight, bias, out):
+        return _conv_on_cpu(x, weight, bias, None, args)
+    return _conv(x, weight, bias, out=out, device=device, args=args)
 
-            return conv_dask(x, weight, bias, stride=stride, padding=padding,
-                             dilation=dilation, groups=groups, padding_mode=padding_mode,
-                             data_format=data_format)
-        if _on_gpu(device, x, weight, bias, out):
-            from .cuda.backend import conv_cuda
 
-            return conv_cuda(x, weight, bias, stride=stride, padding=padding,
-                             dilation=dilation, groups=groups, padding_mode=padding_mode,
-                             data_format=data_format, out=out)
-        x, weight, bias = _arrays(x, weight, bias)
+@foreign_arrays
+def _conv(x, weight, bias, *, out, device, args):
+    """:func:`conv` of anything but plain NumPy arrays without ``out``:
+    Dask, device and foreign arrays, ``out``."""
+    if _is_dask(x, device, out):
+        from ._dask import conv_dask
+
+        return conv_dask(x, weight, bias, **dict(zip(_dispatch._CONV_ARG_NAMES, args)))
+    if _on_gpu(device, x, weight, bias, out):
+        from .cuda.backend import conv_cuda
+
+        return conv_cuda(x, weight, bias, out=out, **dict(zip(_dispatch._CONV_ARG_NAMES, args)))
+    return _conv_on_cpu(*_arrays(x, weight, bias), out, args)
+
+
+def _conv_on_cpu(x, weight, bias, out, args):
     call = _dispatch.conv_call(x.shape, x.dtype, weight.shape, weight.dtype,
                                None if bias is None else (bias.shape, bias.dtype), args)
     return apply_conv(call, conv_weights(call, _kernel_ready(weight, call.plan.dtype)),
