@@ -68,9 +68,10 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     register tiles, so BLAS takes its thick products; so does real data
     with many input channels for each output channel, where the tiles (along
     output channels) would find almost none to fill. Everything else is a
-    gather: register tiles given enough channel pairs, else by planes for
-    short rows and by rows for long ones, on the calling thread when the
-    call is too small to repay waking the thread pool.
+    gather: register tiles given enough channel pairs (or, with few, many
+    taps per output phase on large images), else by planes for short rows
+    and by rows for long ones, on the calling thread when the call is too
+    small to repay waking the thread pool.
     """
     complex_data = np.dtype(dtype).kind == "c"
     in_g = geometry.in_channels // geometry.groups
@@ -100,8 +101,12 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     # stride past the output, which a huge stride would size them by (the
     # rows kernel keeps only the phases that have outputs).
     phases_fit = all(s <= o for s, o in zip(geometry.stride, geometry.out_spatial))
-    if (not serial and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS and not complex_data
-            and phases_fit):
+    min_taps = (config.TILED_FEW_PAIRS_MIN_TAPS_GROUPED if geometry.groups > 1
+                else config.TILED_FEW_PAIRS_MIN_TAPS)
+    busy_tiles = in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS or (
+        math.prod(geometry.kernel) >= min_taps * math.prod(geometry.stride)
+        and positions >= config.TILED_FEW_PAIRS_MIN_POSITIONS)
+    if not serial and busy_tiles and not complex_data and phases_fit:
         return "gather", "phase_tiles", rows
     if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW and phases_fit:
         return "gather", "planes", rows

@@ -72,10 +72,23 @@ COLUMNS_IN_PLACE_TASKS_PER_THREAD = 2
 COLUMNS_IN_PLACE_K_BLOCK = 32
 
 #: The gather strategy runs the phase_tiles kernel (phase planes, register
-#: tiles) when C_in/groups * C_out/groups reaches this, else the planes or
-#: rows kernel.
-#: Why: below it a tile has nothing to reuse.
+#: tiles) when C_in/groups * C_out/groups reaches TILED_MIN_CHANNEL_PAIRS,
+#: or with fewer channel pairs when each output phase has at least
+#: TILED_FEW_PAIRS_MIN_TAPS taps on average (TILED_FEW_PAIRS_MIN_TAPS_GROUPED
+#: with groups) and each image at least TILED_FEW_PAIRS_MIN_POSITIONS input
+#: positions; else the planes or rows kernel.
+#: Why: below it a tile has nothing to reuse across channels; but many
+#: taps on large images fill the one-row tiles (one channel, 262144
+#: positions, 16 taps stride 4: 0.30 against the rows kernel's 1.47 ms;
+#: 6 -> 1, 3-D, 125 taps stride 2: 3.8 against the planes' 9.4 ms;
+#: depthwise 1 -> 2 on 51x113, 16 taps stride 1: 1.3 against 1.9-3.3 ms).
+#: Depthwise calls with 4 taps per phase ran as fast or faster by planes or
+#: rows (64 groups on 32x32 to 64x64: 0.96 against 1.37 ms, 4.9 against
+#: 5.2), as did 1-2 taps per phase (1.6-2.6x) and small images.
 TILED_MIN_CHANNEL_PAIRS = 8
+TILED_FEW_PAIRS_MIN_TAPS = 4
+TILED_FEW_PAIRS_MIN_TAPS_GROUPED = 8
+TILED_FEW_PAIRS_MIN_POSITIONS = 2048
 
 #: The phase_tiles kernel splits each image into about TILED_TASKS_PER_THREAD
 #: tasks per thread, and into tasks whose input window stays within

@@ -422,6 +422,27 @@ def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
     assert kernel in _dispatch.STRATEGIES[strategy] and fallback in _dispatch.STRATEGIES[strategy]
 
 
+@pytest.mark.parametrize("x_shape, w_shape, groups, tiles", [
+    ((16, 1, 64, 64), (1, 1, 5, 5), 1, True),  # one channel, 6.25 taps per phase
+    ((16, 1, 32, 32), (1, 1, 5, 5), 1, False),  # ... on too small an image
+    ((16, 1, 64, 64), (1, 1, 3, 3), 1, False),  # ... 2.25 taps per phase
+    ((2, 3, 16, 16, 16), (3, 1, 4, 4, 4), 1, True),  # 3 -> 1, 8 taps per phase
+    ((4, 8, 64, 64), (8, 1, 5, 5), 8, False),  # depthwise: 6.25 taps are too few
+    ((4, 8, 64, 64), (8, 1, 6, 6), 8, True),  # ... 9 are not
+])
+def test_heuristic_few_channel_pairs_with_many_taps(x_shape, w_shape, groups, tiles):
+    """Few channel pairs take the register tiles when many taps per phase
+    fill them on a large image (config.TILED_FEW_PAIRS_MIN_TAPS), else
+    the planes or rows kernel (none of these calls is serial)."""
+    from numba_deconv._plan import plan_call
+    geometry = plan_call(x_shape, np.dtype(np.float32), w_shape, np.dtype(np.float32), None,
+                         None, stride=2, padding=0, output_padding=0, dilation=1,
+                         groups=groups, output_size=None, padding_mode="zeros",
+                         data_format="channels_first").geometry
+    kernel = _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1]
+    assert kernel == "phase_tiles" if tiles else kernel in ("planes", "rows")
+
+
 def test_heuristic_never_looks_at_the_thread_count(monkeypatch):
     """One thread runs the kernel two would (the serial kernels sum in
     another order, and set_num_threads must not change a bit)."""
