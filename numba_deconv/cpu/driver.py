@@ -490,7 +490,12 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
     other kernels run channels first between parallel transposes).
     """
     if channels_last:
-        if not _ran_in_place(route, x, w, bias, out, prepared, CHANNELS_LAST):
+        # One channel or one position each way lies as channels first: the
+        # reshapes below move nothing, and the channels-first kernels are
+        # faster than the channels-last ones' transposes of single channels.
+        as_first = (transpose.same_order(x.shape[-1], x.shape[1:-1])
+                    and transpose.same_order(out.shape[-1], out.shape[1:-1]))
+        if as_first or not _ran_in_place(route, x, w, bias, out, prepared, CHANNELS_LAST):
             x_first = transpose.to_channels_first(x)
             out_first = transpose.channels_first_room(out)
             run(route, x_first, w, bias, out_first, geometry, prepared)
