@@ -391,6 +391,8 @@ def _conv(x, weight, bias, *, out, device, args):
 
 
 def _conv_on_cpu(x, weight, bias, out, args):
+    """:func:`conv` of NumPy arrays on the CPU (``args`` in the order of
+    ``_dispatch._CONV_ARG_NAMES``)."""
     call = _dispatch.conv_call(x.shape, x.dtype, weight.shape, weight.dtype,
                                None if bias is None else (bias.shape, bias.dtype), args)
     return apply_conv(call, conv_weights(call, _kernel_ready(weight, call.plan.dtype)),

@@ -22,9 +22,10 @@ from ._typing import ArrayLike, DTypeLike, Forward
 FORWARDS = ("conv_transpose", "conv")
 #: The arguments of each forward function, in the dispatcher's order.
 ARGS = {"conv_transpose": _dispatch._ARG_NAMES, "conv": _dispatch._CONV_ARG_NAMES}
-_READY = api.KERNEL_READY
 DEFAULTS = {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1,
             "output_size": None, "padding_mode": "zeros", "data_format": "channels_first"}
+#: numpy.ndarray.flags.num bits of an x the kernels take as it is.
+_READY = api.KERNEL_READY
 
 
 class Plan:
