@@ -16,7 +16,7 @@ import numba
 from numba import njit
 
 from numba_deconv import _dispatch, config, conv_transpose
-from numba_deconv.cpu import driver, simd, tiled
+from numba_deconv.cpu import _blas, driver, simd, tiled
 
 from helpers import assert_matches_reference, assert_same_nonfinite, random_array
 from reference import reference
@@ -116,7 +116,7 @@ def _blas_layout(workspace, monkeypatch):
     """The BLAS tasks of 4 output channels, 3x3 taps at stride 2 on an 8x8
     image (float64, 2 threads) with a workspace of ``workspace`` bytes."""
     monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
-    return driver._blas_layout((1, 2, 1, 8, 8), (2, 4, 1, 3, 3), (1, 4, 1, 15, 15),
+    return _blas.blas_layout((1, 2, 1, 8, 8), (2, 4, 1, 3, 3), (1, 4, 1, 15, 15),
                                (1, 2, 2), (1, 1, 1), (0, 1, 1), 1, 8, 2)
 
 
@@ -126,7 +126,7 @@ def test_blas_tasks_never_depend_on_the_thread_count():
     is cut into slabs for many threads, each several halos long."""
     shapes = ((1, 256, 1, 96, 64), (256, 1, 1, 4, 4), (1, 1, 1, 194, 130),
               (1, 2, 2), (1, 1, 1), (0, 1, 1), 1, 8)
-    layouts = [driver._blas_layout(*shapes, threads) for threads in (1, 2, 3, 64)]
+    layouts = [_blas.blas_layout(*shapes, threads) for threads in (1, 2, 3, 64)]
     assert all(layout == layouts[0] for layout in layouts)
     tasks, dim, _ = layouts[0]
     multiply_adds = 256 * 16 * 96 * 64
@@ -134,7 +134,7 @@ def test_blas_tasks_never_depend_on_the_thread_count():
     halo = 2  # (4 - 1) taps at stride 2, rounded up
     assert all(i1 - i0 >= config.SLAB_MIN_HALOS * halo for _, _, _, _, (i0, i1, _, _) in tasks)
     # A 7-tap kernel on 10 planes: slabs would recompute most products.
-    tasks, dim, _ = driver._blas_layout((27, 178, 10, 19, 9), (178, 1, 7, 7, 7),
+    tasks, dim, _ = _blas.blas_layout((27, 178, 10, 19, 9), (178, 1, 7, 7, 7),
                                         (27, 1, 10, 19, 9), (1, 1, 1), (1, 1, 1), (3, 3, 3),
                                         1, 8, 2)
     assert dim is None and len(tasks) == 27

@@ -28,24 +28,22 @@ The kernels, by strategy:
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
 import threading
 import typing
 
-import numba
 import numpy as np
 from numba import from_dtype, types
 
 from .. import _compiled, _outputs, config
-from ._blas import blas_controllers, single_threaded_blas
+from ._blas import blas_layout, run_blas
 from . import tiering, transpose
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, planes_last
-from .launch import NEVER, parallel, parallel_prange, serial, worker_pool
+from .launch import NEVER, parallel, parallel_prange, serial
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import (CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, TILE_ROWS, direct_tiled,
                     fill_weight_table, phase_span, phase_tables)
@@ -97,25 +95,6 @@ class ColumnsLayout(typing.NamedTuple):
     in_place: bool  # the tiles read the weights where they are
 
 
-class BlasTask(typing.NamedTuple):
-    """One BLAS product and fold: image ``n``, output channels ``c0..c1`` of
-    group ``g`` and, where one image's columns would not fit
-    ``WORKSPACE_BYTES``, a slab ``(i0, i1, o0, o1)`` of the outermost
-    spatial dim (outputs ``o0..o1`` from inputs ``i0..i1``, halo included)."""
-
-    n: int
-    g: int
-    c0: int
-    c1: int
-    slab: tuple | None
-
-
-class BlasLayout(typing.NamedTuple):
-    tasks: list  # of BlasTask
-    slab_dim: int | None  # the spatial dim the slabs cut, if any
-    block: int  # the most output channels of a task
-
-
 @dataclasses.dataclass(frozen=True)
 class Launch:
     """What running a rank <= 3 call needs that depends only on its shapes
@@ -146,7 +125,7 @@ def plan_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int) 
     rows = batch * geometry.out_channels * math.prod(out_shape[2:4])
     shapes = (x_shape, w_shape, out_shape, stride, dilation, pad, geometry.groups)
     layout = {"planes": _planes_layout, "phase_tiles": _tiled_layout,
-              "column_tiles": _columns_layout, "blas": _blas_layout}.get(kernel)
+              "column_tiles": _columns_layout, "blas": blas_layout}.get(kernel)
     return Launch(*shapes, row_chunks=min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads),
                   layout=layout(*shapes, itemsize, threads) if layout else None,
                   multiply_adds=batch * geometry.flops // 2)
@@ -289,62 +268,6 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     return ColumnsLayout(channel_block, max(1, min(c_in_g, k_block)), in_place)
 
 
-def _blas_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
-                 threads):
-    """Tasks whose columns fit ``WORKSPACE_BYTES``, about one per
-    ``BLAS_TASK_MULTIPLY_ADDS`` (at most ``BLAS_MAX_TASKS``) for many
-    threads: output channels are split first (no halo to recompute) while
-    the product keeps at least ``GEMM_MIN_ROWS`` rows, then the outermost
-    spatial dim into slabs.
-
-    Never by ``threads``: a product's shape can change the last bits BLAS
-    computes, and a result must not change with the thread count.
-    """
-    n_batch, c_in, c_out_g = x_shape[0], x_shape[1], w_shape[1]
-    in_spatial, kernel, out_spatial = x_shape[2:], w_shape[2:], out_shape[2:]
-    taps = math.prod(kernel)
-    budget = max(config.WORKSPACE_BYTES // itemsize, 1)
-    in_size = math.prod(in_spatial)
-    multiply_adds = n_batch * c_in * c_out_g * taps * in_size
-    wanted = min(max(multiply_adds // config.BLAS_TASK_MULTIPLY_ADDS, 1), config.BLAS_MAX_TASKS)
-    block = c_out_g
-    min_block = -(-config.GEMM_MIN_ROWS // taps)
-    while block * taps * in_size > budget and block > min_block:
-        block = -(-block // 2)
-    n_blocks = max(-(-c_out_g // block),
-                   min(-(-wanted // (n_batch * groups)), max(c_out_g // min_block, 1)))
-    bounds = [c_out_g * b // n_blocks for b in range(n_blocks + 1)]
-    block = max(bounds[b + 1] - bounds[b] for b in range(n_blocks))
-
-    slabs = [None]
-    dim = 0 if in_spatial[0] > 1 else (1 if in_spatial[1] > 1 else None)
-    n_slabs = -(-wanted // (n_batch * groups * n_blocks))
-    if dim is not None:
-        # A slab recomputes the inputs its neighbour reads too (the halo):
-        # for more tasks, only slabs at least SLAB_MIN_HALOS halos long.
-        halo = -(-(kernel[dim] - 1) * dilation[dim] // stride[dim])
-        n_slabs = min(n_slabs, max(in_spatial[dim] // (config.SLAB_MIN_HALOS * max(halo, 1)), 1))
-    if dim is not None and (block * taps * in_size > budget or n_slabs > 1):
-        s, d, p, k = stride[dim], dilation[dim], pad[dim], kernel[dim]
-        in_len, out_len = in_spatial[dim], out_spatial[dim]
-        planes = max(budget // (block * taps * in_size // in_len), 1)
-        step = max((planes - 1) * s - (k - 1) * d + 1, 1)
-        step = min(step, -(-out_len // n_slabs))
-        slabs = []
-        for o0 in range(0, out_len, step):
-            o1 = min(o0 + step, out_len)
-            i0 = max(-((-(o0 + p - (k - 1) * d)) // s), 0)
-            i1 = min((o1 - 1 + p) // s + 1, in_len)
-            # No input reaching these outputs leaves them to the bias.
-            slabs.append((i0, i1, o0, o1) if i1 > i0 else (0, 0, o0, o1))
-    else:
-        dim = None
-    tasks = [BlasTask(n, g, bounds[b], bounds[b + 1], slab)
-             for n in range(n_batch) for g in range(groups)
-             for b in range(n_blocks) for slab in slabs]
-    return BlasLayout(tasks, dim, block)
-
-
 def _run_rows_serial(x, w, bias, out, launch, prepared=None):
     serial(direct_rows, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
            launch.pad, 1)
@@ -390,54 +313,6 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None):
     return True
 
 
-def _run_blas(x, w, bias, out, launch, prepared=None):
-    groups, stride, dilation, pad = launch.groups, launch.stride, launch.dilation, launch.pad
-    c_in_g, c_out_g = x.shape[1] // groups, w.shape[1]
-    kernel, out_spatial = w.shape[2:], out.shape[2:]
-    taps = math.prod(kernel)
-    # W^T per group, (groups, C_out_g*K, C_in_g): a transposed view, which
-    # BLAS reads as is (a copy would cost more than the products when the
-    # weights outweigh the images).
-    w_t = w.reshape(groups, c_in_g, c_out_g * taps).transpose(0, 2, 1)
-    tasks, dim, block = launch.layout
-
-    claim = itertools.count().__next__  # atomic under the GIL
-
-    def work():
-        cols = np.empty(block * taps * math.prod(x.shape[2:]), dtype=x.dtype)
-        while (task := claim()) < len(tasks):
-            n, g, c0, c1, slab = tasks[task]
-            x_part = x[n, g * c_in_g:(g + 1) * c_in_g]
-            o_first, o_count, task_pad = [0, 0], list(out_spatial[:2]), list(pad)
-            if slab is not None:
-                i0, i1, o0, o1 = slab
-                x_part = x_part[(slice(None),) * (1 + dim) + (slice(i0, i1),)]
-                o_first[dim], o_count[dim] = o0, o1 - o0
-                # The slab is the same problem with inputs starting at i0.
-                task_pad[dim] = o0 + pad[dim] - i0 * stride[dim]
-            part_spatial = x_part.shape[1:]
-            size = (c1 - c0) * taps * math.prod(part_spatial)
-            block_cols = cols[:size].reshape((c1 - c0) * taps, -1)
-            if size:
-                # NaN/Inf in the data are results, not errors (the kernels
-                # propagate them silently too).
-                with np.errstate(invalid="ignore", over="ignore"):
-                    np.matmul(w_t[g, c0 * taps:c1 * taps], x_part.reshape(c_in_g, -1),
-                              out=block_cols)
-            col2im(block_cols.reshape((c1 - c0,) + kernel + part_spatial), bias, out[n],
-                   g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
-                   stride, dilation, tuple(task_pad))
-
-    # Without control of BLAS's threads ours would fight them: one share.
-    threads = numba.get_num_threads() if blas_controllers() else 1
-    with single_threaded_blas():
-        pending = [worker_pool().submit(work) for _ in range(min(threads, len(tasks)) - 1)]
-        work()
-        for future in pending:
-            future.result()
-    return True
-
-
 def _run_conv_tiles(x, weights, bias, out, launch, prepared=None, parts=False):
     conv = launch.layout
     parallel(conv_tiles, x, weights, conv.offsets, conv.planes, conv.plane_of, bias, out,
@@ -468,7 +343,7 @@ def _run_conv_planes_serial(x, w, bias, out, launch, prepared=None):
 #: a call with one weight (:class:`numba_deconv.Plan`).
 LAUNCHERS = {"rows_serial": _run_rows_serial, "rows": _run_rows, "planes": _run_planes,
              "phase_tiles": _run_phase_tiles, "column_tiles": _run_column_tiles,
-             "blas": _run_blas, "conv_tiles": _run_conv_tiles, "conv_planes": _run_conv_planes,
+             "blas": run_blas, "conv_tiles": _run_conv_tiles, "conv_planes": _run_conv_planes,
              "conv_planes_serial": _run_conv_planes_serial}
 
 
