@@ -157,7 +157,7 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     plan, geometry = call.plan, call.geometry
     if call.serial and out is None and kernel_ready(
             plan.dtype, *((x, weight) if bias is None else (x, weight, bias))):
-        return run_serial(call, x, weight, bias)
+        return call.serial(x, weight, call.no_bias if bias is None else bias)
     # Channels-last data goes to the kernels as it is where nothing else
     # needs it channels first (the driver picks kernels that read it so).
     keep_last = plan.channels_last and plan.padding_mode == "zeros" and x.size > 0
@@ -199,12 +199,6 @@ def kernel_ready(dtype, *arrays) -> bool:
                 or a.flags.num & KERNEL_READY != KERNEL_READY):
             return False
     return True
-
-
-def run_serial(call, x, weight, bias):
-    """A tiny call straight to its compiled kernel (``call.serial``, see
-    :func:`_find_serial`), on kernel-ready arrays (:func:`kernel_ready`)."""
-    return call.serial(x, weight, call.no_bias if bias is None else bias)
 
 
 def _find_serial(call) -> None:
