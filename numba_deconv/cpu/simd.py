@@ -8,9 +8,13 @@ previous 4x4 tiles topped out at 60-90 GFLOP/s per core here). A
 stays in registers for a whole reduction, and each multiply-add compiles to
 one ``vfmadd`` with a broadcast weight.
 
-A vector is :data:`VECTOR_BYTES` wide: one AVX-512 register. On CPUs with
-narrower registers LLVM splits each vector into two or four, which is still
-correct (a tile of 16 then needs more registers than AVX2 has, and spills).
+A vector is :data:`VECTOR_BYTES` wide: one register of the widest kind
+that the CPU Numba compiles for has (AVX-512: 64 bytes, AVX2: 32, else 16),
+and a tile keeps no more accumulators live than :data:`REGISTERS` leaves
+room for: with 16 registers (AVX2) the main 8 x 3 tile runs as two passes
+of 4 x 3. Split across narrower registers, one AVX-512-wide vector per
+accumulator made 48 of them on AVX2, and they spilled (dcgan_2d ran at a
+third of PyTorch's speed on a Zen 3).
 
 Only what the tiled kernel needs, for float32 and float64 1-D arrays:
 :func:`load`, :func:`store`, :func:`zeros`, :func:`splat`, :func:`add`, :func:`mul`,
@@ -27,18 +31,43 @@ unchecked, like ``boundscheck=False`` indexing: the caller keeps every lane
 inside the array.
 """
 
+import platform as _platform
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
+from numba.core import codegen as _codegen
+from numba.core import config as _numba_config
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, models, register_model
 
-#: Bytes per vector: one AVX-512 register (16 float32, 8 float64).
-VECTOR_BYTES = 64
-#: Vectors per row of the kernels' main register tiles: 8 rows x 3 vectors
-#: make 24 accumulators of AVX-512's 32 registers, leaving room for the
-#: vector operands and the broadcast scalar.
+
+
+def _vector_registers(features: str, machine: str) -> tuple:
+    """``(bytes per vector register, vector registers)`` of a CPU with LLVM
+    feature string ``features`` (``"+avx2,-avx512f,..."``) and architecture
+    ``machine``."""
+    enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
+    if "avx512f" in enabled:
+        return 64, 32
+    if "avx" in enabled:
+        return 32, 16
+    return 16, 32 if machine.lower() in ("aarch64", "arm64") else 16
+
+
+#: Bytes per vector (AVX-512: 64, 16 float32 or 8 float64) and the CPU's
+#: vector registers, for the features Numba compiles for (its
+#: NUMBA_CPU_FEATURES, else the host's). Those features are part of the key
+#: of Numba's on-disk cache, so code compiled for one width is never loaded
+#: where another is chosen.
+VECTOR_BYTES, REGISTERS = _vector_registers(
+    _numba_config.CPU_FEATURES if _numba_config.CPU_FEATURES is not None
+    else _codegen.get_host_cpu_features(), _platform.machine())
+#: Vectors per row of the kernels' main register tiles: 8 rows x 3 vectors,
+#: 24 accumulators of AVX-512's 32 registers, leaving room for the vector
+#: operands and the broadcast scalar (elsewhere :func:`spell_tile` runs
+#: them in passes that fit).
 TILE_VECTORS = 3
 
 
@@ -460,6 +489,27 @@ def aligned(room, size):
     return room[lead:lead + size]
 
 
+def _passes(rows, vectors):
+    """The row and vector blocks a ``rows`` x ``vectors`` tile runs as, so
+    that each pass keeps its accumulators, its vector operands and one
+    broadcast scalar in :data:`REGISTERS`: ``[(row_blocks), (vector_blocks)]``
+    of ``(first, count)``. One pass where the whole tile fits; else the
+    block shape with the most multiply-adds per load (``r * v / (r + v)``),
+    its passes evened out."""
+    if rows * vectors + vectors + 1 <= REGISTERS:
+        return [(0, rows)], [(0, vectors)]
+    fits = [(r * v / (r + v), r, v) for r in range(1, rows + 1) for v in range(1, vectors + 1)
+            if r * v + v + 1 <= REGISTERS]
+    _, r, v = max(fits)
+
+    def even(total, most):
+        count = -(-total // most)
+        sizes = [total // count + (i < total % count) for i in range(count)]
+        return [(sum(sizes[:i]), size) for i, size in enumerate(sizes)]
+
+    return even(rows, r), even(vectors, v)
+
+
 def spell_tile(rows, vectors, scalar_stride, vector_rows):
     """A register tile of ``rows`` x ``vectors`` accumulators, compiled inline.
 
@@ -475,7 +525,10 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
     table, q0, ..., scalars, s_at, k_total``); ``"strided"``: ``row(k) =
     v_at + k*v_pitch`` and the vectors are consecutive, ``start[v] =
     v*lanes`` (signature ``acc, first, pitch, add, vec, v_at, v_pitch,
-    scalars, s_at, k_total``).
+    scalars, s_at, k_total``). A tile with more accumulators than the
+    registers hold runs in passes over blocks of it (:func:`_passes`), each
+    a whole sum over ``k``: every element sums its products in the same
+    order either way.
 
     Spelled out as source because the accumulators must be plain local
     values to stay in registers (see the module docstring).
@@ -488,27 +541,32 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
         starts = ["0"] + [f"{v} * lanes" for v in range(1, vectors)]
         head = "vec, v_at, v_pitch"
     name = f"_tile{rows}x{vectors}_{vector_rows}"
-    acc = [[f"a{m}_{v}" for v in range(vectors)] for m in range(rows)]
     lines = [f"def {name}(acc, first, pitch, add, {head}, scalars, s_at, k_total):",
-             "    lanes = lanes_of(vec)",
-             "    " + " = ".join(a for row in acc for a in row) + " = zeros(vec)",
-             "    if add:"]
-    lines += [f"        {acc[m][v]} = load(acc, first + {m} * pitch + {starts[v]})"
-              for m in range(rows) for v in range(vectors)]
-    lines.append("    for k in range(k_total):")
-    if table:
-        lines.append("        at = table[k]")
-        lines += [f"        v{v} = load(vec, at + q{v})" for v in range(vectors)]
-    else:
-        lines.append("        at = np.uint64(v_at + k * v_pitch)")
-        lines += [f"        v{v} = load(vec, at + np.uint64({starts[v]}))"
-                  for v in range(vectors)]
-    lines.append(f"        s_k = np.uint64(s_at + {scalar_stride} * k)")
-    for m in range(rows):
-        lines.append(f"        s = scalars[s_k + np.uint64({m})]")
-        lines += [f"        {acc[m][v]} = fma(v{v}, s, {acc[m][v]})" for v in range(vectors)]
-    lines += [f"    store(acc, first + {m} * pitch + {starts[v]}, {acc[m][v]})"
-              for m in range(rows) for v in range(vectors)]
+             "    lanes = lanes_of(vec)"]
+    row_blocks, vector_blocks = _passes(rows, vectors)
+    for r0, r_count in row_blocks:
+        for v0, v_count in vector_blocks:
+            pass_rows, pass_vectors = range(r0, r0 + r_count), range(v0, v0 + v_count)
+            acc = {(m, v): f"a{m}_{v}" for m in pass_rows for v in pass_vectors}
+            lines += ["    " + " = ".join(acc.values()) + " = zeros(vec)",
+                      "    if add:"]
+            lines += [f"        {a} = load(acc, first + {m} * pitch + {starts[v]})"
+                      for (m, v), a in acc.items()]
+            lines.append("    for k in range(k_total):")
+            if table:
+                lines.append("        at = table[k]")
+                lines += [f"        v{v} = load(vec, at + q{v})" for v in pass_vectors]
+            else:
+                lines.append("        at = np.uint64(v_at + k * v_pitch)")
+                lines += [f"        v{v} = load(vec, at + np.uint64({starts[v]}))"
+                          for v in pass_vectors]
+            lines.append(f"        s_k = np.uint64(s_at + {scalar_stride} * k)")
+            for m in pass_rows:
+                lines.append(f"        s = scalars[s_k + np.uint64({m})]")
+                lines += [f"        {acc[m, v]} = fma(v{v}, s, {acc[m, v]})"
+                          for v in pass_vectors]
+            lines += [f"    store(acc, first + {m} * pitch + {starts[v]}, {a})"
+                      for (m, v), a in acc.items()]
     namespace = {"np": np, "lanes_of": lanes, "zeros": zeros, "load": load, "fma": fma,
                  "store": store}
     exec("\n".join(lines), namespace)
