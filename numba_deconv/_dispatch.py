@@ -36,7 +36,7 @@ from . import _compiled, config
 from ._params import Geometry
 from ._phases import polyphase
 from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call, plan_conv
-from .cpu import driver
+from .cpu import driver, simd
 from ._typing import DTypeLike
 
 STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
@@ -67,7 +67,9 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     there the weights outweigh the work on each. Complex data has no
     register tiles, so BLAS takes its thick products; so does real data
     with many input channels for each output channel, where the tiles (along
-    output channels) would find almost none to fill. Everything else is a
+    output channels) would find almost none to fill, or fewer with many taps
+    per output phase, and, on CPUs with 16 vector registers, with hundreds
+    of input channels (:func:`_blas_beats_tiles`). Everything else is a
     gather: register tiles given enough channel pairs (or, with few, many
     taps per output phase on large images), else by planes for short rows
     and by rows for long ones, on the calling thread when the call is too
@@ -88,9 +90,8 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
             return "columns", "column_tiles", "column_tiles"
     serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
     if (not serial and not complex_data and in_g >= config.GEMM_MIN_CHANNELS
-            and in_g >= out_g * (config.GEMM_MIN_IN_PER_OUT_CHANNEL_F64 if dtype == np.float64
-                                 else config.GEMM_MIN_IN_PER_OUT_CHANNEL)
-            and positions >= config.GEMM_MIN_POSITIONS):
+            and positions >= config.GEMM_MIN_POSITIONS and _blas_beats_tiles(
+                geometry, in_g, out_g, dtype)):
         return "columns", "blas", "blas"
     # The choice never looks at the thread count: the serial kernels sum in
     # another order than the parallel ones, and a result must not change
@@ -111,6 +112,20 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW and phases_fit:
         return "gather", "planes", rows
     return "gather", rows, rows
+
+
+def _blas_beats_tiles(geometry, in_g: int, out_g: int, dtype) -> bool:
+    """Whether BLAS's products beat the register tiles on a real call with
+    many input channels (``config``'s ``GEMM_MIN_IN_*`` rules): many input
+    channels per output channel, fewer with many taps per output phase,
+    or, on CPUs with 16 vector registers, hundreds of input channels."""
+    per_out = in_g / out_g
+    return (per_out >= (config.GEMM_MIN_IN_PER_OUT_CHANNEL_F64 if dtype == np.float64
+                        else config.GEMM_MIN_IN_PER_OUT_CHANNEL)
+            or (per_out >= config.GEMM_MIN_IN_PER_OUT_CHANNEL_MANY_TAPS
+                and math.prod(geometry.kernel)
+                >= config.GEMM_MANY_TAPS_PER_PHASE * math.prod(geometry.stride))
+            or (simd.REGISTERS < 32 and in_g >= config.GEMM_MIN_IN_CHANNELS_FEW_REGISTERS))
 
 
 def choose_conv_kernel(geometry, batch: int, dtype):

@@ -54,6 +54,25 @@ TWIN_MIN_TAPS_PER_PHASE = 6
 GEMM_MIN_IN_PER_OUT_CHANNEL = 64
 GEMM_MIN_IN_PER_OUT_CHANNEL_F64 = 16
 
+#: ... and so do real calls with GEMM_MIN_IN_PER_OUT_CHANNEL_MANY_TAPS input
+#: channels per output channel when each output phase has at least
+#: GEMM_MANY_TAPS_PER_PHASE taps (prod(kernel) / prod(stride)).
+#: Why: taps multiply the pairs each tile streams from scattered input rows;
+#: BLAS reads them as one matrix (187 -> 8 channels, 16 taps: 6.2 against
+#: 10.4 ms; 66 -> 4, 8 taps: 2.4 against 2.9; 64 -> 3 with 4 taps stays in
+#: the tiles: 2.2 against 2.4).
+GEMM_MIN_IN_PER_OUT_CHANNEL_MANY_TAPS = 16
+GEMM_MANY_TAPS_PER_PHASE = 8
+
+#: On CPUs with 16 vector registers (AVX2), where the tiles run in two
+#: passes (:func:`numba_deconv.cpu.simd.spell_tile`), real calls with at
+#: least GEMM_MIN_IN_CHANNELS_FEW_REGISTERS input channels per group take
+#: the blas kernel too.
+#: Why: there OpenBLAS's products beat them (549 -> 190 channels: 76
+#: against 115 ms; 512 -> 256: 216 against 272; 384 -> 192 ties, 256 -> 128
+#: on dcgan_2d's shape: 176 against 161, tiles ahead).
+GEMM_MIN_IN_CHANNELS_FEW_REGISTERS = 512
+
 #: The column_tiles kernel splits the output channels into about
 #: COLUMNS_TASKS_PER_THREAD tasks per thread and packs a task's weights
 #: COLUMNS_PACK_BYTES at a time.

@@ -443,6 +443,31 @@ def test_heuristic_few_channel_pairs_with_many_taps(x_shape, w_shape, groups, ti
     assert kernel == "phase_tiles" if tiles else kernel in ("planes", "rows")
 
 
+@pytest.mark.parametrize("x_shape, w_shape, registers, expected", [
+    ((8, 187, 21, 74), (187, 8, 4, 4), 32, "blas"),  # 23 per output, 16 taps per phase
+    ((8, 187, 21, 74), (187, 8, 4, 2), 32, "blas"),  # ... 8 taps
+    ((8, 187, 21, 74), (187, 8, 2, 3), 32, "phase_tiles"),  # ... but not 6
+    ((8, 120, 21, 74), (120, 8, 4, 4), 32, "phase_tiles"),  # 15 per output are too few
+    ((8, 549, 58, 5), (549, 190, 2, 2), 16, "blas"),  # 16 registers: 549 input channels
+    ((8, 549, 58, 5), (549, 190, 2, 2), 32, "phase_tiles"),  # ... 32 registers: tiles
+    ((8, 384, 58, 5), (384, 190, 2, 2), 16, "phase_tiles"),  # ... 384 are too few
+])
+def test_heuristic_blas_with_many_taps_or_many_input_channels(x_shape, w_shape, registers,
+                                                              expected, monkeypatch):
+    """Real data takes BLAS with 16 input channels per output channel when
+    an output phase has at least 8 taps, and, on CPUs with 16 vector
+    registers (AVX2), from 512 input channels (stride 1: the kernel's taps
+    are all one phase's)."""
+    from numba_deconv._plan import plan_call
+    from numba_deconv.cpu import simd
+    monkeypatch.setattr(simd, "REGISTERS", registers)
+    geometry = plan_call(x_shape, np.dtype(np.float32), w_shape, np.dtype(np.float32), None,
+                         None, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                         output_size=None, padding_mode="zeros",
+                         data_format="channels_first").geometry
+    assert _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1] == expected
+
+
 def test_heuristic_never_looks_at_the_thread_count(monkeypatch):
     """One thread runs the kernel two would (the serial kernels sum in
     another order, and set_num_threads must not change a bit)."""

@@ -15,7 +15,8 @@ The few positions per row past ``Q`` are scratch that nobody reads back.
 The products run as register tiles (:func:`.simd.spell_tile`): 8 output
 channels x 3 vectors of positions, 24 accumulators that stay in registers
 for the whole sum over the pairs; each step loads 3 input vectors and 8
-weights for 24 vector multiply-adds, and the sums are stored once at the
+weights for 24 vector multiply-adds (with AVX2's 16 registers, two passes
+of 4 channels), and the sums are stored once at the
 end, so no columns need folding (col2im) and the thin per-image products
 run faster than through BLAS (``benchmarks/TUNING.md``). The vectors of a
 tile cover the outputs row by row, so scratch columns cost nothing unless
