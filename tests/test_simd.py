@@ -126,3 +126,64 @@ def test_typing_errors_name_the_operation():
 
     with pytest.raises(TypingError, match="simd.add"):
         mixed_add(np.zeros(16, np.float32), np.zeros(16, np.float64))
+
+
+@pytest.mark.parametrize("features, machine, expected", [
+    ("+avx,+avx2,+fma,+avx512f,+avx512bw", "x86_64", (64, 32)),
+    ("+avx,+avx2,+fma,-avx512f", "x86_64", (32, 16)),  # Zen 3, Haswell
+    ("+sse2,+sse4.2,-avx", "x86_64", (16, 16)),
+    ("+neon", "aarch64", (16, 32)),
+    ("", "x86_64", (16, 16)),  # features unknown: the narrowest
+])
+def test_vector_registers_follow_the_cpu_features(features, machine, expected):
+    assert simd._vector_registers(features, machine) == expected
+
+
+@pytest.mark.parametrize("registers, rows, vectors, expected", [
+    (32, 8, 3, ([(0, 8)], [(0, 3)])),  # AVX-512: 24 accumulators + 3 + 1 fit
+    (32, 4, 6, ([(0, 4)], [(0, 6)])),
+    (16, 8, 3, ([(0, 4), (4, 4)], [(0, 3)])),  # AVX2: two passes of 4 x 3
+    (16, 4, 6, ([(0, 4)], [(0, 3), (3, 3)])),  # ... 4 x 3 twice, along the vectors
+    (16, 2, 8, ([(0, 2)], [(0, 4), (4, 4)])),
+    (16, 1, 4, ([(0, 1)], [(0, 4)])),
+])
+def test_tile_passes_fit_the_registers(registers, rows, vectors, expected, monkeypatch):
+    monkeypatch.setattr(simd, "REGISTERS", registers)
+    assert simd._passes(rows, vectors) == expected
+    row_blocks, vector_blocks = expected
+    for _, r in row_blocks:
+        for _, v in vector_blocks:
+            assert r * v + v + 1 <= registers
+
+
+@pytest.mark.parametrize("registers", [32, 16, 8])
+@pytest.mark.parametrize("add", [False, True])
+def test_tile_in_passes_sums_as_the_definition(registers, add, monkeypatch, rng):
+    """An 8 x 3 "strided" tile spelled for 32, 16 and 8 registers (one,
+    two and four passes) against NumPy: acc[m, v*lanes + l] (+)= sum over k
+    of scalars[8k + m] * vec[k*pitch + v*lanes + l]. In float64, where
+    the products and sums of small integers are exact in any order."""
+    monkeypatch.setattr(simd, "REGISTERS", registers)
+    tile = simd.spell_tile(8, 3, 8, "strided")
+
+    @njit
+    def run(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total):
+        tile(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total)
+
+    lanes, k_total, v_pitch, pitch = lanes_of(np.float64), 7, 40, 50
+    width = 3 * lanes
+    vec = rng.integers(-8, 8, size=k_total * v_pitch + width).astype(np.float64)
+    scalars = rng.integers(-8, 8, size=8 * k_total + 3).astype(np.float64)
+    acc = rng.integers(-8, 8, size=8 * pitch + 5).astype(np.float64)
+    before = acc.copy()
+    run(acc, 5, pitch, add, vec, 2, v_pitch, scalars, 3, k_total)
+    rows = np.stack([vec[2 + k * v_pitch:][:width] for k in range(k_total)])  # (k, width)
+    weights = scalars[3:3 + 8 * k_total].reshape(k_total, 8)  # (k, m)
+    expected = weights.T @ rows
+    got = np.stack([acc[5 + m * pitch:][:width] for m in range(8)])
+    base = np.stack([before[5 + m * pitch:][:width] for m in range(8)])
+    np.testing.assert_array_equal(got, expected + base if add else expected)
+    written = np.zeros(acc.size, dtype=bool)
+    for m in range(8):
+        written[5 + m * pitch:5 + m * pitch + width] = True
+    np.testing.assert_array_equal(acc[~written], before[~written])  # nothing else
