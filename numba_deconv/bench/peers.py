@@ -185,6 +185,15 @@ def _build_tensorflow(case, op, x, w, threads):
             y = tf.pad(y, [[0, 0]] + [[0, extra]] * r + [[0, 0]])
         return y[sl]
 
+    if d > 1:
+        # Dilation runs only through oneDNN, which TF enables on some CPUs
+        # only (on an AMD Zen 3 it was off): find out with one call.
+        try:
+            call_tf(xl, wl)
+        except tf.errors.InvalidArgumentError as e:
+            detail = [line.strip() for line in e.message.splitlines() if "dilation" in line]
+            raise NotApplicable("TF CPU conv transpose, dilation > 1: "
+                                + (detail[0] if detail else first_line(e))) from None
     return (lambda: call_tf(xl, wl)), _tf_channels_first
 
 
