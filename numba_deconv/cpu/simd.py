@@ -43,7 +43,6 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic, models, register_model
 
 
-
 def _vector_registers(features: str, machine: str) -> tuple:
     """``(bytes per vector register, vector registers)`` of a CPU with LLVM
     feature string ``features`` (``"+avx2,-avx512f,..."``) and architecture
@@ -492,8 +491,8 @@ def aligned(room, size):
 def _passes(rows, vectors):
     """The row and vector blocks a ``rows`` x ``vectors`` tile runs as, so
     that each pass keeps its accumulators, its vector operands and one
-    broadcast scalar in :data:`REGISTERS`: ``[(row_blocks), (vector_blocks)]``
-    of ``(first, count)``. One pass where the whole tile fits; else the
+    broadcast scalar in :data:`REGISTERS`: ``(row_blocks, vector_blocks)``,
+    lists of ``(first, count)``. One pass where the whole tile fits; else the
     block shape with the most multiply-adds per load (``r * v / (r + v)``),
     its passes evened out."""
     if rows * vectors + vectors + 1 <= REGISTERS:
