@@ -102,16 +102,22 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     # stride past the output, which a huge stride would size them by (the
     # rows kernel keeps only the phases that have outputs).
     phases_fit = all(s <= o for s, o in zip(geometry.stride, geometry.out_spatial))
-    min_taps = (config.TILED_FEW_PAIRS_MIN_TAPS_GROUPED if geometry.groups > 1
-                else config.TILED_FEW_PAIRS_MIN_TAPS)
-    busy_tiles = in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS or (
-        math.prod(geometry.kernel) >= min_taps * math.prod(geometry.stride)
-        and positions >= config.TILED_FEW_PAIRS_MIN_POSITIONS)
+    busy_tiles = in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS or _many_taps_fill_tiles(geometry)
     if not serial and busy_tiles and not complex_data and phases_fit:
         return "gather", "phase_tiles", rows
     if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW and phases_fit:
         return "gather", "planes", rows
     return "gather", rows, rows
+
+
+def _many_taps_fill_tiles(geometry) -> bool:
+    """Whether each output phase has taps enough, on images large enough,
+    to keep the register tiles busy with few channel pairs (``config``'s
+    ``TILED_FEW_PAIRS_*``)."""
+    min_taps = (config.TILED_FEW_PAIRS_MIN_TAPS_GROUPED if geometry.groups > 1
+                else config.TILED_FEW_PAIRS_MIN_TAPS)
+    return (math.prod(geometry.kernel) >= min_taps * math.prod(geometry.stride)
+            and math.prod(geometry.in_spatial) >= config.TILED_FEW_PAIRS_MIN_POSITIONS)
 
 
 def _blas_beats_tiles(geometry, in_g: int, out_g: int, dtype) -> bool:
@@ -382,10 +388,11 @@ def real_twin(call):
 
     That pays where the twin takes register tiles and the complex call
     would not take BLAS's products: enough channel pairs per group
-    (``TILED_MIN_CHANNEL_PAIRS``), fewer than ``GEMM_MIN_CHANNELS`` one
-    way or small images (or, for ``conv_transpose``, at least
-    ``TWIN_MIN_TAPS_PER_PHASE`` taps per output phase), and work enough to
-    leave the calling thread.
+    (``TILED_MIN_CHANNEL_PAIRS``, or for ``conv_transpose`` fewer with
+    many taps per output phase on large images, ``TILED_FEW_PAIRS_*``),
+    fewer than ``GEMM_MIN_CHANNELS`` one way or small images (or, for
+    ``conv_transpose``, at least ``TWIN_MIN_TAPS_PER_PHASE`` taps per
+    output phase), and work enough to leave the calling thread.
     Elsewhere copying the data in and out costs more than it saves.
     """
     if call.twin is None:
@@ -403,8 +410,11 @@ def _twin_pays(call) -> bool:
     # and their fold (measured for conv_transpose only).
     many_taps = isinstance(call, Call) and (
         math.prod(g.kernel) >= config.TWIN_MIN_TAPS_PER_PHASE * math.prod(g.stride))
-    return (plan.dtype.kind == "c" and (many_taps or not thick)
-            and in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS
+    # The twin's tiles: enough channel pairs, or (conv_transpose) taps
+    # enough on large images, as choose_kernel takes them.
+    busy_tiles = in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS or (
+        isinstance(call, Call) and _many_taps_fill_tiles(g))
+    return (plan.dtype.kind == "c" and (many_taps or not thick) and busy_tiles
             and plan.batch * g.flops // 2 >= config.SERIAL_MAX_MULTIPLY_ADDS)
 
 
