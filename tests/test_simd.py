@@ -6,6 +6,7 @@ from numba import njit
 from numba.core.errors import TypingError
 
 from numba_deconv.cpu import simd
+from numba_deconv.cpu.kernels import interleave
 
 DTYPES = [np.float32, np.float64]
 
@@ -187,3 +188,38 @@ def test_tile_in_passes_sums_as_the_definition(registers, add, monkeypatch, rng)
     for m in range(8):
         written[5 + m * pitch:5 + m * pitch + width] = True
     np.testing.assert_array_equal(acc[~written], before[~written])  # nothing else
+
+
+@njit
+def _interleave_row(acc, first, phase_stride, s_w, bias, out, row, o_w):
+    interleave(acc, first, phase_stride, s_w, bias, out, row, o_w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("s_w", [1, 2, 3, 4])
+def test_kernels_interleave_a_row_from_its_phases(s_w, dtype, rng):
+    """The kernels' ``interleave``: out[row + j*s_w + r] = acc[first +
+    r*phase_stride + j] + bias, in vector shuffles (complex data on its
+    parts) for strides 1, 2 and 4 and element by element past the last
+    whole vector and for other strides: exactly the sums NumPy makes, over
+    rows of whole vectors and ragged ones, writing nothing else."""
+    lanes = lanes_of(np.empty(0, dtype).real.dtype)
+    for o_w in (1, s_w * lanes - 1, 3 * s_w * lanes, 3 * s_w * lanes + s_w + 1):
+        phase_stride = -(-o_w // s_w) + 3
+        acc = random_parts(rng, 2 + s_w * phase_stride, dtype)
+        bias = random_parts(rng, 1, dtype)[0]
+        out = random_parts(rng, o_w + 7, dtype)
+        before = out.copy()
+        _interleave_row(acc, 2, phase_stride, s_w, bias, out, 5, o_w)
+        expected = np.array([acc[2 + o % s_w * phase_stride + o // s_w] + bias
+                             for o in range(o_w)], dtype=dtype)
+        np.testing.assert_array_equal(out[5:5 + o_w], expected)
+        np.testing.assert_array_equal(out[:5], before[:5])
+        np.testing.assert_array_equal(out[5 + o_w:], before[5 + o_w:])
+
+
+def random_parts(rng, size, dtype):
+    values = rng.standard_normal(size)
+    if np.dtype(dtype).kind == "c":
+        values = values + 1j * rng.standard_normal(size)
+    return values.astype(dtype)

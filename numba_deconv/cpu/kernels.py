@@ -134,6 +134,38 @@ def _interleave{s_w}(acc, first, phase_stride, bias, out, at, count):
 _interleave1, _interleave2, _interleave4 = (_spelled_interleave(s_w) for s_w in (1, 2, 4))
 
 
+def _spelled_interleave_complex(s_w):
+    """Source of :func:`_interleave_complex_vectors` for a stride of
+    ``s_w``, on the real views of complex arrays (``first``,
+    ``phase_stride``, ``at`` and ``count`` in complex elements): the real
+    and imaginary parts of a vector of each phase, plus the bias's, then
+    shuffled into ``2 * s_w`` vectors of consecutive outputs' parts. The
+    sums are the complex ones (a complex add is one per part); returns how
+    many of the ``count`` outputs it wrote."""
+    loads = "\n".join(
+        f"        re{r}, im{r} = simd.load_pairs(af, 2 * (first + {r} * phase_stride + j))"
+        for r in range(s_w))
+    parts = ", ".join(f"simd.add(re{r}, b_re), simd.add(im{r}, b_im)" for r in range(s_w))
+    source = f"""
+def _interleave_complex{s_w}(af, first, phase_stride, bias_re, bias_im, of, at, count):
+    lanes = simd.lanes(af)
+    b_re = simd.splat(af, bias_re)
+    b_im = simd.splat(af, bias_im)
+    whole = count // ({s_w} * lanes) * lanes
+    for j in range(0, whole, lanes):
+{loads}
+        simd.store_interleaved(of, 2 * (at + {s_w} * j), ({parts},))
+    return {s_w} * whole
+"""
+    namespace = {"simd": simd}
+    exec(source, namespace)
+    return njit(inline="always")(namespace[f"_interleave_complex{s_w}"])
+
+
+_interleave_complex1, _interleave_complex2, _interleave_complex4 = (
+    _spelled_interleave_complex(s_w) for s_w in (1, 2, 4))
+
+
 @njit(inline="always")
 def _interleave_vectors(acc, first, phase_stride, s_w, bias, out, at, count):
     """out[at + j*s_w + r] = acc[first + r*phase_stride + j] + bias for the
@@ -174,8 +206,9 @@ def _interleave_parts_for(parts, first, part_stride, out, at, count):
 def interleave(acc, first, phase_stride, s_w, bias, out, row, o_w):
     """out[row + j*s_w + r] = acc[first + r*phase_stride + j] + bias: one
     output row (or a stretch of one that starts at phase 0) from its phases,
-    flat arrays; in vector shuffles for float32/float64, element by element
-    for other dtypes. Jitted code only."""
+    flat arrays; in vector shuffles for float32/float64, and for complex
+    data on their parts, element by element for other dtypes. Jitted code
+    only."""
     raise NotImplementedError("interleave is for jitted code")
 
 
@@ -185,6 +218,28 @@ def _interleave_for(acc, first, phase_stride, s_w, bias, out, row, o_w):
         def in_vectors(acc, first, phase_stride, s_w, bias, out, row, o_w):
             _interleave_vectors(acc, first, phase_stride, s_w, bias, out, row, o_w)
         return in_vectors
+
+    if acc.dtype in (types.complex64, types.complex128) and out.dtype == acc.dtype:
+        real = np.float32 if acc.dtype == types.complex64 else np.float64
+
+        # Complex rows element by element took most of a depthwise call
+        # (complex64: 2.5 of 4.3 ms, float32 0.57 of 1.0 ms).
+        def in_parts(acc, first, phase_stride, s_w, bias, out, row, o_w):
+            af, of = acc.view(real), out.view(real)
+            done = 0
+            if s_w == 1:
+                done = _interleave_complex1(af, first, phase_stride, bias.real, bias.imag, of,
+                                            row, o_w)
+            elif s_w == 2:
+                done = _interleave_complex2(af, first, phase_stride, bias.real, bias.imag, of,
+                                            row, o_w)
+            elif s_w == 4:
+                done = _interleave_complex4(af, first, phase_stride, bias.real, bias.imag, of,
+                                            row, o_w)
+            if done < o_w:
+                _interleave_elements(acc, first + done // s_w, phase_stride, s_w, bias, out,
+                                     row + done, o_w - done)
+        return in_parts
 
     def by_element(acc, first, phase_stride, s_w, bias, out, row, o_w):
         _interleave_elements(acc, first, phase_stride, s_w, bias, out, row, o_w)
