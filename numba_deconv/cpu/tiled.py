@@ -142,6 +142,11 @@ def fill_weight_table(w, groups, tap_index, tap_counts):
     row = c_in_g * most * TILE_ROWS
     table = np.empty((groups, n_phases, blocks, row), dtype=w.dtype)
     wf, tf = w.reshape(-1), table.reshape(-1)
+    flat_tap = np.empty((n_phases, most), dtype=np.int64)
+    for ph in range(n_phases):
+        for t in range(tap_counts[ph]):
+            flat_tap[ph, t] = ((tap_index[ph, t, 0] * k_h + tap_index[ph, t, 1]) * k_w
+                               + tap_index[ph, t, 2])
     non_finite = 0
     for task in range(groups * c_in_g * blocks):
         b = task % blocks
@@ -154,14 +159,20 @@ def fill_weight_table(w, groups, tap_index, tap_counts):
             n_taps = tap_counts[ph]
             at = ((g * n_phases + ph) * blocks + b) * row + ci * n_taps * TILE_ROWS
             for t in range(n_taps):
-                tap = (tap_index[ph, t, 0] * k_h + tap_index[ph, t, 1]) * k_w + tap_index[ph, t, 2]
-                for m in range(rows):
-                    value = wf[np.uint64(w0 + m * taps + tap)]
-                    tf[np.uint64(at + m)] = value
-                    non_finite += 0 if np.isfinite(value) else 1
-                for m in range(rows, TILE_ROWS):
-                    tf[np.uint64(at + m)] = 0
-                at += TILE_ROWS
+                src = np.uint64(w0 + flat_tap[ph, t])
+                dst = np.uint64(at + t * TILE_ROWS)
+                if rows == TILE_ROWS:  # a fixed count: unrolled, branch-free
+                    for m in range(TILE_ROWS):
+                        value = wf[src + np.uint64(m * taps)]
+                        tf[dst + np.uint64(m)] = value
+                        non_finite += not np.isfinite(value)
+                else:
+                    for m in range(rows):
+                        value = wf[src + np.uint64(m * taps)]
+                        tf[dst + np.uint64(m)] = value
+                        non_finite += not np.isfinite(value)
+                    for m in range(rows, TILE_ROWS):
+                        tf[dst + np.uint64(m)] = 0
     return table, non_finite
 
 
