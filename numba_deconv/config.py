@@ -195,6 +195,16 @@ SERIAL_MAX_MULTIPLY_ADDS = 32_768
 #: 330 Ki up; at 83 Ki they took 1.3x (``benchmarks/TUNING.md``).
 PARALLEL_MIN_MULTIPLY_ADDS = 1 << 18
 
+#: The phase tiles' weight table is built on every thread from
+#: WEIGHT_TABLE_PARALLEL_MIN weights (about 50 us of copying on one), in
+#: tasks of WEIGHT_TABLE_CHUNK (input channel, block of output channels)
+#: pairs.
+#: Why: a plain call builds it each time, and one thread took a fifth to
+#: a third of small calls with many output channels (31 -> 399 channels
+#: on 18x5, k3 s3: 112 of 440 us).
+WEIGHT_TABLE_PARALLEL_MIN = 1 << 16
+WEIGHT_TABLE_CHUNK = 16
+
 #: A helper thread that finishes a task kernel's job, and a caller waiting
 #: for its helpers, poll for the next event this many times without the GIL
 #: before they sleep (``numba_deconv.cpu.launch``).

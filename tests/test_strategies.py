@@ -282,13 +282,41 @@ def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, ran, rng):
     w[1, 2, 0, 1] = np.inf
     layout = driver._tiled_layout((1, 4, 1, 5, 5), (4, 4, 1, 3, 3), (1, 4, 1, 11, 11),
                                   (1, 2, 2), (1, 1, 1), (0, 0, 0), 1, 4, 2)
-    _, non_finite = tiled.fill_weight_table(w.reshape(4, 4, 1, 3, 3), 1, layout.tap_index,
-                                            layout.tap_counts)
+    _, non_finite = driver.weight_table(w.reshape(4, 4, 1, 3, 3), 1, layout.tap_index,
+                                        layout.tap_counts)
     assert non_finite == 1
     monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
     assert_same_nonfinite(conv_transpose(x, w, stride=2), reference(x, w, stride=2))
     rows = "rows" if numba.get_num_threads() > 1 else "rows_serial"
     assert ran == [("phase_tiles", False), (rows, True)]
+
+
+@pytest.mark.parametrize("parallel_min", [0, 1 << 40], ids=["every-thread", "one-thread"])
+def test_weight_table_is_the_weights_in_tile_order(parallel_min, monkeypatch, rng):
+    """table[g, ph, b, (ci * T + t) * 8 + m] is w[g*C_in/g + ci, b*8 + m,
+    tap t of phase ph] (zero past C_out/groups), and the count of weights
+    that are not finite is exact, whether one thread or every thread fills
+    it (tasks of 16 pairs: 3 groups x 5 input channels x 2 blocks)."""
+    monkeypatch.setattr(config, "WEIGHT_TABLE_PARALLEL_MIN", parallel_min)
+    groups, c_in_g, c_out_g, kernel = 3, 5, 11, (1, 3, 4)
+    w = random_array(rng, (groups * c_in_g, c_out_g) + kernel, np.float32)
+    w[0, 0, 0, 0, 0], w[7, 10, 0, 2, 3], w[14, 3, 0, 1, 1] = np.inf, np.nan, -np.inf
+    layout = driver._tiled_layout((1, groups * c_in_g, 1, 6, 7), w.shape,
+                                  (1, groups * c_out_g, 1, 13, 16), (1, 2, 2), (1, 1, 1),
+                                  (0, 0, 0), groups, 4, 2)
+    table, non_finite = driver.weight_table(w, groups, layout.tap_index, layout.tap_counts)
+    assert non_finite == 3
+    blocks = -(-c_out_g // tiled.TILE_ROWS)
+    padded = np.zeros((groups * c_in_g, blocks * tiled.TILE_ROWS) + kernel, np.float32)
+    padded[:, :c_out_g] = w
+    for g in range(groups):
+        for ph, n_taps in enumerate(layout.tap_counts):
+            taps = [tuple(layout.tap_index[ph, t]) for t in range(n_taps)]
+            for b in range(blocks):
+                expected = np.array([
+                    padded[g * c_in_g + ci, b * 8 + m][tap]
+                    for ci in range(c_in_g) for tap in taps for m in range(8)])
+                np.testing.assert_array_equal(table[g, ph, b, :expected.size], expected)
 
 
 # The columns kernel: weights per group (output channels x taps) under,

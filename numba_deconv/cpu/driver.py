@@ -289,9 +289,26 @@ def _run_planes(x, w, bias, out, launch, prepared=None):
     return True
 
 
+def weight_table(w, groups, tap_index, tap_counts):
+    """``(table, non_finite)``: the weights ``w`` (C_in, C_out/groups,
+    *kernel, rank 3) in the phase tiles' order and how many of them are not
+    finite (:func:`.tiled.fill_weight_table`), on every thread for tables
+    of ``WEIGHT_TABLE_PARALLEL_MIN`` weights or more."""
+    blocks = -(-w.shape[1] // TILE_ROWS)
+    table = np.empty((groups, tap_index.shape[0], blocks,
+                      w.shape[0] // groups * tap_index.shape[1] * TILE_ROWS), dtype=w.dtype)
+    non_finite = np.zeros(1, dtype=np.int64)
+    chunk = config.WEIGHT_TABLE_CHUNK
+    if table.size >= config.WEIGHT_TABLE_PARALLEL_MIN:
+        parallel(fill_weight_table, w, table, tap_index, tap_counts, chunk, non_finite)
+    else:
+        serial(fill_weight_table, w, table, tap_index, tap_counts, chunk, non_finite)
+    return table, int(non_finite[0])
+
+
 def _prepare_phase_tiles(w, launch):
     tiled = launch.layout
-    return fill_weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
+    return weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
 
 
 def _run_phase_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST):
@@ -523,8 +540,8 @@ def conv_weights(route, w: np.ndarray):
         w3.reshape((groups, c_out // groups, c_in_g) + w3.shape[2:]).swapaxes(1, 2)
         .reshape((groups * c_in_g, c_out // groups) + w3.shape[2:]))
     tap_index = launch.layout.tap_index
-    table, _ = fill_weight_table(swapped, groups, tap_index,
-                                 np.array([tap_index.shape[1]], dtype=np.int64))
+    table, _ = weight_table(swapped, groups, tap_index,
+                            np.array([tap_index.shape[1]], dtype=np.int64))
     return table
 
 
@@ -623,20 +640,21 @@ def kernel_signatures(kernel: str, dtype) -> list:
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
     tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 4
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
+    table = (arr5, arr4, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     return {
         "rows_serial": [(direct_rows, direct + (count,) + tasks)],
         "rows": [(direct_rows, direct + (count,) + tasks)],
         "planes": [(direct_planes, direct + (count, count) + tasks),
                    (planes_last, (arr5, arr4, arr1, arr5) + (triple,) * 3 + tasks)],
-        "phase_tiles": [(direct_tiled, tiled + tasks), (fill_weight_table,
-                                                (arr5, count, index3, index1))] if real else [],
+        "phase_tiles": [(direct_tiled, tiled + tasks), (fill_weight_table, table + tasks)]
+        if real else [],
         "column_tiles": [(columns_tiled, direct + (count, count, types.boolean) + cancel)]
         if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
         "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3 + (types.boolean,)
                         + tasks),
-                       (fill_weight_table, (arr5, count, index3, index1))] if real else [],
+                       (fill_weight_table, table + tasks)] if real else [],
         "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + tasks)],
         "conv_planes_serial": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + tasks)],
         "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1)

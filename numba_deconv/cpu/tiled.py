@@ -116,64 +116,64 @@ def task_bounds(task, span, chunk, blocks, block_parts, chunks_per_image, groups
 
 
 @njit(nogil=True, cache=True)
-def fill_weight_table(w, groups, tap_index, tap_counts):
-    """The weights of ``w`` (C_in, C_out_g, kd, kh, kw) in register-tile
-    order, in one pass, and how many of them are not finite.
+def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claimed, cancel):
+    """``table`` (``(groups, n_phases, blocks, K * TILE_ROWS)``) = the
+    weights of ``w`` (C_in, C_out_g, kd, kh, kw) in register-tile order, and
+    ``non_finite[0]`` += how many of them are not finite: a task kernel
+    (:func:`.launch.parallel`) over ``chunk`` (input channel, block) pairs
+    at a time.
 
-    ``table[g, ph, b, k * TILE_ROWS + m]`` (``(groups, n_phases, blocks,
-    K * TILE_ROWS)``) is the weight of output channel ``b * TILE_ROWS + m``
-    for pair ``k = channel * T + tap`` of phase ``ph`` (its ``T`` taps are
-    ``tap_index[ph, :T]``, ``T = tap_counts[ph]``), so a tile reads its
-    weights in one contiguous stream.
+    ``table[g, ph, b, k * TILE_ROWS + m]`` is the weight of output channel
+    ``b * TILE_ROWS + m`` for pair ``k = channel * T + tap`` of phase ``ph``
+    (its ``T`` taps are ``tap_index[ph, :T]``, ``T = tap_counts[ph]``), so a
+    tile reads its weights in one contiguous stream.
 
-    A task owns one input channel and block of output channels, whose
-    weights (``TILE_ROWS`` runs of all taps in ``w``) stay in L1 while it
-    writes a run of ``TILE_ROWS`` per (phase, tap). The table is not
-    cleared first (a fresh clear of a large table costs as much as the
+    A pair's weights (``TILE_ROWS`` runs of all taps in ``w``) stay in L1
+    while it writes a run of ``TILE_ROWS`` per (phase, tap). The table is
+    not cleared first (a fresh clear of a large table costs as much as the
     fill): pairs past a phase's taps are never read, only the channels past
     ``C_out/groups`` are read and so set to zero.
     """
-    c_in, c_out_g = w.shape[0], w.shape[1]
-    k_d, k_h, k_w = w.shape[2], w.shape[3], w.shape[4]
-    taps = k_d * k_h * k_w
-    c_in_g = c_in // groups
-    n_phases, most = tap_index.shape[0], tap_index.shape[1]
-    blocks = -(-c_out_g // TILE_ROWS)
-    row = c_in_g * most * TILE_ROWS
-    table = np.empty((groups, n_phases, blocks, row), dtype=w.dtype)
+    c_out_g = w.shape[1]
+    k_h, k_w = w.shape[3], w.shape[4]
+    taps = w.shape[2] * k_h * k_w
+    groups, n_phases, blocks, row = table.shape
+    c_in_g = w.shape[0] // groups
     wf, tf = w.reshape(-1), table.reshape(-1)
-    flat_tap = np.empty((n_phases, most), dtype=np.int64)
-    for ph in range(n_phases):
-        for t in range(tap_counts[ph]):
-            flat_tap[ph, t] = ((tap_index[ph, t, 0] * k_h + tap_index[ph, t, 1]) * k_w
-                               + tap_index[ph, t, 2])
-    non_finite = 0
-    for task in range(groups * c_in_g * blocks):
-        b = task % blocks
-        ci = (task // blocks) % c_in_g
-        g = task // (blocks * c_in_g)
-        co0 = b * TILE_ROWS
-        rows = min(TILE_ROWS, c_out_g - co0)
-        w0 = ((g * c_in_g + ci) * c_out_g + co0) * taps
-        for ph in range(n_phases):
-            n_taps = tap_counts[ph]
-            at = ((g * n_phases + ph) * blocks + b) * row + ci * n_taps * TILE_ROWS
-            for t in range(n_taps):
-                src = np.uint64(w0 + flat_tap[ph, t])
-                dst = np.uint64(at + t * TILE_ROWS)
-                if rows == TILE_ROWS:  # a fixed count: unrolled, branch-free
-                    for m in range(TILE_ROWS):
-                        value = wf[src + np.uint64(m * taps)]
-                        tf[dst + np.uint64(m)] = value
-                        non_finite += not np.isfinite(value)
-                else:
-                    for m in range(rows):
-                        value = wf[src + np.uint64(m * taps)]
-                        tf[dst + np.uint64(m)] = value
-                        non_finite += not np.isfinite(value)
-                    for m in range(rows, TILE_ROWS):
-                        tf[dst + np.uint64(m)] = 0
-    return table, non_finite
+    tasks = groups * c_in_g * blocks
+    while True:
+        first = simd.claim(claimed) * chunk
+        if first >= tasks or simd.cancelled(cancel):
+            break
+        count = 0
+        for task in range(first, min(first + chunk, tasks)):
+            b = task % blocks
+            ci = (task // blocks) % c_in_g
+            g = task // (blocks * c_in_g)
+            co0 = b * TILE_ROWS
+            rows = min(TILE_ROWS, c_out_g - co0)
+            w0 = ((g * c_in_g + ci) * c_out_g + co0) * taps
+            for ph in range(n_phases):
+                n_taps = tap_counts[ph]
+                at = ((g * n_phases + ph) * blocks + b) * row + ci * n_taps * TILE_ROWS
+                for t in range(n_taps):
+                    tap = ((tap_index[ph, t, 0] * k_h + tap_index[ph, t, 1]) * k_w
+                           + tap_index[ph, t, 2])
+                    src = np.uint64(w0 + tap)
+                    dst = np.uint64(at + t * TILE_ROWS)
+                    if rows == TILE_ROWS:  # a fixed count: unrolled, branch-free
+                        for m in range(TILE_ROWS):
+                            value = wf[src + np.uint64(m * taps)]
+                            tf[dst + np.uint64(m)] = value
+                            count += not np.isfinite(value)
+                    else:
+                        for m in range(rows):
+                            value = wf[src + np.uint64(m * taps)]
+                            tf[dst + np.uint64(m)] = value
+                            count += not np.isfinite(value)
+                        for m in range(rows, TILE_ROWS):
+                            tf[dst + np.uint64(m)] = 0
+        simd.fetch_add(non_finite, count)
 
 
 # 8 x 3 is the main tile; 8 x 2 covers the vectors left over, 4 x 6 (then
