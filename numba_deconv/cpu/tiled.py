@@ -141,6 +141,11 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
     c_in_g = w.shape[0] // groups
     wf, tf = w.reshape(-1), table.reshape(-1)
     tasks = groups * c_in_g * blocks
+    flat_tap = np.empty(tap_index.shape[:2], dtype=np.int64)  # each tap's index in w, once
+    for ph in range(n_phases):
+        for t in range(tap_counts[ph]):
+            flat_tap[ph, t] = ((tap_index[ph, t, 0] * k_h + tap_index[ph, t, 1]) * k_w
+                               + tap_index[ph, t, 2])
     while True:
         first = simd.claim(claimed) * chunk
         if first >= tasks or simd.cancelled(cancel):
@@ -157,9 +162,7 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
                 n_taps = tap_counts[ph]
                 at = ((g * n_phases + ph) * blocks + b) * row + ci * n_taps * TILE_ROWS
                 for t in range(n_taps):
-                    tap = ((tap_index[ph, t, 0] * k_h + tap_index[ph, t, 1]) * k_w
-                           + tap_index[ph, t, 2])
-                    src = np.uint64(w0 + tap)
+                    src = np.uint64(w0 + flat_tap[ph, t])
                     dst = np.uint64(at + t * TILE_ROWS)
                     if rows == TILE_ROWS:  # a fixed count: unrolled, branch-free
                         for m in range(TILE_ROWS):
