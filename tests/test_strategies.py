@@ -631,11 +631,12 @@ def test_tiled_rows_no_tap_reaches_are_the_bias_as_a_sum_gives_it(dtype, ran, mo
     assert_matches_reference(y, x, w, bias, **kwargs)
 
 
-@pytest.mark.parametrize("c_out", [1, 2, 3, 9, 10, 12])
+@pytest.mark.parametrize("c_out", [1, 2, 3, 4, 9, 10, 11, 12])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tiled_kernel_last_blocks_of_few_channels(c_out, dtype, ran, monkeypatch, rng):
-    """A last block of 1-2 output channels takes one-row tiles, of 3-4 the
-    4-row tiles: both exact, also after full blocks of 8; and with 72 input
+    """A last block of 1-2 output channels takes one-row tiles, of 3 the
+    3-row tiles and of 4 the 4-row tiles: all exact, also after full blocks
+    of 8; and with 72 input
     channels x 8 or 4 taps per phase, every block runs its weights in
     chunks (tiled.K_CHUNK_BYTES: 512 pairs in float32, 256 in float64)
     whose sums add to the last chunk's."""

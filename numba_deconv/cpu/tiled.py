@@ -180,14 +180,15 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
 
 
 # 8 x 3 is the main tile; 8 x 2 covers the vectors left over, 4 x 6 (then
-# 4 x 2) a last block of 3 or 4 channels, 2 x 8 one of 2 channels and 1 x 4
-# (then 1 x 1) one of 1 channel and the vectors left over by 2 x 8 (every
-# variant adds to the compile time). Each loads as few vectors per useful
-# multiply-add as its rows allow: few output channels share every input
-# vector among few rows.
-_tile8x3, _tile8x2, _tile4x6, _tile4x2, _tile2x8, _tile1x4, _tile1x1 = (
-    simd.spell_tile(rows, vectors, TILE_ROWS, "table")
-    for rows, vectors in ((8, 3), (8, 2), (4, 6), (4, 2), (2, 8), (1, 4), (1, 1)))
+# 4 x 2) a last block of 4 channels, 3 x 6 (then 3 x 2) one of 3, 2 x 8 one
+# of 2 channels and 1 x 4 (then 1 x 1) one of 1 channel and the vectors left
+# over by 2 x 8 (every variant adds to the compile time). Each loads as few
+# vectors per useful multiply-add as its rows allow: few output channels
+# share every input vector among few rows.
+(_tile8x3, _tile8x2, _tile4x6, _tile4x2, _tile3x6, _tile3x2, _tile2x8, _tile1x4,
+ _tile1x1) = (simd.spell_tile(rows, vectors, TILE_ROWS, "table")
+              for rows, vectors in ((8, 3), (8, 2), (4, 6), (4, 2), (3, 6), (3, 2), (2, 8),
+                                    (1, 4), (1, 1)))
 
 
 #: Bytes of a block's weights that the tiles run through before the next
@@ -242,7 +243,7 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
                                 rows % TILE_ROWS, segments, n_segments)
                 else:
                     _narrow_block(acc, first, acc_pitch, add, xw, table, k_count, wb, w_at,
-                                  segments, n_segments)
+                                  rows % TILE_ROWS, segments, n_segments)
                 continue
             for t in range(triples):
                 _tile8x3(acc, first, acc_pitch, add, xw, table, segments[3 * t],
@@ -275,11 +276,22 @@ def _thin_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, rows, se
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def _narrow_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, segments,
+def _narrow_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, rows, segments,
                   n_segments):
-    """:func:`phase_products` of a block of 3 or 4 output channels."""
+    """:func:`phase_products` of a block of 3 or 4 output channels, in
+    tiles of as many rows (3 channels in 4-row tiles wasted a quarter of
+    the multiply-adds: 3 output channels are every RGB image's last layer)."""
     last = n_segments - 1
     done = n_segments // 6 * 6
+    if rows == 3:
+        for p in range(0, done, 6):
+            _tile3x6(acc, first, acc_pitch, add, xw, src, segments[p], segments[p + 1],
+                     segments[p + 2], segments[p + 3], segments[p + 4], segments[p + 5], wb,
+                     w_at, k_total)
+        for p in range(done, n_segments, 2):
+            _tile3x2(acc, first, acc_pitch, add, xw, src, segments[p],
+                     segments[min(p + 1, last)], wb, w_at, k_total)
+        return
     for p in range(0, done, 6):
         _tile4x6(acc, first, acc_pitch, add, xw, src, segments[p], segments[p + 1],
                  segments[p + 2], segments[p + 3], segments[p + 4], segments[p + 5], wb, w_at,
