@@ -66,12 +66,13 @@ def test_a_plans_adjoint_is_exact(case, rng):
     np.testing.assert_array_equal(p.adjoint(y, out=out), p.adjoint(y))
 
 
-def test_the_weights_are_laid_out_once(rng, monkeypatch):
+@pytest.mark.parametrize("kernel, case", [("phase_tiles", CASES[0]), ("column_tiles", CASES[2])])
+def test_the_weights_are_laid_out_once(kernel, case, rng, monkeypatch):
     calls = []
-    real = driver.PREPARERS["phase_tiles"]
-    monkeypatch.setitem(driver.PREPARERS, "phase_tiles",
+    real = driver.PREPARERS[kernel]
+    monkeypatch.setitem(driver.PREPARERS, kernel,
                         lambda w, launch: calls.append(1) or real(w, launch))
-    forward, x, w, b, kwargs = _setup(CASES[0], rng)
+    forward, x, w, b, kwargs = _setup(case, rng)
     p = nd.plan(w, x.shape, bias=b, **kwargs)
     for _ in range(3):
         p(x)

@@ -15,7 +15,7 @@ import pytest
 import numba
 from numba import njit
 
-from numba_deconv import _dispatch, config, conv_transpose
+from numba_deconv import _dispatch, config, conv_transpose, plan
 from numba_deconv.cpu import _blas, driver, simd, tiled
 
 from helpers import assert_matches_reference, assert_same_nonfinite, random_array
@@ -360,13 +360,22 @@ def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_pla
     """The columns kernel against the oracle, packed and in place, with one
     task per thread and all input channels in one block, and with one
     output channel per task and one input channel per block (partial sums
-    added up)."""
+    added up); through a plan, from weights packed once, the same bits."""
     layouts = _force_columns(monkeypatch, split, in_place)
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
-    assert_matches_reference(conv_transpose(x, w, b, **kwargs), x, w, b, **kwargs)
-    (channel_block, k_block, was_in_place), = layouts
+    y = conv_transpose(x, w, b, **kwargs)
+    assert_matches_reference(y, x, w, b, **kwargs)
+    packed = []
+    pack = driver.PREPARERS["column_tiles"]
+    monkeypatch.setitem(driver.PREPARERS, "column_tiles",
+                        lambda w3, launch: packed.append(pack(w3, launch)) or packed[-1])
+    np.testing.assert_array_equal(plan(w, x.shape, bias=b, **kwargs)(x), y)
+    (weights,) = packed
+    assert weights.shape[2:] == (x_shape[1] // kwargs.get("groups", 1),
+                                 simd.tile_width(np.dtype(dtype).itemsize))
+    (channel_block, k_block, was_in_place, _, _) = layouts[0]
     assert was_in_place == in_place
     if split:
         assert channel_block == 1 and k_block == 1
@@ -415,10 +424,15 @@ def test_columns_layout_bounds_the_workspace(monkeypatch):
         return driver._columns_layout((batch, 512, 1, side, side), (512, 512, 1, 4, 4),
                                       (batch, 512, 1, 2 * side, 2 * side), (1, 2, 2),
                                       (1, 1, 1), (0, 1, 1), 1, 4, 2)
-    assert layout(8 << 20) == (32, (256 << 10) // (11 * 48 * 4), False)
+    assert layout(8 << 20)[:3] == (32, (256 << 10) // (11 * 48 * 4), False)
     assert layout(128 << 10)[0] == 8
-    assert layout(8 << 20, batch=1, side=4) == (128, 32, True)
-    assert layout(8 << 10, batch=1, side=4) == (8, 32, True)
+    assert layout(8 << 20, batch=1, side=4)[:3] == (128, 32, True)
+    assert layout(8 << 10, batch=1, side=4)[:3] == (8, 32, True)
+    # A task's columns per position: its weights in whole tiles, and in
+    # place room for the tiles to start up to a vector earlier.
+    width, lanes = simd.tile_width(4), simd.VECTOR_BYTES // 4
+    assert layout(8 << 20).pitch == -(-32 * 16 // width) * width
+    assert layout(8 << 20, batch=1, side=4).pitch == -(-(128 * 16 + lanes - 1) // width) * width
 
 
 @pytest.mark.parametrize("c_in, c_out, batch, spatial, dtype, expected", [
@@ -524,18 +538,25 @@ def test_heuristic_real_data_takes_register_tiles_with_one_tap_per_phase():
     for dtype in (np.float32, np.complex128) if driver.kernel_signatures(kernel, dtype)])
 def test_declared_signatures_are_the_ones_launched(strategy, kernel, dtype, monkeypatch):
     """``kernel_signatures`` (what precompile compiles) are exactly the types
-    the launchers pass: after real calls of every rank 1-3, no dispatcher
-    holds another signature for that dtype (a mismatch would compile twice)."""
+    the launchers pass: after real calls of every rank 1-3, plain and
+    through a plan, no dispatcher holds another signature for that dtype
+    (a mismatch would compile twice), nor, for helpers that take no array
+    of it, any other at all."""
     declared = driver.kernel_signatures(kernel, dtype)
     force(monkeypatch, strategy, kernel)
     for x_shape, w_shape in (((2, 4, 6), (4, 3, 3)), ((1, 4, 5, 6), (4, 3, 2, 3)),
                              ((1, 4, 3, 4, 5), (4, 2, 2, 2, 2))):
-        conv_transpose(np.ones(x_shape, dtype), np.ones(w_shape, dtype), stride=2)
+        x, w = np.ones(x_shape, dtype), np.ones(w_shape, dtype)
+        conv_transpose(x, w, stride=2)
+        plan(w, x_shape, stride=2)(x)
     scalar = numba.from_dtype(np.dtype(dtype))
     for dispatcher, signature in declared:
-        mine = [sig for sig in dispatcher.signatures
-                if any(getattr(arg, "dtype", None) == scalar for arg in sig)]
-        assert mine == [signature], dispatcher
+        if any(getattr(arg, "dtype", None) == scalar for arg in signature):
+            mine = [sig for sig in dispatcher.signatures
+                    if any(getattr(arg, "dtype", None) == scalar for arg in sig)]
+            assert mine == [signature], dispatcher
+        else:
+            assert dispatcher.signatures == [signature], dispatcher
 
 
 def _geometry(x_shape, w_shape, dtype):

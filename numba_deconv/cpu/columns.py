@@ -20,16 +20,26 @@ at a time, for the tiles to pass over once per 8 positions; or, with at
 most 32 positions in all (where the copy would cost as much as the tiles),
 the tiles read them in place, from the vector boundary at or before them.
 Then the task folds its columns into those channels of the output (col2im
-by runs worked out once per call, every output element summing its taps
+by runs worked out once per launch, every output element summing its taps
 in a fixed order). No two tasks write the same output, and the sums do not
 depend on the thread count.
+
+A plan (:class:`numba_deconv.Plan`) packs the weights once
+(:func:`pack_weights`) and its calls read them as one stream per tile,
+with no copy: what ONNX Runtime's session does at load, and the only way
+past reading the weights twice when they are all that matters.
+
+Both passes -- the inputs laid out for the broadcasts, then the tasks --
+are task kernels (:func:`.launch.parallel`): a ``prange`` launch cost
+about 37 us on Numba's ``workqueue`` layer, a tenth of a 256 -> 256
+channel call on 4x4 images.
 
 Every product is a product of the definition (no zero padding is
 multiplied), so weights need not be finite.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import _phases
 from ..config import FASTMATH
@@ -45,13 +55,14 @@ _tile = simd.spell_tile(TILE_POSITIONS, simd.TILE_VECTORS, TILE_POSITIONS, "stri
 _tap_inputs = njit(inline="always")(_phases.tap_inputs)
 
 
-@njit(inline="always")
-def _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch, o_image):
+@njit(cache=True)
+def fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch, o_image):
     """The col2im of one output channel as runs ``(src, dst, count)``:
     ``out[dst + i * s_w] += cols[src + i * pitch]`` for ``i < count``, with
     ``src`` from the channel's first column and ``dst`` from its first
-    output element. The same for every channel, so worked out once per call
-    (its floor divisions and bounds cost more than the adds).
+    output element. The same for every channel and every call of a shape, so
+    worked out once with its launch (the floor divisions and bounds cost
+    more than the adds).
 
     In order of image, tap, then input row: every output element sums its
     taps in tap order."""
@@ -122,47 +133,90 @@ def _pack(packed, wf, src, src_pitch, rows, first_tile, n_tiles, m_count, width,
                     packed[dst + l] = wf[at + l]
 
 
-@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
-def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block, k_block,
-                  in_place, cancel):
-    """Transposed convolution by weight-vectorised register tiles and col2im.
-
-    x (N, C_in, D, H, W), w (C_in, C_out/groups, KD, KH, KW), out (N,
-    C_out, OD, OH, OW), bias (C_out,), all C-contiguous. A task owns
-    ``channel_block`` output channels of one group, all images, and sums
-    over the input channels ``k_block`` at a time. Its tiles read the
-    weights of a block from a packed copy, or, ``in_place``, straight from
-    ``w``: all but a ragged last tile, which is packed with zeros past the
-    task's weights so that no read leaves ``w``. In place the tiles may
-    start up to a vector before the task's weights (never before ``w``), so
-    that their loads start on a vector boundary; those columns are scratch.
-    """
-    n_batch, c_in, i_d, i_h, i_w = x.shape
-    c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
-    c_out = out.shape[1]
-    c_in_g = c_in // groups
-    taps = k_d * k_h * k_w
-    m_g = c_out_g * taps
-    i_plane = i_d * i_h * i_w
-    o_plane = out.shape[2] * out.shape[3] * out.shape[4]
+@njit(nogil=True, cache=True)
+def gather_positions(x, xs, claimed, cancel):
+    """``xs[g, tile, ci, j]`` = input channel ``g * C_in/groups + ci`` at
+    position ``tile * TILE_POSITIONS + j`` of the batch (image-major), zero
+    past the last: the columns tiles read their broadcasts as one stream.
+    A task kernel (:func:`.launch.parallel`), a (group, tile) a task."""
+    n_batch, c_in = x.shape[0], x.shape[1]
+    groups, p_tiles, c_in_g = xs.shape[0], xs.shape[1], xs.shape[2]
+    i_plane = x.shape[2] * x.shape[3] * x.shape[4]
     positions = n_batch * i_plane
-    wf, xf, of = w.reshape(-1), x.reshape(-1), out.reshape(-1)
-    lanes = simd.lanes(wf)
-    width = simd.TILE_VECTORS * lanes
-    p_tiles = -(-positions // TILE_POSITIONS)
-    # The inputs, 8 positions at a time: xs[g, tile, ci, j] is position
-    # tile*8 + j (image-major) of input channel g*C_in/groups + ci, so that
-    # a register tile reads its broadcasts as one stream; zero past the end.
-    xs = np.zeros(groups * p_tiles * c_in_g * TILE_POSITIONS, dtype=x.dtype)
-    for gt in prange(groups * p_tiles):
+    xf, xsf = x.reshape(-1), xs.reshape(-1)
+    while True:
+        gt = simd.claim(claimed)
+        if gt >= groups * p_tiles or simd.cancelled(cancel):
+            break
         g, pt = gt // p_tiles, gt % p_tiles
-        for j in range(min(TILE_POSITIONS, positions - pt * TILE_POSITIONS)):
+        dst = gt * c_in_g * TILE_POSITIONS
+        present = min(TILE_POSITIONS, positions - pt * TILE_POSITIONS)
+        for j in range(present):
             p = pt * TILE_POSITIONS + j
             n, s = p // i_plane, p % i_plane
             src = (n * c_in + g * c_in_g) * i_plane + s
-            dst = gt * c_in_g * TILE_POSITIONS + j
             for ci in range(c_in_g):
-                xs[dst + ci * TILE_POSITIONS] = xf[src + ci * i_plane]
+                xsf[dst + ci * TILE_POSITIONS + j] = xf[src + ci * i_plane]
+        for ci in range(c_in_g):
+            for j in range(present, TILE_POSITIONS):
+                xsf[dst + ci * TILE_POSITIONS + j] = 0
+
+
+@njit(cache=True)
+def pack_weights(w, groups, channel_block):
+    """The weights ``w`` (C_in, C_out/groups, KD, KH, KW) as the columns
+    tiles read them, once for many calls (:class:`numba_deconv.Plan`):
+    ``packed[task, t, ci, l]`` is weight ``t * width + l`` (output channel
+    and tap) of the task's ``channel_block`` output channels of one group,
+    for its input channel ``ci``; zero past the task's weights."""
+    c_in, c_out_g = w.shape[0], w.shape[1]
+    taps = w.shape[2] * w.shape[3] * w.shape[4]
+    c_in_g = c_in // groups
+    wf = w.reshape(-1)
+    width = simd.TILE_VECTORS * simd.lanes(wf)
+    blocks = -(-c_out_g // channel_block)
+    tiles = -(-channel_block * taps // width)
+    packed = np.zeros((groups * blocks, tiles, c_in_g, width), dtype=w.dtype)
+    pf = packed.reshape(-1)
+    for task in range(groups * blocks):
+        g, b = task // blocks, task % blocks
+        m0 = b * channel_block * taps
+        m_count = (min(m0 // taps + channel_block, c_out_g)) * taps - m0
+        for ci in range(c_in_g):
+            row = ((g * c_in_g + ci) * c_out_g) * taps + m0
+            for m in range(m_count):
+                pf[((task * tiles + m // width) * c_in_g + ci) * width + m % width] = wf[row + m]
+    return packed
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def columns_tiled(xs, w, prepacked, bias, out, runs, run_step, channel_block, k_block, pitch,
+                  in_place, claimed, cancel):
+    """Transposed convolution by weight-vectorised register tiles and col2im.
+
+    ``xs`` the inputs as :func:`gather_positions` lays them out, w (C_in,
+    C_out/groups, KD, KH, KW), out (N, C_out, OD, OH, OW), bias (C_out,),
+    all C-contiguous; ``runs`` the fold of one channel (:func:`fold_runs`
+    for columns ``pitch`` apart, outputs ``run_step`` apart). A task kernel (:func:`.launch.parallel`): a task
+    owns ``channel_block`` output channels of one group, all images, and
+    sums over the input channels ``k_block`` at a time. Its tiles read the
+    weights from ``prepacked`` (:func:`pack_weights`) where it is not empty;
+    else from a packed copy of each block; or, ``in_place``, straight from
+    ``w``: all but a ragged last tile, which is packed with zeros past the
+    task's weights so that no read leaves ``w``. In place the tiles may
+    start up to a vector before the task's weights (never before ``w``), so
+    that their loads start on a vector boundary; those columns are scratch,
+    as are those of the lanes past a task's weights in a copy (zeros, or an
+    earlier task's weights).
+    """
+    groups, p_tiles, c_in_g = xs.shape[0], xs.shape[1], xs.shape[2]
+    n_batch, c_out = out.shape[0], out.shape[1]
+    c_out_g, taps = w.shape[1], w.shape[2] * w.shape[3] * w.shape[4]
+    m_g = c_out_g * taps
+    o_plane = out.shape[2] * out.shape[3] * out.shape[4]
+    wf, xsf, of, pf = w.reshape(-1), xs.reshape(-1), out.reshape(-1), prepacked.reshape(-1)
+    lanes = simd.lanes(wf)
+    width = simd.TILE_VECTORS * lanes
     blocks = -(-c_out_g // channel_block)
     # In place, a task's tiles start up to a vector before its weights, at
     # a vector boundary when every row of ``w`` starts equally far past
@@ -172,14 +226,17 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
     w_lead = simd.lanes_before_boundary(wf)
     # Columns of a task: a row of ``pitch`` per position, tile t's m at
     # t * width (the excess before and after the task's weights is scratch).
-    tiles_per_task = -(-(channel_block * taps + (lanes - 1 if aligned_rows else 0)) // width)
-    pitch = tiles_per_task * width
-    o_sizes = (out.shape[2], out.shape[3], out.shape[4])
-    runs = _fold_runs(n_batch, (k_d, k_h, k_w), o_sizes, (i_d, i_h, i_w), stride, dilation,
-                      pad, pitch, c_out * o_plane)
-    for task in prange(groups * blocks):
-        if simd.cancelled(cancel):
-            continue
+    tiles_per_task = pitch // width
+    cols = simd.aligned(np.empty(p_tiles * TILE_POSITIONS * pitch + lanes, dtype=out.dtype),
+                        p_tiles * TILE_POSITIONS * pitch)
+    packed_tiles = 1 if in_place else (0 if pf.size else tiles_per_task)
+    packed = simd.aligned(np.zeros(packed_tiles * k_block * width + lanes, dtype=w.dtype),
+                          packed_tiles * k_block * width)
+    prepacked_tiles = prepacked.shape[1]
+    while True:
+        task = simd.claim(claimed)
+        if task >= groups * blocks or simd.cancelled(cancel):
+            break
         g, b = task // blocks, task % blocks
         co0 = b * channel_block
         co1 = min(co0 + channel_block, c_out_g)
@@ -189,11 +246,6 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
         m0, m1 = co0 * taps - lead, co1 * taps
         n_tiles = -(-(m1 - m0) // width)
         first_packed = (m1 - m0) // width if in_place else 0
-        cols = simd.aligned(np.empty(p_tiles * TILE_POSITIONS * pitch + lanes, dtype=out.dtype),
-                            p_tiles * TILE_POSITIONS * pitch)
-        packed = simd.aligned(
-            np.zeros((n_tiles - first_packed) * k_block * width + lanes, dtype=w.dtype),
-            (n_tiles - first_packed) * k_block * width)
         for k0 in range(0, c_in_g, k_block):
             if simd.cancelled(cancel):  # a task spans every image: look again per block
                 break
@@ -206,21 +258,25 @@ def columns_tiled(x, w, bias, out, groups, stride, dilation, pad, channel_block,
             # many positions each pass over them would go to memory. In
             # place pays only with few positions (each weight read by one
             # or two tiles), where it saves the copy.
-            _pack(packed, wf, row0, m_g, k1 - k0, first_packed, n_tiles, m1 - m0, width,
-                  k_block)
+            if not pf.size:
+                _pack(packed, wf, row0, m_g, k1 - k0, first_packed, n_tiles, m1 - m0, width,
+                      k_block)
             for t in range(n_tiles):
-                # One call site for both sources: the tile is inlined once.
+                # One call site for every source: the tile is inlined once.
                 if t < first_packed:
                     weights, w_at, w_pitch = wf, row0 + t * width, m_g
+                elif pf.size:
+                    weights, w_at, w_pitch = pf, ((task * prepacked_tiles + t) * c_in_g
+                                                  + k0) * width, width
                 else:
                     weights, w_at, w_pitch = packed, (t - first_packed) * k_block * width, width
                 for pt in range(p_tiles):
                     _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0, weights,
-                          w_at, w_pitch, xs,
-                          ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS, k1 - k0)
+                          w_at, w_pitch, xsf, ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS,
+                          k1 - k0)
         if simd.cancelled(cancel):
-            continue
+            break
         for co in range(co0, co1):
             oc = g * c_out_g + co
             _fold(cols, lead + (co - co0) * taps, runs, n_batch, bias[oc], of, oc * o_plane,
-                  c_out * o_plane, o_plane, pitch, stride[2])
+                  c_out * o_plane, o_plane, pitch, run_step)

@@ -40,7 +40,7 @@ from .. import _compiled, _outputs, config
 from ._blas import blas_layout, run_blas
 from . import tiering, transpose
 from .baseline import gather_in_order
-from .columns import TILE_POSITIONS, columns_tiled
+from .columns import TILE_POSITIONS, columns_tiled, fold_runs, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, planes_last
 from .launch import NEVER, parallel, parallel_prange, serial
@@ -93,6 +93,8 @@ class ColumnsLayout(typing.NamedTuple):
     channel_block: int  # output channels per task
     k_block: int  # input channels summed per pass
     in_place: bool  # the tiles read the weights where they are
+    pitch: int  # a task's columns per position
+    runs: np.ndarray  # the fold of one output channel (columns.fold_runs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,13 +261,19 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     rows = -(-batch * positions // TILE_POSITIONS) * TILE_POSITIONS
     fitting = config.WORKSPACE_BYTES // (rows * taps * itemsize)
     channel_block = max(1, min(c_out_g, per_task, fitting))
+    width = tile_width(itemsize)
     if in_place:
         k_block = config.COLUMNS_IN_PLACE_K_BLOCK
     else:
-        width = tile_width(itemsize)
         tiles = -(-channel_block * taps // width)
         k_block = config.COLUMNS_PACK_BYTES // (tiles * width * itemsize)
-    return ColumnsLayout(channel_block, max(1, min(c_in_g, k_block)), in_place)
+    # In place a task's tiles may start up to a vector before its weights.
+    lanes = VECTOR_BYTES // itemsize
+    lead_room = lanes - 1 if in_place and c_out_g * taps % lanes == 0 else 0
+    pitch = -(-(channel_block * taps + lead_room) // width) * width
+    runs = fold_runs(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride, dilation, pad, pitch,
+                     out_shape[1] * math.prod(out_shape[2:]))
+    return ColumnsLayout(channel_block, max(1, min(c_in_g, k_block)), in_place, pitch, runs)
 
 
 def _run_rows_serial(x, w, bias, out, launch, prepared=None):
@@ -324,10 +332,32 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIR
     return True
 
 
+def _prepare_column_tiles(w, launch):
+    return pack_weights(w, launch.groups, launch.layout.channel_block)
+
+
 def _run_column_tiles(x, w, bias, out, launch, prepared=None):
-    parallel_prange(columns_tiled, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
-             launch.pad, *launch.layout, multiply_adds=launch.multiply_adds)
+    columns = launch.layout
+    c_in_g = x.shape[1] // launch.groups
+    positions = x.shape[0] * math.prod(x.shape[2:])
+    xs = np.empty((launch.groups, -(-positions // TILE_POSITIONS), c_in_g, TILE_POSITIONS),
+                  dtype=x.dtype)
+    parallel(gather_positions, x, xs, multiply_adds=xs.size)
+    if prepared is None:
+        prepacked, in_place, k_block = _NO_PACKED[x.dtype], columns.in_place, columns.k_block
+    else:
+        # Weights packed once are read as one stream, in place or not: a
+        # block of all input channels keeps the accumulators in registers.
+        prepacked, in_place = prepared, False
+        k_block = c_in_g if columns.in_place else columns.k_block
+    parallel(columns_tiled, xs, w, prepacked, bias, out, columns.runs, launch.stride[2],
+             columns.channel_block, k_block, columns.pitch, in_place,
+             multiply_adds=launch.multiply_adds)
     return True
+
+
+#: The columns kernel's ``prepacked`` where there are none.
+_NO_PACKED = {np.dtype(t): np.zeros((0, 0, 0, 0), dtype=t) for t in (np.float32, np.float64)}
 
 
 def _run_conv_tiles(x, weights, bias, out, launch, prepared=None, parts=False):
@@ -366,7 +396,7 @@ LAUNCHERS = {"rows_serial": _run_rows_serial, "rows": _run_rows, "planes": _run_
 
 #: The kernels that lay the weights out on every call, and how: a caller
 #: that repeats a call keeps the result (``run``'s ``prepared``).
-PREPARERS = {"phase_tiles": _prepare_phase_tiles}
+PREPARERS = {"phase_tiles": _prepare_phase_tiles, "column_tiles": _prepare_column_tiles}
 
 
 def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) -> None:
@@ -649,8 +679,11 @@ def kernel_signatures(kernel: str, dtype) -> list:
                    (planes_last, (arr5, arr4, arr1, arr5) + (triple,) * 3 + tasks)],
         "phase_tiles": [(direct_tiled, tiled + tasks), (fill_weight_table, table + tasks)]
         if real else [],
-        "column_tiles": [(columns_tiled, direct + (count, count, types.boolean) + cancel)]
-        if real else [],
+        "column_tiles": [(fold_runs, (count,) + (triple,) * 6 + (count, count)),
+                         (gather_positions, (arr5, arr4) + tasks),
+                         (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2) + (count,) * 4
+                          + (types.boolean,) + tasks),
+                         (pack_weights, (arr5, count, count))] if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
         "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3 + (types.boolean,)
                         + tasks),

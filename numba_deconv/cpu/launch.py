@@ -13,9 +13,9 @@ Two kinds of parallel kernel:
   with ``prange``, 10 s without). A task goes to whichever thread is free,
   but each task owns its outputs and sums them in a fixed order, so results
   do not depend on the thread count or the timing.
-- The columns kernel and the weight-gradient kernels run several parallel
-  passes in one call (each pass needs the previous one complete) and keep
-  ``prange``; :func:`parallel_prange` starts them. Numba's ``workqueue``
+- The weight-gradient kernels run several parallel passes in one call
+  (each pass needs the previous one complete) and keep ``prange``;
+  :func:`parallel_prange` starts them. Numba's ``workqueue``
   layer aborts the process when two threads launch such kernels at once,
   so on that layer those launches take one process-wide lock. Which layer
   runs is decided by :func:`prefer_fork_safe_layer` at import.
