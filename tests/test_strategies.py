@@ -375,7 +375,7 @@ def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_pla
     (weights,) = packed
     assert weights.shape[2:] == (x_shape[1] // kwargs.get("groups", 1),
                                  simd.tile_width(np.dtype(dtype).itemsize))
-    (channel_block, k_block, was_in_place, _, _) = layouts[0]
+    channel_block, k_block, was_in_place = layouts[0][:3]
     assert was_in_place == in_place
     if split:
         assert channel_block == 1 and k_block == 1

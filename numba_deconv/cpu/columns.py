@@ -20,8 +20,8 @@ at a time, for the tiles to pass over once per 8 positions; or, with at
 most 32 positions in all (where the copy would cost as much as the tiles),
 the tiles read them in place, from the vector boundary at or before them.
 Then the task folds its columns into those channels of the output (col2im
-by runs worked out once per launch, every output element summing its taps
-in a fixed order). No two tasks write the same output, and the sums do not
+by sources worked out once per launch, every output element summing its
+taps in a fixed order, in a register). No two tasks write the same output, and the sums do not
 depend on the thread count.
 
 A plan (:class:`numba_deconv.Plan`) packs the weights once
@@ -55,17 +55,12 @@ _tile = simd.spell_tile(TILE_POSITIONS, simd.TILE_VECTORS, TILE_POSITIONS, "stri
 _tap_inputs = njit(inline="always")(_phases.tap_inputs)
 
 
-@njit(cache=True)
-def fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch, o_image):
+@njit(inline="always")
+def _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch, o_image):
     """The col2im of one output channel as runs ``(src, dst, count)``:
     ``out[dst + i * s_w] += cols[src + i * pitch]`` for ``i < count``, with
     ``src`` from the channel's first column and ``dst`` from its first
-    output element. The same for every channel and every call of a shape, so
-    worked out once with its launch (the floor divisions and bounds cost
-    more than the adds).
-
-    In order of image, tap, then input row: every output element sums its
-    taps in tap order."""
+    output element; in order of image, tap, then input row."""
     o_d, o_h, o_w = o_sizes
     i_d, i_h, i_w = i_sizes
     k_d, k_h, k_w = taps_of
@@ -96,18 +91,43 @@ def fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch, 
     return runs[:count]
 
 
+@njit(cache=True)
+def fold_sources(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch):
+    """The col2im of one output channel as ``(sources, counts)``: output
+    ``e = n * O + o`` (image n, flat output position o) sums
+    ``cols[sources[e, j]]`` for ``j < counts[e]``, from the channel's first
+    column, in tap order. The same for every channel and every call of a
+    shape, so worked out once with its launch (the floor divisions and
+    bounds cost more than the adds)."""
+    o_plane = o_sizes[0] * o_sizes[1] * o_sizes[2]
+    runs = _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch, o_plane)
+    counts = np.zeros(n_batch * o_plane, dtype=np.int64)
+    for r in range(runs.shape[0]):
+        for i in range(runs[r, 2]):
+            counts[runs[r, 1] + i * stride[2]] += 1
+    sources = np.empty((counts.size, max(counts.max(), 1) if counts.size else 1), dtype=np.int64)
+    counts[:] = 0
+    for r in range(runs.shape[0]):  # image, tap, row: each output's taps in order
+        for i in range(runs[r, 2]):
+            e = runs[r, 1] + i * stride[2]
+            sources[e, counts[e]] = runs[r, 0] + i * pitch
+            counts[e] += 1
+    return sources, counts
+
+
 @njit(inline="always")
-def _fold(cols, at, runs, n_batch, bias, of, o_base, o_image, o_plane, pitch, s_w):
+def _fold(cols, at, sources, counts, n_batch, bias, of, o_base, o_image, o_plane):
     """out[n, oc] (flat at ``o_base + n * o_image``) = bias + the columns of
-    output channel oc (from ``cols[at]``), by the runs of :func:`_fold_runs`."""
+    output channel oc (from ``cols[at]``), by :func:`fold_sources`: each
+    output summed in a register and written once."""
     for n in range(n_batch):
         base = o_base + n * o_image
         for o in range(o_plane):
-            of[base + o] = bias
-    for r in range(runs.shape[0]):
-        src, dst = at + runs[r, 0], o_base + runs[r, 1]
-        for i in range(runs[r, 2]):
-            of[dst + i * s_w] += cols[src + i * pitch]
+            e = n * o_plane + o
+            total = bias
+            for j in range(counts[e]):
+                total += cols[at + sources[e, j]]
+            of[base + o] = total
 
 
 @njit(inline="always")
@@ -190,14 +210,14 @@ def pack_weights(w, groups, channel_block):
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def columns_tiled(xs, w, prepacked, bias, out, runs, run_step, channel_block, k_block, pitch,
+def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, k_block, pitch,
                   in_place, claimed, cancel):
     """Transposed convolution by weight-vectorised register tiles and col2im.
 
     ``xs`` the inputs as :func:`gather_positions` lays them out, w (C_in,
     C_out/groups, KD, KH, KW), out (N, C_out, OD, OH, OW), bias (C_out,),
-    all C-contiguous; ``runs`` the fold of one channel (:func:`fold_runs`
-    for columns ``pitch`` apart, outputs ``run_step`` apart). A task kernel (:func:`.launch.parallel`): a task
+    all C-contiguous; ``sources`` and ``counts`` the fold of one channel
+    (:func:`fold_sources`, for columns ``pitch`` apart). A task kernel (:func:`.launch.parallel`): a task
     owns ``channel_block`` output channels of one group, all images, and
     sums over the input channels ``k_block`` at a time. Its tiles read the
     weights from ``prepacked`` (:func:`pack_weights`) where it is not empty;
@@ -246,6 +266,7 @@ def columns_tiled(xs, w, prepacked, bias, out, runs, run_step, channel_block, k_
         m0, m1 = co0 * taps - lead, co1 * taps
         n_tiles = -(-(m1 - m0) // width)
         first_packed = (m1 - m0) // width if in_place else 0
+        folded = co0
         for k0 in range(0, c_in_g, k_block):
             if simd.cancelled(cancel):  # a task spans every image: look again per block
                 break
@@ -274,9 +295,13 @@ def columns_tiled(xs, w, prepacked, bias, out, runs, run_step, channel_block, k_
                     _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0, weights,
                           w_at, w_pitch, xsf, ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS,
                           k1 - k0)
-        if simd.cancelled(cancel):
-            break
-        for co in range(co0, co1):
-            oc = g * c_out_g + co
-            _fold(cols, lead + (co - co0) * taps, runs, n_batch, bias[oc], of, oc * o_plane,
-                  c_out * o_plane, o_plane, pitch, run_step)
+                if k1 == c_in_g:
+                    # The channels whose columns this tile completed, folded
+                    # while those are still in cache (at the end of the task,
+                    # the weights streamed since would have pushed them out).
+                    done = min(co1, (m0 + (t + 1) * width) // taps)
+                    for co in range(folded, done):
+                        oc = g * c_out_g + co
+                        _fold(cols, lead + (co - co0) * taps, sources, counts, n_batch, bias[oc],
+                              of, oc * o_plane, c_out * o_plane, o_plane)
+                    folded = max(folded, done)

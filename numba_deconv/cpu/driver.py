@@ -40,7 +40,8 @@ from .. import _compiled, _outputs, config
 from ._blas import blas_layout, run_blas
 from . import tiering, transpose
 from .baseline import gather_in_order
-from .columns import TILE_POSITIONS, columns_tiled, fold_runs, gather_positions, pack_weights
+from .columns import (TILE_POSITIONS, columns_tiled, fold_sources, gather_positions,
+                      pack_weights)
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, planes_last
 from .launch import NEVER, parallel, parallel_prange, serial
@@ -94,7 +95,8 @@ class ColumnsLayout(typing.NamedTuple):
     k_block: int  # input channels summed per pass
     in_place: bool  # the tiles read the weights where they are
     pitch: int  # a task's columns per position
-    runs: np.ndarray  # the fold of one output channel (columns.fold_runs)
+    sources: np.ndarray  # the fold of one output channel (columns.fold_sources) ...
+    counts: np.ndarray  # ... and how many columns each output sums
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,9 +273,10 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     lanes = VECTOR_BYTES // itemsize
     lead_room = lanes - 1 if in_place and c_out_g * taps % lanes == 0 else 0
     pitch = -(-(channel_block * taps + lead_room) // width) * width
-    runs = fold_runs(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride, dilation, pad, pitch,
-                     out_shape[1] * math.prod(out_shape[2:]))
-    return ColumnsLayout(channel_block, max(1, min(c_in_g, k_block)), in_place, pitch, runs)
+    sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
+                                   dilation, pad, pitch)
+    return ColumnsLayout(channel_block, max(1, min(c_in_g, k_block)), in_place, pitch, sources,
+                         counts)
 
 
 def _run_rows_serial(x, w, bias, out, launch, prepared=None):
@@ -350,7 +353,7 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None):
         # block of all input channels keeps the accumulators in registers.
         prepacked, in_place = prepared, False
         k_block = c_in_g if columns.in_place else columns.k_block
-    parallel(columns_tiled, xs, w, prepacked, bias, out, columns.runs, launch.stride[2],
+    parallel(columns_tiled, xs, w, prepacked, bias, out, columns.sources, columns.counts,
              columns.channel_block, k_block, columns.pitch, in_place,
              multiply_adds=launch.multiply_adds)
     return True
@@ -679,9 +682,10 @@ def kernel_signatures(kernel: str, dtype) -> list:
                    (planes_last, (arr5, arr4, arr1, arr5) + (triple,) * 3 + tasks)],
         "phase_tiles": [(direct_tiled, tiled + tasks), (fill_weight_table, table + tasks)]
         if real else [],
-        "column_tiles": [(fold_runs, (count,) + (triple,) * 6 + (count, count)),
+        "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                          (gather_positions, (arr5, arr4) + tasks),
-                         (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2) + (count,) * 4
+                         (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)
+                          + (count,) * 3
                           + (types.boolean,) + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
