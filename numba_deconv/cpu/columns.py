@@ -266,7 +266,6 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, k
         m0, m1 = co0 * taps - lead, co1 * taps
         n_tiles = -(-(m1 - m0) // width)
         first_packed = (m1 - m0) // width if in_place else 0
-        folded = co0
         for k0 in range(0, c_in_g, k_block):
             if simd.cancelled(cancel):  # a task spans every image: look again per block
                 break
@@ -295,13 +294,9 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, k
                     _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0, weights,
                           w_at, w_pitch, xsf, ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS,
                           k1 - k0)
-                if k1 == c_in_g:
-                    # The channels whose columns this tile completed, folded
-                    # while those are still in cache (at the end of the task,
-                    # the weights streamed since would have pushed them out).
-                    done = min(co1, (m0 + (t + 1) * width) // taps)
-                    for co in range(folded, done):
-                        oc = g * c_out_g + co
-                        _fold(cols, lead + (co - co0) * taps, sources, counts, n_batch, bias[oc],
-                              of, oc * o_plane, c_out * o_plane, o_plane)
-                    folded = max(folded, done)
+        if simd.cancelled(cancel):
+            break
+        for co in range(co0, co1):
+            oc = g * c_out_g + co
+            _fold(cols, lead + (co - co0) * taps, sources, counts, n_batch, bias[oc], of,
+                  oc * o_plane, c_out * o_plane, o_plane)
