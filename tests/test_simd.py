@@ -113,6 +113,19 @@ def test_aligned_views_start_on_a_vector_boundary(dtype):
         assert _alignment(room, lanes) == (offset, 0, -offset % lanes, lanes)
 
 
+@pytest.mark.parametrize("lanes, itemsize", [(8, 4), (16, 4), (4, 8), (8, 8), (2, 8)])
+def test_window_rows_are_an_odd_number_of_cache_lines_apart(lanes, itemsize):
+    """Whole vectors, never less than the row, at most a vector and a line
+    more; never a multiple of two cache lines (4 KiB rows would all share
+    one L1 set): 1024 float32 -> 1040, 512 float64 -> 520."""
+    pitch = njit(lambda length: simd.window_pitch(length, lanes, itemsize))
+    for length in range(1, 3000):
+        p = pitch(length)
+        assert p % lanes == 0 and length <= p < length + lanes + 64 // itemsize
+        assert p * itemsize % 128 != 0
+    assert pitch(4096 // itemsize) == (4096 + 64) // itemsize
+
+
 def test_typing_errors_name_the_operation():
     @njit
     def load_ints(a):

@@ -211,7 +211,7 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
         if p1 <= p0 or co1 <= co0:
             continue
         # Room for the last vector of positions to read past the window.
-        win_len = -(-(p1 - p0 + halo) // lanes) * lanes
+        win_len = simd.window_pitch(p1 - p0 + halo, lanes, x.itemsize)
         size = c_in_g * n_planes * win_len
         xw = simd.aligned(np.zeros(size + 2 * lanes, dtype=x.dtype), size + lanes)
         _fill_window(xw, x, n, g * c_in_g, c_in_g, planes, p0, win_len, pitch, pad, stride,

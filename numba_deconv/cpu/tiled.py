@@ -538,7 +538,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                                                       chunks_per_image, groups, c_out_g)
         if p1 <= p0 or co1 <= co0:
             continue
-        win_len = -(-(p1 - p0 + halo) // lanes) * lanes
+        win_len = simd.window_pitch(p1 - p0 + halo, lanes, x.itemsize)
         # The window's input rows, as runs of positions (from the image's
         # first, to the window's): rows that go on where the last one
         # ended in both (whole rows, no padding, as for a 1x1 kernel) are
@@ -562,7 +562,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                               (i_dd * i_h + i_hh) * i_w + lo - row * u_w - shift_max[2],
                               lo - p0, hi - lo, 1)
         # The window: xp[p0 : p0 + win_len] of each input channel (rows
-        # whose pitch is a multiple of the lanes load aligned vectors), and
+        # whose pitch is a multiple of the lanes load aligned vectors; an
+        # odd number of cache lines keeps them in different L1 sets), and
         # a vector of zeros for the last vector of positions to read past
         # the end. (Reading x where it lies instead, where the window is
         # one run, was slower: 484 channels a plane apart thrash the cache.)
