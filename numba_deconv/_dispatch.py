@@ -124,8 +124,12 @@ def _blas_beats_tiles(geometry, in_g: int, out_g: int, dtype) -> bool:
     """Whether BLAS's products beat the register tiles on a real call with
     many input channels (``config``'s ``GEMM_MIN_IN_*`` rules): many input
     channels per output channel, fewer with many taps per output phase,
-    or, on CPUs with 16 vector registers, hundreds of input channels."""
+    or, on CPUs with 16 vector registers, hundreds of input channels; not
+    for few output channels with at most one tap per output phase."""
     per_out = in_g / out_g
+    if (out_g < config.GEMM_MIN_CHANNELS
+            and math.prod(geometry.kernel) <= math.prod(geometry.stride)):
+        return False  # one tap per output phase: see config.GEMM_MIN_IN_PER_OUT_CHANNEL
     return (per_out >= (config.GEMM_MIN_IN_PER_OUT_CHANNEL_F64 if dtype == np.float64
                         else config.GEMM_MIN_IN_PER_OUT_CHANNEL)
             or (per_out >= config.GEMM_MIN_IN_PER_OUT_CHANNEL_MANY_TAPS

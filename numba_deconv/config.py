@@ -51,6 +51,14 @@ TWIN_MIN_TAPS_PER_PHASE = 6
 #: (1.3-4.5x slower than BLAS for C_out/groups <= 2, 64-256 input channels).
 #: Float64 tiles hold half the lanes: BLAS wins from 16 input channels per
 #: output channel, float32 tiles still win some shapes at 32.
+#: None of the rules here and below holds for fewer than GEMM_MIN_CHANNELS
+#: output channels per group when each output phase has at most one tap
+#: (prod(kernel) <= prod(stride)).
+#: Why: then the tiles read each input once per block of output channels,
+#: and BLAS adds its columns and their fold for nothing (964 -> 3 float64,
+#: kernel 2, stride 4: 0.52 against 0.66 ms; 11 of 13 such shapes took
+#: 0.58-0.88x the BLAS time in the tiles, two 256 -> 2 and 6 float64 on
+#: 2-D took 1.11-1.16x).
 GEMM_MIN_IN_PER_OUT_CHANNEL = 64
 GEMM_MIN_IN_PER_OUT_CHANNEL_F64 = 16
 

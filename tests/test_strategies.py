@@ -464,6 +464,25 @@ def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
     assert kernel in _dispatch.STRATEGIES[strategy] and fallback in _dispatch.STRATEGIES[strategy]
 
 
+@pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, dtype, expected", [
+    (964, 3, (94,), 2, 4, np.float64, "phase_tiles"),  # one tap per phase, 3 channels
+    (256, 2, (24, 24), 2, 2, np.float32, "phase_tiles"),  # ... 2 channels
+    (256, 2, (24, 24), 3, 2, np.float32, "blas"),  # 2.25 taps per phase
+    (128, 8, (16, 16), 1, 2, np.float64, "phase_tiles"),  # kernel < stride
+    (128, 8, (16, 16), 4, 2, np.float64, "blas"),  # 4 taps per phase
+])
+def test_one_tap_per_phase_keeps_few_output_channels_off_blas(c_in, c_out, spatial, kernel,
+                                                              stride, dtype, expected):
+    """Few output channels with many input channels each take BLAS, unless
+    every output phase has at most one tap."""
+    from numba_deconv._plan import plan_call
+    geometry = plan_call((2, c_in) + spatial, np.dtype(dtype), (c_in, c_out) + (kernel,)
+                         * len(spatial), np.dtype(dtype), None, None, stride=stride, padding=0,
+                         output_padding=0, dilation=1, groups=1, output_size=None,
+                         padding_mode="zeros", data_format="channels_first").geometry
+    assert _dispatch.choose_kernel(geometry, 2, dtype)[1] == expected
+
+
 @pytest.mark.parametrize("x_shape, w_shape, groups, tiles", [
     ((16, 1, 64, 64), (1, 1, 5, 5), 1, True),  # one channel, 6.25 taps per phase
     ((16, 1, 32, 32), (1, 1, 5, 5), 1, False),  # ... on too small an image
