@@ -79,7 +79,7 @@ class Plan:
             self._adjoint_weights = {}
         self._adjoint_weight = adjoint_weight
         self.output_shape = plan_.out_shape
-        self._serial = None  # conv_transpose's tiny-call runner, once compiled
+        self._tiny = None  # conv_transpose's tiny-call kernel and arguments, once compiled
 
     def __call__(self, x: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """The forward function of ``x`` (of ``input_shape``), with the bias.
@@ -101,18 +101,23 @@ class Plan:
                                   self._bias, out)
         # A tiny call straight to its compiled kernel (see
         # api.apply_conv_transpose), for a kernel-ready x of the planned
-        # shape: each check inline, each argument made once.
-        if (self._serial is not None and out is None and type(x) is np.ndarray
-                and x.shape == self.input_shape and x.dtype == self.dtype
+        # shape: each check inline, each argument made once, no frame
+        # between this one and the kernel's.
+        if (self._tiny is not None and out is None and type(x) is np.ndarray
+                and x.shape == self.input_shape and x.dtype is self.dtype
                 and x.flags.num & _READY == _READY):
-            return self._serial(x, *self._serial_arrays)
+            kernel, w, bias, geometry = self._tiny
+            result = np.empty(self.output_shape, self.dtype)
+            kernel(x, w, bias, result, geometry)
+            return result
         x = self._checked("x", x, self.input_shape)
         result = api.apply_conv_transpose(self._call, x, self._weight, self._bias, out,
                                           self._forward_weights)
-        if self._serial is None and self._call.serial:
-            self._serial = self._call.serial
-            self._serial_arrays = (self._weight.reshape(self._serial.w_shape),
-                                   self._call.no_bias if self._bias is None else self._bias)
+        runner = self._call.serial
+        if self._tiny is None and runner and not runner.recycled:
+            self._tiny = (runner.kernel, self._weight.reshape(runner.w_shape),
+                          self._call.no_bias if self._bias is None else self._bias,
+                          runner.geometry)
         return result
 
     def adjoint(self, y: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:

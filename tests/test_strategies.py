@@ -558,24 +558,28 @@ def test_heuristic_real_data_takes_register_tiles_with_one_tap_per_phase():
 def test_declared_signatures_are_the_ones_launched(strategy, kernel, dtype, monkeypatch):
     """``kernel_signatures`` (what precompile compiles) are exactly the types
     the launchers pass: after real calls of every rank 1-3, plain and
-    through a plan, no dispatcher holds another signature for that dtype
-    (a mismatch would compile twice), nor, for helpers that take no array
-    of it, any other at all."""
+    through a plan, batched and not, no dispatcher holds another signature
+    for that dtype (a mismatch would compile twice), nor, for helpers that
+    take no array of it, any other at all."""
     declared = driver.kernel_signatures(kernel, dtype)
     force(monkeypatch, strategy, kernel)
     for x_shape, w_shape in (((2, 4, 6), (4, 3, 3)), ((1, 4, 5, 6), (4, 3, 2, 3)),
                              ((1, 4, 3, 4, 5), (4, 2, 2, 2, 2))):
         x, w = np.ones(x_shape, dtype), np.ones(w_shape, dtype)
-        conv_transpose(x, w, stride=2)
-        plan(w, x_shape, stride=2)(x)
+        for _ in range(2):  # the second call of a tiny shape runs its kernel directly
+            conv_transpose(x, w, stride=2)
+            conv_transpose(x[0], w, stride=2)
+            plan(w, x_shape, stride=2)(x)
     scalar = numba.from_dtype(np.dtype(dtype))
-    for dispatcher, signature in declared:
-        if any(getattr(arg, "dtype", None) == scalar for arg in signature):
-            mine = [sig for sig in dispatcher.signatures
-                    if any(getattr(arg, "dtype", None) == scalar for arg in sig)]
-            assert mine == [signature], dispatcher
+    for dispatcher in {d for d, _ in declared}:
+        mine = {sig for sig in declared if sig[0] is dispatcher}
+        mine = {signature for _, signature in mine}
+        if any(getattr(arg, "dtype", None) == scalar for sig in mine for arg in sig):
+            launched = {sig for sig in dispatcher.signatures
+                        if any(getattr(arg, "dtype", None) == scalar for arg in sig)}
         else:
-            assert dispatcher.signatures == [signature], dispatcher
+            launched = set(dispatcher.signatures)
+        assert launched == mine, dispatcher
 
 
 def _geometry(x_shape, w_shape, dtype):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import threading
 import typing
 
 import numpy as np
@@ -43,8 +42,8 @@ from .baseline import gather_in_order
 from .columns import (TILE_POSITIONS, columns_tiled, fold_sources, gather_positions,
                       pack_weights)
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
-from .kernels import col2im, direct_planes, direct_rows, planes_last
-from .launch import NEVER, parallel, parallel_prange, serial
+from .kernels import col2im, direct_planes, direct_rows, planes_last, row_geometry, rows_tiny
+from .launch import parallel, parallel_prange, serial
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import (CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, TILE_ROWS, direct_tiled,
                     fill_weight_table, phase_span, phase_tables)
@@ -513,47 +512,52 @@ def serial_runner(route, dtype, out_shape):
     """``run(x, w, bias) -> result``: what :func:`run` computes along
     ``route`` into a new array of ``out_shape``, with the Python layers cut
     away, for tiny calls; None unless ``route`` is the serial row kernel
-    and that kernel is compiled in this process.
+    and :func:`.kernels.rows_tiny` is compiled in this process for
+    ``dtype`` and ``x`` of ``len(out_shape)`` dims.
 
     ``x``, ``w`` and ``bias`` must be C-contiguous, aligned, writable
-    arrays of ``dtype`` with the route's numbers of elements (the callers
-    check them): others would make Numba compile the kernel anew, in the
-    call. ``w`` may come in the kernel's own shape (``run.w_shape``), which
-    a caller that keeps it spares a reshape per call.
+    arrays of ``dtype``, ``x`` of the route's number of elements in
+    ``len(out_shape)`` dims (the callers check them): others would make
+    Numba compile the kernel anew, in the call. ``w`` may come in the
+    kernel's own shape (``run.w_shape``), which a caller that keeps it
+    spares a reshape per call. ``run.kernel`` and ``run.geometry`` are the
+    compiled kernel and its last argument, for a caller that allocates
+    the output itself (``kernel(x, w, bias, result, geometry)``).
     """
     if route.inner is not None or route.kernel != "rows_serial" or (
             route.variant + (route.kernel,) not in _compiled.recorded()):
         return None
-    ((kernel, signature),) = kernel_signatures(route.kernel, dtype)
-    if signature not in kernel.overloads:
+    signature = _tiny_signature(dtype, len(out_shape))
+    if signature not in rows_tiny.overloads:
         return None
     launch = route.launch
-    x_shape, w_shape, launch_out_shape = launch.x_shape, launch.w_shape, launch.out_shape
-    fixed = (launch.groups, launch.stride, launch.dilation, launch.pad, 1)
+    w_shape = launch.w_shape
+    geometry = row_geometry(launch.x_shape, w_shape, launch.out_shape, launch.groups,
+                            launch.stride, launch.dilation, launch.pad)
     out_bytes = math.prod(out_shape) * dtype.itemsize
     recycled = out_bytes >= config.OUTPUT_CACHE_MIN_BYTES
     # The compiled function itself: the callers have checked every type, so
-    # Numba's dispatch, which types all 11 arguments anew (0.7 of the TF
-    # example's 5 us in the kernel), is skipped.
-    compiled = kernel.overloads[signature].entry_point
-    # A task counter per thread, cleared per call: calls from several
-    # threads share nothing (a fresh one per call cost 0.5 us).
-    counters = threading.local()
+    # Numba's dispatch, which types the arguments anew, is skipped.
+    compiled = rows_tiny.overloads[signature].entry_point
 
     def run_serial(x, w, bias):
-        try:
-            claimed = counters.claimed
-        except AttributeError:
-            claimed = counters.claimed = np.zeros(1, np.int64)
-        claimed[0] = 0
         # Below the recycled sizes np.empty is the cheapest output there is.
         result = (_outputs.new_output(out_shape, dtype, out_bytes) if recycled
                   else np.empty(out_shape, dtype))
-        compiled(x.reshape(x_shape), w if w.shape == w_shape else w.reshape(w_shape), bias,
-                 result.reshape(launch_out_shape), *fixed, claimed, NEVER)
+        compiled(x, w if w.shape == w_shape else w.reshape(w_shape), bias, result, geometry)
         return result
-    run_serial.w_shape = w_shape
+    run_serial.w_shape, run_serial.kernel, run_serial.geometry = w_shape, compiled, geometry
+    run_serial.recycled = recycled
     return run_serial
+
+
+def _tiny_signature(dtype, ndim):
+    """:func:`.kernels.rows_tiny`'s signature for ``x`` and ``out`` of
+    ``ndim`` dims."""
+    scalar = from_dtype(np.dtype(dtype))
+    array = types.Array(scalar, ndim, "C")
+    return (array, types.Array(scalar, 5, "C"), types.Array(scalar, 1, "C"), array,
+            types.Array(types.int64, 1, "C"))
 
 
 def conv_weights(route, w: np.ndarray):
@@ -676,7 +680,9 @@ def kernel_signatures(kernel: str, dtype) -> list:
     table = (arr5, arr4, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     return {
-        "rows_serial": [(direct_rows, direct + (count,) + tasks)],
+        "rows_serial": [(direct_rows, direct + (count,) + tasks)] + (
+            [(rows_tiny, _tiny_signature(dtype, ndim)) for ndim in range(2, 6)] if real
+            else []),
         "rows": [(direct_rows, direct + (count,) + tasks)],
         "planes": [(direct_planes, direct + (count, count) + tasks),
                    (planes_last, (arr5, arr4, arr1, arr5) + (triple,) * 3 + tasks)],
