@@ -173,6 +173,19 @@ def tf():
     return pytest.importorskip("tensorflow")
 
 
+def _tf_result(tf, compute):
+    """``compute()``, TensorFlow's result, or a skip where TensorFlow's CPU
+    kernels refuse the configuration (conv2d_backprop_input with dilation
+    > 1 or groups, in TensorFlow 2.21): there is nothing to compare with
+    (the NumPy reference tests cover those configurations)."""
+    try:
+        return compute()
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+        if "CPU" not in error.message:
+            raise
+        pytest.skip(f"TensorFlow's CPU kernels refuse it: {error.message.split('[Op')[0]}")
+
+
 def _tf_sizes(n, k_eff, s, padding):
     """All output sizes TensorFlow accepts for input size n."""
     if padding == "SAME":
@@ -224,8 +237,8 @@ def test_against_tensorflow(tf, rank, spatial, kernel, cin, cout, strides, dilat
     shapes.add(tuple(c[0] for c in size_choices))
     for out in sorted(shapes):
         output_shape = [2, *out, cout]
-        expected = tf_func(x, f, output_shape, list(strides), tf_padding,
-                           dilations=list(dilations)).numpy()
+        expected = _tf_result(tf, lambda: tf_func(x, f, output_shape, list(strides),
+                                                   tf_padding, dilations=list(dilations)).numpy())
         y = ours(x, f, output_shape, list(strides), tf_padding, dilations=list(dilations))
         assert y.shape == expected.shape
         np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
@@ -257,29 +270,29 @@ def test_accepts_exactly_what_tensorflow_accepts(tf, padding):
         assert ok == tf_ok, (padding, h)
 
 
-def test_backprop_input_against_tensorflow_gradient(tf):
+@pytest.mark.parametrize("padding, strides, dilations", [("SAME", 2, 1), ("VALID", [2, 3], 1),
+                                                      ("SAME", 1, 2)])
+def test_backprop_input_against_tensorflow_gradient(tf, padding, strides, dilations):
     """conv2d_backprop_input is the gradient of conv2d with respect to its input."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
     f = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
-    for padding, strides, dilations in [("SAME", 2, 1), ("VALID", [2, 3], 1),
-                                        ("SAME", 1, 2)]:
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            out = tf.nn.conv2d(xt, f, strides, padding, dilations=dilations)
-            dy = rng.standard_normal(out.shape).astype(np.float32)
-            loss = tf.reduce_sum(out * dy)
-        expected = tape.gradient(loss, xt).numpy()
-        y = conv2d_backprop_input(list(x.shape), f, dy, strides, padding,
-                                  dilations=dilations)
-        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        out = tf.nn.conv2d(xt, f, strides, padding, dilations=dilations)
+        dy = rng.standard_normal(out.shape).astype(np.float32)
+        loss = tf.reduce_sum(out * dy)
+    expected = _tf_result(tf, lambda: tape.gradient(loss, xt).numpy())
+    y = conv2d_backprop_input(list(x.shape), f, dy, strides, padding, dilations=dilations)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_groups_against_tensorflow(tf):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((1, 3, 4, 4)).astype(np.float32)
     f = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)  # 6 out = 2 groups of 3
-    expected = tf.nn.conv2d_transpose(x, f, [1, 6, 8, 6], 2, "SAME").numpy()
+    expected = _tf_result(tf, lambda: tf.nn.conv2d_transpose(x, f, [1, 6, 8, 6], 2,
+                                                             "SAME").numpy())
     y = conv2d_transpose(x, f, [1, 6, 8, 6], 2, "SAME")
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)

@@ -21,8 +21,8 @@ most 32 positions in all (where the copy would cost as much as the tiles),
 the tiles read them in place, from the vector boundary at or before them.
 Then the task folds its columns into those channels of the output (col2im
 by sources worked out once per launch, every output element summing its
-taps in a fixed order, in a register). No two tasks write the same output, and the sums do not
-depend on the thread count.
+taps in a fixed order, in a register). No two tasks write the same output,
+and the sums do not depend on the thread count.
 
 A plan (:class:`numba_deconv.Plan`) packs the weights once
 (:func:`pack_weights`) and its calls read them as one stream per tile,
@@ -217,8 +217,9 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, k
     ``xs`` the inputs as :func:`gather_positions` lays them out, w (C_in,
     C_out/groups, KD, KH, KW), out (N, C_out, OD, OH, OW), bias (C_out,),
     all C-contiguous; ``sources`` and ``counts`` the fold of one channel
-    (:func:`fold_sources`, for columns ``pitch`` apart). A task kernel (:func:`.launch.parallel`): a task
-    owns ``channel_block`` output channels of one group, all images, and
+    (:func:`fold_sources`, for columns ``pitch`` apart). A task kernel
+    (:func:`.launch.parallel`): a task owns ``channel_block`` output
+    channels of one group, all images, and
     sums over the input channels ``k_block`` at a time. Its tiles read the
     weights from ``prepacked`` (:func:`pack_weights`) where it is not empty;
     else from a packed copy of each block; or, ``in_place``, straight from
