@@ -367,6 +367,11 @@ class Explanation:
                 func = f"numba_deconv.compat.tensorflow.conv{rank}d_transpose"
                 head.append(f"  (tf.nn.conv{rank}d_transpose has no explicit padding; "
                             f"the compat function accepts it)")
+        refused = [name for name, used in (("groups", g.groups > 1),
+                                           ("dilation > 1", max(g.dilation) > 1)) if used]
+        if refused:
+            head.append(f"  (TensorFlow runs {' and '.join(refused)} on GPUs only: its CPU "
+                        f"kernels refuse them)")
         head.append(f"  {func}({x_expr}, filters, output_shape={shape}, "
                     f"strides={_compact(g.stride)}, padding={padding}{dil})")
         return head

@@ -219,7 +219,12 @@ def test_str_tensorflow_call_runs(x_shape, w_shape, kwargs):
     scope = {"tf": tf, "x": x, "weight": w, "numba_deconv": numba_deconv}
     exec(tf_lines[0], scope)  # filters = weight.transpose(...)
     call = next(line for line in tf_lines[1:] if not line.startswith("("))
-    got = np.asarray(eval(call, scope))
+    try:
+        got = np.asarray(eval(call, scope))
+    except tf.errors.InvalidArgumentError as error:  # grouped: TF runs it on GPUs only
+        if "not supported on CPU" not in error.message:
+            raise
+        pytest.skip(f"TensorFlow's CPU kernels refuse it: {error.message.split('[Op')[0]}")
     got = np.moveaxis(got, -1, 1)  # channels last -> first
     expected = conv_transpose(x, w, **kwargs)
     np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
