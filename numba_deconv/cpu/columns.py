@@ -197,15 +197,13 @@ def pack_weights(w, groups, channel_block):
     blocks = -(-c_out_g // channel_block)
     tiles = -(-channel_block * taps // width)
     packed = np.zeros((groups * blocks, tiles, c_in_g, width), dtype=w.dtype)
-    pf = packed.reshape(-1)
     for task in range(groups * blocks):
         g, b = task // blocks, task % blocks
         m0 = b * channel_block * taps
-        m_count = (min(m0 // taps + channel_block, c_out_g)) * taps - m0
-        for ci in range(c_in_g):
-            row = ((g * c_in_g + ci) * c_out_g) * taps + m0
-            for m in range(m_count):
-                pf[((task * tiles + m // width) * c_in_g + ci) * width + m % width] = wf[row + m]
+        m_count = min(channel_block, c_out_g - b * channel_block) * taps
+        # All input channels as one block of the per-call copy's layout.
+        _pack(packed[task].reshape(-1), wf, g * c_in_g * c_out_g * taps + m0, c_out_g * taps,
+              c_in_g, 0, -(-m_count // width), m_count, width, c_in_g)
     return packed
 
 
