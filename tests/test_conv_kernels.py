@@ -384,6 +384,7 @@ DEPTHWISE_LAST = [
     ((1, 5, 30), (3,), dict(stride=3, padding=2, dilation=2, output_padding=1)),
     ((1, 3, 4, 5, 6), (3, 2, 3), dict(stride=(1, 2, 2), padding=(1, 0, 1))),
     ((2, 7, 6, 5), (5, 7), dict(stride=(2, 3), padding=(0, 4))),  # pairs and lone taps
+    ((1, 21, 6, 7), (3, 3), dict(stride=2, padding=1)),     # whole vectors, then the rest
 ]
 
 
