@@ -354,11 +354,14 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
                 for c0 in range(0, c_full, lanes):
                     simd.transpose_tile_add(acc, c0 * acc_pitch + a0, acc_pitch, of, o0 + c0,
                                             step, bias, oc0 + c0)
+        # What the tiles left: the channels past the last whole vector, and
+        # the outputs past the last tile (a loop over the tiled outputs
+        # that did nothing cost 0.2 ms of signal_1d's 4.9).
         j_tiled = row_len[i] // (lanes * s_w) * lanes
         for r in range(phases):
             a0 = row_acc[i] + r * block
             o0 = (image + row_out[i] + r) * c_out + oc0
-            for j in range((row_len[i] - r + s_w - 1) // s_w):
+            for j in range(j_tiled if c_full == count else 0, (row_len[i] - r + s_w - 1) // s_w):
                 for c in range(c_full if j < j_tiled else 0, count):
                     of[o0 + j * step + c] = acc[c * acc_pitch + a0 + j] + bias[oc0 + c]
 
