@@ -29,7 +29,6 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-import numba
 import numpy as np
 
 from . import _compiled, config
@@ -37,6 +36,7 @@ from ._params import Geometry
 from ._phases import polyphase
 from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call, plan_conv
 from .cpu import driver, simd
+from .cpu.launch import thread_count
 from ._typing import DTypeLike
 
 STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
@@ -184,7 +184,7 @@ class _Routed:
         any_count = self.routes.get(None)
         if any_count is not None:
             return any_count
-        threads = numba.get_num_threads()
+        threads = thread_count()
         route = self.routes.get(threads)
         if route is None:
             route = self.routes[threads] = self._plan_route(threads)

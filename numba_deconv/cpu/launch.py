@@ -50,6 +50,7 @@ _layer_is_workqueue = None
 _pool = None
 _pool_lock = threading.Lock()
 _team = None
+_read_thread_count = None
 
 #: The flag of a call that cannot be cancelled (nothing ever sets it).
 NEVER = np.zeros(1, np.uint8)
@@ -91,6 +92,22 @@ def serialised():
     """A context for code that launches ``prange`` kernels directly: the
     process-wide launch lock on ``workqueue``, else nothing."""
     return _LOCK if _serialised() else contextlib.nullcontext()
+
+
+def thread_count() -> int:
+    """``numba.get_num_threads()`` (the calling thread's setting): read
+    straight from the threading layer once it is loaded, without the two
+    locks that Numba's function takes on every call (about 1 us, twice per
+    call of a 60 us kernel)."""
+    global _read_thread_count
+    if _read_thread_count is None:
+        threads = numba.get_num_threads()  # loads the layer
+        from numba.np.ufunc import parallel
+        # The layer's own reader; Numba's function if that moved.
+        _read_thread_count = getattr(parallel, "_get_num_threads", None)
+        if _read_thread_count is None or _read_thread_count() != threads:
+            _read_thread_count = numba.get_num_threads
+    return _read_thread_count()
 
 
 def worker_pool() -> ThreadPoolExecutor:
@@ -260,7 +277,7 @@ def parallel(kernel, *args, multiply_adds: int | None = None) -> None:
     the call has at least ``config.INTERRUPTIBLE_MIN_MULTIPLY_ADDS``
     multiply-adds and it is the main thread (the only one Python delivers
     signals to): then it waits and watches for Ctrl-C."""
-    threads = numba.get_num_threads()
+    threads = thread_count()
     if multiply_adds is not None and multiply_adds < config.PARALLEL_MIN_MULTIPLY_ADDS:
         threads = 1
     interruptible = _interruptible(multiply_adds or 0)
