@@ -291,15 +291,20 @@ def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, ran, rng):
     assert ran == [("phase_tiles", False), (rows, True)]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunk", [16, 2], ids=["channels-whole", "channels-in-2s"])
 @pytest.mark.parametrize("parallel_min", [0, 1 << 40], ids=["every-thread", "one-thread"])
-def test_weight_table_is_the_weights_in_tile_order(parallel_min, monkeypatch, rng):
+def test_weight_table_is_the_weights_in_tile_order(parallel_min, chunk, dtype, monkeypatch, rng):
     """table[g, ph, b, (ci * T + t) * 8 + m] is w[g*C_in/g + ci, b*8 + m,
     tap t of phase ph] (zero past C_out/groups), and the count of weights
     that are not finite is exact, whether one thread or every thread fills
-    it (tasks of 16 pairs: 3 groups x 5 input channels x 2 blocks)."""
+    it, in tasks of a block and all 5 input channels of a group or 2 at a
+    time; a full block (turned in vector transposes: 12 taps, whole vectors
+    and some left) and a block of 3 channels (weight by weight)."""
     monkeypatch.setattr(config, "WEIGHT_TABLE_PARALLEL_MIN", parallel_min)
+    monkeypatch.setattr(config, "WEIGHT_TABLE_CHUNK", chunk)
     groups, c_in_g, c_out_g, kernel = 3, 5, 11, (1, 3, 4)
-    w = random_array(rng, (groups * c_in_g, c_out_g) + kernel, np.float32)
+    w = random_array(rng, (groups * c_in_g, c_out_g) + kernel, dtype)
     w[0, 0, 0, 0, 0], w[7, 10, 0, 2, 3], w[14, 3, 0, 1, 1] = np.inf, np.nan, -np.inf
     layout = driver._tiled_layout((1, groups * c_in_g, 1, 6, 7), w.shape,
                                   (1, groups * c_out_g, 1, 13, 16), (1, 2, 2), (1, 1, 1),
@@ -307,7 +312,7 @@ def test_weight_table_is_the_weights_in_tile_order(parallel_min, monkeypatch, rn
     table, non_finite = driver.weight_table(w, groups, layout.tap_index, layout.tap_counts)
     assert non_finite == 3
     blocks = -(-c_out_g // tiled.TILE_ROWS)
-    padded = np.zeros((groups * c_in_g, blocks * tiled.TILE_ROWS) + kernel, np.float32)
+    padded = np.zeros((groups * c_in_g, blocks * tiled.TILE_ROWS) + kernel, dtype)
     padded[:, :c_out_g] = w
     for g in range(groups):
         for ph, n_taps in enumerate(layout.tap_counts):

@@ -115,24 +115,35 @@ def task_bounds(task, span, chunk, blocks, block_parts, chunks_per_image, groups
             min(b1 * TILE_ROWS, c_out_g))
 
 
+#: Bytes of weights that :func:`fill_weight_table` turns in L1 at a time.
+TURN_BYTES = 16 << 10
+
+
 @njit(nogil=True, cache=True)
 def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claimed, cancel):
     """``table`` (``(groups, n_phases, blocks, K * TILE_ROWS)``) = the
     weights of ``w`` (C_in, C_out_g, kd, kh, kw) in register-tile order, and
     ``non_finite[0]`` += how many of them are not finite: a task kernel
-    (:func:`.launch.parallel`) over ``chunk`` (input channel, block) pairs
-    at a time.
+    (:func:`.launch.parallel`) whose tasks are a block of output channels
+    and up to ``chunk`` input channels of one group.
 
     ``table[g, ph, b, k * TILE_ROWS + m]`` is the weight of output channel
     ``b * TILE_ROWS + m`` for pair ``k = channel * T + tap`` of phase ``ph``
     (its ``T`` taps are ``tap_index[ph, :T]``, ``T = tap_counts[ph]``), so a
     tile reads its weights in one contiguous stream.
 
-    A pair's weights (``TILE_ROWS`` runs of all taps in ``w``) stay in L1
-    while it writes a run of ``TILE_ROWS`` per (phase, tap). The table is
-    not cleared first (a fresh clear of a large table costs as much as the
-    fill): pairs past a phase's taps are never read, only the channels past
-    ``C_out/groups`` are read and so set to zero.
+    A task's weights (per input channel, ``TILE_ROWS`` runs of all taps in
+    ``w``) are turned tap by tap, in vector-square transposes, into
+    ``turned`` (``TURN_BYTES``, in L1); then each phase's stretch of the
+    table is written in order, a vector per (channel, tap). Copied weight
+    by weight, (channel, block) by (channel, block), the table's writes
+    went to a phase's stretch and on to the next, and took a quarter of
+    a 0.38 ms call of 31 -> 399 channels (``benchmarks/TUNING.md``). A
+    last block of fewer rows, or vectors wider than a block (AVX-512's
+    float32), go weight by weight, zeros past the block's rows. The table
+    is not cleared first (a fresh clear of a large table costs as much as
+    the fill): pairs past a phase's taps are never read, only the channels
+    past ``C_out/groups`` are read and so set to zero.
     """
     c_out_g = w.shape[1]
     k_h, k_w = w.shape[3], w.shape[4]
@@ -140,42 +151,71 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
     groups, n_phases, blocks, row = table.shape
     c_in_g = w.shape[0] // groups
     wf, tf = w.reshape(-1), table.reshape(-1)
-    tasks = groups * c_in_g * blocks
+    lanes = simd.lanes(wf)
+    vectors = lanes <= TILE_ROWS
+    whole_taps = taps // lanes * lanes
     flat_tap = np.empty(tap_index.shape[:2], dtype=np.int64)  # each tap's index in w, once
     for ph in range(n_phases):
         for t in range(tap_counts[ph]):
             flat_tap[ph, t] = ((tap_index[ph, t, 0] * k_h + tap_index[ph, t, 1]) * k_w
                                + tap_index[ph, t, 2])
+    per_channel = taps * TILE_ROWS
+    ci_block = max(1, min(chunk, c_in_g, TURN_BYTES // (per_channel * w.itemsize)))
+    ci_blocks = -(-c_in_g // ci_block)
+    # turned[(c * taps + t) * TILE_ROWS + m]: weight of the task's channel c,
+    # output channel m of its block, tap t.
+    turned = simd.aligned(np.empty(ci_block * per_channel + lanes, dtype=w.dtype),
+                          ci_block * per_channel)
+    tasks = groups * blocks * ci_blocks
     while True:
-        first = simd.claim(claimed) * chunk
-        if first >= tasks or simd.cancelled(cancel):
+        task = simd.claim(claimed)
+        if task >= tasks or simd.cancelled(cancel):
             break
+        ci0 = task % ci_blocks * ci_block
+        b = task // ci_blocks % blocks
+        g = task // (ci_blocks * blocks)
+        n_ci = min(ci_block, c_in_g - ci0)
+        co0 = b * TILE_ROWS
+        rows = min(TILE_ROWS, c_out_g - co0)
         count = 0
-        for task in range(first, min(first + chunk, tasks)):
-            b = task % blocks
-            ci = (task // blocks) % c_in_g
-            g = task // (blocks * c_in_g)
-            co0 = b * TILE_ROWS
-            rows = min(TILE_ROWS, c_out_g - co0)
-            w0 = ((g * c_in_g + ci) * c_out_g + co0) * taps
-            for ph in range(n_phases):
-                n_taps = tap_counts[ph]
-                at = ((g * n_phases + ph) * blocks + b) * row + ci * n_taps * TILE_ROWS
-                for t in range(n_taps):
-                    src = np.uint64(w0 + flat_tap[ph, t])
-                    dst = np.uint64(at + t * TILE_ROWS)
-                    if rows == TILE_ROWS:  # a fixed count: unrolled, branch-free
-                        for m in range(TILE_ROWS):
-                            value = wf[src + np.uint64(m * taps)]
-                            tf[dst + np.uint64(m)] = value
-                            count += not np.isfinite(value)
-                    else:
+        if rows < TILE_ROWS or not vectors:
+            for ci in range(ci0, ci0 + n_ci):
+                w0 = ((g * c_in_g + ci) * c_out_g + co0) * taps
+                for ph in range(n_phases):
+                    n_taps = tap_counts[ph]
+                    at = ((g * n_phases + ph) * blocks + b) * row + ci * n_taps * TILE_ROWS
+                    for t in range(n_taps):
+                        src = np.uint64(w0 + flat_tap[ph, t])
+                        dst = np.uint64(at + t * TILE_ROWS)
                         for m in range(rows):
                             value = wf[src + np.uint64(m * taps)]
                             tf[dst + np.uint64(m)] = value
                             count += not np.isfinite(value)
                         for m in range(rows, TILE_ROWS):
                             tf[dst + np.uint64(m)] = 0
+            simd.fetch_add(non_finite, count)
+            continue
+        for c in range(n_ci):
+            w0 = ((g * c_in_g + ci0 + c) * c_out_g + co0) * taps
+            t0 = c * per_channel
+            for m0 in range(0, TILE_ROWS, lanes):
+                for t in range(0, whole_taps, lanes):
+                    simd.transpose_tile(wf, w0 + m0 * taps + t, taps, turned,
+                                        t0 + t * TILE_ROWS + m0, TILE_ROWS)
+                for t in range(whole_taps, taps):
+                    for m in range(m0, m0 + lanes):
+                        turned[t0 + t * TILE_ROWS + m] = wf[w0 + m * taps + t]
+        for k in range(n_ci * per_channel):
+            count += not np.isfinite(turned[k])
+        for ph in range(n_phases):
+            n_taps = tap_counts[ph]
+            at = ((g * n_phases + ph) * blocks + b) * row + ci0 * n_taps * TILE_ROWS
+            for c in range(n_ci):
+                for t in range(n_taps):
+                    src = c * per_channel + flat_tap[ph, t] * TILE_ROWS
+                    for m0 in range(0, TILE_ROWS, lanes):
+                        simd.store(tf, at + m0, simd.load(turned, src + m0))
+                    at += TILE_ROWS
         simd.fetch_add(non_finite, count)
 
 
