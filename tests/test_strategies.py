@@ -295,8 +295,10 @@ def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, ran, rng):
 @pytest.mark.parametrize("chunk", [16, 2], ids=["channels-whole", "channels-in-2s"])
 @pytest.mark.parametrize("parallel_min", [0, 1 << 40], ids=["every-thread", "one-thread"])
 def test_weight_table_is_the_weights_in_tile_order(parallel_min, chunk, dtype, monkeypatch, rng):
-    """table[g, ph, b, (ci * T + t) * 8 + m] is w[g*C_in/g + ci, b*8 + m,
-    tap t of phase ph] (zero past C_out/groups), and the count of weights
+    """Group g's row of the table holds the phases in turn, each (blocks,
+    C_in/g * T * 8) for its T taps, no room past them; [b, (ci * T + t) * 8
+    + m] of phase ph's is w[g*C_in/g + ci, b*8 + m, tap t of phase ph]
+    (zero past C_out/groups), and the count of weights
     that are not finite is exact, whether one thread or every thread fills
     it, in tasks of a block and all 5 input channels of a group or 2 at a
     time; a full block (turned in vector transposes: 12 taps, whole vectors
@@ -312,16 +314,19 @@ def test_weight_table_is_the_weights_in_tile_order(parallel_min, chunk, dtype, m
     table, non_finite = driver.weight_table(w, groups, layout.tap_index, layout.tap_counts)
     assert non_finite == 3
     blocks = -(-c_out_g // tiled.TILE_ROWS)
+    assert table.shape == (groups, blocks * 8 * c_in_g * np.prod(kernel))
     padded = np.zeros((groups * c_in_g, blocks * tiled.TILE_ROWS) + kernel, dtype)
     padded[:, :c_out_g] = w
+    first = np.concatenate([[0], np.cumsum(c_in_g * layout.tap_counts)]) * blocks * 8
     for g in range(groups):
         for ph, n_taps in enumerate(layout.tap_counts):
             taps = [tuple(layout.tap_index[ph, t]) for t in range(n_taps)]
+            stretch = table[g, first[ph]:first[ph + 1]].reshape(blocks, -1)
             for b in range(blocks):
                 expected = np.array([
                     padded[g * c_in_g + ci, b * 8 + m][tap]
                     for ci in range(c_in_g) for tap in taps for m in range(8)])
-                np.testing.assert_array_equal(table[g, ph, b, :expected.size], expected)
+                np.testing.assert_array_equal(stretch[b], expected)
 
 
 # The columns kernel: weights per group (output channels x taps) under,

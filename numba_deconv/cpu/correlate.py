@@ -189,10 +189,11 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
     each complex channel's parts and the store merges them, the same sums.
     """
     n_batch, c_in = x.shape[0], x.shape[1]
-    groups, blocks = weights.shape[0], weights.shape[2]
+    groups = weights.shape[0]
     lanes = simd.lanes(x.reshape(-1))
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     c_in_g, c_out_g = c_in // groups, c_out // groups
+    blocks = -(-c_out_g // TILE_ROWS)
     n_taps, n_planes = offsets.shape[0], planes.shape[0]
     u_w = pitch[2]
     span = _grid_span(out.shape[2:], pitch)
@@ -228,7 +229,8 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
                 for t in range(n_taps):
                     src[ci * n_taps + t] = ((ci * n_planes + plane_of[t]) * win_len
                                             + offsets[t] + s0 - p0)
-            phase_products(acc, acc_pitch, xw, src, c_in_g * n_taps, weights[g, 0, b0:b1],
+            phase_products(acc, acc_pitch, xw, src, c_in_g * n_taps,
+                           weights[g].reshape((blocks, c_in_g * n_taps * TILE_ROWS))[b0:b1],
                            co1 - co0, segments, n_segments)
             _store_sweep(acc, acc_pitch, co0, co1, g * c_out_g, n, bias, out, s0, length,
                          pitch, parts)

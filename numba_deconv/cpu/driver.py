@@ -305,8 +305,8 @@ def weight_table(w, groups, tap_index, tap_counts):
     finite (:func:`.tiled.fill_weight_table`), on every thread for tables
     of ``WEIGHT_TABLE_PARALLEL_MIN`` weights or more."""
     blocks = -(-w.shape[1] // TILE_ROWS)
-    table = np.empty((groups, tap_index.shape[0], blocks,
-                      w.shape[0] // groups * tap_index.shape[1] * TILE_ROWS), dtype=w.dtype)
+    table = np.empty((groups, blocks * TILE_ROWS * w.shape[0] // groups * int(tap_counts.sum())),
+                     dtype=w.dtype)
     non_finite = np.zeros(1, dtype=np.int64)
     chunk = config.WEIGHT_TABLE_CHUNK
     if table.size >= config.WEIGHT_TABLE_PARALLEL_MIN:
@@ -670,14 +670,15 @@ def kernel_signatures(kernel: str, dtype) -> list:
     scalar = from_dtype(np.dtype(dtype))
     triple = types.UniTuple(types.int64, 3)
     count = types.int64
-    arr1, arr3, arr4, arr5, arr7 = (types.Array(scalar, ndim, "C") for ndim in (1, 3, 4, 5, 7))
+    arr1, arr2, arr3, arr4, arr5, arr7 = (types.Array(scalar, ndim, "C")
+                                          for ndim in (1, 2, 3, 4, 5, 7))
     index1, index2, index3 = (types.Array(types.int64, ndim, "C") for ndim in (1, 2, 3))
     cancel = (types.Array(types.uint8, 1, "C"),)  # the prange kernels' flag (.launch)
     tasks = (types.Array(types.int64, 1, "C"),) + cancel  # the task kernels' counter and flag
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
-    tiled = (arr5, arr4, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 4
+    tiled = (arr5, arr2, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 4
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
-    table = (arr5, arr4, index3, index1, count, index1)
+    table = (arr5, arr2, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     return {
         "rows_serial": [(direct_rows, direct + (count,) + tasks)] + (
@@ -695,7 +696,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
                           + (types.boolean,) + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
-        "conv_tiles": [(conv_tiles, (arr5, arr4) + conv + (count,) * 3 + (types.boolean,)
+        "conv_tiles": [(conv_tiles, (arr5, arr2) + conv + (count,) * 3 + (types.boolean,)
                         + tasks),
                        (fill_weight_table, table + tasks)] if real else [],
         "conv_planes": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + tasks)],

@@ -115,22 +115,55 @@ def task_bounds(task, span, chunk, blocks, block_parts, chunks_per_image, groups
             min(b1 * TILE_ROWS, c_out_g))
 
 
+@njit(inline="always")
+def phase_pairs(tap_counts, c_in_g):
+    """``first[ph]``: the (input channel, tap) pairs of the phases before
+    ``ph`` in a group's row of the weight table (``first[-1]``: all)."""
+    first = np.empty(tap_counts.shape[0] + 1, dtype=np.int64)
+    first[0] = 0
+    for ph in range(tap_counts.shape[0]):
+        first[ph + 1] = first[ph] + c_in_g * tap_counts[ph]
+    return first
+
+
+@njit(inline="always")
+def phase_weights(table, g, first_pair, ph, blocks):
+    """Phase ``ph``'s ``(blocks, K * TILE_ROWS)`` weights of group ``g`` in
+    the weight table (:func:`fill_weight_table`), a view."""
+    start = first_pair[ph] * blocks * TILE_ROWS
+    pairs = first_pair[ph + 1] - first_pair[ph]
+    return table[g, start:start + blocks * pairs * TILE_ROWS].reshape((blocks, pairs * TILE_ROWS))
+
+
+@njit(inline="always")
+def _phase_block_at(table, g, first_pair, ph, blocks, b):
+    """Where block ``b`` of phase ``ph`` of group ``g`` starts in the flat
+    weight table."""
+    return (g * table.shape[1] + first_pair[ph] * blocks * TILE_ROWS
+            + b * (first_pair[ph + 1] - first_pair[ph]) * TILE_ROWS)
+
+
 #: Bytes of weights that :func:`fill_weight_table` turns in L1 at a time.
 TURN_BYTES = 16 << 10
 
 
 @njit(nogil=True, cache=True)
 def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claimed, cancel):
-    """``table`` (``(groups, n_phases, blocks, K * TILE_ROWS)``) = the
+    """``table`` (``(groups, blocks * TILE_ROWS * C_in_g * taps)``) = the
     weights of ``w`` (C_in, C_out_g, kd, kh, kw) in register-tile order, and
     ``non_finite[0]`` += how many of them are not finite: a task kernel
     (:func:`.launch.parallel`) whose tasks are a block of output channels
     and up to ``chunk`` input channels of one group.
 
-    ``table[g, ph, b, k * TILE_ROWS + m]`` is the weight of output channel
-    ``b * TILE_ROWS + m`` for pair ``k = channel * T + tap`` of phase ``ph``
+    A group's row holds the phases one after another, each as many pairs
+    as it has (:func:`phase_weights`): phase ``ph``'s ``(blocks, K *
+    TILE_ROWS)`` stretch has at ``[b, k * TILE_ROWS + m]`` the weight of
+    output channel ``b * TILE_ROWS + m`` for pair ``k = channel * T + tap``
     (its ``T`` taps are ``tap_index[ph, :T]``, ``T = tap_counts[ph]``), so a
-    tile reads its weights in one contiguous stream.
+    tile reads its weights in one contiguous stream. (Room for the most
+    taps of any phase in every phase took 27 times the weights where a
+    dilation equal to the stride put all 216 taps of a 3-D kernel in one
+    phase.)
 
     A task's weights (per input channel, ``TILE_ROWS`` runs of all taps in
     ``w``) are turned tap by tap, in vector-square transposes, into
@@ -148,8 +181,10 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
     c_out_g = w.shape[1]
     k_h, k_w = w.shape[3], w.shape[4]
     taps = w.shape[2] * k_h * k_w
-    groups, n_phases, blocks, row = table.shape
+    groups, n_phases = table.shape[0], tap_counts.shape[0]
     c_in_g = w.shape[0] // groups
+    blocks = -(-c_out_g // TILE_ROWS)
+    first_pair = phase_pairs(tap_counts, c_in_g)
     wf, tf = w.reshape(-1), table.reshape(-1)
     lanes = simd.lanes(wf)
     vectors = lanes <= TILE_ROWS
@@ -183,7 +218,7 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
                 w0 = ((g * c_in_g + ci) * c_out_g + co0) * taps
                 for ph in range(n_phases):
                     n_taps = tap_counts[ph]
-                    at = ((g * n_phases + ph) * blocks + b) * row + ci * n_taps * TILE_ROWS
+                    at = _phase_block_at(table, g, first_pair, ph, blocks, b) + ci * n_taps * TILE_ROWS
                     for t in range(n_taps):
                         src = np.uint64(w0 + flat_tap[ph, t])
                         dst = np.uint64(at + t * TILE_ROWS)
@@ -209,7 +244,7 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
             count += not np.isfinite(turned[k])
         for ph in range(n_phases):
             n_taps = tap_counts[ph]
-            at = ((g * n_phases + ph) * blocks + b) * row + ci0 * n_taps * TILE_ROWS
+            at = _phase_block_at(table, g, first_pair, ph, blocks, b) + ci0 * n_taps * TILE_ROWS
             for c in range(n_ci):
                 for t in range(n_taps):
                     src = c * per_channel + flat_tap[ph, t] * TILE_ROWS
@@ -557,10 +592,12 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     else:
         n_batch, c_in, i_d, i_h, i_w = x.shape
         c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    groups, n_phases, blocks = weights.shape[:3]
+    groups, n_phases = weights.shape[0], tap_counts.shape[0]
     lanes = simd.lanes(x.reshape(-1))
     c_in_g = c_in // groups
     c_out_g = c_out // groups
+    blocks = -(-c_out_g // TILE_ROWS)
+    first_pair = phase_pairs(tap_counts, c_in_g)
     u_h, u_w = pitch[1], pitch[2]
     s_d, s_h, s_w = stride
     span = phase_span(phases, pitch)
@@ -620,7 +657,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         acc_pitch = sub + lanes
         block = (b1 - b0) * TILE_ROWS * acc_pitch
         acc = simd.aligned(np.empty(s_w * block + lanes, dtype=out.dtype), s_w * block)
-        src = np.empty(weights.shape[3] // TILE_ROWS, dtype=np.int64)
+        src = np.empty(c_in_g * tap_counts.max(), dtype=np.int64)
         segments = np.empty(sub // lanes + sub // u_w + 2, dtype=np.int64)
         row_acc = np.empty(sub // u_w + 2, dtype=np.int64)
         row_out = np.empty_like(row_acc)
@@ -656,7 +693,9 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                         for t in range(n_taps):
                             src[ci * n_taps + t] = ci * win_len + offsets[ph, t] + s0 - p0
                     phase_products(acc[r_w * block:(r_w + 1) * block], acc_pitch, xw, src,
-                                    c_in_g * n_taps, weights[g, ph, b0:b1], co1 - co0,
+                                    c_in_g * n_taps,
+                                    phase_weights(weights, g, first_pair, ph, blocks)[b0:b1],
+                                    co1 - co0,
                                     segments, n_segments)
                 # Accumulator position P = (jd*u_h + jh)*u_w + jw of phase
                 # r_w is output (jd*s_d + r_d, jh*s_h + r_h, jw*s_w + r_w).
