@@ -305,8 +305,8 @@ def weight_table(w, groups, tap_index, tap_counts):
     finite (:func:`.tiled.fill_weight_table`), on every thread for tables
     of ``WEIGHT_TABLE_PARALLEL_MIN`` weights or more."""
     blocks = -(-w.shape[1] // TILE_ROWS)
-    table = np.empty((groups, blocks * TILE_ROWS * w.shape[0] // groups * int(tap_counts.sum())),
-                     dtype=w.dtype)
+    pairs = w.shape[0] // groups * int(tap_counts.sum())  # per group, every phase
+    table = np.empty((groups, blocks * TILE_ROWS * pairs), dtype=w.dtype)
     non_finite = np.zeros(1, dtype=np.int64)
     chunk = config.WEIGHT_TABLE_CHUNK
     if table.size >= config.WEIGHT_TABLE_PARALLEL_MIN:

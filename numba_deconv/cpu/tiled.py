@@ -127,20 +127,28 @@ def phase_pairs(tap_counts, c_in_g):
 
 
 @njit(inline="always")
+def _phase_stretch(first_pair, ph, blocks):
+    """``(start, pairs)``: where phase ``ph``'s stretch starts in a group's
+    row of the weight table, and its (input channel, tap) pairs."""
+    return first_pair[ph] * blocks * TILE_ROWS, first_pair[ph + 1] - first_pair[ph]
+
+
+@njit(inline="always")
 def phase_weights(table, g, first_pair, ph, blocks):
     """Phase ``ph``'s ``(blocks, K * TILE_ROWS)`` weights of group ``g`` in
     the weight table (:func:`fill_weight_table`), a view."""
-    start = first_pair[ph] * blocks * TILE_ROWS
-    pairs = first_pair[ph + 1] - first_pair[ph]
+    start, pairs = _phase_stretch(first_pair, ph, blocks)
     return table[g, start:start + blocks * pairs * TILE_ROWS].reshape((blocks, pairs * TILE_ROWS))
 
 
 @njit(inline="always")
 def _phase_block_at(table, g, first_pair, ph, blocks, b):
     """Where block ``b`` of phase ``ph`` of group ``g`` starts in the flat
-    weight table."""
-    return (g * table.shape[1] + first_pair[ph] * blocks * TILE_ROWS
-            + b * (first_pair[ph + 1] - first_pair[ph]) * TILE_ROWS)
+    weight table: :func:`phase_weights`' rows as flat indices, for the fill
+    (a view per phase and block made the small tables 1.1-1.6 times as
+    slow to fill)."""
+    start, pairs = _phase_stretch(first_pair, ph, blocks)
+    return g * table.shape[1] + start + b * pairs * TILE_ROWS
 
 
 #: Bytes of weights that :func:`fill_weight_table` turns in L1 at a time.
@@ -173,10 +181,9 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
     went to a phase's stretch and on to the next, and took a quarter of
     a 0.38 ms call of 31 -> 399 channels (``benchmarks/TUNING.md``). A
     last block of fewer rows, or vectors wider than a block (AVX-512's
-    float32), go weight by weight, zeros past the block's rows. The table
-    is not cleared first (a fresh clear of a large table costs as much as
-    the fill): pairs past a phase's taps are never read, only the channels
-    past ``C_out/groups`` are read and so set to zero.
+    float32), go weight by weight, zeros past the block's rows (the tiles
+    read them). Every element is written, so the table needs no clearing
+    first.
     """
     c_out_g = w.shape[1]
     k_h, k_w = w.shape[3], w.shape[4]
