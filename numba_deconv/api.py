@@ -127,14 +127,14 @@ def conv_transpose(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = Non
     if _plain_numpy(device, x, weight, bias, out):
         call = _dispatch.cpu_call(x.shape, x.dtype, weight.shape, weight.dtype,
                                   None if bias is None else (bias.shape, bias.dtype), args)
-        return apply_conv_transpose(call, x, weight, bias, None)
+        return apply_conv_transpose(call, x, weight, bias, out)
     return _conv_transpose(x, weight, bias, out=out, device=device, args=args)
 
 
 @foreign_arrays
 def _conv_transpose(x, weight, bias, *, out, device, args):
-    """:func:`conv_transpose` of anything but plain NumPy arrays without
-    ``out``: Dask, device and foreign arrays, ``out``."""
+    """:func:`conv_transpose` of anything but plain NumPy arrays: Dask, device
+    and foreign arrays, a foreign ``out``, a ``device`` asked for."""
     if _is_dask(x, device, out):
         from ._dask import conv_transpose_dask
 
@@ -155,9 +155,10 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     by a caller that repeats the call with this weight, keeps the weights
     as the kernels lay them out (see :func:`numba_deconv.cpu.driver.run`)."""
     plan, geometry = call.plan, call.geometry
-    if call.serial and out is None and kernel_ready(
-            plan.dtype, *((x, weight) if bias is None else (x, weight, bias))):
-        return call.serial(x, weight, call.no_bias if bias is None else bias)
+    if call.serial and kernel_ready(
+            plan.dtype, *((x, weight) if bias is None else (x, weight, bias))) and (
+                out is None or writes_in_place(out, plan, x, weight, bias)):
+        return call.serial(x, weight, call.no_bias if bias is None else bias, out)
     # Channels-last data goes to the kernels as it is where nothing else
     # needs it channels first (the driver picks kernels that read it so).
     keep_last = plan.channels_last and plan.padding_mode == "zeros" and x.size > 0
@@ -201,11 +202,19 @@ def kernel_ready(dtype, *arrays) -> bool:
     return True
 
 
+def writes_in_place(out, plan, *arrays) -> bool:
+    """Whether a kernel can write ``out`` as it is: a kernel-ready NumPy
+    array of the planned result's shape and dtype that shares no memory
+    with ``arrays`` (None among them is skipped)."""
+    return (kernel_ready(plan.dtype, out) and out.shape == plan.out_shape
+            and not any(np.may_share_memory(out, a) for a in arrays if a is not None))
+
+
 def _find_serial(call) -> None:
     """For tiny calls the layers around the kernel cost more than its
     arithmetic: once the serial row kernel that runs a call shape is
-    compiled, later calls of that shape with kernel-ready arrays and no
-    ``out`` call it directly (:func:`numba_deconv.cpu.driver.serial_runner`)
+    compiled, later calls of that shape with kernel-ready arrays (and an
+    ``out`` it can write as it is, or none) call it directly (:func:`numba_deconv.cpu.driver.serial_runner`)
     -- the same kernel on the same arrays, so the same bits. Only for
     real data without a padding mode, channels first, or channels last
     where one channel or one position lays out the input and the output
@@ -365,14 +374,14 @@ def conv(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stri
     """
     args = (stride, padding, dilation, groups, padding_mode, data_format)
     if _plain_numpy(device, x, weight, bias, out):
-        return _conv_on_cpu(x, weight, bias, None, args)
+        return _conv_on_cpu(x, weight, bias, out, args)
     return _conv(x, weight, bias, out=out, device=device, args=args)
 
 
 @foreign_arrays
 def _conv(x, weight, bias, *, out, device, args):
-    """:func:`conv` of anything but plain NumPy arrays without ``out``:
-    Dask, device and foreign arrays, ``out``."""
+    """:func:`conv` of anything but plain NumPy arrays: Dask, device
+    and foreign arrays, a foreign ``out``, a ``device`` asked for."""
     if _is_dask(x, device, out):
         from ._dask import conv_dask
 
@@ -470,11 +479,12 @@ def run_conv(call, weights, x_cf: np.ndarray, bias_k: np.ndarray,
 
 
 def _plain_numpy(device, x, weight, bias, out) -> bool:
-    """Whether the call has NumPy arrays only (not subclasses), no ``out``
-    and ``device="auto"``: it then runs on the CPU with the arrays as they
-    are, without the looks for Dask, a GPU and other array types (2 of the
-    12 us of a tiny call)."""
-    return (type(x) is np.ndarray and type(weight) is np.ndarray and out is None
+    """Whether the call has NumPy arrays only (not subclasses), ``out``
+    included if given, and ``device="auto"``: it then runs on the CPU with
+    the arrays as they are, without the looks for Dask, a GPU and other
+    array types (2 of the 12 us of a tiny call)."""
+    return (type(x) is np.ndarray and type(weight) is np.ndarray
+            and (out is None or type(out) is np.ndarray)
             and (bias is None or type(bias) is np.ndarray) and device == "auto")
 
 

@@ -148,10 +148,29 @@ def test_tiny_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape, kwargs,
             for unready in (read_only, strided, swapped, other, x.tolist()):
                 with pytest.raises(_Refused):
                     p(unready)
-            with pytest.raises(_Refused):
-                p(x, out=np.empty_like(expected))
+            # A kernel-ready out is written as it is; any other, the checked way.
+            out = np.full_like(expected, np.nan)
+            assert p(x, out=out) is out and out.tobytes() == expected.tobytes()
+            for unready_out in _unready_outs(expected):
+                with pytest.raises(_Refused):
+                    p(x, out=unready_out)
         np.testing.assert_array_equal(p(read_only), expected)
         np.testing.assert_array_equal(p(strided), expected)
+        strided_out = _unready_outs(expected)[0]
+        assert p(x, out=strided_out) is strided_out
+        np.testing.assert_array_equal(strided_out, expected)
+
+
+def _unready_outs(result):
+    """``out=`` arrays of ``result``'s shape that a kernel cannot write as
+    they are: strided (which the checked way fills), then byte-swapped, of
+    another dtype, of another shape, read-only (which it refuses)."""
+    strided = np.repeat(np.zeros_like(result), 2, axis=-1)[..., ::2]
+    swapped = np.zeros_like(result, dtype=result.dtype.newbyteorder())
+    other = np.zeros(result.shape, np.float64 if result.dtype == np.float32 else np.float32)
+    read_only = np.zeros_like(result)
+    read_only.flags.writeable = False
+    return [strided, swapped, other, np.zeros(result.shape + (1,), result.dtype), read_only]
 
 
 def test_tiny_calls_from_many_threads(rng):
@@ -184,7 +203,8 @@ def test_bigger_or_other_calls_keep_the_checked_way(rng):
 def test_tiny_function_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape, kwargs, rng,
                                                                 monkeypatch):
     """The function itself, once a call shape's serial row kernel is
-    compiled, calls it directly for kernel-ready arrays and no out."""
+    compiled, calls it directly for kernel-ready arrays, ``out`` too where
+    it is one and overlaps no input."""
     from numba_deconv import api
 
     x = random_array(rng, x_shape, np.float32)
@@ -199,8 +219,19 @@ def test_tiny_function_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape
             nd.conv_transpose(x, w.astype(np.float64), b, **kwargs)
         with pytest.raises(_Refused):
             nd.conv_transpose(x, w, b.astype(np.float64), **kwargs)
-        with pytest.raises(_Refused):
-            nd.conv_transpose(x, w, b, out=np.empty_like(expected[0]), **kwargs)
+        out = np.full_like(expected[0], np.nan)
+        assert nd.conv_transpose(x, w, b, out=out, **kwargs) is out
+        assert out.tobytes() == expected[0].tobytes()
+        for unready_out in _unready_outs(expected[0]):
+            with pytest.raises(_Refused):
+                nd.conv_transpose(x, w, b, out=unready_out, **kwargs)
+    # An out that shares memory with an input, the checked way: still the sum.
+    room = np.zeros(x.size + expected[1].size, np.float32)
+    x_in_room = room[:x.size].reshape(x.shape)
+    x_in_room[...] = x
+    out = room[x.size - 1:x.size - 1 + expected[1].size].reshape(expected[1].shape)
+    np.testing.assert_array_equal(nd.conv_transpose(x_in_room, w, out=out, **kwargs),
+                                  expected[1])
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, direct", [

@@ -509,15 +509,16 @@ def _ran_planes_last(x, w, bias, out, launch) -> bool:
 
 
 def serial_runner(route, dtype, out_shape):
-    """``run(x, w, bias) -> result``: what :func:`run` computes along
-    ``route`` into a new array of ``out_shape``, with the Python layers cut
+    """``run(x, w, bias, out=None) -> result``: what :func:`run` computes
+    along ``route`` into ``out`` or a new array of ``out_shape``, with the Python layers cut
     away, for tiny calls; None unless ``route`` is the serial row kernel
     and :func:`.kernels.rows_tiny` is compiled in this process for
     ``dtype`` and ``x`` of ``len(out_shape)`` dims.
 
-    ``x``, ``w`` and ``bias`` must be C-contiguous, aligned, writable
-    arrays of ``dtype``, ``x`` of the route's number of elements in
-    ``len(out_shape)`` dims (the callers check them): others would make
+    ``x``, ``w``, ``bias`` and ``out`` must be C-contiguous, aligned,
+    writable arrays of ``dtype``, ``x`` of the route's number of elements
+    in ``len(out_shape)`` dims, ``out`` of ``out_shape`` and sharing no
+    memory with the others (the callers check them): others would make
     Numba compile the kernel anew, in the call. ``w`` may come in the
     kernel's own shape (``run.w_shape``), which a caller that keeps it
     spares a reshape per call. ``run.kernel`` and ``run.geometry`` are the
@@ -540,10 +541,11 @@ def serial_runner(route, dtype, out_shape):
     # Numba's dispatch, which types the arguments anew, is skipped.
     compiled = rows_tiny.overloads[signature].entry_point
 
-    def run_serial(x, w, bias):
+    def run_serial(x, w, bias, out=None):
         # Below the recycled sizes np.empty is the cheapest output there is.
-        result = (_outputs.new_output(out_shape, dtype, out_bytes) if recycled
-                  else np.empty(out_shape, dtype))
+        result = out if out is not None else (
+            _outputs.new_output(out_shape, dtype, out_bytes) if recycled
+            else np.empty(out_shape, dtype))
         compiled(x, w if w.shape == w_shape else w.reshape(w_shape), bias, result, geometry)
         return result
     run_serial.w_shape, run_serial.kernel, run_serial.geometry = w_shape, compiled, geometry
