@@ -183,6 +183,23 @@ def _interleave_vectors(acc, first, phase_stride, s_w, bias, out, at, count):
         _interleave_elements(acc, first, phase_stride, s_w, bias, out, at, count)
 
 
+@njit(inline="always")
+def interleave_real(acc, first, phase_stride, s_w, bias, out, row, o_w):
+    """:func:`interleave` for float32/float64 arrays only, for the kernels
+    that take no other dtype: Numba types an overload inlined with
+    ``inline="always"`` anew at each resolution, which cost
+    :func:`.tiled.direct_tiled` 3-7 s of its 27-29 s compile
+    (``benchmarks/TUNING.md``)."""
+    _interleave_vectors(acc, first, phase_stride, s_w, bias, out, row, o_w)
+
+
+@njit(inline="always")
+def interleave_parts_real(parts, first, part_stride, out, at, count):
+    """:func:`interleave_parts` for float32/float64 arrays only (see
+    :func:`interleave_real`)."""
+    _interleave2(parts, first, part_stride, -0.0, out, at, 2 * count)
+
+
 def interleave_parts(parts, first, part_stride, out, at, count):
     """``out[at + 2*j + p] = parts[first + p*part_stride + j]`` for ``j <
     count``, ``p < 2`` (flat arrays): a stretch of complex values from its

@@ -21,7 +21,7 @@ end, so no columns need folding (col2im) and the thin per-image products
 run faster than through BLAS (``benchmarks/TUNING.md``). The vectors of a
 tile cover the outputs row by row, so scratch columns cost nothing unless
 a row is shorter than a vector. The phases of a row are then interleaved
-into the output (:func:`.kernels.interleave`) from aligned accumulators.
+into the output (:func:`.kernels.interleave_real`) from aligned accumulators.
 
 Zero padding adds ``0 * w``, which is 0 only for finite weights: the
 weight table counts the weights that are not finite as it is built, and
@@ -34,7 +34,7 @@ from numba import njit
 from .. import _phases
 from ..config import FASTMATH
 from . import simd
-from .kernels import interleave, interleave_parts
+from .kernels import interleave_parts_real, interleave_real
 from .transpose import split_parts, transpose_block
 
 #: Output channels per register tile (8 rows x simd.TILE_VECTORS vectors of
@@ -759,13 +759,13 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     for i in range(n_rows):
                         if layout != COMPLEX_PARTS:
                             at = o_channel + row_out[i]
-                        interleave(acc, a_channel + row_acc[i], block, s_w, bias[oc], target,
-                                   at, row_len[i])
+                        interleave_real(acc, a_channel + row_acc[i], block, s_w, bias[oc],
+                                        target, at, row_len[i])
                         at += row_len[i]
                     if layout == COMPLEX_PARTS and co % 2:
                         o_complex = (n * c_out + oc - 1) // 2 * o_d * o_h * o_w
                         at = 0
                         for i in range(n_rows):
-                            interleave_parts(parts, at, parts_pitch, of,
-                                             2 * (o_complex + row_out[i]), row_len[i])
+                            interleave_parts_real(parts, at, parts_pitch, of,
+                                                  2 * (o_complex + row_out[i]), row_len[i])
                             at += row_len[i]
