@@ -111,8 +111,9 @@ class Plan:
                 result = np.empty(self.output_shape, self.dtype)
                 kernel(x, w, bias, result, geometry)
                 return result
-            # Into ``out`` as it is, where it overlaps none of the inputs
-            # (the plan's weight and bias are its own copies).
+            # api.writes_in_place, inline (through it: 3.6 against 2.8 us
+            # a call); the plan's weight and bias are its own copies, so
+            # only x can overlap out.
             if (type(out) is np.ndarray and out.shape == self.output_shape
                     and out.dtype is self.dtype and out.flags.num & _READY == _READY
                     and not np.may_share_memory(out, x)):

@@ -213,7 +213,7 @@ def interleave_parts(parts, first, part_stride, out, at, count):
 def _interleave_parts_for(parts, first, part_stride, out, at, count):
     if parts.dtype in (types.float32, types.float64) and out.dtype == parts.dtype:
         def in_vectors(parts, first, part_stride, out, at, count):
-            _interleave2(parts, first, part_stride, -0.0, out, at, 2 * count)
+            interleave_parts_real(parts, first, part_stride, out, at, count)
         return in_vectors
 
     def by_element(parts, first, part_stride, out, at, count):
@@ -234,7 +234,7 @@ def interleave(acc, first, phase_stride, s_w, bias, out, row, o_w):
 def _interleave_for(acc, first, phase_stride, s_w, bias, out, row, o_w):
     if acc.dtype in (types.float32, types.float64) and out.dtype == acc.dtype:
         def in_vectors(acc, first, phase_stride, s_w, bias, out, row, o_w):
-            _interleave_vectors(acc, first, phase_stride, s_w, bias, out, row, o_w)
+            interleave_real(acc, first, phase_stride, s_w, bias, out, row, o_w)
         return in_vectors
 
     if acc.dtype in (types.complex64, types.complex128) and out.dtype == acc.dtype:
