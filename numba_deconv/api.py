@@ -215,7 +215,8 @@ def _find_serial(call) -> None:
     arithmetic: once the serial row kernel that runs a call shape is
     compiled, later calls of that shape with kernel-ready arrays (and an
     ``out`` it can write as it is, or none) call it directly
-    (:func:`numba_deconv.cpu.driver.serial_runner`) -- the same kernel on the same arrays, so the same bits. Only for
+    (:func:`numba_deconv.cpu.driver.serial_runner`) -- the same kernel on
+    the same arrays, so the same bits. Only for
     real data without a padding mode, channels first, or channels last
     where one channel or one position lays out the input and the output
     as channels first would."""

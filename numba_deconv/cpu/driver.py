@@ -511,7 +511,8 @@ def _ran_planes_last(x, w, bias, out, launch) -> bool:
 def serial_runner(route, dtype, out_shape):
     """``run(x, w, bias, out=None) -> result``: what :func:`run` computes
     along ``route`` into ``out`` or a new array of ``out_shape``, with the
-    Python layers cut away, for tiny calls; None unless ``route`` is the serial row kernel
+    Python layers cut away, for tiny calls; None unless ``route`` is the
+    serial row kernel
     and :func:`.kernels.rows_tiny` is compiled in this process for
     ``dtype`` and ``x`` of ``len(out_shape)`` dims.
 
