@@ -89,15 +89,26 @@ COLUMNS_TASKS_PER_THREAD = 8
 COLUMNS_PACK_BYTES = 256 << 10
 
 #: With at most COLUMNS_IN_PLACE_MAX_POSITIONS positions in the whole batch,
-#: the column_tiles kernel's tiles read the weights in place, in tasks that read
-#: long runs of each row of weights (COLUMNS_IN_PLACE_TASKS_PER_THREAD per
-#: thread) and sum COLUMNS_IN_PLACE_K_BLOCK input channels per pass (more
-#: rows would contend for the cache sets of rows a power of two apart: an
-#: 8-way L1, as on AMD's Zen 3, holds 8 of them).
-#: Why: a weight then serves at most 4 tiles, so copying it costs as much.
-#: 8 rows instead of 32 on the Zen 3: 1024 -> 512 on 4x4, 3.2 against 5.4
-#: ms; 256 -> 256, 1.27 against 1.44 (not re-measured on the Xeon).
-COLUMNS_IN_PLACE_MAX_POSITIONS = 32
+#: or at most COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS and weights of at least
+#: COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES, the column_tiles kernel's tiles read
+#: the weights in place, in tasks that read long runs of each row of weights
+#: (COLUMNS_IN_PLACE_TASKS_PER_THREAD per thread) and sum
+#: COLUMNS_IN_PLACE_K_BLOCK input channels per pass (more rows would contend
+#: for the cache sets of rows a power of two apart: an 8-way L1, as on AMD's
+#: Zen 3, holds 8 of them).
+#: Why: a weight then serves at most 2 tiles (4 with the large weights,
+#: which come from memory on every call: half the Zen 3's 32 MiB L3), so
+#: copying it costs as much. 8 rows instead of 32 on the Zen 3: 1024 -> 512
+#: on 4x4, 3.2 against 5.4 ms; 256 -> 256, 1.27 against 1.44. Packed
+#: against in place, one process (Zen 3): 16 positions, in place ahead or
+#: level (1024 -> 512: 3.5 against 5.0 ms; 512 -> 512: 2.3 against 3.7;
+#: 256 -> 256: 0.43 against 0.45); 24-32 positions, packed ahead below 16
+#: MiB of weights (256 -> 256 on 2 4x4 images: 0.64 against 0.92 ms; 512
+#: -> 384, 12 MiB: 2.7 against 3.2) and in place from it (512 -> 512 on
+#: 4x6: 2.1 against 2.6; 1024 -> 256 on 2 4x4 images, level).
+COLUMNS_IN_PLACE_MAX_POSITIONS = 16
+COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS = 32
+COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES = 16 << 20
 COLUMNS_IN_PLACE_TASKS_PER_THREAD = 2
 COLUMNS_IN_PLACE_K_BLOCK = 8
 

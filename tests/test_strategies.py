@@ -445,6 +445,26 @@ def test_columns_layout_bounds_the_workspace(monkeypatch):
     assert layout(8 << 20, batch=1, side=4).pitch == -(-(128 * 16 + lanes - 1) // width) * width
 
 
+def test_columns_in_place_rule(monkeypatch):
+    """The tiles read the weights in place on up to 16 positions; on 17-32
+    only when the weights reach 16 MiB (they come from memory each call),
+    else the packed copy (each weight serves 3-4 tiles from it)."""
+    for name, value in (("COLUMNS_IN_PLACE_MAX_POSITIONS", 16),
+                        ("COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS", 32),
+                        ("COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES", 16 << 20)):
+        monkeypatch.setattr(config, name, value)
+
+    def in_place(batch, c_in, c_out):
+        return driver._columns_layout((batch, c_in, 1, 4, 4), (c_in, c_out, 1, 4, 4),
+                                      (batch, c_out, 1, 8, 8), (1, 2, 2), (1, 1, 1),
+                                      (0, 1, 1), 1, 4, 2)[2]
+    assert in_place(1, 256, 256)        # 16 positions
+    assert not in_place(2, 256, 256)    # 32 positions, 4 MiB of weights
+    assert not in_place(2, 512, 384)    # 12 MiB
+    assert in_place(2, 512, 512)        # 16 MiB
+    assert not in_place(3, 1024, 512)   # 48 positions
+
+
 @pytest.mark.parametrize("c_in, c_out, batch, spatial, dtype, expected", [
     (64, 64, 8, (32, 32), np.float32, "phase_tiles"),  # register tiles beat BLAS + fold
     (256, 256, 2, (4, 4), np.float32, "column_tiles"),  # weights outweigh 32 positions

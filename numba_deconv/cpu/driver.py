@@ -247,7 +247,8 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
 def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
                     threads):
     """In place (at most ``COLUMNS_IN_PLACE_MAX_POSITIONS`` positions in the
-    batch): ``COLUMNS_IN_PLACE_TASKS_PER_THREAD`` tasks per thread and
+    batch, or ``COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS`` with weights of
+    ``COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES`` or more): ``COLUMNS_IN_PLACE_TASKS_PER_THREAD`` tasks per thread and
     ``COLUMNS_IN_PLACE_K_BLOCK`` input channels per block. Packed: output
     channels per task so that there are ``COLUMNS_TASKS_PER_THREAD`` tasks
     per thread, and input channels per block so that a block's packed
@@ -255,7 +256,10 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     ``WORKSPACE_BYTES`` where one output channel's do."""
     batch, c_in_g, c_out_g = x_shape[0], x_shape[1] // groups, w_shape[1]
     positions, taps = math.prod(x_shape[2:]), math.prod(w_shape[2:])
-    in_place = batch * positions <= config.COLUMNS_IN_PLACE_MAX_POSITIONS
+    weight_bytes = c_in_g * c_out_g * groups * taps * itemsize
+    in_place = (batch * positions <= config.COLUMNS_IN_PLACE_MAX_POSITIONS
+                or (batch * positions <= config.COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS
+                    and weight_bytes >= config.COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES))
     tasks_per_thread = (config.COLUMNS_IN_PLACE_TASKS_PER_THREAD if in_place
                         else config.COLUMNS_TASKS_PER_THREAD)
     per_task = -(-c_out_g * groups // (threads * tasks_per_thread))
