@@ -69,7 +69,10 @@ def new_output(shape: tuple, dtype: np.dtype, nbytes: int) -> np.ndarray:
     if not config.OUTPUT_CACHE_MIN_BYTES <= nbytes <= config.OUTPUT_CACHE_BYTES:
         return np.empty(shape, dtype)
     with _lock:
-        for i, slot in enumerate(_slots):
+        # The most recently lent free slot: its memory is the likeliest to
+        # be in cache (the oldest would cycle a loop through every slot).
+        for i in range(len(_slots) - 1, -1, -1):
+            slot = _slots[i]
             if slot.nbytes == nbytes and slot.free():
                 del _slots[i]
                 break
