@@ -182,6 +182,10 @@ TILE_CASES = [
     ((1, 5, 20, 24), (5, 11, 3, 3), dict(padding=1)),
     # Kernel < stride: phases without taps are the bias alone.
     ((2, 3, 4, 6), (3, 10, 1, 2), dict(stride=3, output_padding=(2, 1))),
+    # Stride 3 on rows long enough for its vector interleave (in the
+    # scatter's table path), with a ragged end; kernel < stride as well.
+    ((1, 3, 2, 20), (3, 10, 2, 3), dict(stride=(1, 3), padding=(0, 1))),
+    ((1, 3, 3, 17), (3, 9, 2, 2), dict(stride=3)),
 ]
 
 

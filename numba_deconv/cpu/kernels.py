@@ -131,8 +131,11 @@ def _interleave{s_w}(acc, first, phase_stride, bias, out, at, count):
 
 
 # Strides 1, 2 and 4 (the common ones): each variant is compiled into
-# every kernel that interleaves, so the rarer strides go element by element.
-_interleave1, _interleave2, _interleave4 = (_spelled_interleave(s_w) for s_w in (1, 2, 4))
+# every kernel that interleaves, so the rarer strides go element by element
+# (stride 3 in vectors only where one function of its own takes it,
+# :func:`.tiled._scatter_by_table`).
+_interleave1, _interleave2, _interleave3, _interleave4 = (
+    _spelled_interleave(s_w) for s_w in (1, 2, 3, 4))
 
 
 def _spelled_interleave_complex(s_w):

@@ -34,7 +34,7 @@ from numba import njit
 from .. import _phases
 from ..config import FASTMATH
 from . import simd
-from .kernels import interleave_parts_real, interleave_real
+from .kernels import _interleave3, interleave_parts_real, interleave_real
 from .transpose import split_parts, transpose_block
 
 #: Output channels per register tile (8 rows x simd.TILE_VECTORS vectors of
@@ -462,12 +462,29 @@ def _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, ro
     writes, ``acc + bias`` rounded once; there, a row with fewer outputs
     than a vector per phase goes element by element, phase by phase, and
     a stride-3 row of 13 outputs took 3 loops of 4-5 steps (the scatter
-    was 62 % of such a call)."""
+    was 62 % of such a call). Stride 3 takes the whole vectors of its
+    phases in shuffles here, where they cost no other kernel compile time
+    (a kernel < stride shape, k2 s3 on 32x32 images, 0.91x the time)."""
     longest = 0
     for i in range(n_rows):
         longest = max(longest, row_len[i])
     for t in range(longest):
         table[t] = t % s_w * block + t // s_w
+    whole = 3 * simd.lanes(acc)
+    if s_w == 3 and longest >= whole:
+        # Whole vectors of each phase in shuffles, the rest by the table
+        # (a loop of its own: sharing one cost rows too short for a vector
+        # 3-5 %).
+        for c in range(count):
+            value = bias[oc0 + c]
+            for i in range(n_rows):
+                a = c * acc_pitch + row_acc[i]
+                o = o_first + c * o_plane + row_out[i]
+                first = row_len[i] // whole * whole
+                _interleave3(acc, a, block, value, of, o, first)
+                for t in range(first, row_len[i]):
+                    of[o + t] = acc[a + table[t]] + value
+        return
     for c in range(count):
         value = bias[oc0 + c]
         a_channel = c * acc_pitch
