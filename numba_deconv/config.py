@@ -100,12 +100,10 @@ COLUMNS_PACK_BYTES = 256 << 10
 #: which come from memory on every call: half the Zen 3's 32 MiB L3), so
 #: copying it costs as much. 8 rows instead of 32 on the Zen 3: 1024 -> 512
 #: on 4x4, 3.2 against 5.4 ms; 256 -> 256, 1.27 against 1.44. Packed
-#: against in place, one process (Zen 3): 16 positions, in place ahead or
-#: level (1024 -> 512: 3.5 against 5.0 ms; 512 -> 512: 2.3 against 3.7;
-#: 256 -> 256: 0.43 against 0.45); 24-32 positions, packed ahead below 16
-#: MiB of weights (256 -> 256 on 2 4x4 images: 0.64 against 0.92 ms; 512
-#: -> 384, 12 MiB: 2.7 against 3.2) and in place from it (512 -> 512 on
-#: 4x6: 2.1 against 2.6; 1024 -> 256 on 2 4x4 images, level).
+#: against in place on the Zen 3, one process, 3 s per setting: 256 -> 256
+#: on 2 4x4 images (32 positions, 4 MiB) 0.61 against 0.70 ms, 512 -> 384
+#: (12 MiB) 1.8-2.0 against 2.1; in place ahead or level at 16 positions
+#: and with 16 MiB (benchmarks/TUNING.md).
 COLUMNS_IN_PLACE_MAX_POSITIONS = 16
 COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS = 32
 COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES = 16 << 20

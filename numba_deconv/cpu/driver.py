@@ -248,7 +248,8 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
                     threads):
     """In place (at most ``COLUMNS_IN_PLACE_MAX_POSITIONS`` positions in the
     batch, or ``COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS`` with weights of
-    ``COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES`` or more): ``COLUMNS_IN_PLACE_TASKS_PER_THREAD`` tasks per thread and
+    ``COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES`` or more):
+    ``COLUMNS_IN_PLACE_TASKS_PER_THREAD`` tasks per thread and
     ``COLUMNS_IN_PLACE_K_BLOCK`` input channels per block. Packed: output
     channels per task so that there are ``COLUMNS_TASKS_PER_THREAD`` tasks
     per thread, and input channels per block so that a block's packed

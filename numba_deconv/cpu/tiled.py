@@ -472,9 +472,8 @@ def _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, ro
         table[t] = t % s_w * block + t // s_w
     whole = 3 * simd.lanes(acc)
     if s_w == 3 and longest >= whole:
-        # Whole vectors of each phase in shuffles, the rest by the table
-        # (a loop of its own: sharing one cost rows too short for a vector
-        # 3-5 %).
+        # Whole vectors of each phase in shuffles, the rest by the table;
+        # a loop nest of its own, so that other rows keep the plain one.
         for c in range(count):
             value = bias[oc0 + c]
             for i in range(n_rows):
