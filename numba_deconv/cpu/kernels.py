@@ -386,7 +386,10 @@ def rows_tiny(x, w, bias, out, geometry):
     spans = geometry[at:at + w.shape[4] * 4].reshape((w.shape[4], 4))
     rows = out5.shape[0] * out5.shape[1] * o_d * o_h
     acc = np.empty((min(s_w, o_w), (o_w + s_w - 1) // s_w), dtype=out.dtype)
-    _direct_row_range(x5, w, bias, out5, groups, src_d, src_h, spans, 0, rows, acc, s_w)
+    # np.int64(0), not 0: a literal first row would make Numba compile
+    # _direct_row_range a second time (seconds) instead of reusing direct_rows's.
+    _direct_row_range(x5, w, bias, out5, groups, src_d, src_h, spans, np.int64(0), rows, acc,
+                      s_w)
 
 
 @njit(nogil=True, cache=True)
