@@ -649,7 +649,10 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         run_src = np.empty(win_len // u_w + 2, dtype=np.int64)
         run_dst = np.empty_like(run_src)
         run_len = np.empty_like(run_src)
-        n_runs = 0
+        # np.int64(0), not 0: Numba compiles a callee for each type an
+        # argument passes through while it types the caller, so a literal
+        # 0 here would compile _fill_window (and _scatter_* below) twice.
+        n_runs = np.int64(0)
         for row in range(p0 // u_w, (p0 + win_len - 1) // u_w + 1):
             i_hh = row % u_h - shift_max[1]
             i_dd = row // u_h - shift_max[0]
@@ -725,7 +728,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                 # The sweep's output rows once (where in acc, where in an
                 # output channel, how many), then channel by channel, so
                 # the output rows are written in order.
-                n_rows = 0
+                n_rows = np.int64(0)  # not 0: see n_runs
                 for row in range(s0 // u_w, (s0 + length - 1) // u_w + 1):
                     j_h = row % u_h
                     j_d = row // u_h
