@@ -108,34 +108,67 @@ def _interleave_elements(acc, first, phase_stride, s_w, bias, out, row, o_w):
             out[base + j * np.uint64(s_w) + np.uint64(r)] = acc[ar + j] + bias
 
 
-def _spelled_interleave(s_w):
-    """Source of :func:`_interleave_vectors` for a stride of ``s_w``: the
-    ``s_w`` phases of a stretch of a row, a vector of each at a time,
-    shuffled into ``s_w`` vectors of consecutive outputs."""
+def _element_lines(s_w, indent):
+    """Source lines, at ``indent`` spaces, of :func:`_interleave_elements`
+    on ``(acc, first, phase_stride, s_w, bias, out, at, count)`` with the
+    stride ``s_w`` spelled in (a number, or the name of a variable)."""
+    lines = ["base = np.uint64(at)",
+             f"for r in range(min({s_w}, count)):",
+             "    ar = np.uint64(first + r * phase_stride)",
+             f"    for j in range(np.uint64((count - r + {s_w} - 1) // {s_w})):",
+             f"        out[base + j * np.uint64({s_w}) + np.uint64(r)] = acc[ar + j] + bias"]
+    return "".join(" " * indent + line + "\n" for line in lines)
+
+
+def _vector_lines(s_w, indent):
+    """Source lines, at ``indent`` spaces, that write the ``count`` outputs
+    from ``at`` of a row of stride ``s_w`` from its phases in ``acc`` (from
+    ``first``, ``phase_stride`` apart) plus ``bias``: a vector of each phase
+    at a time, shuffled into ``s_w`` vectors of consecutive outputs, then
+    the last outputs one at a time."""
     phases = ", ".join(f"simd.add(simd.load(acc, first + {r} * phase_stride + j), b)"
                        for r in range(s_w))
-    source = f"""
-def _interleave{s_w}(acc, first, phase_stride, bias, out, at, count):
-    lanes = simd.lanes(acc)
-    b = simd.splat(acc, bias)
-    whole = count // ({s_w} * lanes) * lanes
-    for j in range(0, whole, lanes):
-        simd.store_interleaved(out, at + {s_w} * j, ({phases},))
-    if {s_w} * whole < count:
-        _interleave_elements(acc, first + whole, phase_stride, {s_w}, bias, out,
-                             at + {s_w} * whole, count - {s_w} * whole)
-"""
-    namespace = {"simd": simd, "_interleave_elements": _interleave_elements}
-    exec(source, namespace)
-    return njit(inline="always")(namespace[f"_interleave{s_w}"])
+    lines = ["lanes = simd.lanes(acc)",
+             "b = simd.splat(acc, bias)",
+             f"whole = count // ({s_w} * lanes) * lanes",
+             "for j in range(0, whole, lanes):",
+             f"    simd.store_interleaved(out, at + {s_w} * j, ({phases},))",
+             "first += whole",
+             f"at += {s_w} * whole",
+             f"count -= {s_w} * whole"]
+    return "".join(" " * indent + line + "\n" for line in lines) + _element_lines(s_w, indent)
 
 
-# Strides 1, 2 and 4 (the common ones): each variant is compiled into
-# every kernel that interleaves, so the rarer strides go element by element
-# (stride 3 in vectors only where one function of its own takes it,
-# :func:`.tiled._scatter_by_table`).
-_interleave1, _interleave2, _interleave3, _interleave4 = (
-    _spelled_interleave(s_w) for s_w in (1, 2, 3, 4))
+def _spelled(name, arguments, body):
+    """The function ``name(arguments)`` with the source lines ``body``,
+    jitted to be inlined."""
+    namespace = {"simd": simd, "np": np}
+    exec(f"def {name}({arguments}):\n{body}", namespace)
+    return njit(inline="always")(namespace[name])
+
+
+# out[at + j*s_w + r] = acc[first + r*phase_stride + j] + bias for the
+# ``count`` outputs of a stretch of a row that starts at phase 0 (flat
+# arrays), for one stride: 2 for complex values from their parts
+# (interleave_parts_real), 3 where one function of its own takes it in
+# vectors (.tiled._scatter_by_table).
+_interleave2, _interleave3 = (
+    _spelled(f"_interleave{s_w}", "acc, first, phase_stride, bias, out, at, count",
+             _vector_lines(s_w, 4))
+    for s_w in (2, 3))
+
+# The same for any stride: in vector shuffles for strides 1, 2 and 4 (the
+# common ones; each is compiled into every kernel that interleaves), one
+# element at a time for the others. One body with no helpers to inline:
+# Numba copies and types an inlined function's own inlined helpers anew at
+# every site, and this as a dispatch over a function per stride, each
+# inlining _interleave_elements, cost 3-6 s more compile a site (float32,
+# fresh cache: col2im 24.8 -> 18.8 s, rows_serial 20.5 -> 14.4 s).
+_interleave_vectors = _spelled(
+    "_interleave_vectors", "acc, first, phase_stride, s_w, bias, out, at, count",
+    "".join(f"    {'if' if s_w == 1 else 'elif'} s_w == {s_w}:\n" + _vector_lines(s_w, 8)
+            for s_w in (1, 2, 4))
+    + "    else:\n" + _element_lines("s_w", 8))
 
 
 def _spelled_interleave_complex(s_w):
@@ -168,22 +201,6 @@ def _interleave_complex{s_w}(af, first, phase_stride, bias_re, bias_im, of, at, 
 
 _interleave_complex1, _interleave_complex2, _interleave_complex4 = (
     _spelled_interleave_complex(s_w) for s_w in (1, 2, 4))
-
-
-@njit(inline="always")
-def _interleave_vectors(acc, first, phase_stride, s_w, bias, out, at, count):
-    """out[at + j*s_w + r] = acc[first + r*phase_stride + j] + bias for the
-    ``count`` outputs of a stretch of a row that starts at phase 0 (flat
-    arrays): in vector shuffles for strides 1, 2 and 4, one element at a
-    time for the others."""
-    if s_w == 1:
-        _interleave1(acc, first, phase_stride, bias, out, at, count)
-    elif s_w == 2:
-        _interleave2(acc, first, phase_stride, bias, out, at, count)
-    elif s_w == 4:
-        _interleave4(acc, first, phase_stride, bias, out, at, count)
-    else:
-        _interleave_elements(acc, first, phase_stride, s_w, bias, out, at, count)
 
 
 @njit(inline="always")
