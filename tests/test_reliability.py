@@ -135,8 +135,17 @@ COMPILE = """
     while time.time() < start:  # all processes begin together
         time.sleep(0.005)
     # One small kernel: what is tested is four writers of one cache, not
-    # the compiler (every process compiles from scratch).
-    print(json.dumps({"digests": [hash(run(1).tobytes())]}))
+    # the compiler. Which of its functions this process compiled rather
+    # than loaded from the cache.
+    import numba_deconv
+    from numba_deconv.cpu import driver
+    digest = hash(run(1).tobytes())
+    (variant,) = numba_deconv.cache_info()
+    compiled = sorted({dispatcher.py_func.__name__
+                       for dispatcher, _ in driver.kernel_signatures(variant["kernel"],
+                                                                     variant["dtype"])
+                       if sum(dispatcher.stats.cache_misses.values())})
+    print(json.dumps({"digests": [digest], "compiled": compiled}))
 """
 
 
@@ -148,12 +157,16 @@ def test_four_processes_compiling_into_one_empty_cache(tmp_path):
                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
     outputs = [child.communicate(timeout=900) for child in children]
     assert all(child.returncode == 0 for child in children), [err for _, err in outputs]
-    digests = {tuple(json.loads(out.strip().splitlines()[-1])["digests"]) for out, _ in outputs}
+    reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    digests = {tuple(report["digests"]) for report in reports}
     assert len(digests) == 1
+    # One compiled the kernel; the others waited for it and loaded it.
+    assert sum(1 for report in reports if report["compiled"]) == 1, reports
     # A fifth process loads what they wrote and computes the same.
     fifth = subprocess.run([sys.executable, "-c", CALLS + textwrap.dedent(COMPILE), "0"],
                            env=env, capture_output=True, text=True, timeout=900)
-    assert tuple(json.loads(fifth.stdout.strip().splitlines()[-1])["digests"]) in digests
+    report = json.loads(fifth.stdout.strip().splitlines()[-1])
+    assert tuple(report["digests"]) in digests and report["compiled"] == []
 
 
 UNWRITABLE = """

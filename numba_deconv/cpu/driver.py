@@ -27,6 +27,7 @@ The kernels, by strategy:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -722,12 +723,16 @@ def compile_kernel(kernel: str, dtype) -> None:
     say so on the ``numba_deconv`` logger (INFO) when it must compile,
     which takes seconds."""
     signatures = kernel_signatures(kernel, dtype)
-    if not tiering.on_disk(signatures):
-        _log.info("compiling the %s kernel for %s: seconds, once (Numba's on-disk cache keeps "
-                  "it for later processes; `python -m numba_deconv precompile` does all "
-                  "ahead of time)", kernel, np.dtype(dtype).name)
-    for dispatcher, signature in signatures:
-        dispatcher.compile(signature)
+    # Another process may be compiling it into the same cache: wait for it,
+    # then load what it wrote.
+    with (contextlib.nullcontext() if tiering.on_disk(signatures)
+          else tiering.one_compiler(signatures, f"{kernel}-{np.dtype(dtype).name}")):
+        if not tiering.on_disk(signatures):
+            _log.info("compiling the %s kernel for %s: seconds, once (Numba's on-disk cache "
+                      "keeps it for later processes; `python -m numba_deconv precompile` "
+                      "does all ahead of time)", kernel, np.dtype(dtype).name)
+        for dispatcher, signature in signatures:
+            dispatcher.compile(signature)
 
 
 def _run_by_leading_slices(route, x, w, bias, out, geometry) -> None:

@@ -23,10 +23,12 @@ calling thread as before.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -114,6 +116,45 @@ def cache_writable(signatures) -> bool:
         if path is None or not os.access(path, os.W_OK | os.X_OK):
             return False
     return True
+
+
+@contextlib.contextmanager
+def one_compiler(signatures, name: str):
+    """Hold an exclusive lock on a file beside the on-disk cache of
+    ``signatures``' first dispatcher while the body compiles the kernel
+    ``name``, so that processes compiling it into one cache at once (a
+    pool's workers, a cluster's workers on one node, this package's helper
+    process) compile it once: the others wait, then load what the first
+    wrote. Without a writable cache or file locks (not POSIX), the body runs
+    unlocked; after ``_LOCK_WAIT_SECONDS`` it runs anyway (a holder that
+    hangs must not stop this process; one that dies releases the lock)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    path = getattr(signatures[0][0]._cache, "_cache_path", None) if signatures else None
+    try:
+        lock = open(os.path.join(path, f"numba_deconv-{name}.lock"), "a")
+    except (OSError, TypeError):  # no cache directory, or not one this process may write
+        yield
+        return
+    with lock:
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        yield  # closing the file releases the lock
+
+
+#: How long :func:`one_compiler` waits for another process's compile (the
+#: slowest kernel compiles in about 30 s alone, 2-3x that on busy cores).
+_LOCK_WAIT_SECONDS = 300.0
 
 
 def _python_interpreter() -> bool:
