@@ -93,21 +93,6 @@ def _add(acc, dst, x, src, length):
         acc[d + t] += x[s + t]
 
 
-@njit(inline="always")
-def _interleave_elements(acc, first, phase_stride, s_w, bias, out, row, o_w):
-    """out[row + j*s + r] = acc[first + r*phase_stride + j] + bias, one output
-    row from its phases (flat arrays), one element at a time: any dtype,
-    any stride. Inlined, though every copy costs compile time: rows shorter
-    than a vector take only this path, and as a call it kept LLVM from
-    specialising the kernels' row loops (1x1 kernels on 3-D images ran at
-    half the speed, or worse)."""
-    base = np.uint64(row)
-    for r in range(min(s_w, o_w)):
-        ar = np.uint64(first + r * phase_stride)
-        for j in range(np.uint64((o_w - r + s_w - 1) // s_w)):
-            out[base + j * np.uint64(s_w) + np.uint64(r)] = acc[ar + j] + bias
-
-
 def _element_lines(s_w, indent):
     """Source lines, at ``indent`` spaces, of :func:`_interleave_elements`
     on ``(acc, first, phase_stride, s_w, bias, out, at, count)`` with the
@@ -118,6 +103,26 @@ def _element_lines(s_w, indent):
              f"    for j in range(np.uint64((count - r + {s_w} - 1) // {s_w})):",
              f"        out[base + j * np.uint64({s_w}) + np.uint64(r)] = acc[ar + j] + bias"]
     return "".join(" " * indent + line + "\n" for line in lines)
+
+
+def _spelled(name, arguments, body):
+    """The function ``name(arguments)`` with the source lines ``body``,
+    jitted to be inlined."""
+    namespace = {"simd": simd, "np": np}
+    exec(f"def {name}({arguments}):\n{body}", namespace)
+    return njit(inline="always")(namespace[name])
+
+
+# out[at + j*s_w + r] = acc[first + r*phase_stride + j] + bias, the
+# ``count`` outputs of a row (or a stretch of one that starts at phase 0)
+# from its phases (flat arrays), one element at a time: any dtype, any
+# stride. Inlined, though every copy costs compile time: rows shorter than
+# a vector take only this path, and as a call it kept LLVM from
+# specialising the kernels' row loops (1x1 kernels on 3-D images ran at
+# half the speed, or worse).
+_interleave_elements = _spelled(
+    "_interleave_elements", "acc, first, phase_stride, s_w, bias, out, at, count",
+    _element_lines("s_w", 4))
 
 
 def _vector_lines(s_w, indent):
@@ -139,14 +144,6 @@ def _vector_lines(s_w, indent):
     return "".join(" " * indent + line + "\n" for line in lines) + _element_lines(s_w, indent)
 
 
-def _spelled(name, arguments, body):
-    """The function ``name(arguments)`` with the source lines ``body``,
-    jitted to be inlined."""
-    namespace = {"simd": simd, "np": np}
-    exec(f"def {name}({arguments}):\n{body}", namespace)
-    return njit(inline="always")(namespace[name])
-
-
 # out[at + j*s_w + r] = acc[first + r*phase_stride + j] + bias for the
 # ``count`` outputs of a stretch of a row that starts at phase 0 (flat
 # arrays), for one stride: 2 for complex values from their parts
@@ -163,7 +160,7 @@ _interleave2, _interleave3 = (
 # Numba copies and types an inlined function's own inlined helpers anew at
 # every site, and this as a dispatch over a function per stride, each
 # inlining _interleave_elements, cost 3-6 s more compile a site (float32,
-# fresh cache: col2im 24.8 -> 18.8 s, rows_serial 20.5 -> 14.4 s).
+# fresh cache: col2im 24.8 -> 15.5 s, rows_serial 20.5 -> 14-16 s).
 _interleave_vectors = _spelled(
     "_interleave_vectors", "acc, first, phase_stride, s_w, bias, out, at, count",
     "".join(f"    {'if' if s_w == 1 else 'elif'} s_w == {s_w}:\n" + _vector_lines(s_w, 8)
