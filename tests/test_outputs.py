@@ -51,6 +51,39 @@ def test_the_most_recently_lent_free_memory_is_reused(cache, rng):
         assert address(conv_transpose(x, w, **KWARGS)) == last
 
 
+def test_a_parallel_call_keeps_none_of_its_arrays(cache, monkeypatch, rng):
+    """The threads that stay awake between calls (``launch._Team``) let go
+    of a call's arrays when it returns: a dropped input is freed at once,
+    and a dropped output's memory goes to the next call (kept by the team
+    until the next call, a loop of calls alternated between two slots)."""
+    import weakref
+
+    import numba
+
+    from numba_deconv import _dispatch
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread: no helpers")
+    monkeypatch.setattr(config, "PARALLEL_MIN_MULTIPLY_ADDS", 0)  # every call on the team
+    x_shape, w_shape, kwargs = (2, 8, 16, 16), (8, 8, 3, 3), dict(stride=2, padding=1)
+    w = random_array(rng, w_shape, np.float32)
+    x = random_array(rng, x_shape, np.float32)
+    call = _dispatch.cpu_call(x.shape, x.dtype, w.shape, w.dtype, None,
+                              (2, 1, 0, 1, 1, None, "zeros", "channels_first"))
+    assert call.route().kernel in ("phase_tiles", "planes", "rows")  # a task kernel
+    first = conv_transpose(x, w, **kwargs)
+    assert_matches_reference(first, x, w, **kwargs)
+    where, dropped_input, dropped_output = address(first), weakref.ref(x), weakref.ref(first)
+    del x, first
+    assert dropped_input() is None and dropped_output() is None
+    for _ in range(3):
+        x = random_array(rng, x_shape, np.float32)
+        again = conv_transpose(x, w, **kwargs)
+        assert address(again) == where
+        assert_matches_reference(again, x, w, **kwargs)
+        del again
+
+
 @pytest.mark.parametrize("keep", ["output", "view", "memoryview"])
 def test_memory_in_use_is_never_handed_out(keep, cache, rng):
     x = random_array(rng, X_SHAPE, np.float32)

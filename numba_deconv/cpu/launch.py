@@ -195,7 +195,9 @@ class _Team:
         counters = np.zeros(16, np.int64)
         self.counters = (counters[:1], counters[8:9])
         self.busy = np.zeros(1, np.int64)  # helpers in a job
-        self.job = None  # (number, kernel, args, task counter, helpers wanted, errors)
+        # The running job: (number, kernel, args, task counter, helpers
+        # wanted, errors); None between jobs.
+        self.job = None
         self.lock = threading.Lock()
         self.sleeping = 0
         self.wake = threading.Condition()  # for helpers that stopped polling
@@ -220,6 +222,10 @@ class _Team:
             _close_job(claimed)
             while not _await_idle(self.busy, config.TEAM_SPIN_READS):
                 time.sleep(_IDLE_NAP_SECONDS)
+            # The job held the call's arrays: kept until the next job, they
+            # kept a dropped input alive and its output's memory from
+            # being reused (a loop of calls alternated between two).
+            self.job = None
         if errors:
             raise errors[0]
 
@@ -237,13 +243,16 @@ class _Team:
                     self.sleeping -= 1
                 continue
             seen, done = current, 1
-            number, kernel, args, claimed, helpers, errors = self.job
-            if number != current or rank >= helpers:
+            job = self.job  # None once its caller has left
+            if job is None or job[0] != current or rank >= job[4]:
                 continue
+            _, kernel, args, claimed, _, errors = job
             try:
                 kernel(*args, claimed, NEVER)
             except BaseException as error:  # the caller raises it
                 errors.append(error)
+            # Hold none of the job's arrays while waiting for the next.
+            del job, kernel, args, claimed, errors
 
 
 def _helper_team() -> _Team:
