@@ -219,13 +219,17 @@ class _Team:
         try:
             kernel(*args, claimed, NEVER)
         finally:
+            # Every task is claimed (or the call failed): a helper that reads
+            # the job from now on finds none, and those running their share
+            # hold it only until they leave, which the caller waits for. So
+            # no thread holds the call's arrays once it returns (kept until
+            # the next job, they kept a dropped input alive and its output's
+            # memory from being reused: a loop of calls took turns between
+            # two).
+            self.job = None
             _close_job(claimed)
             while not _await_idle(self.busy, config.TEAM_SPIN_READS):
                 time.sleep(_IDLE_NAP_SECONDS)
-            # The job held the call's arrays: kept until the next job, they
-            # kept a dropped input alive and its output's memory from
-            # being reused (a loop of calls alternated between two).
-            self.job = None
         if errors:
             raise errors[0]
 
