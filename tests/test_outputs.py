@@ -1,12 +1,14 @@
 """Recycled output memory: reused only once nothing can see it."""
 
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 import pytest
 
 import numba_deconv
-from numba_deconv import config, conv_transpose
+from numba_deconv import _dispatch, config, conv_transpose
 
 from helpers import assert_matches_reference, random_array
 
@@ -56,12 +58,6 @@ def test_a_parallel_call_keeps_none_of_its_arrays(cache, monkeypatch, rng):
     of a call's arrays when it returns: a dropped input is freed at once,
     and a dropped output's memory goes to the next call (kept by the team
     until the next call, a loop of calls alternated between two slots)."""
-    import weakref
-
-    import numba
-
-    from numba_deconv import _dispatch
-
     if numba.get_num_threads() < 2:
         pytest.skip("one thread: no helpers")
     monkeypatch.setattr(config, "PARALLEL_MIN_MULTIPLY_ADDS", 0)  # every call on the team

@@ -182,8 +182,9 @@ class _Team:
     :func:`parallel`). Jobs take turns with two task counters: a helper
     joins (counts itself ``busy``) before it reads the job, and every
     caller waits until no helper is busy, so a helper that arrives after
-    its job's caller has left -- and runs that job, finding no task left,
-    or leaves a newer one alone -- is still waited for by the next caller,
+    its job's caller has left -- and finds no job (the caller clears it
+    once every task is claimed), or leaves a newer one alone -- is still
+    waited for by the next caller,
     before the counter it holds is cleared for the job after. (One shared
     counter let such a helper take the next job's first task into the last
     job's arrays.)
