@@ -385,6 +385,8 @@ DEPTHWISE_LAST = [
     ((1, 3, 4, 5, 6), (3, 2, 3), dict(stride=(1, 2, 2), padding=(1, 0, 1))),
     ((2, 7, 6, 5), (5, 7), dict(stride=(2, 3), padding=(0, 4))),  # pairs and lone taps
     ((1, 21, 6, 7), (3, 3), dict(stride=2, padding=1)),     # whole vectors, then the rest
+    ((1, 4, 7, 8), (3, 3), dict(stride=2, dilation=2, padding=1)),  # all W taps on one phase
+    ((2, 17, 5, 6), (2, 1), dict(stride=3, output_padding=2)),  # phases with the bias alone
 ]
 
 

@@ -539,71 +539,71 @@ def padded_row(k_w, s_w, d_w, p_w, i_w, per_phase):
     return lead, lead + max(i_w, per_phase - (-p_w // s_w))
 
 
-def _add_pair_of_taps(acc, at, w, w0, w1, x, x0, x1, count, n_j, step):
-    """acc[at + j*step + c] += w[w0 + c] * x[x0 + j*c' + c] + w[w1 + c] *
-    x[x1 + j*c' + c] for c < count, j < n_j, c' = count (flat arrays):
-    :func:`planes_last`'s pair of taps across the channels, at the
-    ``n_j`` outputs of a phase. Jitted code only."""
-    raise NotImplementedError("_add_pair_of_taps is for jitted code")
+def _phase_sums(out, at, step, n_j, w, x, taps, n_taps, count, bias):
+    """out[at + j*step + c] = the sum over the ``n_taps`` rows of ``taps``
+    of ``w[w0 + c] * x[x0 + j*count + c] + w[w1 + c] * x[x1 + j*count +
+    c]`` (a row ``(w0, x0, w1, x1)``; ``w1 < 0``: a lone tap, ``w[w0 + c] *
+    x[x0 + j*count + c]``), in their order from zero, plus ``bias[c]``; for
+    c < count, j < n_j (flat arrays): :func:`planes_last`'s outputs of one
+    phase of a row. Jitted code only."""
+    raise NotImplementedError("_phase_sums is for jitted code")
 
 
-def _add_tap(acc, at, w, w0, x, x0, count, n_j, step):
-    """acc[at + j*step + c] += w[w0 + c] * x[x0 + j*count + c] for c <
-    count, j < n_j (flat arrays): :func:`planes_last`'s lone tap across the
-    channels. Jitted code only."""
-    raise NotImplementedError("_add_tap is for jitted code")
+@njit(inline="always")
+def _fma_float(a, b, addend):
+    return simd.fma(a, b, addend)
 
 
-# For float32/float64, in explicit vectors (a loop over a few vectors of
-# channels paid LLVM's alias checks on every start) with exactly the
-# operations that direct_planes' loops compile to: ``acc + fma(w0, x0, w1 *
-# x1)`` for a pair of taps, ``fma(w, x, acc)`` for one; element by element
-# past the last whole vector and for other dtypes. Those last channels
-# take a loop of their own along all n_j outputs: after the vectors of each
-# output, 3-36 channels (3 to 20 of them past the last vector) took
-# 1.1-1.4 times as long (the same sums in the same order: the same bits).
-@overload(_add_pair_of_taps, inline="always")
-def _add_pair_of_taps_for(acc, at, w, w0, w1, x, x0, x1, count, n_j, step):
-    vectors = acc.dtype in (types.float32, types.float64)
+@njit(inline="always")
+def _fma_any(a, b, addend):
+    return a * b + addend
 
-    def add_pair(acc, at, w, w0, w1, x, x0, x1, count, n_j, step):
+
+# Each output's sum stays in a register from its first tap to its store:
+# summed in an accumulator row in L1 instead (zeroed, one pass per tap and
+# a last pass to add the bias), depthwise_2d took 1.09 against 0.93 ms on
+# one thread, the same bits. The terms are exactly those that direct_planes'
+# loops compile to: ``sum + fma(w0, x0, w1 * x1)`` for a pair of taps,
+# ``fma(w, x, sum)`` for one; in explicit vectors for float32/float64 (a
+# loop over a few vectors of channels paid LLVM's alias checks on every
+# start), element by element past the last whole vector and for other
+# dtypes.
+@overload(_phase_sums, inline="always")
+def _phase_sums_for(out, at, step, n_j, w, x, taps, n_taps, count, bias):
+    vectors = out.dtype in (types.float32, types.float64)
+    element = out.dtype
+    fma = _fma_float if vectors else _fma_any
+
+    def phase_sums(out, at, step, n_j, w, x, taps, n_taps, count, bias):
         whole = 0
         if vectors:
-            lanes = simd.lanes(acc)
+            lanes = simd.lanes(out)
             whole = count // lanes * lanes
             for j in range(n_j):
                 a, s = at + j * step, j * count
                 for c in range(0, whole, lanes):
-                    pair = simd.fma(simd.load(w, w0 + c), simd.load(x, x0 + s + c),
-                                    simd.mul(simd.load(w, w1 + c), simd.load(x, x1 + s + c)))
-                    simd.store(acc, a + c, simd.add(simd.load(acc, a + c), pair))
+                    total = simd.zeros(out)
+                    for t in range(n_taps):
+                        w0, x0, w1, x1 = taps[t, 0] + c, taps[t, 1] + s + c, taps[t, 2], taps[t, 3]
+                        if w1 < 0:
+                            total = simd.fma(simd.load(w, w0), simd.load(x, x0), total)
+                        else:
+                            total = simd.add(total, simd.fma(
+                                simd.load(w, w0), simd.load(x, x0),
+                                simd.mul(simd.load(w, w1 + c), simd.load(x, x1 + s + c))))
+                    simd.store(out, a + c, simd.add(total, simd.load(bias, c)))
         for j in range(n_j):
             a, s = at + j * step, j * count
             for c in range(whole, count):
-                acc[a + c] += w[w0 + c] * x[x0 + s + c] + w[w1 + c] * x[x1 + s + c]
-    return add_pair
-
-
-@overload(_add_tap, inline="always")
-def _add_tap_for(acc, at, w, w0, x, x0, count, n_j, step):
-    vectors = acc.dtype in (types.float32, types.float64)
-
-    def add_tap(acc, at, w, w0, x, x0, count, n_j, step):
-        whole = 0
-        if vectors:
-            lanes = simd.lanes(acc)
-            whole = count // lanes * lanes
-            for j in range(n_j):
-                a, s = at + j * step, j * count
-                for c in range(0, whole, lanes):
-                    simd.store(acc, a + c, simd.fma(simd.load(w, w0 + c),
-                                                    simd.load(x, x0 + s + c),
-                                                    simd.load(acc, a + c)))
-        for j in range(n_j):
-            a, s = at + j * step, j * count
-            for c in range(whole, count):
-                acc[a + c] += w[w0 + c] * x[x0 + s + c]
-    return add_tap
+                total = element(0)
+                for t in range(n_taps):
+                    w0, x0, w1, x1 = taps[t, 0] + c, taps[t, 1] + s + c, taps[t, 2], taps[t, 3]
+                    if w1 < 0:
+                        total = fma(w[w0], x[x0], total)
+                    else:
+                        total = total + fma(w[w0], x[x0], w[w1 + c] * x[x1 + s + c])
+                out[a + c] = total + bias[c]
+    return phase_sums
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -618,9 +618,10 @@ def planes_last(x, w_t, bias, out, stride, dilation, pad, claimed, cancel):
     zero-padded input row, the bias last -- so the same bits; but every
     loop runs along the channels, which lie side by side, so nothing is
     transposed. A task kernel (:func:`.launch.parallel`), one output row
-    ``(n, od, oh)`` per task, summed in L1 and written once (summed in
-    ``out`` itself, depthwise_2d took 1.2 against 0.87 ms channels first;
-    so, 0.95 against 1.0 ms).
+    ``(n, od, oh)`` per task: its input rows are copied into zero-padded
+    rows, the taps of each W phase listed once as offsets into them and
+    into ``w_t``, and each output summed over its list and written once
+    (:func:`_phase_sums`).
     """
     n_batch, i_d, i_h, i_w, c = x.shape
     o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3]
@@ -628,14 +629,15 @@ def planes_last(x, w_t, bias, out, stride, dilation, pad, claimed, cancel):
     s_d, s_h, s_w = stride
     d_d, d_h, d_w = dilation
     p_d, p_h, p_w = pad
-    per_phase = -(-o_w // s_w)
-    # The input row at padded[lead + iw] (positions of c channels).
-    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, per_phase)
-    padded = np.zeros(length * c, dtype=x.dtype)
+    # Each input row that reaches the output row at padded[(r*length +
+    # lead + iw) * c] (r counts those rows), zeros around it.
+    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, -(-o_w // s_w))
+    row_size = length * c
+    padded = np.zeros(k_d * k_h * row_size, dtype=x.dtype)
+    # Each W phase's taps, (w0, x0, w1, x1) as _phase_sums reads them.
+    taps = np.empty((s_w, k_d * k_h * k_w, 4), dtype=np.int64)
+    n_taps = np.zeros(s_w, dtype=np.int64)
     xf, wf, of = x.reshape(-1), w_t.reshape(-1), out.reshape(-1)
-    cu = np.uint64(c)
-    # The row's sums, in L1; written to out once, plus the bias.
-    acc = np.empty(o_w * c, dtype=out.dtype)
     rows = n_batch * o_d * o_h
     while True:
         row = simd.claim(claimed)
@@ -644,8 +646,8 @@ def planes_last(x, w_t, bias, out, stride, dilation, pad, claimed, cancel):
         oh = row % o_h
         od = row // o_h % o_d
         n = row // (o_h * o_d)
-        first = row * o_w * c
-        acc[:] = 0
+        n_taps[:] = 0
+        r_first = 0  # padded's next free row
         for kd in range(k_d):
             t_d = od + p_d - kd * d_d
             i_dd = t_d // s_d
@@ -656,28 +658,31 @@ def planes_last(x, w_t, bias, out, stride, dilation, pad, claimed, cancel):
                 i_hh = t_h // s_h
                 if t_h % s_h != 0 or not 0 <= i_hh < i_h:
                     continue
-                _copy(padded, lead * c, xf, ((n * i_d + i_dd) * i_h + i_hh) * i_w * c, i_w * c)
-                taps = (kd * k_h + kh) * k_w
+                _copy(padded, r_first + lead * c, xf,
+                      ((n * i_d + i_dd) * i_h + i_hh) * i_w * c, i_w * c)
+                w_row = (kd * k_h + kh) * k_w
                 for kw in range(min(s_w, k_w)):
                     phase = (kw * d_w - p_w) % s_w
-                    if phase >= o_w:
-                        continue
-                    n_j = (o_w - phase + s_w - 1) // s_w
                     for k2 in range(kw, k_w - s_w, 2 * s_w):
-                        src0 = (lead - (k2 * d_w - p_w) // s_w) * c
-                        src1 = (lead - ((k2 + s_w) * d_w - p_w) // s_w) * c
-                        w0, w1 = (taps + k2) * c, (taps + k2 + s_w) * c
-                        _add_pair_of_taps(acc, phase * c, wf, w0, w1, padded, src0, src1, c, n_j,
-                                          s_w * c)
+                        t = n_taps[phase]
+                        taps[phase, t, 0] = (w_row + k2) * c
+                        taps[phase, t, 1] = r_first + (lead - (k2 * d_w - p_w) // s_w) * c
+                        taps[phase, t, 2] = (w_row + k2 + s_w) * c
+                        taps[phase, t, 3] = (r_first
+                                             + (lead - ((k2 + s_w) * d_w - p_w) // s_w) * c)
+                        n_taps[phase] = t + 1
                     if (k_w - 1 - kw) // s_w % 2 == 0:
                         last = kw + (k_w - 1 - kw) // s_w * s_w
-                        src = (lead - (last * d_w - p_w) // s_w) * c
-                        _add_tap(acc, phase * c, wf, (taps + last) * c, padded, src, c, n_j,
-                                 s_w * c)
-        for j in range(o_w):
-            a = np.uint64(j * c)
-            for ch in range(cu):
-                of[np.uint64(first) + a + ch] = acc[a + ch] + bias[ch]
+                        t = n_taps[phase]
+                        taps[phase, t, 0] = (w_row + last) * c
+                        taps[phase, t, 1] = r_first + (lead - (last * d_w - p_w) // s_w) * c
+                        taps[phase, t, 2] = -1
+                        n_taps[phase] = t + 1
+                r_first += row_size
+        # Every phase, those no tap reaches too: they get the bias alone.
+        for phase in range(min(s_w, o_w)):
+            _phase_sums(of, (row * o_w + phase) * c, s_w * c, (o_w - phase + s_w - 1) // s_w,
+                        wf, padded, taps[phase], n_taps[phase], c, bias)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
