@@ -390,14 +390,13 @@ def real_twin(call):
     the phase tiles read and write the parts where they lie, and other
     kernels take them split into channels and merged back.
 
-    That pays where the twin takes register tiles and the complex call
-    would not take BLAS's products: enough channel pairs per group
-    (``TILED_MIN_CHANNEL_PAIRS``, or for ``conv_transpose`` fewer with
-    many taps per output phase on large images, ``TILED_FEW_PAIRS_*``),
-    fewer than ``GEMM_MIN_CHANNELS`` one way or small images (or, for
-    ``conv_transpose``, at least ``TWIN_MIN_TAPS_PER_PHASE`` taps per
-    output phase), and work enough to leave the calling thread.
-    Elsewhere copying the data in and out costs more than it saves.
+    That pays where the twin takes register tiles: enough channel pairs
+    per group (``TILED_MIN_CHANNEL_PAIRS``, or for ``conv_transpose``
+    fewer with many taps per output phase on large images,
+    ``TILED_FEW_PAIRS_*``), and work enough to leave the calling thread.
+    With 64 or more channels each way it beats BLAS's complex products
+    too (twin / BLAS 0.60-1.01 in ``benchmarks/TUNING.md``). Elsewhere
+    copying the data in and out costs more than it saves.
     """
     if call.twin is None:
         call.twin = _make_twin(call) if _twin_pays(call) else False
@@ -408,17 +407,11 @@ def _twin_pays(call) -> bool:
     plan = call.plan
     g = call.geometry if isinstance(call, Call) else plan.geometry
     in_g, out_g = g.in_channels // g.groups, g.out_channels // g.groups
-    thick = (min(in_g, out_g) >= config.GEMM_MIN_CHANNELS
-             and math.prod(g.in_spatial) >= config.GEMM_MIN_POSITIONS)
-    # Many taps per output phase keep the tiles busier than BLAS's products
-    # and their fold (measured for conv_transpose only).
-    many_taps = isinstance(call, Call) and (
-        math.prod(g.kernel) >= config.TWIN_MIN_TAPS_PER_PHASE * math.prod(g.stride))
     # The twin's tiles: enough channel pairs, or (conv_transpose) taps
     # enough on large images, as choose_kernel takes them.
     busy_tiles = in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS or (
         isinstance(call, Call) and _many_taps_fill_tiles(g))
-    return (plan.dtype.kind == "c" and (many_taps or not thick) and busy_tiles
+    return (plan.dtype.kind == "c" and busy_tiles
             and plan.batch * g.flops // 2 >= config.SERIAL_MAX_MULTIPLY_ADDS)
 
 

@@ -34,14 +34,6 @@ GEMM_MAX_BATCH_POSITIONS = 1024
 GEMM_MIN_WEIGHTS_PER_POSITION = 512
 GEMM_MIN_POSITIONS = 64
 
-#: Complex conv_transpose calls thick enough for BLAS still run as their
-#: real twin in the register tiles when the kernel has at least
-#: TWIN_MIN_TAPS_PER_PHASE taps per output phase (prod(kernel) /
-#: prod(stride)).
-#: Why: complex64, twin / BLAS time: 9 taps 0.74-0.91, 7 taps 0.88, 25
-#: taps 1.00, 27 taps 0.83; 4 taps 0.95-1.23, 2.25 taps 1.16, 1 tap 1.20.
-TWIN_MIN_TAPS_PER_PHASE = 6
-
 #: Real data with few output channels for many input channels -- at least
 #: GEMM_MIN_CHANNELS input channels per group and GEMM_MIN_IN_PER_OUT_CHANNEL
 #: (float64: GEMM_MIN_IN_PER_OUT_CHANNEL_F64) per output channel -- takes
