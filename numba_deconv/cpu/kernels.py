@@ -24,6 +24,8 @@ end. Along D and H, which taps reach an output row is looked up in small
 tables built once per call, so no division runs per row.
 """
 
+import math
+
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
@@ -633,9 +635,12 @@ def planes_last(x, w_t, bias, out, stride, dilation, pad, claimed, cancel):
     # lead + iw) * c] (r counts those rows), zeros around it.
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, -(-o_w // s_w))
     row_size = length * c
-    padded = np.zeros(k_d * k_h * row_size, dtype=x.dtype)
+    # Taps kd that reach an output plane are s_d / gcd(s_d, d_d) apart.
+    most_rows = (-(-k_d // (s_d // math.gcd(s_d, d_d)))
+                 * -(-k_h // (s_h // math.gcd(s_h, d_h))))
+    padded = np.zeros(most_rows * row_size, dtype=x.dtype)
     # Each W phase's taps, (w0, x0, w1, x1) as _phase_sums reads them.
-    taps = np.empty((s_w, k_d * k_h * k_w, 4), dtype=np.int64)
+    taps = np.empty((s_w, most_rows * k_w, 4), dtype=np.int64)
     n_taps = np.zeros(s_w, dtype=np.int64)
     xf, wf, of = x.reshape(-1), w_t.reshape(-1), out.reshape(-1)
     rows = n_batch * o_d * o_h
