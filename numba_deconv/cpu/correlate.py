@@ -93,10 +93,11 @@ def _strided_copy_for(dst, d, src, s, count, step):
             if vectors:
                 lanes = np.uint64(simd.lanes(dst))
                 inside = np.uint64(src.size) - s if np.uint64(src.size) > s else np.uint64(0)
-                done = min(n // lanes, inside // (np.uint64(2) * lanes)) * lanes
-                for t in range(np.uint64(0), done, lanes):
-                    even, _ = simd.load_pairs(src, s + t * np.uint64(2))
-                    simd.store(dst, d + t, even)
+                whole = min(n // lanes, inside // (np.uint64(2) * lanes))
+                for v in range(whole):
+                    even, _ = simd.load_pairs(src, s + v * np.uint64(2) * lanes)
+                    simd.store(dst, d + v * lanes, even)
+                done = whole * lanes
             for t in range(done, n):
                 dst[d + t] = src[s + t * np.uint64(2)]
         elif step == 4:
