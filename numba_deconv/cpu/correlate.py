@@ -127,7 +127,7 @@ def _fill_window(xw, x, n, c0, c_count, planes, p0, win_len, pitch, pad, stride,
     # input row one after another (plane by plane over every row, a
     # depthwise conv read its input at 3.5 GB/s on one thread).
     first_row, last_row = p0 // u_w, (p0 + win_len - 1) // u_w
-    runs = np.empty(((last_row - first_row + 1) * n_planes, 4), dtype=np.int64)
+    runs = np.empty(((last_row - first_row + 1) * n_planes, 3), dtype=np.int64)
     n_runs = 0
     for row in range(first_row, last_row + 1):
         for pl in range(n_planes):
