@@ -49,14 +49,19 @@ def test_compile_seconds_time_the_compilation(fresh_record):
 
 def test_variants_differ_by_rank_dtype_layout_and_strategy(fresh_record):
     numba_deconv.conv_transpose(np.ones((2, 3)), np.ones((2, 1, 2)))
+    # Thick complex data runs as its real twin: float32 columns.
     numba_deconv.conv_transpose(np.ones((1, 64, 8, 8), np.complex64),
                                 np.ones((64, 64, 3, 3), np.complex64), stride=2)
+    # Depthwise complex data keeps the complex kernels.
+    numba_deconv.conv_transpose(np.ones((1, 4, 8, 8), np.complex64),
+                                np.ones((4, 1, 3, 3), np.complex64), stride=2, groups=4)
     numba_deconv.conv_transpose(np.ones((1, 5, 5, 2)), np.ones((2, 1, 2, 2)),
                                 data_format="channels_last")
     seen = {(v["rank"], v["dtype"], v["layout"], v["strategy"])
             for v in numba_deconv.cache_info()}
     assert seen == {(1, "float64", "channels_first", "gather"),
-                    (2, "complex64", "channels_first", "columns"),
+                    (2, "float32", "channels_first", "columns"),
+                    (2, "complex64", "channels_first", "gather"),
                     (2, "float64", "channels_last", "gather")}
 
 
