@@ -586,12 +586,13 @@ def _phase_sums_for(out, at, step, n_j, w, x, taps, n_taps, count, bias):
                 for c in range(0, whole, lanes):
                     total = simd.zeros(out)
                     for t in range(n_taps):
-                        w0, x0, w1, x1 = taps[t, 0] + c, taps[t, 1] + s + c, taps[t, 2], taps[t, 3]
+                        w0, x0, w1, x1 = taps[t, 0], taps[t, 1], taps[t, 2], taps[t, 3]
                         if w1 < 0:
-                            total = simd.fma(simd.load(w, w0), simd.load(x, x0), total)
+                            total = simd.fma(simd.load(w, w0 + c), simd.load(x, x0 + s + c),
+                                             total)
                         else:
                             total = simd.add(total, simd.fma(
-                                simd.load(w, w0), simd.load(x, x0),
+                                simd.load(w, w0 + c), simd.load(x, x0 + s + c),
                                 simd.mul(simd.load(w, w1 + c), simd.load(x, x1 + s + c))))
                     simd.store(out, a + c, simd.add(total, simd.load(bias, c)))
         for j in range(n_j):
@@ -599,13 +600,22 @@ def _phase_sums_for(out, at, step, n_j, w, x, taps, n_taps, count, bias):
             for c in range(whole, count):
                 total = element(0)
                 for t in range(n_taps):
-                    w0, x0, w1, x1 = taps[t, 0] + c, taps[t, 1] + s + c, taps[t, 2], taps[t, 3]
+                    w0, x0, w1, x1 = taps[t, 0], taps[t, 1], taps[t, 2], taps[t, 3]
                     if w1 < 0:
-                        total = fma(w[w0], x[x0], total)
+                        total = fma(w[w0 + c], x[x0 + s + c], total)
                     else:
-                        total = total + fma(w[w0], x[x0], w[w1 + c] * x[x1 + s + c])
+                        total = total + fma(w[w0 + c], x[x0 + s + c],
+                                            w[w1 + c] * x[x1 + s + c])
                 out[a + c] = total + bias[c]
     return phase_sums
+
+
+@njit(inline="always")
+def _row_source(k, lead, s_w, d_w, p_w, c):
+    """Where W tap ``k`` reads the first output of its phase in a
+    zero-padded channels-last row (:func:`padded_row`'s ``lead``, ``c``
+    channels per position)."""
+    return (lead - (k * d_w - p_w) // s_w) * c
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -671,16 +681,16 @@ def planes_last(x, w_t, bias, out, stride, dilation, pad, claimed, cancel):
                     for k2 in range(kw, k_w - s_w, 2 * s_w):
                         t = n_taps[phase]
                         taps[phase, t, 0] = (w_row + k2) * c
-                        taps[phase, t, 1] = r_first + (lead - (k2 * d_w - p_w) // s_w) * c
+                        taps[phase, t, 1] = r_first + _row_source(k2, lead, s_w, d_w, p_w, c)
                         taps[phase, t, 2] = (w_row + k2 + s_w) * c
-                        taps[phase, t, 3] = (r_first
-                                             + (lead - ((k2 + s_w) * d_w - p_w) // s_w) * c)
+                        taps[phase, t, 3] = r_first + _row_source(k2 + s_w, lead, s_w, d_w, p_w,
+                                                                  c)
                         n_taps[phase] = t + 1
                     if (k_w - 1 - kw) // s_w % 2 == 0:
                         last = kw + (k_w - 1 - kw) // s_w * s_w
                         t = n_taps[phase]
                         taps[phase, t, 0] = (w_row + last) * c
-                        taps[phase, t, 1] = r_first + (lead - (last * d_w - p_w) // s_w) * c
+                        taps[phase, t, 1] = r_first + _row_source(last, lead, s_w, d_w, p_w, c)
                         taps[phase, t, 2] = -1
                         n_taps[phase] = t + 1
                 r_first += row_size
