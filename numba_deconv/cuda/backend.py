@@ -58,6 +58,36 @@ NO_GPU_MESSAGE = (
     "use device='cpu' (or device='auto' with host arrays) to run on the CPU")
 
 
+#: numba-cuda up to 0.30 (the last release; the package is in maintenance
+#: mode) registers an overload of ``numpy.row_stack``, which NumPy 2.5
+#: removed, when its CUDA target first loads: no kernel can compile.
+#: https://github.com/NVIDIA/numba-cuda/issues/907; the ``cuda`` extra caps
+#: NumPy for it.
+NUMPY_TOO_NEW_MESSAGE = (
+    "numba-cuda {version} cannot compile CUDA kernels with NumPy {numpy} ({err}: it "
+    "registers numpy.row_stack, which NumPy 2.5 removed; NVIDIA/numba-cuda#907). "
+    "Install NumPy below 2.5 in this environment (pip install 'numpy<2.5', which "
+    "the package's cuda extra asks for), or use device='cpu'")
+
+
+def _load_cuda_target():
+    """Load the CUDA target's overloads now, so that a numba-cuda that
+    cannot load them fails here with a clear message rather than inside
+    the first kernel compile (or device-array copy)."""
+    try:
+        import numba.cuda.cudaimpl  # noqa: F401 (imported for its registrations)
+    except AttributeError as err:
+        if "row_stack" not in str(err):
+            raise
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            numba_cuda_version = version("numba-cuda")
+        except PackageNotFoundError:
+            numba_cuda_version = "(Numba's built-in CUDA target)"
+        raise RuntimeError(NUMPY_TOO_NEW_MESSAGE.format(
+            version=numba_cuda_version, numpy=np.__version__, err=err)) from None
+
+
 def _require_cuda():
     """``numba.cuda`` when a GPU (or the CUDA simulator) is usable."""
     try:
@@ -73,6 +103,8 @@ def _require_cuda():
     if not available:
         raise RuntimeError(NO_GPU_MESSAGE.format(
             why=" (numba.cuda.is_available() is False)"))
+    if not _simulating():
+        _load_cuda_target()
     return cuda
 
 

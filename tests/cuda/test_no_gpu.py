@@ -6,6 +6,7 @@ GPU-less checks run exactly when neither the simulator nor a GPU is there.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -96,3 +97,34 @@ def test_kernel_compiles_to_ptx_without_atomics(dtype):
         raise
     assert ".entry" in ptx
     assert not re.search(r"^\s*(atom|red)\.", ptx, re.MULTILINE)
+
+
+# Run in a fresh process without the simulator: NumPy 2.5's missing
+# row_stack, made by deleting it, and a GPU that claims to be there.
+_NUMPY_2_5_PROBE = """
+import numpy
+try:
+    from numba import cuda
+except ImportError:
+    raise SystemExit("no numba.cuda")
+del numpy.row_stack
+cuda.is_available = lambda: True
+import numba_deconv
+numba_deconv.conv_transpose(numpy.ones((1, 1, 2)), numpy.ones((1, 1, 2)), device="cuda")
+"""
+
+
+def test_numba_cuda_on_numpy_2_5_is_a_clear_error():
+    """numba-cuda <= 0.30 cannot load its CUDA target where numpy.row_stack
+    is gone (NumPy 2.5): the call says so and names the fix, instead of an
+    AttributeError from inside numba-cuda's first compile."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    done = subprocess.run([sys.executable, "-c", _NUMPY_2_5_PROBE], capture_output=True,
+                          text=True, env=env)
+    if "no numba.cuda" in done.stderr:
+        pytest.skip("numba.cuda is not installed")
+    if done.returncode == 0:
+        pytest.skip("this numba-cuda loads without numpy.row_stack (fixed upstream)")
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: numba-cuda"), done.stderr
+    assert "NumPy 2.5 removed" in last and "pip install 'numpy<2.5'" in last
