@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import time
 
 import numpy as np
@@ -157,6 +158,41 @@ def test_cli_times_the_layout_and_complex_variants(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--variants", "--op", "conv"])
     assert "--variants times --op conv_transpose alone" in capsys.readouterr().err
+
+
+def test_gpu_table_scales_the_standard_cases():
+    """benchmarks/gpu_cases.json: each case, NAME_xF (and _f64 in float64),
+    is standard case NAME with F times the work, and the same kernel,
+    stride, padding, dilation and kind of channel split."""
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "gpu_cases.json")
+    for case in bench.load_cases(path):
+        name, factor, f64 = re.fullmatch(r"(.+)_x(\d+)(_f64)?", case.name).groups()
+        base = CASES[name]
+        for key in ("rank", "kernel", "stride", "padding", "output_padding", "dilation"):
+            assert getattr(case, key) == getattr(base, key), (case.name, key)
+        assert (case.groups == case.C_in) == (base.groups == base.C_in)
+        assert case.flops == int(factor) * base.flops, case.name
+        assert case.dtype == ("float64" if f64 else base.dtype)
+
+
+def test_cli_device_cuda_options_and_no_gpu(capsys):
+    """--device cuda: only the ops with CUDA kernels, none of the CPU-only
+    modes, and on a machine without a GPU a clear error before any case
+    (the timing itself runs under the simulator: tests/cuda)."""
+    for extra, why in ((["--op", "conv_weight_grad"], "--op conv_transpose or conv"),
+                       (["--plan"], "does not take --plan"),
+                       (["--variants"], "does not take --variants")):
+        with pytest.raises(SystemExit):
+            bench.main(["--device", "cuda", *extra])
+        assert why in capsys.readouterr().err
+    from numba_deconv.cuda import backend
+    try:
+        backend._require_cuda()
+    except RuntimeError:
+        assert bench.main(["--device", "cuda", "--case", "tiny_seed", "--quiet"]) == 2
+        assert "needs a CUDA GPU" in capsys.readouterr().err
+    else:
+        pytest.skip("a GPU (or the simulator) is here: tests/cuda times it")
 
 
 def test_select_cases():

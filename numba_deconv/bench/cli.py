@@ -94,6 +94,14 @@ def check_args(args):
         return "--save-cases writes the shapes of --spread N; give --spread too"
     if args.variants and (args.op != "conv_transpose" or args.cold or args.plan):
         return "--variants times --op conv_transpose alone (not with --cold or --plan)"
+    if args.device == "cuda":
+        if args.op not in ("conv_transpose", "conv"):
+            return "--device cuda times --op conv_transpose or conv (the CUDA kernels)"
+        extra = [o for o, v in (("--plan", args.plan), ("--cold", args.cold),
+                                ("--variants", args.variants), ("--plot", args.plot))
+                 if v]
+        if extra:
+            return f"--device cuda does not take {' or '.join(extra)}"
     if args.plan and args.op not in ("conv_transpose", "conv"):
         return "--plan times --op conv_transpose or conv (numba_deconv.plan has no other)"
     if args.cold:
@@ -172,6 +180,9 @@ def configure_parser(p):
                    help="time ours on channels-last and on complex data beside the "
                         "channels-first real call, and print the ratios (no peers; "
                         "--op conv_transpose)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: time the CUDA kernels on the GPU beside PyTorch's "
+                        "(cuDNN) instead of the CPU peers (default: cpu)")
     p.add_argument("--cold", action="store_true",
                    help="time the cold start instead: import plus the first call, each "
                         "in a new process, ours with an empty and then a warm Numba "
@@ -211,6 +222,8 @@ def run_from_args(args) -> int:
         return _run_cold(args)
     if args.variants:
         return _run_variants(args)
+    if args.device == "cuda":
+        return _run_gpu(args)
     try:
         report = run(args.case, args.dtype, args.peers, op=args.op, min_time=args.min_time,
                      repeat=args.repeat, threads=args.threads, gemm=args.gemm,
@@ -273,6 +286,28 @@ def _run_variants(args) -> int:
     rows = time_variants(pairs, threads=args.threads, min_time=args.min_time,
                          repeat=args.repeat, progress=None if args.quiet else sys.stderr)
     print(format_variants_table(rows))
+    return 0
+
+
+def _run_gpu(args) -> int:
+    from .gpu import format_gpu_table, gpu_yardsticks, time_on_gpu, torch_with_cuda
+
+    pairs = _selected_pairs(args)
+    if pairs is None:
+        return 2
+    try:
+        rows = time_on_gpu(pairs, op=args.op, min_time=args.min_time,
+                           progress=None if args.quiet else sys.stderr)
+    except RuntimeError as e:   # no GPU
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    torch = torch_with_cuda()
+    yardsticks = gpu_yardsticks(torch) if torch is not None and args.gemm else {}
+    print(format_gpu_table(rows, yardsticks))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"op": args.op, "yardsticks": yardsticks,
+                       "rows": [r._asdict() for r in rows]}, f, indent=1)
     return 0
 
 

@@ -9,6 +9,7 @@ thread owns several outputs.
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -508,3 +509,22 @@ def test_conv_transpose_padding_modes_stay_on_the_cpu():
     with pytest.raises(NotImplementedError, match="padding_mode='reflect' has no CUDA kernel"):
         numba_deconv.conv_transpose(np.ones((1, 1, 4)), np.ones((1, 1, 3)), padding=1,
                                     padding_mode="reflect", device="cuda")
+
+
+def test_bench_device_cuda(tmp_path, capsys):
+    """``bench --device cuda`` times ours on the GPU and, where PyTorch sees
+    the GPU, checks ours against cuDNN's exact float32 result."""
+    from numba_deconv import bench
+    from numba_deconv.bench.gpu import time_on_gpu, torch_with_cuda
+
+    pairs = bench.select_cases(bench.load_cases(), ["tiny_seed"], ["float64"])
+    for op in ("conv_transpose", "conv"):
+        (row,) = time_on_gpu(pairs, op=op, min_time=0)
+        assert row.case == "tiny_seed" and row.ours > 0
+        if torch_with_cuda() is not None:
+            assert row.error < 1e-12 and row.cudnn > 0
+    path = tmp_path / "gpu.json"
+    assert bench.main(["--device", "cuda", "--case", "tiny_seed", "--min-time", "0",
+                       "--no-gemm", "--quiet", "--json", str(path)]) == 0
+    assert "| tiny_seed | float32 |" in capsys.readouterr().out
+    assert json.loads(path.read_text())["rows"][0]["case"] == "tiny_seed"
