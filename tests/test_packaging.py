@@ -60,7 +60,8 @@ def test_sdist_carries_its_test_suite(dists):
                    "tests/cuda/conftest.py", "tests/cuda/cuda_env.py",
                    "tests/cuda/test_no_gpu.py", "tests/cuda/test_cuda_backend.py",
                    # read by tests: the spread table, the asv helpers, the examples
-                   "benchmarks/spread_cases.json", "benchmarks/_common.py",
+                   "benchmarks/spread_cases.json", "benchmarks/gpu_cases.json",
+                   "benchmarks/run_on_gpu.sh", "benchmarks/_common.py",
                    "benchmarks/__init__.py", "examples/deblur_lsqr.py",
                    "numba_deconv/bench/cases.json", "numba_deconv/__main__.py"):
         assert needed in files, needed
