@@ -23,6 +23,22 @@ def pad(x: np.ndarray, pairs, mode: str) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0)) + tuple(pairs), mode=_NUMPY_MODES[mode])
 
 
+def fold_sources(size: int, before: int, after: int, mode: str):
+    """Which positions of one padded dim :func:`fold` adds into each element.
+
+    Returns ``(starts, sources)``, int64: the positions ``p`` of a dim of
+    ``size`` elements padded by ``before`` and ``after`` in ``mode`` (not
+    "zeros", whose border holds no element) that
+    hold a copy of element ``i`` (itself included) are
+    ``sources[starts[i]:starts[i + 1]]``, ascending. Read off :func:`pad`'s
+    own rule (NumPy's pad of the indices), so the two cannot disagree.
+    """
+    held = np.pad(np.arange(size), (before, after), mode=_NUMPY_MODES[mode])
+    sources = np.argsort(held, kind="stable")
+    starts = np.searchsorted(held[sources], np.arange(size + 1))
+    return starts.astype(np.int64), sources.astype(np.int64)
+
+
 def fold(z: np.ndarray, pairs, mode: str) -> np.ndarray:
     """The adjoint of :func:`pad`: ``z`` (N, C, *padded) back to the interior.
 

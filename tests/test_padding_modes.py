@@ -491,3 +491,34 @@ def test_inputs_are_never_modified(mode, dtype, rng):
         np.testing.assert_array_equal(x, x0)
         np.testing.assert_array_equal(w, w0)
         np.testing.assert_array_equal(b, b0)
+
+
+def _held(p, size, before, mode):
+    """The element that position ``p`` of a padded dim holds, by the rule of
+    each mode (``torch.nn.functional.pad``'s), written out."""
+    t = p - before
+    if mode == "circular":
+        return t % size
+    if mode == "reflect":
+        return -t if t < 0 else 2 * (size - 1) - t if t >= size else t
+    return min(max(t, 0), size - 1)  # replicate
+
+
+@pytest.mark.parametrize("mode", ["circular", "reflect", "replicate"])
+@pytest.mark.parametrize("size, before, after", [(5, 2, 3), (4, 0, 3), (3, 2, 0), (1, 0, 0),
+                                                 (6, 5, 5), (2, 2, 1)])
+def test_fold_sources_list_every_copy(mode, size, before, after):
+    """The GPU's fold tables: each element lists, in ascending order, every
+    padded position holding a copy of it, its own position included, and
+    each position is listed once."""
+    from numba_deconv._padding import fold_sources
+
+    if mode == "reflect" and max(before, after) >= size:
+        pytest.skip("reflect pads less than the size")
+    starts, sources = fold_sources(size, before, after, mode)
+    assert sorted(sources) == list(range(before + size + after))
+    for i in range(size):
+        listed = list(sources[starts[i]:starts[i + 1]])
+        assert listed == sorted(listed) and before + i in listed
+        assert listed == [p for p in range(before + size + after)
+                          if _held(p, size, before, mode) == i]

@@ -32,11 +32,12 @@ argument checks) that points at ``device="cpu"``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
-from .. import _compiled
+from .. import _compiled, _padding
 from .._plan import (DTYPES, PADDING_MODES, as_array, check_out, check_out_metadata,
                      is_device_array, plan_call, plan_conv)
 
@@ -47,9 +48,10 @@ THREADS_PER_BLOCK = 256
 #: any output with fewer blocks than outputs / threads.
 MAX_BLOCKS = 1 << 20
 #: This backend's one strategy, a gather (one thread per output), and its
-#: kernels: conv_transpose's and conv's.
+#: kernels: conv_transpose's, conv's, and the fold after conv_transpose's
+#: for the padding modes other than zeros.
 KERNEL = "gather"
-KERNELS = (KERNEL, "conv_gather")
+KERNELS = (KERNEL, "conv_gather", "fold")
 #: Highest spatial rank with a CUDA kernel.
 MAX_RANK = 3
 
@@ -155,25 +157,28 @@ def launch_config(total: int, threads_per_block=None, max_blocks=None):
     return max(1, min(-(-total // int(tpb)), int(cap))), int(tpb)
 
 
-def kernel_signature(dtype):
-    """The exact argument types :func:`~.kernels.gather_kernel` is launched
-    with for ``dtype`` (every rank and layout share them; ``conv_kernel``
-    takes one int64 more, the padding mode)."""
+def kernel_signature(dtype, kernel=KERNEL):
+    """The exact argument types ``kernel`` is launched with for ``dtype``
+    (every rank and layout share them)."""
     from numba import from_dtype, types
 
     flat = types.Array(from_dtype(np.dtype(dtype)), 1, "C")
     triple = types.UniTuple(types.int64, 3)
-    return (flat, flat, flat, flat, types.UniTuple(types.int64, 5),
-            types.UniTuple(types.int64, 9), triple, triple, triple, triple,
-            triple, types.int64, types.int64)
+    if kernel == "fold":
+        table = types.Array(types.int64, 1, "C")
+        return (flat, flat, flat, types.UniTuple(types.int64, 5), triple,
+                types.int64) + (table,) * 6
+    gather = (flat, flat, flat, flat, types.UniTuple(types.int64, 5),
+              types.UniTuple(types.int64, 9), triple, triple, triple, triple,
+              triple, types.int64, types.int64)
+    # conv_kernel: no tap step, and the padding mode's code last.
+    return gather if kernel == KERNEL else gather[:10] + gather[11:] + (types.int64,)
 
 
 def compile_kernel(kernel: str, dtype) -> None:
     """Compile (or load from Numba's disk cache) ``kernel`` for ``dtype``:
     every rank 1-3 and both layouts run the same specialisation. Under the
     CUDA simulator there is nothing to compile."""
-    from numba import types
-
     if kernel not in KERNELS:
         raise ValueError(
             f"kernel={kernel!r} is not a CUDA kernel; the CUDA backend has "
@@ -183,12 +188,10 @@ def compile_kernel(kernel: str, dtype) -> None:
     _require_cuda()
     if _simulating():
         return
-    from .kernels import conv_kernel, gather_kernel
+    from .kernels import conv_kernel, fold_kernel, gather_kernel
 
-    if kernel == KERNEL:
-        gather_kernel.compile(kernel_signature(dtype))
-    else:
-        conv_kernel.compile(kernel_signature(dtype) + (types.int64,))
+    dispatcher = {KERNEL: gather_kernel, "conv_gather": conv_kernel, "fold": fold_kernel}[kernel]
+    dispatcher.compile(kernel_signature(dtype, kernel))
 
 
 def _span(value):
@@ -257,20 +260,15 @@ def conv_transpose_cuda(x, weight, bias=None, *, stride=1, padding=0,
     ValueError, TypeError
         Exactly as the CPU path, before anything touches the GPU.
     NotImplementedError
-        For spatial rank >= 4, and padding modes other than "zeros".
+        For spatial rank >= 4.
     RuntimeError
         When no CUDA GPU/driver is usable.
     """
     def plan(*meta):
-        planned = plan_call(*meta, stride=stride, padding=padding,
-                            output_padding=output_padding, dilation=dilation, groups=groups,
-                            output_size=output_size, padding_mode=padding_mode,
-                            data_format=data_format)
-        if planned.padding_mode != "zeros":
-            raise NotImplementedError(
-                f"conv_transpose with padding_mode={padding_mode!r} has no CUDA kernel "
-                f"yet; use device='cpu' with host arrays")
-        return planned
+        return plan_call(*meta, stride=stride, padding=padding,
+                         output_padding=output_padding, dilation=dilation, groups=groups,
+                         output_size=output_size, padding_mode=padding_mode,
+                         data_format=data_format)
     return _run(plan, _launch, x, weight, bias, out, threads_per_block, max_blocks)
 
 
@@ -355,10 +353,50 @@ def _run(plan_of, launch, x, weight, bias, out, threads_per_block, max_blocks):
 
 
 def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
-    """Launch the gather kernel over flat views of C-contiguous arrays."""
+    """``conv_transpose`` into ``result``. With a padding mode other than
+    zeros, as on the CPU: the transposed convolution over the whole padded
+    extent, then its border folded back onto the elements the padding
+    copied (:func:`~.kernels.fold_kernel`), then the bias."""
+    geometry, dtype = plan.geometry, plan.dtype
+    if plan.padding_mode == "zeros":
+        _launch_gather(cuda, plan, geometry, result, x, w, bias, threads_per_block,
+                       max_blocks)
+        return
+    from .kernels import fold_kernel
+
+    rank, lift = geometry.rank, 3 - geometry.rank
+    padded = tuple(b + o + a for b, o, a in zip(geometry.pad_before, geometry.out_spatial,
+                                                geometry.pad_after))
+    whole = dataclasses.replace(geometry, pad_before=(0,) * rank, pad_after=(0,) * rank,
+                                out_spatial=padded)
+    shape = plan.out_shape
+    full = cuda.device_array(shape[:-1 - rank] + padded + shape[-1:] if plan.channels_last
+                             else shape[:-rank] + padded, dtype=dtype)
+    _launch_gather(cuda, plan, whole, full, x, w,
+                   cuda.to_device(np.zeros(geometry.out_channels, dtype)),
+                   threads_per_block, max_blocks)
+    tables = []
+    for size, before, after in zip(geometry.out_spatial, geometry.pad_before,
+                                   geometry.pad_after):
+        tables += map(cuda.to_device, _padding.fold_sources(size, before, after,
+                                                            plan.padding_mode))
+    unit = [cuda.to_device(np.array(v, dtype=np.int64)) for v in ([0, 1], [0])] * lift
+    ones = (1,) * lift
+    _compiled.ensure(("cuda", rank, dtype, plan.layout, KERNEL, "fold"),
+                     compile_kernel, "fold", dtype)
+    blocks, tpb = launch_config(result.size, threads_per_block, max_blocks)
+    fold_kernel[blocks, tpb](
+        full.reshape(full.size), bias.reshape(bias.size), result.reshape(result.size),
+        _ints((plan.batch, geometry.out_channels) + ones + geometry.out_spatial),
+        _ints(ones + padded), int(plan.channels_last), *(unit + tables))
+
+
+def _launch_gather(cuda, plan, geometry, result, x, w, bias, threads_per_block, max_blocks):
+    """Launch the gather kernel of ``geometry`` over flat views of
+    C-contiguous arrays."""
     from .kernels import gather_kernel
 
-    geometry, dtype = plan.geometry, plan.dtype
+    dtype = plan.dtype
     lift = 3 - geometry.rank
     _compiled.ensure(("cuda", geometry.rank, dtype, plan.layout, KERNEL, KERNEL),
                      compile_kernel, KERNEL, dtype)
@@ -368,7 +406,7 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
     stride = ones + geometry.stride
     dilation = ones + geometry.dilation
     k_step = tuple(s // math.gcd(s, d) for s, d in zip(stride, dilation))
-    blocks, tpb = launch_config(math.prod(plan.out_shape), threads_per_block, max_blocks)
+    blocks, tpb = launch_config(result.size, threads_per_block, max_blocks)
     gather_kernel[blocks, tpb](
         x.reshape(x.size), w.reshape(w.size), bias.reshape(bias.size),
         result.reshape(result.size), _ints(_x_strides(plan, x, lift)), _ints(dims),

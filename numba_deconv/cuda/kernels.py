@@ -4,8 +4,10 @@ Importing this module imports ``numba.cuda``; only
 :mod:`numba_deconv.cuda.backend` does, lazily, so ``import numba_deconv``
 never needs CUDA.
 
-One kernel, :func:`gather_kernel`, serves every configuration the backend
-runs:
+One kernel, :func:`gather_kernel`, serves every configuration of
+``conv_transpose`` the backend runs (with :func:`fold_kernel` after it for
+the padding modes other than zeros), and :func:`conv_kernel` every one of
+``conv``:
 
 - ranks 1-3: ranks 1 and 2 arrive as rank 3 with unit leading dims (the
   host passes size 1, stride 1, dilation 1 and padding 0 for them), exactly
@@ -187,3 +189,57 @@ def conv_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation, pad,
                         value = x[at + (ci0 + ci) * s_c] if inside else 0
                         acc += value * w[(co * c_in_g + ci) * k_d * k_h * k_w + tap]
         out[t] = acc
+
+
+@cuda.jit(cache=True, fastmath=FASTMATH)
+def fold_kernel(full, bias, out, dims, padded, channels_last, starts_d, sources_d,
+                starts_h, sources_h, starts_w, sources_w):
+    """``conv_transpose`` with a padding mode: ``out`` = the adjoint of the
+    padding applied to ``full`` (the transposed convolution over the whole
+    padded extent, from :func:`gather_kernel`), plus bias; one output
+    element per thread iteration.
+
+    Along each dim, output element ``i`` sums the positions of the padded
+    extent that hold a copy of it, ``sources[starts[i]:starts[i + 1]]``
+    (:func:`numba_deconv._padding.fold_sources`; never empty: ``i``'s own
+    position is one). The dims fold in the host's order, D then H then W
+    (a partial sum per dim), then the bias is added, as
+    :func:`numba_deconv._padding.fold` and the CPU path do.
+
+    full : 1-D view of ``(N, C_out, PD, PH, PW)`` (channels last
+        ``(N, PD, PH, PW, C_out)``); out : 1-D view of the output, the same
+        with ``(OD, OH, OW)``; dims : ``(N, C_out, OD, OH, OW)``;
+        padded : ``(PD, PH, PW)``.
+    """
+    n_batch, c_out, o_d, o_h, o_w = dims
+    p_d, p_h, p_w = padded
+    total = n_batch * c_out * o_d * o_h * o_w
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        n, co, od, oh, ow = _output_position(t, c_out, o_d, o_h, o_w, channels_last)
+        # Element (n, co, pd, ph, pw) of full is at (base + pd*e_d + ph*e_h + pw*e_w).
+        if channels_last:
+            e_w = c_out
+            base = n * p_d * p_h * p_w * c_out + co
+        else:
+            e_w = 1
+            base = (n * c_out + co) * p_d * p_h * p_w
+        e_h = p_w * e_w
+        e_d = p_h * e_h
+        sum_w = full[base]  # typed as full's elements; replaced by the first term
+        for i_w in range(starts_w[ow], starts_w[ow + 1]):
+            at_w = base + sources_w[i_w] * e_w
+            sum_h = full[at_w]
+            for i_h in range(starts_h[oh], starts_h[oh + 1]):
+                at_h = at_w + sources_h[i_h] * e_h
+                sum_d = full[at_h + sources_d[starts_d[od]] * e_d]
+                for i_d in range(starts_d[od] + 1, starts_d[od + 1]):
+                    sum_d += full[at_h + sources_d[i_d] * e_d]
+                if i_h == starts_h[oh]:
+                    sum_h = sum_d
+                else:
+                    sum_h += sum_d
+            if i_w == starts_w[ow]:
+                sum_w = sum_h
+            else:
+                sum_w += sum_h
+        out[t] = sum_w + bias[co]

@@ -505,10 +505,51 @@ def test_conv_matches_cpu(x_shape, w_shape, kwargs, dtype, data_format, padding_
     assert_close(got, expected)
 
 
-def test_conv_transpose_padding_modes_stay_on_the_cpu():
-    with pytest.raises(NotImplementedError, match="padding_mode='reflect' has no CUDA kernel"):
-        numba_deconv.conv_transpose(np.ones((1, 1, 4)), np.ones((1, 1, 3)), padding=1,
-                                    padding_mode="reflect", device="cuda")
+# conv's cases with the padding spelled out, so that conv_transpose with
+# output_size is conv's exact adjoint.
+ADJOINT_CASES = CONV_CASES[:2] + [
+    ((1, 2, 4, 3, 5), (3, 2, 2, 2, 3), dict(stride=2, padding=((1, 0), (0, 1), (1, 1)))),
+]
+
+
+@pytest.mark.parametrize("padding_mode", ["circular", "reflect", "replicate"])
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("dtype", [np.float64, np.complex64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", ADJOINT_CASES)
+def test_conv_transpose_padding_modes_match_cpu(x_shape, w_shape, kwargs, dtype,
+                                                data_format, padding_mode, rng):
+    """conv_transpose with a padding mode: the scatter over the padded
+    extent, folded back on the GPU, as the CPU path computes it."""
+    x = random_array(rng, x_shape, dtype)   # only its shape: conv's input, our output
+    y_shape = numba_deconv.conv(x, random_array(rng, w_shape, dtype), **kwargs).shape
+    y = random_array(rng, y_shape, dtype)
+    if data_format == "channels_last":
+        y = np.ascontiguousarray(np.moveaxis(y, 1, -1))
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (x_shape[1],), dtype)
+    kwargs = dict(kwargs, output_size=x_shape[2:], data_format=data_format,
+                  padding_mode=padding_mode)
+    expected = numba_deconv.conv_transpose(y, w, b, device="cpu", **kwargs)
+    assert_close(numba_deconv.conv_transpose(y, w, b, device="cuda", **kwargs), expected)
+    got = numba_deconv.conv_transpose(cuda.to_device(y), cuda.to_device(w), b, **kwargs)
+    assert _is_device(got)
+    assert_close(got, expected)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "circular", "reflect", "replicate"])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", ADJOINT_CASES)
+def test_conv_transpose_is_conv_adjoint_on_the_gpu(x_shape, w_shape, kwargs, padding_mode,
+                                                   rng):
+    """<conv(x), y> = <x, conv_transpose(y)> with both run on the GPU, in
+    every padding mode: the fold is the padding's exact adjoint."""
+    x = random_array(rng, x_shape, np.float64)
+    w = random_array(rng, w_shape, np.float64)
+    kwargs = dict(kwargs, padding_mode=padding_mode)
+    conv_x = numba_deconv.conv(x, w, device="cuda", **kwargs)
+    y = random_array(rng, conv_x.shape, np.float64)
+    back = numba_deconv.conv_transpose(y, w, device="cuda", output_size=x_shape[2:], **kwargs)
+    assert back.shape == x.shape
+    np.testing.assert_allclose(np.vdot(conv_x, y), np.vdot(x, back), rtol=1e-12)
 
 
 def test_bench_device_cuda(tmp_path, capsys):

@@ -77,22 +77,29 @@ def test_cpu_and_auto_with_host_arrays_need_no_gpu():
 
 
 @pytest.mark.skipif(SIMULATING, reason="the simulator does not compile to PTX")
+@pytest.mark.parametrize("kernel", ["gather", "conv_gather", "fold"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
-def test_kernel_compiles_to_ptx_without_atomics(dtype):
-    """The real CUDA target types and compiles the kernel for the exact
-    launch signature (no GPU needed, only NVVM/NVRTC), and the PTX has no
-    atomic instruction: every output is written by one thread."""
+def test_kernels_compile_to_ptx_without_atomics(kernel, dtype):
+    """The real CUDA target types and compiles each kernel for the exact
+    signature the backend compiles and launches it with (no GPU needed,
+    only NVVM: ``pip install "numba-cuda[cu13]"``), and the PTX has no
+    atomic instruction: every output is written by one thread. (The
+    simulator checks neither: conv's signature once had an argument too
+    many, which only a real compile refuses.)"""
     cuda = pytest.importorskip("numba.cuda")
+    from numba_deconv.cuda import kernels
     from numba_deconv.cuda.backend import kernel_signature
-    from numba_deconv.cuda.kernels import gather_kernel
 
+    function = {"gather": kernels.gather_kernel, "conv_gather": kernels.conv_kernel,
+                "fold": kernels.fold_kernel}[kernel]
     try:
-        ptx, _ = cuda.compile_ptx(gather_kernel.py_func, kernel_signature(dtype),
+        ptx, _ = cuda.compile_ptx(function.py_func, kernel_signature(dtype, kernel),
                                   cc=(9, 0))
     except Exception as err:  # no NVVM/NVRTC libraries (or, with Numba's
         # deprecated built-in CUDA target, no driver) on this machine
         text = repr(err).lower()
-        if "nvvm" in text or "nvrtc" in text or type(err).__name__ == "CudaSupportError":
+        if "nvvm" in text or "nvrtc" in text or type(err).__name__ in (
+                "CudaSupportError", "DynamicLibNotFoundError"):
             pytest.skip(f"CUDA compiler toolchain not available: {type(err).__name__}")
         raise
     assert ".entry" in ptx
