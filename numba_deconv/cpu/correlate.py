@@ -81,24 +81,13 @@ def _strided_copy(dst, d, src, s, count, step):
 # spelled as constants, which LLVM turns into vector loads and shuffles.
 @overload(_strided_copy, inline="always")
 def _strided_copy_for(dst, d, src, s, count, step):
-    vectors = dst.dtype in (types.float32, types.float64) and src.dtype == dst.dtype
-
     def strided_copy(dst, d, src, s, count, step):
         n = np.uint64(count)
         if step == 1:
             for t in range(n):
                 dst[d + t] = src[s + t]
         elif step == 2:
-            done = np.uint64(0)
-            if vectors:
-                lanes = np.uint64(simd.lanes(dst))
-                inside = np.uint64(src.size) - s if np.uint64(src.size) > s else np.uint64(0)
-                whole = min(n // lanes, inside // (np.uint64(2) * lanes))
-                for v in range(whole):
-                    even, _ = simd.load_pairs(src, s + v * np.uint64(2) * lanes)
-                    simd.store(dst, d + v * lanes, even)
-                done = whole * lanes
-            for t in range(done, n):
+            for t in range(_even_vectors(dst, d, src, s, n), n):
                 dst[d + t] = src[s + t * np.uint64(2)]
         elif step == 4:
             for t in range(n):
@@ -107,6 +96,34 @@ def _strided_copy_for(dst, d, src, s, count, step):
             for t in range(n):
                 dst[d + t] = src[s + t * np.uint64(step)]
     return strided_copy
+
+
+def _even_vectors(dst, d, src, s, n):
+    """The whole vectors of ``dst[d + t] = src[s + 2*t]`` for ``t < n`` that
+    fit; returns how many elements they copied (0 where the dtypes have no
+    vectors). Jitted code only."""
+    raise NotImplementedError("_even_vectors is for jitted code")
+
+
+# Two bodies chosen by type, not one body with a branch on a constant:
+# inlined, that branch left a variable Numba's IR checks flag (a
+# NumbaIRAssumptionWarning on every compile of conv's kernels).
+@overload(_even_vectors, inline="always")
+def _even_vectors_for(dst, d, src, s, n):
+    if dst.dtype in (types.float32, types.float64) and src.dtype == dst.dtype:
+        def in_vectors(dst, d, src, s, n):
+            lanes = np.uint64(simd.lanes(dst))
+            inside = np.uint64(src.size) - s if np.uint64(src.size) > s else np.uint64(0)
+            whole = min(n // lanes, inside // (np.uint64(2) * lanes))
+            for v in range(whole):
+                even, _ = simd.load_pairs(src, s + v * np.uint64(2) * lanes)
+                simd.store(dst, d + v * lanes, even)
+            return whole * lanes
+        return in_vectors
+
+    def none(dst, d, src, s, n):
+        return np.uint64(0)
+    return none
 
 
 @njit(nogil=True, cache=True)
