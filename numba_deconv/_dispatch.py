@@ -233,6 +233,9 @@ class ConvCall(_Routed):
     out_bytes: int
     routes: dict
     twin: ConvCall | bool | None = None  # complex data: its real twin, or False
+    # The serial plane kernel called directly (api.apply_conv): None until
+    # known, False where the call shape does not run it.
+    serial: typing.Callable | bool | None = None
 
     def _plan_route(self, threads: int) -> Route:
         return _conv_route(self.plan, threads)

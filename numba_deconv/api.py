@@ -399,14 +399,25 @@ def _conv_on_cpu(x, weight, bias, out, args):
     ``_dispatch._CONV_ARG_NAMES``)."""
     call = _dispatch.conv_call(x.shape, x.dtype, weight.shape, weight.dtype,
                                None if bias is None else (bias.shape, bias.dtype), args)
+    if call.serial and _runs_serial(call, x, weight, bias, out):
+        return call.serial(x, weight, call.no_bias if bias is None else bias, out)
     return apply_conv(call, conv_weights(call, _kernel_ready(weight, call.plan.dtype)),
                       x, weight, bias, out)
+
+
+def _runs_serial(call, x, w, bias, out) -> bool:
+    """Whether ``call.serial`` may take these arrays as they are."""
+    plan = call.plan
+    return kernel_ready(plan.dtype, *((x, w) if bias is None else (x, w, bias))) and (
+        out is None or writes_in_place(out, plan, x, w, bias))
 
 
 def apply_conv(call, weights, x, weight, bias, out):
     """:func:`conv` of a planned call with its weights as its kernels read
     them (from :func:`conv_weights`), for callers that repeat it."""
     plan = call.plan
+    if call.serial and _runs_serial(call, x, weights, bias, out):
+        return call.serial(x, weights, call.no_bias if bias is None else bias, out)
     geometry = plan.geometry  # the adjoint's: conv's output is its input
     x_cf, _, bias_k, result, direct_out = _prepare(
         plan, call, x, weight, bias, out, (geometry.in_channels,) + geometry.in_spatial,
@@ -415,7 +426,27 @@ def apply_conv(call, weights, x, weight, bias, out):
         run_conv(call, weights, x_cf, bias_k, result)
     elif plan.batch:  # an input without positions: an empty sum, the bias alone
         result[...] = bias_k.reshape((-1,) + (1,) * geometry.rank)
+    if call.serial is None:
+        _find_conv_serial(call)
     return _finish(plan, result, out, direct_out)
+
+
+def _find_conv_serial(call) -> None:
+    """:func:`_find_serial` for ``conv``: once the serial plane kernel that
+    runs a tiny call shape is compiled, later calls of that shape with
+    kernel-ready arrays call it directly
+    (:func:`numba_deconv.cpu.driver.conv_serial_runner`), with the same
+    bits. Real data, zero padding, channels first."""
+    plan = call.plan
+    if (plan.channels_last or plan.padding_mode != "zeros" or plan.dtype.kind != "f"
+            or call.phases is not None):
+        call.serial = False
+        return
+    route = call.route()
+    if route.kernel != "conv_planes_serial":
+        call.serial = False
+        return
+    call.serial = driver.conv_serial_runner(route, plan.dtype, plan.out_shape)  # None until compiled
 
 
 def conv_weights(call, w_k: np.ndarray):

@@ -234,6 +234,46 @@ def test_tiny_function_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape
                                   expected[1])
 
 
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", TINY)
+def test_tiny_conv_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape, kwargs, rng,
+                                                            monkeypatch):
+    """conv as conv_transpose above: once a tiny call shape's serial plane
+    kernel is compiled, the function and plans of ``conv`` (and plans'
+    adjoints of ``conv_transpose``) call it directly for kernel-ready
+    arrays, ``out`` too where it can be written as it is; the same bits."""
+    from numba_deconv import api
+
+    kwargs = {k: v for k, v in kwargs.items() if k != "output_padding"}
+    # conv's input is the transposed convolution's output: (N, C_out, *O)
+    y = nd.conv_transpose(random_array(rng, x_shape, np.float32),
+                          random_array(rng, w_shape, np.float32), **kwargs)
+    w = random_array(rng, w_shape, np.float32)   # conv's (C_out, C_in/groups, *k)
+    b = random_array(rng, (w_shape[0],), np.float32)
+    expected = [nd.conv(y, w, bias, **kwargs) for bias in (b, None)]  # compiles
+    p = nd.plan(w, y.shape, bias=b, forward="conv", **kwargs)
+    p(y)
+    with monkeypatch.context() as patched:
+        patched.setattr(api, "_prepare", _refuse)
+        for bias, want in zip((b, None), expected):
+            assert nd.conv(y, w, bias, **kwargs).tobytes() == want.tobytes()
+        assert p(y).tobytes() == expected[0].tobytes()
+        with pytest.raises(_Refused):
+            nd.conv(y, w.astype(np.float64), b, **kwargs)
+        with pytest.raises(_Refused):
+            nd.conv(y.astype(np.float64), w, b, **kwargs)
+        out = np.full_like(expected[0], np.nan)
+        assert nd.conv(y, w, b, out=out, **kwargs) is out
+        assert out.tobytes() == expected[0].tobytes()
+        for unready_out in _unready_outs(expected[0]):
+            with pytest.raises(_Refused):
+                nd.conv(y, w, b, out=unready_out, **kwargs)
+    assert callable(api._dispatch.conv_call(
+        y.shape, y.dtype, w.shape, w.dtype, (b.shape, b.dtype),
+        tuple(kwargs.get(k, d) for k, d in zip(api._dispatch._CONV_ARG_NAMES,
+                                                (1, 0, 1, 1, "zeros", "channels_first")))
+    ).serial)
+
+
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, direct", [
     ((1, 2, 2, 1), (1, 1, 3, 3), dict(stride=2), True),   # the worked example, NHWC
     ((2, 5, 1), (1, 1, 4), dict(stride=3, dilation=2), True),

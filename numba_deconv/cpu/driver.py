@@ -44,7 +44,7 @@ from .columns import (TILE_POSITIONS, columns_tiled, fold_sources, gather_positi
                       pack_weights)
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, planes_last, row_geometry, rows_tiny
-from .launch import parallel, parallel_prange, serial
+from .launch import NEVER, parallel, parallel_prange, serial
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import (CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, TILE_ROWS, direct_tiled,
                     fill_weight_table, phase_span, phase_tables)
@@ -557,6 +557,42 @@ def serial_runner(route, dtype, out_shape):
         return result
     run_serial.w_shape, run_serial.kernel, run_serial.geometry = w_shape, compiled, geometry
     run_serial.recycled = recycled
+    return run_serial
+
+
+def conv_serial_runner(route, dtype, out_shape):
+    """``run(x, w, bias, out=None) -> result``: ``conv`` along ``route``
+    into ``out`` or a new array of ``out_shape``, the serial plane kernel
+    called directly, for tiny calls; None unless ``route`` runs
+    ``conv_planes_serial`` and it is compiled in this process for ``dtype``.
+
+    The arrays as :func:`serial_runner` requires them, ``x`` channels first
+    (batched or not), ``w`` (C_out, C_in/groups, *kernel): the same kernel
+    on the same arrays as :func:`run_conv`, so the same bits.
+    """
+    if route.inner is not None or route.kernel != "conv_planes_serial" or (
+            route.variant + (route.kernel,) not in _compiled.recorded()):
+        return None
+    ((dispatcher, signature),) = kernel_signatures(route.kernel, dtype)
+    if signature not in dispatcher.overloads:
+        return None
+    compiled = dispatcher.overloads[signature].entry_point  # types checked by the callers
+    launch = route.launch
+    conv = launch.layout
+    x_shape, w_shape, o_shape = launch.x_shape, launch.w_shape, launch.out_shape
+    tables = (conv.offsets, conv.planes, conv.plane_of)
+    sizes = (conv.pitch, launch.pad, launch.stride, conv.chunks, conv.sub)
+    out_bytes = math.prod(out_shape) * dtype.itemsize
+    recycled = out_bytes >= config.OUTPUT_CACHE_MIN_BYTES
+
+    def run_serial(x, w, bias, out=None):
+        result = out if out is not None else (
+            _outputs.new_output(out_shape, dtype, out_bytes) if recycled
+            else np.empty(out_shape, dtype))
+        # A task counter of its own: calls from several threads share nothing.
+        compiled(x.reshape(x_shape), w.reshape(w_shape), *tables, bias,
+                 result.reshape(o_shape), *sizes, np.zeros(1, np.int64), NEVER)
+        return result
     return run_serial
 
 
