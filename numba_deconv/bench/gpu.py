@@ -167,9 +167,12 @@ def time_on_gpu(pairs, op="conv_transpose", min_time=1.0, progress=None) -> list
             with torch.no_grad():
                 return peer(a_t, b_t, None, **kwargs)
 
-        torch.backends.cudnn.benchmark = True
+        # PyTorch's settings as it ships, restored after: a caller of this
+        # function keeps its own.
+        old_benchmark = torch.backends.cudnn.benchmark
         old_tf32 = torch.backends.cudnn.allow_tf32
         try:
+            torch.backends.cudnn.benchmark = True
             torch.backends.cudnn.allow_tf32 = False
             exact = call_peer().double().cpu().numpy()
             cudnn = _seconds_per_call(call_peer, sync, event, min_time)
@@ -178,6 +181,7 @@ def time_on_gpu(pairs, op="conv_transpose", min_time=1.0, progress=None) -> list
                 torch.backends.cudnn.allow_tf32 = True
                 tf32 = _seconds_per_call(call_peer, sync, event, min_time)
         finally:
+            torch.backends.cudnn.benchmark = old_benchmark
             torch.backends.cudnn.allow_tf32 = old_tf32
         mine = _seconds_per_call(call_ours, sync, event, min_time)
         got = out_d.copy_to_host().astype(np.float64)
