@@ -225,14 +225,19 @@ def _find_serial(call) -> None:
     reordered = plan.channels_last and not (
         transpose.same_order(g.in_channels, g.in_spatial)
         and transpose.same_order(g.out_channels, g.out_spatial))
-    if reordered or plan.padding_mode != "zeros" or plan.dtype.kind != "f":
+    _set_serial(call, not reordered and plan.padding_mode == "zeros" and plan.dtype.kind == "f",
+                "rows_serial", driver.serial_runner)
+
+
+def _set_serial(call, eligible: bool, kernel: str, runner) -> None:
+    """``call.serial``: ``runner``'s direct call of ``call``'s route where
+    the call is ``eligible`` and the route runs ``kernel`` (None until that
+    kernel is compiled: looked for again on a later call), else False."""
+    route = call.route() if eligible else None
+    if route is None or route.kernel != kernel:
         call.serial = False
         return
-    route = call.route()
-    if route.kernel != "rows_serial":
-        call.serial = False
-        return
-    call.serial = driver.serial_runner(route, plan.dtype, plan.out_shape)  # None until compiled
+    call.serial = runner(route, call.plan.dtype, call.plan.out_shape)
 
 
 def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=False):
@@ -438,15 +443,9 @@ def _find_conv_serial(call) -> None:
     (:func:`numba_deconv.cpu.driver.conv_serial_runner`), with the same
     bits. Real data, zero padding, channels first."""
     plan = call.plan
-    if (plan.channels_last or plan.padding_mode != "zeros" or plan.dtype.kind != "f"
-            or call.phases is not None):
-        call.serial = False
-        return
-    route = call.route()
-    if route.kernel != "conv_planes_serial":
-        call.serial = False
-        return
-    call.serial = driver.conv_serial_runner(route, plan.dtype, plan.out_shape)  # None until compiled
+    _set_serial(call, not plan.channels_last and plan.padding_mode == "zeros"
+                and plan.dtype.kind == "f" and call.phases is None,
+                "conv_planes_serial", driver.conv_serial_runner)
 
 
 def conv_weights(call, w_k: np.ndarray):
