@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _compiled, config
 from ._params import Geometry
-from ._phases import polyphase
+from ._phases import polyphase, tap_phase
 from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call, plan_conv
 from .cpu import driver, simd
 from .cpu.launch import thread_count
@@ -93,6 +93,12 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
             and positions >= config.GEMM_MIN_POSITIONS and _blas_beats_tiles(
                 geometry, in_g, out_g, dtype)):
         return "columns", "blas", "blas"
+    waste = _tile_row_waste(geometry, dtype)
+    if (not serial and not complex_data and waste >= config.COLUMNS_MIN_ROW_WASTE
+            and (waste - 1) * in_g >= config.COLUMNS_MIN_WASTED_MULTIPLY_ADDS
+            and batch * positions * math.prod(geometry.kernel) * np.dtype(dtype).itemsize
+            <= config.WORKSPACE_BYTES):
+        return "columns", "column_tiles", "column_tiles"
     # The choice never looks at the thread count: the serial kernels sum in
     # another order than the parallel ones, and a result must not change
     # a bit with numba.set_num_threads (the parallel kernels run on one
@@ -108,6 +114,21 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW and phases_fit:
         return "gather", "planes", rows
     return "gather", rows, rows
+
+
+def _tile_row_waste(geometry, dtype) -> float:
+    """How many positions the register tiles compute per output along the
+    last dim: each row of a phase's ``Q`` outputs lies in a row of the
+    zero-padded input, ``Q`` plus the spread of the phase shifts wide, and
+    the tiles' vectors run through the rows straight (every position) or
+    row by row (whole vectors per row), whichever is fewer
+    (:func:`.cpu.tiled.sweep_segments`). Narrow images waste most."""
+    k, s, d = geometry.kernel[-1], geometry.stride[-1], geometry.dilation[-1]
+    shifts = [tap_phase(t, s, d, geometry.pad_before[-1])[1] for t in range(k)]
+    outputs = -(-geometry.out_spatial[-1] // s)
+    lanes = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    row = outputs + max(shifts) - min(shifts)
+    return min(row, -(-outputs // lanes) * lanes) / outputs
 
 
 def _many_taps_fill_tiles(geometry) -> bool:

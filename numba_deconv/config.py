@@ -79,6 +79,24 @@ GEMM_MIN_IN_CHANNELS_FEW_REGISTERS = 512
 #: Why: a pack stays in L2 while every position passes it.
 COLUMNS_TASKS_PER_THREAD = 8
 COLUMNS_PACK_BYTES = 256 << 10
+#: With fewer output channels than COLUMNS_TASKS_PER_THREAD tasks need, the
+#: column_tiles kernel splits the images into COLUMNS_IMAGE_TASKS_PER_THREAD
+#: tasks per thread instead (blocks of one channel waste most of a tile).
+COLUMNS_IMAGE_TASKS_PER_THREAD = 2
+
+#: Real calls whose register tiles would compute COLUMNS_MIN_ROW_WASTE
+#: positions or more per output along the last dim (narrow images: a row
+#: of 5 outputs lies in a padded row of 7) take the column_tiles kernel,
+#: which computes no padding, where that waste costs at least
+#: COLUMNS_MIN_WASTED_MULTIPLY_ADDS per output and tap ((waste - 1) times
+#: the input channels per group): enough to pay for the columns' fold, a
+#: pass over every output's taps.
+#: Why, column_tiles / tiles in one process (waste, input channels):
+#: 0.29 (1.71, 347), 0.49 (1.75, 50), 0.63 (1.67, 87), 0.78 (1.40, 549);
+#: 1.49 (1.29, 110, 6 MB of columns), 0.76 (1.29, 57), 1.22-1.52 on
+#: 5-10 (1.24-1.60, 11-42 channels).
+COLUMNS_MIN_ROW_WASTE = 1.25
+COLUMNS_MIN_WASTED_MULTIPLY_ADDS = 35
 
 #: With at most COLUMNS_IN_PLACE_MAX_POSITIONS positions in the whole batch,
 #: or at most COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS and weights of at least

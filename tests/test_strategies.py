@@ -350,10 +350,11 @@ COLUMN_CASES = [
 def _force_columns(monkeypatch, split, in_place):
     """Route real data to the columns kernel, packed or ``in_place``, with
     one task per thread and all input channels in one block, or (``split``)
-    one output channel per task and one input channel per block; returns the
-    list that collects each call's layout."""
+    one output channel and (packed) one image per task and one input
+    channel per block; returns the list that collects each call's layout."""
     force(monkeypatch, "columns", "column_tiles")
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 1 << 10 if split else 1)
+    monkeypatch.setattr(config, "COLUMNS_IMAGE_TASKS_PER_THREAD", 1 << 10 if split else 1)
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", 1 if split else 1 << 20)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", 1 << 20 if in_place else 0)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", 1 << 10 if split else 1)
@@ -374,7 +375,9 @@ def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_pla
     """The columns kernel against the oracle, packed and in place, with one
     task per thread and all input channels in one block, and with one
     output channel per task and one input channel per block (partial sums
-    added up); through a plan, from weights packed once, the same bits."""
+    added up) and, packed, one image per task (each folding its own images
+    from the position tiles they touch); through a plan, from weights
+    packed once, the same bits."""
     layouts = _force_columns(monkeypatch, split, in_place)
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
@@ -389,12 +392,14 @@ def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_pla
     (weights,) = packed
     assert weights.shape[2:] == (x_shape[1] // kwargs.get("groups", 1),
                                  simd.tile_width(np.dtype(dtype).itemsize))
-    channel_block, k_block, was_in_place = layouts[0][:3]
-    assert was_in_place == in_place
+    layout = layouts[0]
+    assert layout.in_place == in_place
     if split:
-        assert channel_block == 1 and k_block == 1
+        assert layout.channel_block == 1 and layout.k_block == 1
+        assert layout.image_parts == (1 if in_place else x_shape[0])
     else:
-        assert k_block == x_shape[1] // kwargs.get("groups", 1)
+        assert layout.k_block == x_shape[1] // kwargs.get("groups", 1)
+        assert layout.image_parts == 1
 
 
 @pytest.mark.parametrize("dtype, offset", [(np.float32, 0), (np.float32, 1), (np.float32, 4),
@@ -417,7 +422,7 @@ def test_columns_in_place_tiles_start_on_a_vector_boundary(dtype, offset, split,
     b = random_array(rng, (8,), dtype)
     kwargs = dict(stride=2, padding=(1, 0), groups=2)
     assert_matches_reference(conv_transpose(x, w, b, **kwargs), x, w, b, **kwargs)
-    assert layouts[0][2]
+    assert layouts[0].in_place
 
 
 def test_columns_layout_bounds_the_workspace(monkeypatch):
@@ -438,10 +443,12 @@ def test_columns_layout_bounds_the_workspace(monkeypatch):
         return driver._columns_layout((batch, 512, 1, side, side), (512, 512, 1, 4, 4),
                                       (batch, 512, 1, 2 * side, 2 * side), (1, 2, 2),
                                       (1, 1, 1), (0, 1, 1), 1, 4, 2)
-    assert layout(8 << 20)[:3] == (32, (256 << 10) // (11 * 48 * 4), False)
-    assert layout(128 << 10)[0] == 8
-    assert layout(8 << 20, batch=1, side=4)[:3] == (128, 32, True)
-    assert layout(8 << 10, batch=1, side=4)[:3] == (8, 32, True)
+    def split(layout):
+        return layout.channel_block, layout.image_parts, layout.k_block, layout.in_place
+    assert split(layout(8 << 20)) == (32, 1, (256 << 10) // (11 * 48 * 4), False)
+    assert layout(128 << 10).channel_block == 8
+    assert split(layout(8 << 20, batch=1, side=4)) == (128, 1, 32, True)
+    assert split(layout(8 << 10, batch=1, side=4)) == (8, 1, 32, True)
     # A task's columns per position: its weights in whole tiles, and in
     # place room for the tiles to start up to a vector earlier.
     width, lanes = simd.tile_width(4), simd.VECTOR_BYTES // 4
@@ -461,7 +468,7 @@ def test_columns_in_place_rule(monkeypatch):
     def in_place(batch, c_in, c_out):
         return driver._columns_layout((batch, c_in, 1, 4, 4), (c_in, c_out, 1, 4, 4),
                                       (batch, c_out, 1, 8, 8), (1, 2, 2), (1, 1, 1),
-                                      (0, 1, 1), 1, 4, 2)[2]
+                                      (0, 1, 1), 1, 4, 2).in_place
     assert in_place(1, 256, 256)        # 16 positions
     assert not in_place(2, 256, 256)    # 32 positions, 4 MiB of weights
     assert not in_place(2, 512, 384)    # 12 MiB
@@ -515,6 +522,44 @@ def test_one_tap_per_phase_keeps_few_output_channels_off_blas(c_in, c_out, spati
                          output_padding=0, dilation=1, groups=1, output_size=None,
                          padding_mode="zeros", data_format="channels_first").geometry
     assert _dispatch.choose_kernel(geometry, 2, dtype)[1] == expected
+
+
+def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):
+    """7 output channels cannot make 8 tasks per thread of 2: the images
+    are split into 2 tasks per thread instead, each with all 7 channels
+    (343 of a block's 384 columns used, against 49 of 96 for one channel),
+    never more parts than images; many channels keep whole batches."""
+    monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 8)
+    monkeypatch.setattr(config, "COLUMNS_IMAGE_TASKS_PER_THREAD", 2)
+
+    def layout(batch, c_out):
+        return driver._columns_layout((batch, 50, 1, 7, 6), (50, c_out, 1, 7, 7),
+                                      (batch, c_out, 1, 9, 8), (1, 1, 1), (1, 1, 1),
+                                      (0, 2, 2), 1, 4, 2)
+    assert (layout(24, 7).channel_block, layout(24, 7).image_parts) == (7, 4)
+    assert (layout(3, 7).channel_block, layout(3, 7).image_parts) == (4, 3)
+    assert (layout(24, 64).channel_block, layout(24, 64).image_parts) == (4, 1)
+
+
+@pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, padding, expected", [
+    (50, 7, (7, 6), 7, 1, 2, "column_tiles"),  # rows of 8 outputs in 14: waste 1.75
+    (12, 7, (7, 6), 7, 1, 2, "phase_tiles"),  # ... too few input channels to fold
+    (549, 190, (58, 5), 4, 2, 1, "column_tiles"),  # rows of 5 in 7: 1.4
+    (549, 190, (58, 16), 4, 2, 1, "phase_tiles"),  # rows of 16 in 18: whole vectors
+    (70, 3, (76, 6), 4, 4, 1, "phase_tiles"),  # rows of 6 in 7: 1.17
+])
+def test_narrow_images_take_the_columns(c_in, c_out, spatial, kernel, stride, padding,
+                                        expected):
+    """Where the register tiles would compute many padded positions per
+    output (narrow rows) for many input channels, the columns kernel
+    (config.COLUMNS_MIN_ROW_WASTE, COLUMNS_MIN_WASTED_MULTIPLY_ADDS)."""
+    from numba_deconv._plan import plan_call
+    geometry = plan_call((8, c_in) + spatial, np.dtype(np.float32), (c_in, c_out)
+                         + (kernel,) * 2, np.dtype(np.float32), None, None, stride=stride,
+                         padding=padding, output_padding=0, dilation=1, groups=1,
+                         output_size=None, padding_mode="zeros",
+                         data_format="channels_first").geometry
+    assert _dispatch.choose_kernel(geometry, 8, np.float32)[1] == expected
 
 
 @pytest.mark.parametrize("x_shape, w_shape, groups, tiles", [

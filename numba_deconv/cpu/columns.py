@@ -116,11 +116,12 @@ def fold_sources(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitc
 
 
 @njit(inline="always")
-def _fold(cols, at, sources, counts, n_batch, bias, of, o_base, o_image, o_plane):
-    """out[n, oc] (flat at ``o_base + n * o_image``) = bias + the columns of
-    output channel oc (from ``cols[at]``), by :func:`fold_sources`: each
-    output summed in a register and written once."""
-    for n in range(n_batch):
+def _fold(cols, at, sources, counts, n0, n1, bias, of, o_base, o_image, o_plane):
+    """out[n, oc] (flat at ``o_base + n * o_image``) of images ``n0 .. n1``
+    = bias + the columns of output channel oc (from ``cols[at]``), by
+    :func:`fold_sources`: each output summed in a register and written
+    once."""
+    for n in range(n0, n1):
         base = o_base + n * o_image
         for o in range(o_plane):
             e = n * o_plane + o
@@ -208,8 +209,8 @@ def pack_weights(w, groups, channel_block):
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, k_block, pitch,
-                  in_place, claimed, cancel):
+def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, image_parts,
+                  i_plane, k_block, pitch, in_place, claimed, cancel):
     """Transposed convolution by weight-vectorised register tiles and col2im.
 
     ``xs`` the inputs as :func:`gather_positions` lays them out, w (C_in,
@@ -217,8 +218,11 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, k
     all C-contiguous; ``sources`` and ``counts`` the fold of one channel
     (:func:`fold_sources`, for columns ``pitch`` apart). A task kernel
     (:func:`.launch.parallel`): a task owns ``channel_block`` output
-    channels of one group, all images, and
-    sums over the input channels ``k_block`` at a time. Its tiles read the
+    channels of one group and one of ``image_parts`` ranges of images of
+    ``i_plane`` input positions each (the fold sums within an image, so no
+    two tasks write the same output: few output channels split by images
+    keep a whole block of taps across a tile's width), and sums over the
+    input channels ``k_block`` at a time. Its tiles read the
     weights from ``prepacked`` (:func:`pack_weights`) where it is not empty;
     else from a packed copy of each block; or, ``in_place``, straight from
     ``w``: all but a ragged last tile, which is packed with zeros past the
@@ -254,9 +258,18 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, k
     prepacked_tiles = prepacked.shape[1]
     while True:
         task = simd.claim(claimed)
-        if task >= groups * blocks or simd.cancelled(cancel):
+        if task >= groups * blocks * image_parts or simd.cancelled(cancel):
             break
-        g, b = task // blocks, task % blocks
+        gb, part = task // image_parts, task % image_parts
+        g, b = gb // blocks, gb % blocks
+        # The part's images and the position tiles they touch (a tile
+        # across two images is computed by both parts; each folds its own).
+        n0 = n_batch * part // image_parts
+        n1 = n_batch * (part + 1) // image_parts
+        pt0, pt1 = 0, p_tiles
+        if image_parts > 1:
+            pt0 = n0 * i_plane // TILE_POSITIONS
+            pt1 = -(-n1 * i_plane // TILE_POSITIONS)
         co0 = b * channel_block
         co1 = min(co0 + channel_block, c_out_g)
         lead = (w_lead + co0 * taps) % lanes if aligned_rows else 0
@@ -285,11 +298,11 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, k
                 if t < first_packed:
                     weights, w_at, w_pitch = wf, row0 + t * width, m_g
                 elif pf.size:
-                    weights, w_at, w_pitch = pf, ((task * prepacked_tiles + t) * c_in_g
+                    weights, w_at, w_pitch = pf, ((gb * prepacked_tiles + t) * c_in_g
                                                   + k0) * width, width
                 else:
                     weights, w_at, w_pitch = packed, (t - first_packed) * k_block * width, width
-                for pt in range(p_tiles):
+                for pt in range(pt0, pt1):
                     _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0, weights,
                           w_at, w_pitch, xsf, ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS,
                           k1 - k0)
@@ -297,5 +310,5 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, k
             break
         for co in range(co0, co1):
             oc = g * c_out_g + co
-            _fold(cols, lead + (co - co0) * taps, sources, counts, n_batch, bias[oc], of,
+            _fold(cols, lead + (co - co0) * taps, sources, counts, n0, n1, bias[oc], of,
                   oc * o_plane, c_out * o_plane, o_plane)

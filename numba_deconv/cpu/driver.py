@@ -92,6 +92,7 @@ class ColumnsLayout(typing.NamedTuple):
     """Work split of :func:`.columns.columns_tiled`."""
 
     channel_block: int  # output channels per task
+    image_parts: int  # ranges of images per block of channels
     k_block: int  # input channels summed per pass
     in_place: bool  # the tiles read the weights where they are
     pitch: int  # a task's columns per position
@@ -254,8 +255,10 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     ``COLUMNS_IN_PLACE_K_BLOCK`` input channels per block. Packed: output
     channels per task so that there are ``COLUMNS_TASKS_PER_THREAD`` tasks
     per thread, and input channels per block so that a block's packed
-    weights fit ``COLUMNS_PACK_BYTES``. Either way a task's columns fit
-    ``WORKSPACE_BYTES`` where one output channel's do."""
+    weights fit ``COLUMNS_PACK_BYTES``; with fewer output channels than
+    that, ranges of images instead, ``COLUMNS_IMAGE_TASKS_PER_THREAD``
+    tasks per thread. Either way a task's columns fit ``WORKSPACE_BYTES``
+    where one output channel's do."""
     batch, c_in_g, c_out_g = x_shape[0], x_shape[1] // groups, w_shape[1]
     positions, taps = math.prod(x_shape[2:]), math.prod(w_shape[2:])
     weight_bytes = c_in_g * c_out_g * groups * taps * itemsize
@@ -265,6 +268,14 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     tasks_per_thread = (config.COLUMNS_IN_PLACE_TASKS_PER_THREAD if in_place
                         else config.COLUMNS_TASKS_PER_THREAD)
     per_task = -(-c_out_g * groups // (threads * tasks_per_thread))
+    image_parts = 1
+    if not in_place and batch > 1 and c_out_g * groups < threads * tasks_per_thread:
+        # Too few output channels for the tasks: split the images instead,
+        # so that a block keeps many channels' taps across a tile's width
+        # (a block of one channel of 25 taps fills 25 of 48 lanes).
+        wanted = threads * config.COLUMNS_IMAGE_TASKS_PER_THREAD
+        image_parts = min(batch, -(-wanted // groups))
+        per_task = -(-c_out_g // -(-wanted // (groups * image_parts)))
     rows = -(-batch * positions // TILE_POSITIONS) * TILE_POSITIONS
     fitting = config.WORKSPACE_BYTES // (rows * taps * itemsize)
     channel_block = max(1, min(c_out_g, per_task, fitting))
@@ -280,8 +291,8 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     pitch = -(-(channel_block * taps + lead_room) // width) * width
     sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
                                    dilation, pad, pitch)
-    return ColumnsLayout(channel_block, max(1, min(c_in_g, k_block)), in_place, pitch, sources,
-                         counts)
+    return ColumnsLayout(channel_block, image_parts, max(1, min(c_in_g, k_block)), in_place,
+                         pitch, sources, counts)
 
 
 def _run_rows_serial(x, w, bias, out, launch, prepared=None):
@@ -359,7 +370,8 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None):
         prepacked, in_place = prepared, False
         k_block = c_in_g if columns.in_place else columns.k_block
     parallel(columns_tiled, xs, w, prepacked, bias, out, columns.sources, columns.counts,
-             columns.channel_block, k_block, columns.pitch, in_place,
+             columns.channel_block, columns.image_parts, math.prod(x.shape[2:]), k_block,
+             columns.pitch, in_place,
              multiply_adds=launch.multiply_adds)
     return True
 
@@ -737,7 +749,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                          (gather_positions, (arr5, arr4) + tasks),
                          (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)
-                          + (count,) * 3
+                          + (count,) * 5
                           + (types.boolean,) + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
