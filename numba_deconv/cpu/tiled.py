@@ -179,10 +179,11 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
     table is written in order, a vector per (channel, tap). Copied weight
     by weight, (channel, block) by (channel, block), the table's writes
     went to a phase's stretch and on to the next, and took a quarter of
-    a 0.38 ms call of 31 -> 399 channels (``benchmarks/TUNING.md``). A
-    last block of fewer rows, or vectors wider than a block (AVX-512's
-    float32), go weight by weight, zeros past the block's rows (the tiles
-    read them). Every element is written, so the table needs no clearing
+    a 0.38 ms call of 31 -> 399 channels (``benchmarks/TUNING.md``).
+    Vectors twice as wide as a block (AVX-512's float32) turn squares of
+    two blocks' rows, of which the task keeps its own. A last block of
+    fewer rows goes weight by weight, zeros past the block's rows (the
+    tiles read them). Every element is written, so the table needs no clearing
     first.
     """
     c_out_g = w.shape[1]
@@ -205,9 +206,11 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
     ci_block = max(1, min(chunk, c_in_g, TURN_BYTES // (per_channel * w.itemsize)))
     ci_blocks = -(-c_in_g // ci_block)
     # turned[(c * taps + t) * TILE_ROWS + m]: weight of the task's channel c,
-    # output channel m of its block, tap t.
-    turned = simd.aligned(np.empty(ci_block * per_channel + lanes, dtype=w.dtype),
-                          ci_block * per_channel)
+    # output channel m of its block, tap t; without vectors as wide as a
+    # block, turned[(c * square_taps + t) * lanes + m] (taps in whole squares).
+    square_taps = -(-taps // lanes) * lanes
+    turned_size = ci_block * (per_channel if vectors else square_taps * lanes)
+    turned = simd.aligned(np.empty(turned_size + lanes, dtype=w.dtype), turned_size)
     tasks = groups * blocks * ci_blocks
     while True:
         task = simd.claim(claimed)
@@ -220,7 +223,44 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
         co0 = b * TILE_ROWS
         rows = min(TILE_ROWS, c_out_g - co0)
         count = 0
-        if rows < TILE_ROWS or not vectors:
+        if not vectors:
+            # Vectors of 16 lanes (float32, AVX-512) on blocks of 8 rows:
+            # squares of 16 output channels (the block's and the 8 rows
+            # after it, read where they lie inside w and not used) by 16
+            # taps, 16 apart in ``turned``; the block's 8 go to the table.
+            # Weight by weight, with a loop per phase and tap, took 1.3 ns
+            # a weight (31 -> 399 channels, 3x3 taps: 145 us a fill).
+            for c in range(n_ci):
+                w0 = ((g * c_in_g + ci0 + c) * c_out_g + co0) * taps
+                t0 = c * square_taps * lanes
+                if w0 + (lanes - 1) * taps + square_taps <= wf.size:
+                    for t in range(0, taps, lanes):
+                        simd.transpose_tile(wf, w0 + t, taps, turned, t0 + t * lanes, lanes)
+                else:  # the last rows of w: no square may read past them
+                    for t in range(taps):
+                        for m in range(rows):
+                            turned[t0 + t * lanes + m] = wf[w0 + m * taps + t]
+                for k in range(np.uint64(w0), np.uint64(w0 + rows * taps)):
+                    count += not np.isfinite(wf[k])
+            for ph in range(n_phases):
+                n_taps = tap_counts[ph]
+                at = np.uint64(_phase_block_at(table, g, first_pair, ph, blocks, b)
+                               + ci0 * n_taps * TILE_ROWS)
+                for c in range(n_ci):
+                    for t in range(n_taps):
+                        src = np.uint64((c * square_taps + flat_tap[ph, t]) * lanes)
+                        if rows == TILE_ROWS:
+                            for m in range(np.uint64(TILE_ROWS)):
+                                tf[at + m] = turned[src + m]
+                        else:
+                            for m in range(np.uint64(rows)):
+                                tf[at + m] = turned[src + m]
+                            for m in range(np.uint64(rows), np.uint64(TILE_ROWS)):
+                                tf[at + m] = 0
+                        at += np.uint64(TILE_ROWS)
+            simd.fetch_add(non_finite, count)
+            continue
+        if rows < TILE_ROWS:
             for ci in range(ci0, ci0 + n_ci):
                 w0 = ((g * c_in_g + ci) * c_out_g + co0) * taps
                 for ph in range(n_phases):
