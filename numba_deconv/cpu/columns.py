@@ -56,11 +56,12 @@ _tap_inputs = njit(inline="always")(_phases.tap_inputs)
 
 
 @njit(inline="always")
-def _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch, o_image):
+def _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, tap_pitch, o_image):
     """The col2im of one output channel as runs ``(src, dst, count)``:
-    ``out[dst + i * s_w] += cols[src + i * pitch]`` for ``i < count``, with
-    ``src`` from the channel's first column and ``dst`` from its first
-    output element; in order of image, tap, then input row."""
+    ``out[dst + i * s_w] += cols[src + i]`` for ``i < count``, with ``src``
+    from the channel's first column (a row of positions per tap, rows
+    ``tap_pitch`` apart) and ``dst`` from its first output element; in
+    order of image, tap, then input row."""
     o_d, o_h, o_w = o_sizes
     i_d, i_h, i_w = i_sizes
     k_d, k_h, k_w = taps_of
@@ -82,7 +83,8 @@ def _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch,
                             oh = i_hh * s_h + kh * d_h - p_h
                             if hi <= lo or od < 0 or od >= o_d or oh < 0 or oh >= o_h:
                                 continue
-                            runs[count, 0] = (n * i_plane + (i_dd * i_h + i_hh) * i_w + lo) * pitch + t
+                            runs[count, 0] = (n * i_plane + (i_dd * i_h + i_hh) * i_w + lo
+                                              + t * tap_pitch)
                             runs[count, 1] = (n * o_image + (od * o_h + oh) * o_w + kw * d_w - p_w
                                               + lo * s_w)
                             runs[count, 2] = hi - lo
@@ -92,15 +94,18 @@ def _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch,
 
 
 @njit(cache=True)
-def fold_sources(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch):
+def fold_sources(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, tap_pitch):
     """The col2im of one output channel as ``(sources, counts)``: output
     ``e = n * O + o`` (image n, flat output position o) sums
-    ``cols[sources[e, j]]`` for ``j < counts[e]``, from the channel's first
-    column, in tap order. The same for every channel and every call of a
+    ``cols[sources[e, j]]`` for ``j < counts[e]``, from the channel's
+    first column, in tap order, where the columns of a tap are a row of
+    the batch's positions and its rows are ``tap_pitch`` apart
+    (:func:`column_rows`). The same for every channel and every call of a
     shape, so worked out once with its launch (the floor divisions and
     bounds cost more than the adds)."""
     o_plane = o_sizes[0] * o_sizes[1] * o_sizes[2]
-    runs = _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitch, o_plane)
+    runs = _fold_runs(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, tap_pitch,
+                      o_plane)
     counts = np.zeros(n_batch * o_plane, dtype=np.int64)
     for r in range(runs.shape[0]):
         for i in range(runs[r, 2]):
@@ -110,9 +115,20 @@ def fold_sources(n_batch, taps_of, o_sizes, i_sizes, stride, dilation, pad, pitc
     for r in range(runs.shape[0]):  # image, tap, row: each output's taps in order
         for i in range(runs[r, 2]):
             e = runs[r, 1] + i * stride[2]
-            sources[e, counts[e]] = runs[r, 0] + i * pitch
+            sources[e, counts[e]] = runs[r, 0] + i
             counts[e] += 1
     return sources, counts
+
+
+def column_rows(positions, lanes):
+    """The positions a tap's row of turned columns holds (the batch's, in
+    whole tiles, then whole vectors: :func:`columns_tiled` turns them in
+    squares of ``lanes``); the ``tap_pitch`` of :func:`fold_sources`."""
+    tiled = -(-positions // TILE_POSITIONS) * TILE_POSITIONS
+    return -(-tiled // lanes) * lanes
+
+
+_column_rows = njit(inline="always")(column_rows)
 
 
 @njit(inline="always")
@@ -216,7 +232,8 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
     ``xs`` the inputs as :func:`gather_positions` lays them out, w (C_in,
     C_out/groups, KD, KH, KW), out (N, C_out, OD, OH, OW), bias (C_out,),
     all C-contiguous; ``sources`` and ``counts`` the fold of one channel
-    (:func:`fold_sources`, for columns ``pitch`` apart). A task kernel
+    (:func:`fold_sources`, for rows of :func:`column_rows` positions).
+    Columns are ``pitch`` per position. A task kernel
     (:func:`.launch.parallel`): a task owns ``channel_block`` output
     channels of one group and one of ``image_parts`` ranges of images of
     ``i_plane`` input positions each (the fold sums within an image, so no
@@ -250,8 +267,17 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
     # Columns of a task: a row of ``pitch`` per position, tile t's m at
     # t * width (the excess before and after the task's weights is scratch).
     tiles_per_task = pitch // width
-    cols = simd.aligned(np.empty(p_tiles * TILE_POSITIONS * pitch + lanes, dtype=out.dtype),
-                        p_tiles * TILE_POSITIONS * pitch)
+    # ... rows for whole squares of positions (those past the batch's are
+    # never read back), and one channel's columns turned: a row of
+    # positions per tap (taps in whole squares), so that the fold reads
+    # each tap's positions in order, from L1 or L2 (read across the rows
+    # of ``cols``, a column a row, it took half a call of 57 -> 12
+    # channels on 11x5 images).
+    rows = _column_rows(p_tiles * TILE_POSITIONS, lanes)
+    cols = simd.aligned(np.empty(rows * pitch + lanes, dtype=out.dtype), rows * pitch)
+    square_taps = -(-taps // lanes) * lanes
+    turned = simd.aligned(np.empty(square_taps * rows + lanes, dtype=out.dtype),
+                          square_taps * rows)
     packed_tiles = 1 if in_place else (0 if pf.size else tiles_per_task)
     packed = simd.aligned(np.zeros(packed_tiles * k_block * width + lanes, dtype=w.dtype),
                           packed_tiles * k_block * width)
@@ -308,7 +334,16 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
                           k1 - k0)
         if simd.cancelled(cancel):
             break
+        r0 = pt0 * TILE_POSITIONS // lanes * lanes
+        r1 = min(-(-pt1 * TILE_POSITIONS // lanes) * lanes, rows)
         for co in range(co0, co1):
+            m0 = lead + (co - co0) * taps
+            # The squares' last taps may read past the channel's, into the
+            # next one's or the next row (the room past the rows of ``cols``).
+            for p in range(r0, r1, lanes):
+                for t in range(0, taps, lanes):
+                    simd.transpose_tile(cols, p * pitch + m0 + t, pitch, turned, t * rows + p,
+                                        rows)
             oc = g * c_out_g + co
-            _fold(cols, lead + (co - co0) * taps, sources, counts, n0, n1, bias[oc], of,
-                  oc * o_plane, c_out * o_plane, o_plane)
+            _fold(turned, 0, sources, counts, n0, n1, bias[oc], of, oc * o_plane,
+                  c_out * o_plane, o_plane)

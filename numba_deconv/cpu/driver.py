@@ -40,8 +40,8 @@ from .. import _compiled, _outputs, config
 from ._blas import blas_layout, run_blas
 from . import tiering, transpose
 from .baseline import gather_in_order
-from .columns import (TILE_POSITIONS, columns_tiled, fold_sources, gather_positions,
-                      pack_weights)
+from .columns import (TILE_POSITIONS, column_rows, columns_tiled, fold_sources,
+                      gather_positions, pack_weights)
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, planes_last, row_geometry, rows_tiny
 from .launch import NEVER, parallel, parallel_prange, serial
@@ -290,7 +290,7 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     lead_room = lanes - 1 if in_place and c_out_g * taps % lanes == 0 else 0
     pitch = -(-(channel_block * taps + lead_room) // width) * width
     sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
-                                   dilation, pad, pitch)
+                                   dilation, pad, column_rows(batch * positions, lanes))
     return ColumnsLayout(channel_block, image_parts, max(1, min(c_in_g, k_block)), in_place,
                          pitch, sources, counts)
 
