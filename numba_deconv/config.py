@@ -91,12 +91,12 @@ COLUMNS_IMAGE_TASKS_PER_THREAD = 2
 #: COLUMNS_MIN_WASTED_MULTIPLY_ADDS per output and tap ((waste - 1) times
 #: the input channels per group): enough to pay for the columns' fold, a
 #: pass over every output's taps.
-#: Why, column_tiles / tiles in one process (waste, input channels):
-#: 0.29 (1.71, 347), 0.49 (1.75, 50), 0.63 (1.67, 87), 0.78 (1.40, 549);
-#: 1.49 (1.29, 110, 6 MB of columns), 0.76 (1.29, 57), 1.22-1.52 on
-#: 5-10 (1.24-1.60, 11-42 channels).
-COLUMNS_MIN_ROW_WASTE = 1.25
-COLUMNS_MIN_WASTED_MULTIPLY_ADDS = 35
+#: Why, column_tiles / tiles in one process on 32 shapes of seeds 0-3
+#: (waste 1.1 or more, 8 input channels per group or more): from 33 up
+#: 0.28-0.70 (seven shapes) and 1.05 once (52, a tie); below it 0.93-4.7
+#: (25 shapes; 31: 1.77, 24: 0.95).
+COLUMNS_MIN_ROW_WASTE = 1.1
+COLUMNS_MIN_WASTED_MULTIPLY_ADDS = 33
 
 #: With at most COLUMNS_IN_PLACE_MAX_POSITIONS positions in the whole batch,
 #: or at most COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS and weights of at least

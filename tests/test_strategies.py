@@ -480,7 +480,7 @@ def test_columns_in_place_rule(monkeypatch):
     (64, 64, 8, (32, 32), np.float32, "phase_tiles"),  # register tiles beat BLAS + fold
     (256, 256, 2, (4, 4), np.float32, "column_tiles"),  # weights outweigh 32 positions
     (256, 256, 64, (4, 4), np.float32, "column_tiles"),  # ... and 1024 (576 per position)
-    (256, 256, 128, (4, 4), np.float32, "phase_tiles"),  # ... but not 2048
+    (256, 256, 128, (4, 4), np.float32, "column_tiles"),  # not 2048, but rows of 4 in 5
     (256, 256, 2, (16, 16), np.float32, "phase_tiles"),  # images big enough for tiles
     (64, 64, 8, (8, 8), np.float32, "phase_tiles"),  # 72 weights per position
     (64, 64, 1, (8, 8), np.complex64, "blas"),  # no register tiles for complex
@@ -491,7 +491,7 @@ def test_columns_in_place_rule(monkeypatch):
     (128, 8, 4, (16, 16), np.float64, "blas"),  # float64: 16 per output channel
     (128, 16, 4, (16, 16), np.float64, "phase_tiles"),  # ... but not 8
     (32, 1, 4, (16, 16), np.float32, "phase_tiles"),  # too few input channels for BLAS
-    (256, 1, 1, (4, 4), np.float32, "phase_tiles"),  # too few positions for BLAS
+    (256, 1, 1, (4, 4), np.float32, "column_tiles"),  # too few positions for BLAS; narrow
     (128, 64, 8, (32, 32), np.float64, "phase_tiles"),  # 3x3 taps overlap in each phase
     (32, 256, 1, (2, 2), np.float32, "phase_tiles"),  # too few channels one way
     (1, 1, 1, (512, 512), np.float32, "rows"),  # one channel, long rows
@@ -589,8 +589,9 @@ def test_heuristic_few_channel_pairs_with_many_taps(x_shape, w_shape, groups, ti
     ((8, 187, 21, 74), (187, 8, 2, 3), 32, "phase_tiles"),  # ... but not 6
     ((8, 120, 21, 74), (120, 8, 4, 4), 32, "phase_tiles"),  # 15 per output are too few
     ((8, 549, 58, 5), (549, 190, 2, 2), 16, "blas"),  # 16 registers: 549 input channels
-    ((8, 549, 58, 5), (549, 190, 2, 2), 32, "phase_tiles"),  # ... 32 registers: tiles
-    ((8, 384, 58, 5), (384, 190, 2, 2), 16, "phase_tiles"),  # ... 384 are too few
+    # ... 32 registers: no BLAS (rows of 6 outputs in 7: the columns)
+    ((8, 549, 58, 5), (549, 190, 2, 2), 32, "column_tiles"),
+    ((8, 384, 58, 5), (384, 190, 2, 2), 16, "column_tiles"),  # ... 384 are too few
 ])
 def test_heuristic_blas_with_many_taps_or_many_input_channels(x_shape, w_shape, registers,
                                                               expected, monkeypatch):
