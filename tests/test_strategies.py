@@ -344,6 +344,8 @@ COLUMN_CASES = [
     ((2, 6, 3, 2, 3), (6, 4, 3, 2, 3), dict(stride=2, padding=1)),
     ((2, 8, 4, 5), (8, 6, 4, 4), dict(stride=2, padding=(2, 1), groups=2)),
     ((1, 5, 2, 2), (5, 3, 1, 1), dict(stride=3, output_padding=2)),
+    # 189 positions: 24 tiles, more than one gather task, 8 across images
+    ((3, 6, 9, 7), (6, 5, 3, 3), dict(stride=2, padding=1)),
 ]
 
 
