@@ -136,14 +136,18 @@ def _fold(cols, at, sources, counts, n0, n1, bias, of, o_base, o_image, o_plane)
     """out[n, oc] (flat at ``o_base + n * o_image``) of images ``n0 .. n1``
     = bias + the columns of output channel oc (from ``cols[at]``), by
     :func:`fold_sources`: each output summed in a register and written
-    once."""
+    once. (Unsigned indices: Numba checks a signed one for wrapping at
+    every access, and the fold of one tap per output is little else.)"""
+    sf = sources.reshape(-1)
+    width = np.uint64(sources.shape[1])
     for n in range(n0, n1):
-        base = o_base + n * o_image
-        for o in range(o_plane):
-            e = n * o_plane + o
+        base = np.uint64(o_base + n * o_image)
+        first = np.uint64(n * o_plane)
+        for o in range(np.uint64(o_plane)):
+            e = first + o
             total = bias
-            for j in range(counts[e]):
-                total += cols[at + sources[e, j]]
+            for j in range(np.uint64(counts[e])):
+                total += cols[np.uint64(at) + np.uint64(sf[e * width + j])]
             of[base + o] = total
 
 
