@@ -404,6 +404,35 @@ def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_pla
         assert layout.image_parts == 1
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", COLUMN_CASES)
+def test_columns_kernel_reads_and_writes_channels_last(x_shape, w_shape, kwargs, split, dtype,
+                                                       monkeypatch, fresh_routes, rng):
+    """Channels last, the columns kernel gathers each position's channels
+    and folds into each output position's channels where they lie (no
+    transposed copies, once compiled): the bits of the channels-first
+    call."""
+    _force_columns(monkeypatch, split, False)
+    layouts = []
+    real_run = driver._run_column_tiles
+
+    def spy(*args, layout=tiled.CHANNELS_FIRST):
+        layouts.append(layout)
+        return real_run(*args, layout=layout)
+    monkeypatch.setitem(driver.LAUNCHERS, "column_tiles", spy)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    y = conv_transpose(x, w, b, **kwargs)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    # The first call of a layout compiles it; from then on it runs in place.
+    for _ in range(2):
+        y_last = conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+        np.testing.assert_array_equal(np.moveaxis(y_last, -1, 1), y)
+    assert layouts[0] == tiled.CHANNELS_FIRST and layouts[-1] == tiled.CHANNELS_LAST
+
+
 @pytest.mark.parametrize("dtype, offset", [(np.float32, 0), (np.float32, 1), (np.float32, 4),
                                            (np.float32, 15), (np.float64, 3), (np.float64, 7)])
 @pytest.mark.parametrize("split", [False, True])

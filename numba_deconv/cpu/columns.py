@@ -132,14 +132,16 @@ _column_rows = njit(inline="always")(column_rows)
 
 
 @njit(inline="always")
-def _fold(cols, at, sources, counts, n0, n1, bias, of, o_base, o_image, o_plane):
-    """out[n, oc] (flat at ``o_base + n * o_image``) of images ``n0 .. n1``
-    = bias + the columns of output channel oc (from ``cols[at]``), by
+def _fold(cols, at, sources, counts, n0, n1, bias, of, o_base, o_image, o_step, o_plane):
+    """out[n, oc] (flat at ``o_base + n * o_image``, its outputs ``o_step``
+    apart) of images ``n0 .. n1`` = bias + the columns of output channel oc
+    (from ``cols[at]``), by
     :func:`fold_sources`: each output summed in a register and written
     once. (Unsigned indices: Numba checks a signed one for wrapping at
     every access, and the fold of one tap per output is little else.)"""
     sf = sources.reshape(-1)
     width = np.uint64(sources.shape[1])
+    step = np.uint64(o_step)
     for n in range(n0, n1):
         base = np.uint64(o_base + n * o_image)
         first = np.uint64(n * o_plane)
@@ -148,7 +150,7 @@ def _fold(cols, at, sources, counts, n0, n1, bias, of, o_base, o_image, o_plane)
             total = bias
             for j in range(np.uint64(counts[e])):
                 total += cols[np.uint64(at) + np.uint64(sf[e * width + j])]
-            of[base + o] = total
+            of[base + o * step] = total
 
 
 @njit(inline="always")
@@ -179,7 +181,7 @@ GATHER_TILES = 16
 
 
 @njit(nogil=True, cache=True)
-def gather_positions(x, xs, claimed, cancel):
+def gather_positions(x, xs, channels_last, claimed, cancel):
     """``xs[g, tile, ci, j]`` = input channel ``g * C_in/groups + ci`` at
     position ``tile * TILE_POSITIONS + j`` of the batch (image-major), zero
     past the last: the columns tiles read their broadcasts as one stream.
@@ -188,10 +190,14 @@ def gather_positions(x, xs, claimed, cancel):
     in one image, read in order along the channel (tile by tile, position
     by position down the channels, it took 0.8 ns an element: 70 channels
     a plane apart, each a cache line); then the tiles across two images or
-    past the last position, element by element."""
-    n_batch, c_in = x.shape[0], x.shape[1]
+    past the last position, element by element. ``channels_last``: x is
+    (N, D, H, W, C_in), each position's channels read in order."""
+    n_batch = x.shape[0]
     groups, p_tiles, c_in_g = xs.shape[0], xs.shape[1], xs.shape[2]
-    i_plane = x.shape[2] * x.shape[3] * x.shape[4]
+    if channels_last:
+        c_in, i_plane = x.shape[4], x.shape[1] * x.shape[2] * x.shape[3]
+    else:
+        c_in, i_plane = x.shape[1], x.shape[2] * x.shape[3] * x.shape[4]
     positions = n_batch * i_plane
     xf, xsf = x.reshape(-1), xs.reshape(-1)
     blocks = -(-p_tiles // GATHER_TILES)
@@ -202,6 +208,18 @@ def gather_positions(x, xs, claimed, cancel):
             break
         g, pt0 = task // blocks, task % blocks * GATHER_TILES
         pt1 = min(pt0 + GATHER_TILES, p_tiles)
+        if channels_last:
+            for pt in range(pt0, pt1):
+                dst = np.uint64(((g * p_tiles + pt) * c_in_g) * TILE_POSITIONS)
+                present = min(TILE_POSITIONS, positions - pt * TILE_POSITIONS)
+                for j in range(present):
+                    src = np.uint64((pt * TILE_POSITIONS + j) * c_in + g * c_in_g)
+                    for ci in range(np.uint64(c_in_g)):
+                        xsf[dst + ci * run + np.uint64(j)] = xf[src + ci]
+                for ci in range(c_in_g):
+                    for j in range(present, TILE_POSITIONS):
+                        xsf[dst + np.uint64(ci * TILE_POSITIONS + j)] = 0
+            continue
         for ci in range(c_in_g):
             for pt in range(pt0, pt1):
                 p0 = pt * TILE_POSITIONS
@@ -254,12 +272,13 @@ def pack_weights(w, groups, channel_block):
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, image_parts,
-                  i_plane, k_block, pitch, in_place, claimed, cancel):
+                  i_plane, k_block, pitch, in_place, channels_last, claimed, cancel):
     """Transposed convolution by weight-vectorised register tiles and col2im.
 
     ``xs`` the inputs as :func:`gather_positions` lays them out, w (C_in,
-    C_out/groups, KD, KH, KW), out (N, C_out, OD, OH, OW), bias (C_out,),
-    all C-contiguous; ``sources`` and ``counts`` the fold of one channel
+    C_out/groups, KD, KH, KW), out (N, C_out, OD, OH, OW) or, with
+    ``channels_last``, (N, OD, OH, OW, C_out), bias (C_out,), all
+    C-contiguous; ``sources`` and ``counts`` the fold of one channel
     (:func:`fold_sources`, for rows of :func:`column_rows` positions).
     Columns are ``pitch`` per position. A task kernel
     (:func:`.launch.parallel`): a task owns ``channel_block`` output
@@ -278,10 +297,15 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
     earlier task's weights).
     """
     groups, p_tiles, c_in_g = xs.shape[0], xs.shape[1], xs.shape[2]
-    n_batch, c_out = out.shape[0], out.shape[1]
+    n_batch = out.shape[0]
     c_out_g, taps = w.shape[1], w.shape[2] * w.shape[3] * w.shape[4]
     m_g = c_out_g * taps
-    o_plane = out.shape[2] * out.shape[3] * out.shape[4]
+    if channels_last:  # each output position's channels side by side
+        c_out, o_plane = out.shape[4], out.shape[1] * out.shape[2] * out.shape[3]
+        o_channel, o_step = 1, c_out
+    else:
+        c_out, o_plane = out.shape[1], out.shape[2] * out.shape[3] * out.shape[4]
+        o_channel, o_step = o_plane, 1
     wf, xsf, of, pf = w.reshape(-1), xs.reshape(-1), out.reshape(-1), prepacked.reshape(-1)
     lanes = simd.lanes(wf)
     width = simd.TILE_VECTORS * lanes
@@ -373,5 +397,5 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
                     simd.transpose_tile(cols, p * pitch + m0 + t, pitch, turned, t * rows + p,
                                         rows)
             oc = g * c_out_g + co
-            _fold(turned, 0, sources, counts, n0, n1, bias[oc], of, oc * o_plane,
-                  c_out * o_plane, o_plane)
+            _fold(turned, 0, sources, counts, n0, n1, bias[oc], of, oc * o_channel,
+                  c_out * o_plane, o_step, o_plane)

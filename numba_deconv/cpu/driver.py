@@ -355,13 +355,14 @@ def _prepare_column_tiles(w, launch):
     return pack_weights(w, launch.groups, launch.layout.channel_block)
 
 
-def _run_column_tiles(x, w, bias, out, launch, prepared=None):
+def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST):
     columns = launch.layout
-    c_in_g = x.shape[1] // launch.groups
-    positions = x.shape[0] * math.prod(x.shape[2:])
-    xs = np.empty((launch.groups, -(-positions // TILE_POSITIONS), c_in_g, TILE_POSITIONS),
-                  dtype=x.dtype)
-    parallel(gather_positions, x, xs, multiply_adds=xs.size)
+    channels_last = layout == CHANNELS_LAST
+    c_in_g = launch.x_shape[1] // launch.groups
+    image = math.prod(launch.x_shape[2:])
+    xs = np.empty((launch.groups, -(-x.shape[0] * image // TILE_POSITIONS), c_in_g,
+                   TILE_POSITIONS), dtype=x.dtype)
+    parallel(gather_positions, x, xs, channels_last, multiply_adds=xs.size)
     if prepared is None:
         prepacked, in_place, k_block = _NO_PACKED[x.dtype], columns.in_place, columns.k_block
     else:
@@ -370,8 +371,8 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None):
         prepacked, in_place = prepared, False
         k_block = c_in_g if columns.in_place else columns.k_block
     parallel(columns_tiled, xs, w, prepacked, bias, out, columns.sources, columns.counts,
-             columns.channel_block, columns.image_parts, math.prod(x.shape[2:]), k_block,
-             columns.pitch, in_place,
+             columns.channel_block, columns.image_parts, image, k_block, columns.pitch,
+             in_place, channels_last,
              multiply_adds=launch.multiply_adds)
     return True
 
@@ -427,7 +428,8 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
     holds the weights as each kernel lays them out, made here on first use.
 
     With ``channels_last``, ``x`` is (N, *I, C_in) and ``out`` (N, *O,
-    C_out): the phase tiles read and write them as they are, once compiled
+    C_out): the phase tiles and the columns read and write them as they
+    are, once compiled
     (the first call, which may run the baseline while they compile, and
     other kernels run channels first between parallel transposes).
     """
@@ -493,15 +495,17 @@ def run_parts(route, x, w, bias, out, geometry, prepared=None) -> None:
 def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
     """Whether ``route``'s kernel ran on ``x`` and ``out`` as they lie in
     ``layout`` (channels last, or a complex pair of channels per channel,
-    see :data:`.tiled.COMPLEX_PARTS`): the phase tiles in either, the plane
-    kernel's depthwise calls channels last; compiled in this process,
-    finite weights."""
-    if (route.inner is not None or route.kernel not in ("phase_tiles", "planes")
+    see :data:`.tiled.COMPLEX_PARTS`): the phase tiles in either, the
+    columns and the plane kernel's depthwise calls channels last; compiled
+    in this process, finite weights (the columns take any)."""
+    if (route.inner is not None or route.kernel not in ("phase_tiles", "planes", "column_tiles")
             or route.variant + (route.kernel,) not in _compiled.recorded()):
         return False
     launch = route.launch
     if route.kernel == "planes":
         return layout == CHANNELS_LAST and _ran_planes_last(x, w, bias, out, launch)
+    if route.kernel == "column_tiles" and layout != CHANNELS_LAST:
+        return False
     x_shape, out_shape = launch.x_shape, launch.out_shape
     if layout == CHANNELS_LAST:
         x_shape = x_shape[:1] + x_shape[2:] + x_shape[1:2]
@@ -747,10 +751,10 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "phase_tiles": [(direct_tiled, tiled + tasks), (fill_weight_table, table + tasks)]
         if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
-                         (gather_positions, (arr5, arr4) + tasks),
+                         (gather_positions, (arr5, arr4, types.boolean) + tasks),
                          (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)
                           + (count,) * 5
-                          + (types.boolean,) + tasks),
+                          + (types.boolean,) * 2 + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
         "conv_tiles": [(conv_tiles, (arr5, arr2) + conv + (count,) * 3 + (types.boolean,)
