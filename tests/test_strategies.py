@@ -213,6 +213,19 @@ def test_tiled_tiles_and_splits(x_shape, w_shape, kwargs, tasks_per_thread, dtyp
         assert layout.chunks * layout.block_parts > 1
 
 
+def _spy_layouts(monkeypatch, kernel):
+    """The list of the layouts (:data:`.tiled.CHANNELS_FIRST`, ...) that
+    ``kernel``'s launcher is given, one per run."""
+    layouts = []
+    real_run = driver.LAUNCHERS[kernel]
+
+    def spy(*args, layout=tiled.CHANNELS_FIRST):
+        layouts.append(layout)
+        return real_run(*args, layout=layout)
+    monkeypatch.setitem(driver.LAUNCHERS, kernel, spy)
+    return layouts
+
+
 # Whole images per task in one dtype, cut into many tasks in the other.
 @pytest.mark.parametrize("dtype, tasks_per_thread", [(np.complex64, 1),
                                                      (np.complex128, 1 << 10)])
@@ -233,13 +246,7 @@ def test_tiled_tiles_read_and_write_complex_parts_in_place(x_shape, w_shape, kwa
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 8)
     monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)
     monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
-    layouts = []
-    real_run = driver._run_phase_tiles
-
-    def spy(*args, layout=tiled.CHANNELS_FIRST):
-        layouts.append(layout)
-        return real_run(*args, layout=layout)
-    monkeypatch.setitem(driver.LAUNCHERS, "phase_tiles", spy)
+    layouts = _spy_layouts(monkeypatch, "phase_tiles")
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
@@ -414,13 +421,7 @@ def test_columns_kernel_reads_and_writes_channels_last(x_shape, w_shape, kwargs,
     transposed copies, once compiled): the bits of the channels-first
     call."""
     _force_columns(monkeypatch, split, False)
-    layouts = []
-    real_run = driver._run_column_tiles
-
-    def spy(*args, layout=tiled.CHANNELS_FIRST):
-        layouts.append(layout)
-        return real_run(*args, layout=layout)
-    monkeypatch.setitem(driver.LAUNCHERS, "column_tiles", spy)
+    layouts = _spy_layouts(monkeypatch, "column_tiles")
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
