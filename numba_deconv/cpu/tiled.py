@@ -181,7 +181,7 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
     went to a phase's stretch and on to the next, and took a quarter of
     a 0.38 ms call of 31 -> 399 channels (``benchmarks/TUNING.md``).
     Vectors twice as wide as a block (AVX-512's float32) turn squares of
-    two blocks' rows, of which the task keeps its own. A last block of
+    two blocks' rows, and a task takes both blocks. A last block of
     fewer rows goes weight by weight, zeros past the block's rows (the
     tiles read them). Every element is written, so the table needs no clearing
     first.
@@ -211,25 +211,30 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
     square_taps = -(-taps // lanes) * lanes
     turned_size = ci_block * (per_channel if vectors else square_taps * lanes)
     turned = simd.aligned(np.empty(turned_size + lanes, dtype=w.dtype), turned_size)
-    tasks = groups * blocks * ci_blocks
+    # Without vectors as wide as a block, a task takes two blocks: the 16
+    # rows of a square.
+    span = 1 if vectors else 2
+    spans = -(-blocks // span)
+    tasks = groups * spans * ci_blocks
     while True:
         task = simd.claim(claimed)
         if task >= tasks or simd.cancelled(cancel):
             break
         ci0 = task % ci_blocks * ci_block
-        b = task // ci_blocks % blocks
-        g = task // (ci_blocks * blocks)
+        b = task // ci_blocks % spans * span
+        g = task // (ci_blocks * spans)
         n_ci = min(ci_block, c_in_g - ci0)
         co0 = b * TILE_ROWS
         rows = min(TILE_ROWS, c_out_g - co0)
         count = 0
         if not vectors:
             # Vectors of 16 lanes (float32, AVX-512) on blocks of 8 rows:
-            # squares of 16 output channels (the block's and the 8 rows
-            # after it, read where they lie inside w and not used) by 16
-            # taps, 16 apart in ``turned``; the block's 8 go to the table.
-            # Weight by weight, with a loop per phase and tap, took 1.3 ns
-            # a weight (31 -> 399 channels, 3x3 taps: 145 us a fill).
+            # squares of the 16 output channels of blocks b and b + 1 (or
+            # the rows after the last block, read where they lie inside w
+            # and not used) by 16 taps, 16 apart in ``turned``. Weight by
+            # weight, with a loop per phase and tap, took 1.3 ns a weight
+            # (31 -> 399 channels, 3x3 taps: 145 us a fill).
+            both = min(span * TILE_ROWS, c_out_g - co0)
             for c in range(n_ci):
                 w0 = ((g * c_in_g + ci0 + c) * c_out_g + co0) * taps
                 t0 = c * square_taps * lanes
@@ -238,26 +243,29 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
                         simd.transpose_tile(wf, w0 + t, taps, turned, t0 + t * lanes, lanes)
                 else:  # the last rows of w: no square may read past them
                     for t in range(taps):
-                        for m in range(rows):
+                        for m in range(both):
                             turned[t0 + t * lanes + m] = wf[w0 + m * taps + t]
-                for k in range(np.uint64(w0), np.uint64(w0 + rows * taps)):
+                for k in range(np.uint64(w0), np.uint64(w0 + both * taps)):
                     count += not np.isfinite(wf[k])
-            for ph in range(n_phases):
-                n_taps = tap_counts[ph]
-                at = np.uint64(_phase_block_at(table, g, first_pair, ph, blocks, b)
-                               + ci0 * n_taps * TILE_ROWS)
-                for c in range(n_ci):
-                    for t in range(n_taps):
-                        src = np.uint64((c * square_taps + flat_tap[ph, t]) * lanes)
-                        if rows == TILE_ROWS:
-                            for m in range(np.uint64(TILE_ROWS)):
-                                tf[at + m] = turned[src + m]
-                        else:
-                            for m in range(np.uint64(rows)):
-                                tf[at + m] = turned[src + m]
-                            for m in range(np.uint64(rows), np.uint64(TILE_ROWS)):
-                                tf[at + m] = 0
-                        at += np.uint64(TILE_ROWS)
+            for half in range(min(span, blocks - b)):
+                rows = min(TILE_ROWS, c_out_g - co0 - half * TILE_ROWS)
+                for ph in range(n_phases):
+                    n_taps = tap_counts[ph]
+                    at = np.uint64(_phase_block_at(table, g, first_pair, ph, blocks, b + half)
+                                   + ci0 * n_taps * TILE_ROWS)
+                    for c in range(n_ci):
+                        for t in range(n_taps):
+                            src = np.uint64((c * square_taps + flat_tap[ph, t]) * lanes
+                                            + half * TILE_ROWS)
+                            if rows == TILE_ROWS:
+                                for m in range(np.uint64(TILE_ROWS)):
+                                    tf[at + m] = turned[src + m]
+                            else:
+                                for m in range(np.uint64(rows)):
+                                    tf[at + m] = turned[src + m]
+                                for m in range(np.uint64(rows), np.uint64(TILE_ROWS)):
+                                    tf[at + m] = 0
+                            at += np.uint64(TILE_ROWS)
             simd.fetch_add(non_finite, count)
             continue
         if rows < TILE_ROWS:
