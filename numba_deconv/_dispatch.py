@@ -93,11 +93,8 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
             and positions >= config.GEMM_MIN_POSITIONS and _blas_beats_tiles(
                 geometry, in_g, out_g, dtype)):
         return "columns", "blas", "blas"
-    waste = _tile_row_waste(geometry, dtype)
-    if (not serial and not complex_data and waste >= config.COLUMNS_MIN_ROW_WASTE
-            and (waste - 1) * in_g >= config.COLUMNS_MIN_WASTED_MULTIPLY_ADDS
-            and batch * positions * math.prod(geometry.kernel) * np.dtype(dtype).itemsize
-            <= config.WORKSPACE_BYTES):
+    if not serial and not complex_data and _narrow_rows_take_columns(geometry, batch, in_g,
+                                                                     dtype):
         return "columns", "column_tiles", "column_tiles"
     # The choice never looks at the thread count: the serial kernels sum in
     # another order than the parallel ones, and a result must not change
@@ -114,6 +111,18 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW and phases_fit:
         return "gather", "planes", rows
     return "gather", rows, rows
+
+
+def _narrow_rows_take_columns(geometry, batch: int, in_g: int, dtype) -> bool:
+    """Whether the columns kernel takes a real call whose register tiles
+    would compute much zero padding (``config``'s ``COLUMNS_MIN_ROW_WASTE``
+    and ``COLUMNS_MIN_WASTED_MULTIPLY_ADDS``), where one output channel's
+    columns fit ``WORKSPACE_BYTES``."""
+    waste = _tile_row_waste(geometry, dtype)
+    return (waste >= config.COLUMNS_MIN_ROW_WASTE
+            and (waste - 1) * in_g >= config.COLUMNS_MIN_WASTED_MULTIPLY_ADDS
+            and batch * math.prod(geometry.in_spatial) * math.prod(geometry.kernel)
+            * np.dtype(dtype).itemsize <= config.WORKSPACE_BYTES)
 
 
 def _tile_row_waste(geometry, dtype) -> float:

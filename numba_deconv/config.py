@@ -225,7 +225,7 @@ PARALLEL_MIN_MULTIPLY_ADDS = 1 << 18
 #: The phase tiles' weight table is built on every thread from
 #: WEIGHT_TABLE_PARALLEL_MIN weights (about 50 us of copying on one), in
 #: tasks of a block of output channels and up to WEIGHT_TABLE_CHUNK input
-#: channels (turned in L1 by ``cpu.tiled.fill_weight_table``).
+#: channels (turned in L1 by ``cpu.weight_table.fill_weight_table``).
 #: Why: a plain call builds it each time, and one thread took a fifth to
 #: a third of small calls with many output channels (31 -> 399 channels
 #: on 18x5, k3 s3: 112 of 440 us).

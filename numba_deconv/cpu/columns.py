@@ -180,6 +180,12 @@ def _pack(packed, wf, src, src_pitch, rows, first_tile, n_tiles, m_count, width,
 GATHER_TILES = 16
 
 
+@njit(inline="always")
+def _tile_in_one_image(p0, positions, i_plane):
+    """Whether the tile of positions from ``p0`` lies whole in one image."""
+    return p0 + TILE_POSITIONS <= positions and p0 % i_plane + TILE_POSITIONS <= i_plane
+
+
 @njit(nogil=True, cache=True)
 def gather_positions(x, xs, channels_last, claimed, cancel):
     """``xs[g, tile, ci, j]`` = input channel ``g * C_in/groups + ci`` at
@@ -223,15 +229,15 @@ def gather_positions(x, xs, channels_last, claimed, cancel):
         for ci in range(c_in_g):
             for pt in range(pt0, pt1):
                 p0 = pt * TILE_POSITIONS
-                n, s = p0 // i_plane, p0 % i_plane
-                if p0 + TILE_POSITIONS <= positions and s + TILE_POSITIONS <= i_plane:
+                if _tile_in_one_image(p0, positions, i_plane):
+                    n, s = p0 // i_plane, p0 % i_plane
                     src = np.uint64((n * c_in + g * c_in_g + ci) * i_plane + s)
                     dst = np.uint64(((g * p_tiles + pt) * c_in_g + ci) * TILE_POSITIONS)
                     for j in range(run):
                         xsf[dst + j] = xf[src + j]
         for pt in range(pt0, pt1):
             p0 = pt * TILE_POSITIONS
-            if p0 + TILE_POSITIONS <= positions and p0 % i_plane + TILE_POSITIONS <= i_plane:
+            if _tile_in_one_image(p0, positions, i_plane):
                 continue
             dst = ((g * p_tiles + pt) * c_in_g) * TILE_POSITIONS
             present = min(TILE_POSITIONS, positions - p0)

@@ -230,7 +230,7 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
     """Correlation by phase planes and register tiles.
 
     x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW), bias (C_out,), all
-    C-contiguous; ``weights`` from :func:`.tiled.fill_weight_table` with
+    C-contiguous; ``weights`` from :func:`.weight_table.fill_weight_table` with
     one phase holding every tap (in ``(kd, kh, kw)`` order) of the weights
     as a transposed convolution takes them (per group, input and output
     channels swapped); ``offsets``, ``planes``, ``plane_of``, ``pitch``

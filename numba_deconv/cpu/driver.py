@@ -47,8 +47,9 @@ from .kernels import col2im, direct_planes, direct_rows, planes_last, row_geomet
 from .launch import NEVER, parallel, parallel_prange, serial
 from .simd import VECTOR_BYTES, tile_width
 from .tiled import (CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, TILE_ROWS, direct_tiled,
-                    fill_weight_table, phase_span, phase_tables)
+                    phase_span, phase_tables)
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
+from .weight_table import fill_weight_table, weight_table
 
 _log = logging.getLogger("numba_deconv")
 
@@ -316,23 +317,6 @@ def _run_planes(x, w, bias, out, launch, prepared=None):
     return True
 
 
-def weight_table(w, groups, tap_index, tap_counts):
-    """``(table, non_finite)``: the weights ``w`` (C_in, C_out/groups,
-    *kernel, rank 3) in the phase tiles' order and how many of them are not
-    finite (:func:`.tiled.fill_weight_table`), on every thread for tables
-    of ``WEIGHT_TABLE_PARALLEL_MIN`` weights or more."""
-    blocks = -(-w.shape[1] // TILE_ROWS)
-    pairs = w.shape[0] // groups * int(tap_counts.sum())  # per group, every phase
-    table = np.empty((groups, blocks * TILE_ROWS * pairs), dtype=w.dtype)
-    non_finite = np.zeros(1, dtype=np.int64)
-    chunk = config.WEIGHT_TABLE_CHUNK
-    if table.size >= config.WEIGHT_TABLE_PARALLEL_MIN:
-        parallel(fill_weight_table, w, table, tap_index, tap_counts, chunk, non_finite)
-    else:
-        serial(fill_weight_table, w, table, tap_index, tap_counts, chunk, non_finite)
-    return table, int(non_finite[0])
-
-
 def _prepare_phase_tiles(w, launch):
     tiled = launch.layout
     return weight_table(w, launch.groups, tiled.tap_index, tiled.tap_counts)
@@ -429,9 +413,9 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
 
     With ``channels_last``, ``x`` is (N, *I, C_in) and ``out`` (N, *O,
     C_out): the phase tiles and the columns read and write them as they
-    are, once compiled
-    (the first call, which may run the baseline while they compile, and
-    other kernels run channels first between parallel transposes).
+    are, once compiled (the first call, which may run the baseline while
+    they compile, and other kernels run channels first between parallel
+    transposes).
     """
     if channels_last:
         # One channel or one position each way lies as channels first: the
