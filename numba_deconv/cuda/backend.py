@@ -32,6 +32,7 @@ argument checks) that points at ``device="cpu"``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 
@@ -54,6 +55,10 @@ KERNEL = "gather"
 KERNELS = (KERNEL, "conv_gather", "fold")
 #: Highest spatial rank with a CUDA kernel.
 MAX_RANK = 3
+
+#: How many of the small arrays :func:`_on_device` keeps on the GPU.
+DEVICE_CONSTANTS = 64
+_device_constants: collections.OrderedDict = collections.OrderedDict()
 
 NO_GPU_MESSAGE = (
     "device='cuda' needs a CUDA GPU and driver, and none is available{why}; "
@@ -163,16 +168,11 @@ def kernel_signature(dtype, kernel=KERNEL):
     from numba import from_dtype, types
 
     flat = types.Array(from_dtype(np.dtype(dtype)), 1, "C")
-    triple = types.UniTuple(types.int64, 3)
+    table = types.Array(types.int64, 1, "C")
     if kernel == "fold":
-        table = types.Array(types.int64, 1, "C")
-        return (flat, flat, flat, types.UniTuple(types.int64, 5), triple,
-                types.int64) + (table,) * 6
-    gather = (flat, flat, flat, flat, types.UniTuple(types.int64, 5),
-              types.UniTuple(types.int64, 9), triple, triple, triple, triple,
-              triple, types.int64, types.int64)
-    # conv_kernel: no tap step, and the padding mode's code last.
-    return gather if kernel == KERNEL else gather[:10] + gather[11:] + (types.int64,)
+        return (flat, flat, flat, types.UniTuple(types.int64, 5),
+                types.UniTuple(types.int64, 3), types.int64) + (table,) * 6
+    return (flat, flat, flat, flat, table)
 
 
 def compile_kernel(kernel: str, dtype) -> None:
@@ -234,6 +234,25 @@ def _ready(cuda, value, dtype):
     ready = cuda.device_array(tuple(dev.shape), dtype=dtype)
     ready[:] = dev  # one elementwise copy on the device, casting as it goes
     return ready
+
+
+def _on_device(cuda, host_array):
+    """``host_array`` on the current GPU, uploaded once per content and
+    context: the small read-only arrays the launches take (a zero bias, the
+    geometry table, the fold's source tables). An upload from the host is a
+    synchronous copy, and on an H200 it cost more than the launch itself
+    (144 µs a call against 153)."""
+    context = cuda.current_context()
+    key = (id(context), host_array.dtype.str, host_array.shape, host_array.tobytes())
+    entry = _device_constants.get(key)
+    if entry is not None and entry[0] is context:  # the same context, not a reused id
+        _device_constants.move_to_end(key)
+        return entry[1]
+    array = cuda.to_device(host_array)
+    _device_constants[key] = (context, array)
+    while len(_device_constants) > DEVICE_CONSTANTS:
+        _device_constants.popitem(last=False)
+    return array
 
 
 def _c_strides(shape):
@@ -328,7 +347,7 @@ def _run(plan_of, launch, x, weight, bias, out, threads_per_block, max_blocks):
         launch(cuda, plan, result,
                _ready(cuda, host.get("x", x), dtype),
                _ready(cuda, host.get("weight", weight), dtype),
-               (cuda.to_device(np.zeros(channels, dtype)) if bias is None
+               (_on_device(cuda, np.zeros(channels, dtype)) if bias is None
                 else _ready(cuda, host.get("bias", bias), dtype)),
                threads_per_block, max_blocks)
 
@@ -373,20 +392,20 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
     full = cuda.device_array(shape[:-1 - rank] + padded + shape[-1:] if plan.channels_last
                              else shape[:-rank] + padded, dtype=dtype)
     _launch_gather(cuda, plan, whole, full, x, w,
-                   cuda.to_device(np.zeros(geometry.out_channels, dtype)),
+                   _on_device(cuda, np.zeros(geometry.out_channels, dtype)),
                    threads_per_block, max_blocks)
     tables = []
     for size, before, after in zip(geometry.out_spatial, geometry.pad_before,
                                    geometry.pad_after):
-        tables += map(cuda.to_device, _padding.fold_sources(size, before, after,
-                                                            plan.padding_mode))
-    unit = [cuda.to_device(np.array(v, dtype=np.int64)) for v in ([0, 1], [0])] * lift
+        tables += [_on_device(cuda, np.asarray(table, np.int64)) for table in
+                   _padding.fold_sources(size, before, after, plan.padding_mode)]
+    unit = [_on_device(cuda, np.array(v, dtype=np.int64)) for v in ([0, 1], [0])] * lift
     ones = (1,) * lift
     _compiled.ensure(("cuda", rank, dtype, plan.layout, KERNEL, "fold"),
                      compile_kernel, "fold", dtype)
     blocks, tpb = launch_config(result.size, threads_per_block, max_blocks)
     fold_kernel[blocks, tpb](
-        full.reshape(full.size), bias.reshape(bias.size), result.reshape(result.size),
+        _flat(full), _flat(bias), _flat(result),
         _ints((plan.batch, geometry.out_channels) + ones + geometry.out_spatial),
         _ints(ones + padded), int(plan.channels_last), *(unit + tables))
 
@@ -396,23 +415,52 @@ def _launch_gather(cuda, plan, geometry, result, x, w, bias, threads_per_block, 
     C-contiguous arrays."""
     from .kernels import gather_kernel
 
-    dtype = plan.dtype
-    lift = 3 - geometry.rank
-    _compiled.ensure(("cuda", geometry.rank, dtype, plan.layout, KERNEL, KERNEL),
-                     compile_kernel, KERNEL, dtype)
-    ones, zeros = (1,) * lift, (0,) * lift
-    dims = ((plan.batch, geometry.in_channels) + ones + geometry.in_spatial
-            + (geometry.out_channels,) + ones + geometry.out_spatial)
-    stride = ones + geometry.stride
-    dilation = ones + geometry.dilation
-    k_step = tuple(s // math.gcd(s, d) for s, d in zip(stride, dilation))
+    _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, KERNEL),
+                     compile_kernel, KERNEL, plan.dtype)
+    dims = (plan.batch, geometry.in_channels, geometry.in_spatial,
+            geometry.out_channels, geometry.out_spatial)
+    k_step = tuple(s // math.gcd(s, d) for s, d in zip(geometry.stride, geometry.dilation))
+    table = _geometry_table(plan, geometry, x, dims, k_step, mode=0)
     blocks, tpb = launch_config(result.size, threads_per_block, max_blocks)
-    gather_kernel[blocks, tpb](
-        x.reshape(x.size), w.reshape(w.size), bias.reshape(bias.size),
-        result.reshape(result.size), _ints(_x_strides(plan, x, lift)), _ints(dims),
-        _ints(ones + geometry.kernel), _ints(stride), _ints(dilation),
-        _ints(zeros + geometry.pad_before), _ints(k_step), int(geometry.groups),
-        int(plan.channels_last))
+    gather_kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
+                               _on_device(cuda, table))
+
+
+def _launch_conv(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
+    """Launch the convolution kernel over flat views of C-contiguous arrays
+    (``plan.geometry`` is the adjoint's: conv's input is its output)."""
+    from .kernels import conv_kernel
+
+    geometry = plan.geometry
+    _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, "conv_gather"),
+                     compile_kernel, "conv_gather", plan.dtype)
+    dims = (plan.batch, geometry.out_channels, geometry.out_spatial,
+            geometry.in_channels, geometry.in_spatial)
+    table = _geometry_table(plan, geometry, x, dims, (0,) * geometry.rank,
+                            mode=PADDING_MODES.index(plan.padding_mode))
+    blocks, tpb = launch_config(math.prod(plan.out_shape), threads_per_block, max_blocks)
+    conv_kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
+                             _on_device(cuda, table))
+
+
+def _geometry_table(plan, geometry, x, dims, k_step, mode):
+    """The kernels' ``table`` (see :func:`~.kernels.gather_kernel`), ranks 1
+    and 2 lifted to rank 3 with unit leading dims: ``dims`` is ``(batch,
+    in channels, in spatial, out channels, out spatial)`` as the kernel
+    reads ``x`` and writes its output."""
+    lift = 3 - geometry.rank
+    ones, zeros = (1,) * lift, (0,) * lift
+    batch, c_x, x_spatial, c_result, result_spatial = dims
+    return np.array(
+        _x_strides(plan, x, lift) + (batch, c_x) + ones + x_spatial + (c_result,)
+        + ones + result_spatial + ones + geometry.kernel + ones + geometry.stride
+        + ones + geometry.dilation + zeros + geometry.pad_before + ones + k_step
+        + (geometry.groups, int(plan.channels_last), mode), dtype=np.int64)
+
+
+def _flat(array):
+    """A C-contiguous device array as the 1-D view the kernels take."""
+    return array.reshape(array.size)
 
 
 def _x_strides(plan, x, lift):
@@ -430,24 +478,3 @@ def _x_strides(plan, x, lift):
 
 def _ints(values):
     return tuple(int(v) for v in values)
-
-
-def _launch_conv(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
-    """Launch the convolution kernel over flat views of C-contiguous arrays
-    (``plan.geometry`` is the adjoint's: conv's input is its output)."""
-    from .kernels import conv_kernel
-
-    geometry, dtype = plan.geometry, plan.dtype
-    lift = 3 - geometry.rank
-    _compiled.ensure(("cuda", geometry.rank, dtype, plan.layout, KERNEL, "conv_gather"),
-                     compile_kernel, "conv_gather", dtype)
-    ones, zeros = (1,) * lift, (0,) * lift
-    dims = ((plan.batch, geometry.out_channels) + ones + geometry.out_spatial
-            + (geometry.in_channels,) + ones + geometry.in_spatial)
-    blocks, tpb = launch_config(math.prod(plan.out_shape), threads_per_block, max_blocks)
-    conv_kernel[blocks, tpb](
-        x.reshape(x.size), w.reshape(w.size), bias.reshape(bias.size),
-        result.reshape(result.size), _ints(_x_strides(plan, x, lift)), _ints(dims),
-        _ints(ones + geometry.kernel), _ints(ones + geometry.stride),
-        _ints(ones + geometry.dilation), _ints(zeros + geometry.pad_before),
-        int(geometry.groups), int(plan.channels_last), PADDING_MODES.index(plan.padding_mode))

@@ -69,29 +69,38 @@ def _output_position(t, c_out, o_d, o_h, o_w, channels_last):
     return r // c_out, r % c_out, od, oh, ow
 
 
+@cuda.jit(device=True, inline="always")
+def _triple(table, at):
+    return table[at], table[at + 1], table[at + 2]
+
+
 @cuda.jit(cache=True, fastmath=FASTMATH)
-def gather_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation,
-                  pad, k_step, groups, channels_last):
+def gather_kernel(x, w, bias, out, table):
     """Transposed convolution, one output element per thread iteration.
 
     x : 1-D view of the input; element ``(n, ci, id, ih, iw)`` is at
-        ``n*sn + ci*sc + id*sd + ih*sh + iw*sw`` with
-        ``x_strides = (sn, sc, sd, sh, sw)`` in elements.
+        ``n*sn + ci*sc + id*sd + ih*sh + iw*sw``.
     w : 1-D C-contiguous ``(C_in, C_out/groups, KD, KH, KW)``.
     bias : 1-D ``(C_out,)`` (zeros when the call has no bias).
     out : 1-D C-contiguous output, ``(N, C_out, OD, OH, OW)`` in memory
         order, or ``(N, OD, OH, OW, C_out)`` when ``channels_last`` is 1.
-    dims : ``(N, C_in, ID, IH, IW, C_out, OD, OH, OW)``.
-    kernel, stride, dilation, pad, k_step : 3-tuples (``pad`` is the
-        before-padding; ``k_step = stride // gcd(stride, dilation)``).
+    table : the call's geometry, 32 int64s (one array rather than a dozen
+        tuples: numba-cuda prepares each launch argument in Python, element
+        by element): ``x``'s element strides ``(sn, sc, sd, sh, sw)``, dims
+        ``(N, C_in, ID, IH, IW, C_out, OD, OH, OW)``, then the 3-tuples
+        kernel, stride, dilation, pad (the before-padding) and ``k_step =
+        stride // gcd(stride, dilation)``, then groups, channels_last and
+        (for :func:`conv_kernel`) the padding mode's code.
     """
-    n_batch, c_in, i_d, i_h, i_w, c_out, o_d, o_h, o_w = dims
-    s_n, s_c, s_d, s_h, s_w = x_strides
-    k_d, k_h, k_w = kernel
-    st_d, st_h, st_w = stride
-    dl_d, dl_h, dl_w = dilation
-    p_d, p_h, p_w = pad
-    ks_d, ks_h, ks_w = k_step
+    s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
+    n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
+    c_out, o_d, o_h, o_w = table[10], table[11], table[12], table[13]
+    k_d, k_h, k_w = _triple(table, 14)
+    st_d, st_h, st_w = _triple(table, 17)
+    dl_d, dl_h, dl_w = _triple(table, 20)
+    p_d, p_h, p_w = _triple(table, 23)
+    ks_d, ks_h, ks_w = _triple(table, 26)
+    groups, channels_last = table[29], table[30]
     c_in_g = c_in // groups
     c_out_g = c_out // groups
     # Strides of w in elements.
@@ -155,20 +164,25 @@ def _padded_source(t, size, mode):
 
 
 @cuda.jit(cache=True, fastmath=FASTMATH)
-def conv_kernel(x, w, bias, out, x_strides, dims, kernel, stride, dilation, pad, groups,
-                channels_last, mode):
+def conv_kernel(x, w, bias, out, table):
     """Convolution (cross-correlation), one output element per thread
     iteration, reading the padded input through :func:`_padded_source`.
 
     Arguments as for :func:`gather_kernel`, with ``w`` 1-D C-contiguous
-    ``(C_out, C_in/groups, KD, KH, KW)``, ``dims`` ``(N, C_in, ID, IH, IW,
-    C_out, OD, OH, OW)`` and ``mode`` the padding mode's code. Padding zeros
-    are multiplied like any input (``0 * inf`` is NaN, as the definition
-    says); the taps run in a fixed order, so results are deterministic.
+    ``(C_out, C_in/groups, KD, KH, KW)``; ``table``'s fields are
+    ``gather_kernel``'s, ``x`` being conv's input, ``k_step`` unused (conv
+    visits every tap) and the padding mode's code last. Padding zeros are multiplied like any input
+    (``0 * inf`` is NaN, as the definition says); the taps run in a fixed
+    order, so results are deterministic.
     """
-    n_batch, c_in, i_d, i_h, i_w, c_out, o_d, o_h, o_w = dims
-    s_n, s_c, s_d, s_h, s_w = x_strides
-    k_d, k_h, k_w = kernel
+    s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
+    n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
+    c_out, o_d, o_h, o_w = table[10], table[11], table[12], table[13]
+    k_d, k_h, k_w = _triple(table, 14)
+    stride = _triple(table, 17)
+    dilation = _triple(table, 20)
+    pad = _triple(table, 23)
+    groups, channels_last, mode = table[29], table[30], table[31]
     c_in_g = c_in // groups
     c_out_g = c_out // groups
     total = n_batch * c_out * o_d * o_h * o_w

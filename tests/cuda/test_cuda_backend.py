@@ -230,11 +230,17 @@ def test_dtype_promotion_like_cpu(rng, x_dtype, w_dtype, expected, where):
     assert_close(got, cpu)
 
 
+def _every_other_along_last(device_array):
+    """A strided view of a device array, spelt without ``...``: numba-cuda's
+    device arrays take no Ellipsis (the simulator's, NumPy's, do)."""
+    return device_array[(slice(None),) * (device_array.ndim - 1) + (slice(None, None, 2),)]
+
+
 def test_noncontiguous_device_input(rng):
     """A strided device view is copied to a contiguous one on the device."""
     x = random_array(rng, (1, 2, 3, 8), np.float32)
     w = random_array(rng, (2, 1, 2, 2), np.float32)
-    d_x = cuda.to_device(x)[..., ::2]
+    d_x = _every_other_along_last(cuda.to_device(x))
     got = numba_deconv.conv_transpose(d_x, cuda.to_device(w), stride=2, device="cuda")
     assert_close(got, _cpu(x[..., ::2], w, None, stride=2))
 
@@ -283,7 +289,7 @@ def test_out_noncontiguous_device_array(rng):
     expected = _cpu(x, w, b, **kwargs)
     big = cuda.device_array(expected.shape[:-1] + (2 * expected.shape[-1],),
                             dtype=np.float64)
-    out = big[..., ::2]
+    out = _every_other_along_last(big)
     got = numba_deconv.conv_transpose(x, w, b, device="cuda", out=out, **kwargs)
     assert got is out
     assert_close(big.copy_to_host()[..., ::2], expected)
@@ -326,6 +332,39 @@ def test_empty_batch(where):
     assert _is_device(got) == (where == "device")
     out = cuda.device_array((0, 3, 6), np.float32)
     assert numba_deconv.conv_transpose(x_in, w, stride=2, device="cuda", out=out) is out
+
+
+def test_small_arrays_are_uploaded_once_per_context(monkeypatch):
+    """The launches' zero bias, geometry tables and fold tables go up once:
+    the same content in the same context is the same device array, a new
+    context gets its own, and the store stays bounded."""
+    contexts = [object()]
+    monkeypatch.setattr(cuda, "current_context", lambda: contexts[-1])
+    monkeypatch.setattr(backend, "_device_constants", type(backend._device_constants)())
+    zeros = backend._on_device(cuda, np.zeros(3, np.float32))
+    assert backend._on_device(cuda, np.zeros(3, np.float32)) is zeros
+    assert backend._on_device(cuda, np.zeros(3, np.float64)) is not zeros
+    assert backend._on_device(cuda, np.zeros(4, np.float32)) is not zeros
+    table = backend._on_device(cuda, np.arange(5, dtype=np.int64))
+    assert np.array_equal(table.copy_to_host(), np.arange(5))
+    contexts.append(object())
+    assert backend._on_device(cuda, np.zeros(3, np.float32)) is not zeros
+    for i in range(2 * backend.DEVICE_CONSTANTS):
+        backend._on_device(cuda, np.full(2, i, np.int64))
+    assert len(backend._device_constants) == backend.DEVICE_CONSTANTS
+
+
+def test_repeated_calls_with_and_without_bias(rng):
+    """Calls that share a cached zero bias and geometry table, and a call
+    with a bias between them, each get their own right answer."""
+    x, w, b, kwargs = _make(rng, CASES[0], np.float32)
+    d_x, d_w = cuda.to_device(x), cuda.to_device(w)
+    first = numba_deconv.conv_transpose(d_x, d_w, **kwargs).copy_to_host()
+    with_bias = numba_deconv.conv_transpose(d_x, d_w, b, **kwargs).copy_to_host()
+    again = numba_deconv.conv_transpose(d_x, d_w, **kwargs).copy_to_host()
+    assert_close(first, _cpu(x, w, None, **kwargs))
+    assert_close(with_bias, _cpu(x, w, b, **kwargs))
+    assert np.array_equal(first, again)
 
 
 # --- determinism -----------------------------------------------------------
