@@ -413,15 +413,19 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
 def _launch_gather(cuda, plan, geometry, result, x, w, bias, threads_per_block, max_blocks):
     """Launch the gather kernel of ``geometry`` over flat views of
     C-contiguous arrays."""
-    from .kernels import gather_kernel
+    from .kernels import CHANNEL_BLOCK, gather_kernel
 
     _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, KERNEL),
                      compile_kernel, KERNEL, plan.dtype)
     dims = (plan.batch, geometry.in_channels, geometry.in_spatial,
             geometry.out_channels, geometry.out_spatial)
     k_step = tuple(s // math.gcd(s, d) for s, d in zip(geometry.stride, geometry.dilation))
-    table = _geometry_table(plan, geometry, x, dims, k_step, mode=0)
-    blocks, tpb = launch_config(result.size, threads_per_block, max_blocks)
+    channel_block = min(CHANNEL_BLOCK, geometry.out_channels // geometry.groups)
+    table = _geometry_table(plan, geometry, x, dims, k_step, mode=0,
+                            channel_block=channel_block)
+    per_group = -(-(geometry.out_channels // geometry.groups) // channel_block)
+    threads = (plan.batch * geometry.groups * per_group * math.prod(geometry.out_spatial))
+    blocks, tpb = launch_config(threads, threads_per_block, max_blocks)
     gather_kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
                                _on_device(cuda, table))
 
@@ -443,7 +447,7 @@ def _launch_conv(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
                              _on_device(cuda, table))
 
 
-def _geometry_table(plan, geometry, x, dims, k_step, mode):
+def _geometry_table(plan, geometry, x, dims, k_step, mode, channel_block=1):
     """The kernels' ``table`` (see :func:`~.kernels.gather_kernel`), ranks 1
     and 2 lifted to rank 3 with unit leading dims: ``dims`` is ``(batch,
     in channels, in spatial, out channels, out spatial)`` as the kernel
@@ -455,7 +459,7 @@ def _geometry_table(plan, geometry, x, dims, k_step, mode):
         _x_strides(plan, x, lift) + (batch, c_x) + ones + x_spatial + (c_result,)
         + ones + result_spatial + ones + geometry.kernel + ones + geometry.stride
         + ones + geometry.dilation + zeros + geometry.pad_before + ones + k_step
-        + (geometry.groups, int(plan.channels_last), mode), dtype=np.int64)
+        + (geometry.groups, int(plan.channels_last), mode, channel_block), dtype=np.int64)
 
 
 def _flat(array):

@@ -15,15 +15,16 @@ the padding modes other than zeros), and :func:`conv_kernel` every one of
   ``NotImplementedError`` before any launch (the CPU path has a general one).
 - both data formats: the arrays are passed flat (1-D, C-contiguous) and the
   kernel indexes ``x`` through explicit element strides, so channels-last
-  input is read in place, never transposed. The output is written at the
-  thread's flat index ``t`` and ``t`` is unravelled in the output's memory
-  order (``channels_last`` decides which), so consecutive threads write
-  consecutive addresses in either format.
+  input is read in place, never transposed. A thread's flat index ``t`` is
+  unravelled in the output's memory order (``channels_last`` decides
+  which), so consecutive threads write neighbouring addresses in either
+  format.
 - groups, stride, dilation, every padding form (the host resolves them all
   to ``pad_before`` and the output size), bias, and the four dtypes (one
   compiled specialisation per dtype).
 
-Deterministic by construction: one thread owns each output element, starts
+Deterministic by construction: one thread owns each output element (in
+:func:`gather_kernel`, a block of output channels at one position), starts
 from its bias and adds the taps that reach it in a fixed order (kd, kh, kw,
 then input channel; the order of the CPU kernels), so no atomics are used
 and results are bitwise identical run to run.
@@ -39,6 +40,7 @@ per block and blocks from the output size, and the kernel walks the output
 with a grid-stride loop, so any grid covers any output.
 """
 
+from numba import config as numba_config
 from numba import cuda
 
 from .. import _phases
@@ -46,6 +48,20 @@ from ..config import FASTMATH
 
 
 _taps_reaching = cuda.jit(device=True, inline="always")(_phases.taps_reaching)
+
+#: Most output channels one thread of :func:`gather_kernel` computes (the
+#: host's table says how many: fewer where a group has fewer).
+CHANNEL_BLOCK = 8
+#: Registers a thread of the gather and conv kernels may use. Uncapped, the
+#: gather kernel took 134 registers (its geometry is int64 throughout),
+#: which left room for one block of 256 threads per multiprocessor: 12 %
+#: occupancy on an H200, latency-bound. Capped at 64 (some spills), the
+#: same launches ran 1.45-1.92x faster on six standard cases, with the same
+#: bits; 48 and 96 were both slower than 64 (benchmarks/TUNING.md).
+MAX_REGISTERS = 64
+#: The launch options of those two kernels (Numba's CUDA simulator takes no
+#: register cap).
+_CAPPED = {} if numba_config.ENABLE_CUDASIM else {"max_registers": MAX_REGISTERS}
 
 
 @cuda.jit(device=True, inline="always")
@@ -74,9 +90,10 @@ def _triple(table, at):
     return table[at], table[at + 1], table[at + 2]
 
 
-@cuda.jit(cache=True, fastmath=FASTMATH)
+@cuda.jit(cache=True, fastmath=FASTMATH, **_CAPPED)
 def gather_kernel(x, w, bias, out, table):
-    """Transposed convolution, one output element per thread iteration.
+    """Transposed convolution, a block of output channels at one position
+    per thread iteration.
 
     x : 1-D view of the input; element ``(n, ci, id, ih, iw)`` is at
         ``n*sn + ci*sc + id*sd + ih*sh + iw*sw``.
@@ -84,13 +101,14 @@ def gather_kernel(x, w, bias, out, table):
     bias : 1-D ``(C_out,)`` (zeros when the call has no bias).
     out : 1-D C-contiguous output, ``(N, C_out, OD, OH, OW)`` in memory
         order, or ``(N, OD, OH, OW, C_out)`` when ``channels_last`` is 1.
-    table : the call's geometry, 32 int64s (one array rather than a dozen
+    table : the call's geometry, 33 int64s (one array rather than a dozen
         tuples: numba-cuda prepares each launch argument in Python, element
         by element): ``x``'s element strides ``(sn, sc, sd, sh, sw)``, dims
         ``(N, C_in, ID, IH, IW, C_out, OD, OH, OW)``, then the 3-tuples
         kernel, stride, dilation, pad (the before-padding) and ``k_step =
-        stride // gcd(stride, dilation)``, then groups, channels_last and
-        (for :func:`conv_kernel`) the padding mode's code.
+        stride // gcd(stride, dilation)``, then groups, channels_last,
+        (for :func:`conv_kernel`) the padding mode's code and (for this
+        kernel) the channel block, at most :data:`CHANNEL_BLOCK`.
     """
     s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
     n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
@@ -114,15 +132,28 @@ def gather_kernel(x, w, bias, out, table):
     xs_h = (ks_h * dl_h // st_h) * s_h
     xs_w = (ks_w * dl_w // st_w) * s_w
 
-    total = n_batch * c_out * o_d * o_h * o_w
+    # A thread computes a block of up to CHANNEL_BLOCK output channels of
+    # one group at one position: each input it loads feeds every channel
+    # of the block, in registers.
+    channel_block = table[32]
+    blocks_per_group = (c_out_g + channel_block - 1) // channel_block
+    blocks = groups * blocks_per_group
+    e_co = 1 if channels_last else o_d * o_h * o_w   # out's channel stride
+    total = n_batch * blocks * o_d * o_h * o_w
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        n, co, od, oh, ow = _output_position(t, c_out, o_d, o_h, o_w, channels_last)
-        g = co // c_out_g
+        n, cb, od, oh, ow = _output_position(t, blocks, o_d, o_h, o_w, channels_last)
+        g = cb // blocks_per_group
+        co_g = (cb - g * blocks_per_group) * channel_block   # first channel, within the group
+        co0 = g * c_out_g + co_g
+        in_block = min(channel_block, c_out_g - co_g)
         ci_lo = g * c_in_g
         ci_hi = ci_lo + c_in_g
-        w_base = (co - g * c_out_g) * w_co
+        w_base = co_g * w_co
         x_base = n * s_n
-        acc = bias[co]
+        acc = cuda.local.array(CHANNEL_BLOCK, out.dtype)
+        for j in range(CHANNEL_BLOCK):
+            if j < in_block:
+                acc[j] = bias[co0 + j]
         kd0, n_kd, id0 = _taps_reaching(od, k_d, st_d, dl_d, p_d, i_d, ks_d)
         kh0, n_kh, ih0 = _taps_reaching(oh, k_h, st_h, dl_h, p_h, i_h, ks_h)
         kw0, n_kw, iw0 = _taps_reaching(ow, k_w, st_w, dl_w, p_w, i_w, ks_w)
@@ -137,14 +168,24 @@ def gather_kernel(x, w, bias, out, table):
                 w_w = w_h + kw0
                 for _jw in range(n_kw):
                     for ci in range(ci_lo, ci_hi):
-                        acc += x[x_w + ci * s_c] * w[w_w + ci * w_ci]
+                        value = x[x_w + ci * s_c]
+                        w_at = w_w + ci * w_ci
+                        for j in range(CHANNEL_BLOCK):
+                            if j < in_block:
+                                acc[j] += value * w[w_at + j * w_co]
                     x_w -= xs_w
                     w_w += ks_w
                 x_h -= xs_h
                 w_h += ks_h * w_kh
             x_d -= xs_d
             w_d += ks_d * w_kd
-        out[t] = acc
+        if channels_last:
+            at = (((n * o_d + od) * o_h + oh) * o_w + ow) * c_out + co0
+        else:
+            at = (((n * c_out + co0) * o_d + od) * o_h + oh) * o_w + ow
+        for j in range(CHANNEL_BLOCK):
+            if j < in_block:
+                out[at + j * e_co] = acc[j]
 
 
 @cuda.jit(device=True, inline="always")
@@ -163,7 +204,7 @@ def _padded_source(t, size, mode):
     return 0 if t < 0 else size - 1
 
 
-@cuda.jit(cache=True, fastmath=FASTMATH)
+@cuda.jit(cache=True, fastmath=FASTMATH, **_CAPPED)
 def conv_kernel(x, w, bias, out, table):
     """Convolution (cross-correlation), one output element per thread
     iteration, reading the padded input through :func:`_padded_source`.

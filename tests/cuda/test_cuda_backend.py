@@ -51,6 +51,9 @@ CASES = [
     ("3d_mixed", (1, 2, 2, 2, 2), (2, 1, 2, 2, 2),
      dict(stride=(1, 2, 2), dilation=(2, 1, 1), padding=(0, 1, 0)), True),
     ("3d_groups", (1, 4, 2, 1, 3), (4, 1, 1, 2, 2), dict(groups=2, stride=(1, 1, 2)), True),
+    # 11 output channels a group: a thread's whole block of 8, then a block of 3.
+    ("2d_groups_partial_channel_blocks", (2, 4, 3, 2), (4, 11, 2, 3),
+     dict(groups=2, stride=2, padding=(0, 1)), True),
 ]
 CASE_IDS = [c[0] for c in CASES]
 
