@@ -9,7 +9,8 @@
 # step failed, after running them all.
 #
 # Usage: benchmarks/run_on_gpu.sh [OUTDIR]
-# Needs: numba-cuda with NumPy < 2.5 (NVIDIA/numba-cuda#907), pytest,
+# Needs: numba-cuda with NumPy < 2.5 (NVIDIA/numba-cuda#907; where the
+# machine's image has NumPy 2.5, put a NumPy 2.4 first on PYTHONPATH), pytest,
 # pytest-xdist and hypothesis; PyTorch with CUDA for the comparison.
 # PYTHON names the interpreter (default: python3).
 set -uo pipefail
