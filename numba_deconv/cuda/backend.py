@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import threading
 
 import numpy as np
 
@@ -59,6 +60,7 @@ MAX_RANK = 3
 #: How many of the small arrays :func:`_on_device` keeps on the GPU.
 DEVICE_CONSTANTS = 64
 _device_constants: collections.OrderedDict = collections.OrderedDict()
+_device_constants_lock = threading.Lock()
 
 NO_GPU_MESSAGE = (
     "device='cuda' needs a CUDA GPU and driver, and none is available{why}; "
@@ -244,14 +246,16 @@ def _on_device(cuda, host_array):
     (144 µs a call against 153)."""
     context = cuda.current_context()
     key = (id(context), host_array.dtype.str, host_array.shape, host_array.tobytes())
-    entry = _device_constants.get(key)
-    if entry is not None and entry[0] is context:  # the same context, not a reused id
-        _device_constants.move_to_end(key)
-        return entry[1]
+    with _device_constants_lock:  # calls from several threads share the store
+        entry = _device_constants.get(key)
+        if entry is not None and entry[0] is context:  # that context, not a reused id
+            _device_constants.move_to_end(key)
+            return entry[1]
     array = cuda.to_device(host_array)
-    _device_constants[key] = (context, array)
-    while len(_device_constants) > DEVICE_CONSTANTS:
-        _device_constants.popitem(last=False)
+    with _device_constants_lock:
+        _device_constants[key] = (context, array)
+        while len(_device_constants) > DEVICE_CONSTANTS:
+            _device_constants.popitem(last=False)
     return array
 
 
