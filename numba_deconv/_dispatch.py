@@ -35,7 +35,7 @@ from . import _compiled, config
 from ._params import Geometry
 from ._phases import polyphase, tap_phase
 from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call, plan_conv
-from .cpu import driver, simd
+from .cpu import driver, simd, work_split
 from .cpu.launch import thread_count
 from ._typing import DTypeLike
 
@@ -200,7 +200,7 @@ class Route:
     variant: tuple  # (device, rank, dtype, layout, strategy): the record's key
     kernel: str
     fallback: str
-    launch: driver.Launch | None  # rank <= 3
+    launch: work_split.Launch | None  # rank <= 3
     inner: Route | None  # rank >= 4: the route of one slice along the first dim
 
 
@@ -277,7 +277,7 @@ def _route(plan: CallPlan, geometry, threads: int) -> Route:
         return Route(inner.variant, inner.kernel, inner.fallback, None, inner)
     strategy, kernel, fallback = choose_kernel(geometry, plan.batch, plan.dtype)
     variant = ("cpu", plan.geometry.rank, plan.dtype, plan.layout, strategy)
-    launch = driver.plan_launch(geometry, plan.batch, plan.dtype.itemsize, kernel, threads)
+    launch = work_split.plan_launch(geometry, plan.batch, plan.dtype.itemsize, kernel, threads)
     return Route(variant, kernel, fallback, launch, None)
 
 
@@ -289,7 +289,7 @@ def _conv_route(plan: CallPlan, threads: int) -> Route:
     if plan.padding_mode != "zeros":  # the input comes padded in that mode
         in_spatial = tuple(b + i + a for b, i, a in zip(g.pad_before, in_spatial, g.pad_after))
         pad = (0,) * g.rank
-    launch = driver.plan_conv_launch(g, plan.batch, plan.dtype.itemsize, kernel, threads,
+    launch = work_split.plan_conv_launch(g, plan.batch, plan.dtype.itemsize, kernel, threads,
                                      in_spatial, pad)
     return Route(variant, kernel, fallback, launch, None)
 

@@ -16,7 +16,7 @@ import numba
 from numba import njit
 
 from numba_deconv import _dispatch, config, conv_transpose, plan
-from numba_deconv.cpu import _blas, driver, simd, tiled
+from numba_deconv.cpu import _blas, driver, simd, tiled, work_split
 
 from helpers import assert_matches_reference, assert_same_nonfinite, random_array
 from reference import reference
@@ -200,8 +200,8 @@ def test_tiled_tiles_and_splits(x_shape, w_shape, kwargs, tasks_per_thread, dtyp
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 8)
     layouts = []
-    real_layout = driver._tiled_layout
-    monkeypatch.setattr(driver, "_tiled_layout",
+    real_layout = work_split._tiled_layout
+    monkeypatch.setattr(work_split, "_tiled_layout",
                         lambda *args: layouts.append(real_layout(*args)) or layouts[-1])
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
@@ -273,7 +273,7 @@ def _unet_like_tiled_layout(monkeypatch, window_bytes):
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 256)
     monkeypatch.setattr(config, "TILED_ACC_BYTES", 512 << 10)
     monkeypatch.setattr(config, "TILED_WINDOW_BYTES", window_bytes)
-    return driver._tiled_layout((64, 128, 1, 32, 32), (128, 64, 1, 2, 2), (64, 64, 1, 64, 64),
+    return work_split._tiled_layout((64, 128, 1, 32, 32), (128, 64, 1, 2, 2), (64, 64, 1, 64, 64),
                                 (1, 2, 2), (1, 1, 1), (0, 0, 0), 1, 4, 2)
 
 
@@ -291,7 +291,7 @@ def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, ran, rng):
     x = random_array(rng, (1, 4, 5, 5), np.float32)
     w = random_array(rng, (4, 4, 3, 3), np.float32)
     w[1, 2, 0, 1] = np.inf
-    layout = driver._tiled_layout((1, 4, 1, 5, 5), (4, 4, 1, 3, 3), (1, 4, 1, 11, 11),
+    layout = work_split._tiled_layout((1, 4, 1, 5, 5), (4, 4, 1, 3, 3), (1, 4, 1, 11, 11),
                                   (1, 2, 2), (1, 1, 1), (0, 0, 0), 1, 4, 2)
     _, non_finite = driver.weight_table(w.reshape(4, 4, 1, 3, 3), 1, layout.tap_index,
                                         layout.tap_counts)
@@ -319,7 +319,7 @@ def test_weight_table_is_the_weights_in_tile_order(parallel_min, chunk, dtype, m
     groups, c_in_g, c_out_g, kernel = 3, 5, 11, (1, 3, 4)
     w = random_array(rng, (groups * c_in_g, c_out_g) + kernel, dtype)
     w[0, 0, 0, 0, 0], w[7, 10, 0, 2, 3], w[14, 3, 0, 1, 1] = np.inf, np.nan, -np.inf
-    layout = driver._tiled_layout((1, groups * c_in_g, 1, 6, 7), w.shape,
+    layout = work_split._tiled_layout((1, groups * c_in_g, 1, 6, 7), w.shape,
                                   (1, groups * c_out_g, 1, 13, 16), (1, 2, 2), (1, 1, 1),
                                   (0, 0, 0), groups, 4, 2)
     table, non_finite = driver.weight_table(w, groups, layout.tap_index, layout.tap_counts)
@@ -369,8 +369,8 @@ def _force_columns(monkeypatch, split, in_place):
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", 1 << 10 if split else 1)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 1 if split else 1 << 20)
     layouts = []
-    real_layout = driver._columns_layout
-    monkeypatch.setattr(driver, "_columns_layout",
+    real_layout = work_split._columns_layout
+    monkeypatch.setattr(work_split, "_columns_layout",
                         lambda *args: layouts.append(real_layout(*args)) or layouts[-1])
     return layouts
 
@@ -472,7 +472,7 @@ def test_columns_layout_bounds_the_workspace(monkeypatch):
 
     def layout(workspace, batch=4, side=8):
         monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
-        return driver._columns_layout((batch, 512, 1, side, side), (512, 512, 1, 4, 4),
+        return work_split._columns_layout((batch, 512, 1, side, side), (512, 512, 1, 4, 4),
                                       (batch, 512, 1, 2 * side, 2 * side), (1, 2, 2),
                                       (1, 1, 1), (0, 1, 1), 1, 4, 2)
     def split(layout):
@@ -498,7 +498,7 @@ def test_columns_in_place_rule(monkeypatch):
         monkeypatch.setattr(config, name, value)
 
     def in_place(batch, c_in, c_out):
-        return driver._columns_layout((batch, c_in, 1, 4, 4), (c_in, c_out, 1, 4, 4),
+        return work_split._columns_layout((batch, c_in, 1, 4, 4), (c_in, c_out, 1, 4, 4),
                                       (batch, c_out, 1, 8, 8), (1, 2, 2), (1, 1, 1),
                                       (0, 1, 1), 1, 4, 2).in_place
     assert in_place(1, 256, 256)        # 16 positions
@@ -565,7 +565,7 @@ def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):
     monkeypatch.setattr(config, "COLUMNS_IMAGE_TASKS_PER_THREAD", 2)
 
     def layout(batch, c_out):
-        return driver._columns_layout((batch, 50, 1, 7, 6), (50, c_out, 1, 7, 7),
+        return work_split._columns_layout((batch, 50, 1, 7, 6), (50, c_out, 1, 7, 7),
                                       (batch, c_out, 1, 9, 8), (1, 1, 1), (1, 1, 1),
                                       (0, 2, 2), 1, 4, 2)
     assert (layout(24, 7).channel_block, layout(24, 7).image_parts) == (7, 4)
@@ -708,11 +708,11 @@ def _task_sizes(route, geometry, batch):
     output channels (rows x channels for the row kernels)."""
     launch, layout, kernel = route.launch, route.launch.layout, route.kernel
     if kernel == "phase_tiles":
-        span = driver.phase_span(layout.phases, np.array(layout.pitch))
-        lanes = driver.VECTOR_BYTES // 4
+        span = tiled.phase_span(layout.phases, np.array(layout.pitch))
+        lanes = simd.VECTOR_BYTES // 4
         chunk = -(-span // (layout.chunks * lanes)) * lanes
         positions = [min(chunk, span - c * chunk) for c in range(layout.chunks)]
-        blocks = -(-geometry.out_channels // geometry.groups // driver.TILE_ROWS)
+        blocks = -(-geometry.out_channels // geometry.groups // tiled.TILE_ROWS)
         parts = [blocks * (p + 1) // layout.block_parts - blocks * p // layout.block_parts
                  for p in range(layout.block_parts)]
         return [p * b for p in positions for b in parts] * batch * geometry.groups
@@ -756,7 +756,7 @@ def test_a_layout_for_64_threads_computes_the_same_bits(rng):
     here = conv_transpose(x, w, **kwargs)
     call = _dispatch.cpu_call(x.shape, x.dtype, w.shape, w.dtype, None,
                               (2, 1, 1, 1, 1, None, "zeros", "channels_first"))
-    launch = driver.plan_launch(call.geometry, 2, 4, "phase_tiles", 64)
+    launch = work_split.plan_launch(call.geometry, 2, 4, "phase_tiles", 64)
     assert launch.layout.chunks > call.route().launch.layout.chunks  # cut finer
     out = np.empty(launch.out_shape, np.float32)
     assert driver.LAUNCHERS["phase_tiles"](x.reshape(launch.x_shape), w.reshape(launch.w_shape),

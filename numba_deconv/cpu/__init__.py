@@ -1,1 +1,2 @@
-"""CPU backend: Numba kernels (``kernels``) and their host driver (``driver``)."""
+"""CPU backend: Numba kernels (``kernels``, ``tiled``, ``columns``, ...),
+their work split (``work_split``) and their host driver (``driver``)."""

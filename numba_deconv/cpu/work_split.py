@@ -1,0 +1,264 @@
+"""The CPU kernels' work split: where a call's work goes, worked out once.
+
+:func:`plan_launch` (and :func:`plan_conv_launch` for ``conv``) turns the
+kernel that :func:`numba_deconv._dispatch.choose_kernel` picked into a
+:class:`Launch`: the arrays' rank-3 shapes and the kernel's layout (its
+blocks, tasks and tables), which the dispatcher keeps per call shape and
+:func:`.driver.run` launches on every call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+
+import numpy as np
+
+from .. import config
+from ._blas import blas_layout
+from .columns import TILE_POSITIONS, column_rows, fold_sources
+from .correlate import grid_span, plane_tables
+from .simd import VECTOR_BYTES, tile_width
+from .tiled import TILE_ROWS, phase_span, phase_tables
+
+class PlanesLayout(typing.NamedTuple):
+    """Work split of :func:`.kernels.direct_planes`."""
+
+    blocks: int  # blocks of rows per plane task
+    chunks: int  # parallel chunks of tasks
+
+
+class TiledLayout(typing.NamedTuple):
+    """Phase tables and work split of :func:`.tiled.direct_tiled`."""
+
+    pitch: tuple  # padded input and accumulator dims
+    shift_max: tuple  # the input lies at xp[shift_max + i]
+    phases: np.ndarray  # (n_phases, 6): r and the outputs of the phase per dim
+    tap_index: np.ndarray  # (n_phases, most taps, 3): (kd, kh, kw) of each tap
+    offsets: np.ndarray  # (n_phases, most taps): flat offset of each tap
+    tap_counts: np.ndarray  # (n_phases,)
+    chunks: int  # stretches of positions per image
+    block_parts: int  # ranges of register-tile blocks per stretch
+    sub: int  # positions per sweep
+
+
+class ConvLayout(typing.NamedTuple):
+    """Plane tables and work split of the ``conv`` kernels
+    (:mod:`.correlate`)."""
+
+    pitch: tuple  # the grid of positions (outputs and scratch) per dim
+    planes: np.ndarray  # (n_planes, 3): the phase of each plane read
+    plane_of: np.ndarray  # (taps,): the plane each tap reads
+    offsets: np.ndarray  # (taps,): each tap's flat offset in the grid
+    tap_index: np.ndarray  # (1, taps, 3): (kd, kh, kw), for the tiles' weight table
+    chunks: int  # stretches of positions per image
+    block_parts: int  # ranges of register-tile blocks per stretch (tiles only)
+    sub: int  # positions per sweep
+
+
+class ColumnsLayout(typing.NamedTuple):
+    """Work split of :func:`.columns.columns_tiled`."""
+
+    channel_block: int  # output channels per task
+    image_parts: int  # ranges of images per block of channels
+    k_block: int  # input channels summed per pass
+    in_place: bool  # the tiles read the weights where they are
+    pitch: int  # a task's columns per position
+    sources: np.ndarray  # the fold of one output channel (columns.fold_sources) ...
+    counts: np.ndarray  # ... and how many columns each output sums
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """What running a rank <= 3 call needs that depends only on its shapes
+    (the dispatcher keeps it for repeated calls)."""
+
+    x_shape: tuple  # x, weight and out lifted to rank 3 by unit dims
+    w_shape: tuple
+    out_shape: tuple
+    stride: tuple
+    dilation: tuple
+    pad: tuple
+    groups: int
+    row_chunks: int  # the row kernel's chunks (also when it is the fallback)
+    layout: typing.Any  # the chosen kernel's own work split, or None
+    multiply_adds: int  # of the whole call: long calls can be interrupted
+
+
+def plan_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int) -> Launch:
+    """The :class:`Launch` of ``kernel`` on ``geometry`` with ``batch``
+    images of ``itemsize``-byte elements (rank <= 3), for ``threads`` threads."""
+    lift = (1,) * (3 - geometry.rank)
+    x_shape = (batch, geometry.in_channels) + lift + geometry.in_spatial
+    w_shape = (geometry.in_channels, geometry.out_channels // geometry.groups) + lift \
+        + geometry.kernel
+    out_shape = (batch, geometry.out_channels) + lift + geometry.out_spatial
+    stride, dilation = lift + geometry.stride, lift + geometry.dilation
+    pad = (0,) * len(lift) + geometry.pad_before
+    rows = batch * geometry.out_channels * math.prod(out_shape[2:4])
+    shapes = (x_shape, w_shape, out_shape, stride, dilation, pad, geometry.groups)
+    layout = {"planes": _planes_layout, "phase_tiles": _tiled_layout,
+              "column_tiles": _columns_layout, "blas": blas_layout}.get(kernel)
+    return Launch(*shapes, row_chunks=min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads),
+                  layout=layout(*shapes, itemsize, threads) if layout else None,
+                  multiply_adds=batch * geometry.flops // 2)
+
+
+def plan_conv_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int,
+                     in_spatial: tuple, pad: tuple) -> Launch:
+    """The :class:`Launch` of the ``conv`` kernel ``kernel`` for the
+    adjoint ``geometry`` of a rank <= 3 ``conv`` (from the plan), reading an
+    input of ``in_spatial`` padded by ``pad`` zeros before each dim."""
+    lift = (1,) * (3 - geometry.rank)
+    c_in, c_out, groups = geometry.out_channels, geometry.in_channels, geometry.groups
+    x_shape = (batch, c_in) + lift + tuple(in_spatial)
+    w_shape = (c_out, c_in // groups) + lift + geometry.kernel
+    out_shape = (batch, c_out) + lift + geometry.in_spatial
+    stride, dilation = lift + geometry.stride, lift + geometry.dilation
+    pad = (0,) * len(lift) + tuple(pad)
+    layout = _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize,
+                          threads, kernel == "conv_tiles")
+    return Launch(x_shape, w_shape, out_shape, stride, dilation, pad, groups, row_chunks=0,
+                  layout=layout, multiply_adds=batch * geometry.flops // 2)
+
+
+def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize, threads,
+                 tiles):
+    """As :func:`_tiled_layout`: images (and groups) first, then stretches
+    of at least ``TILED_MIN_POSITIONS`` positions for want of tasks or when
+    an image's window of planes would pass ``TILED_WINDOW_BYTES``; for the
+    tiles then ranges of blocks of output channels, and sweeps whose
+    accumulators fit ``TILED_ACC_BYTES``. The planes kernel sweeps
+    ``CONV_PLANES_SWEEP`` positions at a time."""
+    batch, c_in_g, c_out_g = x_shape[0], w_shape[1], w_shape[0] // groups
+    pitch, planes, plane_of, offsets = plane_tables(w_shape[2:], stride, dilation,
+                                                    out_shape[2:])
+    span = grid_span(out_shape[2:], pitch)
+    # (An empty batch plans too, and launches nothing.)
+    wanted = -(-config.TILED_TASKS_PER_THREAD * threads // max(batch * groups, 1))
+    window = c_in_g * len(planes) * span * itemsize
+    by_window = -(-window // config.TILED_WINDOW_BYTES)
+    chunks = _chunks(span, int(offsets.max()), wanted, by_window,
+                     -(-c_out_g // TILE_ROWS) if tiles else 1)
+    longest = -(-span // chunks)
+    tap_index = np.array([[(kd, kh, kw) for kd in range(w_shape[2]) for kh in range(w_shape[3])
+                           for kw in range(w_shape[4])]], dtype=np.int64)
+    if not tiles:
+        return ConvLayout(pitch, planes, plane_of, offsets, tap_index, chunks, 1,
+                          min(config.CONV_PLANES_SWEEP, longest))
+    blocks = -(-c_out_g // TILE_ROWS)
+    block_parts = min(blocks, -(-wanted // chunks))
+    width = tile_width(itemsize)
+    rows = -(-blocks // block_parts) * TILE_ROWS
+    sub = min(max(config.TILED_ACC_BYTES // (rows * itemsize) // width, 1),
+              -(-longest // width)) * width
+    return ConvLayout(pitch, planes, plane_of, offsets, tap_index, chunks, block_parts, sub)
+
+
+def _chunks(span, halo, wanted, by_window, blocks):
+    """Stretches per image of the tiled kernels: ``wanted`` tasks per image
+    (or as many as keep a window within ``TILED_WINDOW_BYTES``, but none
+    shorter than the ``halo`` its window adds: a big kernel's window is
+    mostly halo, and copying it over and over costs more than a window
+    out of L2), of at least ``TILED_MIN_POSITIONS`` positions; down to
+    ``TILED_MIN_POSITIONS_CROWDED`` where threads would otherwise idle (the
+    halo copied per stretch then costs less than an idle thread)."""
+    by_window = min(by_window, max(1, span // max(halo, 1)))
+    chunks = max(1, min(max(wanted, by_window), span // config.TILED_MIN_POSITIONS))
+    if chunks * blocks < wanted:
+        chunks = max(chunks, min(-(-wanted // blocks),
+                                 span // config.TILED_MIN_POSITIONS_CROWDED))
+    return chunks
+
+
+def _planes_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
+                   threads):
+    tasks = x_shape[0] * out_shape[1] * out_shape[2] * stride[1]
+    phase_rows = -(-out_shape[3] // stride[1])
+    # Blocks of rows only when there are too few planes to share out.
+    blocks = min(phase_rows, -(-config.DIRECT_CHUNKS_PER_THREAD * threads // tasks))
+    return PlanesLayout(blocks, min(tasks * blocks, config.DIRECT_CHUNKS_PER_THREAD * threads))
+
+
+def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
+                  threads):
+    """Images (and groups) are the tasks first; each image is cut into
+    stretches of at least ``TILED_MIN_POSITIONS`` positions when there are
+    too few images for ``TILED_TASKS_PER_THREAD`` per thread, or when one
+    image's input window would pass ``TILED_WINDOW_BYTES``; then, for want
+    of tasks, its output channels into ranges of register-tile blocks."""
+    batch, c_in_g, c_out_g = x_shape[0], x_shape[1] // groups, w_shape[1]
+    pitch, shift_max, phases, taps = phase_tables(w_shape[2:], stride, dilation, pad,
+                                                  out_shape[2:])
+    most = max(max(len(t) for t in taps), 1)
+    tap_index = np.zeros((len(taps), most, 3), dtype=np.int64)
+    offsets = np.zeros((len(taps), most), dtype=np.int64)
+    for ph, phase_taps in enumerate(taps):
+        for t, (kd, kh, kw, offset) in enumerate(phase_taps):
+            tap_index[ph, t] = kd, kh, kw
+            offsets[ph, t] = offset
+    tap_counts = np.array([len(t) for t in taps], dtype=np.int64)
+    span = phase_span(phases, pitch)
+    wanted = -(-config.TILED_TASKS_PER_THREAD * threads // max(batch * groups, 1))
+    by_window = -(-c_in_g * span * itemsize // config.TILED_WINDOW_BYTES)
+    blocks = -(-c_out_g // TILE_ROWS)
+    chunks = _chunks(span, int(offsets.max()), wanted, by_window, blocks)
+    block_parts = min(blocks, -(-wanted // chunks))
+    # Positions per sweep: all accumulator rows of a task fit TILED_ACC_BYTES.
+    width = tile_width(itemsize)
+    rows = -(-blocks // block_parts) * TILE_ROWS
+    longest = -(-span // chunks)
+    sub = min(max(config.TILED_ACC_BYTES // (rows * itemsize) // width, 1),
+              -(-longest // width)) * width
+    return TiledLayout(pitch, shift_max, phases, tap_index, offsets, tap_counts, chunks,
+                       block_parts, sub)
+
+
+def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
+                    threads):
+    """In place (at most ``COLUMNS_IN_PLACE_MAX_POSITIONS`` positions in the
+    batch, or ``COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS`` with weights of
+    ``COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES`` or more):
+    ``COLUMNS_IN_PLACE_TASKS_PER_THREAD`` tasks per thread and
+    ``COLUMNS_IN_PLACE_K_BLOCK`` input channels per block. Packed: output
+    channels per task so that there are ``COLUMNS_TASKS_PER_THREAD`` tasks
+    per thread, and input channels per block so that a block's packed
+    weights fit ``COLUMNS_PACK_BYTES``; with fewer output channels than
+    that, ranges of images instead, ``COLUMNS_IMAGE_TASKS_PER_THREAD``
+    tasks per thread. Either way a task's columns fit ``WORKSPACE_BYTES``
+    where one output channel's do."""
+    batch, c_in_g, c_out_g = x_shape[0], x_shape[1] // groups, w_shape[1]
+    positions, taps = math.prod(x_shape[2:]), math.prod(w_shape[2:])
+    weight_bytes = c_in_g * c_out_g * groups * taps * itemsize
+    in_place = (batch * positions <= config.COLUMNS_IN_PLACE_MAX_POSITIONS
+                or (batch * positions <= config.COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS
+                    and weight_bytes >= config.COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES))
+    tasks_per_thread = (config.COLUMNS_IN_PLACE_TASKS_PER_THREAD if in_place
+                        else config.COLUMNS_TASKS_PER_THREAD)
+    per_task = -(-c_out_g * groups // (threads * tasks_per_thread))
+    image_parts = 1
+    if not in_place and batch > 1 and c_out_g * groups < threads * tasks_per_thread:
+        # Too few output channels for the tasks: split the images instead,
+        # so that a block keeps many channels' taps across a tile's width
+        # (a block of one channel of 25 taps fills 25 of 48 lanes).
+        wanted = threads * config.COLUMNS_IMAGE_TASKS_PER_THREAD
+        image_parts = min(batch, -(-wanted // groups))
+        per_task = -(-c_out_g // -(-wanted // (groups * image_parts)))
+    rows = -(-batch * positions // TILE_POSITIONS) * TILE_POSITIONS
+    fitting = config.WORKSPACE_BYTES // (rows * taps * itemsize)
+    channel_block = max(1, min(c_out_g, per_task, fitting))
+    width = tile_width(itemsize)
+    if in_place:
+        k_block = config.COLUMNS_IN_PLACE_K_BLOCK
+    else:
+        tiles = -(-channel_block * taps // width)
+        k_block = config.COLUMNS_PACK_BYTES // (tiles * width * itemsize)
+    # In place a task's tiles may start up to a vector before its weights.
+    lanes = VECTOR_BYTES // itemsize
+    lead_room = lanes - 1 if in_place and c_out_g * taps % lanes == 0 else 0
+    pitch = -(-(channel_block * taps + lead_room) // width) * width
+    sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
+                                   dilation, pad, column_rows(batch * positions, lanes))
+    return ColumnsLayout(channel_block, image_parts, max(1, min(c_in_g, k_block)), in_place,
+                         pitch, sources, counts)
