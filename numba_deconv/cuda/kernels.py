@@ -55,7 +55,7 @@ CHANNEL_BLOCK = 8
 #: Registers a thread of the gather and conv kernels may use. Uncapped, the
 #: gather kernel took 134 registers (its geometry is int64 throughout),
 #: which left room for one block of 256 threads per multiprocessor: 12 %
-#: occupancy on an H200, latency-bound. Capped at 64 (some spills), the
+#: occupancy on an H200, latency-bound. Capped at 64, the
 #: same launches ran 1.45-1.92x faster on six standard cases, with the same
 #: bits; 48 and 96 were both slower than 64 (benchmarks/TUNING.md).
 MAX_REGISTERS = 64
