@@ -424,11 +424,13 @@ def _launch_gather(cuda, plan, geometry, result, x, w, bias, threads_per_block, 
     dims = (plan.batch, geometry.in_channels, geometry.in_spatial,
             geometry.out_channels, geometry.out_spatial)
     k_step = tuple(s // math.gcd(s, d) for s, d in zip(geometry.stride, geometry.dilation))
-    channel_block = min(CHANNEL_BLOCK, geometry.out_channels // geometry.groups)
+    c_out_g = geometry.out_channels // geometry.groups
+    channel_block = min(CHANNEL_BLOCK, c_out_g)
     table = _geometry_table(plan, geometry, x, dims, k_step, mode=0,
                             channel_block=channel_block)
-    per_group = -(-(geometry.out_channels // geometry.groups) // channel_block)
-    threads = (plan.batch * geometry.groups * per_group * math.prod(geometry.out_spatial))
+    # A thread a block of channels at each output position.
+    threads = (plan.batch * geometry.groups * -(-c_out_g // channel_block)
+               * math.prod(geometry.out_spatial))
     blocks, tpb = launch_config(threads, threads_per_block, max_blocks)
     gather_kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
                                _on_device(cuda, table))

@@ -211,10 +211,11 @@ def conv_kernel(x, w, bias, out, table):
 
     Arguments as for :func:`gather_kernel`, with ``w`` 1-D C-contiguous
     ``(C_out, C_in/groups, KD, KH, KW)``; ``table``'s fields are
-    ``gather_kernel``'s, ``x`` being conv's input, ``k_step`` unused (conv
-    visits every tap) and the padding mode's code last. Padding zeros are multiplied like any input
-    (``0 * inf`` is NaN, as the definition says); the taps run in a fixed
-    order, so results are deterministic.
+    ``gather_kernel``'s, ``x`` being conv's input, with ``k_step`` and the
+    channel block unused (conv visits every tap, one output a thread) and
+    the padding mode's code in field 31. Padding zeros are multiplied like
+    any input (``0 * inf`` is NaN, as the definition says); the taps run in
+    a fixed order, so results are deterministic.
     """
     s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
     n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
