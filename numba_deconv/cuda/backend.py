@@ -53,7 +53,7 @@ MAX_BLOCKS = 1 << 20
 #: kernels: conv_transpose's, conv's, and the fold after conv_transpose's
 #: for the padding modes other than zeros.
 KERNEL = "gather"
-KERNELS = (KERNEL, "conv_gather", "fold")
+KERNELS = (KERNEL, "gather_single", "conv_gather", "fold")
 #: Highest spatial rank with a CUDA kernel.
 MAX_RANK = 3
 
@@ -190,9 +190,10 @@ def compile_kernel(kernel: str, dtype) -> None:
     _require_cuda()
     if _simulating():
         return
-    from .kernels import conv_kernel, fold_kernel, gather_kernel
+    from . import kernels
 
-    dispatcher = {KERNEL: gather_kernel, "conv_gather": conv_kernel, "fold": fold_kernel}[kernel]
+    dispatcher = {KERNEL: kernels.gather_kernel, "gather_single": kernels.gather_kernel_single,
+                  "conv_gather": kernels.conv_kernel, "fold": kernels.fold_kernel}[kernel]
     dispatcher.compile(kernel_signature(dtype, kernel))
 
 
@@ -417,23 +418,27 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
 def _launch_gather(cuda, plan, geometry, result, x, w, bias, threads_per_block, max_blocks):
     """Launch the gather kernel of ``geometry`` over flat views of
     C-contiguous arrays."""
-    from .kernels import CHANNEL_BLOCK, gather_kernel
+    from . import kernels
 
-    _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, KERNEL),
-                     compile_kernel, KERNEL, plan.dtype)
+    c_out_g = geometry.out_channels // geometry.groups
+    # One channel a group (depthwise) has its own specialisation: the
+    # block's loops are unrolled to CHANNEL_BLOCK and predicated.
+    name, kernel = ((KERNEL, kernels.gather_kernel) if c_out_g > 1
+                    else ("gather_single", kernels.gather_kernel_single))
+    _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, name),
+                     compile_kernel, name, plan.dtype)
     dims = (plan.batch, geometry.in_channels, geometry.in_spatial,
             geometry.out_channels, geometry.out_spatial)
     k_step = tuple(s // math.gcd(s, d) for s, d in zip(geometry.stride, geometry.dilation))
-    c_out_g = geometry.out_channels // geometry.groups
-    channel_block = min(CHANNEL_BLOCK, c_out_g)
+    channel_block = min(kernels.CHANNEL_BLOCK, c_out_g)
     table = _geometry_table(plan, geometry, x, dims, k_step, mode=0,
                             channel_block=channel_block)
     # A thread a block of channels at each output position.
     threads = (plan.batch * geometry.groups * -(-c_out_g // channel_block)
                * math.prod(geometry.out_spatial))
     blocks, tpb = launch_config(threads, threads_per_block, max_blocks)
-    gather_kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
-                               _on_device(cuda, table))
+    kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
+                        _on_device(cuda, table))
 
 
 def _launch_conv(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):

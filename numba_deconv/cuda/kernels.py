@@ -6,8 +6,9 @@ never needs CUDA.
 
 One kernel, :func:`gather_kernel`, serves every configuration of
 ``conv_transpose`` the backend runs (with :func:`fold_kernel` after it for
-the padding modes other than zeros), and :func:`conv_kernel` every one of
-``conv``:
+the padding modes other than zeros; compiled a second time for one output
+channel a thread, :data:`gather_kernel_single`, for groups of one channel),
+and :func:`conv_kernel` every one of ``conv``:
 
 - ranks 1-3: ranks 1 and 2 arrive as rank 3 with unit leading dims (the
   host passes size 1, stride 1, dilation 1 and padding 0 for them), exactly
@@ -90,102 +91,116 @@ def _triple(table, at):
     return table[at], table[at + 1], table[at + 2]
 
 
-@cuda.jit(cache=True, fastmath=FASTMATH, **_CAPPED)
-def gather_kernel(x, w, bias, out, table):
-    """Transposed convolution, a block of output channels at one position
-    per thread iteration.
+def _gather_kernel(block):
+    """:func:`gather_kernel` for at most ``block`` output channels a
+    thread (the size of its register array and of its unrolled loops)."""
 
-    x : 1-D view of the input; element ``(n, ci, id, ih, iw)`` is at
-        ``n*sn + ci*sc + id*sd + ih*sh + iw*sw``.
-    w : 1-D C-contiguous ``(C_in, C_out/groups, KD, KH, KW)``.
-    bias : 1-D ``(C_out,)`` (zeros when the call has no bias).
-    out : 1-D C-contiguous output, ``(N, C_out, OD, OH, OW)`` in memory
-        order, or ``(N, OD, OH, OW, C_out)`` when ``channels_last`` is 1.
-    table : the call's geometry, 33 int64s (one array rather than a dozen
-        tuples: numba-cuda prepares each launch argument in Python, element
-        by element): ``x``'s element strides ``(sn, sc, sd, sh, sw)``, dims
-        ``(N, C_in, ID, IH, IW, C_out, OD, OH, OW)``, then the 3-tuples
-        kernel, stride, dilation, pad (the before-padding) and ``k_step =
-        stride // gcd(stride, dilation)``, then groups, channels_last,
-        (for :func:`conv_kernel`) the padding mode's code and (for this
-        kernel) the channel block, at most :data:`CHANNEL_BLOCK`.
-    """
-    s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
-    n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
-    c_out, o_d, o_h, o_w = table[10], table[11], table[12], table[13]
-    k_d, k_h, k_w = _triple(table, 14)
-    st_d, st_h, st_w = _triple(table, 17)
-    dl_d, dl_h, dl_w = _triple(table, 20)
-    p_d, p_h, p_w = _triple(table, 23)
-    ks_d, ks_h, ks_w = _triple(table, 26)
-    groups, channels_last = table[29], table[30]
-    c_in_g = c_in // groups
-    c_out_g = c_out // groups
-    # Strides of w in elements.
-    w_kh = k_w
-    w_kd = k_h * k_w
-    w_co = k_d * w_kd
-    w_ci = c_out_g * w_co
-    # Consecutive reaching taps are k_step apart and read inputs
-    # k_step*dilation/stride apart (exact); in elements of x:
-    xs_d = (ks_d * dl_d // st_d) * s_d
-    xs_h = (ks_h * dl_h // st_h) * s_h
-    xs_w = (ks_w * dl_w // st_w) * s_w
+    @cuda.jit(cache=True, fastmath=FASTMATH, **_CAPPED)
+    def gather_kernel(x, w, bias, out, table):
+        """Transposed convolution, a block of output channels at one position
+        per thread iteration.
 
-    # A thread computes a block of up to CHANNEL_BLOCK output channels of
-    # one group at one position: each input it loads feeds every channel
-    # of the block, in registers.
-    channel_block = table[32]
-    blocks_per_group = (c_out_g + channel_block - 1) // channel_block
-    blocks = groups * blocks_per_group
-    e_co = 1 if channels_last else o_d * o_h * o_w   # out's channel stride
-    total = n_batch * blocks * o_d * o_h * o_w
-    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        n, cb, od, oh, ow = _output_position(t, blocks, o_d, o_h, o_w, channels_last)
-        g = cb // blocks_per_group
-        co_g = (cb - g * blocks_per_group) * channel_block   # first channel, within the group
-        co0 = g * c_out_g + co_g
-        in_block = min(channel_block, c_out_g - co_g)
-        ci_lo = g * c_in_g
-        ci_hi = ci_lo + c_in_g
-        w_base = co_g * w_co
-        x_base = n * s_n
-        acc = cuda.local.array(CHANNEL_BLOCK, out.dtype)
-        for j in range(CHANNEL_BLOCK):
-            if j < in_block:
-                acc[j] = bias[co0 + j]
-        kd0, n_kd, id0 = _taps_reaching(od, k_d, st_d, dl_d, p_d, i_d, ks_d)
-        kh0, n_kh, ih0 = _taps_reaching(oh, k_h, st_h, dl_h, p_h, i_h, ks_h)
-        kw0, n_kw, iw0 = _taps_reaching(ow, k_w, st_w, dl_w, p_w, i_w, ks_w)
-        # Walk the taps with running offsets: no division in the tap loops.
-        x_d = x_base + id0 * s_d
-        w_d = w_base + kd0 * w_kd
-        for _jd in range(n_kd):
-            x_h = x_d + ih0 * s_h
-            w_h = w_d + kh0 * w_kh
-            for _jh in range(n_kh):
-                x_w = x_h + iw0 * s_w
-                w_w = w_h + kw0
-                for _jw in range(n_kw):
-                    for ci in range(ci_lo, ci_hi):
-                        value = x[x_w + ci * s_c]
-                        w_at = w_w + ci * w_ci
-                        for j in range(CHANNEL_BLOCK):
-                            if j < in_block:
-                                acc[j] += value * w[w_at + j * w_co]
-                    x_w -= xs_w
-                    w_w += ks_w
-                x_h -= xs_h
-                w_h += ks_h * w_kh
-            x_d -= xs_d
-            w_d += ks_d * w_kd
-        if channels_last:
-            at = (((n * o_d + od) * o_h + oh) * o_w + ow) * c_out + co0
-        else:
-            at = (((n * c_out + co0) * o_d + od) * o_h + oh) * o_w + ow
-        for j in range(CHANNEL_BLOCK):
-            if j < in_block:
-                out[at + j * e_co] = acc[j]
+        x : 1-D view of the input; element ``(n, ci, id, ih, iw)`` is at
+            ``n*sn + ci*sc + id*sd + ih*sh + iw*sw``.
+        w : 1-D C-contiguous ``(C_in, C_out/groups, KD, KH, KW)``.
+        bias : 1-D ``(C_out,)`` (zeros when the call has no bias).
+        out : 1-D C-contiguous output, ``(N, C_out, OD, OH, OW)`` in memory
+            order, or ``(N, OD, OH, OW, C_out)`` when ``channels_last`` is 1.
+        table : the call's geometry, 33 int64s (one array rather than a dozen
+            tuples: numba-cuda prepares each launch argument in Python, element
+            by element): ``x``'s element strides ``(sn, sc, sd, sh, sw)``, dims
+            ``(N, C_in, ID, IH, IW, C_out, OD, OH, OW)``, then the 3-tuples
+            kernel, stride, dilation, pad (the before-padding) and ``k_step =
+            stride // gcd(stride, dilation)``, then groups, channels_last,
+            (for :func:`conv_kernel`) the padding mode's code and (for this
+            kernel) the channel block, at most ``block``.
+        """
+        s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
+        n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
+        c_out, o_d, o_h, o_w = table[10], table[11], table[12], table[13]
+        k_d, k_h, k_w = _triple(table, 14)
+        st_d, st_h, st_w = _triple(table, 17)
+        dl_d, dl_h, dl_w = _triple(table, 20)
+        p_d, p_h, p_w = _triple(table, 23)
+        ks_d, ks_h, ks_w = _triple(table, 26)
+        groups, channels_last = table[29], table[30]
+        c_in_g = c_in // groups
+        c_out_g = c_out // groups
+        # Strides of w in elements.
+        w_kh = k_w
+        w_kd = k_h * k_w
+        w_co = k_d * w_kd
+        w_ci = c_out_g * w_co
+        # Consecutive reaching taps are k_step apart and read inputs
+        # k_step*dilation/stride apart (exact); in elements of x:
+        xs_d = (ks_d * dl_d // st_d) * s_d
+        xs_h = (ks_h * dl_h // st_h) * s_h
+        xs_w = (ks_w * dl_w // st_w) * s_w
+
+        # A thread computes a block of up to block output channels of
+        # one group at one position: each input it loads feeds every channel
+        # of the block, in registers.
+        channel_block = table[32]
+        blocks_per_group = (c_out_g + channel_block - 1) // channel_block
+        blocks = groups * blocks_per_group
+        e_co = 1 if channels_last else o_d * o_h * o_w   # out's channel stride
+        total = n_batch * blocks * o_d * o_h * o_w
+        for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+            n, cb, od, oh, ow = _output_position(t, blocks, o_d, o_h, o_w, channels_last)
+            g = cb // blocks_per_group
+            co_g = (cb - g * blocks_per_group) * channel_block   # first channel, within the group
+            co0 = g * c_out_g + co_g
+            in_block = min(channel_block, c_out_g - co_g)
+            ci_lo = g * c_in_g
+            ci_hi = ci_lo + c_in_g
+            w_base = co_g * w_co
+            x_base = n * s_n
+            acc = cuda.local.array(block, out.dtype)
+            for j in range(block):
+                if j < in_block:
+                    acc[j] = bias[co0 + j]
+            kd0, n_kd, id0 = _taps_reaching(od, k_d, st_d, dl_d, p_d, i_d, ks_d)
+            kh0, n_kh, ih0 = _taps_reaching(oh, k_h, st_h, dl_h, p_h, i_h, ks_h)
+            kw0, n_kw, iw0 = _taps_reaching(ow, k_w, st_w, dl_w, p_w, i_w, ks_w)
+            # Walk the taps with running offsets: no division in the tap loops.
+            x_d = x_base + id0 * s_d
+            w_d = w_base + kd0 * w_kd
+            for _jd in range(n_kd):
+                x_h = x_d + ih0 * s_h
+                w_h = w_d + kh0 * w_kh
+                for _jh in range(n_kh):
+                    x_w = x_h + iw0 * s_w
+                    w_w = w_h + kw0
+                    for _jw in range(n_kw):
+                        for ci in range(ci_lo, ci_hi):
+                            value = x[x_w + ci * s_c]
+                            w_at = w_w + ci * w_ci
+                            for j in range(block):
+                                if j < in_block:
+                                    acc[j] += value * w[w_at + j * w_co]
+                        x_w -= xs_w
+                        w_w += ks_w
+                    x_h -= xs_h
+                    w_h += ks_h * w_kh
+                x_d -= xs_d
+                w_d += ks_d * w_kd
+            if channels_last:
+                at = (((n * o_d + od) * o_h + oh) * o_w + ow) * c_out + co0
+            else:
+                at = (((n * c_out + co0) * o_d + od) * o_h + oh) * o_w + ow
+            for j in range(block):
+                if j < in_block:
+                    out[at + j * e_co] = acc[j]
+
+    return gather_kernel
+
+
+#: A block of up to :data:`CHANNEL_BLOCK` output channels a thread.
+gather_kernel = _gather_kernel(CHANNEL_BLOCK)
+#: One output channel a thread, for one channel a group (depthwise), where
+#: the block's predicated loops would spend seven of eight issue slots on
+#: nothing.
+gather_kernel_single = _gather_kernel(1)
 
 
 @cuda.jit(device=True, inline="always")
