@@ -80,8 +80,13 @@ GEMM_MIN_IN_CHANNELS_FEW_REGISTERS = 512
 COLUMNS_TASKS_PER_THREAD = 8
 COLUMNS_PACK_BYTES = 256 << 10
 #: With fewer output channels than COLUMNS_TASKS_PER_THREAD tasks need, the
-#: column_tiles kernel splits the images into COLUMNS_IMAGE_TASKS_PER_THREAD
-#: tasks per thread instead (blocks of one channel waste most of a tile).
+#: column_tiles kernel takes the blocks of channels and ranges of images
+#: that run fewest tiles a thread, and of those the one nearest
+#: COLUMNS_IMAGE_TASKS_PER_THREAD tasks per thread
+#: (:func:`numba_deconv.cpu.work_split._few_channel_split`).
+#: Why: blocks of one channel waste most of a tile (25 taps fill 25 of 48
+#: lanes), and so do blocks cut for a task count (5 channels of 9 taps as
+#: 3 + 2: 45 of 96 lanes; as one block, 45 of 48).
 COLUMNS_IMAGE_TASKS_PER_THREAD = 2
 
 #: Real calls whose register tiles would compute COLUMNS_MIN_ROW_WASTE

@@ -364,6 +364,8 @@ def _force_columns(monkeypatch, split, in_place):
     force(monkeypatch, "columns", "column_tiles")
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 1 << 10 if split else 1)
     monkeypatch.setattr(config, "COLUMNS_IMAGE_TASKS_PER_THREAD", 1 << 10 if split else 1)
+    if split:  # one channel and one image a task, whatever lanes that wastes
+        monkeypatch.setattr(work_split, "_few_channel_split", lambda batch, *_: (1, batch))
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", 1 if split else 1 << 20)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", 1 << 20 if in_place else 0)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", 1 << 10 if split else 1)
@@ -589,7 +591,11 @@ def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):
     """7 output channels cannot make 8 tasks per thread of 2: the images
     are split into 2 tasks per thread instead, each with all 7 channels
     (343 of a block's 384 columns used, against 49 of 96 for one channel),
-    never more parts than images; many channels keep whole batches."""
+    never more parts than images. With 3 images, two blocks of 4 and 3
+    channels (196 of 240 columns) on the whole batch are as few tiles
+    per thread as any split; 5 channels of 9 taps make one block (45 of
+    48 columns, not 3 and 2: 27 and 18). Many channels keep whole
+    batches."""
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 8)
     monkeypatch.setattr(config, "COLUMNS_IMAGE_TASKS_PER_THREAD", 2)
 
@@ -598,8 +604,12 @@ def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):
                                       (batch, c_out, 1, 9, 8), (1, 1, 1), (1, 1, 1),
                                       (0, 2, 2), 1, 4, 2)
     assert (layout(24, 7).channel_block, layout(24, 7).image_parts) == (7, 4)
-    assert (layout(3, 7).channel_block, layout(3, 7).image_parts) == (4, 3)
+    assert (layout(3, 7).channel_block, layout(3, 7).image_parts) == (4, 1)
     assert (layout(24, 64).channel_block, layout(24, 64).image_parts) == (4, 1)
+    nine_taps = work_split._columns_layout((3, 120, 1, 18, 18), (120, 5, 1, 3, 3),
+                                           (3, 5, 1, 22, 22), (1, 1, 1), (1, 2, 2),
+                                           (0, 0, 0), 1, 4, 2)
+    assert (nine_taps.channel_block, nine_taps.image_parts) == (5, 3)
 
 
 @pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, padding, expected", [

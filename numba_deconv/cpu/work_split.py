@@ -215,6 +215,31 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
                        block_parts, sub)
 
 
+def _few_channel_split(batch, groups, most_channels, c_out_g, taps, width, threads):
+    """``(channel_block, image_parts)`` of a column_tiles call with too few
+    output channels for ``COLUMNS_TASKS_PER_THREAD`` tasks a thread.
+
+    A block's columns are whole tiles of ``width`` (output channel, tap)
+    lanes, so its size decides the lanes wasted (one channel of 25 taps
+    fills 25 of 48; 5 channels of 9 taps 45), and the images can be split
+    into ranges instead. Of every block (at most ``most_channels``) and
+    split, the one whose rounds of tasks times the largest task's tiles and
+    images is least; of those, the one nearest
+    ``COLUMNS_IMAGE_TASKS_PER_THREAD`` tasks a thread (a second task a
+    thread evens out a noisy machine), and then the one with fewer tasks.
+    """
+    wanted = threads * config.COLUMNS_IMAGE_TASKS_PER_THREAD
+    best = None
+    for block in range(1, most_channels + 1):
+        tiles = -(-block * taps // width)
+        for parts in range(1, min(batch, threads * config.COLUMNS_TASKS_PER_THREAD) + 1):
+            tasks = groups * -(-c_out_g // block) * parts
+            key = (-(-tasks // threads) * tiles * -(-batch // parts), abs(tasks - wanted), tasks)
+            if best is None or key < best[0]:
+                best = key, block, parts
+    return best[1], best[2]
+
+
 def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
                     threads):
     """In place (at most ``COLUMNS_IN_PLACE_MAX_POSITIONS`` positions in the
@@ -238,17 +263,14 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
                         else config.COLUMNS_TASKS_PER_THREAD)
     per_task = -(-c_out_g * groups // (threads * tasks_per_thread))
     image_parts = 1
-    if not in_place and batch > 1 and c_out_g * groups < threads * tasks_per_thread:
-        # Too few output channels for the tasks: split the images instead,
-        # so that a block keeps many channels' taps across a tile's width
-        # (a block of one channel of 25 taps fills 25 of 48 lanes).
-        wanted = threads * config.COLUMNS_IMAGE_TASKS_PER_THREAD
-        image_parts = min(batch, -(-wanted // groups))
-        per_task = -(-c_out_g // -(-wanted // (groups * image_parts)))
     rows = -(-batch * positions // TILE_POSITIONS) * TILE_POSITIONS
-    fitting = config.WORKSPACE_BYTES // (rows * taps * itemsize)
-    channel_block = max(1, min(c_out_g, per_task, fitting))
+    fitting = max(1, config.WORKSPACE_BYTES // (rows * taps * itemsize))
     width = tile_width(itemsize)
+    if not in_place and c_out_g * groups < threads * tasks_per_thread:
+        # Too few output channels for the tasks: see _few_channel_split.
+        per_task, image_parts = _few_channel_split(batch, groups, min(c_out_g, fitting),
+                                                   c_out_g, taps, width, threads)
+    channel_block = max(1, min(c_out_g, per_task, fitting))
     if in_place:
         k_block = config.COLUMNS_IN_PLACE_K_BLOCK
     else:
