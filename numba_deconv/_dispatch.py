@@ -44,7 +44,7 @@ STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
               "columns": ("column_tiles", "blas")}
 #: The CUDA backend's one strategy, a gather (one thread per output), and
 #: its kernels: conv_transpose's and conv's.
-CUDA_STRATEGIES = {"gather": ("gather", "gather_single", "conv_gather", "fold")}
+CUDA_STRATEGIES = {"gather": ("gather", "gather_single", "conv_gather", "conv_single", "fold")}
 
 
 def select_device(device, *arrays) -> str:

@@ -53,7 +53,7 @@ MAX_BLOCKS = 1 << 20
 #: kernels: conv_transpose's, conv's, and the fold after conv_transpose's
 #: for the padding modes other than zeros.
 KERNEL = "gather"
-KERNELS = (KERNEL, "gather_single", "conv_gather", "fold")
+KERNELS = (KERNEL, "gather_single", "conv_gather", "conv_single", "fold")
 #: Highest spatial rank with a CUDA kernel.
 MAX_RANK = 3
 
@@ -193,7 +193,8 @@ def compile_kernel(kernel: str, dtype) -> None:
     from . import kernels
 
     dispatcher = {KERNEL: kernels.gather_kernel, "gather_single": kernels.gather_kernel_single,
-                  "conv_gather": kernels.conv_kernel, "fold": kernels.fold_kernel}[kernel]
+                  "conv_gather": kernels.conv_kernel, "conv_single": kernels.conv_kernel_single,
+                  "fold": kernels.fold_kernel}[kernel]
     dispatcher.compile(kernel_signature(dtype, kernel))
 
 
@@ -444,21 +445,28 @@ def _launch_gather(cuda, plan, geometry, result, x, w, bias, threads_per_block, 
 def _launch_conv(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
     """Launch the convolution kernel over flat views of C-contiguous arrays
     (``plan.geometry`` is the adjoint's: conv's input is its output)."""
-    from .kernels import conv_kernel
+    from . import kernels
 
     geometry = plan.geometry
-    _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, "conv_gather"),
-                     compile_kernel, "conv_gather", plan.dtype)
+    c_out_g = geometry.in_channels // geometry.groups   # conv's own output channels
+    name, kernel = (("conv_gather", kernels.conv_kernel) if c_out_g > 1
+                    else ("conv_single", kernels.conv_kernel_single))
+    _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, name),
+                     compile_kernel, name, plan.dtype)
     dims = (plan.batch, geometry.out_channels, geometry.out_spatial,
             geometry.in_channels, geometry.in_spatial)
+    channel_block = min(kernels.CHANNEL_BLOCK, c_out_g)
     table = _geometry_table(plan, geometry, x, dims, (0,) * geometry.rank,
-                            mode=PADDING_MODES.index(plan.padding_mode))
-    blocks, tpb = launch_config(math.prod(plan.out_shape), threads_per_block, max_blocks)
-    conv_kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
-                             _on_device(cuda, table))
+                            mode=PADDING_MODES.index(plan.padding_mode),
+                            channel_block=channel_block)
+    threads = (plan.batch * geometry.groups * -(-c_out_g // channel_block)
+               * math.prod(geometry.in_spatial))
+    blocks, tpb = launch_config(threads, threads_per_block, max_blocks)
+    kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
+                        _on_device(cuda, table))
 
 
-def _geometry_table(plan, geometry, x, dims, k_step, mode, channel_block=1):
+def _geometry_table(plan, geometry, x, dims, k_step, mode, channel_block):
     """The kernels' ``table`` (see :func:`~.kernels.gather_kernel`), ranks 1
     and 2 lifted to rank 3 with unit leading dims: ``dims`` is ``(batch,
     in channels, in spatial, out channels, out spatial)`` as the kernel

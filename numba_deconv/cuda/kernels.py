@@ -8,7 +8,8 @@ One kernel, :func:`gather_kernel`, serves every configuration of
 ``conv_transpose`` the backend runs (with :func:`fold_kernel` after it for
 the padding modes other than zeros; compiled a second time for one output
 channel a thread, :data:`gather_kernel_single`, for groups of one channel),
-and :func:`conv_kernel` every one of ``conv``:
+and :func:`conv_kernel` (likewise with :data:`conv_kernel_single`) every
+one of ``conv``:
 
 - ranks 1-3: ranks 1 and 2 arrive as rank 3 with unit leading dims (the
   host passes size 1, stride 1, dilation 1 and padding 0 for them), exactly
@@ -25,10 +26,11 @@ and :func:`conv_kernel` every one of ``conv``:
   compiled specialisation per dtype).
 
 Deterministic by construction: one thread owns each output element (in
-:func:`gather_kernel`, a block of output channels at one position), starts
-from its bias and adds the taps that reach it in a fixed order (kd, kh, kw,
-then input channel; the order of the CPU kernels), so no atomics are used
-and results are bitwise identical run to run.
+:func:`gather_kernel` and :func:`conv_kernel`, a block of output channels
+at one position), starts from its bias and adds the taps that reach it in
+a fixed order (kd, kh, kw, then input channel; the order of the CPU
+kernels), so no atomics are used and results are bitwise identical run to
+run.
 
 Inserted zeros are never multiplied: for output ``o`` only the taps ``k``
 with ``(o + pad - k*d) % s == 0`` and an in-range source reach it; they form
@@ -112,8 +114,8 @@ def _gather_kernel(block):
             ``(N, C_in, ID, IH, IW, C_out, OD, OH, OW)``, then the 3-tuples
             kernel, stride, dilation, pad (the before-padding) and ``k_step =
             stride // gcd(stride, dilation)``, then groups, channels_last,
-            (for :func:`conv_kernel`) the padding mode's code and (for this
-            kernel) the channel block, at most ``block``.
+            (for :func:`conv_kernel`) the padding mode's code and the channel
+            block, at most ``block``.
         """
         s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
         n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
@@ -219,47 +221,82 @@ def _padded_source(t, size, mode):
     return 0 if t < 0 else size - 1
 
 
-@cuda.jit(cache=True, fastmath=FASTMATH, **_CAPPED)
-def conv_kernel(x, w, bias, out, table):
-    """Convolution (cross-correlation), one output element per thread
-    iteration, reading the padded input through :func:`_padded_source`.
+def _conv_kernel(block):
+    """:func:`conv_kernel` for at most ``block`` output channels a thread."""
 
-    Arguments as for :func:`gather_kernel`, with ``w`` 1-D C-contiguous
-    ``(C_out, C_in/groups, KD, KH, KW)``; ``table``'s fields are
-    ``gather_kernel``'s, ``x`` being conv's input, with ``k_step`` and the
-    channel block unused (conv visits every tap, one output a thread) and
-    the padding mode's code in field 31. Padding zeros are multiplied like
-    any input (``0 * inf`` is NaN, as the definition says); the taps run in
-    a fixed order, so results are deterministic.
-    """
-    s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
-    n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
-    c_out, o_d, o_h, o_w = table[10], table[11], table[12], table[13]
-    k_d, k_h, k_w = _triple(table, 14)
-    stride = _triple(table, 17)
-    dilation = _triple(table, 20)
-    pad = _triple(table, 23)
-    groups, channels_last, mode = table[29], table[30], table[31]
-    c_in_g = c_in // groups
-    c_out_g = c_out // groups
-    total = n_batch * c_out * o_d * o_h * o_w
-    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        n, co, od, oh, ow = _output_position(t, c_out, o_d, o_h, o_w, channels_last)
-        ci0 = (co // c_out_g) * c_in_g
-        acc = bias[co]
-        for kd in range(k_d):
-            sd = _padded_source(od * stride[0] + kd * dilation[0] - pad[0], i_d, mode)
-            for kh in range(k_h):
-                sh = _padded_source(oh * stride[1] + kh * dilation[1] - pad[1], i_h, mode)
-                for kw in range(k_w):
-                    sw = _padded_source(ow * stride[2] + kw * dilation[2] - pad[2], i_w, mode)
-                    inside = sd >= 0 and sh >= 0 and sw >= 0
-                    at = n * s_n + sd * s_d + sh * s_h + sw * s_w
-                    tap = (kd * k_h + kh) * k_w + kw
-                    for ci in range(c_in_g):
-                        value = x[at + (ci0 + ci) * s_c] if inside else 0
-                        acc += value * w[(co * c_in_g + ci) * k_d * k_h * k_w + tap]
-        out[t] = acc
+    @cuda.jit(cache=True, fastmath=FASTMATH, **_CAPPED)
+    def conv_kernel(x, w, bias, out, table):
+        """Convolution (cross-correlation), a block of output channels at one
+        position per thread iteration, reading the padded input through
+        :func:`_padded_source`.
+
+        Arguments as for :func:`gather_kernel`, with ``w`` 1-D C-contiguous
+        ``(C_out, C_in/groups, KD, KH, KW)``; ``table``'s fields are
+        ``gather_kernel``'s, ``x`` being conv's input, with ``k_step``
+        unused (conv visits every tap), the padding mode's code in field 31
+        and the channel block (at most ``block``) in field 32. Each input a
+        thread loads feeds every channel of its block. Padding zeros are
+        multiplied like any input (``0 * inf`` is NaN, as the definition
+        says); the taps run in a fixed order, so results are deterministic.
+        """
+        s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
+        n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
+        c_out, o_d, o_h, o_w = table[10], table[11], table[12], table[13]
+        k_d, k_h, k_w = _triple(table, 14)
+        stride = _triple(table, 17)
+        dilation = _triple(table, 20)
+        pad = _triple(table, 23)
+        groups, channels_last, mode = table[29], table[30], table[31]
+        c_in_g = c_in // groups
+        c_out_g = c_out // groups
+        taps = k_d * k_h * k_w
+        w_co = c_in_g * taps   # w's output-channel stride
+        channel_block = table[32]
+        blocks_per_group = (c_out_g + channel_block - 1) // channel_block
+        blocks = groups * blocks_per_group
+        e_co = 1 if channels_last else o_d * o_h * o_w   # out's channel stride
+        total = n_batch * blocks * o_d * o_h * o_w
+        for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+            n, cb, od, oh, ow = _output_position(t, blocks, o_d, o_h, o_w, channels_last)
+            g = cb // blocks_per_group
+            co0 = g * c_out_g + (cb - g * blocks_per_group) * channel_block
+            in_block = min(channel_block, (g + 1) * c_out_g - co0)
+            ci0 = g * c_in_g
+            acc = cuda.local.array(block, out.dtype)
+            for j in range(block):
+                if j < in_block:
+                    acc[j] = bias[co0 + j]
+            for kd in range(k_d):
+                sd = _padded_source(od * stride[0] + kd * dilation[0] - pad[0], i_d, mode)
+                for kh in range(k_h):
+                    sh = _padded_source(oh * stride[1] + kh * dilation[1] - pad[1], i_h, mode)
+                    for kw in range(k_w):
+                        sw = _padded_source(ow * stride[2] + kw * dilation[2] - pad[2], i_w,
+                                            mode)
+                        inside = sd >= 0 and sh >= 0 and sw >= 0
+                        at = n * s_n + sd * s_d + sh * s_h + sw * s_w
+                        tap = (kd * k_h + kh) * k_w + kw
+                        for ci in range(c_in_g):
+                            value = x[at + (ci0 + ci) * s_c] if inside else 0
+                            w_at = co0 * w_co + ci * taps + tap
+                            for j in range(block):
+                                if j < in_block:
+                                    acc[j] += value * w[w_at + j * w_co]
+            if channels_last:
+                at = (((n * o_d + od) * o_h + oh) * o_w + ow) * c_out + co0
+            else:
+                at = (((n * c_out + co0) * o_d + od) * o_h + oh) * o_w + ow
+            for j in range(block):
+                if j < in_block:
+                    out[at + j * e_co] = acc[j]
+
+    return conv_kernel
+
+
+#: A block of up to :data:`CHANNEL_BLOCK` output channels a thread.
+conv_kernel = _conv_kernel(CHANNEL_BLOCK)
+#: One output channel a thread, for one channel a group.
+conv_kernel_single = _conv_kernel(1)
 
 
 @cuda.jit(cache=True, fastmath=FASTMATH)

@@ -370,24 +370,30 @@ def test_repeated_calls_with_and_without_bias(rng):
     assert np.array_equal(first, again)
 
 
-@pytest.mark.parametrize("w_shape, groups, specialisation", [
-    ((4, 1, 3, 3), 4, "gather_single"),   # depthwise: one channel a group
-    ((4, 2, 3, 3), 4, "gather"),
-    ((4, 3, 3, 3), 1, "gather"),
+@pytest.mark.parametrize("op, w_shape, groups, specialisation", [
+    ("conv_transpose", (4, 1, 3, 3), 4, "gather_single"),   # depthwise: one channel a group
+    ("conv_transpose", (4, 2, 3, 3), 4, "gather"),
+    ("conv_transpose", (4, 3, 3, 3), 1, "gather"),
+    ("conv", (4, 1, 3, 3), 4, "conv_single"),
+    ("conv", (8, 1, 3, 3), 4, "conv_gather"),   # 2 output channels a group
+    ("conv", (11, 4, 3, 3), 1, "conv_gather"),  # a block of 8, then one of 3
 ])
-def test_one_channel_groups_run_the_single_channel_kernel(rng, monkeypatch, w_shape, groups,
-                                                         specialisation):
+def test_one_channel_groups_run_the_single_channel_kernel(rng, monkeypatch, op, w_shape,
+                                                         groups, specialisation):
     """Groups of one output channel launch the kernel compiled for one
     channel a thread (the block's loops would run empty lanes); every other
     call the block kernel. Both agree with the CPU path."""
     from numba_deconv import _compiled
 
-    x = random_array(rng, (2, 4, 3, 5), np.float32)
+    c_in = w_shape[0] if op == "conv_transpose" else w_shape[1] * groups
+    x = random_array(rng, (2, c_in, 3, 5), np.float32)
     w = random_array(rng, w_shape, np.float32)
+    b = random_array(rng, (w_shape[0] if op == "conv" else w_shape[1] * groups,), np.float32)
     kwargs = dict(groups=groups, stride=2, padding=1)
     monkeypatch.setattr(_compiled, "_COMPILED", {})   # a fresh record
-    got = _host(numba_deconv.conv_transpose(x, w, device="cuda", **kwargs))
-    assert_close(got, _cpu(x, w, None, **kwargs))
+    function = getattr(numba_deconv, op)
+    got = _host(function(x, w, b, device="cuda", **kwargs))
+    assert_close(got, _host(function(x, w, b, device="cpu", **kwargs)))
     assert {key[-1] for key in _compiled.recorded() if key[0] == "cuda"} == {specialisation}
 
 

@@ -77,7 +77,8 @@ def test_cpu_and_auto_with_host_arrays_need_no_gpu():
 
 
 @pytest.mark.skipif(SIMULATING, reason="the simulator does not compile to PTX")
-@pytest.mark.parametrize("kernel", ["gather", "gather_single", "conv_gather", "fold"])
+@pytest.mark.parametrize("kernel", ["gather", "gather_single", "conv_gather", "conv_single",
+                                    "fold"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
 def test_kernels_compile_to_ptx_without_atomics(kernel, dtype):
     """The real CUDA target types and compiles each kernel for the exact
@@ -91,7 +92,8 @@ def test_kernels_compile_to_ptx_without_atomics(kernel, dtype):
     from numba_deconv.cuda.backend import kernel_signature
 
     function = {"gather": kernels.gather_kernel, "gather_single": kernels.gather_kernel_single,
-                "conv_gather": kernels.conv_kernel, "fold": kernels.fold_kernel}[kernel]
+                "conv_gather": kernels.conv_kernel, "conv_single": kernels.conv_kernel_single,
+                "fold": kernels.fold_kernel}[kernel]
     try:
         ptx, _ = cuda.compile_ptx(function.py_func, kernel_signature(dtype, kernel),
                                   cc=(9, 0))
@@ -113,7 +115,8 @@ def test_gather_and_conv_kernels_cap_their_registers():
     pytest.importorskip("numba.cuda")
     from numba_deconv.cuda import kernels
 
-    for kernel in (kernels.gather_kernel, kernels.gather_kernel_single, kernels.conv_kernel):
+    for kernel in (kernels.gather_kernel, kernels.gather_kernel_single, kernels.conv_kernel,
+                   kernels.conv_kernel_single):
         assert kernel.targetoptions.get("max_registers") == kernels.MAX_REGISTERS
 
 
