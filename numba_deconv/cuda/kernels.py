@@ -93,6 +93,47 @@ def _triple(table, at):
     return table[at], table[at + 1], table[at + 2]
 
 
+@cuda.jit(device=True, inline="always")
+def _block_grid(table, c_out_g):
+    """The blocks of output channels a kernel's threads walk: the block
+    (the table's field 32), blocks per group and in all, the output's
+    channel stride and the number of (image, block, position) items."""
+    n_batch, groups, channels_last = table[5], table[29], table[30]
+    o_spatial = table[11] * table[12] * table[13]
+    channel_block = table[32]
+    blocks_per_group = (c_out_g + channel_block - 1) // channel_block
+    blocks = groups * blocks_per_group
+    e_co = 1 if channels_last else o_spatial
+    return channel_block, blocks_per_group, blocks, e_co, n_batch * blocks * o_spatial
+
+
+@cuda.jit(device=True, inline="always")
+def _channel_block(cb, blocks_per_group, channel_block, c_out_g):
+    """Group ``g`` of block ``cb`` of output channels, its first channel
+    within the group and overall, and how many channels it has."""
+    g = cb // blocks_per_group
+    co_g = (cb - g * blocks_per_group) * channel_block
+    return g, co_g, g * c_out_g + co_g, min(channel_block, c_out_g - co_g)
+
+
+@cuda.jit(device=True, inline="always")
+def _store_block(out, at, step, acc, count):
+    """``out[at + j*step] = acc[j]`` for the block's ``count`` channels;
+    the loop runs over the whole register array, predicated, so that it
+    unrolls and ``acc`` stays in registers."""
+    for j in range(len(acc)):
+        if j < count:
+            out[at + j * step] = acc[j]
+
+
+@cuda.jit(device=True, inline="always")
+def _output_at(n, co, od, oh, ow, c_out, o_d, o_h, o_w, channels_last):
+    """Flat index of output element ``(n, co, od, oh, ow)``."""
+    if channels_last:
+        return (((n * o_d + od) * o_h + oh) * o_w + ow) * c_out + co
+    return (((n * c_out + co) * o_d + od) * o_h + oh) * o_w + ow
+
+
 def _gather_kernel(block):
     """:func:`gather_kernel` for at most ``block`` output channels a
     thread (the size of its register array and of its unrolled loops)."""
@@ -118,7 +159,7 @@ def _gather_kernel(block):
             block, at most ``block``.
         """
         s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
-        n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
+        c_in, i_d, i_h, i_w = table[6], table[7], table[8], table[9]
         c_out, o_d, o_h, o_w = table[10], table[11], table[12], table[13]
         k_d, k_h, k_w = _triple(table, 14)
         st_d, st_h, st_w = _triple(table, 17)
@@ -139,20 +180,14 @@ def _gather_kernel(block):
         xs_h = (ks_h * dl_h // st_h) * s_h
         xs_w = (ks_w * dl_w // st_w) * s_w
 
-        # A thread computes a block of up to block output channels of
+        # A thread computes a block of up to ``block`` output channels of
         # one group at one position: each input it loads feeds every channel
         # of the block, in registers.
-        channel_block = table[32]
-        blocks_per_group = (c_out_g + channel_block - 1) // channel_block
-        blocks = groups * blocks_per_group
-        e_co = 1 if channels_last else o_d * o_h * o_w   # out's channel stride
-        total = n_batch * blocks * o_d * o_h * o_w
+        channel_block, blocks_per_group, blocks, e_co, total = _block_grid(table, c_out_g)
         for t in range(cuda.grid(1), total, cuda.gridsize(1)):
             n, cb, od, oh, ow = _output_position(t, blocks, o_d, o_h, o_w, channels_last)
-            g = cb // blocks_per_group
-            co_g = (cb - g * blocks_per_group) * channel_block   # first channel, within the group
-            co0 = g * c_out_g + co_g
-            in_block = min(channel_block, c_out_g - co_g)
+            g, co_g, co0, in_block = _channel_block(cb, blocks_per_group, channel_block,
+                                                    c_out_g)
             ci_lo = g * c_in_g
             ci_hi = ci_lo + c_in_g
             w_base = co_g * w_co
@@ -186,13 +221,8 @@ def _gather_kernel(block):
                     w_h += ks_h * w_kh
                 x_d -= xs_d
                 w_d += ks_d * w_kd
-            if channels_last:
-                at = (((n * o_d + od) * o_h + oh) * o_w + ow) * c_out + co0
-            else:
-                at = (((n * c_out + co0) * o_d + od) * o_h + oh) * o_w + ow
-            for j in range(block):
-                if j < in_block:
-                    out[at + j * e_co] = acc[j]
+            _store_block(out, _output_at(n, co0, od, oh, ow, c_out, o_d, o_h, o_w,
+                                         channels_last), e_co, acc, in_block)
 
     return gather_kernel
 
@@ -240,7 +270,7 @@ def _conv_kernel(block):
         says); the taps run in a fixed order, so results are deterministic.
         """
         s_n, s_c, s_d, s_h, s_w = table[0], table[1], table[2], table[3], table[4]
-        n_batch, c_in, i_d, i_h, i_w = table[5], table[6], table[7], table[8], table[9]
+        c_in, i_d, i_h, i_w = table[6], table[7], table[8], table[9]
         c_out, o_d, o_h, o_w = table[10], table[11], table[12], table[13]
         k_d, k_h, k_w = _triple(table, 14)
         stride = _triple(table, 17)
@@ -251,16 +281,10 @@ def _conv_kernel(block):
         c_out_g = c_out // groups
         taps = k_d * k_h * k_w
         w_co = c_in_g * taps   # w's output-channel stride
-        channel_block = table[32]
-        blocks_per_group = (c_out_g + channel_block - 1) // channel_block
-        blocks = groups * blocks_per_group
-        e_co = 1 if channels_last else o_d * o_h * o_w   # out's channel stride
-        total = n_batch * blocks * o_d * o_h * o_w
+        channel_block, blocks_per_group, blocks, e_co, total = _block_grid(table, c_out_g)
         for t in range(cuda.grid(1), total, cuda.gridsize(1)):
             n, cb, od, oh, ow = _output_position(t, blocks, o_d, o_h, o_w, channels_last)
-            g = cb // blocks_per_group
-            co0 = g * c_out_g + (cb - g * blocks_per_group) * channel_block
-            in_block = min(channel_block, (g + 1) * c_out_g - co0)
+            g, _, co0, in_block = _channel_block(cb, blocks_per_group, channel_block, c_out_g)
             ci0 = g * c_in_g
             acc = cuda.local.array(block, out.dtype)
             for j in range(block):
@@ -282,13 +306,8 @@ def _conv_kernel(block):
                             for j in range(block):
                                 if j < in_block:
                                     acc[j] += value * w[w_at + j * w_co]
-            if channels_last:
-                at = (((n * o_d + od) * o_h + oh) * o_w + ow) * c_out + co0
-            else:
-                at = (((n * c_out + co0) * o_d + od) * o_h + oh) * o_w + ow
-            for j in range(block):
-                if j < in_block:
-                    out[at + j * e_co] = acc[j]
+            _store_block(out, _output_at(n, co0, od, oh, ow, c_out, o_d, o_h, o_w,
+                                         channels_last), e_co, acc, in_block)
 
     return conv_kernel
 
