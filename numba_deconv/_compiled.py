@@ -64,9 +64,11 @@ def cache_info() -> list:
         ``"blas"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
         ``"weight_dots"``; ``"baseline"`` where the baseline kernel stood in
-        while a tuned one compiled; on CUDA ``"gather"``, ``"conv_gather"``) and ``compile_seconds`` (the time
-        to compile the kernel or to load it from Numba's on-disk cache), in
-        the order compiled.
+        while a tuned one compiled; on CUDA ``"gather"`` and, for one
+        output channel a group, ``"gather_single"``; for ``conv``
+        ``"conv_gather"`` and ``"conv_single"``; for the padding modes
+        ``"fold"``) and ``compile_seconds`` (the time to compile the kernel
+        or to load it from Numba's on-disk cache), in the order compiled.
 
     Examples
     --------
