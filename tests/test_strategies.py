@@ -176,10 +176,14 @@ TILE_CASES = [
     ((1, 4, 5, 6), (4, 9, 1, 3), dict(stride=(1, 3))),
     ((1, 3, 3, 4, 5), (3, 10, 1, 1, 1), {}),
     ((2, 4, 6, 7), (4, 9, 1, 1), dict(padding=(1, 0))),
-    # Last blocks of 2 and of 3 output channels on images long enough for
-    # their widest tiles (2 x 8 and 4 x 6 vectors).
+    # Last blocks of 2, 3, 5 (4 + 1), 6 (4 + 2) and 7 (4 + 3) output
+    # channels on images long enough for their widest tiles (2 x 8 and 4 x 6
+    # vectors).
     ((1, 5, 20, 24), (5, 2, 3, 3), dict(padding=1)),
     ((1, 5, 20, 24), (5, 11, 3, 3), dict(padding=1)),
+    ((1, 5, 20, 24), (5, 13, 3, 3), dict(padding=1)),
+    ((1, 5, 20, 24), (5, 6, 3, 3), dict(padding=1)),
+    ((1, 5, 20, 24), (5, 7, 3, 3), dict(padding=1)),
     # Kernel < stride: phases without taps are the bias alone.
     ((2, 3, 4, 6), (3, 10, 1, 2), dict(stride=3, output_padding=(2, 1))),
     # Stride 3 on rows long enough for its vector interleave (in the

@@ -184,12 +184,14 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
     A last block of 3 or 4 channels takes 4-row tiles, one of 2 channels
     2-row tiles, one of 1 channel tiles of one row (a 4-row tile would
     compute 2-4 times the rows wanted: one output channel from hundreds of
-    input channels ran at a sixth of the speed), each in a function of its
-    own: inlined here, they slow the main loop.
+    input channels ran at a sixth of the speed), and one of 5-7 channels
+    4-row tiles for 4 of them and those for the rest (an 8-row tile would
+    run 1-3 empty rows), each in a function of its own: inlined here, they
+    slow the main loop.
     """
     triples = _tiles_of_three(n_segments)
     last = n_segments - 1
-    narrow = 0 < rows % TILE_ROWS <= 4
+    ragged = rows % TILE_ROWS   # channels of a last block short of 8
     k_chunk = K_CHUNK_BYTES // (TILE_ROWS * wt.itemsize)
     for block in range(wt.shape[0]):
         first = block * TILE_ROWS * acc_pitch
@@ -199,13 +201,19 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
             add = k0 > 0
             table = src[k0:]
             w_at = k0 * TILE_ROWS
-            if narrow and block == wt.shape[0] - 1:
-                if rows % TILE_ROWS <= 2:
-                    _thin_block(acc, first, acc_pitch, add, xw, table, k_count, wb, w_at,
-                                rows % TILE_ROWS, segments, n_segments)
-                else:
+            if ragged and block == wt.shape[0] - 1:
+                # 5-7 channels: 4 in 4-row tiles, the rest as 1-3 below.
+                done = 4 if ragged > 4 else 0
+                if done:
                     _narrow_block(acc, first, acc_pitch, add, xw, table, k_count, wb, w_at,
-                                  rows % TILE_ROWS, segments, n_segments)
+                                  4, segments, n_segments)
+                if ragged - done <= 2:
+                    _thin_block(acc, first + done * acc_pitch, acc_pitch, add, xw, table,
+                                k_count, wb, w_at + done, ragged - done, segments, n_segments)
+                else:
+                    _narrow_block(acc, first + done * acc_pitch, acc_pitch, add, xw, table,
+                                  k_count, wb, w_at + done, ragged - done, segments,
+                                  n_segments)
                 continue
             for t in range(triples):
                 _tile8x3(acc, first, acc_pitch, add, xw, table, segments[3 * t],
