@@ -190,12 +190,16 @@ def compile_kernel(kernel: str, dtype) -> None:
     _require_cuda()
     if _simulating():
         return
+    _dispatcher(kernel).compile(kernel_signature(dtype, kernel))
+
+
+def _dispatcher(kernel: str):
+    """The numba-cuda dispatcher of the kernel named ``kernel``."""
     from . import kernels
 
-    dispatcher = {KERNEL: kernels.gather_kernel, "gather_single": kernels.gather_kernel_single,
-                  "conv_gather": kernels.conv_kernel, "conv_single": kernels.conv_kernel_single,
-                  "fold": kernels.fold_kernel}[kernel]
-    dispatcher.compile(kernel_signature(dtype, kernel))
+    return {KERNEL: kernels.gather_kernel, "gather_single": kernels.gather_kernel_single,
+            "conv_gather": kernels.conv_kernel, "conv_single": kernels.conv_kernel_single,
+            "fold": kernels.fold_kernel}[kernel]
 
 
 def _span(value):
@@ -387,8 +391,6 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
         _launch_gather(cuda, plan, geometry, result, x, w, bias, threads_per_block,
                        max_blocks)
         return
-    from .kernels import fold_kernel
-
     rank, lift = geometry.rank, 3 - geometry.rank
     padded = tuple(b + o + a for b, o, a in zip(geometry.pad_before, geometry.out_spatial,
                                                 geometry.pad_after))
@@ -410,7 +412,7 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
     _compiled.ensure(("cuda", rank, dtype, plan.layout, KERNEL, "fold"),
                      compile_kernel, "fold", dtype)
     blocks, tpb = launch_config(result.size, threads_per_block, max_blocks)
-    fold_kernel[blocks, tpb](
+    _dispatcher("fold")[blocks, tpb](
         _flat(full), _flat(bias), _flat(result),
         _ints((plan.batch, geometry.out_channels) + ones + geometry.out_spatial),
         _ints(ones + padded), int(plan.channels_last), *(unit + tables))
@@ -419,51 +421,45 @@ def _launch(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
 def _launch_gather(cuda, plan, geometry, result, x, w, bias, threads_per_block, max_blocks):
     """Launch the gather kernel of ``geometry`` over flat views of
     C-contiguous arrays."""
-    from . import kernels
-
-    c_out_g = geometry.out_channels // geometry.groups
-    # One channel a group (depthwise) has its own specialisation: the
-    # block's loops are unrolled to CHANNEL_BLOCK and predicated.
-    name, kernel = ((KERNEL, kernels.gather_kernel) if c_out_g > 1
-                    else ("gather_single", kernels.gather_kernel_single))
-    _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, name),
-                     compile_kernel, name, plan.dtype)
     dims = (plan.batch, geometry.in_channels, geometry.in_spatial,
             geometry.out_channels, geometry.out_spatial)
     k_step = tuple(s // math.gcd(s, d) for s, d in zip(geometry.stride, geometry.dilation))
-    channel_block = min(kernels.CHANNEL_BLOCK, c_out_g)
-    table = _geometry_table(plan, geometry, x, dims, k_step, mode=0,
-                            channel_block=channel_block)
-    # A thread a block of channels at each output position.
-    threads = (plan.batch * geometry.groups * -(-c_out_g // channel_block)
-               * math.prod(geometry.out_spatial))
-    blocks, tpb = launch_config(threads, threads_per_block, max_blocks)
-    kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
-                        _on_device(cuda, table))
+    _launch_blocks(cuda, plan, geometry, (KERNEL, "gather_single"), result, x, w, bias, dims,
+                   k_step, 0, threads_per_block, max_blocks)
 
 
 def _launch_conv(cuda, plan, result, x, w, bias, threads_per_block, max_blocks):
     """Launch the convolution kernel over flat views of C-contiguous arrays
     (``plan.geometry`` is the adjoint's: conv's input is its output)."""
-    from . import kernels
-
     geometry = plan.geometry
-    c_out_g = geometry.in_channels // geometry.groups   # conv's own output channels
-    name, kernel = (("conv_gather", kernels.conv_kernel) if c_out_g > 1
-                    else ("conv_single", kernels.conv_kernel_single))
-    _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, name),
-                     compile_kernel, name, plan.dtype)
     dims = (plan.batch, geometry.out_channels, geometry.out_spatial,
             geometry.in_channels, geometry.in_spatial)
-    channel_block = min(kernels.CHANNEL_BLOCK, c_out_g)
-    table = _geometry_table(plan, geometry, x, dims, (0,) * geometry.rank,
-                            mode=PADDING_MODES.index(plan.padding_mode),
-                            channel_block=channel_block)
-    threads = (plan.batch * geometry.groups * -(-c_out_g // channel_block)
-               * math.prod(geometry.in_spatial))
+    _launch_blocks(cuda, plan, geometry, ("conv_gather", "conv_single"), result, x, w, bias,
+                   dims, (0,) * geometry.rank, PADDING_MODES.index(plan.padding_mode),
+                   threads_per_block, max_blocks)
+
+
+def _launch_blocks(cuda, plan, geometry, names, result, x, w, bias, dims, k_step, mode,
+                   threads_per_block, max_blocks):
+    """Launch a kernel whose threads each compute a block of output
+    channels at one position (``names[0]``), or, for one output channel a
+    group, its build for one channel (``names[1]``: the block's loops are
+    unrolled and predicated, so a block of one would run empty lanes);
+    ``dims``, ``k_step`` and ``mode`` as :func:`_geometry_table` takes them."""
+    from .kernels import CHANNEL_BLOCK
+
+    batch, _, _, c_result, result_spatial = dims
+    c_out_g = c_result // geometry.groups
+    name = names[0] if c_out_g > 1 else names[1]
+    _compiled.ensure(("cuda", geometry.rank, plan.dtype, plan.layout, KERNEL, name),
+                     compile_kernel, name, plan.dtype)
+    channel_block = min(CHANNEL_BLOCK, c_out_g)
+    table = _geometry_table(plan, geometry, x, dims, k_step, mode, channel_block)
+    threads = (batch * geometry.groups * -(-c_out_g // channel_block)
+               * math.prod(result_spatial))
     blocks, tpb = launch_config(threads, threads_per_block, max_blocks)
-    kernel[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
-                        _on_device(cuda, table))
+    _dispatcher(name)[blocks, tpb](_flat(x), _flat(w), _flat(bias), _flat(result),
+                                   _on_device(cuda, table))
 
 
 def _geometry_table(plan, geometry, x, dims, k_step, mode, channel_block):
