@@ -41,7 +41,7 @@ from ._typing import DTypeLike
 
 STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
                          "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles"),
-              "columns": ("column_tiles", "blas")}
+              "columns": ("column_tiles", "tap_rows", "blas")}
 #: The CUDA backend's one strategy, a gather (one thread per output), and
 #: its kernels: conv_transpose's and conv's.
 CUDA_STRATEGIES = {"gather": ("gather", "gather_single", "conv_gather", "conv_single", "fold")}
@@ -64,7 +64,9 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
 
     Many channels on small images with few input positions in the whole
     batch take the columns kernel, which reads each weight once per call:
-    there the weights outweigh the work on each. Complex data has no
+    there the weights outweigh the work on each. Few output channels from
+    many input channels take the tap-rows kernel, whose register tiles hold
+    a row per output channel and tap (:func:`_few_outputs_take_tap_rows`). Complex data has no
     register tiles, so BLAS takes its thick products; so does real data
     with many input channels for each output channel, where the tiles (along
     output channels) would find almost none to fill, or fewer with many taps
@@ -89,6 +91,9 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
                 >= config.GEMM_MIN_WEIGHTS_PER_POSITION * in_batch):
             return "columns", "column_tiles", "column_tiles"
     serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
+    if not serial and not complex_data and _few_outputs_take_tap_rows(geometry, batch, in_g,
+                                                                      out_g, dtype):
+        return "columns", "tap_rows", "tap_rows"
     if (not serial and not complex_data and in_g >= config.GEMM_MIN_CHANNELS
             and positions >= config.GEMM_MIN_POSITIONS and _blas_beats_tiles(
                 geometry, in_g, out_g, dtype)):
@@ -111,6 +116,20 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW and phases_fit:
         return "gather", "planes", rows
     return "gather", rows, rows
+
+
+def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtype) -> bool:
+    """Whether the tap-rows kernel takes a real call: few output channels
+    (at most ``config.TAP_ROWS_MAX_OUT_CHANNELS`` per group) from many
+    input channels (``TAP_ROWS_MIN_IN_CHANNELS``), more than one tap per
+    output phase (with one, the other kernels have no taps to share an
+    input load between), and columns that fit ``TAP_ROWS_MAX_COLUMN_BYTES``
+    (more, and writing and folding them costs more than the tiles save)."""
+    columns = (geometry.out_channels * math.prod(geometry.kernel) * batch
+               * math.prod(geometry.in_spatial) * np.dtype(dtype).itemsize)
+    return (out_g <= config.TAP_ROWS_MAX_OUT_CHANNELS and in_g >= config.TAP_ROWS_MIN_IN_CHANNELS
+            and math.prod(geometry.kernel) > math.prod(geometry.stride)
+            and columns <= config.TAP_ROWS_MAX_COLUMN_BYTES)
 
 
 def _narrow_rows_take_columns(geometry, batch: int, in_g: int, dtype) -> bool:

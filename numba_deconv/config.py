@@ -125,6 +125,24 @@ COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES = 16 << 20
 COLUMNS_IN_PLACE_TASKS_PER_THREAD = 2
 COLUMNS_IN_PLACE_K_BLOCK = 8
 
+#: Real calls with at most TAP_ROWS_MAX_OUT_CHANNELS output channels per
+#: group from at least TAP_ROWS_MIN_IN_CHANNELS input channels per group,
+#: more taps than output phases and at most TAP_ROWS_MAX_COLUMN_BYTES of
+#: columns (output channels x taps x input positions of the batch) take the
+#: tap_rows kernel. Why: on 16 decoder-end shapes (64-512 -> 1-8 channels)
+#: it ran 1.1-2.5x faster than the kernel chosen before, and ahead of ONNX
+#: Runtime on 10 of them; on 36 shapes of 8-96 -> 1-16 channels it lost
+#: with fewer input channels, one tap per phase, or 33 MB of columns
+#: (64 -> 8, 4x2 on 16^3: 16.9 against 8.1 ms) (benchmarks/TUNING.md).
+TAP_ROWS_MAX_OUT_CHANNELS = 8
+TAP_ROWS_MIN_IN_CHANNELS = 48
+TAP_ROWS_MAX_COLUMN_BYTES = 4 << 20
+#: The tap_rows kernel's products take TAP_ROWS_STRETCH_TILES tiles of
+#: positions per task, and its fold at least TAP_ROWS_FOLD_MIN_CHUNK
+#: outputs per task (fewer cost more to claim than to fold).
+TAP_ROWS_STRETCH_TILES = 4
+TAP_ROWS_FOLD_MIN_CHUNK = 512
+
 #: The gather strategy runs the phase_tiles kernel (phase planes, register
 #: tiles) when C_in/groups * C_out/groups reaches TILED_MIN_CHANNEL_PAIRS,
 #: or with fewer channel pairs when each output phase has at least

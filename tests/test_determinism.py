@@ -46,8 +46,11 @@ CASES = [
      dict(stride=2, groups=8)),
     ("complex-blas", nd.conv_transpose, [((1, 64, 9, 9), c64), ((64, 64, 2, 2), c64)],
      dict(stride=2)),
-    # Few output channels take BLAS on real data too, in slabs.
-    ("real-blas-slabs", nd.conv_transpose, [((1, 256, 64, 80), f64), ((256, 1, 4, 4), f64)],
+    # Few output channels from many input channels take the tap rows; a
+    # dozen take BLAS on real data too.
+    ("tap-rows", nd.conv_transpose, [((2, 96, 12, 13), f32), ((96, 2, 3, 3), f32)],
+     dict(padding=1)),
+    ("real-blas", nd.conv_transpose, [((1, 256, 32, 40), f64), ((256, 12, 4, 4), f64)],
      dict(stride=2, dilation=3)),
     ("channels-last-3d", nd.conv_transpose, [((2, 6, 7, 8, 16), f32), ((16, 8, 3, 3, 3), f32)],
      dict(stride=2, padding=1, data_format="channels_last")),
@@ -100,5 +103,5 @@ def test_bitwise_identical_for_any_thread_count_and_across_processes():
     (digests,) = [v for k, v in default.items() if k != "kernels"]
     assert digests == baseline, "another process computes other bits"
     # The cases reach every parallel CPU kernel.
-    assert {"rows", "planes", "phase_tiles", "column_tiles", "blas", "conv_planes",
+    assert {"rows", "planes", "phase_tiles", "column_tiles", "tap_rows", "blas", "conv_planes",
             "conv_tiles", "weight_dots", "weight_tiles"} <= set(many["kernels"])

@@ -70,11 +70,12 @@ def test_precompile_compiles_what_it_is_asked_for(fresh_record):
                                    strategies=("columns",), layouts=("channels_first",))
     assert {(v["rank"], v["dtype"], v["strategy"], v["kernel"]) for v in info} == {
         (r, d, "columns", kernel) for r in (1, 3) for d in ("float32", "float64")
-        for kernel in ("column_tiles", "blas")}
+        for kernel in ("column_tiles", "tap_rows", "blas")}
     info = numba_deconv.precompile(ranks=(2,), dtypes=("float32",),
                                    layouts=("channels_last",))
     kernels = {v["kernel"] for v in info if v["layout"] == "channels_last"}
-    assert kernels == {"rows_serial", "rows", "planes", "phase_tiles", "column_tiles", "blas",
+    assert kernels == {"rows_serial", "rows", "planes", "phase_tiles", "column_tiles",
+                       "tap_rows", "blas",
                        "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles"}
 
 

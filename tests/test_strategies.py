@@ -41,9 +41,11 @@ CASES = [
 # (strategy, kernel): the gather strategy has a serial row kernel for tiny
 # calls, a parallel row kernel, a plane kernel for short rows and register
 # tiles for more channels; the columns strategy runs register tiles on real
-# data and BLAS tasks on complex data.
+# data (along the weights, or along the positions for few output channels)
+# and BLAS tasks on complex data.
 PATHS = [("gather", "rows_serial"), ("gather", "rows"), ("gather", "planes"),
-         ("gather", "phase_tiles"), ("columns", "column_tiles"), ("columns", "blas")]
+         ("gather", "phase_tiles"), ("columns", "column_tiles"), ("columns", "tap_rows"),
+         ("columns", "blas")]
 
 
 # Routes made under each test's settings (conftest's fixture), none left behind.
@@ -82,6 +84,9 @@ def test_strategy_and_split(path, ran, workspace, x_shape, w_shape, kwargs, monk
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", 1 << 20 if workspace < 1024 else 0)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", 1 << 10)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", workspace // 256 or 1)
+    # The tap rows: one tile of positions per task and a fold task per few
+    # outputs, or long stretches and whole images.
+    monkeypatch.setattr(config, "TAP_ROWS_FOLD_MIN_CHUNK", 3 if workspace < 1024 else 512)
     dtype = np.complex128 if path[1] == "blas" else np.float64
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
@@ -552,13 +557,14 @@ def test_columns_in_place_rule(monkeypatch):
     (64, 64, 8, (8, 8), np.float32, "phase_tiles"),  # 72 weights per position
     (64, 64, 1, (8, 8), np.complex64, "blas"),  # no register tiles for complex
     (64, 64, 1, (4, 4), np.complex128, "planes"),  # too thin for BLAS, short rows
-    (256, 1, 1, (32, 32), np.float32, "blas"),  # tiles along 1 output channel: BLAS
-    (128, 2, 4, (16, 16), np.float32, "blas"),  # 64 input channels per output channel
-    (128, 4, 4, (16, 16), np.float32, "phase_tiles"),  # ... but not 32
-    (128, 8, 4, (16, 16), np.float64, "blas"),  # float64: 16 per output channel
-    (128, 16, 4, (16, 16), np.float64, "phase_tiles"),  # ... but not 8
-    (32, 1, 4, (16, 16), np.float32, "phase_tiles"),  # too few input channels for BLAS
-    (256, 1, 1, (4, 4), np.float32, "column_tiles"),  # too few positions for BLAS; narrow
+    (256, 1, 1, (32, 32), np.float32, "tap_rows"),  # 1 output channel: a row per tap
+    (128, 2, 4, (16, 16), np.float32, "tap_rows"),  # few output channels, many input
+    (128, 8, 4, (16, 16), np.float64, "tap_rows"),  # ... up to 8
+    (1024, 12, 4, (16, 16), np.float32, "blas"),  # more: 64 input channels for each
+    (128, 12, 4, (16, 16), np.float32, "phase_tiles"),  # ... but not 11
+    (128, 16, 4, (16, 16), np.float64, "phase_tiles"),  # float64: not 8 for each
+    (40, 1, 4, (16, 16), np.float32, "phase_tiles"),  # too few input channels for either
+    (256, 1, 1, (4, 4), np.float32, "tap_rows"),  # one output channel, one tile of positions
     (128, 64, 8, (32, 32), np.float64, "phase_tiles"),  # 3x3 taps overlap in each phase
     (32, 256, 1, (2, 2), np.float32, "phase_tiles"),  # too few channels one way
     (1, 1, 1, (512, 512), np.float32, "rows"),  # one channel, long rows
@@ -575,14 +581,16 @@ def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
 @pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, dtype, expected", [
     (964, 3, (94,), 2, 4, np.float64, "phase_tiles"),  # one tap per phase, 3 channels
     (256, 2, (24, 24), 2, 2, np.float32, "phase_tiles"),  # ... 2 channels
-    (256, 2, (24, 24), 3, 2, np.float32, "blas"),  # 2.25 taps per phase
+    (256, 2, (24, 24), 3, 2, np.float32, "tap_rows"),  # 2.25 taps per phase
     (128, 8, (16, 16), 1, 2, np.float64, "phase_tiles"),  # kernel < stride
-    (128, 8, (16, 16), 4, 2, np.float64, "blas"),  # 4 taps per phase
+    (128, 8, (16, 16), 4, 2, np.float64, "tap_rows"),  # 4 taps per phase
+    (1024, 12, (16, 16), 1, 2, np.float32, "phase_tiles"),  # more channels, one tap
+    (1024, 12, (16, 16), 4, 2, np.float32, "blas"),  # ... 4 taps
 ])
-def test_one_tap_per_phase_keeps_few_output_channels_off_blas(c_in, c_out, spatial, kernel,
-                                                              stride, dtype, expected):
-    """Few output channels with many input channels each take BLAS, unless
-    every output phase has at most one tap."""
+def test_one_tap_per_phase_keeps_few_output_channels_off_columns(c_in, c_out, spatial, kernel,
+                                                                 stride, dtype, expected):
+    """Few output channels with many input channels each take the tap rows
+    (up to 8) or BLAS, unless every output phase has at most one tap."""
     from numba_deconv._plan import plan_call
     geometry = plan_call((2, c_in) + spatial, np.dtype(dtype), (c_in, c_out) + (kernel,)
                          * len(spatial), np.dtype(dtype), None, None, stride=stride, padding=0,
@@ -617,7 +625,8 @@ def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):
 
 
 @pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, padding, expected", [
-    (50, 7, (7, 6), 7, 1, 2, "column_tiles"),  # rows of 8 outputs in 14: waste 1.75
+    (50, 12, (7, 6), 7, 1, 2, "column_tiles"),  # rows of 8 outputs in 14: waste 1.75
+    (50, 7, (7, 6), 7, 1, 2, "tap_rows"),  # ... few output channels: rows along positions
     (12, 7, (7, 6), 7, 1, 2, "phase_tiles"),  # ... too few input channels to fold
     (549, 190, (58, 5), 4, 2, 1, "column_tiles"),  # rows of 5 in 7: 1.4
     (549, 190, (58, 16), 4, 2, 1, "phase_tiles"),  # rows of 16 in 18: whole vectors
@@ -659,10 +668,12 @@ def test_heuristic_few_channel_pairs_with_many_taps(x_shape, w_shape, groups, ti
 
 
 @pytest.mark.parametrize("x_shape, w_shape, registers, expected", [
-    ((8, 187, 21, 74), (187, 8, 4, 4), 32, "blas"),  # 23 per output, 16 taps per phase
-    ((8, 187, 21, 74), (187, 8, 4, 2), 32, "blas"),  # ... 8 taps
-    ((8, 187, 21, 74), (187, 8, 2, 3), 32, "phase_tiles"),  # ... but not 6
-    ((8, 120, 21, 74), (120, 8, 4, 4), 32, "phase_tiles"),  # 15 per output are too few
+    ((8, 200, 21, 74), (200, 12, 4, 4), 32, "blas"),  # 16.7 per output, 16 taps per phase
+    ((8, 200, 21, 74), (200, 12, 4, 2), 32, "blas"),  # ... 8 taps
+    ((8, 200, 21, 74), (200, 12, 2, 3), 32, "phase_tiles"),  # ... but not 6
+    ((8, 180, 21, 74), (180, 12, 4, 4), 32, "phase_tiles"),  # 15 per output are too few
+    ((8, 187, 21, 74), (187, 8, 4, 2), 32, "tap_rows"),  # 8 output channels: the tap rows
+    ((8, 187, 21, 74), (187, 8, 4, 4), 32, "blas"),  # ... unless 6 MB of columns
     ((8, 549, 58, 5), (549, 190, 2, 2), 16, "blas"),  # 16 registers: 549 input channels
     # ... 32 registers: no BLAS (rows of 6 outputs in 7: the columns)
     ((8, 549, 58, 5), (549, 190, 2, 2), 32, "column_tiles"),

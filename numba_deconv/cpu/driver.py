@@ -20,7 +20,9 @@ The kernels, by strategy:
     calls.
 ``columns`` (the matrix product ``cols = W^T X``, then folded into the output)
     ``column_tiles`` (:func:`.columns.columns_tiled`): real data, register
-    tiles along the weights, the whole batch at once; ``blas``: complex
+    tiles along the weights, the whole batch at once; ``tap_rows``
+    (:mod:`.tap_rows`): real data with few output channels, register tiles
+    along the input positions, a row per output channel and tap; ``blas``: complex
     data, one BLAS product per image and block of output channels in our
     own threads, each folded by :func:`.kernels.col2im`.
 """
@@ -44,6 +46,7 @@ from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, planes_last, row_geometry, rows_tiny
 from .launch import NEVER, parallel, parallel_prange, serial
 from .simd import VECTOR_BYTES
+from .tap_rows import pack_tap_rows, tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, direct_tiled
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
 from .weight_table import fill_weight_table, weight_table
@@ -116,6 +119,22 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
     return True
 
 
+def _prepare_tap_rows(w, launch):
+    return pack_tap_rows(w, launch.groups)
+
+
+def _run_tap_rows(x, w, bias, out, launch, prepared=None):
+    layout = launch.layout
+    packed = _prepare_tap_rows(w, launch) if prepared is None else prepared
+    rows = launch.groups * packed.shape[1] // (x.shape[1] // launch.groups)
+    cols = np.empty((rows, x.shape[0] * layout.image_pitch), dtype=x.dtype)
+    parallel(tap_rows_products, x, packed, cols, layout.image_pitch, layout.stretch_tiles,
+             multiply_adds=launch.multiply_adds)
+    parallel(tap_rows_fold, cols, layout.sources, layout.counts, bias, out, layout.image_pitch,
+             layout.fold_chunk, multiply_adds=out.size * layout.sources.shape[1])
+    return True
+
+
 #: The columns kernel's ``prepacked`` where there are none.
 _NO_PACKED = {np.dtype(t): np.zeros((0, 0, 0, 0), dtype=t) for t in (np.float32, np.float64)}
 
@@ -150,13 +169,15 @@ def _run_conv_planes_serial(x, w, bias, out, launch, prepared=None):
 #: a call with one weight (:class:`numba_deconv.Plan`).
 LAUNCHERS = {"rows_serial": _run_rows_serial, "rows": _run_rows, "planes": _run_planes,
              "phase_tiles": _run_phase_tiles, "column_tiles": _run_column_tiles,
+             "tap_rows": _run_tap_rows,
              "blas": run_blas, "conv_tiles": _run_conv_tiles, "conv_planes": _run_conv_planes,
              "conv_planes_serial": _run_conv_planes_serial}
 
 
 #: The kernels that lay the weights out on every call, and how: a caller
 #: that repeats a call keeps the result (``run``'s ``prepared``).
-PREPARERS = {"phase_tiles": _prepare_phase_tiles, "column_tiles": _prepare_column_tiles}
+PREPARERS = {"phase_tiles": _prepare_phase_tiles, "column_tiles": _prepare_column_tiles,
+             "tap_rows": _prepare_tap_rows}
 
 
 def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) -> None:
@@ -495,6 +516,11 @@ def kernel_signatures(kernel: str, dtype) -> list:
                           + (count,) * 5
                           + (types.boolean,) * 2 + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
+        "tap_rows": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
+                     (pack_tap_rows, (arr5, count)),
+                     (tap_rows_products, (arr5, arr2, arr2, count, count) + tasks),
+                     (tap_rows_fold, (arr2, index2, index1, arr1, arr5, count, count) + tasks)]
+        if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
         "conv_tiles": [(conv_tiles, (arr5, arr2) + conv + (count,) * 3 + (types.boolean,)
                         + tasks),

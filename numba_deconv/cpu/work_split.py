@@ -69,6 +69,16 @@ class ColumnsLayout(typing.NamedTuple):
     counts: np.ndarray  # ... and how many columns each output sums
 
 
+class TapRowsLayout(typing.NamedTuple):
+    """Work split of :mod:`.tap_rows`."""
+
+    image_pitch: int  # columns per image: its positions in whole tiles
+    stretch_tiles: int  # tiles of positions per task of the products
+    fold_chunk: int  # outputs per fold task
+    sources: np.ndarray  # the fold of one output channel of one image ...
+    counts: np.ndarray  # ... and how many columns each output sums
+
+
 @dataclasses.dataclass(frozen=True)
 class Launch:
     """What running a rank <= 3 call needs that depends only on its shapes
@@ -99,7 +109,8 @@ def plan_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int) 
     rows = batch * geometry.out_channels * math.prod(out_shape[2:4])
     shapes = (x_shape, w_shape, out_shape, stride, dilation, pad, geometry.groups)
     layout = {"planes": _planes_layout, "phase_tiles": _tiled_layout,
-              "column_tiles": _columns_layout, "blas": blas_layout}.get(kernel)
+              "column_tiles": _columns_layout, "tap_rows": _tap_rows_layout,
+              "blas": blas_layout}.get(kernel)
     return Launch(*shapes, row_chunks=min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads),
                   layout=layout(*shapes, itemsize, threads) if layout else None,
                   multiply_adds=batch * geometry.flops // 2)
@@ -284,3 +295,25 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
                                    dilation, pad, column_rows(batch * positions, lanes))
     return ColumnsLayout(channel_block, image_parts, max(1, min(c_in_g, k_block)), in_place,
                          pitch, sources, counts)
+
+
+def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
+                     threads):
+    """Columns of each image in whole tiles of positions; the products in
+    stretches of at most ``TAP_ROWS_STRETCH_TILES`` tiles, fewer where
+    that leaves under ``TILED_TASKS_PER_THREAD`` tasks per thread; the
+    fold in stretches of an output channel's image, as many tasks where
+    there are outputs enough (at least ``TAP_ROWS_FOLD_MIN_CHUNK`` a task)."""
+    batch, c_out = x_shape[0], out_shape[1]
+    width = tile_width(itemsize)
+    tiles = -(-math.prod(x_shape[2:]) // width)
+    image_pitch = tiles * width
+    wanted = threads * config.TILED_TASKS_PER_THREAD
+    stretch_tiles = max(1, min(config.TAP_ROWS_STRETCH_TILES,
+                               groups * batch * tiles // wanted))
+    o_plane = math.prod(out_shape[2:])
+    chunk = min(o_plane, max(config.TAP_ROWS_FOLD_MIN_CHUNK,
+                             -(-batch * c_out * o_plane // wanted)))
+    sources, counts = fold_sources(1, w_shape[2:], out_shape[2:], x_shape[2:], stride, dilation,
+                                   pad, batch * image_pitch)
+    return TapRowsLayout(image_pitch, stretch_tiles, chunk, sources, counts)

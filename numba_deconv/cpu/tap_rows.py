@@ -1,0 +1,194 @@
+"""The tap-rows kernel: few output channels from many input channels.
+
+The last layer of a decoder (256 -> 1 channels, 128 -> 3) leaves the other
+register tiles little to hold: the phase tiles keep a row of accumulators
+per output channel, so with one output channel each input vector they load
+serves one multiply-add, and the columns kernel's tiles run along output
+channel x tap, 9 of a 48-lane tile for one channel of 3x3 taps. ONNX
+Runtime was up to 4x faster there.
+
+This kernel turns the product around. Its GEMM rows are the ``M =
+C_out/groups x taps`` (output channel, tap) pairs of a group, as
+broadcast weights; its columns are the input positions, as vectors read
+straight along an input channel's plane; and it sums over the input
+channels: ``cols[m, n, p] = sum over ci of w[ci, m] * x[n, ci, p]``, in
+register tiles of up to 9 rows x 3 vectors (every row a real one). Each
+input vector loaded serves up to 9 multiply-adds, whatever the output
+channels. A task takes one stretch of
+3 vectors of positions of one image and one group: it copies that stretch
+of every input channel into a contiguous window (planes a power of two
+apart would otherwise meet in a few cache sets; the copy also zero-fills
+the stretch past the image's last position, so no load leaves ``x``),
+then runs the tiles of all ``M`` rows over it.
+
+A second pass folds the columns into the output (col2im, by the sources
+of :func:`.columns.fold_sources` worked out once per shape: every output
+element sums its taps in a fixed order, in a register, and is written
+once), in tasks of an output channel's stretch of one image. Neither pass
+depends on the thread count for its sums.
+
+Every product is a product of the definition (the zeros past an image
+meet weights only in columns no output reads), so weights need not be
+finite. A plan packs the weights once (:func:`pack_tap_rows`).
+"""
+
+import numpy as np
+from numba import njit
+
+from ..config import FASTMATH
+from . import simd
+
+#: Most rows (output channel x tap) of a register tile: 9 rows of 3
+#: vectors are 27 accumulators, which leave AVX-512's 32 registers room for
+#: the 3 vector operands and a broadcast weight. A group's rows are split
+#: into blocks as even as can be of at most this many (7 rows as one tile,
+#: 36 as 4 of 9, 64 as 8 of 8).
+TAP_ROWS = 9
+
+_tile1, _tile2, _tile3, _tile4, _tile5, _tile6, _tile7, _tile8, _tile9 = (
+    simd.spell_tile(rows, simd.TILE_VECTORS, rows, "strided") for rows in range(1, TAP_ROWS + 1))
+
+
+@njit(inline="always")
+def _row_blocks(m_g):
+    """``(blocks, rows, longer)``: a group's ``m_g`` rows in ``blocks``
+    tiles, the first ``longer`` of them ``rows + 1`` rows, the rest
+    ``rows``; block ``b`` starts at row ``b * rows + min(b, longer)``."""
+    blocks = -(-m_g // TAP_ROWS)
+    return blocks, m_g // blocks, m_g % blocks
+
+
+@njit(inline="always")
+def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total):
+    """The register tile of ``rows`` rows (:func:`.simd.spell_tile`,
+    written over ``acc``), each size inlined once."""
+    if rows == 9:
+        _tile9(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+    elif rows == 8:
+        _tile8(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+    elif rows == 7:
+        _tile7(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+    elif rows == 6:
+        _tile6(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+    elif rows == 5:
+        _tile5(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+    elif rows == 4:
+        _tile4(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+    elif rows == 3:
+        _tile3(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+    elif rows == 2:
+        _tile2(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+    else:
+        _tile1(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+
+
+@njit(cache=True)
+def pack_tap_rows(w, groups):
+    """The weights ``w`` (C_in, C_out/groups, KD, KH, KW) as the tiles read
+    them: for each group, its rows ``m`` (output channel x tap) in the
+    blocks of :func:`_row_blocks`, block by block, each as ``[ci, row]``: a
+    block from row ``m0`` of ``rows`` rows starts at ``m0 * C_in/groups``,
+    so ``packed[g, m0 * C_in/groups + ci * rows + r] = w[g * C_in/groups +
+    ci, m0 + r]``."""
+    c_in, c_out_g = w.shape[0], w.shape[1]
+    c_in_g = c_in // groups
+    m_g = c_out_g * w.shape[2] * w.shape[3] * w.shape[4]
+    wf = w.reshape(-1)
+    packed = np.empty((groups, c_in_g * m_g), dtype=w.dtype)
+    pf = packed.reshape(-1)
+    blocks, most, longer = _row_blocks(m_g)
+    # Row by row of ``w``, in order: each row's blocks land c_in_g apart.
+    for row in range(np.uint64(groups * c_in_g)):
+        g, ci = row // np.uint64(c_in_g), row % np.uint64(c_in_g)
+        src = row * np.uint64(m_g)
+        for b in range(blocks):
+            m0, rows = b * most + min(b, longer), most + (b < longer)
+            dst = np.uint64((g * np.uint64(m_g) + np.uint64(m0)) * np.uint64(c_in_g)
+                            + ci * np.uint64(rows))
+            for r in range(np.uint64(rows)):
+                pf[dst + r] = wf[src + np.uint64(m0) + r]
+    return packed
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def tap_rows_products(x, packed, cols, image_pitch, stretch_tiles, claimed, cancel):
+    """``cols[g * M + m, n * image_pitch + p] = sum over ci of w[g * C_in/groups
+    + ci, m] * x[n, g * C_in/groups + ci, p]`` for every group, row ``m <
+    M`` (output channel x tap of the group) and input position ``p`` of
+    image ``n`` (and scratch up to the tile's end), the weights as
+    :func:`pack_tap_rows` lays them out; ``x`` (N, C_in, D, H, W), ``cols``
+    (groups * M, N * image_pitch), ``image_pitch`` the positions of an
+    image rounded up to whole tiles. A task kernel
+    (:func:`.launch.parallel`); a task a stretch of ``stretch_tiles``
+    tiles' positions of one image and one group, every input channel
+    summed in one pass."""
+    n_batch, c_in = x.shape[0], x.shape[1]
+    i_plane = x.shape[2] * x.shape[3] * x.shape[4]
+    groups = packed.shape[0]
+    c_in_g = c_in // groups
+    m_g = packed.shape[1] // c_in_g
+    tap_pitch = cols.shape[1]
+    xf, pf, cf = x.reshape(-1), packed.reshape(-1), cols.reshape(-1)
+    lanes = simd.lanes(xf)
+    width = simd.TILE_VECTORS * lanes
+    stretch = stretch_tiles * width
+    stretches = -(-i_plane // stretch)
+    pitch = simd.window_pitch(stretch, lanes, xf.itemsize)
+    window = simd.aligned(np.empty(c_in_g * pitch + lanes, dtype=x.dtype), c_in_g * pitch)
+    blocks, most, longer = _row_blocks(m_g)
+    while True:
+        task = simd.claim(claimed)
+        if task >= groups * n_batch * stretches or simd.cancelled(cancel):
+            break
+        g, n = task // (n_batch * stretches), task // stretches % n_batch
+        p0 = task % stretches * stretch
+        present = min(stretch, i_plane - p0)
+        whole = present // lanes * lanes
+        tiles = -(-present // width)
+        src0 = (n * c_in + g * c_in_g) * i_plane + p0
+        # The stretch of each input channel, read along its row; zeros
+        # past the image to the end of the last tile.
+        for ci in range(c_in_g):
+            src, dst = src0 + ci * i_plane, ci * pitch
+            for v in range(0, whole, lanes):
+                simd.store(window, dst + v, simd.load(xf, src + v))
+            for j in range(whole, present):
+                window[dst + j] = xf[src + j]
+            window[dst + present:dst + tiles * width] = 0
+        for t in range(tiles):
+            first = g * m_g * tap_pitch + n * image_pitch + p0 + t * width
+            for b in range(blocks):
+                m0, rows = b * most + min(b, longer), most + (b < longer)
+                _tile(rows, cf, first + m0 * tap_pitch, tap_pitch, window, t * width, pitch, pf,
+                      (g * m_g + m0) * c_in_g, c_in_g)
+
+
+@njit(nogil=True, cache=True)
+def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, claimed, cancel):
+    """``out[n, oc, o] = bias[oc] + sum over j < counts[o] of cols[oc * taps
+    + t, n * image_pitch + q]`` where ``sources[o, j] = t * tap_pitch + q``
+    (:func:`.columns.fold_sources` of one image, ``tap_pitch`` the row
+    length of ``cols``), in that order; out (N, C_out, OD, OH, OW). A task
+    kernel; a task ``chunk`` outputs of one channel of one image. (Unsigned
+    indices: Numba checks a signed one for wrapping at every access, and
+    the fold is little else.)"""
+    n_batch, c_out = out.shape[0], out.shape[1]
+    o_plane = out.shape[2] * out.shape[3] * out.shape[4]
+    taps, tap_pitch = cols.shape[0] // c_out, cols.shape[1]
+    chunks = -(-o_plane // chunk)
+    cf, of, sf = cols.reshape(-1), out.reshape(-1), sources.reshape(-1)
+    width = np.uint64(sources.shape[1])
+    while True:
+        task = simd.claim(claimed)
+        if task >= n_batch * c_out * chunks or simd.cancelled(cancel):
+            break
+        image_channel, o0 = task // chunks, task % chunks * chunk
+        n, oc = image_channel // c_out, image_channel % c_out
+        base = np.uint64(oc * taps * tap_pitch + n * image_pitch)
+        dst = np.uint64(image_channel * o_plane)
+        first = bias[oc]
+        for o in range(np.uint64(o0), np.uint64(min(o0 + chunk, o_plane))):
+            total = first
+            for j in range(np.uint64(counts[o])):
+                total += cf[base + np.uint64(sf[o * width + j])]
+            of[dst + o] = total

@@ -1,0 +1,126 @@
+"""The tap-rows kernel (few output channels): its row blocks, its packed
+weights, and every tile size against the oracle."""
+
+import numpy as np
+import pytest
+
+from numba_deconv import _dispatch, conv_transpose, plan
+from numba_deconv.cpu import driver
+from numba_deconv.cpu.tap_rows import TAP_ROWS, _row_blocks, pack_tap_rows
+
+from helpers import assert_matches_reference, random_array
+
+pytestmark = pytest.mark.usefixtures("fresh_routes")
+
+
+def _blocks(m_g):
+    """The ``(first row, rows)`` of each tile of ``m_g`` rows, as the kernel
+    and the packing walk them."""
+    blocks, most, longer = _row_blocks(m_g)
+    return [(b * most + min(b, longer), most + (b < longer)) for b in range(blocks)]
+
+
+@pytest.mark.parametrize("m_g", list(range(1, 30)) + [36, 64, 72, 81, 82, 343])
+def test_row_blocks_cover_the_rows_in_tiles_as_even_as_can_be(m_g):
+    blocks = _blocks(m_g)
+    assert len(blocks) == -(-m_g // TAP_ROWS)
+    sizes = [rows for _, rows in blocks]
+    assert max(sizes) <= TAP_ROWS and max(sizes) - min(sizes) <= 1
+    assert [first for first, _ in blocks] == list(np.cumsum([0] + sizes[:-1]))
+    assert sum(sizes) == m_g
+
+
+@pytest.mark.parametrize("groups, c_in, c_out_g, kernel", [
+    (1, 5, 1, (1, 3, 3)), (2, 6, 3, (1, 1, 5)), (3, 3, 2, (2, 2, 3))])
+def test_packed_weights_are_laid_out_block_by_block(groups, c_in, c_out_g, kernel, rng):
+    """packed[g, m0 * C_in/groups + ci * rows + r] = w[g * C_in/groups + ci,
+    m0 + r] for every block (m0, rows) of a group's rows m (output channel
+    x tap)."""
+    w = rng.standard_normal((c_in * groups, c_out_g) + kernel)
+    packed = pack_tap_rows(w, groups)
+    rows_of_w = w.reshape(groups, c_in, -1)
+    expected = np.concatenate(
+        [rows_of_w[:, :, m0:m0 + rows].reshape(groups, -1) for m0, rows in
+         _blocks(rows_of_w.shape[2])], axis=1)
+    np.testing.assert_array_equal(packed, expected)
+
+
+def _force(monkeypatch):
+    monkeypatch.setattr(_dispatch, "choose_kernel",
+                        lambda *call: ("columns", "tap_rows", "tap_rows"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c_out, kernel, x_shape, kwargs", [
+    # Rows per group from 1 to 19: every tile size, 1 to 9 rows, and
+    # blocks of two sizes; positions in part tiles and over several.
+    (1, (1, 1), (2, 8, 7, 5), dict(stride=2)),
+    (1, (2, 1), (1, 8, 20, 9), {}),
+    (1, (3, 1), (2, 8, 6, 11), dict(padding=(1, 0))),
+    (2, (2, 1), (1, 8, 13, 13), dict(stride=(2, 1))),
+    (1, (5, 1), (2, 8, 9, 4), dict(dilation=2, padding=(3, 0))),
+    (3, (2, 1), (1, 8, 25, 7), dict(stride=3, output_padding=1)),
+    (1, (7, 1), (1, 8, 10, 6), {}),
+    (2, (2, 2), (3, 8, 8, 8), dict(stride=2, padding=1)),
+    (1, (3, 3), (2, 8, 17, 16), dict(padding=1)),
+    (2, (5, 1), (1, 8, 12, 12), {}),
+    (1, (11, 1), (1, 8, 30, 3), dict(padding=(5, 0))),
+    (3, (2, 2), (2, 8, 6, 9), dict(stride=(1, 2))),
+    (1, (13, 1), (1, 8, 20, 2), {}),
+    (7, (2, 1), (1, 8, 9, 9), dict(stride=2, dilation=(3, 1))),
+    (3, (5, 1), (1, 8, 9, 9), {}),
+    (4, (2, 2), (1, 8, 9, 9), dict(padding=1)),
+    (1, (17, 1), (1, 8, 24, 2), dict(padding=(8, 0))),
+    (2, (3, 3), (2, 8, 5, 7), dict(stride=2, output_padding=1)),
+    (1, (19, 1), (1, 8, 21, 2), {}),
+])
+def test_every_tile_size_against_the_oracle(c_out, kernel, x_shape, kwargs, dtype,
+                                            monkeypatch, ran, rng):
+    _force(monkeypatch)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, (x_shape[1], c_out) + kernel, dtype)
+    b = random_array(rng, (c_out,), dtype)
+    assert_matches_reference(conv_transpose(x, w, b, **kwargs), x, w, b, **kwargs)
+    assert ran == [("tap_rows", True)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 12, 5, 4, 7), (12, 2, 2, 3, 2), dict(stride=(1, 2, 1), groups=3)),  # groups, 3-D
+    ((3, 16, 50), (16, 1, 4), dict(stride=2, padding=1, groups=2)),  # 1-D
+    ((1, 9, 8, 6), (6, 2, 3, 3), dict(padding=1, data_format="channels_last")),
+])
+def test_groups_ranks_and_layouts_against_the_oracle(x_shape, w_shape, kwargs, dtype,
+                                                     monkeypatch, rng):
+    _force(monkeypatch)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    assert_matches_reference(conv_transpose(x, w, b, **kwargs), x, w, b, **kwargs)
+
+
+def test_weights_past_the_image_do_not_reach_the_output(monkeypatch, rng):
+    """The window's zeros past an image's positions meet the weights only in
+    columns no output reads: infinite weights land where the definition
+    puts them (no NaN from 0 * inf)."""
+    _force(monkeypatch)
+    x = random_array(rng, (1, 8, 5, 3), np.float64)  # 15 positions of a 24-wide tile
+    w = random_array(rng, (8, 1, 3, 3), np.float64)
+    w[0, 0, 1, 1] = np.inf
+    y = conv_transpose(x, w, padding=1)
+    expected = np.where(x[0, 0] > 0, np.inf, -np.inf)
+    np.testing.assert_array_equal(y[0, 0], expected)
+
+
+def test_a_plan_packs_the_weights_once(monkeypatch, rng):
+    _force(monkeypatch)
+    calls = []
+    real = driver.PREPARERS["tap_rows"]
+    monkeypatch.setitem(driver.PREPARERS, "tap_rows",
+                        lambda w, launch: calls.append(1) or real(w, launch))
+    x = random_array(rng, (2, 16, 9, 10), np.float32)
+    w = random_array(rng, (16, 2, 3, 3), np.float32)
+    p = plan(w, x.shape, padding=1)
+    for _ in range(3):
+        np.testing.assert_array_equal(p(x), conv_transpose(x, w, padding=1))
+    assert len(calls) == 1
