@@ -127,8 +127,8 @@ def _run_tap_rows(x, w, bias, out, launch, prepared=None):
     layout = launch.layout
     packed = _prepare_tap_rows(w, launch) if prepared is None else prepared
     rows = launch.groups * packed.shape[1] // (x.shape[1] // launch.groups)
-    cols = np.empty((rows, x.shape[0] * layout.image_pitch), dtype=x.dtype)
-    parallel(tap_rows_products, x, packed, cols, layout.image_pitch, layout.stretch_tiles,
+    cols = np.empty((rows, layout.tap_pitch), dtype=x.dtype)
+    parallel(tap_rows_products, x, packed, cols, layout.stretch_tiles,
              multiply_adds=launch.multiply_adds)
     parallel(tap_rows_fold, cols, layout.sources, layout.counts, bias, out, layout.image_pitch,
              layout.fold_chunk, multiply_adds=out.size * layout.sources.shape[1])
@@ -518,7 +518,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
                          (pack_weights, (arr5, count, count))] if real else [],
         "tap_rows": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                      (pack_tap_rows, (arr5, count)),
-                     (tap_rows_products, (arr5, arr2, arr2, count, count) + tasks),
+                     (tap_rows_products, (arr5, arr2, arr2, count) + tasks),
                      (tap_rows_fold, (arr2, index2, index1, arr1, arr5, count, count) + tasks)]
         if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],

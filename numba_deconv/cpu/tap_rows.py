@@ -14,12 +14,11 @@ straight along an input channel's plane; and it sums over the input
 channels: ``cols[m, n, p] = sum over ci of w[ci, m] * x[n, ci, p]``, in
 register tiles of up to 9 rows x 3 vectors (every row a real one). Each
 input vector loaded serves up to 9 multiply-adds, whatever the output
-channels. A task takes one stretch of
-3 vectors of positions of one image and one group: it copies that stretch
-of every input channel into a contiguous window (planes a power of two
-apart would otherwise meet in a few cache sets; the copy also zero-fills
-the stretch past the image's last position, so no load leaves ``x``),
-then runs the tiles of all ``M`` rows over it.
+channels. A task takes a stretch of tiles of the batch's positions
+(images one after another, so small images waste no lanes) of one group,
+and runs the tiles of all ``M`` rows over each tile of positions, reading
+``x`` where it lies; a tile across two images, or past the batch's last
+position, reads a zero-filled copy of its positions instead.
 
 A second pass folds the columns into the output (col2im, by the sources
 of :func:`.columns.fold_sources` worked out once per shape: every output
@@ -111,19 +110,22 @@ def pack_tap_rows(w, groups):
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def tap_rows_products(x, packed, cols, image_pitch, stretch_tiles, claimed, cancel):
-    """``cols[g * M + m, n * image_pitch + p] = sum over ci of w[g * C_in/groups
-    + ci, m] * x[n, g * C_in/groups + ci, p]`` for every group, row ``m <
-    M`` (output channel x tap of the group) and input position ``p`` of
-    image ``n`` (and scratch up to the tile's end), the weights as
-    :func:`pack_tap_rows` lays them out; ``x`` (N, C_in, D, H, W), ``cols``
-    (groups * M, N * image_pitch), ``image_pitch`` the positions of an
-    image rounded up to whole tiles. A task kernel
-    (:func:`.launch.parallel`); a task a stretch of ``stretch_tiles``
-    tiles' positions of one image and one group, every input channel
-    summed in one pass."""
+def tap_rows_products(x, packed, cols, stretch_tiles, claimed, cancel):
+    """``cols[g * M + m, q] = sum over ci of w[g * C_in/groups + ci, m] *
+    x[n, g * C_in/groups + ci, p]`` for every group, row ``m < M`` (output
+    channel x tap of the group) and position ``q = n * D*H*W + p`` of the
+    batch (image ``n``, its position ``p``; and scratch up to the last
+    tile's end), the weights as :func:`pack_tap_rows` lays them out; ``x``
+    (N, C_in, D, H, W), ``cols`` (groups * M, the batch's positions in
+    whole tiles). A task kernel (:func:`.launch.parallel`); a task a
+    stretch of ``stretch_tiles`` tiles of the batch's positions of one
+    group, every input channel summed in one pass. A tile inside one image
+    reads ``x`` where it lies; one across two images (small images waste
+    no lanes) or past the last position reads a copy of its positions of
+    every input channel, zero past the batch, so no load leaves ``x``."""
     n_batch, c_in = x.shape[0], x.shape[1]
     i_plane = x.shape[2] * x.shape[3] * x.shape[4]
+    positions = n_batch * i_plane
     groups = packed.shape[0]
     c_in_g = c_in // groups
     m_g = packed.shape[1] // c_in_g
@@ -131,35 +133,34 @@ def tap_rows_products(x, packed, cols, image_pitch, stretch_tiles, claimed, canc
     xf, pf, cf = x.reshape(-1), packed.reshape(-1), cols.reshape(-1)
     lanes = simd.lanes(xf)
     width = simd.TILE_VECTORS * lanes
-    stretch = stretch_tiles * width
-    stretches = -(-i_plane // stretch)
-    pitch = simd.window_pitch(stretch, lanes, xf.itemsize)
-    window = simd.aligned(np.empty(c_in_g * pitch + lanes, dtype=x.dtype), c_in_g * pitch)
+    stretches = -(-positions // (stretch_tiles * width))
+    window = simd.aligned(np.empty(c_in_g * width + lanes, dtype=x.dtype), c_in_g * width)
     blocks, most, longer = _row_blocks(m_g)
     while True:
         task = simd.claim(claimed)
-        if task >= groups * n_batch * stretches or simd.cancelled(cancel):
+        if task >= groups * stretches or simd.cancelled(cancel):
             break
-        g, n = task // (n_batch * stretches), task // stretches % n_batch
-        p0 = task % stretches * stretch
-        present = min(stretch, i_plane - p0)
-        whole = present // lanes * lanes
-        tiles = -(-present // width)
-        src0 = (n * c_in + g * c_in_g) * i_plane + p0
-        # The stretch of each input channel, read along its row; zeros
-        # past the image to the end of the last tile.
-        for ci in range(c_in_g):
-            src, dst = src0 + ci * i_plane, ci * pitch
-            for v in range(0, whole, lanes):
-                simd.store(window, dst + v, simd.load(xf, src + v))
-            for j in range(whole, present):
-                window[dst + j] = xf[src + j]
-            window[dst + present:dst + tiles * width] = 0
-        for t in range(tiles):
-            first = g * m_g * tap_pitch + n * image_pitch + p0 + t * width
+        g, s0 = task // stretches, task % stretches * stretch_tiles * width
+        for q0 in range(s0, min(s0 + stretch_tiles * width, positions), width):
+            n, p = q0 // i_plane, q0 % i_plane
+            if p + width <= i_plane:
+                vec, v_at, v_pitch = xf, (n * c_in + g * c_in_g) * i_plane + p, i_plane
+            else:
+                window[:] = 0
+                q = q0
+                while q < min(q0 + width, positions):
+                    n, p = q // i_plane, q % i_plane
+                    run = min(i_plane - p, q0 + width - q)
+                    src = (n * c_in + g * c_in_g) * i_plane + p
+                    for ci in range(c_in_g):
+                        for j in range(run):
+                            window[ci * width + q - q0 + j] = xf[src + ci * i_plane + j]
+                    q += run
+                vec, v_at, v_pitch = window, 0, width
+            first = g * m_g * tap_pitch + q0
             for b in range(blocks):
                 m0, rows = b * most + min(b, longer), most + (b < longer)
-                _tile(rows, cf, first + m0 * tap_pitch, tap_pitch, window, t * width, pitch, pf,
+                _tile(rows, cf, first + m0 * tap_pitch, tap_pitch, vec, v_at, v_pitch, pf,
                       (g * m_g + m0) * c_in_g, c_in_g)
 
 

@@ -72,7 +72,8 @@ class ColumnsLayout(typing.NamedTuple):
 class TapRowsLayout(typing.NamedTuple):
     """Work split of :mod:`.tap_rows`."""
 
-    image_pitch: int  # columns per image: its positions in whole tiles
+    image_pitch: int  # columns per image: its positions
+    tap_pitch: int  # columns per row: the batch's positions in whole tiles
     stretch_tiles: int  # tiles of positions per task of the products
     fold_chunk: int  # outputs per fold task
     sources: np.ndarray  # the fold of one output channel of one image ...
@@ -299,21 +300,21 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
 
 def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
                      threads):
-    """Columns of each image in whole tiles of positions; the products in
+    """Columns of the batch's positions in whole tiles; the products in
     stretches of at most ``TAP_ROWS_STRETCH_TILES`` tiles, fewer where
     that leaves under ``TILED_TASKS_PER_THREAD`` tasks per thread; the
     fold in stretches of an output channel's image, as many tasks where
     there are outputs enough (at least ``TAP_ROWS_FOLD_MIN_CHUNK`` a task)."""
     batch, c_out = x_shape[0], out_shape[1]
     width = tile_width(itemsize)
-    tiles = -(-math.prod(x_shape[2:]) // width)
-    image_pitch = tiles * width
+    image_pitch = math.prod(x_shape[2:])
+    tiles = -(-batch * image_pitch // width)
     wanted = threads * config.TILED_TASKS_PER_THREAD
     stretch_tiles = max(1, min(config.TAP_ROWS_STRETCH_TILES,
-                               groups * batch * tiles // wanted))
+                               groups * tiles // wanted))
     o_plane = math.prod(out_shape[2:])
     chunk = min(o_plane, max(config.TAP_ROWS_FOLD_MIN_CHUNK,
                              -(-batch * c_out * o_plane // wanted)))
     sources, counts = fold_sources(1, w_shape[2:], out_shape[2:], x_shape[2:], stride, dilation,
-                                   pad, batch * image_pitch)
-    return TapRowsLayout(image_pitch, stretch_tiles, chunk, sources, counts)
+                                   pad, tiles * width)
+    return TapRowsLayout(image_pitch, tiles * width, stretch_tiles, chunk, sources, counts)
