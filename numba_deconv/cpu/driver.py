@@ -46,7 +46,7 @@ from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .kernels import col2im, direct_planes, direct_rows, planes_last, row_geometry, rows_tiny
 from .launch import NEVER, parallel, parallel_prange, serial
 from .simd import VECTOR_BYTES
-from .tap_rows import pack_tap_rows, tap_rows_fold, tap_rows_products
+from .tap_rows import tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, direct_tiled
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
 from .weight_table import fill_weight_table, weight_table
@@ -119,16 +119,10 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
     return True
 
 
-def _prepare_tap_rows(w, launch):
-    return pack_tap_rows(w, launch.groups)
-
-
 def _run_tap_rows(x, w, bias, out, launch, prepared=None):
     layout = launch.layout
-    packed = _prepare_tap_rows(w, launch) if prepared is None else prepared
-    rows = launch.groups * packed.shape[1] // (x.shape[1] // launch.groups)
-    cols = np.empty((rows, layout.tap_pitch), dtype=x.dtype)
-    parallel(tap_rows_products, x, packed, cols, layout.stretch_tiles,
+    cols = np.empty((out.shape[1] * math.prod(w.shape[2:]), layout.tap_pitch), dtype=x.dtype)
+    parallel(tap_rows_products, x, w, cols, launch.groups, layout.stretch_tiles,
              multiply_adds=launch.multiply_adds)
     parallel(tap_rows_fold, cols, layout.sources, layout.counts, bias, out, layout.image_pitch,
              layout.fold_chunk, multiply_adds=out.size * layout.sources.shape[1])
@@ -176,8 +170,7 @@ LAUNCHERS = {"rows_serial": _run_rows_serial, "rows": _run_rows, "planes": _run_
 
 #: The kernels that lay the weights out on every call, and how: a caller
 #: that repeats a call keeps the result (``run``'s ``prepared``).
-PREPARERS = {"phase_tiles": _prepare_phase_tiles, "column_tiles": _prepare_column_tiles,
-             "tap_rows": _prepare_tap_rows}
+PREPARERS = {"phase_tiles": _prepare_phase_tiles, "column_tiles": _prepare_column_tiles}
 
 
 def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) -> None:
@@ -517,8 +510,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
                           + (types.boolean,) * 2 + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "tap_rows": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
-                     (pack_tap_rows, (arr5, count)),
-                     (tap_rows_products, (arr5, arr2, arr2, count) + tasks),
+                     (tap_rows_products, (arr5, arr5, arr2, count, count) + tasks),
                      (tap_rows_fold, (arr2, index2, index1, arr1, arr5, count, count) + tasks)]
         if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],

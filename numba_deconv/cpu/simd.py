@@ -534,7 +534,8 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
             + sum over k < k_total of scalars[s_at + scalar_stride*k + m]
                                       * vec[row(k) + start[v] + l]
 
-    where ``vector_rows`` says how the vector operand is laid out:
+    (``scalar_stride`` None: the tile's last argument, ``s_pitch``), where
+    ``vector_rows`` says how the vector operand is laid out:
     ``"table"``: ``row(k) = table[k]`` and the vectors start at the
     arguments ``q0, q1, ...`` (signature ``acc, first, pitch, add, vec,
     table, q0, ..., scalars, s_at, k_total``); ``"strided"``: ``row(k) =
@@ -556,7 +557,10 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
         starts = ["0"] + [f"{v} * lanes" for v in range(1, vectors)]
         head = "vec, v_at, v_pitch"
     name = f"_tile{rows}x{vectors}_{vector_rows}"
-    lines = [f"def {name}(acc, first, pitch, add, {head}, scalars, s_at, k_total):",
+    tail = ""
+    if scalar_stride is None:
+        scalar_stride, tail = "s_pitch", ", s_pitch"
+    lines = [f"def {name}(acc, first, pitch, add, {head}, scalars, s_at, k_total{tail}):",
              "    lanes = lanes_of(vec)"]
     row_blocks, vector_blocks = _passes(rows, vectors)
     for r0, r_count in row_blocks:

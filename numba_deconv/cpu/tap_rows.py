@@ -28,7 +28,9 @@ depends on the thread count for its sums.
 
 Every product is a product of the definition (the zeros past an image
 meet weights only in columns no output reads), so weights need not be
-finite. A plan packs the weights once (:func:`pack_tap_rows`).
+finite. The tiles read the weights where they lie: a tile's rows are
+consecutive in each input channel's row of ``w``, and there is nothing to
+lay out per call or per plan.
 """
 
 import numpy as np
@@ -45,7 +47,7 @@ from . import simd
 TAP_ROWS = 9
 
 _tile1, _tile2, _tile3, _tile4, _tile5, _tile6, _tile7, _tile8, _tile9 = (
-    simd.spell_tile(rows, simd.TILE_VECTORS, rows, "strided") for rows in range(1, TAP_ROWS + 1))
+    simd.spell_tile(rows, simd.TILE_VECTORS, None, "strided") for rows in range(1, TAP_ROWS + 1))
 
 
 @njit(inline="always")
@@ -58,66 +60,38 @@ def _row_blocks(m_g):
 
 
 @njit(inline="always")
-def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total):
+def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch):
     """The register tile of ``rows`` rows (:func:`.simd.spell_tile`,
     written over ``acc``), each size inlined once."""
     if rows == 9:
-        _tile9(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+        _tile9(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
     elif rows == 8:
-        _tile8(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+        _tile8(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
     elif rows == 7:
-        _tile7(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+        _tile7(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
     elif rows == 6:
-        _tile6(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+        _tile6(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
     elif rows == 5:
-        _tile5(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+        _tile5(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
     elif rows == 4:
-        _tile4(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+        _tile4(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
     elif rows == 3:
-        _tile3(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+        _tile3(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
     elif rows == 2:
-        _tile2(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
+        _tile2(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
     else:
-        _tile1(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total)
-
-
-@njit(cache=True)
-def pack_tap_rows(w, groups):
-    """The weights ``w`` (C_in, C_out/groups, KD, KH, KW) as the tiles read
-    them: for each group, its rows ``m`` (output channel x tap) in the
-    blocks of :func:`_row_blocks`, block by block, each as ``[ci, row]``: a
-    block from row ``m0`` of ``rows`` rows starts at ``m0 * C_in/groups``,
-    so ``packed[g, m0 * C_in/groups + ci * rows + r] = w[g * C_in/groups +
-    ci, m0 + r]``."""
-    c_in, c_out_g = w.shape[0], w.shape[1]
-    c_in_g = c_in // groups
-    m_g = c_out_g * w.shape[2] * w.shape[3] * w.shape[4]
-    wf = w.reshape(-1)
-    packed = np.empty((groups, c_in_g * m_g), dtype=w.dtype)
-    pf = packed.reshape(-1)
-    blocks, most, longer = _row_blocks(m_g)
-    # Row by row of ``w``, in order: each row's blocks land c_in_g apart.
-    for row in range(np.uint64(groups * c_in_g)):
-        g, ci = row // np.uint64(c_in_g), row % np.uint64(c_in_g)
-        src = row * np.uint64(m_g)
-        for b in range(blocks):
-            m0, rows = b * most + min(b, longer), most + (b < longer)
-            dst = np.uint64((g * np.uint64(m_g) + np.uint64(m0)) * np.uint64(c_in_g)
-                            + ci * np.uint64(rows))
-            for r in range(np.uint64(rows)):
-                pf[dst + r] = wf[src + np.uint64(m0) + r]
-    return packed
+        _tile1(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def tap_rows_products(x, packed, cols, stretch_tiles, claimed, cancel):
+def tap_rows_products(x, w, cols, groups, stretch_tiles, claimed, cancel):
     """``cols[g * M + m, q] = sum over ci of w[g * C_in/groups + ci, m] *
     x[n, g * C_in/groups + ci, p]`` for every group, row ``m < M`` (output
     channel x tap of the group) and position ``q = n * D*H*W + p`` of the
     batch (image ``n``, its position ``p``; and scratch up to the last
-    tile's end), the weights as :func:`pack_tap_rows` lays them out; ``x``
-    (N, C_in, D, H, W), ``cols`` (groups * M, the batch's positions in
-    whole tiles). A task kernel (:func:`.launch.parallel`); a task a
+    tile's end); ``x`` (N, C_in, D, H, W), ``w`` (C_in, C_out/groups, KD,
+    KH, KW), read where it lies (a row of ``M`` per input channel),
+    ``cols`` (groups * M, the batch's positions in whole tiles). A task kernel (:func:`.launch.parallel`); a task a
     stretch of ``stretch_tiles`` tiles of the batch's positions of one
     group, every input channel summed in one pass. A tile inside one image
     reads ``x`` where it lies; one across two images (small images waste
@@ -126,11 +100,10 @@ def tap_rows_products(x, packed, cols, stretch_tiles, claimed, cancel):
     n_batch, c_in = x.shape[0], x.shape[1]
     i_plane = x.shape[2] * x.shape[3] * x.shape[4]
     positions = n_batch * i_plane
-    groups = packed.shape[0]
     c_in_g = c_in // groups
-    m_g = packed.shape[1] // c_in_g
+    m_g = w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4]
     tap_pitch = cols.shape[1]
-    xf, pf, cf = x.reshape(-1), packed.reshape(-1), cols.reshape(-1)
+    xf, wf, cf = x.reshape(-1), w.reshape(-1), cols.reshape(-1)
     lanes = simd.lanes(xf)
     width = simd.TILE_VECTORS * lanes
     stretches = -(-positions // (stretch_tiles * width))
@@ -160,8 +133,8 @@ def tap_rows_products(x, packed, cols, stretch_tiles, claimed, cancel):
             first = g * m_g * tap_pitch + q0
             for b in range(blocks):
                 m0, rows = b * most + min(b, longer), most + (b < longer)
-                _tile(rows, cf, first + m0 * tap_pitch, tap_pitch, vec, v_at, v_pitch, pf,
-                      (g * m_g + m0) * c_in_g, c_in_g)
+                _tile(rows, cf, first + m0 * tap_pitch, tap_pitch, vec, v_at, v_pitch, wf,
+                      g * c_in_g * m_g + m0, c_in_g, m_g)
 
 
 @njit(nogil=True, cache=True)
