@@ -122,13 +122,14 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     """Whether the tap-rows kernel takes a real call: few output channels
     (at most ``config.TAP_ROWS_MAX_OUT_CHANNELS`` per group) from many
     input channels (``TAP_ROWS_MIN_IN_CHANNELS``), more than one tap per
-    output phase (with one, the other kernels have no taps to share an
-    input load between), and columns that fit ``TAP_ROWS_MAX_COLUMN_BYTES``
-    (more, and writing and folding them costs more than the tiles save)."""
+    output phase or a single output channel (with one tap a phase, the
+    phase tiles hold a row per output channel as well, and have no fold
+    to pay), and columns that fit ``TAP_ROWS_MAX_COLUMN_BYTES`` (more, and
+    writing and folding them costs more than the tiles save)."""
     columns = (geometry.out_channels * math.prod(geometry.kernel) * batch
                * math.prod(geometry.in_spatial) * np.dtype(dtype).itemsize)
     return (out_g <= config.TAP_ROWS_MAX_OUT_CHANNELS and in_g >= config.TAP_ROWS_MIN_IN_CHANNELS
-            and math.prod(geometry.kernel) > math.prod(geometry.stride)
+            and (math.prod(geometry.kernel) > math.prod(geometry.stride) or out_g == 1)
             and columns <= config.TAP_ROWS_MAX_COLUMN_BYTES)
 
 

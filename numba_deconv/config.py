@@ -127,13 +127,15 @@ COLUMNS_IN_PLACE_K_BLOCK = 8
 
 #: Real calls with at most TAP_ROWS_MAX_OUT_CHANNELS output channels per
 #: group from at least TAP_ROWS_MIN_IN_CHANNELS input channels per group,
-#: more taps than output phases and at most TAP_ROWS_MAX_COLUMN_BYTES of
-#: columns (output channels x taps x input positions of the batch) take the
-#: tap_rows kernel. Why: on 16 decoder-end shapes (64-512 -> 1-8 channels)
-#: it ran 1.1-2.5x faster than the kernel chosen before, and ahead of ONNX
-#: Runtime on 10 of them; on 36 shapes of 8-96 -> 1-16 channels it lost
-#: with fewer input channels, one tap per phase, or 33 MB of columns
-#: (64 -> 8, 4x2 on 16^3: 16.9 against 8.1 ms) (benchmarks/TUNING.md).
+#: more taps than output phases (or one output channel) and at most
+#: TAP_ROWS_MAX_COLUMN_BYTES of columns (output channels x taps x input
+#: positions of the batch) take the tap_rows kernel. Why: on 16
+#: decoder-end shapes (64-512 -> 1-8 channels) it ran 1.1-2.5x faster than
+#: the kernel chosen before; on 36 shapes of 8-96 -> 1-16 channels it lost
+#: with fewer input channels, one tap per phase for several output
+#: channels (96 -> 1, 3x3 at stride 3 won: 0.77 against 2.8 ms), or 33 MB
+#: of columns (64 -> 8, 4x2 on 16^3: 16.6 against 7.4 ms)
+#: (benchmarks/TUNING.md).
 TAP_ROWS_MAX_OUT_CHANNELS = 8
 TAP_ROWS_MIN_IN_CHANNELS = 48
 TAP_ROWS_MAX_COLUMN_BYTES = 4 << 20

@@ -581,6 +581,7 @@ def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
 @pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, dtype, expected", [
     (964, 3, (94,), 2, 4, np.float64, "phase_tiles"),  # one tap per phase, 3 channels
     (256, 2, (24, 24), 2, 2, np.float32, "phase_tiles"),  # ... 2 channels
+    (256, 1, (24, 24), 2, 2, np.float32, "tap_rows"),  # ... but not 1
     (256, 2, (24, 24), 3, 2, np.float32, "tap_rows"),  # 2.25 taps per phase
     (128, 8, (16, 16), 1, 2, np.float64, "phase_tiles"),  # kernel < stride
     (128, 8, (16, 16), 4, 2, np.float64, "tap_rows"),  # 4 taps per phase
@@ -590,7 +591,8 @@ def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
 def test_one_tap_per_phase_keeps_few_output_channels_off_columns(c_in, c_out, spatial, kernel,
                                                                  stride, dtype, expected):
     """Few output channels with many input channels each take the tap rows
-    (up to 8) or BLAS, unless every output phase has at most one tap."""
+    (up to 8) or BLAS, unless every output phase has at most one tap (and
+    there is more than one output channel)."""
     from numba_deconv._plan import plan_call
     geometry = plan_call((2, c_in) + spatial, np.dtype(dtype), (c_in, c_out) + (kernel,)
                          * len(spatial), np.dtype(dtype), None, None, stride=stride, padding=0,
