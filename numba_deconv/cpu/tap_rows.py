@@ -119,16 +119,23 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, claimed, cancel):
             if p + width <= i_plane:
                 vec, v_at, v_pitch = xf, (n * c_in + g * c_in_g) * i_plane + p, i_plane
             else:
-                window[:] = 0
-                q = q0
-                while q < min(q0 + width, positions):
-                    n, p = q // i_plane, q % i_plane
-                    run = min(i_plane - p, q0 + width - q)
+                # A run of each channel per image, whole vectors first.
+                filled = 0
+                while filled < min(width, positions - q0):
+                    n, p = (q0 + filled) // i_plane, (q0 + filled) % i_plane
+                    run = min(i_plane - p, width - filled, positions - q0 - filled)
+                    whole = run // lanes * lanes
                     src = (n * c_in + g * c_in_g) * i_plane + p
                     for ci in range(c_in_g):
-                        for j in range(run):
-                            window[ci * width + q - q0 + j] = xf[src + ci * i_plane + j]
-                    q += run
+                        s_ci, d_ci = src + ci * i_plane, ci * width + filled
+                        for v in range(0, whole, lanes):
+                            simd.store(window, d_ci + v, simd.load(xf, s_ci + v))
+                        for j in range(whole, run):
+                            window[d_ci + j] = xf[s_ci + j]
+                    filled += run
+                if filled < width:
+                    for ci in range(c_in_g):
+                        window[ci * width + filled:(ci + 1) * width] = 0
                 vec, v_at, v_pitch = window, 0, width
             first = g * m_g * tap_pitch + q0
             for b in range(blocks):
