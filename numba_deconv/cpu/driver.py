@@ -124,8 +124,10 @@ def _run_tap_rows(x, w, bias, out, launch, prepared=None):
     cols = np.empty((out.shape[1] * math.prod(w.shape[2:]), layout.tap_pitch), dtype=x.dtype)
     parallel(tap_rows_products, x, w, cols, launch.groups, layout.stretch_tiles,
              multiply_adds=launch.multiply_adds)
+    # The fold's adds cost more than the products' multiply-adds (an index
+    # and a gather each): it runs on as many threads as the products.
     parallel(tap_rows_fold, cols, layout.sources, layout.counts, bias, out, layout.image_pitch,
-             layout.fold_chunk, multiply_adds=out.size * layout.sources.shape[1])
+             layout.fold_chunk, multiply_adds=launch.multiply_adds)
     return True
 
 
