@@ -119,18 +119,27 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
 
 
 def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtype) -> bool:
-    """Whether the tap-rows kernel takes a real call: few output channels
-    (at most ``config.TAP_ROWS_MAX_OUT_CHANNELS`` per group) from many
-    input channels (``TAP_ROWS_MIN_IN_CHANNELS``), more than one tap per
-    output phase or a single output channel (with one tap a phase, the
-    phase tiles hold a row per output channel as well, and have no fold
-    to pay), and columns that fit ``TAP_ROWS_MAX_COLUMN_BYTES`` (more, and
-    writing and folding them costs more than the tiles save)."""
+    """Whether the tap-rows kernel takes a real call: many input channels
+    (``config.TAP_ROWS_MIN_IN_CHANNELS`` per group), columns that fit
+    ``TAP_ROWS_MAX_COLUMN_BYTES`` (more, and writing and folding them costs
+    more than the tiles save), and few output channels: at most
+    ``TAP_ROWS_MAX_OUT_CHANNELS`` per group with more than one tap per
+    output phase, or at most ``TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS`` with
+    one (the phase tiles hold a row per output channel: with a few rows
+    they wait on their loads, with more they are ahead, having no fold to
+    pay); or, on narrow images where the phase tiles would compute
+    ``TAP_ROWS_NARROW_MIN_ROW_WASTE`` positions per output
+    (:func:`_tile_row_waste`), up to ``TAP_ROWS_NARROW_MAX_OUT_CHANNELS``
+    (the tap rows run along the batch's positions and waste none)."""
     columns = (geometry.out_channels * math.prod(geometry.kernel) * batch
                * math.prod(geometry.in_spatial) * np.dtype(dtype).itemsize)
-    return (out_g <= config.TAP_ROWS_MAX_OUT_CHANNELS and in_g >= config.TAP_ROWS_MIN_IN_CHANNELS
-            and (math.prod(geometry.kernel) > math.prod(geometry.stride) or out_g == 1)
-            and columns <= config.TAP_ROWS_MAX_COLUMN_BYTES)
+    if in_g < config.TAP_ROWS_MIN_IN_CHANNELS or columns > config.TAP_ROWS_MAX_COLUMN_BYTES:
+        return False
+    many_taps = math.prod(geometry.kernel) > math.prod(geometry.stride)
+    if out_g <= config.TAP_ROWS_MAX_OUT_CHANNELS:
+        return many_taps or out_g <= config.TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS
+    return (many_taps and out_g <= config.TAP_ROWS_NARROW_MAX_OUT_CHANNELS
+            and _tile_row_waste(geometry, dtype) >= config.TAP_ROWS_NARROW_MIN_ROW_WASTE)
 
 
 def _narrow_rows_take_columns(geometry, batch: int, in_g: int, dtype) -> bool:

@@ -125,18 +125,26 @@ COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES = 16 << 20
 COLUMNS_IN_PLACE_TASKS_PER_THREAD = 2
 COLUMNS_IN_PLACE_K_BLOCK = 8
 
-#: Real calls with at most TAP_ROWS_MAX_OUT_CHANNELS output channels per
-#: group from at least TAP_ROWS_MIN_IN_CHANNELS input channels per group,
-#: more taps than output phases (or one output channel) and at most
-#: TAP_ROWS_MAX_COLUMN_BYTES of columns (output channels x taps x input
-#: positions of the batch) take the tap_rows kernel. Why: on 16
-#: decoder-end shapes (64-512 -> 1-8 channels) it ran 1.1-2.5x faster than
-#: the kernel chosen before; on 36 shapes of 8-96 -> 1-16 channels it lost
-#: with fewer input channels, one tap per phase for several output
-#: channels (96 -> 1, 3x3 at stride 3 won: 0.77 against 2.8 ms), or 33 MB
-#: of columns (64 -> 8, 4x2 on 16^3: 16.6 against 7.4 ms)
-#: (benchmarks/TUNING.md).
+#: Real calls with at least TAP_ROWS_MIN_IN_CHANNELS input channels per
+#: group and at most TAP_ROWS_MAX_COLUMN_BYTES of columns (output channels x
+#: taps x input positions of the batch) take the tap_rows kernel when they
+#: have few output channels per group: at most TAP_ROWS_MAX_OUT_CHANNELS
+#: with more taps than output phases, at most
+#: TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS with one tap a phase, or, on images so
+#: narrow that the phase tiles would compute TAP_ROWS_NARROW_MIN_ROW_WASTE
+#: positions per output, at most TAP_ROWS_NARROW_MAX_OUT_CHANNELS. Why: on
+#: 16 decoder-end shapes (64-512 -> 1-8 channels) it ran 1.1-2.5x faster
+#: than the kernel chosen before; on 36 shapes of 8-96 -> 1-16 channels it
+#: lost with fewer input channels, one tap per phase for 4-8 output
+#: channels (96 -> 4, 2x2 at stride 2, float64: 341 against 267 us; with 1-3
+#: it won, 96 -> 1 at stride 3: 0.77 against 2.8 ms), 9-16 channels on wide
+#: images (48 -> 12, 1-D: 618 against 465 us; on narrow ones it won
+#: 1.1-2.6x), or 33 MB of columns (64 -> 8, 4x2 on 16^3: 16.6 against 7.4
+#: ms) (benchmarks/TUNING.md).
 TAP_ROWS_MAX_OUT_CHANNELS = 8
+TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS = 3
+TAP_ROWS_NARROW_MAX_OUT_CHANNELS = 16
+TAP_ROWS_NARROW_MIN_ROW_WASTE = 1.1
 TAP_ROWS_MIN_IN_CHANNELS = 48
 TAP_ROWS_MAX_COLUMN_BYTES = 4 << 20
 #: The tap_rows kernel's products take TAP_ROWS_STRETCH_TILES tiles of

@@ -579,9 +579,10 @@ def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
 
 
 @pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, dtype, expected", [
-    (964, 3, (94,), 2, 4, np.float64, "phase_tiles"),  # one tap per phase, 3 channels
-    (256, 2, (24, 24), 2, 2, np.float32, "phase_tiles"),  # ... 2 channels
-    (256, 1, (24, 24), 2, 2, np.float32, "tap_rows"),  # ... but not 1
+    (964, 4, (94,), 2, 4, np.float64, "phase_tiles"),  # one tap per phase, 4 channels
+    (256, 6, (24, 24), 2, 2, np.float32, "phase_tiles"),  # ... 6 channels
+    (964, 3, (94,), 2, 4, np.float64, "tap_rows"),  # ... but not 3: the tiles wait on loads
+    (256, 1, (24, 24), 2, 2, np.float32, "tap_rows"),  # ... or 1
     (256, 2, (24, 24), 3, 2, np.float32, "tap_rows"),  # 2.25 taps per phase
     (128, 8, (16, 16), 1, 2, np.float64, "phase_tiles"),  # kernel < stride
     (128, 8, (16, 16), 4, 2, np.float64, "tap_rows"),  # 4 taps per phase
@@ -592,7 +593,7 @@ def test_one_tap_per_phase_keeps_few_output_channels_off_columns(c_in, c_out, sp
                                                                  stride, dtype, expected):
     """Few output channels with many input channels each take the tap rows
     (up to 8) or BLAS, unless every output phase has at most one tap (and
-    there is more than one output channel)."""
+    there are more than 3 output channels)."""
     from numba_deconv._plan import plan_call
     geometry = plan_call((2, c_in) + spatial, np.dtype(dtype), (c_in, c_out) + (kernel,)
                          * len(spatial), np.dtype(dtype), None, None, stride=stride, padding=0,
@@ -627,18 +628,21 @@ def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):
 
 
 @pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, padding, expected", [
-    (50, 12, (7, 6), 7, 1, 2, "column_tiles"),  # rows of 8 outputs in 14: waste 1.75
-    (50, 7, (7, 6), 7, 1, 2, "tap_rows"),  # ... few output channels: rows along positions
+    (50, 24, (7, 6), 7, 1, 2, "column_tiles"),  # rows of 8 outputs in 14: waste 1.75
+    (50, 12, (7, 6), 7, 1, 2, "tap_rows"),  # ... 16 output channels or fewer: the tap rows
     (12, 7, (7, 6), 7, 1, 2, "phase_tiles"),  # ... too few input channels to fold
     (549, 190, (58, 5), 4, 2, 1, "column_tiles"),  # rows of 5 in 7: 1.4
     (549, 190, (58, 16), 4, 2, 1, "phase_tiles"),  # rows of 16 in 18: whole vectors
-    (70, 3, (76, 6), 4, 4, 1, "phase_tiles"),  # rows of 6 in 7: 1.17
+    (70, 12, (76, 6), 4, 4, 1, "phase_tiles"),  # rows of 6 in 7: 1.17
+    (70, 3, (76, 6), 4, 4, 1, "tap_rows"),  # ... 3 output channels: the tap rows
 ])
 def test_narrow_images_take_the_columns(c_in, c_out, spatial, kernel, stride, padding,
                                         expected):
     """Where the register tiles would compute many padded positions per
     output (narrow rows) for many input channels, the columns kernel
-    (config.COLUMNS_MIN_ROW_WASTE, COLUMNS_MIN_WASTED_MULTIPLY_ADDS)."""
+    (config.COLUMNS_MIN_ROW_WASTE, COLUMNS_MIN_WASTED_MULTIPLY_ADDS), or
+    with up to 16 output channels the tap rows
+    (TAP_ROWS_NARROW_MIN_ROW_WASTE)."""
     from numba_deconv._plan import plan_call
     geometry = plan_call((8, c_in) + spatial, np.dtype(np.float32), (c_in, c_out)
                          + (kernel,) * 2, np.dtype(np.float32), None, None, stride=stride,

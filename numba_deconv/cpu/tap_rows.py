@@ -91,12 +91,13 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, claimed, cancel):
     batch (image ``n``, its position ``p``; and scratch up to the last
     tile's end); ``x`` (N, C_in, D, H, W), ``w`` (C_in, C_out/groups, KD,
     KH, KW), read where it lies (a row of ``M`` per input channel),
-    ``cols`` (groups * M, the batch's positions in whole tiles). A task kernel (:func:`.launch.parallel`); a task a
-    stretch of ``stretch_tiles`` tiles of the batch's positions of one
-    group, every input channel summed in one pass. A tile inside one image
-    reads ``x`` where it lies; one across two images (small images waste
-    no lanes) or past the last position reads a copy of its positions of
-    every input channel, zero past the batch, so no load leaves ``x``."""
+    ``cols`` (groups * M, the batch's positions in whole tiles). A task
+    kernel (:func:`.launch.parallel`); a task a stretch of
+    ``stretch_tiles`` tiles of the batch's positions of one group, every
+    input channel summed in one pass. A tile inside one image reads ``x``
+    where it lies; one across two images (small images waste no lanes) or
+    past the last position reads a copy of its positions of every input
+    channel, zero past the batch, so no load leaves ``x``."""
     n_batch, c_in = x.shape[0], x.shape[1]
     i_plane = x.shape[2] * x.shape[3] * x.shape[4]
     positions = n_batch * i_plane
