@@ -16,8 +16,9 @@ Strategies and their kernels (see :mod:`numba_deconv.cpu.driver`):
   tiles over the input's phase planes), ``conv_planes`` and
   ``conv_planes_serial``.
 - ``columns``: the matrix product ``cols = W^T X``, then folded into the
-  output: ``column_tiles`` (register tiles, real data) or ``blas``
-  (NumPy's BLAS, complex data).
+  output: ``column_tiles`` (register tiles along the weights, real data),
+  ``tap_rows`` (register tiles along the positions, real data with few
+  output channels) or ``blas`` (NumPy's BLAS, complex data).
 """
 
 from __future__ import annotations
@@ -66,12 +67,13 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     batch take the columns kernel, which reads each weight once per call:
     there the weights outweigh the work on each. Few output channels from
     many input channels take the tap-rows kernel, whose register tiles hold
-    a row per output channel and tap (:func:`_few_outputs_take_tap_rows`). Complex data has no
-    register tiles, so BLAS takes its thick products; so does real data
-    with many input channels for each output channel, where the tiles (along
-    output channels) would find almost none to fill, or fewer with many taps
-    per output phase, and, on CPUs with 16 vector registers, with hundreds
-    of input channels (:func:`_blas_beats_tiles`). Everything else is a
+    a row per output channel and tap (:func:`_few_outputs_take_tap_rows`).
+    Complex data has no register tiles, so BLAS takes its thick products;
+    so does real data with many input channels for each of more output
+    channels, where the tiles (along output channels) would find few to
+    fill, or fewer with many taps per output phase, and, on CPUs with 16
+    vector registers, with hundreds of input channels
+    (:func:`_blas_beats_tiles`). Everything else is a
     gather: register tiles given enough channel pairs (or, with few, many
     taps per output phase on large images), else by planes for short rows
     and by rows for long ones, on the calling thread when the call is too

@@ -22,9 +22,9 @@ The kernels, by strategy:
     ``column_tiles`` (:func:`.columns.columns_tiled`): real data, register
     tiles along the weights, the whole batch at once; ``tap_rows``
     (:mod:`.tap_rows`): real data with few output channels, register tiles
-    along the input positions, a row per output channel and tap; ``blas``: complex
-    data, one BLAS product per image and block of output channels in our
-    own threads, each folded by :func:`.kernels.col2im`.
+    along the input positions, a row per output channel and tap; ``blas``:
+    complex data, one BLAS product per image and block of output channels
+    in our own threads, each folded by :func:`.kernels.col2im`.
 """
 
 from __future__ import annotations
