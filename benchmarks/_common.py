@@ -17,14 +17,17 @@ import numpy as np
 from . import THREADS
 
 TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases.json")
+#: The fixed spread of shapes off the table (``bench --case-file``).
+SPREAD_TABLE = os.path.join(os.path.dirname(TABLE), "spread_cases.json")
 
 
-def _load_table():
-    with open(TABLE, encoding="utf-8") as f:
+def _load_table(path=TABLE):
+    with open(path, encoding="utf-8") as f:
         return {d["name"]: d for d in json.load(f)["cases"]}
 
 
 CASES = _load_table()
+SPREAD_CASES = _load_table(SPREAD_TABLE)
 CASE_NAMES = list(CASES)
 DTYPES = ["float32", "float64"]
 KWARGS = ("stride", "padding", "output_padding", "dilation", "groups")

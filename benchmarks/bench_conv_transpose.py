@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from ._common import CASE_NAMES, CASES, DTYPES, CaseBenchmark, conv_kwargs, first_call, \
-    make_inputs, public_function, workspace_bytes
+from ._common import CASE_NAMES, CASES, DTYPES, SPREAD_CASES, CaseBenchmark, conv_kwargs, \
+    first_call, make_inputs, public_function, workspace_bytes
 
 
 def _conv_transpose():
@@ -76,6 +76,27 @@ class ConvTransposeVariants:
         first_call(self.call)
 
     def time_conv_transpose(self, case, dtype, variant):
+        self.call()
+
+
+class ConvTransposeSpread:
+    """The fixed spread (``benchmarks/spread_cases.json``): the shapes off
+    the standard table that kernels of their own serve (few output
+    channels, narrow images, many channels on tiny images, a kernel
+    shorter than the stride), in each case's own dtype."""
+
+    params = [list(SPREAD_CASES)]
+    param_names = ["case"]
+    timeout = 600
+
+    def setup(self, case):
+        c = SPREAD_CASES[case]
+        x, w = make_inputs(c, c.get("dtype", "float32"))
+        f, kw = _conv_transpose(), conv_kwargs(c)
+        self.call = lambda: f(x, w, **kw)
+        first_call(self.call)
+
+    def time_conv_transpose(self, case):
         self.call()
 
 
