@@ -561,8 +561,8 @@ def test_columns_in_place_rule(monkeypatch):
     (128, 2, 4, (16, 16), np.float32, "tap_rows"),  # few output channels, many input
     (128, 8, 4, (16, 16), np.float64, "tap_rows"),  # ... up to 8
     (1024, 12, 4, (16, 16), np.float32, "blas"),  # more: 64 input channels for each
-    (128, 12, 4, (16, 16), np.float32, "phase_tiles"),  # ... but not 11
-    (128, 16, 4, (16, 16), np.float64, "phase_tiles"),  # float64: not 8 for each
+    (128, 12, 4, (16, 16), np.float32, "phase_tiles"),  # ... but not 11 for each
+    (128, 16, 4, (16, 16), np.float64, "phase_tiles"),  # float64: 8 for each are too few
     (40, 1, 4, (16, 16), np.float32, "phase_tiles"),  # too few input channels for either
     (256, 1, 1, (4, 4), np.float32, "tap_rows"),  # one output channel, one tile of positions
     (128, 64, 8, (32, 32), np.float64, "phase_tiles"),  # 3x3 taps overlap in each phase
