@@ -38,6 +38,7 @@ from numba import njit
 
 from ..config import FASTMATH
 from . import simd
+from .columns import single_source
 
 #: Most rows (output channel x tap) of a register tile: 9 rows of 3
 #: vectors are 27 accumulators, which leave AVX-512's 32 registers room for
@@ -169,6 +170,10 @@ def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, claimed,
         base = np.uint64(oc * taps * tap_pitch + n * image_pitch)
         dst = np.uint64(image_channel * o_plane)
         first = bias[oc]
+        if width == 1:
+            for o in range(np.uint64(o0), np.uint64(min(o0 + chunk, o_plane))):
+                of[dst + o] = single_source(cf, base + np.uint64(sf[o]), counts[o], first)
+            continue
         for o in range(np.uint64(o0), np.uint64(min(o0 + chunk, o_plane))):
             total = first
             for j in range(np.uint64(counts[o])):
