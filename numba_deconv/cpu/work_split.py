@@ -315,6 +315,9 @@ def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups,
     o_plane = math.prod(out_shape[2:])
     chunk = min(o_plane, max(config.TAP_ROWS_FOLD_MIN_CHUNK,
                              -(-batch * c_out * o_plane // wanted)))
+    # Rows of columns an odd number of cache lines apart (simd.window_pitch):
+    # a tile writes one stretch to each of up to 9 rows.
+    tap_pitch = tiles * width + (64 // itemsize if tiles * width * itemsize % 128 == 0 else 0)
     sources, counts = fold_sources(1, w_shape[2:], out_shape[2:], x_shape[2:], stride, dilation,
-                                   pad, tiles * width)
-    return TapRowsLayout(image_pitch, tiles * width, stretch_tiles, chunk, sources, counts)
+                                   pad, tap_pitch)
+    return TapRowsLayout(image_pitch, tap_pitch, stretch_tiles, chunk, sources, counts)
