@@ -132,12 +132,22 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     pay); or, on narrow images where the phase tiles would compute
     ``TAP_ROWS_NARROW_MIN_ROW_WASTE`` positions per output
     (:func:`_tile_row_waste`), up to ``TAP_ROWS_NARROW_MAX_OUT_CHANNELS``
-    (the tap rows run along the batch's positions and waste none)."""
+    (the tap rows run along the batch's positions and waste none). Not
+    with a few taps per phase, several output channels and under
+    ``TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS``, if the columns outgrow
+    ``TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES``: there the fold, reading them
+    back from past L2, costs more than the tiles lose."""
     columns = (geometry.out_channels * math.prod(geometry.kernel) * batch
                * math.prod(geometry.in_spatial) * np.dtype(dtype).itemsize)
     if in_g < config.TAP_ROWS_MIN_IN_CHANNELS or columns > config.TAP_ROWS_MAX_COLUMN_BYTES:
         return False
-    many_taps = math.prod(geometry.kernel) > math.prod(geometry.stride)
+    taps, phases = math.prod(geometry.kernel), math.prod(geometry.stride)
+    many_taps = taps > phases
+    if (many_taps and taps <= config.TAP_ROWS_FEW_TAPS_PER_PHASE * phases
+            and out_g >= config.TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS
+            and in_g < config.TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS
+            and columns > config.TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES):
+        return False
     if out_g <= config.TAP_ROWS_MAX_OUT_CHANNELS:
         return many_taps or out_g <= config.TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS
     return (many_taps and out_g <= config.TAP_ROWS_NARROW_MAX_OUT_CHANNELS

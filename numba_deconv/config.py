@@ -147,6 +147,19 @@ TAP_ROWS_NARROW_MAX_OUT_CHANNELS = 16
 TAP_ROWS_NARROW_MIN_ROW_WASTE = 1.1
 TAP_ROWS_MIN_IN_CHANNELS = 48
 TAP_ROWS_MAX_COLUMN_BYTES = 4 << 20
+#: Except: with at most TAP_ROWS_FEW_TAPS_PER_PHASE taps per output phase
+#: (but more than one), at least TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS output
+#: channels and fewer than TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS input channels
+#: per group, columns past TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES (out of L2
+#: before the fold reads them) cost more than the tiles lose: 16, 64 -> 3,
+#: k4 s2 on 32x32 (to_rgb) 764 against 662 us; 8, 64 -> 3 on 24x24
+#: level; 4, 64 -> 3 on 24x24 (442 KiB) 126 against 144; 96 input
+#: channels 1090 against 1145; 1 output channel 452 against 538
+#: (benchmarks/TUNING.md).
+TAP_ROWS_FEW_TAPS_PER_PHASE = 4
+TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS = 3
+TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS = 96
+TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES = 512 << 10
 #: The tap_rows kernel's products take TAP_ROWS_STRETCH_TILES tiles of
 #: positions per task, and its fold at least TAP_ROWS_FOLD_MIN_CHUNK
 #: outputs per task (fewer cost more to claim than to fold).

@@ -602,6 +602,27 @@ def test_one_tap_per_phase_keeps_few_output_channels_off_columns(c_in, c_out, sp
     assert _dispatch.choose_kernel(geometry, 2, dtype)[1] == expected
 
 
+@pytest.mark.parametrize("batch, c_in, c_out, spatial, kernel, stride, dtype, expected", [
+    (16, 64, 3, (32, 32), 4, 2, np.float32, "phase_tiles"),  # to_rgb: 3 MiB of columns
+    (4, 64, 3, (24, 24), 4, 2, np.float32, "tap_rows"),  # 442 KiB: the fold reads from L2
+    (16, 96, 3, (32, 32), 4, 2, np.float32, "tap_rows"),  # more input channels
+    (16, 64, 1, (32, 32), 4, 2, np.float32, "tap_rows"),  # one output channel
+    (16, 64, 3, (32, 32), 2, 2, np.float32, "tap_rows"),  # one tap per phase: no adds to fold
+    (4, 80, 4, (20, 20), 4, 1, np.float64, "tap_rows"),  # 16 taps per phase
+])
+def test_few_taps_per_phase_keep_large_columns_off_the_tap_rows(batch, c_in, c_out, spatial,
+                                                                kernel, stride, dtype, expected):
+    """With 2-4 taps per output phase, 3 or more output channels and under
+    96 input channels, columns past 512 KiB send the call to the phase
+    tiles."""
+    from numba_deconv._plan import plan_call
+    geometry = plan_call((batch, c_in) + spatial, np.dtype(dtype), (c_in, c_out) + (kernel,)
+                         * len(spatial), np.dtype(dtype), None, None, stride=stride, padding=1,
+                         output_padding=0, dilation=1, groups=1, output_size=None,
+                         padding_mode="zeros", data_format="channels_first").geometry
+    assert _dispatch.choose_kernel(geometry, batch, dtype)[1] == expected
+
+
 def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):
     """7 output channels cannot make 8 tasks per thread of 2: the images
     are split into 2 tasks per thread instead, each with all 7 channels
