@@ -166,19 +166,45 @@ def _narrow_rows_take_columns(geometry, batch: int, in_g: int, dtype) -> bool:
             * np.dtype(dtype).itemsize <= config.WORKSPACE_BYTES)
 
 
-def _tile_row_waste(geometry, dtype) -> float:
-    """How many positions the register tiles compute per output along the
-    last dim: each row of a phase's ``Q`` outputs lies in a row of the
-    zero-padded input, ``Q`` plus the spread of the phase shifts wide, and
-    the tiles' vectors run through the rows straight (every position) or
-    row by row (whole vectors per row), whichever is fewer
-    (:func:`.cpu.tiled.sweep_segments`). Narrow images waste most."""
-    k, s, d = geometry.kernel[-1], geometry.stride[-1], geometry.dilation[-1]
-    shifts = [tap_phase(t, s, d, geometry.pad_before[-1])[1] for t in range(k)]
-    outputs = -(-geometry.out_spatial[-1] // s)
+def _tile_row_waste(geometry, dtype, dim: int = -1) -> float:
+    """How many positions the register tiles compute per output along
+    spatial dim ``dim`` were it the last: each row of a phase's ``Q``
+    outputs lies in a row of the zero-padded input, ``Q`` plus the spread
+    of the phase shifts wide, and the tiles' vectors run through the rows
+    straight (every position) or row by row (whole vectors per row),
+    whichever is fewer (:func:`.cpu.tiled.sweep_segments`). Narrow images
+    waste most."""
+    k, s, d = geometry.kernel[dim], geometry.stride[dim], geometry.dilation[dim]
+    shifts = [tap_phase(t, s, d, geometry.pad_before[dim])[1] for t in range(k)]
+    outputs = -(-geometry.out_spatial[dim] // s)
     lanes = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
     row = outputs + max(shifts) - min(shifts)
     return min(row, -(-outputs // lanes) * lanes) / outputs
+
+
+def swept_dim(geometry, batch: int, dtype) -> int | None:
+    """The spatial dim to run a phase-tiles call with last, or None for
+    the order given. The tiles' vectors run along the last dim, and rows
+    narrower than a few vectors waste lanes (:func:`_tile_row_waste`: 3-D
+    outputs 17 wide compute 32 positions a row). The dim that wastes
+    fewest goes last (the others keep their order) where the last dim
+    wastes ``config.SWEEP_MIN_WASTE_RATIO`` times as many, the call has
+    ``SWEEP_MIN_MULTIPLY_ADDS`` multiply-adds, and those it saves (its
+    multiply-adds times the share of positions no longer computed) come
+    to ``SWEEP_MIN_SAVED_PER_ELEMENT`` for each element of the input and
+    output copied to run so. The same sums with the taps in another
+    order: every call of a shape runs the same order."""
+    multiply_adds = batch * geometry.flops // 2
+    if geometry.rank < 2 or multiply_adds < config.SWEEP_MIN_MULTIPLY_ADDS:
+        return None
+    wastes = [_tile_row_waste(geometry, dtype, dim) for dim in range(geometry.rank)]
+    best = min(range(geometry.rank), key=lambda dim: (wastes[dim], -dim))
+    if wastes[-1] < config.SWEEP_MIN_WASTE_RATIO * wastes[best]:
+        return None
+    copied = batch * (geometry.in_channels * math.prod(geometry.in_spatial)
+                      + geometry.out_channels * math.prod(geometry.out_spatial))
+    saved = multiply_adds * (1 - wastes[best] / wastes[-1])
+    return best if saved >= config.SWEEP_MIN_SAVED_PER_ELEMENT * copied else None
 
 
 def _many_taps_fill_tiles(geometry) -> bool:
@@ -241,8 +267,12 @@ class Route:
     variant: tuple  # (device, rank, dtype, layout, strategy): the record's key
     kernel: str
     fallback: str
-    launch: work_split.Launch | None  # rank <= 3
-    inner: Route | None  # rank >= 4: the route of one slice along the first dim
+    launch: work_split.Launch | None  # rank <= 3, in the order given
+    # Rank >= 4: the route of one slice along the first dim; with
+    # last_dim, the route of the call with that spatial dim moved last
+    # (swept_dim).
+    inner: Route | None
+    last_dim: int | None = None
 
 
 class _Routed:
@@ -316,6 +346,16 @@ def _route(plan: CallPlan, geometry, threads: int) -> Route:
     if geometry.rank > 3:
         inner = _route(plan, driver.drop_leading_dim(geometry), threads)
         return Route(inner.variant, inner.kernel, inner.fallback, None, inner)
+    route = _route_as_given(plan, geometry, threads)
+    dim = swept_dim(geometry, plan.batch, plan.dtype) if route.kernel == "phase_tiles" else None
+    if dim is not None:
+        inner = _route_as_given(plan, driver.move_spatial_last(geometry, dim), threads)
+        if inner.kernel == "phase_tiles":
+            return Route(inner.variant, inner.kernel, inner.fallback, None, inner, dim)
+    return route
+
+
+def _route_as_given(plan: CallPlan, geometry, threads: int) -> Route:
     strategy, kernel, fallback = choose_kernel(geometry, plan.batch, plan.dtype)
     variant = ("cpu", plan.geometry.rank, plan.dtype, plan.layout, strategy)
     launch = work_split.plan_launch(geometry, plan.batch, plan.dtype.itemsize, kernel, threads)

@@ -166,6 +166,21 @@ TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES = 512 << 10
 TAP_ROWS_STRETCH_TILES = 4
 TAP_ROWS_FOLD_MIN_CHUNK = 512
 
+#: A phase_tiles call runs with the spatial dim whose rows waste the fewest
+#: vector lanes moved last (the input and output copied so) where the last
+#: dim's rows waste SWEEP_MIN_WASTE_RATIO times the positions per output
+#: that that dim's would, the call has SWEEP_MIN_MULTIPLY_ADDS
+#: multiply-adds, and those it saves come to SWEEP_MIN_SAVED_PER_ELEMENT
+#: per element copied. Why, in one process, us: 3-D outputs 17x25x17 (k5,
+#: dilation 3, 11 -> 66 channels) 101800 -> 55700, 31x15x18 (k6, 6 -> 409)
+#: 69200 -> 50100, 26x46x20 (float64, grouped) 3410 -> 2660; 2-D 251x13
+#: (k7 s2 d3) 1537 -> 1244; level from 48 saved per element down to 63;
+#: slower with 18 (3-D grouped k5 s3: 9520 -> 12250) and in calls of
+#: 1.5-5 M multiply-adds (72 -> 97, 246 -> 269) (benchmarks/TUNING.md).
+SWEEP_MIN_WASTE_RATIO = 1.2
+SWEEP_MIN_MULTIPLY_ADDS = 1 << 24
+SWEEP_MIN_SAVED_PER_ELEMENT = 30
+
 #: The gather strategy runs the phase_tiles kernel (phase planes, register
 #: tiles) when C_in/groups * C_out/groups reaches TILED_MIN_CHANNEL_PAIRS,
 #: or with fewer channel pairs when each output phase has at least

@@ -52,6 +52,9 @@ CASES = [
      dict(padding=1)),
     ("real-blas", nd.conv_transpose, [((1, 256, 32, 40), f64), ((256, 12, 4, 4), f64)],
      dict(stride=2, dilation=3)),
+    # Narrow rows: the phase tiles run with the first spatial dim last.
+    ("phase-tiles-moved", nd.conv_transpose, [((3, 6, 125, 6), f32), ((6, 29, 7, 7), f32)],
+     dict(stride=2, padding=8, dilation=3)),
     ("channels-last-3d", nd.conv_transpose, [((2, 6, 7, 8, 16), f32), ((16, 8, 3, 3, 3), f32)],
      dict(stride=2, padding=1, data_format="channels_last")),
     ("conv-planes", nd.conv, [((4, 3, 60, 61), f32), ((2, 3, 3, 3), f32)], dict(stride=2)),

@@ -200,6 +200,9 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
             run(route, x_first, w, bias, out_first, geometry, prepared)
             transpose.to_channels_last(out_first, out)
         return
+    if route.last_dim is not None:
+        _run_with_dim_last(route, x, w, bias, out, geometry, prepared)
+        return
     if route.inner is not None:
         _run_by_leading_slices(route, x, w, bias, out, geometry)
         return
@@ -567,6 +570,31 @@ def _run_by_leading_slices(route, x, w, bias, out, geometry) -> None:
             if 0 <= o < out_size:
                 run(route.inner, x_slices[i], w_slices[k], no_bias, partial, inner)
                 out[:, :, o] += partial
+
+
+def _run_with_dim_last(route, x, w, bias, out, geometry, prepared) -> None:
+    """``route.inner`` on ``x``, ``w`` and ``out`` with spatial dim
+    ``route.last_dim`` moved last (copies by NumPy, which moves these
+    narrow dims 3-4 times as fast as :func:`.transpose.swap_last_two`'s
+    tiles)."""
+    dim = route.last_dim
+    x_moved, w_moved = (np.ascontiguousarray(np.moveaxis(a, 2 + dim, -1)) for a in (x, w))
+    spatial = out.shape[2:]
+    out_moved = np.empty(out.shape[:2] + spatial[:dim] + spatial[dim + 1:] + (spatial[dim],),
+                         dtype=out.dtype)
+    run(route.inner, x_moved, w_moved, bias, out_moved, move_spatial_last(geometry, dim),
+        prepared)
+    np.copyto(out, np.moveaxis(out_moved, -1, 2 + dim))
+
+
+def move_spatial_last(geometry, dim):
+    """The geometry with spatial dim ``dim`` moved last."""
+    def moved(sizes):
+        return sizes[:dim] + sizes[dim + 1:] + (sizes[dim],)
+    return dataclasses.replace(geometry, **{
+        f.name: moved(getattr(geometry, f.name))
+        for f in dataclasses.fields(geometry)
+        if isinstance(getattr(geometry, f.name), tuple)})
 
 
 def drop_leading_dim(geometry):
