@@ -136,10 +136,16 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     with a few taps per phase, several output channels and under
     ``TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS``, if the columns outgrow
     ``TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES``: there the fold, reading them
-    back from past L2, costs more than the tiles lose."""
+    back from past L2, costs more than the tiles lose. Where no output
+    has two taps the fold only moves the columns, and they may reach
+    ``TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES``."""
     columns = (geometry.out_channels * math.prod(geometry.kernel) * batch
                * math.prod(geometry.in_spatial) * np.dtype(dtype).itemsize)
-    if in_g < config.TAP_ROWS_MIN_IN_CHANNELS or columns > config.TAP_ROWS_MAX_COLUMN_BYTES:
+    one_tap = all(k <= s // math.gcd(s, d)
+                  for k, s, d in zip(geometry.kernel, geometry.stride, geometry.dilation))
+    if in_g < config.TAP_ROWS_MIN_IN_CHANNELS or columns > (
+            config.TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES if one_tap
+            else config.TAP_ROWS_MAX_COLUMN_BYTES):
         return False
     taps, phases = math.prod(geometry.kernel), math.prod(geometry.stride)
     many_taps = taps > phases

@@ -147,6 +147,14 @@ TAP_ROWS_NARROW_MAX_OUT_CHANNELS = 16
 TAP_ROWS_NARROW_MIN_ROW_WASTE = 1.1
 TAP_ROWS_MIN_IN_CHANNELS = 48
 TAP_ROWS_MAX_COLUMN_BYTES = 4 << 20
+#: Where no output has two taps (each kernel dim at most its stride over
+#: the stride's common factor with the dilation), the fold only moves the
+#: columns (columns.single_source), and they may reach
+#: TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES: 144 -> 2 channels, k3 s3 on 13x13x14
+#: 7964 -> 5965 us with 7.7 MB, 32228 -> 23282 with 31 MB; 256 -> 1, k4 s4
+#: (8.4 MB) 21298 -> 15532; 128 -> 3, k2 s2 (12.6 MB) 12405 -> 13055
+#: (benchmarks/TUNING.md).
+TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES = 32 << 20
 #: Except: with at most TAP_ROWS_FEW_TAPS_PER_PHASE taps per output phase
 #: (but more than one), at least TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS output
 #: channels and fewer than TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS input channels

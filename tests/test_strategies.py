@@ -623,6 +623,23 @@ def test_few_taps_per_phase_keep_large_columns_off_the_tap_rows(batch, c_in, c_o
     assert _dispatch.choose_kernel(geometry, batch, dtype)[1] == expected
 
 
+@pytest.mark.parametrize("x_shape, c_out, kernel, stride, dilation, expected", [
+    ((15, 144, 13, 13, 14), 2, 3, 3, 1, "tap_rows"),  # one tap an output: 7.7 MB of columns
+    ((64, 128, 64, 64), 3, 2, 2, 1, "tap_rows"),  # 12.6 MB
+    ((64, 128, 64, 64), 3, 2, 2, 2, "phase_tiles"),  # dilated: two taps on even outputs
+    ((64, 128, 64, 64), 3, 3, 2, 1, "phase_tiles"),  # more taps than phases: 4 MiB at most
+])
+def test_one_tap_an_output_lets_the_tap_rows_take_large_columns(x_shape, c_out, kernel, stride,
+                                                                dilation, expected):
+    from numba_deconv._plan import plan_call
+    rank = len(x_shape) - 2
+    geometry = plan_call(x_shape, np.dtype(np.float32), (x_shape[1], c_out) + (kernel,) * rank,
+                         np.dtype(np.float32), None, None, stride=stride, padding=0,
+                         output_padding=0, dilation=dilation, groups=1, output_size=None,
+                         padding_mode="zeros", data_format="channels_first").geometry
+    assert _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1] == expected
+
+
 def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):
     """7 output channels cannot make 8 tasks per thread of 2: the images
     are split into 2 tasks per thread instead, each with all 7 channels
