@@ -83,6 +83,8 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     in_g = geometry.in_channels // geometry.groups
     out_g = geometry.out_channels // geometry.groups
     positions = math.prod(geometry.in_spatial)
+    if not complex_data and _deep_inputs_take_tap_rows(geometry, batch, in_g, out_g, dtype):
+        return "columns", "tap_rows", "tap_rows"
     if min(in_g, out_g) >= config.GEMM_MIN_CHANNELS:
         if complex_data and positions >= config.GEMM_MIN_POSITIONS:
             return "columns", "blas", "blas"
@@ -158,6 +160,33 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
         return many_taps or out_g <= config.TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS
     return (many_taps and out_g <= config.TAP_ROWS_NARROW_MAX_OUT_CHANNELS
             and _tile_row_waste(geometry, dtype) >= config.TAP_ROWS_NARROW_MIN_ROW_WASTE)
+
+
+def _deep_inputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtype) -> bool:
+    """Whether the tap-rows kernel takes a real call of 2 or 3 dims with
+    hundreds of input channels (``config.TAP_ROWS_DEEP_MIN_IN_CHANNELS``
+    per group) for more output channels than the few the other rule
+    takes (:func:`_few_outputs_take_tap_rows`) but at most one for each
+    ``TAP_ROWS_DEEP_MIN_IN_PER_OUT_CHANNEL`` input channels (as many each
+    way, the columns kernel's tiles along the weights fill), more taps than output
+    phases, ``TAP_ROWS_DEEP_MIN_POSITIONS`` input positions in the batch
+    and at most ``TAP_ROWS_DEEP_MAX_COLUMN_BYTES`` of columns: each
+    output's fold is then a small share of its multiply-adds, and the
+    tap rows' sums run over all the input channels with no padding to
+    compute, where the phase tiles compute the padded rows of small
+    images and the columns kernel waits on the weights (1-D rows waste
+    nothing, and there the phase tiles stay ahead). Measured on AVX-512
+    only: with 16 vector registers its 27 accumulators take passes."""
+    positions = batch * math.prod(geometry.in_spatial)
+    columns = (geometry.out_channels * math.prod(geometry.kernel) * positions
+               * np.dtype(dtype).itemsize)
+    return (simd.REGISTERS >= 32 and geometry.rank >= 2
+            and in_g >= config.TAP_ROWS_DEEP_MIN_IN_CHANNELS
+            and config.TAP_ROWS_MAX_OUT_CHANNELS < out_g
+            <= in_g // config.TAP_ROWS_DEEP_MIN_IN_PER_OUT_CHANNEL
+            and positions >= config.TAP_ROWS_DEEP_MIN_POSITIONS
+            and columns <= config.TAP_ROWS_DEEP_MAX_COLUMN_BYTES
+            and math.prod(geometry.kernel) > math.prod(geometry.stride))
 
 
 def _narrow_rows_take_columns(geometry, batch: int, in_g: int, dtype) -> bool:

@@ -155,6 +155,26 @@ TAP_ROWS_MAX_COLUMN_BYTES = 4 << 20
 #: (8.4 MB) 21298 -> 15532; 128 -> 3, k2 s2 (12.6 MB) 12405 -> 13055
 #: (benchmarks/TUNING.md).
 TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES = 32 << 20
+#: Real calls of 2-3 dims with at least TAP_ROWS_DEEP_MIN_IN_CHANNELS input
+#: channels per group, more output channels than TAP_ROWS_MAX_OUT_CHANNELS
+#: but at most one for each TAP_ROWS_DEEP_MIN_IN_PER_OUT_CHANNEL input
+#: channels, more taps than phases, at least TAP_ROWS_DEEP_MIN_POSITIONS input
+#: positions in the batch and at most TAP_ROWS_DEEP_MAX_COLUMN_BYTES of
+#: columns take the tap rows too. Why, on the 9 shapes of seeds 0-5 that
+#: 256+ input channels would move: 2-D 18, 347 -> 56, k5 d3 on 13x8
+#: 12905 -> 9802 us, 469 -> 127, k2 on 5x8 2619 -> 1936, 775 -> 39, k5
+#: on 11x12 36089 -> 30144, 870 -> 15, k7 s4 d3 39022 -> 27668; slower
+#: with 2 output channels (3-D 301 -> 2: 11534 -> 12876, 2-D 262 -> 2:
+#: 7923 -> 9325, where BLAS runs) and in 1-D (500 -> 60: 5230 -> 5803,
+#: 352 -> 36 5710 -> 6341, 622 -> 32 level) and with as many output
+#: channels as input (64, 256 -> 256, k3 s2 on 4x4: 7430 on the columns
+#: kernel against 9018; 16, 256 -> 256, k4 s2 on 8x8: 12840 against
+#: 14456); 256 -> 128, k3 on 6x6: 2273 (phase tiles) -> 1857
+#: (benchmarks/TUNING.md).
+TAP_ROWS_DEEP_MIN_IN_CHANNELS = 256
+TAP_ROWS_DEEP_MIN_IN_PER_OUT_CHANNEL = 2
+TAP_ROWS_DEEP_MIN_POSITIONS = 512
+TAP_ROWS_DEEP_MAX_COLUMN_BYTES = 16 << 20
 #: Except: with at most TAP_ROWS_FEW_TAPS_PER_PHASE taps per output phase
 #: (but more than one), at least TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS output
 #: channels and fewer than TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS input channels

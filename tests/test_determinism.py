@@ -50,7 +50,7 @@ CASES = [
     # dozen take BLAS on real data too.
     ("tap-rows", nd.conv_transpose, [((2, 96, 12, 13), f32), ((96, 2, 3, 3), f32)],
      dict(padding=1)),
-    ("real-blas", nd.conv_transpose, [((1, 256, 32, 40), f64), ((256, 12, 4, 4), f64)],
+    ("real-blas", nd.conv_transpose, [((1, 200, 32, 40), f64), ((200, 12, 4, 4), f64)],
      dict(stride=2, dilation=3)),
     # Narrow rows: the phase tiles run with the first spatial dim last.
     ("phase-tiles-moved", nd.conv_transpose, [((3, 6, 125, 6), f32), ((6, 29, 7, 7), f32)],

@@ -560,7 +560,8 @@ def test_columns_in_place_rule(monkeypatch):
     (256, 1, 1, (32, 32), np.float32, "tap_rows"),  # 1 output channel: a row per tap
     (128, 2, 4, (16, 16), np.float32, "tap_rows"),  # few output channels, many input
     (128, 8, 4, (16, 16), np.float64, "tap_rows"),  # ... up to 8
-    (1024, 12, 4, (16, 16), np.float32, "blas"),  # more: 64 input channels for each
+    (1024, 12, 4, (16, 16), np.float32, "tap_rows"),  # more, from hundreds of input channels
+    (1024, 12, 1, (16, 16), np.float32, "blas"),  # ... but 256 positions: 64 input for each
     (128, 12, 4, (16, 16), np.float32, "phase_tiles"),  # ... but not 11 for each
     (128, 16, 4, (16, 16), np.float64, "phase_tiles"),  # float64: 8 for each are too few
     (40, 1, 4, (16, 16), np.float32, "phase_tiles"),  # too few input channels for either
@@ -587,7 +588,7 @@ def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
     (128, 8, (16, 16), 1, 2, np.float64, "phase_tiles"),  # kernel < stride
     (128, 8, (16, 16), 4, 2, np.float64, "tap_rows"),  # 4 taps per phase
     (1024, 12, (16, 16), 1, 2, np.float32, "phase_tiles"),  # more channels, one tap
-    (1024, 12, (16, 16), 4, 2, np.float32, "blas"),  # ... 4 taps
+    (1024, 12, (16, 16), 4, 2, np.float32, "tap_rows"),  # ... 4 taps, hundreds of inputs
 ])
 def test_one_tap_per_phase_keeps_few_output_channels_off_columns(c_in, c_out, spatial, kernel,
                                                                  stride, dtype, expected):
@@ -636,6 +637,24 @@ def test_one_tap_an_output_lets_the_tap_rows_take_large_columns(x_shape, c_out, 
     geometry = plan_call(x_shape, np.dtype(np.float32), (x_shape[1], c_out) + (kernel,) * rank,
                          np.dtype(np.float32), None, None, stride=stride, padding=0,
                          output_padding=0, dilation=dilation, groups=1, output_size=None,
+                         padding_mode="zeros", data_format="channels_first").geometry
+    assert _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1] == expected
+
+
+@pytest.mark.parametrize("x_shape, c_out, kernel, stride, expected", [
+    ((18, 469, 5, 8), 127, 2, 1, "tap_rows"),  # hundreds of input channels, tiny images
+    ((1, 798, 22, 25), 33, 7, 3, "tap_rows"),
+    ((18, 200, 5, 8), 127, 2, 1, "phase_tiles"),  # ... but 200
+    ((14, 622, 243), 32, 7, 2, "phase_tiles"),  # 1-D: long rows waste nothing
+    ((18, 469, 5, 8), 127, 2, 2, "phase_tiles"),  # one tap a phase
+    ((64, 512, 16, 16), 256, 4, 2, "phase_tiles"),  # 512 MiB of columns
+])
+def test_hundreds_of_input_channels_take_the_tap_rows(x_shape, c_out, kernel, stride, expected):
+    from numba_deconv._plan import plan_call
+    rank = len(x_shape) - 2
+    geometry = plan_call(x_shape, np.dtype(np.float32), (x_shape[1], c_out) + (kernel,) * rank,
+                         np.dtype(np.float32), None, None, stride=stride, padding=0,
+                         output_padding=0, dilation=1, groups=1, output_size=None,
                          padding_mode="zeros", data_format="channels_first").geometry
     assert _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1] == expected
 
@@ -719,9 +738,11 @@ def test_heuristic_few_channel_pairs_with_many_taps(x_shape, w_shape, groups, ti
     ((8, 187, 21, 74), (187, 8, 4, 2), 32, "tap_rows"),  # 8 output channels: the tap rows
     ((8, 187, 21, 74), (187, 8, 4, 4), 32, "blas"),  # ... unless 6 MB of columns
     ((8, 549, 58, 5), (549, 190, 2, 2), 16, "blas"),  # 16 registers: 549 input channels
-    # ... 32 registers: no BLAS (rows of 6 outputs in 7: the columns)
-    ((8, 549, 58, 5), (549, 190, 2, 2), 32, "column_tiles"),
-    ((8, 384, 58, 5), (384, 190, 2, 2), 16, "column_tiles"),  # ... 384 are too few
+    # ... 32 registers: the tap rows, for hundreds of input channels
+    ((8, 549, 58, 5), (549, 190, 2, 2), 32, "tap_rows"),
+    ((8, 384, 58, 5), (384, 190, 2, 2), 16, "column_tiles"),  # ... 384 are too few for BLAS
+    # ... and as many output as input channels: the columns
+    ((8, 384, 58, 5), (384, 256, 2, 2), 32, "column_tiles"),
 ])
 def test_heuristic_blas_with_many_taps_or_many_input_channels(x_shape, w_shape, registers,
                                                               expected, monkeypatch):
