@@ -94,6 +94,8 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
                 and in_g * out_g * math.prod(geometry.kernel)
                 >= config.GEMM_MIN_WEIGHTS_PER_POSITION * in_batch):
             return "columns", "column_tiles", "column_tiles"
+    if not complex_data and _weights_outweigh_positions(geometry, batch, in_g, out_g):
+        return "columns", "column_tiles", "column_tiles"
     serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
     if not serial and not complex_data and _few_outputs_take_tap_rows(geometry, batch, in_g,
                                                                       out_g, dtype):
@@ -160,6 +162,24 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
         return many_taps or out_g <= config.TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS
     return (many_taps and out_g <= config.TAP_ROWS_NARROW_MAX_OUT_CHANNELS
             and _tile_row_waste(geometry, dtype) >= config.TAP_ROWS_NARROW_MIN_ROW_WASTE)
+
+
+def _weights_outweigh_positions(geometry, batch: int, in_g: int, out_g: int) -> bool:
+    """Whether the columns kernel takes a real call of 2 or 3 dims with
+    fewer channels (``config.GEMM_HEAVY_MIN_CHANNELS`` each way per group)
+    or larger images (``GEMM_HEAVY_MAX_IMAGE_POSITIONS``) than the first
+    rule's, where the weights outweigh the positions even more
+    (``GEMM_HEAVY_MIN_WEIGHTS_PER_POSITION`` per position of the batch, at
+    most ``GEMM_MAX_BATCH_POSITIONS``): small images under large kernels,
+    whose phase tiles compute mostly padding and stream the weights once
+    per image."""
+    positions = math.prod(geometry.in_spatial)
+    in_batch = batch * positions
+    return (geometry.rank >= 2 and min(in_g, out_g) >= config.GEMM_HEAVY_MIN_CHANNELS
+            and positions <= config.GEMM_HEAVY_MAX_IMAGE_POSITIONS
+            and in_batch <= config.GEMM_MAX_BATCH_POSITIONS
+            and in_g * out_g * math.prod(geometry.kernel)
+            >= config.GEMM_HEAVY_MIN_WEIGHTS_PER_POSITION * in_batch)
 
 
 def _deep_inputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtype) -> bool:

@@ -33,6 +33,18 @@ GEMM_MAX_IMAGE_POSITIONS = 64
 GEMM_MAX_BATCH_POSITIONS = 1024
 GEMM_MIN_WEIGHTS_PER_POSITION = 512
 GEMM_MIN_POSITIONS = 64
+#: Real calls of 2-3 dims take the column_tiles kernel with fewer channels,
+#: GEMM_HEAVY_MIN_CHANNELS each way per group, on images of up to
+#: GEMM_HEAVY_MAX_IMAGE_POSITIONS, where there are
+#: GEMM_HEAVY_MIN_WEIGHTS_PER_POSITION weights per position of the batch.
+#: Why, one process, us (phase tiles before): 3-D 32 -> 56, k5 s2 on
+#: 2-6 per side 1249 -> 254, 200 -> 256, k6 s3 28475 -> 11084; 2-D
+#: 227 -> 56, k6 s4 d2 on 4x29 2110 -> 1274, 256 -> 128, k6 7702 -> 4413;
+#: 11 shapes 1.1-4.9x faster; a 1-D one 365 -> 384, so not 1-D
+#: (benchmarks/TUNING.md).
+GEMM_HEAVY_MIN_CHANNELS = 32
+GEMM_HEAVY_MAX_IMAGE_POSITIONS = 256
+GEMM_HEAVY_MIN_WEIGHTS_PER_POSITION = 1536
 
 #: Real data with few output channels for many input channels -- at least
 #: GEMM_MIN_CHANNELS input channels per group and GEMM_MIN_IN_PER_OUT_CHANNEL

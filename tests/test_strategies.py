@@ -567,7 +567,8 @@ def test_columns_in_place_rule(monkeypatch):
     (40, 1, 4, (16, 16), np.float32, "phase_tiles"),  # too few input channels for either
     (256, 1, 1, (4, 4), np.float32, "tap_rows"),  # one output channel, one tile of positions
     (128, 64, 8, (32, 32), np.float64, "phase_tiles"),  # 3x3 taps overlap in each phase
-    (32, 256, 1, (2, 2), np.float32, "phase_tiles"),  # too few channels one way
+    (32, 256, 1, (2, 2), np.float32, "column_tiles"),  # 18432 weights per position
+    (16, 256, 1, (2, 2), np.float32, "phase_tiles"),  # ... but too few channels one way
     (1, 1, 1, (512, 512), np.float32, "rows"),  # one channel, long rows
     (1, 1, 8, (32, 32), np.float32, "planes"),  # one channel, short rows
     (1, 1, 1, (2, 2), np.float32, "rows_serial"),  # too small to wake the threads
@@ -656,6 +657,25 @@ def test_hundreds_of_input_channels_take_the_tap_rows(x_shape, c_out, kernel, st
                          np.dtype(np.float32), None, None, stride=stride, padding=0,
                          output_padding=0, dilation=1, groups=1, output_size=None,
                          padding_mode="zeros", data_format="channels_first").geometry
+    assert _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1] == expected
+
+
+@pytest.mark.parametrize("x_shape, c_in, c_out, kernel, stride, expected", [
+    ((2, 3, 4, 2), 32, 56, 5, 2, "column_tiles"),  # 3-D, 4375 weights per position
+    ((2, 4, 29), 227, 56, 6, 4, "column_tiles"),  # 2-D, 116 positions an image
+    ((2, 3, 4, 2), 24, 56, 5, 2, "phase_tiles"),  # too few input channels
+    ((4, 16, 16), 128, 64, 3, 2, "phase_tiles"),  # images too large
+    ((1, 86), 141, 310, 5, 3, "phase_tiles"),  # 1-D: the phase tiles lose little
+])
+def test_small_images_under_large_kernels_take_the_columns(x_shape, c_in, c_out, kernel, stride,
+                                                           expected):
+    from numba_deconv._plan import plan_call
+    rank = len(x_shape) - 1
+    geometry = plan_call((x_shape[0], c_in) + x_shape[1:], np.dtype(np.float32),
+                         (c_in, c_out) + (kernel,) * rank, np.dtype(np.float32), None, None,
+                         stride=stride, padding=0, output_padding=0, dilation=1, groups=1,
+                         output_size=None, padding_mode="zeros",
+                         data_format="channels_first").geometry
     assert _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1] == expected
 
 
