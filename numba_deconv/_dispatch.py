@@ -65,9 +65,13 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
 
     Many channels on small images with few input positions in the whole
     batch take the columns kernel, which reads each weight once per call:
-    there the weights outweigh the work on each. Few output channels from
-    many input channels take the tap-rows kernel, whose register tiles hold
-    a row per output channel and tap (:func:`_few_outputs_take_tap_rows`).
+    there the weights outweigh the work on each (and, in 2-3 dims, with
+    fewer channels where they outweigh it more,
+    :func:`_weights_outweigh_positions`). Few output channels from many
+    input channels take the tap-rows kernel, whose register tiles hold a
+    row per output channel and tap (:func:`_few_outputs_take_tap_rows`),
+    and so do more output channels from hundreds of input channels in 2-3
+    dims (:func:`_deep_inputs_take_tap_rows`).
     Complex data has no register tiles, so BLAS takes its thick products;
     so does real data with many input channels for each of more output
     channels, where the tiles (along output channels) would find few to

@@ -167,6 +167,19 @@ TAP_ROWS_MAX_COLUMN_BYTES = 4 << 20
 #: (8.4 MB) 21298 -> 15532; 128 -> 3, k2 s2 (12.6 MB) 12405 -> 13055
 #: (benchmarks/TUNING.md).
 TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES = 32 << 20
+#: Except: with at most TAP_ROWS_FEW_TAPS_PER_PHASE taps per output phase
+#: (but more than one), at least TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS output
+#: channels and fewer than TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS input channels
+#: per group, columns past TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES (out of L2
+#: before the fold reads them) cost more than the tiles lose: 16, 64 -> 3,
+#: k4 s2 on 32x32 (to_rgb) 764 against 662 us; 8, 64 -> 3 on 24x24
+#: level; 4, 64 -> 3 on 24x24 (442 KiB) 126 against 144; 96 input
+#: channels 1090 against 1145; 1 output channel 452 against 538
+#: (benchmarks/TUNING.md).
+TAP_ROWS_FEW_TAPS_PER_PHASE = 4
+TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS = 3
+TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS = 96
+TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES = 512 << 10
 #: Real calls of 2-3 dims with at least TAP_ROWS_DEEP_MIN_IN_CHANNELS input
 #: channels per group, more output channels than TAP_ROWS_MAX_OUT_CHANNELS
 #: but at most one for each TAP_ROWS_DEEP_MIN_IN_PER_OUT_CHANNEL input
@@ -187,19 +200,6 @@ TAP_ROWS_DEEP_MIN_IN_CHANNELS = 256
 TAP_ROWS_DEEP_MIN_IN_PER_OUT_CHANNEL = 2
 TAP_ROWS_DEEP_MIN_POSITIONS = 512
 TAP_ROWS_DEEP_MAX_COLUMN_BYTES = 16 << 20
-#: Except: with at most TAP_ROWS_FEW_TAPS_PER_PHASE taps per output phase
-#: (but more than one), at least TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS output
-#: channels and fewer than TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS input channels
-#: per group, columns past TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES (out of L2
-#: before the fold reads them) cost more than the tiles lose: 16, 64 -> 3,
-#: k4 s2 on 32x32 (to_rgb) 764 against 662 us; 8, 64 -> 3 on 24x24
-#: level; 4, 64 -> 3 on 24x24 (442 KiB) 126 against 144; 96 input
-#: channels 1090 against 1145; 1 output channel 452 against 538
-#: (benchmarks/TUNING.md).
-TAP_ROWS_FEW_TAPS_PER_PHASE = 4
-TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS = 3
-TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS = 96
-TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES = 512 << 10
 #: The tap_rows kernel's products take TAP_ROWS_STRETCH_TILES tiles of
 #: positions per task, and its fold at least TAP_ROWS_FOLD_MIN_CHUNK
 #: outputs per task (fewer cost more to claim than to fold).
