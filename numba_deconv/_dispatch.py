@@ -66,8 +66,7 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     Many channels on small images with few input positions in the whole
     batch take the columns kernel, which reads each weight once per call:
     there the weights outweigh the work on each (and, in 2-3 dims, with
-    fewer channels where they outweigh it more,
-    :func:`_weights_outweigh_positions`). Few output channels from many
+    fewer channels where they outweigh it more). Few output channels from many
     input channels take the tap-rows kernel, whose register tiles hold a
     row per output channel and tap (:func:`_few_outputs_take_tap_rows`),
     and so do more output channels from hundreds of input channels in 2-3
@@ -92,13 +91,18 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     if min(in_g, out_g) >= config.GEMM_MIN_CHANNELS:
         if complex_data and positions >= config.GEMM_MIN_POSITIONS:
             return "columns", "blas", "blas"
-        in_batch = batch * positions
-        if (not complex_data and positions <= config.GEMM_MAX_IMAGE_POSITIONS
-                and in_batch <= config.GEMM_MAX_BATCH_POSITIONS
-                and in_g * out_g * math.prod(geometry.kernel)
-                >= config.GEMM_MIN_WEIGHTS_PER_POSITION * in_batch):
+        if not complex_data and _weights_outweigh_positions(
+                geometry, batch, in_g, out_g, config.GEMM_MAX_IMAGE_POSITIONS,
+                config.GEMM_MIN_WEIGHTS_PER_POSITION):
             return "columns", "column_tiles", "column_tiles"
-    if not complex_data and _weights_outweigh_positions(geometry, batch, in_g, out_g):
+    # In 2-3 dims, fewer channels where the weights outweigh the positions
+    # more: small images under large kernels, whose phase tiles compute
+    # mostly padding and stream the weights once per image.
+    if (not complex_data and geometry.rank >= 2
+            and min(in_g, out_g) >= config.GEMM_HEAVY_MIN_CHANNELS
+            and _weights_outweigh_positions(geometry, batch, in_g, out_g,
+                                            config.GEMM_HEAVY_MAX_IMAGE_POSITIONS,
+                                            config.GEMM_HEAVY_MIN_WEIGHTS_PER_POSITION)):
         return "columns", "column_tiles", "column_tiles"
     serial = batch * geometry.flops // 2 < config.SERIAL_MAX_MULTIPLY_ADDS
     if not serial and not complex_data and _few_outputs_take_tap_rows(geometry, batch, in_g,
@@ -147,8 +151,7 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     back from past L2, costs more than the tiles lose. Where no output
     has two taps the fold only moves the columns, and they may reach
     ``TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES``."""
-    columns = (geometry.out_channels * math.prod(geometry.kernel) * batch
-               * math.prod(geometry.in_spatial) * np.dtype(dtype).itemsize)
+    columns = _column_bytes(geometry, batch, dtype)
     one_tap = all(k <= s // math.gcd(s, d)
                   for k, s, d in zip(geometry.kernel, geometry.stride, geometry.dilation))
     if in_g < config.TAP_ROWS_MIN_IN_CHANNELS or columns > (
@@ -168,22 +171,23 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
             and _tile_row_waste(geometry, dtype) >= config.TAP_ROWS_NARROW_MIN_ROW_WASTE)
 
 
-def _weights_outweigh_positions(geometry, batch: int, in_g: int, out_g: int) -> bool:
-    """Whether the columns kernel takes a real call of 2 or 3 dims with
-    fewer channels (``config.GEMM_HEAVY_MIN_CHANNELS`` each way per group)
-    or larger images (``GEMM_HEAVY_MAX_IMAGE_POSITIONS``) than the first
-    rule's, where the weights outweigh the positions even more
-    (``GEMM_HEAVY_MIN_WEIGHTS_PER_POSITION`` per position of the batch, at
-    most ``GEMM_MAX_BATCH_POSITIONS``): small images under large kernels,
-    whose phase tiles compute mostly padding and stream the weights once
-    per image."""
+def _weights_outweigh_positions(geometry, batch: int, in_g: int, out_g: int,
+                                max_image_positions: int, min_weights_per_position: int) -> bool:
+    """Whether a call's images have at most ``max_image_positions``
+    positions, its batch at most ``config.GEMM_MAX_BATCH_POSITIONS``, and
+    its weights number ``min_weights_per_position`` per position of the
+    batch: the columns kernel reads each weight once per call."""
     positions = math.prod(geometry.in_spatial)
     in_batch = batch * positions
-    return (geometry.rank >= 2 and min(in_g, out_g) >= config.GEMM_HEAVY_MIN_CHANNELS
-            and positions <= config.GEMM_HEAVY_MAX_IMAGE_POSITIONS
-            and in_batch <= config.GEMM_MAX_BATCH_POSITIONS
-            and in_g * out_g * math.prod(geometry.kernel)
-            >= config.GEMM_HEAVY_MIN_WEIGHTS_PER_POSITION * in_batch)
+    return (positions <= max_image_positions and in_batch <= config.GEMM_MAX_BATCH_POSITIONS
+            and in_g * out_g * math.prod(geometry.kernel) >= min_weights_per_position * in_batch)
+
+
+def _column_bytes(geometry, batch: int, dtype) -> int:
+    """The bytes of a call's columns: output channel x tap x input position
+    of the batch."""
+    return (geometry.out_channels * math.prod(geometry.kernel) * batch
+            * math.prod(geometry.in_spatial) * np.dtype(dtype).itemsize)
 
 
 def _deep_inputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtype) -> bool:
@@ -201,15 +205,12 @@ def _deep_inputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     images and the columns kernel waits on the weights (1-D rows waste
     nothing, and there the phase tiles stay ahead). Measured on AVX-512
     only: with 16 vector registers its 27 accumulators take passes."""
-    positions = batch * math.prod(geometry.in_spatial)
-    columns = (geometry.out_channels * math.prod(geometry.kernel) * positions
-               * np.dtype(dtype).itemsize)
     return (simd.REGISTERS >= 32 and geometry.rank >= 2
             and in_g >= config.TAP_ROWS_DEEP_MIN_IN_CHANNELS
             and config.TAP_ROWS_MAX_OUT_CHANNELS < out_g
             <= in_g // config.TAP_ROWS_DEEP_MIN_IN_PER_OUT_CHANNEL
-            and positions >= config.TAP_ROWS_DEEP_MIN_POSITIONS
-            and columns <= config.TAP_ROWS_DEEP_MAX_COLUMN_BYTES
+            and batch * math.prod(geometry.in_spatial) >= config.TAP_ROWS_DEEP_MIN_POSITIONS
+            and _column_bytes(geometry, batch, dtype) <= config.TAP_ROWS_DEEP_MAX_COLUMN_BYTES
             and math.prod(geometry.kernel) > math.prod(geometry.stride))
 
 
@@ -329,9 +330,10 @@ class Route:
     launch: work_split.Launch | None  # rank <= 3, in the order given
     # Rank >= 4: the route of one slice along the first dim; with
     # last_dim, the route of the call with that spatial dim moved last
-    # (swept_dim).
+    # (swept_dim), whose geometry is moved_geometry.
     inner: Route | None
     last_dim: int | None = None
+    moved_geometry: Geometry | None = None
 
 
 class _Routed:
@@ -408,9 +410,10 @@ def _route(plan: CallPlan, geometry, threads: int) -> Route:
     route = _route_as_given(plan, geometry, threads)
     dim = swept_dim(geometry, plan.batch, plan.dtype) if route.kernel == "phase_tiles" else None
     if dim is not None:
-        inner = _route_as_given(plan, driver.move_spatial_last(geometry, dim), threads)
+        moved = driver.move_spatial_last(geometry, dim)
+        inner = _route_as_given(plan, moved, threads)
         if inner.kernel == "phase_tiles":
-            return Route(inner.variant, inner.kernel, inner.fallback, None, inner, dim)
+            return Route(inner.variant, inner.kernel, inner.fallback, None, inner, dim, moved)
     return route
 
 

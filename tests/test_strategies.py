@@ -604,6 +604,20 @@ def test_one_tap_per_phase_keeps_few_output_channels_off_columns(c_in, c_out, sp
     assert _dispatch.choose_kernel(geometry, 2, dtype)[1] == expected
 
 
+def _chosen_kernel(x_shape, c_out, kernel, dtype=np.float32, **kwargs):
+    """The kernel ``choose_kernel`` picks for ``x_shape`` (N, C_in, *S) to
+    ``c_out`` channels through a square ``kernel`` (``kwargs``: stride,
+    padding, dilation), as the API plans the call."""
+    from numba_deconv._plan import plan_call
+    args = {"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1,
+            **kwargs}
+    geometry = plan_call(x_shape, np.dtype(dtype), (x_shape[1], c_out)
+                         + (kernel,) * (len(x_shape) - 2), np.dtype(dtype), None, None,
+                         output_size=None, padding_mode="zeros", data_format="channels_first",
+                         **args).geometry
+    return _dispatch.choose_kernel(geometry, x_shape[0], dtype)[1]
+
+
 @pytest.mark.parametrize("batch, c_in, c_out, spatial, kernel, stride, dtype, expected", [
     (16, 64, 3, (32, 32), 4, 2, np.float32, "phase_tiles"),  # to_rgb: 3 MiB of columns
     (4, 64, 3, (24, 24), 4, 2, np.float32, "tap_rows"),  # 442 KiB: the fold reads from L2
@@ -617,12 +631,8 @@ def test_few_taps_per_phase_keep_large_columns_off_the_tap_rows(batch, c_in, c_o
     """With 2-4 taps per output phase, 3 or more output channels and under
     96 input channels, columns past 512 KiB send the call to the phase
     tiles."""
-    from numba_deconv._plan import plan_call
-    geometry = plan_call((batch, c_in) + spatial, np.dtype(dtype), (c_in, c_out) + (kernel,)
-                         * len(spatial), np.dtype(dtype), None, None, stride=stride, padding=1,
-                         output_padding=0, dilation=1, groups=1, output_size=None,
-                         padding_mode="zeros", data_format="channels_first").geometry
-    assert _dispatch.choose_kernel(geometry, batch, dtype)[1] == expected
+    assert _chosen_kernel((batch, c_in) + spatial, c_out, kernel, dtype, stride=stride,
+                          padding=1) == expected
 
 
 @pytest.mark.parametrize("x_shape, c_out, kernel, stride, dilation, expected", [
@@ -633,13 +643,7 @@ def test_few_taps_per_phase_keep_large_columns_off_the_tap_rows(batch, c_in, c_o
 ])
 def test_one_tap_an_output_lets_the_tap_rows_take_large_columns(x_shape, c_out, kernel, stride,
                                                                 dilation, expected):
-    from numba_deconv._plan import plan_call
-    rank = len(x_shape) - 2
-    geometry = plan_call(x_shape, np.dtype(np.float32), (x_shape[1], c_out) + (kernel,) * rank,
-                         np.dtype(np.float32), None, None, stride=stride, padding=0,
-                         output_padding=0, dilation=dilation, groups=1, output_size=None,
-                         padding_mode="zeros", data_format="channels_first").geometry
-    assert _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1] == expected
+    assert _chosen_kernel(x_shape, c_out, kernel, stride=stride, dilation=dilation) == expected
 
 
 @pytest.mark.parametrize("x_shape, c_out, kernel, stride, expected", [
@@ -651,13 +655,7 @@ def test_one_tap_an_output_lets_the_tap_rows_take_large_columns(x_shape, c_out, 
     ((64, 512, 16, 16), 256, 4, 2, "phase_tiles"),  # 512 MiB of columns
 ])
 def test_hundreds_of_input_channels_take_the_tap_rows(x_shape, c_out, kernel, stride, expected):
-    from numba_deconv._plan import plan_call
-    rank = len(x_shape) - 2
-    geometry = plan_call(x_shape, np.dtype(np.float32), (x_shape[1], c_out) + (kernel,) * rank,
-                         np.dtype(np.float32), None, None, stride=stride, padding=0,
-                         output_padding=0, dilation=1, groups=1, output_size=None,
-                         padding_mode="zeros", data_format="channels_first").geometry
-    assert _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1] == expected
+    assert _chosen_kernel(x_shape, c_out, kernel, stride=stride) == expected
 
 
 @pytest.mark.parametrize("x_shape, c_in, c_out, kernel, stride, expected", [
@@ -669,14 +667,8 @@ def test_hundreds_of_input_channels_take_the_tap_rows(x_shape, c_out, kernel, st
 ])
 def test_small_images_under_large_kernels_take_the_columns(x_shape, c_in, c_out, kernel, stride,
                                                            expected):
-    from numba_deconv._plan import plan_call
-    rank = len(x_shape) - 1
-    geometry = plan_call((x_shape[0], c_in) + x_shape[1:], np.dtype(np.float32),
-                         (c_in, c_out) + (kernel,) * rank, np.dtype(np.float32), None, None,
-                         stride=stride, padding=0, output_padding=0, dilation=1, groups=1,
-                         output_size=None, padding_mode="zeros",
-                         data_format="channels_first").geometry
-    assert _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1] == expected
+    assert _chosen_kernel((x_shape[0], c_in) + x_shape[1:], c_out, kernel,
+                          stride=stride) == expected
 
 
 def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):

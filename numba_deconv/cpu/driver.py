@@ -201,7 +201,7 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
             transpose.to_channels_last(out_first, out)
         return
     if route.last_dim is not None:
-        _run_with_dim_last(route, x, w, bias, out, geometry, prepared)
+        _run_with_dim_last(route, x, w, bias, out, prepared)
         return
     if route.inner is not None:
         _run_by_leading_slices(route, x, w, bias, out, geometry)
@@ -572,7 +572,7 @@ def _run_by_leading_slices(route, x, w, bias, out, geometry) -> None:
                 out[:, :, o] += partial
 
 
-def _run_with_dim_last(route, x, w, bias, out, geometry, prepared) -> None:
+def _run_with_dim_last(route, x, w, bias, out, prepared) -> None:
     """``route.inner`` on ``x``, ``w`` and ``out`` with spatial dim
     ``route.last_dim`` moved last (copies by NumPy, which moves these
     narrow dims 3-4 times as fast as :func:`.transpose.swap_last_two`'s
@@ -582,8 +582,7 @@ def _run_with_dim_last(route, x, w, bias, out, geometry, prepared) -> None:
     spatial = out.shape[2:]
     out_moved = np.empty(out.shape[:2] + spatial[:dim] + spatial[dim + 1:] + (spatial[dim],),
                          dtype=out.dtype)
-    run(route.inner, x_moved, w_moved, bias, out_moved, move_spatial_last(geometry, dim),
-        prepared)
+    run(route.inner, x_moved, w_moved, bias, out_moved, route.moved_geometry, prepared)
     np.copyto(out, np.moveaxis(out_moved, -1, 2 + dim))
 
 
