@@ -383,6 +383,48 @@ def _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, ro
                 of[o + t] = acc[a + np.uint64(table[t])] + value
 
 
+@njit(nogil=True, cache=True)
+def _bias_runs(at, length, p0, p1, phases, pitch, stride, tap_counts, out_spatial):
+    """The output rows of :func:`direct_tiled`'s positions ``p0 .. p1``
+    that no tap reaches (their phase row has no taps: a kernel shorter
+    than its stride along D or H), channels first, as runs of one
+    channel's flat output in memory order (``at``, ``length``), rows that
+    continue one another merged; returns the runs' count. Written in
+    these runs before the products, the bias reaches memory in long
+    stretches: row by row, phase row after phase row, they went out 21
+    floats at a time and took most of a 1x1 kernel at stride 3 or 4
+    (benchmarks/TUNING.md)."""
+    u_h, u_w = pitch[1], pitch[2]
+    s_d, s_h, s_w = stride
+    o_d, o_h, o_w = out_spatial
+    first_row, last_row = p0 // u_w, (p1 - 1) // u_w
+    count = 0
+    for j_d in range(first_row // u_h, min(last_row // u_h + 1, phases[0, 3])):
+        for r_d in range(min(s_d, o_d - j_d * s_d)):
+            for row in range(max(first_row, j_d * u_h),
+                             min(last_row + 1, j_d * u_h + phases[0, 4])):
+                j_h = row - j_d * u_h
+                ow_lo = max(p0 - row * u_w, 0) * s_w
+                ow_hi = min(min(p1 - row * u_w, u_w) * s_w, o_w)
+                if ow_hi <= ow_lo:
+                    continue
+                for r_h in range(min(s_h, o_h - j_h * s_h)):
+                    first_ph = (r_d * s_h + r_h) * s_w
+                    taps = 0
+                    for r_w in range(s_w):
+                        taps += tap_counts[first_ph + r_w]
+                    if taps > 0:
+                        continue
+                    start = ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo
+                    if count > 0 and at[count - 1] + length[count - 1] == start:
+                        length[count - 1] += ow_hi - ow_lo
+                    else:
+                        at[count] = start
+                        length[count] = ow_hi - ow_lo
+                        count += 1
+    return count
+
+
 @njit(inline="always")
 def _add_run(source, target, length, count, at_source, at_target, n, per_source):
     """Append the run of ``n`` targets from ``at_target`` (``n //
@@ -521,6 +563,15 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     xf, of = x.reshape(-1), out.reshape(-1)
     tasks = n_batch * groups * chunks_per_image * block_parts
+    # Channels first, output rows that no tap reaches are set to the bias
+    # up front (_bias_runs), and their phase rows skipped.
+    bias_runs = False
+    if layout == CHANNELS_FIRST:
+        for ph_row in range(n_phases // s_w):
+            row_taps = 0
+            for r_w in range(s_w):
+                row_taps += tap_counts[ph_row * s_w + r_w]
+            bias_runs |= row_taps == 0
     while True:
         task = simd.claim(claimed)
         if task >= tasks or simd.cancelled(cancel):
@@ -585,19 +636,33 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         by_table = layout == CHANNELS_FIRST and (
             (s_w != 1 and s_w != 2 and s_w != 4) or o_w % (s_w * lanes) * 2 > o_w)
         table = np.empty(sub * s_w + s_w if by_table else 0, dtype=np.int64)
+        if bias_runs:
+            run_at = np.empty(((p1 - p0) // u_w + 2) * s_d * s_h, dtype=np.int64)
+            run_length = np.empty_like(run_at)
+            n_bias_runs = _bias_runs(run_at, run_length, p0, p1, phases, pitch, stride,
+                                     tap_counts, (o_d, o_h, o_w))
+            for co in range(co0, co1):
+                oc = g * c_out_g + co
+                # (+ 0.0: a sum of zero products and a bias of -0.0 is +0.0)
+                value = bias[oc] + 0.0
+                o_channel = (n * c_out + oc) * o_d * o_h * o_w
+                for i in range(n_bias_runs):
+                    at = np.uint64(o_channel + run_at[i])
+                    for t in range(np.uint64(run_length[i])):
+                        of[at + t] = value
         for ph_row in range(n_phases // s_w):
             first_ph = ph_row * s_w
             r_d, r_h = phases[first_ph, 0], phases[first_ph, 1]
             q_d, q_h = phases[first_ph, 3], phases[first_ph, 4]
-            # Output rows that no tap reaches (kernel < stride along D or
-            # H) are the bias alone: written as such, channels first.
-            bias_rows = layout == CHANNELS_FIRST
+            row_taps = 0
             for r_w in range(s_w):
-                bias_rows &= tap_counts[first_ph + r_w] == 0
+                row_taps += tap_counts[first_ph + r_w]
+            if bias_runs and row_taps == 0:
+                continue  # the bias alone, written above
             for s0 in range(p0, p1, sub):
                 length = min(sub, p1 - s0)
                 n_segments = sweep_segments(segments, s0, length, lanes, phases, pitch)
-                for r_w in range(0 if bias_rows else s_w):
+                for r_w in range(s_w):
                     ph = first_ph + r_w
                     n_taps = tap_counts[ph]
                     if n_taps == 0:  # no taps (kernel < stride): the bias alone
@@ -637,17 +702,6 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
                                   row_len, n_rows, n * o_d * o_h * o_w, c_out,
                                   g * c_out_g + co0, co1 - co0)
-                    continue
-                if bias_rows:
-                    for co in range(co0, co1):
-                        oc = g * c_out_g + co
-                        # (+ 0.0: a sum of zero products and a bias of -0.0 is +0.0)
-                        value = bias[oc] + 0.0
-                        o_channel = (n * c_out + oc) * o_d * o_h * o_w
-                        for i in range(n_rows):
-                            at = np.uint64(o_channel + row_out[i])
-                            for t in range(np.uint64(row_len[i])):
-                                of[at + t] = value
                     continue
                 if by_table:
                     _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
