@@ -195,6 +195,15 @@ TILE_CASES = [
     # scatter's table path; 50 outputs, a ragged end in both dtypes), with
     # kernel < stride.
     ((1, 3, 3, 17), (3, 9, 2, 2), dict(stride=3)),
+    # Short images under large kernels: the top and bottom rows' tiles sum
+    # only the taps that reach the image (tiled.tap_spans), in 2-D and 3-D,
+    # with dilation, and rows past the last tap (output padding) that sum
+    # none; full blocks and a ragged one.
+    ((2, 9, 5, 21), (9, 10, 5, 5), dict(padding=1)),
+    ((1, 4, 3, 4, 9), (4, 16, 3, 3, 3), dict(stride=(2, 1, 1), padding=1, dilation=(1, 2, 1))),
+    ((2, 6, 4, 30), (6, 8, 7, 3), dict(stride=(2, 1), padding=(2, 1), dilation=(2, 1),
+                                       output_padding=(1, 0))),
+    ((1, 5, 3, 20), (5, 8, 3, 3), dict(stride=(3, 1), output_padding=(2, 0))),
 ]
 
 
@@ -893,6 +902,84 @@ def test_a_layout_for_64_threads_computes_the_same_bits(rng):
     assert driver.LAUNCHERS["phase_tiles"](x.reshape(launch.x_shape), w.reshape(launch.w_shape),
                                            call.no_bias, out, launch)
     np.testing.assert_array_equal(out.reshape(here.shape), here)
+
+
+@pytest.mark.parametrize("in_spatial, kernel, stride, dilation, pad, output_pad", [
+    ((1, 5, 21), (1, 5, 5), (1, 1, 1), (1, 1, 1), (0, 1, 1), (0, 0, 0)),
+    ((3, 4, 9), (3, 3, 3), (2, 1, 1), (1, 2, 1), (1, 1, 1), (1, 0, 0)),
+    ((1, 3, 20), (1, 3, 3), (1, 3, 1), (1, 1, 1), (0, 0, 0), (0, 2, 0)),
+    ((1, 6, 48), (1, 3, 3), (1, 2, 2), (1, 3, 3), (0, 0, 0), (0, 0, 0)),
+    ((2, 2, 5), (2, 7, 2), (1, 2, 1), (2, 1, 1), (1, 4, 0), (0, 1, 0)),
+])
+def test_tap_spans_leave_out_only_taps_that_read_padding(in_spatial, kernel, stride, dilation,
+                                                         pad, output_pad):
+    """For every vector of every sweep of every phase, the taps that
+    tiled.tap_spans leaves out read zero padding for all the vector's
+    outputs (from the definition: output ``o`` takes tap ``k`` from input
+    ``(o + p - k*d) / s``), and its first and last tap read the image for
+    one of the vector's rows; where it finds no such vector, every tap
+    reaches every output row of the sweep."""
+    out_spatial = tuple((i - 1) * s + d * (k - 1) + 1 - 2 * p + op for i, k, s, d, p, op
+                        in zip(in_spatial, kernel, stride, dilation, pad, output_pad))
+    pitch, shift_max, phases, taps = tiled.phase_tables(kernel, stride, dilation, pad,
+                                                        out_spatial)
+    most = max(len(t) for t in taps)
+    offsets = np.zeros((len(taps), most), np.int64)
+    for ph, phase_taps in enumerate(taps):
+        offsets[ph, :len(phase_taps)] = [t[3] for t in phase_taps]
+    tap_counts = np.array([len(t) for t in taps], np.int64)
+    u_d, u_h, u_w = pitch
+    reach = tiled.tap_reach(offsets, tap_counts, np.array(pitch), np.array(shift_max),
+                            in_spatial[0], in_spatial[1])
+    lanes, length = 16, 40  # sweeps of 40 positions: vectors past a sweep's end too
+    span = tiled.phase_span(phases, np.array(pitch))
+    segments = np.empty(length // lanes + length // u_w + 2, np.int64)
+    first, end = np.empty_like(segments), np.empty_like(segments)
+
+    def reads_image(ph, t, j_d, j_h):
+        """Whether tap ``t`` of phase ``ph`` reads an input for the outputs
+        of accumulator row ``(j_d, j_h)`` (along D and H)."""
+        k_d, k_h = taps[ph][t][:2]
+        for j, r, k, s, d, p, n in ((j_d, phases[ph, 0], k_d, stride[0], dilation[0], pad[0],
+                                     in_spatial[0]),
+                                    (j_h, phases[ph, 1], k_h, stride[1], dilation[1], pad[1],
+                                     in_spatial[1])):
+            source, rest = divmod(j * s + r + p - k * d, s)
+            assert rest == 0  # the tap is the phase's
+            if not 0 <= source < n:
+                return False
+        return True
+
+    partial_seen = False
+    for ph in np.flatnonzero(tap_counts):
+        q_d, q_h, q_w = phases[ph, 3:6]
+        for s0 in range(0, span, length):
+            n_segments = tiled.sweep_segments(segments, s0, min(length, span - s0), lanes, phases,
+                                              np.array(pitch))
+            rows = {divmod(row, u_h) for q in segments[:n_segments]
+                    for row in range((s0 + q) // u_w, (s0 + q + lanes - 1) // u_w + 1)}
+            rows = [(j_d, j_h) for j_d, j_h in rows if j_d < q_d and j_h < q_h]
+            spans = tiled.tap_spans(first, end, segments, n_segments, s0, lanes, reach[ph],
+                                    tap_counts[ph], q_d, q_h, u_h, u_w)
+            if not spans:
+                assert all(reads_image(ph, t, *row) for row in rows
+                           for t in range(tap_counts[ph]))
+                continue
+            partial_seen = True
+            for p in range(n_segments):
+                start = s0 + segments[p]
+                seg_rows = {divmod(q // u_w, u_h) for q in range(start, start + lanes)}
+                seg_rows = [(j_d, j_h) for j_d, j_h in seg_rows if j_d < q_d and j_h < q_h]
+                stored = {divmod(q // u_w, u_h) for q in range(start, start + lanes)
+                          if q % u_w < q_w}
+                needed = [t for t in range(tap_counts[ph])
+                          if any(reads_image(ph, t, j_d, j_h) for j_d, j_h in stored
+                                 if j_d < q_d and j_h < q_h)]
+                assert all(first[p] <= t < end[p] for t in needed)
+                if end[p] > first[p]:
+                    assert any(reads_image(ph, first[p], *row) for row in seg_rows)
+                    assert any(reads_image(ph, end[p] - 1, *row) for row in seg_rows)
+    assert partial_seen
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

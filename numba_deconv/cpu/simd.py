@@ -541,7 +541,13 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
     table, q0, ..., scalars, s_at, k_total``); ``"strided"``: ``row(k) =
     v_at + k*v_pitch`` and the vectors are consecutive, ``start[v] =
     v*lanes`` (signature ``acc, first, pitch, add, vec, v_at, v_pitch,
-    scalars, s_at, k_total``). A tile with more accumulators than the
+    scalars, s_at, k_total``); ``"table_ranges"``: as ``"table"``, but the
+    sum runs over ``k = c*n_taps + t`` for ``c < channels`` and ``t_first
+    <= t < t_first + t_count`` only (signature ``acc, first, pitch, add,
+    vec, table, q0, ..., scalars, s_at, channels, n_taps, t_first,
+    t_count``): the pairs of a stretch of taps in each channel, in their
+    order (``channels = 1, t_first = 0``: the ``k < t_count`` of
+    ``"table"``). A tile with more accumulators than the
     registers hold runs in passes over blocks of it (:func:`_passes`), each
     a whole sum over ``k``: every element sums its products in the same
     order either way.
@@ -549,7 +555,8 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
     Spelled out as source because the accumulators must be plain local
     values to stay in registers (see the module docstring).
     """
-    table = vector_rows == "table"
+    ranges = vector_rows == "table_ranges"
+    table = vector_rows in ("table", "table_ranges")
     if table:
         starts = [f"q{v}" for v in range(vectors)]
         head = f"vec, table, {', '.join(starts)}"
@@ -560,8 +567,16 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
     tail = ""
     if scalar_stride is None:
         scalar_stride, tail = "s_pitch", ", s_pitch"
-    lines = [f"def {name}(acc, first, pitch, add, {head}, scalars, s_at, k_total{tail}):",
+    count = "channels, n_taps, t_first, t_count" if ranges else "k_total"
+    lines = [f"def {name}(acc, first, pitch, add, {head}, scalars, s_at, {count}{tail}):",
              "    lanes = lanes_of(vec)"]
+    # The sum's loop: over k, or over the taps of each channel (one more
+    # indent for its body).
+    loop = (["    for c in range(channels):",
+             "        k_first = c * n_taps + t_first",
+             "        for k in range(k_first, k_first + t_count):"] if ranges
+            else ["    for k in range(k_total):"])
+    body = "            " if ranges else "        "
     row_blocks, vector_blocks = _passes(rows, vectors)
     for r0, r_count in row_blocks:
         for v0, v_count in vector_blocks:
@@ -571,18 +586,18 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
                       "    if add:"]
             lines += [f"        {a} = load(acc, first + {m} * pitch + {starts[v]})"
                       for (m, v), a in acc.items()]
-            lines.append("    for k in range(k_total):")
+            lines += loop
             if table:
-                lines.append("        at = table[k]")
-                lines += [f"        v{v} = load(vec, at + q{v})" for v in pass_vectors]
+                lines.append(f"{body}at = table[k]")
+                lines += [f"{body}v{v} = load(vec, at + q{v})" for v in pass_vectors]
             else:
-                lines.append("        at = np.uint64(v_at + k * v_pitch)")
-                lines += [f"        v{v} = load(vec, at + np.uint64({starts[v]}))"
+                lines.append(f"{body}at = np.uint64(v_at + k * v_pitch)")
+                lines += [f"{body}v{v} = load(vec, at + np.uint64({starts[v]}))"
                           for v in pass_vectors]
-            lines.append(f"        s_k = np.uint64(s_at + {scalar_stride} * k)")
+            lines.append(f"{body}s_k = np.uint64(s_at + {scalar_stride} * k)")
             for m in pass_rows:
-                lines.append(f"        s = scalars[s_k + np.uint64({m})]")
-                lines += [f"        {acc[m, v]} = fma(v{v}, s, {acc[m, v]})"
+                lines.append(f"{body}s = scalars[s_k + np.uint64({m})]")
+                lines += [f"{body}{acc[m, v]} = fma(v{v}, s, {acc[m, v]})"
                           for v in pass_vectors]
             lines += [f"    store(acc, first + {m} * pitch + {starts[v]}, {a})"
                       for (m, v), a in acc.items()]

@@ -151,6 +151,9 @@ def phase_weights(table, g, first_pair, ph, blocks):
  _tile1x1) = (simd.spell_tile(rows, vectors, TILE_ROWS, "table")
               for rows, vectors in ((8, 3), (8, 2), (4, 6), (4, 2), (3, 6), (3, 2), (2, 8),
                                     (1, 4), (1, 1)))
+# The main tile once more, summing a stretch of taps of each channel
+# (:func:`tap_spans`, :func:`phase_products_spans`).
+_tile8x3_taps = simd.spell_tile(8, 3, TILE_ROWS, "table_ranges")
 
 
 #: Bytes of a block's weights that the tiles run through before the next
@@ -166,6 +169,22 @@ def _tiles_of_three(n_segments):
     if n_segments % 3 == 1:
         return max(n_segments - 4, 0) // 3
     return n_segments // 3
+
+
+@njit(inline="always")
+def _spanned(tap_first, tap_end, p, count, channels, n_taps):
+    """The sum of a tile over segments ``p .. p + count`` (the union of
+    their spans, :func:`tap_spans`) as the last arguments of a
+    ``table_ranges`` tile (:func:`.simd.spell_tile`): ``(channels, n_taps,
+    t_first, t_count)``; every tap of every channel as one run of pairs,
+    in one loop."""
+    first, end = n_taps, 0
+    for q in range(p, p + count):
+        first = min(first, tap_first[q])
+        end = max(end, tap_end[q])
+    if first == 0 and end == n_taps:
+        return 1, 0, 0, channels * n_taps
+    return channels, n_taps, first, max(end - first, 0)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
@@ -202,18 +221,8 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
             table = src[k0:]
             w_at = k0 * TILE_ROWS
             if ragged and block == wt.shape[0] - 1:
-                # 5-7 channels: 4 in 4-row tiles, the rest as 1-3 below.
-                done = 4 if ragged > 4 else 0
-                if done:
-                    _narrow_block(acc, first, acc_pitch, add, xw, table, k_count, wb, w_at,
-                                  4, segments, n_segments)
-                if ragged - done <= 2:
-                    _thin_block(acc, first + done * acc_pitch, acc_pitch, add, xw, table,
-                                k_count, wb, w_at + done, ragged - done, segments, n_segments)
-                else:
-                    _narrow_block(acc, first + done * acc_pitch, acc_pitch, add, xw, table,
-                                  k_count, wb, w_at + done, ragged - done, segments,
-                                  n_segments)
+                _ragged_block(acc, first, acc_pitch, add, xw, table, k_count, wb, w_at, ragged,
+                              segments, n_segments)
                 continue
             for t in range(triples):
                 _tile8x3(acc, first, acc_pitch, add, xw, table, segments[3 * t],
@@ -221,6 +230,65 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
             for p in range(3 * triples, n_segments, 2):
                 _tile8x2(acc, first, acc_pitch, add, xw, table, segments[p],
                          segments[min(p + 1, last)], wb, w_at, k_count)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def phase_products_spans(acc, acc_pitch, xw, src, channels, n_taps, wt, rows, segments,
+                         n_segments, tap_first, tap_end):
+    """:func:`phase_products` (pair ``k = c * n_taps + t``: input channel
+    ``c < channels``, tap ``t``) where some segments ``p`` read zero
+    padding through some taps (:func:`tap_spans`): the tiles of whole
+    blocks sum only the taps ``tap_first[p] <= t < tap_end[p]`` of their
+    segments, in their order (the products left out are zeros, and would
+    change no sum: the same bits). Its chunks of weights are whole input
+    channels. A function of its own: beside the plain tiles in
+    :func:`phase_products`, these slowed them 4-9 %."""
+    triples = _tiles_of_three(n_segments)
+    ragged = rows % TILE_ROWS
+    c_chunk = max(K_CHUNK_BYTES // (TILE_ROWS * wt.itemsize * n_taps), 1)
+    for block in range(wt.shape[0]):
+        first = block * TILE_ROWS * acc_pitch
+        wb = wt[block]
+        for c0 in range(0, channels, c_chunk):
+            c_count = min(c_chunk, channels - c0)
+            k_count = c_count * n_taps
+            add = c0 > 0
+            table = src[c0 * n_taps:]
+            w_at = c0 * n_taps * TILE_ROWS
+            if ragged and block == wt.shape[0] - 1:
+                _ragged_block(acc, first, acc_pitch, add, xw, table, k_count, wb, w_at, ragged,
+                              segments, n_segments)
+                continue
+            # Tiles of 3 vectors, then of 2 (and 1) computing their last
+            # vector again: one call of the tile (each is compile time).
+            for tile in range(triples + (n_segments - 3 * triples + 1) // 2):
+                p, count = 3 * tile, 3
+                if tile >= triples:
+                    p = 3 * triples + 2 * (tile - triples)
+                    count = min(2, n_segments - p)
+                ch, nt, t_first, t_count = _spanned(tap_first, tap_end, p, count, c_count,
+                                                    n_taps)
+                _tile8x3_taps(acc, first, acc_pitch, add, xw, table, segments[p],
+                              segments[p + min(1, count - 1)], segments[p + count - 1], wb,
+                              w_at, ch, nt, t_first, t_count)
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True)
+def _ragged_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, rows, segments,
+                  n_segments):
+    """:func:`phase_products` of a last block of ``rows`` < 8 output
+    channels: 1-2 as a thin block, 3-4 as a narrow one, 5-7 as a narrow
+    block of 4 and the rest as either."""
+    done = 4 if rows > 4 else 0
+    if done:
+        _narrow_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, 4, segments,
+                      n_segments)
+    if rows - done <= 2:
+        _thin_block(acc, first + done * acc_pitch, acc_pitch, add, xw, src, k_total, wb,
+                    w_at + done, rows - done, segments, n_segments)
+    else:
+        _narrow_block(acc, first + done * acc_pitch, acc_pitch, add, xw, src, k_total, wb,
+                      w_at + done, rows - done, segments, n_segments)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
@@ -269,6 +337,85 @@ def _narrow_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, rows, 
     for p in range(done, n_segments, 2):
         _tile4x2(acc, first, acc_pitch, add, xw, src, segments[p],
                  segments[min(p + 1, last)], wb, w_at, k_total)
+
+
+@njit(nogil=True, cache=True)
+def tap_reach(offsets, tap_counts, pitch, shift_max, in_d, in_h):
+    """Per phase and tap, the accumulator rows ``(j_d, j_h)`` whose
+    outputs it reads an input row for (not a row of zero padding above or
+    below the image): ``reach[ph, t] = (d_lo, d_hi, h_lo, h_hi)``, ``d_lo
+    <= j_d < d_hi`` and ``h_lo <= j_h < h_hi``; ``reach[ph, -1]``: the
+    rows that every tap of the phase reaches. A tap's offset's row part is
+    ``d*u_h + h`` with ``h < u_h`` (its column part stays in the row for
+    every output), and the input lies at ``shift_max`` in the padded
+    rows."""
+    u_h, u_w = pitch[1], pitch[2]
+    reach = np.empty((tap_counts.shape[0], offsets.shape[1] + 1, 4), dtype=np.int64)
+    for ph in range(tap_counts.shape[0]):
+        every = reach[ph, -1]
+        every[0], every[1], every[2], every[3] = 0, pitch[0], 0, u_h
+        for t in range(tap_counts[ph]):
+            shift_d, shift_h = divmod(offsets[ph, t] // u_w, u_h)
+            tap = reach[ph, t]
+            tap[0], tap[1] = shift_max[0] - shift_d, shift_max[0] - shift_d + in_d
+            tap[2], tap[3] = shift_max[1] - shift_h, shift_max[1] - shift_h + in_h
+            every[0], every[1] = max(every[0], tap[0]), min(every[1], tap[1])
+            every[2], every[3] = max(every[2], tap[2]), min(every[3], tap[3])
+    return reach
+
+
+@njit(nogil=True, cache=True)
+def tap_spans(tap_first, tap_end, segments, n_segments, s0, lanes, reach, n_taps, q_d, q_h,
+              u_h, u_w):
+    """For each vector of positions ``s0 + segments[p]`` (in increasing
+    order) of a phase (``reach``: its rows of :func:`tap_reach`; ``q_d x
+    q_h`` rows of outputs): the taps ``tap_first[p] <= t < tap_end[p]``
+    from the first to the last that read an input row, not zero padding,
+    for an output of the vector's rows. On small images under large
+    kernels most taps of the top and bottom rows read padding: 5x21
+    images under 5x5 taps computed 1.5 times the products that reach an
+    output (benchmarks/TUNING.md). Rows are followed from vector to vector
+    without a division: a sweep of a one-channel image has only 9 pairs a
+    vector to pay for it. Returns False, and leaves the spans alone, where
+    every tap reaches every row of the sweep's outputs."""
+    if n_segments == 0:
+        return False
+    every = reach[-1]
+    row = (s0 + segments[0]) // u_w
+    j_d, j_h = divmod(row, u_h)
+    r, r_d, r_h = row, j_d, j_h
+    partial = False
+    while r * u_w < s0 + segments[n_segments - 1] + lanes and not partial:
+        partial = (r_d < q_d and r_h < q_h
+                   and not (every[0] <= r_d < every[1] and every[2] <= r_h < every[3]))
+        r, r_h = r + 1, r_h + 1
+        if r_h == u_h:
+            r_d, r_h = r_d + 1, 0
+    if not partial:
+        return False
+    for p in range(n_segments):
+        start = s0 + segments[p]
+        while (row + 1) * u_w <= start:
+            row, j_h = row + 1, j_h + 1
+            if j_h == u_h:
+                j_d, j_h = j_d + 1, 0
+        first, end = n_taps, 0
+        r, r_d, r_h = row, j_d, j_h
+        while r * u_w < start + lanes and end - first < n_taps:
+            if r_d < q_d and r_h < q_h:
+                if every[0] <= r_d < every[1] and every[2] <= r_h < every[3]:
+                    first, end = 0, n_taps
+                else:
+                    for t in range(n_taps):
+                        if (reach[t, 0] <= r_d < reach[t, 1]
+                                and reach[t, 2] <= r_h < reach[t, 3]):
+                            first, end = min(first, t), max(end, t + 1)
+            r, r_h = r + 1, r_h + 1
+            if r_h == u_h:
+                r_d, r_h = r_d + 1, 0
+        tap_first[p] = first
+        tap_end[p] = end
+    return True
 
 
 @njit(nogil=True, cache=True)
@@ -563,6 +710,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     xf, of = x.reshape(-1), out.reshape(-1)
     tasks = n_batch * groups * chunks_per_image * block_parts
+    reach = tap_reach(offsets, tap_counts, pitch, shift_max, i_d, i_h)
     # Channels first, output rows that no tap reaches are set to the bias
     # up front (_bias_runs), and their phase rows skipped.
     bias_runs = False
@@ -624,6 +772,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         acc = simd.aligned(np.empty(s_w * block + lanes, dtype=out.dtype), s_w * block)
         src = np.empty(c_in_g * tap_counts.max(), dtype=np.int64)
         segments = np.empty(sub // lanes + sub // u_w + 2, dtype=np.int64)
+        tap_first = np.empty_like(segments)
+        tap_end = np.empty_like(segments)
         row_acc = np.empty(sub // u_w + 2, dtype=np.int64)
         row_out = np.empty_like(row_acc)
         row_len = np.empty_like(row_acc)
@@ -671,11 +821,19 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     for ci in range(c_in_g):
                         for t in range(n_taps):
                             src[ci * n_taps + t] = ci * win_len + offsets[ph, t] + s0 - p0
-                    phase_products(acc[r_w * block:(r_w + 1) * block], acc_pitch, xw, src,
-                                    c_in_g * n_taps,
-                                    phase_weights(weights, g, first_pair, ph, blocks)[b0:b1],
-                                    co1 - co0,
-                                    segments, n_segments)
+                    # Spans only for whole blocks of channels: the tiles of
+                    # fewer sum every tap.
+                    spans = co1 - co0 >= TILE_ROWS and tap_spans(
+                        tap_first, tap_end, segments, n_segments, s0, lanes, reach[ph], n_taps,
+                        phases[ph, 3], phases[ph, 4], u_h, u_w)
+                    acc_ph = acc[r_w * block:(r_w + 1) * block]
+                    wt = phase_weights(weights, g, first_pair, ph, blocks)[b0:b1]
+                    if spans:
+                        phase_products_spans(acc_ph, acc_pitch, xw, src, c_in_g, n_taps, wt,
+                                             co1 - co0, segments, n_segments, tap_first, tap_end)
+                    else:
+                        phase_products(acc_ph, acc_pitch, xw, src, c_in_g * n_taps, wt,
+                                       co1 - co0, segments, n_segments)
                 # Accumulator position P = (jd*u_h + jh)*u_w + jw of phase
                 # r_w is output (jd*s_d + r_d, jh*s_h + r_h, jw*s_w + r_w).
                 # The sweep's output rows once (where in acc, where in an
