@@ -160,6 +160,12 @@ _tile8x3_taps = simd.spell_tile(8, 3, TILE_ROWS, "table_ranges")
 #: chunk: a third of L1, beside the input stretches they stream.
 K_CHUNK_BYTES = 16 << 10
 
+#: Fewest (input channel, tap) pairs of a phase for its tiles to sum only
+#: the taps that reach the image (:func:`tap_spans`): below, working out
+#: the spans costs more than it saves (a 50 us call of 11 input channels
+#: with 1-4 taps per phase ran 6 % slower with them).
+SPANS_MIN_PAIRS = 64
+
 
 @njit(inline="always")
 def _tiles_of_three(n_segments):
@@ -710,7 +716,10 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     xf, of = x.reshape(-1), out.reshape(-1)
     tasks = n_batch * groups * chunks_per_image * block_parts
-    reach = tap_reach(offsets, tap_counts, pitch, shift_max, i_d, i_h)
+    # The rows each tap reaches, where some phase has pairs enough for
+    # spans (else none: no phase asks).
+    reach = tap_reach(offsets, tap_counts if c_in_g * tap_counts.max() >= SPANS_MIN_PAIRS
+                      else tap_counts[:0], pitch, shift_max, i_d, i_h)
     # Channels first, output rows that no tap reaches are set to the bias
     # up front (_bias_runs), and their phase rows skipped.
     bias_runs = False
@@ -821,11 +830,12 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     for ci in range(c_in_g):
                         for t in range(n_taps):
                             src[ci * n_taps + t] = ci * win_len + offsets[ph, t] + s0 - p0
-                    # Spans only for whole blocks of channels: the tiles of
-                    # fewer sum every tap.
-                    spans = co1 - co0 >= TILE_ROWS and tap_spans(
+                    # Spans only for whole blocks of channels (the tiles of
+                    # fewer sum every tap) and pairs enough to repay them.
+                    spans = (co1 - co0 >= TILE_ROWS and c_in_g * n_taps >= SPANS_MIN_PAIRS
+                             and tap_spans(
                         tap_first, tap_end, segments, n_segments, s0, lanes, reach[ph], n_taps,
-                        phases[ph, 3], phases[ph, 4], u_h, u_w)
+                        phases[ph, 3], phases[ph, 4], u_h, u_w))
                     acc_ph = acc[r_w * block:(r_w + 1) * block]
                     wt = phase_weights(weights, g, first_pair, ph, blocks)[b0:b1]
                     if spans:
