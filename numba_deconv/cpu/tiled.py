@@ -265,18 +265,21 @@ def phase_products_spans(acc, acc_pitch, xw, src, channels, n_taps, wt, rows, se
                 _ragged_block(acc, first, acc_pitch, add, xw, table, k_count, wb, w_at, ragged,
                               segments, n_segments)
                 continue
-            # Tiles of 3 vectors, then of 2 (and 1) computing their last
-            # vector again: one call of the tile (each is compile time).
-            for tile in range(triples + (n_segments - 3 * triples + 1) // 2):
-                p, count = 3 * tile, 3
-                if tile >= triples:
-                    p = 3 * triples + 2 * (tile - triples)
-                    count = min(2, n_segments - p)
+            for t in range(triples):
+                p = 3 * t
+                ch, nt, t_first, t_count = _spanned(tap_first, tap_end, p, 3, c_count, n_taps)
+                _tile8x3_taps(acc, first, acc_pitch, add, xw, table, segments[p],
+                              segments[p + 1], segments[p + 2], wb, w_at, ch, nt, t_first,
+                              t_count)
+            # The vectors left over in tiles of 3 that compute the last again
+            # (a tile of 2 vectors more would add to the compile time).
+            for p in range(3 * triples, n_segments, 2):
+                count = min(2, n_segments - p)
                 ch, nt, t_first, t_count = _spanned(tap_first, tap_end, p, count, c_count,
                                                     n_taps)
                 _tile8x3_taps(acc, first, acc_pitch, add, xw, table, segments[p],
-                              segments[p + min(1, count - 1)], segments[p + count - 1], wb,
-                              w_at, ch, nt, t_first, t_count)
+                              segments[p + count - 1], segments[p + count - 1], wb, w_at, ch,
+                              nt, t_first, t_count)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
