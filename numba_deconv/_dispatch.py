@@ -232,7 +232,7 @@ def _tile_row_waste(geometry, dtype, dim: int = -1) -> float:
     outputs lies in a row of the zero-padded input, ``Q`` plus the spread
     of the phase shifts wide, and the tiles' vectors run through the rows
     straight (every position) or row by row (whole vectors per row),
-    whichever is fewer (:func:`.cpu.tiled.sweep_segments`). Narrow images
+    whichever is fewer (:func:`.cpu.tile_products.sweep_segments`). Narrow images
     waste most."""
     k, s, d = geometry.kernel[dim], geometry.stride[dim], geometry.dilation[dim]
     shifts = [tap_phase(t, s, d, geometry.pad_before[dim])[1] for t in range(k)]

@@ -16,7 +16,7 @@ import numba
 from numba import njit
 
 from numba_deconv import _dispatch, config, conv_transpose, plan
-from numba_deconv.cpu import _blas, driver, simd, tiled, work_split
+from numba_deconv.cpu import _blas, driver, simd, tile_products, tiled, work_split
 
 from helpers import assert_matches_reference, assert_same_nonfinite, random_array
 from reference import reference
@@ -196,7 +196,7 @@ TILE_CASES = [
     # kernel < stride.
     ((1, 3, 3, 17), (3, 9, 2, 2), dict(stride=3)),
     # Short images under large kernels: the top and bottom rows' tiles sum
-    # only the taps that reach the image (tiled.tap_spans), in 2-D and 3-D,
+    # only the taps that reach the image (tile_products.tap_spans), in 2-D and 3-D,
     # with dilation, and rows past the last tap (output padding) that sum
     # none; full blocks and a ragged one.
     ((2, 9, 5, 21), (9, 10, 5, 5), dict(padding=1)),
@@ -914,7 +914,7 @@ def test_a_layout_for_64_threads_computes_the_same_bits(rng):
 def test_tap_spans_leave_out_only_taps_that_read_padding(in_spatial, kernel, stride, dilation,
                                                          pad, output_pad):
     """For every vector of every sweep of every phase, the taps that
-    tiled.tap_spans leaves out read zero padding for all the vector's
+    tile_products.tap_spans leaves out read zero padding for all the vector's
     outputs (from the definition: output ``o`` takes tap ``k`` from input
     ``(o + p - k*d) / s``), and its first and last tap read the image for
     one of the vector's rows; where it finds no such vector, every tap
@@ -929,7 +929,7 @@ def test_tap_spans_leave_out_only_taps_that_read_padding(in_spatial, kernel, str
         offsets[ph, :len(phase_taps)] = [t[3] for t in phase_taps]
     tap_counts = np.array([len(t) for t in taps], np.int64)
     u_d, u_h, u_w = pitch
-    reach = tiled.tap_reach(offsets, tap_counts, np.array(pitch), np.array(shift_max),
+    reach = tile_products.tap_reach(offsets, tap_counts, np.array(pitch), np.array(shift_max),
                             in_spatial[0], in_spatial[1])
     lanes, length = 16, 40  # sweeps of 40 positions: vectors past a sweep's end too
     span = tiled.phase_span(phases, np.array(pitch))
@@ -954,12 +954,12 @@ def test_tap_spans_leave_out_only_taps_that_read_padding(in_spatial, kernel, str
     for ph in np.flatnonzero(tap_counts):
         q_d, q_h, q_w = phases[ph, 3:6]
         for s0 in range(0, span, length):
-            n_segments = tiled.sweep_segments(segments, s0, min(length, span - s0), lanes, phases,
+            n_segments = tile_products.sweep_segments(segments, s0, min(length, span - s0), lanes, phases,
                                               np.array(pitch))
             rows = {divmod(row, u_h) for q in segments[:n_segments]
                     for row in range((s0 + q) // u_w, (s0 + q + lanes - 1) // u_w + 1)}
             rows = [(j_d, j_h) for j_d, j_h in rows if j_d < q_d and j_h < q_h]
-            spans = tiled.tap_spans(first, end, segments, n_segments, s0, lanes, reach[ph],
+            spans = tile_products.tap_spans(first, end, segments, n_segments, s0, lanes, reach[ph],
                                     tap_counts[ph], q_d, q_h, u_h, u_w)
             if not spans:
                 assert all(reads_image(ph, t, *row) for row in rows
@@ -1012,7 +1012,7 @@ def test_tiled_kernel_last_blocks_of_few_channels(c_out, dtype, ran, monkeypatch
     3-row tiles and of 4 the 4-row tiles: all exact, also after full blocks
     of 8; and with 72 input
     channels x 8 or 4 taps per phase, every block runs its weights in
-    chunks (tiled.K_CHUNK_BYTES: 512 pairs in float32, 256 in float64)
+    chunks (tile_products.K_CHUNK_BYTES: 512 pairs in float32, 256 in float64)
     whose sums add to the last chunk's."""
     force(monkeypatch, "gather", "phase_tiles")  # (BLAS would take 1 channel from 72)
     x = random_array(rng, (2, 72, 11, 13), dtype)

@@ -37,7 +37,8 @@ from numba.extending import overload
 from ..config import FASTMATH
 from . import simd
 from .kernels import interleave, interleave_parts
-from .tiled import TILE_ROWS, phase_products, sweep_segments, task_bounds
+from .tile_products import TILE_ROWS, phase_products, sweep_segments
+from .tiled import task_bounds
 
 
 @functools.lru_cache(maxsize=256)
