@@ -141,7 +141,9 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     output phase, or at most ``TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS`` with
     one (the phase tiles hold a row per output channel: with a few rows
     they wait on their loads, with more they are ahead, having no fold to
-    pay); or, on narrow images where the phase tiles would compute
+    pay), or any number with one tap and
+    ``TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL`` input channels for each
+    (there the tiles' long sums favour the tap rows); or, on narrow images where the phase tiles would compute
     ``TAP_ROWS_NARROW_MIN_ROW_WASTE`` positions per output
     (:func:`_tile_row_waste`), up to ``TAP_ROWS_NARROW_MAX_OUT_CHANNELS``
     (the tap rows run along the batch's positions and waste none). Not
@@ -165,6 +167,10 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
             and in_g < config.TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS
             and columns > config.TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES):
         return False
+    per_out = (config.TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL_F64 if np.dtype(dtype).itemsize == 8
+               else config.TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL)
+    if one_tap and in_g >= per_out * out_g:
+        return True
     if out_g <= config.TAP_ROWS_MAX_OUT_CHANNELS:
         return many_taps or out_g <= config.TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS
     return (many_taps and out_g <= config.TAP_ROWS_NARROW_MAX_OUT_CHANNELS
