@@ -124,7 +124,7 @@ def choose_kernel(geometry, batch: int, dtype) -> tuple:
     # stride past the output, which a huge stride would size them by (the
     # rows kernel keeps only the phases that have outputs).
     phases_fit = all(s <= o for s, o in zip(geometry.stride, geometry.out_spatial))
-    busy_tiles = in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS or _many_taps_fill_tiles(geometry)
+    busy_tiles = _pairs_fill_tiles(geometry, in_g, out_g) or _many_taps_fill_tiles(geometry)
     if not serial and busy_tiles and not complex_data and phases_fit:
         return "gather", "phase_tiles", rows
     if rows == "rows" and geometry.in_spatial[-1] <= config.PLANES_MAX_ROW and phases_fit:
@@ -271,6 +271,19 @@ def swept_dim(geometry, batch: int, dtype) -> int | None:
                       + geometry.out_channels * math.prod(geometry.out_spatial))
     saved = multiply_adds * (1 - wastes[best] / wastes[-1])
     return best if saved >= config.SWEEP_MIN_SAVED_PER_ELEMENT * copied else None
+
+
+def _pairs_fill_tiles(geometry, in_g: int, out_g: int) -> bool:
+    """Whether a call has channel pairs per group (input x output channels)
+    enough to fill the register tiles: ``config.TILED_MIN_CHANNEL_PAIRS``
+    in 1-D, fewer in 2-D and 3-D (``TILED_MIN_CHANNEL_PAIRS_2D``,
+    ``..._3D``), where the planes and rows kernels have short loops per
+    tap and the tiles share each input vector among the output channels
+    over a whole plane."""
+    least = (config.TILED_MIN_CHANNEL_PAIRS_3D if geometry.rank >= 3
+             else config.TILED_MIN_CHANNEL_PAIRS_2D if geometry.rank == 2
+             else config.TILED_MIN_CHANNEL_PAIRS)
+    return in_g * out_g >= least
 
 
 def _many_taps_fill_tiles(geometry) -> bool:

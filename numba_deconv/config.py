@@ -249,6 +249,17 @@ SWEEP_MIN_SAVED_PER_ELEMENT = 30
 #: rows (64 groups on 32x32 to 64x64: 0.96 against 1.37 ms, 4.9 against
 #: 5.2), as did 1-2 taps per phase (1.6-2.6x) and small images.
 TILED_MIN_CHANNEL_PAIRS = 8
+#: In 2-D and 3-D fewer pairs fill the tiles: TILED_MIN_CHANNEL_PAIRS_2D and
+#: TILED_MIN_CHANNEL_PAIRS_3D. Why (one process, forced kernels alternating,
+#: 1-3 image channels or 16-32 groups of 1-2 -> 1-4): with 4-6 pairs
+#: in 2-D the phase tiles ran 0.96-2.95x the planes' or rows' speed (43
+#: shapes, 2 below 1.0x: 30-40 us calls on 300 positions), with 2-6 in 3-D
+#: 1.23-3.20x (36 shapes); with 2-3 in 2-D they lost on short rows (1 -> 2
+#: on 11x44: 0.88-1.01x) and on large images with one tap a phase (3 -> 1,
+#: k1 on 128x128: 0.73x), and in 1-D on images of 500-2000 positions
+#: (0.57-1.31x, most below 1.0x) (benchmarks/TUNING.md).
+TILED_MIN_CHANNEL_PAIRS_2D = 4
+TILED_MIN_CHANNEL_PAIRS_3D = 2
 TILED_FEW_PAIRS_MIN_TAPS = 4
 TILED_FEW_PAIRS_MIN_TAPS_GROUPED = 8
 TILED_FEW_PAIRS_MIN_POSITIONS = 2048

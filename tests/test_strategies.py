@@ -756,6 +756,30 @@ def test_heuristic_few_channel_pairs_with_many_taps(x_shape, w_shape, groups, ti
     assert kernel == "phase_tiles" if tiles else kernel in ("planes", "rows")
 
 
+@pytest.mark.parametrize("x_shape, w_shape, groups, tiles", [
+    ((8, 1, 22, 90), (1, 4, 3, 3), 1, True),  # 2-D: 4 pairs fill the tiles
+    ((8, 3, 22, 90), (3, 1, 3, 3), 1, False),  # ... 3 do not
+    ((4, 24, 22, 90), (24, 2, 3, 3), 24, False),  # ... nor depthwise 1 -> 2
+    ((8, 1, 12, 12, 12), (1, 2, 3, 3, 3), 1, True),  # 3-D: 2 pairs do
+    ((2, 16, 12, 12, 12), (16, 2, 3, 3, 3), 16, True),  # ... depthwise 1 -> 2 too
+    ((8, 1, 12, 12, 12), (1, 1, 3, 3, 3), 1, False),  # ... 1 does not
+    ((32, 1, 4000), (1, 4, 3), 1, False),  # 1-D: 4 pairs do not
+])
+def test_heuristic_channel_pairs_by_rank(x_shape, w_shape, groups, tiles):
+    """Fewer channel pairs fill the register tiles in more dims
+    (config.TILED_MIN_CHANNEL_PAIRS_2D, _3D; 8 in 1-D): 2-3 taps per
+    phase at stride 2, no call serial, no rule of many taps met."""
+    from numba_deconv._plan import plan_call
+    geometry = plan_call(x_shape, np.dtype(np.float32), w_shape, np.dtype(np.float32), None,
+                         None, stride=2, padding=0, output_padding=0, dilation=1,
+                         groups=groups, output_size=None, padding_mode="zeros",
+                         data_format="channels_first").geometry
+    assert not _dispatch._many_taps_fill_tiles(geometry)
+    assert x_shape[0] * geometry.flops // 2 >= config.SERIAL_MAX_MULTIPLY_ADDS
+    kernel = _dispatch.choose_kernel(geometry, x_shape[0], np.float32)[1]
+    assert kernel == "phase_tiles" if tiles else kernel in ("planes", "rows")
+
+
 @pytest.mark.parametrize("x_shape, w_shape, registers, expected", [
     ((8, 200, 21, 74), (200, 12, 4, 4), 32, "blas"),  # 16.7 per output, 16 taps per phase
     ((8, 200, 21, 74), (200, 12, 4, 2), 32, "blas"),  # ... 8 taps
