@@ -510,9 +510,13 @@ def test_columns_layout_bounds_the_workspace(monkeypatch):
     """512 -> 512 channels on 4 images of 8x8, 4x4 taps, float32, 2
     threads: 8 tasks per thread make blocks of 32 channels (their columns:
     256 positions x 512 weights x 4 bytes = 512 KiB); a 128 KiB workspace
-    cuts them to 8 channels; the packed weights of 256 KiB hold 11 tiles of
-    48 weights x 128 input channels. On one 4x4 image (16 positions) the
-    tiles read in place: 2 tasks per thread, 32 input channels a block."""
+    cuts them to 8 channels, and whole tiles to 6 (96 weights: 2 tiles of
+    48, where 8 channels' 128 take 3 with 2.67 tiles' work); the packed
+    weights of 256 KiB hold 11 tiles of 48 weights x 128 input channels.
+    On one 4x4 image (16 positions) the tiles read in place: 2 tasks per
+    thread, 32 input channels a block. 256 -> 256 channels on three 4x4
+    images: 8 tasks per thread would be blocks of 16, and whole tiles
+    make them 12 (4 tiles of 48, where 16 take 6 with 5.33 tiles' work)."""
     for name, value in (("COLUMNS_TASKS_PER_THREAD", 8), ("COLUMNS_PACK_BYTES", 256 << 10),
                         ("COLUMNS_IN_PLACE_MAX_POSITIONS", 32),
                         ("COLUMNS_IN_PLACE_TASKS_PER_THREAD", 2),
@@ -527,7 +531,11 @@ def test_columns_layout_bounds_the_workspace(monkeypatch):
     def split(layout):
         return layout.channel_block, layout.image_parts, layout.k_block, layout.in_place
     assert split(layout(8 << 20)) == (32, 1, (256 << 10) // (11 * 48 * 4), False)
-    assert layout(128 << 10).channel_block == 8
+    assert layout(128 << 10).channel_block == 6
+    deep_256 = work_split._columns_layout((3, 256, 1, 4, 4), (256, 256, 1, 4, 4),
+                                          (3, 256, 1, 8, 8), (1, 2, 2), (1, 1, 1), (0, 1, 1),
+                                          1, 4, 2)
+    assert (deep_256.channel_block, deep_256.in_place) == (12, False)
     assert split(layout(8 << 20, batch=1, side=4)) == (128, 1, 32, True)
     assert split(layout(8 << 10, batch=1, side=4)) == (8, 1, 32, True)
     # A task's columns per position: its weights in whole tiles, and in
