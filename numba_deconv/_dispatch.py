@@ -167,9 +167,7 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
             and in_g < config.TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS
             and columns > config.TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES):
         return False
-    per_out = (config.TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL_F64 if np.dtype(dtype).itemsize == 8
-               else config.TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL)
-    if one_tap and in_g >= per_out * out_g:
+    if one_tap and in_g >= config.TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL * out_g:
         return True
     if out_g <= config.TAP_ROWS_MAX_OUT_CHANNELS:
         return many_taps or out_g <= config.TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS

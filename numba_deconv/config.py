@@ -169,17 +169,15 @@ TAP_ROWS_MAX_COLUMN_BYTES = 4 << 20
 TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES = 32 << 20
 #: With one tap a phase, any number of output channels takes the tap rows
 #: given TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL input channels per output
-#: channel (float64: ..._F64): the phase tiles' sums through hundreds of
-#: input channels then lose to the tap rows' 9-row tiles, which need no
-#: fold beyond moving the columns. In one process, forced kernels
-#: alternating, phase tiles against tap rows: 621 -> 5, k2 s3 on 123x48
-#: 3780 -> 2643 us; on 106 shapes of 64-2048 -> 4-48 channels (1-3 dims,
-#: k1-3 at strides 2-3), float32 from 32 input channels per output: the
-#: tap rows ran 0.96-1.90x the phase tiles' speed (1 of 65 below 1.0x, a
-#: 3-D one), below it 0.82-1.19x; float64 from 64 per output 0.99-1.69x
-#: (20 shapes), at 32 0.94-1.14x (benchmarks/TUNING.md).
+#: channel: the phase tiles' sums through hundreds of input channels then
+#: lose to the tap rows' 9-row tiles, which need no fold beyond moving the
+#: columns. In one process, forced kernels alternating, phase tiles against
+#: tap rows: 621 -> 5, k2 s3 on 123x48 3780 -> 2643 us; on 165 shapes of
+#: 32-2048 -> 4-48 channels (1-3 dims, k1-3 at strides 2-4), from 32 input
+#: channels per output the tap rows ran 0.96-1.90x the phase tiles' speed
+#: in float32 (1 of 65 below 1.0x) and 0.94-1.73x in float64 (4 of 34
+#: below, 0.94-0.99x), below it 0.54-1.38x (benchmarks/TUNING.md).
 TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL = 32
-TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL_F64 = 64
 #: Except: with at most TAP_ROWS_FEW_TAPS_PER_PHASE taps per output phase
 #: (but more than one), at least TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS output
 #: channels and fewer than TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS input channels

@@ -598,10 +598,10 @@ def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
 
 
 @pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, dtype, expected", [
-    (192, 4, (94,), 2, 4, np.float64, "phase_tiles"),  # one tap per phase, 4 channels
+    (120, 4, (94,), 2, 4, np.float64, "phase_tiles"),  # one tap per phase, 4 channels
     (176, 6, (24, 24), 2, 2, np.float32, "phase_tiles"),  # ... 6 channels
-    (256, 4, (94,), 2, 4, np.float64, "tap_rows"),  # ... but 64 inputs each (float64)
-    (192, 6, (24, 24), 2, 2, np.float32, "tap_rows"),  # ... or 32 (float32)
+    (128, 4, (94,), 2, 4, np.float64, "tap_rows"),  # ... but 32 inputs for each
+    (192, 6, (24, 24), 2, 2, np.float32, "tap_rows"),  # ... in either dtype
     (964, 3, (94,), 2, 4, np.float64, "tap_rows"),  # ... or not 4: the tiles wait on loads
     (256, 1, (24, 24), 2, 2, np.float32, "tap_rows"),  # ... or 1
     (256, 2, (24, 24), 3, 2, np.float32, "tap_rows"),  # 2.25 taps per phase
@@ -617,7 +617,7 @@ def test_one_tap_per_phase_keeps_few_output_channels_off_columns(c_in, c_out, sp
     """Few output channels with many input channels each take the tap rows
     (up to 8) or BLAS, unless every output phase has at most one tap, there
     are more than 3 output channels and fewer than 32 input channels for
-    each (float64: 64); with that many, any number take the tap rows."""
+    each; with that many, any number take the tap rows."""
     from numba_deconv._plan import plan_call
     geometry = plan_call((2, c_in) + spatial, np.dtype(dtype), (c_in, c_out) + (kernel,)
                          * len(spatial), np.dtype(dtype), None, None, stride=stride, padding=0,
