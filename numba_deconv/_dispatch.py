@@ -143,7 +143,8 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     they wait on their loads, with more they are ahead, having no fold to
     pay), or any number with one tap and
     ``TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL`` input channels for each
-    (there the tiles' long sums favour the tap rows); or, on narrow images where the phase tiles would compute
+    (there the tiles' long sums favour the tap rows); or, on narrow
+    images where the phase tiles would compute
     ``TAP_ROWS_NARROW_MIN_ROW_WASTE`` positions per output
     (:func:`_tile_row_waste`), up to ``TAP_ROWS_NARROW_MAX_OUT_CHANNELS``
     (the tap rows run along the batch's positions and waste none). Not

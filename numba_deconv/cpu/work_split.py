@@ -275,8 +275,8 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     channels per task so that there are ``COLUMNS_TASKS_PER_THREAD`` tasks
     per thread (or a few less, where they fill whole tiles:
     :func:`_whole_tile_block`), and input channels per block so that a
-    block's packed weights fit ``COLUMNS_PACK_BYTES``; with fewer output channels than
-    that, ranges of images instead, ``COLUMNS_IMAGE_TASKS_PER_THREAD``
+    block's packed weights fit ``COLUMNS_PACK_BYTES``; with fewer output
+    channels than that, ranges of images instead, ``COLUMNS_IMAGE_TASKS_PER_THREAD``
     tasks per thread. Either way a task's columns fit ``WORKSPACE_BYTES``
     where one output channel's do."""
     batch, c_in_g, c_out_g = x_shape[0], x_shape[1] // groups, w_shape[1]
