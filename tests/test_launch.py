@@ -1,0 +1,89 @@
+"""The task launcher (``cpu/launch.py``): which threads run a task kernel's
+tasks, and the helper team that stays awake between calls."""
+
+import concurrent.futures
+
+import numba
+import numpy as np
+import pytest
+from numba import njit
+
+from numba_deconv import config
+from numba_deconv.cpu import simd
+
+
+def test_small_task_calls_run_on_the_calling_thread_and_large_ones_wake_helpers():
+    """A task kernel below ``PARALLEL_MIN_MULTIPLY_ADDS`` runs on the calling
+    thread alone (the same tasks, so the same bits); at the threshold every
+    thread takes part."""
+    import threading
+    import time
+
+    from numba_deconv.cpu.launch import parallel
+
+    threads_seen = set()
+
+    def kernel(claimed, cancel):
+        claimed[0] += 1  # a task (helpers join once the caller has claimed one)
+        threads_seen.add(threading.get_ident())
+        if threading.get_ident() == caller:
+            time.sleep(0.05)  # long enough for the helpers to start
+
+    caller = threading.get_ident()
+    parallel(kernel, multiply_adds=config.PARALLEL_MIN_MULTIPLY_ADDS - 1)
+    assert threads_seen == {caller}
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread: no helpers to wake")
+    threads_seen.clear()
+    parallel(kernel, multiply_adds=config.PARALLEL_MIN_MULTIPLY_ADDS)
+    assert caller in threads_seen and len(threads_seen) == numba.get_num_threads()
+
+
+@njit(nogil=True)
+def _count_tasks(hits, tasks, fail_at, claimed, cancel):
+    """A task kernel: ``hits[task] += 1`` for every task it claims; raises
+    on task ``fail_at``."""
+    while True:
+        task = simd.claim(claimed)
+        if task >= tasks or simd.cancelled(cancel):
+            break
+        if task == fail_at:
+            raise ValueError("task failed")
+        for _ in range(200 * (task % 7 + 1)):  # uneven tasks of a few microseconds
+            hits[task] += 1
+
+
+def test_helper_team_runs_every_task_once_over_many_calls_and_threads():
+    """The helpers that stay awake between calls (launch._Team): every task
+    of thousands of calls in a row runs exactly once, from one caller and
+    from several at once (those the team is busy for take the pool)."""
+    from numba_deconv.cpu.launch import parallel
+
+    def calls(count, seed):
+        rng = np.random.default_rng(seed)
+        for _ in range(count):
+            tasks = int(rng.integers(0, 40))
+            hits = np.zeros(tasks, np.int64)
+            parallel(_count_tasks, hits, tasks, -1, multiply_adds=None)
+            assert (hits == 200 * (np.arange(tasks) % 7 + 1)).all()
+
+    calls(2000, 0)
+    with concurrent.futures.ThreadPoolExecutor(3) as callers:
+        for done in [callers.submit(calls, 1000, seed) for seed in range(1, 4)]:
+            done.result()
+
+
+def test_helper_team_passes_a_task_error_to_the_caller_and_keeps_working():
+    """An error in any thread's task reaches the caller, after every thread
+    has left the call; the next calls run as before."""
+    from numba_deconv.cpu.launch import parallel
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread: no helpers")
+    for fail_at in range(8):
+        hits = np.zeros(8, np.int64)
+        with pytest.raises(ValueError, match="task failed"):
+            parallel(_count_tasks, hits, 8, fail_at, multiply_adds=None)
+    hits = np.zeros(30, np.int64)
+    parallel(_count_tasks, hits, 30, -1, multiply_adds=None)
+    assert (hits == 200 * (np.arange(30) % 7 + 1)).all()
