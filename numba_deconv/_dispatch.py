@@ -602,7 +602,8 @@ def _twin_pays(call) -> bool:
     g = call.geometry if isinstance(call, Call) else plan.geometry
     in_g, out_g = g.in_channels // g.groups, g.out_channels // g.groups
     # The twin's tiles: enough channel pairs, or (conv_transpose) taps
-    # enough on large images, as choose_kernel takes them.
+    # enough on large images, as choose_kernel takes them in 1-D (its
+    # fewer pairs in 2-3 dims were measured on real data only).
     busy_tiles = in_g * out_g >= config.TILED_MIN_CHANNEL_PAIRS or (
         isinstance(call, Call) and _many_taps_fill_tiles(g))
     return (plan.dtype.kind == "c" and busy_tiles

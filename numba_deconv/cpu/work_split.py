@@ -227,6 +227,15 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
                        block_parts, sub)
 
 
+def _task_rounds_tiles(block, parts, groups, c_out_g, taps, width, threads):
+    """The rounds of column_tiles tasks (``threads`` at a time) of blocks of
+    ``block`` output channels and ``parts`` ranges of images, times the
+    tiles of one task: a block's columns are whole tiles of ``width``
+    (output channel, tap) lanes."""
+    tasks = groups * -(-c_out_g // block) * parts
+    return -(-tasks // threads) * -(-block * taps // width)
+
+
 def _few_channel_split(batch, groups, most_channels, c_out_g, taps, width, threads):
     """``(channel_block, image_parts)`` of a column_tiles call with too few
     output channels for ``COLUMNS_TASKS_PER_THREAD`` tasks a thread.
@@ -243,10 +252,10 @@ def _few_channel_split(batch, groups, most_channels, c_out_g, taps, width, threa
     wanted = threads * config.COLUMNS_IMAGE_TASKS_PER_THREAD
     best = None
     for block in range(1, most_channels + 1):
-        tiles = -(-block * taps // width)
         for parts in range(1, min(batch, threads * config.COLUMNS_TASKS_PER_THREAD) + 1):
             tasks = groups * -(-c_out_g // block) * parts
-            key = (-(-tasks // threads) * tiles * -(-batch // parts), abs(tasks - wanted), tasks)
+            cost = _task_rounds_tiles(block, parts, groups, c_out_g, taps, width, threads)
+            key = (cost * -(-batch // parts), abs(tasks - wanted), tasks)
             if best is None or key < best[0]:
                 best = key, block, parts
     return best[1], best[2]
@@ -254,15 +263,14 @@ def _few_channel_split(batch, groups, most_channels, c_out_g, taps, width, threa
 
 def _whole_tile_block(most, groups, c_out_g, taps, width, threads):
     """The output channels per column_tiles task, from ``most`` down to half
-    of it, whose rounds of tasks (``threads`` at a time) times a task's
-    tiles are least; of equals, the most. A task's columns are whole tiles
-    of ``width`` (output channel, tap) lanes: 16 channels of 16 taps fill
-    6 tiles of 48 with 5.33 tiles' work, 12 fill 4 (256 -> 256 channels on
-    two 4x4 images, through a plan: 418 -> 378 us)."""
-    def cost(block):
-        tasks = groups * -(-c_out_g // block)
-        return -(-tasks // threads) * -(-block * taps // width)
-    return min(range(most, (most + 1) // 2 - 1, -1), key=cost)
+    of it, whose rounds of tasks times a task's tiles
+    (:func:`_task_rounds_tiles`) are least; of equals, the most: 16
+    channels of 16 taps fill 6 tiles of 48 with 5.33 tiles' work, 12 fill
+    4 (256 -> 256 channels on two 4x4 images, through a plan: 418 -> 378
+    us)."""
+    return min(range(most, (most + 1) // 2 - 1, -1),
+               key=lambda block: _task_rounds_tiles(block, 1, groups, c_out_g, taps, width,
+                                                    threads))
 
 
 def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
