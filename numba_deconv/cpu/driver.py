@@ -89,7 +89,8 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIR
         return False
     parallel(direct_tiled, x, weights, tiled.offsets, tiled.tap_counts, tiled.phases, bias,
              out, tiled.pitch, tiled.shift_max, launch.stride, tiled.chunks,
-             tiled.block_parts, tiled.sub, layout, multiply_adds=launch.multiply_adds)
+             tiled.block_parts, tiled.sub, layout,
+             out.nbytes >= config.STREAM_OUTPUT_MIN_BYTES, multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -506,7 +507,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "rows": [(direct_rows, direct + (count,) + tasks)],
         "planes": [(direct_planes, direct + (count, count) + tasks),
                    (planes_last, (arr5, arr4, arr1, arr5) + (triple,) * 3 + tasks)],
-        "phase_tiles": [(direct_tiled, tiled + tasks), (fill_weight_table, table + tasks)]
+        "phase_tiles": [(direct_tiled, tiled + (types.boolean,) + tasks),
+                        (fill_weight_table, table + tasks)]
         if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),

@@ -332,7 +332,7 @@ def _transposed(builder, rows):
     return rows
 
 
-def _transpose_codegen(with_addend):
+def _transpose_codegen(with_addend, streaming=False):
     def codegen(context, builder, signature, args):
         src, src_at, src_step, dst, dst_at, dst_step = args[:6]
         index_types = [signature.args[k] for k in (1, 2, 4, 5)]
@@ -358,8 +358,11 @@ def _transpose_codegen(with_addend):
                 vector_type.as_pointer()), align=align)
             columns = [builder.fadd(column, addend) for column in columns]
         for c, column in enumerate(columns):
-            builder.store(column, address(signature.args[3], dst, dst_at, dst_step, c),
-                          align=align)
+            stored = builder.store(column, address(signature.args[3], dst, dst_at, dst_step, c),
+                                   align=VECTOR_BYTES if streaming else align)
+            if streaming:
+                stored.set_metadata("nontemporal", builder.module.add_metadata(
+                    [ir.Constant(ir.IntType(32), 1)]))
         return context.get_dummy_value()
     return codegen
 
@@ -385,6 +388,32 @@ def transpose_tile_add(typingctx, src, src_at, src_step, dst, dst_at, dst_step, 
         raise TypingError(f"simd.transpose_tile_add: {src}, {dst} and {addend} differ")
     return (types.none(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at),
             _transpose_codegen(True))
+
+
+@intrinsic
+def transpose_tile_add_streaming(typingctx, src, src_at, src_step, dst, dst_at, dst_step,
+                                 addend, addend_at):
+    """:func:`transpose_tile_add` with non-temporal stores: each row of
+    ``dst`` must be a whole vector-aligned cache line. They go to memory
+    without first reading the line into the cache, and they are weakly
+    ordered: a kernel that makes them ends with :func:`store_fence`."""
+    vector = _vector_of(src, "transpose_tile_add_streaming")
+    if vector != _vector_of(dst, "transpose_tile_add_streaming") or vector != _vector_of(
+            addend, "transpose_tile_add_streaming"):
+        raise TypingError(f"simd.transpose_tile_add_streaming: {src}, {dst} and {addend} differ")
+    return (types.none(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at),
+            _transpose_codegen(True, streaming=True))
+
+
+@intrinsic
+def store_fence(typingctx):
+    """A full memory fence: non-temporal stores made before it are visible
+    to every thread before any memory operation after it."""
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
 
 
 @intrinsic

@@ -141,17 +141,23 @@ def phase_weights(table, g, first_pair, ph, blocks):
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_len, n_rows,
-                  image, c_out, oc0, count):
+                  image, c_out, oc0, count, streaming):
     """:func:`direct_tiled`'s sums plus bias to a channels-last output
     ``of`` (flat): the sweep's ``n_rows`` output rows of image ``image``
     (from ``row_acc``, ``row_out``, ``row_len``; a row starts at phase 0),
     channels ``oc0 .. oc0 + count`` side by side at each position, phase
     by phase in transposed tiles of a vector square. What
     :func:`.kernels.interleave` writes channel by channel, ``acc + bias``
-    rounded once either way."""
+    rounded once either way. With ``streaming`` (an output larger than the
+    caches: ``config.STREAM_OUTPUT_MIN_BYTES``), tiles whose rows are whole
+    aligned lines are stored non-temporally: their store misses stalled
+    the transposes' loads from L2."""
     lanes = simd.lanes(acc)
     c_full = count // lanes * lanes
     step = s_w * c_out  # from one output of a phase to its next
+    # Streamed only where every store is a whole aligned line of this task.
+    streaming = (streaming and c_full == count and c_out % lanes == 0 and oc0 % lanes == 0
+                 and simd.lanes_before_boundary(of) == 0)
     for i in range(n_rows):
         phases = min(s_w, row_len[i])
         # Tiles of every phase side by side, so that the outputs they write
@@ -161,8 +167,12 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
                 a0 = row_acc[i] + r * block + j0
                 o0 = (image + row_out[i] + r) * c_out + oc0 + j0 * step
                 for c0 in range(0, c_full, lanes):
-                    simd.transpose_tile_add(acc, c0 * acc_pitch + a0, acc_pitch, of, o0 + c0,
-                                            step, bias, oc0 + c0)
+                    if streaming:
+                        simd.transpose_tile_add_streaming(acc, c0 * acc_pitch + a0, acc_pitch,
+                                                          of, o0 + c0, step, bias, oc0 + c0)
+                    else:
+                        simd.transpose_tile_add(acc, c0 * acc_pitch + a0, acc_pitch, of,
+                                                o0 + c0, step, bias, oc0 + c0)
         # What the tiles left: the channels past the last whole vector, and
         # the outputs past the last tile (a loop over the tiled outputs
         # that did nothing cost 0.2 ms of signal_1d's 4.9).
@@ -173,6 +183,8 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
             for j in range(j_tiled if c_full == count else 0, (row_len[i] - r + s_w - 1) // s_w):
                 for c in range(c_full if j < j_tiled else 0, count):
                     of[o0 + j * step + c] = acc[c * acc_pitch + a0 + j] + bias[oc0 + c]
+    if streaming:
+        simd.store_fence()
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -358,7 +370,7 @@ def _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, image, chan
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
-                 stride, chunks_per_image, block_parts, sub, layout, claimed, cancel):
+                 stride, chunks_per_image, block_parts, sub, layout, streaming, claimed, cancel):
     """Transposed convolution by phase planes and register tiles.
 
     x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW) -- or with ``layout``
@@ -372,7 +384,9 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     (of ``block_parts``) of one image and group, for every phase, so the
     outputs it writes are its own: it copies the zero-padded input window
     it reads, then per phase and per ``sub`` positions runs the tiles and
-    scatters the sums (plus bias) to the output. The layout changes only
+    scatters the sums (plus bias) to the output; with ``streaming``, a
+    channels-last output in whole aligned lines goes straight to memory
+    (:func:`_scatter_last`). The layout changes only
     those two copies (channels last: the window gathered across channels,
     the sums scattered position by position; complex: each channel's two
     parts split to two rows, and merged back from two accumulators), not a
@@ -555,7 +569,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                 if layout == CHANNELS_LAST:
                     _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
                                   row_len, n_rows, n * o_d * o_h * o_w, c_out,
-                                  g * c_out_g + co0, co1 - co0)
+                                  g * c_out_g + co0, co1 - co0, streaming)
                     continue
                 if by_table:
                     _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
