@@ -249,12 +249,16 @@ def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=Fal
         driver.run(call.route(), x_cf, w_k, bias_k, result, call.geometry, prepared,
                    channels_last=channels_last)
         return
+    real = w_k.real.dtype
     if prepared is None:
+        # Once, the columns kernel needs no twin weights (a plan packs them).
+        if driver.ran_twin_columns(twin.route(), x_cf, w_k, bias_k.view(real), result,
+                                   channels_last):
+            return
         prepared = {}
     if "twin" not in prepared:  # (dict.setdefault would build it every time)
         prepared["twin"] = (_twin_weight(w_k, transposed=True), {})
     w_twin, twin_prepared = prepared["twin"]
-    real = w_twin.dtype
     if channels_last:
         driver.run(twin.route(), x_cf.view(real), w_twin, bias_k.view(real),
                    result.view(real), twin.geometry, twin_prepared, channels_last=True)

@@ -196,6 +196,50 @@ def _pack(packed, wf, src, src_pitch, rows, first_tile, n_tiles, m_count, width,
                     packed[dst + l] = wf[at + l]
 
 
+@njit(inline="always")
+def _pack_twin(packed, wf, row0, rows, co0, co1, c_out_g, taps, width, k_block):
+    """:func:`_pack`'s ``packed`` for the real twin's weights
+    (``numba_deconv._dispatch.real_twin``) from the complex ones where they
+    lie (``wf``, their real view, flat: each weight's parts side by side):
+    twin input channels ``row0 .. row0 + rows`` (complex channel ``row //
+    2``, part ``i = row % 2``), twin output channels ``co0 .. co1`` of a
+    group of ``c_out_g`` (complex ``co // 2``, part ``j = co % 2``), their
+    ``taps`` taps each; the block ``[[re, im], [-im, re]]`` over ``(i,
+    j)``. A vector of a channel's taps at a time where as many lie in one
+    tile, else one by one."""
+    lanes = simd.lanes(wf)
+    minus = simd.splat(wf, -1.0)
+    c_half = c_out_g // 2
+    tile_step = k_block * width  # from a tile's row r to the next tile's
+    for r in range(rows):
+        ci, i = (row0 + r) // 2, (row0 + r) % 2
+        # Where the next weight goes: its tile's row r, and its lane (kept
+        # as running counts: a division per vector cost more than the copy).
+        at, lane = r * width, 0
+        for co in range(co0, co1):
+            j = co % 2
+            part = i ^ j
+            src = np.uint64(2 * (ci * c_half + co // 2) * taps)
+            t = 0
+            while t < taps:
+                if t + lanes <= taps and lane + lanes <= width:
+                    re, im = simd.load_pairs(wf, src + np.uint64(2 * t))
+                    value = re if part == 0 else im
+                    if i > j:
+                        value = simd.mul(value, minus)
+                    simd.store(packed, np.uint64(at + lane), value)
+                    t += lanes
+                    lane += lanes
+                else:
+                    value = wf[src + np.uint64(2 * t + part)]
+                    packed[np.uint64(at + lane)] = -value if i > j else value
+                    t += 1
+                    lane += 1
+                if lane == width:
+                    at += tile_step
+                    lane = 0
+
+
 #: Position tiles per task of :func:`gather_positions`, and input channels
 #: it copies together into each tile.
 GATHER_TILES = 32
@@ -315,7 +359,8 @@ def pack_weights(w, groups, channel_block):
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, image_parts,
-                  i_plane, k_block, pitch, in_place, channels_last, claimed, cancel):
+                  i_plane, k_block, pitch, in_place, channels_last, complex_weights, claimed,
+                  cancel):
     """Transposed convolution by weight-vectorised register tiles and col2im.
 
     ``xs`` the inputs as :func:`gather_positions` lays them out, w (C_in,
@@ -338,10 +383,20 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
     that their loads start on a vector boundary; those columns are scratch,
     as are those of the lanes past a task's weights in a copy (zeros, or an
     earlier task's weights).
+
+    With ``complex_weights``, the call is the real twin of a complex one
+    (``numba_deconv._dispatch.real_twin``) and ``w`` holds the complex
+    weights, (C_in/2, C_out/groups/2, KD, KH, 2 KW), the real view of the
+    complex array: each task's copy builds the twin's block of its weights
+    from them (:func:`_pack_twin`), so the twin's weights, four times as
+    many values, are never written out whole (neither in place nor
+    ``prepacked`` then).
     """
     groups, p_tiles, c_in_g = xs.shape[0], xs.shape[1], xs.shape[2]
     n_batch = out.shape[0]
     c_out_g, taps = w.shape[1], w.shape[2] * w.shape[3] * w.shape[4]
+    if complex_weights:
+        c_out_g, taps = 2 * c_out_g, taps // 2
     m_g = c_out_g * taps
     if channels_last:  # each output position's channels side by side
         c_out, o_plane = out.shape[4], out.shape[1] * out.shape[2] * out.shape[3]
@@ -411,7 +466,10 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
             # many positions each pass over them would go to memory. In
             # place pays only with few positions (each weight read by one
             # or two tiles), where it saves the copy.
-            if not pf.size:
+            if complex_weights:
+                _pack_twin(packed, wf, g * c_in_g + k0, k1 - k0, co0, co1, c_out_g, taps,
+                           width, k_block)
+            elif not pf.size:
                 _pack(packed, wf, row0, m_g, k1 - k0, first_packed, n_tiles, m1 - m0, width,
                       k_block)
             for t in range(n_tiles):

@@ -98,7 +98,8 @@ def _prepare_column_tiles(w, launch):
     return pack_weights(w, launch.groups, launch.layout.channel_block)
 
 
-def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST):
+def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST,
+                      complex_weights=False):
     columns = launch.layout
     channels_last = layout == CHANNELS_LAST
     c_in_g = launch.x_shape[1] // launch.groups
@@ -106,7 +107,13 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
     xs = np.empty((launch.groups, -(-x.shape[0] * image // TILE_POSITIONS), c_in_g,
                    TILE_POSITIONS), dtype=x.dtype)
     parallel(gather_positions, x, xs, channels_last, multiply_adds=xs.size)
-    if prepared is None:
+    if complex_weights:  # each task builds its block of the twin's weights
+        # (blocks of input channels as a packed layout takes them: an in-place
+        # layout's few a block store and reload the columns between blocks)
+        prepacked, in_place = _NO_PACKED[x.dtype], False
+        k_block = columns.k_block if not columns.in_place else max(
+            1, min(c_in_g, config.COLUMNS_PACK_BYTES // (columns.pitch * x.itemsize)))
+    elif prepared is None:
         prepacked, in_place, k_block = _NO_PACKED[x.dtype], columns.in_place, columns.k_block
     else:
         # Weights packed once are read as one stream, in place or not: a
@@ -115,8 +122,7 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
         k_block = c_in_g if columns.in_place else columns.k_block
     parallel(columns_tiled, xs, w, prepacked, bias, out, columns.sources, columns.counts,
              columns.channel_block, columns.image_parts, image, k_block, columns.pitch,
-             in_place, channels_last,
-             multiply_adds=launch.multiply_adds)
+             in_place, channels_last, complex_weights, multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -249,6 +255,44 @@ def run_parts(route, x, w, bias, out, geometry, prepared=None) -> None:
     out_parts = transpose.parts_room(out)
     run(route, transpose.to_parts(x), w, bias, out_parts, geometry, prepared)
     transpose.from_parts(out_parts, out)
+
+
+def ran_twin_columns(route, x, w, bias, out, channels_last=False) -> bool:
+    """Whether the columns kernel ran the real twin ``route`` of a complex
+    call (``numba_deconv._dispatch.real_twin``) from the complex weights
+    ``w`` (C_in, C_out/groups, *kernel) as they are, each task building
+    its block of the twin's weights (:func:`.columns.columns_tiled`): on
+    complex ``x`` and ``out``, channels first (split into the twin's
+    channels and merged back, as :func:`run_parts` does) or channels last
+    (their real views); ``bias`` the twin's. Only once the kernel is
+    compiled in this process, for a call of at most 3 dims (else the
+    caller makes the twin's weights and runs the route as usual).
+
+    A call that makes the twin's weights writes four values per complex
+    weight, more than the kernel reads where the weights are what costs:
+    a complex 1024 -> 512 call on 4x4 images took 75 times its real
+    call's time that way."""
+    if (route.kernel != "column_tiles" or route.inner is not None
+            or route.last_dim is not None
+            or route.variant + (route.kernel,) not in _compiled.recorded()):
+        return False
+    launch = route.launch
+    real = out.real.dtype
+    w_shape = launch.w_shape  # the twin's, rank 3
+    w_parts = np.ascontiguousarray(w).view(real).reshape(
+        (w_shape[0] // 2, w_shape[1] // 2) + w_shape[2:4] + (2 * w_shape[4],))
+    if channels_last:
+        x_shape, out_shape = launch.x_shape, launch.out_shape
+        _run_column_tiles(x.view(real).reshape(x_shape[:1] + x_shape[2:] + x_shape[1:2]),
+                          w_parts, bias,
+                          out.view(real).reshape(out_shape[:1] + out_shape[2:] + out_shape[1:2]),
+                          launch, layout=CHANNELS_LAST, complex_weights=True)
+        return True
+    out_parts = transpose.parts_room(out)
+    _run_column_tiles(transpose.to_parts(x).reshape(launch.x_shape), w_parts, bias,
+                      out_parts.reshape(launch.out_shape), launch, complex_weights=True)
+    transpose.from_parts(out_parts, out)
+    return True
 
 
 def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
@@ -514,7 +558,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),
                          (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)
                           + (count,) * 5
-                          + (types.boolean,) * 2 + tasks),
+                          + (types.boolean,) * 3 + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "tap_rows": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                      (tap_rows_products, (arr5, arr5, arr2, count, count) + tasks),

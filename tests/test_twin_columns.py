@@ -1,0 +1,68 @@
+"""Complex calls on the columns kernel, its real twin's weights built per
+task from the complex weights (``driver.ran_twin_columns``): the oracle's
+values, the same bits channels first and channels last, and the twin's
+weights never made whole."""
+
+import numpy as np
+import pytest
+
+from numba_deconv import api, config, conv_transpose
+from numba_deconv.cpu import driver
+
+from helpers import assert_matches_reference, random_array
+from test_strategies import force
+
+pytestmark = pytest.mark.usefixtures("fresh_routes")
+
+# Ranks 1-3, groups, taps fewer than a vector (9, 8) and more (16, 25: a
+# vector and a ragged rest in float32; whole vectors in float64).
+CASES = [
+    ((2, 6, 5, 4), (6, 5, 4, 4), dict(stride=2, padding=1)),
+    ((1, 4, 3, 5), (4, 3, 5, 5), dict(stride=3, padding=(1, 2), output_padding=1)),
+    ((2, 8, 7), (8, 3, 9), dict(stride=2, groups=2, dilation=2)),
+    ((1, 6, 2, 3, 2), (6, 4, 2, 2, 2), dict(stride=2)),
+    ((3, 5, 3, 3), (5, 7, 3, 3), dict(stride=1, padding=1)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("tasks_per_thread, pack_bytes", [(1, 1 << 20), (1 << 10, 256)],
+                         ids=["whole-blocks", "one-channel-blocks"])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
+def test_complex_columns_build_the_twin_weights_per_task(x_shape, w_shape, kwargs,
+                                                         tasks_per_thread, pack_bytes, dtype,
+                                                         monkeypatch, rng):
+    """Forced onto the columns kernel, a complex call (after the first,
+    which compiles it on the twin's weights made whole) runs from the
+    complex weights: the oracle's values, channels first and last the same
+    bits. With many tasks, blocks of one twin output channel start at
+    odd ones (an imaginary part's), and blocks of a few input channels
+    at a time sum over both parts of a channel in separate blocks."""
+    force(monkeypatch, "columns", "column_tiles")
+    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)  # every call a twin
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", tasks_per_thread)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", tasks_per_thread)
+    monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", pack_bytes)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 3)
+    ran = []
+    real_run = driver.ran_twin_columns
+    monkeypatch.setattr(driver, "ran_twin_columns",
+                        lambda *args: ran.append(real_run(*args)) or ran[-1])
+    made = []
+    real_twin_weight = api._twin_weight
+    monkeypatch.setattr(api, "_twin_weight",
+                        lambda *args, **kwargs: made.append(1) or real_twin_weight(*args,
+                                                                                  **kwargs))
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    conv_transpose(x, w, b, **kwargs)  # compiles the kernel for the twin's weights
+    ran.clear()
+    made.clear()
+    y = conv_transpose(x, w, b, **kwargs)
+    y_last = conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+    assert ran == [True, True] and not made
+    assert_matches_reference(y, x, w, b, **kwargs)
+    np.testing.assert_array_equal(np.moveaxis(y_last, -1, 1), y)
