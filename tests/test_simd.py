@@ -94,6 +94,42 @@ def test_transpose_tile(add, dtype, rng):
 
 
 @njit
+def _transpose_part(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at, rows,
+                    cols):
+    if addend.size:
+        simd.transpose_tile_part_add(src, src_at, src_step, dst, dst_at, dst_step, addend,
+                                     addend_at, rows, cols)
+    else:
+        simd.transpose_tile_part(src, src_at, src_step, dst, dst_at, dst_step, rows, cols)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("add", [False, True])
+def test_transpose_tile_part(add, dtype, rng):
+    """For every part of 1..lanes x 1..lanes elements: row r < rows of the
+    part becomes lane r of its first ``cols`` rows of the result, plus the
+    addend's lane r; nothing else is written, and nothing outside the part
+    (NaN there) reaches what is."""
+    lanes = lanes_of(dtype)
+    for rows in range(1, lanes + 1):
+        for cols in range(1, lanes + 1):
+            src = np.full(lanes * 37 + 5, np.nan, dtype=dtype)
+            part = np.lib.stride_tricks.as_strided(src[5:], (rows, cols),
+                                                   (37 * src.itemsize, src.itemsize))
+            part[...] = rng.standard_normal((rows, cols))
+            dst = np.full(lanes * 41 + 11, np.nan, dtype=dtype)
+            addend = np.full(lanes + 3, np.nan, dtype) if add else np.zeros(0, dtype)
+            if add:
+                addend[3:3 + rows] = rng.standard_normal(rows)
+            _transpose_part(src, 5, 37, dst, np.int64(11), np.uint64(41), addend, 3, rows, cols)
+            written = np.lib.stride_tricks.as_strided(dst[11:], (cols, rows),
+                                                      (41 * dst.itemsize, dst.itemsize))
+            expected = part.T + addend[3:3 + rows] if add else part.T
+            np.testing.assert_array_equal(written, expected)
+            assert np.isnan(dst).sum() == dst.size - rows * cols
+
+
+@njit
 def _alignment(room, size):
     view = simd.aligned(room, size)
     lead = (view.ctypes.data - room.ctypes.data) // room.itemsize

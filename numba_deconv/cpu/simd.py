@@ -390,6 +390,111 @@ def transpose_tile_add(typingctx, src, src_at, src_step, dst, dst_at, dst_step, 
             _transpose_codegen(True))
 
 
+def _masked(builder, operation, vector_type, *operands):
+    """A call of LLVM's ``llvm.masked.load``/``llvm.masked.store`` for
+    ``vector_type`` (AVX-512 and AVX have them in one instruction; LLVM
+    splits them elsewhere): only the lanes whose mask bit is set touch
+    memory, so a partial vector may end where its array does."""
+    element = "f32" if vector_type.element == ir.FloatType() else "f64"
+    name = f"llvm.masked.{operation}.v{vector_type.count}{element}.p0"
+    function = builder.module.globals.get(name)
+    if function is None:
+        pointer, alignment, mask = ir.PointerType(vector_type), ir.IntType(32), ir.VectorType(
+            ir.IntType(1), vector_type.count)
+        signature = (ir.FunctionType(vector_type, [pointer, alignment, mask, vector_type])
+                     if operation == "load" else
+                     ir.FunctionType(ir.VoidType(), [vector_type, pointer, alignment, mask]))
+        function = ir.Function(builder.module, signature, name=name)
+    return builder.call(function, operands)
+
+
+def _lanes_below(builder, n, bound):
+    """The ``n``-lane mask of the lanes below ``bound`` (an intp)."""
+    index = ir.IntType(64)
+    count = builder.sext(bound, index) if bound.type.width < 64 else bound
+    splat = builder.insert_element(ir.Constant(ir.VectorType(index, n), ir.Undefined), count,
+                                   ir.Constant(ir.IntType(32), 0))
+    splat = builder.shuffle_vector(splat, splat,
+                                   ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n))
+    return builder.icmp_signed("<", ir.Constant(ir.VectorType(index, n), list(range(n))), splat)
+
+
+def _transpose_part_codegen(with_addend):
+    def codegen(context, builder, signature, args):
+        intp = types.intp
+        (src, src_at, src_step, dst, dst_at, dst_step), sizes = args[:6], args[-2:]
+        src_at, src_step, dst_at, dst_step, rows, cols = (
+            context.cast(builder, value, signature.args[k], intp)
+            for k, value in zip((1, 2, 4, 5, len(args) - 2, len(args) - 1),
+                                (src_at, src_step, dst_at, dst_step) + tuple(sizes)))
+        vector_type = context.get_value_type(Vector(signature.args[0].dtype))
+        n = vector_type.count
+        align = ir.Constant(ir.IntType(32), signature.args[0].dtype.bitwidth // 8)
+        zero = ir.Constant(vector_type, [0.0] * n)
+
+        def address(array_type, array, at, step, k):
+            index = builder.add(at, builder.mul(step, ir.Constant(at.type, k)))
+            return builder.bitcast(_address(context, builder, array_type, array, index),
+                                   vector_type.as_pointer())
+
+        def below(value, k):
+            return builder.icmp_signed("<", ir.Constant(value.type, k), value)
+
+        # Rows past ``rows`` load the last one again (their lanes are never
+        # stored): a masked load whose lanes are all off but whose address
+        # lies past the mapped memory took a fault-suppressing microcode
+        # assist (the last phase's rows past a block of few channels: 2.2
+        # times the call on a heap that ended there).
+        in_cols = _lanes_below(builder, n, cols)
+        last_row = builder.sub(rows, ir.Constant(rows.type, 1))
+        loaded = [_masked(builder, "load", vector_type, builder.bitcast(_address(
+            context, builder, signature.args[0], src,
+            builder.add(src_at, builder.mul(src_step, builder.select(
+                below(rows, r), ir.Constant(rows.type, r), last_row)))),
+            vector_type.as_pointer()), align, in_cols, zero) for r in range(n)]
+        columns = _transposed(builder, loaded)
+        if with_addend:
+            at = context.cast(builder, args[7], signature.args[7], intp)
+            addend = _masked(builder, "load", vector_type, builder.bitcast(
+                _address(context, builder, signature.args[6], args[6], at),
+                vector_type.as_pointer()), align, _lanes_below(builder, n, rows), zero)
+            columns = [builder.fadd(column, addend) for column in columns]
+        in_rows = _lanes_below(builder, n, rows)
+        for c, column in enumerate(columns):
+            with builder.if_then(below(cols, c), likely=True):  # (no store past them)
+                _masked(builder, "store", vector_type, column,
+                        address(signature.args[3], dst, dst_at, dst_step, c), align, in_rows)
+        return context.get_dummy_value()
+    return codegen
+
+
+@intrinsic
+def transpose_tile_part(typingctx, src, src_at, src_step, dst, dst_at, dst_step, rows, cols):
+    """:func:`transpose_tile` of the first ``rows`` x ``cols`` elements of
+    the square (each 1 to ``lanes``): row ``r < rows``'s first ``cols``
+    elements become column ``r`` of the rows ``c < cols`` of ``dst``; no
+    element outside that part is read or written (masked loads and
+    stores). The ragged edges of a transpose, and squares of fewer
+    channels than a vector, in vectors instead of element by element."""
+    if _vector_of(src, "transpose_tile_part") != _vector_of(dst, "transpose_tile_part"):
+        raise TypingError(f"simd.transpose_tile_part: {src} and {dst} differ")
+    return (types.none(src, src_at, src_step, dst, dst_at, dst_step, rows, cols),
+            _transpose_part_codegen(False))
+
+
+@intrinsic
+def transpose_tile_part_add(typingctx, src, src_at, src_step, dst, dst_at, dst_step, addend,
+                            addend_at, rows, cols):
+    """:func:`transpose_tile_part` with ``addend[addend_at:][:rows]`` added
+    to every row of ``dst`` written (one rounding per element)."""
+    vector = _vector_of(src, "transpose_tile_part_add")
+    if vector != _vector_of(dst, "transpose_tile_part_add") or vector != _vector_of(
+            addend, "transpose_tile_part_add"):
+        raise TypingError(f"simd.transpose_tile_part_add: {src}, {dst} and {addend} differ")
+    return (types.none(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at, rows,
+                       cols), _transpose_part_codegen(True))
+
+
 @intrinsic
 def transpose_tile_add_streaming(typingctx, src, src_at, src_step, dst, dst_at, dst_step,
                                  addend, addend_at):

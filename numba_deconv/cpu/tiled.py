@@ -161,28 +161,28 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
     for i in range(n_rows):
         phases = min(s_w, row_len[i])
         # Tiles of every phase side by side, so that the outputs they write
-        # (lanes * s_w positions) stay close in the cache.
-        for j0 in range(0, row_len[i] // (lanes * s_w) * lanes, lanes):
+        # (lanes * s_w positions) stay close in the cache; the channels past
+        # the last whole vector and the outputs past the last whole tile in
+        # part tiles (element by element, 4 channels on 128x128 outputs
+        # took 4.5 times the channels-first call).
+        for j0 in range(0, -(-row_len[i] // s_w), lanes):
             for r in range(phases):
+                outputs = min(lanes, (row_len[i] - r + s_w - 1) // s_w - j0)
+                if outputs <= 0:
+                    continue
                 a0 = row_acc[i] + r * block + j0
                 o0 = (image + row_out[i] + r) * c_out + oc0 + j0 * step
-                for c0 in range(0, c_full, lanes):
-                    if streaming:
+                for c0 in range(0, count, lanes):
+                    if outputs < lanes or c0 == c_full:
+                        simd.transpose_tile_part_add(acc, c0 * acc_pitch + a0, acc_pitch, of,
+                                                     o0 + c0, step, bias, oc0 + c0,
+                                                     min(lanes, count - c0), outputs)
+                    elif streaming:
                         simd.transpose_tile_add_streaming(acc, c0 * acc_pitch + a0, acc_pitch,
                                                           of, o0 + c0, step, bias, oc0 + c0)
                     else:
                         simd.transpose_tile_add(acc, c0 * acc_pitch + a0, acc_pitch, of,
                                                 o0 + c0, step, bias, oc0 + c0)
-        # What the tiles left: the channels past the last whole vector, and
-        # the outputs past the last tile (a loop over the tiled outputs
-        # that did nothing cost 0.2 ms of signal_1d's 4.9).
-        j_tiled = row_len[i] // (lanes * s_w) * lanes
-        for r in range(phases):
-            a0 = row_acc[i] + r * block
-            o0 = (image + row_out[i] + r) * c_out + oc0
-            for j in range(j_tiled if c_full == count else 0, (row_len[i] - r + s_w - 1) // s_w):
-                for c in range(c_full if j < j_tiled else 0, count):
-                    of[o0 + j * step + c] = acc[c * acc_pitch + a0 + j] + bias[oc0 + c]
     if streaming:
         simd.store_fence()
 

@@ -131,17 +131,19 @@ def transpose_block(source, src_at, src_step, target, dst_at, dst_step, rows, co
     """``target[dst_at + j*dst_step + i] = source[src_at + i*src_step + j]``
     for ``i < rows``, ``j < cols`` (flat float32/float64 arrays): transposed
     tiles of a vector square (:func:`.simd.transpose_tile`), the ragged
-    edges element by element. Every row of a tile is read, and every row
-    of its transpose written, in one vector."""
+    edges in part tiles (:func:`.simd.transpose_tile_part`). Every row of a
+    tile is read, and every row of its transpose written, in one vector
+    (element by element, the ragged edges made most of a channels-last
+    window of 4 channels)."""
     lanes = simd.lanes(source)
-    full_rows, full_cols = rows // lanes * lanes, cols // lanes * lanes
-    for i0 in range(0, full_rows, lanes):
-        for j0 in range(0, full_cols, lanes):
-            simd.transpose_tile(source, src_at + i0 * src_step + j0, src_step, target,
-                                dst_at + j0 * dst_step + i0, dst_step)
-    for i in range(rows):
-        for j in range(full_cols if i < full_rows else 0, cols):
-            target[dst_at + j * dst_step + i] = source[src_at + i * src_step + j]
+    for i0 in range(0, rows, lanes):
+        for j0 in range(0, cols, lanes):
+            src, dst = src_at + i0 * src_step + j0, dst_at + j0 * dst_step + i0
+            if i0 + lanes <= rows and j0 + lanes <= cols:
+                simd.transpose_tile(source, src, src_step, target, dst, dst_step)
+            else:
+                simd.transpose_tile_part(source, src, src_step, target, dst, dst_step,
+                                         min(lanes, rows - i0), min(lanes, cols - j0))
 
 
 def _swap_block(source, target, src_at, src_step, dst_at, dst_step, rows, cols, tile):
