@@ -66,6 +66,37 @@ def test_store_interleaved(count, dtype, rng):
 
 
 @njit
+def _interleave_first(a, out, count, n):
+    lanes = simd.lanes(a)
+    if n == 1:
+        simd.store_interleaved_first(out, 1, (simd.load(a, 0),), count)
+    elif n == 2:
+        simd.store_interleaved_first(out, 1, (simd.load(a, 0), simd.load(a, lanes)), count)
+    elif n == 3:
+        simd.store_interleaved_first(out, 1, (simd.load(a, 0), simd.load(a, lanes),
+                                              simd.load(a, 2 * lanes)), count)
+    else:
+        simd.store_interleaved_first(out, 1, (simd.load(a, 0), simd.load(a, lanes),
+                                              simd.load(a, 2 * lanes),
+                                              simd.load(a, 3 * lanes)), count)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_store_interleaved_first(n, dtype, rng):
+    """The first ``count`` elements of the interleave, for every count from
+    1 to all of them; nothing past them written."""
+    lanes = lanes_of(dtype)
+    a = rng.standard_normal(4 * lanes).astype(dtype)
+    interleaved = a[:n * lanes].reshape(n, lanes).T.ravel()
+    for count in range(1, n * lanes + 1):
+        out = np.full(n * lanes + 2, np.nan, dtype=dtype)
+        _interleave_first(a, out, count, n)
+        np.testing.assert_array_equal(out[1:1 + count], interleaved[:count])
+        assert np.isnan(out).sum() == out.size - count
+
+
+@njit
 def _transpose(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at):
     if addend.size:
         simd.transpose_tile_add(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at)

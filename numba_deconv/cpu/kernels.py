@@ -146,15 +146,12 @@ def _vector_lines(s_w, indent):
     return "".join(" " * indent + line + "\n" for line in lines) + _element_lines(s_w, indent)
 
 
-# out[at + j*s_w + r] = acc[first + r*phase_stride + j] + bias for the
+# out[at + 2j + r] = acc[first + r*phase_stride + j] + bias for the
 # ``count`` outputs of a stretch of a row that starts at phase 0 (flat
-# arrays), for one stride: 2 for complex values from their parts
-# (interleave_parts_real), 3 where one function of its own takes it in
-# vectors (.tiled._scatter_by_table).
-_interleave2, _interleave3 = (
-    _spelled(f"_interleave{s_w}", "acc, first, phase_stride, bias, out, at, count",
-             _vector_lines(s_w, 4))
-    for s_w in (2, 3))
+# arrays), at stride 2: complex values from their parts
+# (interleave_parts_real).
+_interleave2 = _spelled("_interleave2", "acc, first, phase_stride, bias, out, at, count",
+                        _vector_lines(2, 4))
 
 # The same for any stride: in vector shuffles for strides 1, 2 and 4 (the
 # common ones; each is compiled into every kernel that interleaves), one

@@ -227,6 +227,54 @@ def store_interleaved(typingctx, array, index, vectors):
 
 
 @intrinsic
+def store_interleaved_first(typingctx, array, index, vectors, count):
+    """The first ``count`` elements (1 to ``n * lanes``) that
+    :func:`store_interleaved` would store, in masked stores: nothing past
+    them is written (a row's last outputs, where the row ends inside a
+    vector)."""
+    vector = _vector_of(array, "store_interleaved_first")
+    if not (isinstance(vectors, types.UniTuple) and vectors.dtype == vector):
+        raise TypingError(f"simd.store_interleaved_first: needs a tuple of {vector}, "
+                          f"got {vectors}")
+    n, width = vectors.count, vector.lanes
+
+    def codegen(context, builder, signature, args):
+        parts = [builder.extract_value(args[2], r) for r in range(n)]
+        vector_type = parts[0].type
+        # Concatenated pairwise (as store_interleaved does), then lane j of
+        # vector r to j * n + r, as n vectors of consecutive outputs.
+        while len(parts) > 1:
+            if len(parts) % 2:
+                parts.append(ir.Constant(parts[0].type, ir.Undefined))
+            parts = [builder.shuffle_vector(
+                parts[i], parts[i + 1],
+                ir.Constant(ir.VectorType(ir.IntType(32), 2 * parts[i].type.count),
+                            list(range(2 * parts[i].type.count))))
+                for i in range(0, len(parts), 2)]
+        whole = parts[0]
+        outputs = [builder.shuffle_vector(whole, ir.Constant(whole.type, ir.Undefined),
+                                          ir.Constant(ir.VectorType(ir.IntType(32), width),
+                                                      [(f % n) * width + f // n
+                                                       for f in range(k * width,
+                                                                      (k + 1) * width)]))
+                   for k in range(n)]
+        count = context.cast(builder, args[3], signature.args[3], types.intp)
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        align = ir.Constant(ir.IntType(32), vector.dtype.bitwidth // 8)
+        for k, output in enumerate(outputs):
+            first = ir.Constant(count.type, k * width)
+            with builder.if_then(builder.icmp_signed("<", first, count), likely=True):
+                pointer = builder.bitcast(
+                    _address(context, builder, signature.args[0], args[0],
+                             builder.add(index, first)), vector_type.as_pointer())
+                _masked(builder, "store", vector_type, output, pointer, align,
+                        _lanes_below(builder, width, builder.sub(count, first)))
+        return context.get_dummy_value()
+
+    return types.none(array, index, vectors, count), codegen
+
+
+@intrinsic
 def load_pairs(typingctx, array, index):
     """``(even, odd)``: lane ``j`` of ``even`` is ``array[index + 2*j]``, of
     ``odd`` ``array[index + 2*j + 1]`` (``2 * lanes`` elements: a complex

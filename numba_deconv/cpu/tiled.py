@@ -34,7 +34,7 @@ from numba import njit
 from .. import _phases
 from ..config import FASTMATH
 from . import simd
-from .kernels import _interleave3, interleave_parts_real, interleave_real
+from .kernels import interleave_parts_real, interleave_real
 from .tile_products import (SPANS_MIN_PAIRS, TILE_ROWS, phase_products, phase_products_spans,
                             sweep_segments, tap_reach, tap_spans)
 from .transpose import split_parts, transpose_block
@@ -194,35 +194,57 @@ def _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, ro
     ``of`` (flat) where its rows are short or its stride is not 1, 2 or 4:
     the sweep's ``n_rows`` output rows (from ``row_acc``, ``row_out``,
     ``row_len``; a row starts at phase 0) of channels ``oc0 .. oc0 +
-    count``, the first at ``o_first``, the next ``o_plane`` on. Output ``t``
-    of a row is ``acc[t % s_w * block + t // s_w]`` past the row's start
-    in its channel's accumulators: that table, made once per sweep, lets
-    one loop per row write it in order. What :func:`.kernels.interleave`
-    writes, ``acc + bias`` rounded once; there, a row with fewer outputs
-    than a vector per phase goes element by element, phase by phase, and
-    a stride-3 row of 13 outputs took 3 loops of 4-5 steps (the scatter
-    was 62 % of such a call). Stride 3 takes the whole vectors of its
-    phases in shuffles here, where they cost no other kernel compile time
-    (a kernel < stride shape, k2 s3 on 32x32 images, 0.91x the time)."""
+    count``, the first at ``o_first``, the next ``o_plane`` on. What
+    :func:`.kernels.interleave` writes, ``acc + bias`` rounded once; there,
+    a row with fewer outputs than a vector per phase goes element by
+    element, phase by phase (a stride-3 row of 13 outputs took 3 loops of
+    4-5 steps: the scatter was 62 % of such a call). Strides 1-4 go in
+    vectors here, each row's last outputs in masked stores
+    (:func:`.simd.store_interleaved_first`). Larger strides go by a table:
+    output ``t`` of a row is ``acc[t % s_w * block + t // s_w]`` past the
+    row's start in its channel's accumulators, made once per sweep, so
+    that one loop per row writes it in order."""
+    if s_w <= 4:
+        # A vector of each phase at a time, shuffled into s_w vectors of
+        # consecutive outputs; a row's last ones in masked stores. (The
+        # outputs past a stride-3 row's last whole vectors went element by
+        # element, half of a 95-wide row: the scatter took half of a k2 s3
+        # call, 3.7 times the channels-last scatter's time.) The phases'
+        # loads past a row's last output read the accumulators' scratch.
+        lanes = simd.lanes(acc)
+        span = s_w * lanes
+        for c in range(count):
+            b = simd.splat(acc, bias[oc0 + c])
+            for i in range(n_rows):
+                a = c * acc_pitch + row_acc[i]
+                o = o_first + c * o_plane + row_out[i]
+                for t in range(0, row_len[i], span):
+                    j = a + t // s_w
+                    n = min(span, row_len[i] - t)
+                    if s_w == 1:
+                        simd.store_interleaved_first(of, o + t, (
+                            simd.add(simd.load(acc, j), b),), n)
+                    elif s_w == 2:
+                        simd.store_interleaved_first(of, o + t, (
+                            simd.add(simd.load(acc, j), b),
+                            simd.add(simd.load(acc, j + block), b)), n)
+                    elif s_w == 3:
+                        simd.store_interleaved_first(of, o + t, (
+                            simd.add(simd.load(acc, j), b),
+                            simd.add(simd.load(acc, j + block), b),
+                            simd.add(simd.load(acc, j + 2 * block), b)), n)
+                    else:
+                        simd.store_interleaved_first(of, o + t, (
+                            simd.add(simd.load(acc, j), b),
+                            simd.add(simd.load(acc, j + block), b),
+                            simd.add(simd.load(acc, j + 2 * block), b),
+                            simd.add(simd.load(acc, j + 3 * block), b)), n)
+        return
     longest = 0
     for i in range(n_rows):
         longest = max(longest, row_len[i])
     for t in range(longest):
         table[t] = t % s_w * block + t // s_w
-    whole = 3 * simd.lanes(acc)
-    if s_w == 3 and longest >= whole:
-        # Whole vectors of each phase in shuffles, the rest by the table;
-        # a loop nest of its own, so that other rows keep the plain one.
-        for c in range(count):
-            value = bias[oc0 + c]
-            for i in range(n_rows):
-                a = c * acc_pitch + row_acc[i]
-                o = o_first + c * o_plane + row_out[i]
-                first = row_len[i] // whole * whole
-                _interleave3(acc, a, block, value, of, o, first)
-                for t in range(first, row_len[i]):
-                    of[o + t] = acc[a + table[t]] + value
-        return
     for c in range(count):
         value = bias[oc0 + c]
         a_channel = c * acc_pitch
