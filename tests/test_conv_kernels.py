@@ -230,11 +230,13 @@ def test_complex_data_runs_as_a_real_twin_where_that_pays(case, dtype, ran, rng)
     assert_conv_matches_oracle(yc, x, wc, bias, stride=2, padding=1, groups=groups)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 33, 65), (3, 64, 7), (1, 100, 31)])
+# Tile edges, beyond one tile, and a short side (3 or 5) whose tasks take
+# runs of tiles along the long one (a ragged last run).
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 33, 65), (3, 64, 7), (1, 100, 31),
+                                   (2, 3, 1000), (2, 1000, 5)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.int16])
 def test_channels_last_transpose_is_a_plain_transpose(shape, dtype, rng):
-    """The parallel tiled transpose around channels-last calls, at tile
-    edges and beyond one tile."""
+    """The parallel tiled transpose around channels-last calls."""
     from numba_deconv.cpu.launch import parallel
     from numba_deconv.cpu.transpose import swap_last_two
 
