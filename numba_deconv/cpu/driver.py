@@ -281,16 +281,16 @@ def ran_twin_columns(route, x, w, bias, out, channels_last=False) -> bool:
     w_shape = launch.w_shape  # the twin's, rank 3
     w_parts = np.ascontiguousarray(w).view(real).reshape(
         (w_shape[0] // 2, w_shape[1] // 2) + w_shape[2:4] + (2 * w_shape[4],))
+    run_columns = LAUNCHERS["column_tiles"]
     if channels_last:
         x_shape, out_shape = launch.x_shape, launch.out_shape
-        _run_column_tiles(x.view(real).reshape(x_shape[:1] + x_shape[2:] + x_shape[1:2]),
-                          w_parts, bias,
-                          out.view(real).reshape(out_shape[:1] + out_shape[2:] + out_shape[1:2]),
-                          launch, layout=CHANNELS_LAST, complex_weights=True)
+        run_columns(x.view(real).reshape(x_shape[:1] + x_shape[2:] + x_shape[1:2]), w_parts,
+                    bias, out.view(real).reshape(out_shape[:1] + out_shape[2:] + out_shape[1:2]),
+                    launch, layout=CHANNELS_LAST, complex_weights=True)
         return True
     out_parts = transpose.parts_room(out)
-    _run_column_tiles(transpose.to_parts(x).reshape(launch.x_shape), w_parts, bias,
-                      out_parts.reshape(launch.out_shape), launch, complex_weights=True)
+    run_columns(transpose.to_parts(x).reshape(launch.x_shape), w_parts, bias,
+                out_parts.reshape(launch.out_shape), launch, complex_weights=True)
     transpose.from_parts(out_parts, out)
     return True
 
