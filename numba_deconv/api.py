@@ -251,7 +251,8 @@ def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=Fal
         return
     real = w_k.real.dtype
     if prepared is None:
-        # Once, the columns kernel needs no twin weights (a plan packs them).
+        # A one-off call: the columns kernel builds the twin's weights per
+        # task (a plan, which keeps ``prepared``, makes and packs them once).
         if driver.ran_twin_columns(twin.route(), x_cf, w_k, bias_k.view(real), result,
                                    channels_last):
             return

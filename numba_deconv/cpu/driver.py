@@ -108,8 +108,8 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
                    TILE_POSITIONS), dtype=x.dtype)
     parallel(gather_positions, x, xs, channels_last, multiply_adds=xs.size)
     if complex_weights:  # each task builds its block of the twin's weights
-        # (blocks of input channels as a packed layout takes them: an in-place
-        # layout's few a block store and reload the columns between blocks)
+        # As many input channels a block as a packed layout takes: an
+        # in-place layout's few would store and reload the columns between.
         prepacked, in_place = _NO_PACKED[x.dtype], False
         k_block = columns.k_block if not columns.in_place else max(
             1, min(c_in_g, config.COLUMNS_PACK_BYTES // (columns.pitch * x.itemsize)))
@@ -270,7 +270,7 @@ def ran_twin_columns(route, x, w, bias, out, channels_last=False) -> bool:
 
     A call that makes the twin's weights writes four values per complex
     weight, more than the kernel reads where the weights are what costs:
-    a complex 1024 -> 512 call on 4x4 images took 75 times its real
+    a complex 1024 -> 512 call on 4x4 images took 73 times its real
     call's time that way."""
     if (route.kernel != "column_tiles" or route.inner is not None
             or route.last_dim is not None
