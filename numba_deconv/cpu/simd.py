@@ -22,8 +22,12 @@ Only what the tiled kernel needs, for float32 and float64 1-D arrays:
 :func:`sum_lanes`,
 :func:`store_interleaved` (the lanes of several vectors, interleaved, as
 one stretch: the output phases of a row, in shuffles rather than strided
-scalar stores) and :func:`load_pairs` (the even and odd lanes of a
-stretch: complex data's real and imaginary parts), plus :func:`aligned` and :func:`lanes_before_boundary` for
+scalar stores; :func:`store_interleaved_first` its first elements, in
+masked stores) and :func:`load_pairs` (the even and odd lanes of a
+stretch: complex data's real and imaginary parts); square transposes
+(:func:`transpose_tile`, with an addend, in non-temporal stores, and
+:func:`transpose_tile_part` for a part of the square in masked loads and
+stores) and :func:`store_fence`; plus :func:`aligned` and :func:`lanes_before_boundary` for
 scratch arrays and tiles that start on a vector boundary; and, for kernels
 that several threads run, :func:`claim` (the next task) and
 :func:`cancelled` (a flag set by Ctrl-C). Loads and stores are unaligned and
@@ -192,6 +196,27 @@ def mul(typingctx, a, b):
     return a(a, b), codegen
 
 
+def _interleaved(builder, vectors, count, width, first, end):
+    """Elements ``first .. end`` of the ``count`` vectors of ``width`` lanes
+    (an LLVM tuple) interleaved, lane ``j`` of vector ``r`` at ``j * count
+    + r``, as one vector: concatenated pairwise (padded to a power of two),
+    then one shuffle."""
+    parts = [builder.extract_value(vectors, r) for r in range(count)]
+    while len(parts) > 1:
+        if len(parts) % 2:
+            parts.append(ir.Constant(parts[0].type, ir.Undefined))
+        parts = [builder.shuffle_vector(
+            parts[i], parts[i + 1],
+            ir.Constant(ir.VectorType(ir.IntType(32), 2 * parts[i].type.count),
+                        list(range(2 * parts[i].type.count))))
+            for i in range(0, len(parts), 2)]
+    whole = parts[0]
+    return builder.shuffle_vector(
+        whole, ir.Constant(whole.type, ir.Undefined),
+        ir.Constant(ir.VectorType(ir.IntType(32), end - first),
+                    [(f % count) * width + f // count for f in range(first, end)]))
+
+
 @intrinsic
 def store_interleaved(typingctx, array, index, vectors):
     """``array[index + j * n + r] = vectors[r][j]`` for the ``n`` vectors of
@@ -202,22 +227,7 @@ def store_interleaved(typingctx, array, index, vectors):
     count, width = vectors.count, vector.lanes
 
     def codegen(context, builder, signature, args):
-        parts = [builder.extract_value(args[2], r) for r in range(count)]
-        # Concatenate pairwise (padding to a power of two), then one shuffle
-        # puts lane j of vector r at j * count + r.
-        while len(parts) > 1:
-            if len(parts) % 2:
-                parts.append(ir.Constant(parts[0].type, ir.Undefined))
-            parts = [builder.shuffle_vector(
-                parts[i], parts[i + 1],
-                ir.Constant(ir.VectorType(ir.IntType(32), 2 * parts[i].type.count),
-                            list(range(2 * parts[i].type.count))))
-                for i in range(0, len(parts), 2)]
-        whole = parts[0]
-        mask = [(f % count) * width + f // count for f in range(count * width)]
-        interleaved = builder.shuffle_vector(
-            whole, ir.Constant(whole.type, ir.Undefined),
-            ir.Constant(ir.VectorType(ir.IntType(32), count * width), mask))
+        interleaved = _interleaved(builder, args[2], count, width, 0, count * width)
         address = _address(context, builder, signature.args[0], args[0], args[1])
         pointer = builder.bitcast(address, interleaved.type.as_pointer())
         builder.store(interleaved, pointer, align=vector.dtype.bitwidth // 8)
@@ -239,24 +249,9 @@ def store_interleaved_first(typingctx, array, index, vectors, count):
     n, width = vectors.count, vector.lanes
 
     def codegen(context, builder, signature, args):
-        parts = [builder.extract_value(args[2], r) for r in range(n)]
-        vector_type = parts[0].type
-        # Concatenated pairwise (as store_interleaved does), then lane j of
-        # vector r to j * n + r, as n vectors of consecutive outputs.
-        while len(parts) > 1:
-            if len(parts) % 2:
-                parts.append(ir.Constant(parts[0].type, ir.Undefined))
-            parts = [builder.shuffle_vector(
-                parts[i], parts[i + 1],
-                ir.Constant(ir.VectorType(ir.IntType(32), 2 * parts[i].type.count),
-                            list(range(2 * parts[i].type.count))))
-                for i in range(0, len(parts), 2)]
-        whole = parts[0]
-        outputs = [builder.shuffle_vector(whole, ir.Constant(whole.type, ir.Undefined),
-                                          ir.Constant(ir.VectorType(ir.IntType(32), width),
-                                                      [(f % n) * width + f // n
-                                                       for f in range(k * width,
-                                                                      (k + 1) * width)]))
+        vector_type = context.get_value_type(vector)
+        # n vectors of consecutive outputs, each stored as far as ``count``.
+        outputs = [_interleaved(builder, args[2], n, width, k * width, (k + 1) * width)
                    for k in range(n)]
         count = context.cast(builder, args[3], signature.args[3], types.intp)
         index = context.cast(builder, args[1], signature.args[1], types.intp)
@@ -408,7 +403,7 @@ def _transpose_codegen(with_addend, streaming=False):
         for c, column in enumerate(columns):
             stored = builder.store(column, address(signature.args[3], dst, dst_at, dst_step, c),
                                    align=VECTOR_BYTES if streaming else align)
-            if streaming:
+            if streaming:  # no read for ownership
                 stored.set_metadata("nontemporal", builder.module.add_metadata(
                     [ir.Constant(ir.IntType(32), 1)]))
         return context.get_dummy_value()
