@@ -375,7 +375,6 @@ OUTPUT_CACHE_BYTES = 256 << 20
 OUTPUT_CACHE_SLOTS = 8
 
 
-
 def _last_level_cache_bytes(default=32 << 20, root="/sys/devices/system/cpu/cpu0/cache"):
     """The largest CPU cache's size in bytes, as Linux reports it in sysfs
     (``root``); ``default`` where it does not."""

@@ -180,9 +180,9 @@ def swap_last_two(src, dst, claimed, cancel):
     (:func:`.launch.parallel`): float32/float64 in vector shuffles
     (:func:`transpose_block`), other dtypes through a buffer. A task takes
     a tile, or where A or B is short (few channels) a run of tiles along
-    the other of about ``BLOCK * BLOCK`` elements (a tile a task, 6 channels of 140 000
-    positions made 35 000 tasks of 192 elements, and the transposes took
-    four times the kernel's time)."""
+    the other of about ``BLOCK * BLOCK`` elements (a tile a task, 6
+    channels of 140 000 positions made 35 000 tasks of 192 elements, and
+    the transposes took four times the kernel's time)."""
     n_batch, a, b = src.shape
     blocks_a, blocks_b = -(-a // BLOCK), -(-b // BLOCK)
     # Tiles per task along the longer side, where the other is short.
