@@ -107,12 +107,8 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
     xs = np.empty((launch.groups, -(-x.shape[0] * image // TILE_POSITIONS), c_in_g,
                    TILE_POSITIONS), dtype=x.dtype)
     parallel(gather_positions, x, xs, channels_last, multiply_adds=xs.size)
-    if complex_weights:  # each task builds its block of the twin's weights
-        # As many input channels a block as a packed layout takes: an
-        # in-place layout's few would store and reload the columns between.
-        prepacked, in_place = _NO_PACKED[x.dtype], False
-        k_block = columns.k_block if not columns.in_place else max(
-            1, min(c_in_g, config.COLUMNS_PACK_BYTES // (columns.pitch * x.itemsize)))
+    if complex_weights:  # each task builds its block of the twin's weights, packed
+        prepacked, in_place, k_block = _NO_PACKED[x.dtype], False, columns.packed_k_block
     elif prepared is None:
         prepacked, in_place, k_block = _NO_PACKED[x.dtype], columns.in_place, columns.k_block
     else:

@@ -516,7 +516,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         # element take the table of :func:`_scatter_by_table` instead.
         by_table = layout == CHANNELS_FIRST and (
             (s_w != 1 and s_w != 2 and s_w != 4) or o_w % (s_w * lanes) * 2 > o_w)
-        table = np.empty(sub * s_w + s_w if by_table else 0, dtype=np.int64)
+        # (strides 1-4 go in vectors: see _scatter_by_table)
+        table = np.empty(sub * s_w + s_w if by_table and s_w > 4 else 0, dtype=np.int64)
         if bias_runs:
             run_at = np.empty(((p1 - p0) // u_w + 2) * s_d * s_h, dtype=np.int64)
             run_length = np.empty_like(run_at)

@@ -63,6 +63,7 @@ class ColumnsLayout(typing.NamedTuple):
     channel_block: int  # output channels per task
     image_parts: int  # ranges of images per block of channels
     k_block: int  # input channels summed per pass
+    packed_k_block: int  # ... where the weights are copied (a complex twin's always are)
     in_place: bool  # the tiles read the weights where they are
     pitch: int  # a task's columns per position
     sources: np.ndarray  # the fold of one output channel (columns.fold_sources) ...
@@ -308,18 +309,16 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     channel_block = max(1, min(c_out_g, per_task, fitting))
     if not (in_place or few):
         channel_block = _whole_tile_block(channel_block, groups, c_out_g, taps, width, threads)
-    if in_place:
-        k_block = config.COLUMNS_IN_PLACE_K_BLOCK
-    else:
-        tiles = -(-channel_block * taps // width)
-        k_block = config.COLUMNS_PACK_BYTES // (tiles * width * itemsize)
+    tiles = -(-channel_block * taps // width)
+    packed_k_block = max(1, min(c_in_g, config.COLUMNS_PACK_BYTES // (tiles * width * itemsize)))
+    k_block = min(c_in_g, config.COLUMNS_IN_PLACE_K_BLOCK) if in_place else packed_k_block
     # In place a task's tiles may start up to a vector before its weights.
     lanes = VECTOR_BYTES // itemsize
     lead_room = lanes - 1 if in_place and c_out_g * taps % lanes == 0 else 0
     pitch = -(-(channel_block * taps + lead_room) // width) * width
     sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
                                    dilation, pad, column_rows(batch * positions, lanes))
-    return ColumnsLayout(channel_block, image_parts, max(1, min(c_in_g, k_block)), in_place,
+    return ColumnsLayout(channel_block, image_parts, max(1, k_block), packed_k_block, in_place,
                          pitch, sources, counts)
 
 
