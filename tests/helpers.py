@@ -101,3 +101,16 @@ def random_array(rng, shape, dtype=np.float64):
         return (rng.standard_normal(shape)
                 + 1j * rng.standard_normal(shape)).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
+
+
+def returns_of(monkeypatch, owner, name):
+    """The list of what ``owner.name`` returns, call by call, from now on
+    (it still runs and returns as before)."""
+    returned = []
+    real = getattr(owner, name)
+
+    def spy(*args, **kwargs):
+        returned.append(real(*args, **kwargs))
+        return returned[-1]
+    monkeypatch.setattr(owner, name, spy)
+    return returned

@@ -16,7 +16,7 @@ import numba
 from numba_deconv import _dispatch, config, conv_transpose, plan
 from numba_deconv.cpu import _blas, driver, simd, tile_products, tiled, work_split
 
-from helpers import assert_matches_reference, assert_same_nonfinite, random_array
+from helpers import assert_matches_reference, assert_same_nonfinite, random_array, returns_of
 from reference import reference
 
 CASES = [
@@ -215,10 +215,7 @@ def test_tiled_tiles_and_splits(x_shape, w_shape, kwargs, tasks_per_thread, dtyp
     force(monkeypatch, "gather", "phase_tiles")
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 8)
-    layouts = []
-    real_layout = work_split._tiled_layout
-    monkeypatch.setattr(work_split, "_tiled_layout",
-                        lambda *args: layouts.append(real_layout(*args)) or layouts[-1])
+    layouts = returns_of(monkeypatch, work_split, "_tiled_layout")
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
@@ -386,11 +383,7 @@ def _force_columns(monkeypatch, split, in_place):
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", 1 << 20 if in_place else 0)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", 1 << 10 if split else 1)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 1 if split else 1 << 20)
-    layouts = []
-    real_layout = work_split._columns_layout
-    monkeypatch.setattr(work_split, "_columns_layout",
-                        lambda *args: layouts.append(real_layout(*args)) or layouts[-1])
-    return layouts
+    return returns_of(monkeypatch, work_split, "_columns_layout")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -9,7 +9,7 @@ import pytest
 from numba_deconv import api, config, conv_transpose
 from numba_deconv.cpu import driver
 
-from helpers import assert_matches_reference, random_array
+from helpers import assert_matches_reference, random_array, returns_of
 from test_strategies import force
 
 pytestmark = pytest.mark.usefixtures("fresh_routes")
@@ -45,15 +45,8 @@ def test_complex_columns_build_the_twin_weights_per_task(x_shape, w_shape, kwarg
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", pack_bytes)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 3)
-    ran = []
-    real_run = driver.ran_twin_columns
-    monkeypatch.setattr(driver, "ran_twin_columns",
-                        lambda *args: ran.append(real_run(*args)) or ran[-1])
-    made = []
-    real_twin_weight = api._twin_weight
-    monkeypatch.setattr(api, "_twin_weight",
-                        lambda *args, **kwargs: made.append(1) or real_twin_weight(*args,
-                                                                                  **kwargs))
+    ran = returns_of(monkeypatch, driver, "ran_twin_columns")
+    made = returns_of(monkeypatch, api, "_twin_weight")
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
