@@ -383,7 +383,7 @@ def test_phase_tiles_read_and_write_channels_last_in_place(x_shape, w_shape, kwa
     assert native[-1] is True
 
 
-# Depthwise calls on the plane kernel: x shape (channels first), kernel, kwargs.
+# Depthwise calls: x shape (channels first), kernel, kwargs.
 DEPTHWISE_LAST = [
     ((2, 16, 9, 10), (4, 4), dict(stride=2, padding=1)),    # depthwise_2d's taps
     ((1, 5, 30), (3,), dict(stride=3, padding=2, dilation=2, output_padding=1)),
@@ -392,28 +392,44 @@ DEPTHWISE_LAST = [
     ((1, 21, 6, 7), (3, 3), dict(stride=2, padding=1)),     # whole vectors, then the rest
     ((1, 4, 7, 8), (3, 3), dict(stride=2, dilation=2, padding=1)),  # all W taps on one phase
     ((2, 17, 5, 6), (2, 1), dict(stride=3, output_padding=2)),  # phases with the bias alone
+    ((1, 6, 200), (4,), dict(stride=2, padding=1)),         # one long row, in stretches
+    ((1, 2, 90), (5,), dict(stride=1, padding=6, dilation=2)),  # padding past the kernel
 ]
+
+#: The routes whose depthwise calls depthwise_last runs channels last, and
+#: the channel multipliers it takes there (the others stay as they were).
+DEPTHWISE_ROUTES = {"planes": ("gather", "planes", "rows"), "rows": ("gather", "rows", "rows"),
+                    "phase_tiles": ("gather", "phase_tiles", "rows")}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("route", DEPTHWISE_ROUTES)
 @pytest.mark.parametrize("x_shape, kernel, kwargs", DEPTHWISE_LAST)
-def test_depthwise_planes_read_and_write_channels_last_in_place(x_shape, kernel, kwargs, dtype,
-                                                              rng, monkeypatch, fresh_routes):
-    """A depthwise call that the plane kernel runs takes channels-last data
-    as it lies (its loops along the channels): the channels-first bits, bias
-    included; a channel multiplier of 2, or a weight that is not finite,
-    goes the transposed way."""
-    from numba_deconv import _dispatch
+def test_depthwise_calls_read_and_write_channels_last_in_place(x_shape, kernel, kwargs, route,
+                                                               dtype, rng, monkeypatch,
+                                                               fresh_routes):
+    """A depthwise call that the plane kernel, the row kernel or (with at
+    most 4 output channels a group) the phase tiles run takes channels-last
+    data as it lies: the channels-first bits, bias included, for channel
+    multipliers 1-3 (and 8 on the tiles, which they keep); the rows cut
+    into as many stretches as there are outputs. A weight that is not
+    finite goes the transposed way."""
+    from numba_deconv import _dispatch, config
 
-    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: ("gather", "planes", "rows"))
+    if route == "phase_tiles" and np.dtype(dtype).kind == "c":
+        pytest.skip("the phase tiles take complex data as their real twin, channels first")
+    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: DEPTHWISE_ROUTES[route])
+    # Stretches of one output a phase: every stretch boundary of the rows.
+    monkeypatch.setattr(config, "TILED_MIN_POSITIONS_CROWDED", 1)
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 64)
     native = []
-    real = driver._ran_planes_last
-    monkeypatch.setattr(driver, "_ran_planes_last", lambda *a: native.append(real(*a))
+    real = driver._ran_depthwise_last
+    monkeypatch.setattr(driver, "_ran_depthwise_last", lambda *a: native.append(real(*a))
                         or native[-1])
     channels = x_shape[1]
     x = random_array(rng, x_shape, dtype)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    for multiplier in (1, 2):
+    for multiplier in (1, 2, 3) + ((8,) if route == "phase_tiles" else ()):
         w = random_array(rng, (channels, multiplier) + kernel, dtype)
         b = random_array(rng, (channels * multiplier,), dtype)
         first = nd.conv_transpose(x, w, b, groups=channels, **kwargs)
@@ -424,7 +440,8 @@ def test_depthwise_planes_read_and_write_channels_last_in_place(x_shape, kernel,
             assert last.tobytes() == expected
         # (The first channels-last call may find the kernel not yet recorded
         # for its variant, and go the transposed way, with the same bits.)
-        assert native and set(native) == {multiplier == 1}
+        assert native == ([] if multiplier == 8 else [True] * len(native)) and (
+            native or multiplier == 8)
         native.clear()
     w = random_array(rng, (channels, 1) + kernel, dtype)
     w[-1, 0, 0] = np.inf

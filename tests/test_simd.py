@@ -97,6 +97,28 @@ def test_store_interleaved_first(n, dtype, rng):
 
 
 @njit
+def _copy_part(a, out, whole, count):
+    loaded = simd.load_part(a, 0, count)
+    simd.store_part(out, 1, loaded, count)
+    simd.store(whole, 0, loaded)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_load_and_store_part(dtype, rng):
+    """The first ``count`` lanes are loaded (the others zero) and stored,
+    for every count from 1 to a vector; nothing past them is written, and
+    a part that ends where the array does reads nothing past it."""
+    lanes = lanes_of(dtype)
+    for count in range(1, lanes + 1):
+        a = rng.standard_normal(count).astype(dtype)  # ends where the part does
+        out, whole = np.full(lanes + 2, np.nan, dtype=dtype), np.empty(lanes, dtype)
+        _copy_part(a, out, whole, count)
+        np.testing.assert_array_equal(out[1:1 + count], a)
+        assert np.isnan(out).sum() == out.size - count
+        np.testing.assert_array_equal(whole, np.concatenate([a, np.zeros(lanes - count, dtype)]))
+
+
+@njit
 def _transpose(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at):
     if addend.size:
         simd.transpose_tile_add(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at)

@@ -297,6 +297,22 @@ def test_tiled_layout_cuts_images_whose_window_would_not_fit(monkeypatch):
     assert _unet_like_tiled_layout(monkeypatch, 1 << 20).chunks == 1
 
 
+@pytest.mark.parametrize("out_shape, stride, threads, parts", [
+    ((2, 226, 1, 1, 4000), (1, 1, 4), 2, 4),     # two 1-D rows: 4 tasks a thread
+    ((2, 226, 1, 1, 4000), (1, 1, 4), 64, 15),   # ... at most 1000 // 64 stretches
+    ((1, 5, 1, 1, 100), (1, 1, 1), 2, 1),        # too short to cut
+    ((8, 64, 1, 64, 64), (1, 2, 2), 64, 1),      # rows enough for the threads
+])
+def test_depthwise_last_rows_are_cut_for_want_of_tasks(out_shape, stride, threads, parts,
+                                                       monkeypatch):
+    """depthwise_last cuts its output rows into stretches where there are
+    fewer than TILED_TASKS_PER_THREAD rows a thread, none of fewer than
+    TILED_MIN_POSITIONS_CROWDED outputs a phase."""
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 4)
+    monkeypatch.setattr(config, "TILED_MIN_POSITIONS_CROWDED", 64)
+    assert work_split._last_row_parts(out_shape, stride, threads) == parts
+
+
 def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, ran, rng):
     """The weight table counts non-finite weights as it is built; then the
     tiled kernel computes nothing (its zero padding would make 0 * inf =

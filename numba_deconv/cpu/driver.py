@@ -43,11 +43,13 @@ from . import tiering, transpose
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
-from .kernels import col2im, direct_planes, direct_rows, planes_last, row_geometry, rows_tiny
+from .depthwise_last import depthwise_last
+from .kernels import col2im, direct_planes, direct_rows, row_geometry, rows_tiny
 from .launch import NEVER, parallel, parallel_prange, serial
 from .simd import VECTOR_BYTES
 from .tap_rows import tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, direct_tiled
+from .tile_products import TILE_ROWS
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
 from .weight_table import fill_weight_table, weight_table
 
@@ -291,19 +293,28 @@ def ran_twin_columns(route, x, w, bias, out, channels_last=False) -> bool:
     return True
 
 
+#: The kernels that read and write data as it lies in each layout.
+IN_PLACE = {CHANNELS_LAST: ("phase_tiles", "column_tiles"),
+            COMPLEX_PARTS: ("phase_tiles",)}
+
+
 def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
     """Whether ``route``'s kernel ran on ``x`` and ``out`` as they lie in
     ``layout`` (channels last, or a complex pair of channels per channel,
-    see :data:`.tiled.COMPLEX_PARTS`): the phase tiles in either, the
-    columns and the plane kernel's depthwise calls channels last; compiled
-    in this process, finite weights (the columns take any)."""
-    if (route.inner is not None or route.kernel not in ("phase_tiles", "planes", "column_tiles")
-            or route.variant + (route.kernel,) not in _compiled.recorded()):
+    see :data:`.tiled.COMPLEX_PARTS`): the kernels of :data:`IN_PLACE`,
+    and depthwise calls channels last by
+    :func:`.depthwise_last.depthwise_last` with the sums of the route's
+    kernel (:data:`DEPTHWISE_LAST`); compiled in this process, finite
+    weights (the columns take any)."""
+    if route.inner is not None or route.variant + (route.kernel,) not in _compiled.recorded():
         return False
     launch = route.launch
-    if route.kernel == "planes":
-        return layout == CHANNELS_LAST and _ran_planes_last(x, w, bias, out, launch)
-    if route.kernel == "column_tiles" and layout != CHANNELS_LAST:
+    if layout == CHANNELS_LAST and route.kernel in DEPTHWISE_LAST:
+        paired, most_multiplier = DEPTHWISE_LAST[route.kernel]
+        if launch.w_shape[1] <= most_multiplier and _ran_depthwise_last(x, w, bias, out, launch,
+                                                                          paired):
+            return True
+    if route.kernel not in IN_PLACE[layout]:
         return False
     x_shape, out_shape = launch.x_shape, launch.out_shape
     if layout == CHANNELS_LAST:
@@ -315,17 +326,32 @@ def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
                                    layout=layout)
 
 
-def _ran_planes_last(x, w, bias, out, launch) -> bool:
-    """Whether :func:`.kernels.planes_last` ran on the channels-last ``x``
-    and ``out``: a depthwise call (one input and one output channel per
-    group) with finite weights, as the plane kernel takes them."""
+#: The kernels whose depthwise calls :func:`.depthwise_last.depthwise_last` runs on
+#: channels-last data with their sums (the same bits): whether it takes the
+#: taps of a W phase two at a time (the plane kernel) or one at a time in
+#: order (the row kernel, the phase tiles), and for at most how many output
+#: channels a group. The phase tiles read and write channels last
+#: themselves, in register tiles of 8 output channels: a group of 2 or 4
+#: fills them poorly (45 -> 90 channels k4 on 51x113: 2.1 against 4.6 ms,
+#: 16 -> 64 k3 s2 0.55 against 0.93), one of 8 or more well (16 -> 128 k3:
+#: 0.81 against 0.41).
+DEPTHWISE_LAST = {"planes": (True, math.inf), "rows": (False, math.inf),
+                  "phase_tiles": (False, TILE_ROWS // 2)}
+
+
+def _ran_depthwise_last(x, w, bias, out, launch, paired) -> bool:
+    """Whether :func:`.depthwise_last.depthwise_last` ran on the channels-last ``x``
+    and ``out``: a depthwise call (one input channel per group) with
+    finite weights, as the channels-first kernels take them."""
     n_batch, c_in = launch.x_shape[:2]
-    if not launch.groups == c_in == launch.out_shape[1] or not np.isfinite(w).all():
+    c_out = launch.out_shape[1]
+    if launch.groups != c_in or not np.isfinite(w).all():
         return False
-    w_t = np.ascontiguousarray(np.moveaxis(w.reshape((c_in,) + launch.w_shape[2:]), 0, -1))
-    parallel(planes_last, x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,)), w_t, bias,
-             out.reshape((n_batch,) + launch.out_shape[2:] + (c_in,)), launch.stride,
-             launch.dilation, launch.pad, multiply_adds=launch.multiply_adds)
+    w_t = np.ascontiguousarray(np.moveaxis(w.reshape((c_out,) + launch.w_shape[2:]), 0, -1))
+    parallel(depthwise_last, x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,)), w_t, bias,
+             out.reshape((n_batch,) + launch.out_shape[2:] + (c_out,)), launch.stride,
+             launch.dilation, launch.pad, paired, launch.last_row_parts,
+             multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -540,15 +566,16 @@ def kernel_signatures(kernel: str, dtype) -> list:
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     table = (arr5, arr2, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only
+    channels_last_depthwise = (depthwise_last, (arr5, arr4, arr1, arr5) + (triple,) * 3
+                      + (types.boolean, count) + tasks)
     return {
         "rows_serial": [(direct_rows, direct + (count,) + tasks)] + (
             [(rows_tiny, _tiny_signature(dtype, ndim)) for ndim in range(2, 6)] if real
             else []),
-        "rows": [(direct_rows, direct + (count,) + tasks)],
-        "planes": [(direct_planes, direct + (count, count) + tasks),
-                   (planes_last, (arr5, arr4, arr1, arr5) + (triple,) * 3 + tasks)],
+        "rows": [(direct_rows, direct + (count,) + tasks), channels_last_depthwise],
+        "planes": [(direct_planes, direct + (count, count) + tasks), channels_last_depthwise],
         "phase_tiles": [(direct_tiled, tiled + (types.boolean,) + tasks),
-                        (fill_weight_table, table + tasks)]
+                        (fill_weight_table, table + tasks), channels_last_depthwise]
         if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),

@@ -4,8 +4,6 @@
   output rows (on the calling thread alone for tiny calls, ``rows_serial``).
 - ``direct_planes``: the gather strategy for short rows, one long loop per
   tap over a block of zero-padded rows.
-- ``planes_last``: ``direct_planes``' sums for depthwise calls on
-  channels-last data, where they lie.
 - ``col2im``: folds the BLAS kernel's columns into the output.
 
 Ranks 1 and 2 reach these kernels as rank 3 with unit leading dims (a free
@@ -23,8 +21,6 @@ vectorises), and the phases are interleaved into the output row at the
 end. Along D and H, which taps reach an output row is looked up in small
 tables built once per call, so no division runs per row.
 """
-
-import math
 
 import numpy as np
 from numba import njit, types
@@ -540,165 +536,6 @@ def padded_row(k_w, s_w, d_w, p_w, i_w, per_phase):
     each copy overwrites the row alone)."""
     lead = max(((k_w - 1) * d_w - p_w) // s_w, 0)
     return lead, lead + max(i_w, per_phase - (-p_w // s_w))
-
-
-def _phase_sums(out, at, step, n_j, w, x, taps, n_taps, count, bias):
-    """out[at + j*step + c] = the sum over the ``n_taps`` rows of ``taps``
-    of ``w[w0 + c] * x[x0 + j*count + c] + w[w1 + c] * x[x1 + j*count +
-    c]`` (a row ``(w0, x0, w1, x1)``; ``w1 < 0``: a lone tap, ``w[w0 + c] *
-    x[x0 + j*count + c]``), in their order from zero, plus ``bias[c]``; for
-    c < count, j < n_j (flat arrays): :func:`planes_last`'s outputs of one
-    phase of a row. Jitted code only."""
-    raise NotImplementedError("_phase_sums is for jitted code")
-
-
-@njit(inline="always")
-def _fma_float(a, b, addend):
-    return simd.fma(a, b, addend)
-
-
-@njit(inline="always")
-def _fma_any(a, b, addend):
-    return a * b + addend
-
-
-# Each output's sum stays in a register from its first tap to its store:
-# summed in an accumulator row in L1 instead (zeroed, one pass per tap and
-# a last pass to add the bias), depthwise_2d took 1.09 against 0.93 ms on
-# one thread, the same bits. The terms are exactly those that direct_planes'
-# loops compile to: ``sum + fma(w0, x0, w1 * x1)`` for a pair of taps,
-# ``fma(w, x, sum)`` for one; in explicit vectors for float32/float64 (a
-# loop over a few vectors of channels paid LLVM's alias checks on every
-# start), element by element past the last whole vector and for other
-# dtypes.
-@overload(_phase_sums, inline="always")
-def _phase_sums_for(out, at, step, n_j, w, x, taps, n_taps, count, bias):
-    vectors = out.dtype in (types.float32, types.float64)
-    element = out.dtype
-    fma = _fma_float if vectors else _fma_any
-
-    def phase_sums(out, at, step, n_j, w, x, taps, n_taps, count, bias):
-        whole = 0
-        if vectors:
-            lanes = simd.lanes(out)
-            whole = count // lanes * lanes
-            for j in range(n_j):
-                a, s = at + j * step, j * count
-                for c in range(0, whole, lanes):
-                    total = simd.zeros(out)
-                    for t in range(n_taps):
-                        w0, x0, w1, x1 = taps[t, 0], taps[t, 1], taps[t, 2], taps[t, 3]
-                        if w1 < 0:
-                            total = simd.fma(simd.load(w, w0 + c), simd.load(x, x0 + s + c),
-                                             total)
-                        else:
-                            total = simd.add(total, simd.fma(
-                                simd.load(w, w0 + c), simd.load(x, x0 + s + c),
-                                simd.mul(simd.load(w, w1 + c), simd.load(x, x1 + s + c))))
-                    simd.store(out, a + c, simd.add(total, simd.load(bias, c)))
-        for j in range(n_j):
-            a, s = at + j * step, j * count
-            for c in range(whole, count):
-                total = element(0)
-                for t in range(n_taps):
-                    w0, x0, w1, x1 = taps[t, 0], taps[t, 1], taps[t, 2], taps[t, 3]
-                    if w1 < 0:
-                        total = fma(w[w0 + c], x[x0 + s + c], total)
-                    else:
-                        total = total + fma(w[w0 + c], x[x0 + s + c],
-                                            w[w1 + c] * x[x1 + s + c])
-                out[a + c] = total + bias[c]
-    return phase_sums
-
-
-@njit(inline="always")
-def _row_source(k, lead, s_w, d_w, p_w, c):
-    """Where W tap ``k`` reads the first output of its phase in a
-    zero-padded channels-last row (:func:`padded_row`'s ``lead``, ``c``
-    channels per position)."""
-    return (lead - (k * d_w - p_w) // s_w) * c
-
-
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def planes_last(x, w_t, bias, out, stride, dilation, pad, claimed, cancel):
-    """:func:`direct_planes` of a depthwise call (one input and one output
-    channel per group) on channels-last data, for finite weights.
-
-    x (N, D, H, W, C), out (N, OD, OH, OW, C), ``w_t`` (KD, KH, KW, C) the
-    weights tap by tap, bias (C,), all C-contiguous. Each output gets
-    :func:`direct_planes`' terms in its order -- planes and rows outside
-    the input skipped, along W the taps of a phase two at a time over a
-    zero-padded input row, the bias last -- so the same bits; but every
-    loop runs along the channels, which lie side by side, so nothing is
-    transposed. A task kernel (:func:`.launch.parallel`), one output row
-    ``(n, od, oh)`` per task: its input rows are copied into zero-padded
-    rows, the taps of each W phase listed once as offsets into them and
-    into ``w_t``, and each output summed over its list and written once
-    (:func:`_phase_sums`).
-    """
-    n_batch, i_d, i_h, i_w, c = x.shape
-    o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3]
-    k_d, k_h, k_w = w_t.shape[0], w_t.shape[1], w_t.shape[2]
-    s_d, s_h, s_w = stride
-    d_d, d_h, d_w = dilation
-    p_d, p_h, p_w = pad
-    # Each input row that reaches the output row at padded[(r*length +
-    # lead + iw) * c] (r counts those rows), zeros around it.
-    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, -(-o_w // s_w))
-    row_size = length * c
-    # Taps kd that reach an output plane are s_d / gcd(s_d, d_d) apart.
-    most_rows = (-(-k_d // (s_d // math.gcd(s_d, d_d)))
-                 * -(-k_h // (s_h // math.gcd(s_h, d_h))))
-    padded = np.zeros(most_rows * row_size, dtype=x.dtype)
-    # Each W phase's taps, (w0, x0, w1, x1) as _phase_sums reads them.
-    taps = np.empty((s_w, most_rows * k_w, 4), dtype=np.int64)
-    n_taps = np.zeros(s_w, dtype=np.int64)
-    xf, wf, of = x.reshape(-1), w_t.reshape(-1), out.reshape(-1)
-    rows = n_batch * o_d * o_h
-    while True:
-        row = simd.claim(claimed)
-        if row >= rows or simd.cancelled(cancel):
-            break
-        oh = row % o_h
-        od = row // o_h % o_d
-        n = row // (o_h * o_d)
-        n_taps[:] = 0
-        r_first = 0  # padded's next free row
-        for kd in range(k_d):
-            t_d = od + p_d - kd * d_d
-            i_dd = t_d // s_d
-            if t_d % s_d != 0 or not 0 <= i_dd < i_d:
-                continue
-            for kh in range(k_h):
-                t_h = oh + p_h - kh * d_h
-                i_hh = t_h // s_h
-                if t_h % s_h != 0 or not 0 <= i_hh < i_h:
-                    continue
-                _copy(padded, r_first + lead * c, xf,
-                      ((n * i_d + i_dd) * i_h + i_hh) * i_w * c, i_w * c)
-                w_row = (kd * k_h + kh) * k_w
-                for kw in range(min(s_w, k_w)):
-                    phase = (kw * d_w - p_w) % s_w
-                    for k2 in range(kw, k_w - s_w, 2 * s_w):
-                        t = n_taps[phase]
-                        taps[phase, t, 0] = (w_row + k2) * c
-                        taps[phase, t, 1] = r_first + _row_source(k2, lead, s_w, d_w, p_w, c)
-                        taps[phase, t, 2] = (w_row + k2 + s_w) * c
-                        taps[phase, t, 3] = r_first + _row_source(k2 + s_w, lead, s_w, d_w, p_w,
-                                                                  c)
-                        n_taps[phase] = t + 1
-                    if (k_w - 1 - kw) // s_w % 2 == 0:
-                        last = kw + (k_w - 1 - kw) // s_w * s_w
-                        t = n_taps[phase]
-                        taps[phase, t, 0] = (w_row + last) * c
-                        taps[phase, t, 1] = r_first + _row_source(last, lead, s_w, d_w, p_w, c)
-                        taps[phase, t, 2] = -1
-                        n_taps[phase] = t + 1
-                r_first += row_size
-        # Every phase, those no tap reaches too: they get the bias alone.
-        for phase in range(min(s_w, o_w)):
-            _phase_sums(of, (row * o_w + phase) * c, s_w * c, (o_w - phase + s_w - 1) // s_w,
-                        wf, padded, taps[phase], n_taps[phase], c, bias)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)

@@ -17,7 +17,8 @@ accumulator made 48 of them on AVX2, and they spilled (dcgan_2d ran at a
 third of PyTorch's speed on a Zen 3).
 
 Only what the tiled kernel needs, for float32 and float64 1-D arrays:
-:func:`load`, :func:`store`, :func:`zeros`, :func:`splat`, :func:`add`, :func:`mul`,
+:func:`load`, :func:`store` (and :func:`load_part`, :func:`store_part`: the
+first lanes alone, in masked loads and stores), :func:`zeros`, :func:`splat`, :func:`add`, :func:`mul`,
 :func:`fma` (vector times a broadcast scalar, or a vector, plus vector),
 :func:`sum_lanes`,
 :func:`store_interleaved` (the lanes of several vectors, interleaved, as
@@ -145,6 +146,44 @@ def store(typingctx, array, index, value):
         return context.get_dummy_value()
 
     return types.none(array, index, value), codegen
+
+
+@intrinsic
+def load_part(typingctx, array, index, count):
+    """:func:`load` of the first ``count`` lanes (1 to ``lanes``), the others
+    zero: no element past ``array[index + count - 1]`` is read."""
+    vector = _vector_of(array, "load_part")
+
+    def codegen(context, builder, signature, args):
+        address = _address(context, builder, signature.args[0], args[0], args[1])
+        vector_type = context.get_value_type(vector)
+        count = context.cast(builder, args[2], signature.args[2], types.intp)
+        return _masked(builder, "load", vector_type,
+                       builder.bitcast(address, vector_type.as_pointer()),
+                       ir.Constant(ir.IntType(32), vector.dtype.bitwidth // 8),
+                       _lanes_below(builder, vector.lanes, count),
+                       ir.Constant(vector_type, [0.0] * vector.lanes))
+
+    return vector(array, index, count), codegen
+
+
+@intrinsic
+def store_part(typingctx, array, index, value, count):
+    """:func:`store` of the first ``count`` lanes (1 to ``lanes``) of
+    ``value``: no element past ``array[index + count - 1]`` is written."""
+    if _vector_of(array, "store_part") != value:
+        raise TypingError(f"simd.store_part: {value} does not match {array}")
+
+    def codegen(context, builder, signature, args):
+        address = _address(context, builder, signature.args[0], args[0], args[1])
+        count = context.cast(builder, args[3], signature.args[3], types.intp)
+        _masked(builder, "store", args[2].type, args[2],
+                builder.bitcast(address, args[2].type.as_pointer()),
+                ir.Constant(ir.IntType(32), value.dtype.bitwidth // 8),
+                _lanes_below(builder, value.lanes, count))
+        return context.get_dummy_value()
+
+    return types.none(array, index, value, count), codegen
 
 
 @intrinsic

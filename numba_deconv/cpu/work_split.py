@@ -94,6 +94,7 @@ class Launch:
     pad: tuple
     groups: int
     row_chunks: int  # the row kernel's chunks (also when it is the fallback)
+    last_row_parts: int  # stretches per output row of depthwise_last (channels last)
     layout: typing.Any  # the chosen kernel's own work split, or None
     multiply_adds: int  # of the whole call: long calls can be interrupted
 
@@ -114,6 +115,7 @@ def plan_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int) 
               "column_tiles": _columns_layout, "tap_rows": _tap_rows_layout,
               "blas": blas_layout}.get(kernel)
     return Launch(*shapes, row_chunks=min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads),
+                  last_row_parts=_last_row_parts(out_shape, stride, threads),
                   layout=layout(*shapes, itemsize, threads) if layout else None,
                   multiply_adds=batch * geometry.flops // 2)
 
@@ -133,7 +135,7 @@ def plan_conv_launch(geometry, batch: int, itemsize: int, kernel: str, threads: 
     layout = _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize,
                           threads, kernel == "conv_tiles")
     return Launch(x_shape, w_shape, out_shape, stride, dilation, pad, groups, row_chunks=0,
-                  layout=layout, multiply_adds=batch * geometry.flops // 2)
+                  last_row_parts=0, layout=layout, multiply_adds=batch * geometry.flops // 2)
 
 
 def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize, threads,
@@ -183,6 +185,18 @@ def _chunks(span, halo, wanted, by_window, blocks):
         chunks = max(chunks, min(-(-wanted // blocks),
                                  span // config.TILED_MIN_POSITIONS_CROWDED))
     return chunks
+
+
+def _last_row_parts(out_shape, stride, threads):
+    """Stretches per output row of :func:`.depthwise_last.depthwise_last`: one, or as
+    many as make ``TILED_TASKS_PER_THREAD`` tasks a thread where there are
+    too few rows (1-D calls), none of fewer than
+    ``TILED_MIN_POSITIONS_CROWDED`` outputs a phase (each copies the
+    stretch of input it reads)."""
+    rows = out_shape[0] * math.prod(out_shape[2:4])
+    per_phase = -(-out_shape[4] // stride[2])
+    wanted = config.TILED_TASKS_PER_THREAD * threads
+    return max(1, min(-(-wanted // max(rows, 1)), per_phase // config.TILED_MIN_POSITIONS_CROWDED))
 
 
 def _planes_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
