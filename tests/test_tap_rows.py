@@ -103,3 +103,34 @@ def test_a_plan_gives_the_calls_bits(monkeypatch, rng):
     p = plan(w, x.shape, padding=1)
     for _ in range(2):
         np.testing.assert_array_equal(p(x), conv_transpose(x, w, padding=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 8, 7, 5), (8, 1, 1, 1), dict(stride=2)),       # tiles across images
+    ((1, 40, 20, 9), (40, 3, 2, 2), dict(padding=1)),   # channels past whole squares
+    ((3, 16, 50), (16, 1, 4), dict(stride=2, padding=1, groups=2)),  # 1-D, groups
+    ((2, 12, 5, 4, 7), (12, 2, 2, 3, 2), dict(stride=(1, 2, 1), groups=3)),  # 3-D, groups
+    ((1, 5, 70, 3), (5, 7, 3, 1), dict(dilation=2)),    # a channel of 5, rows of 9 x 7
+])
+def test_channels_last_in_place_gives_the_channels_first_bits(x_shape, w_shape, kwargs, dtype,
+                                                              monkeypatch, ran, rng):
+    """Channels-last data goes through the tap rows as it lies: each tile's
+    positions transposed into its window, each output position's channels
+    written by one fold task; the channels-first bits, and no transpose of
+    the whole input or output."""
+    from numba_deconv.cpu import transpose
+
+    _force(monkeypatch)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    first = conv_transpose(x, w, b, **kwargs)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)  # records the kernel
+    moved = []
+    monkeypatch.setattr(transpose, "to_channels_first", lambda *a: moved.append(a))
+    ran.clear()
+    last = conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+    assert last.tobytes() == np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    assert ran == [("tap_rows", True)] and not moved

@@ -124,15 +124,18 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
     return True
 
 
-def _run_tap_rows(x, w, bias, out, launch, prepared=None):
-    layout = launch.layout
-    cols = np.empty((out.shape[1] * math.prod(w.shape[2:]), layout.tap_pitch), dtype=x.dtype)
-    parallel(tap_rows_products, x, w, cols, launch.groups, layout.stretch_tiles,
+def _run_tap_rows(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST):
+    tap_rows = launch.layout
+    channels_last = layout == CHANNELS_LAST
+    cols = np.empty((launch.out_shape[1] * math.prod(w.shape[2:]), tap_rows.tap_pitch),
+                    dtype=x.dtype)
+    parallel(tap_rows_products, x, w, cols, launch.groups, tap_rows.stretch_tiles, channels_last,
              multiply_adds=launch.multiply_adds)
     # The fold's adds cost more than the products' multiply-adds (an index
     # and a gather each): it runs on as many threads as the products.
-    parallel(tap_rows_fold, cols, layout.sources, layout.counts, bias, out, layout.image_pitch,
-             layout.fold_chunk, multiply_adds=launch.multiply_adds)
+    parallel(tap_rows_fold, cols, tap_rows.sources, tap_rows.counts, bias, out,
+             tap_rows.image_pitch, tap_rows.fold_chunk, channels_last,
+             multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -294,7 +297,7 @@ def ran_twin_columns(route, x, w, bias, out, channels_last=False) -> bool:
 
 
 #: The kernels that read and write data as it lies in each layout.
-IN_PLACE = {CHANNELS_LAST: ("phase_tiles", "column_tiles"),
+IN_PLACE = {CHANNELS_LAST: ("phase_tiles", "column_tiles", "tap_rows"),
             COMPLEX_PARTS: ("phase_tiles",)}
 
 
@@ -305,7 +308,7 @@ def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
     and depthwise calls channels last by
     :func:`.depthwise_last.depthwise_last` with the sums of the route's
     kernel (:data:`DEPTHWISE_LAST`); compiled in this process, finite
-    weights (the columns take any)."""
+    weights (the columns and the tap rows take any)."""
     if route.inner is not None or route.variant + (route.kernel,) not in _compiled.recorded():
         return False
     launch = route.launch
@@ -584,8 +587,10 @@ def kernel_signatures(kernel: str, dtype) -> list:
                           + (types.boolean,) * 3 + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "tap_rows": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
-                     (tap_rows_products, (arr5, arr5, arr2, count, count) + tasks),
-                     (tap_rows_fold, (arr2, index2, index1, arr1, arr5, count, count) + tasks)]
+                     (tap_rows_products, (arr5, arr5, arr2, count, count, types.boolean)
+                      + tasks),
+                     (tap_rows_fold, (arr2, index2, index1, arr1, arr5, count, count,
+                                      types.boolean) + tasks)]
         if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
         "conv_tiles": [(conv_tiles, (arr5, arr2) + conv + (count,) * 3 + (types.boolean,)

@@ -26,6 +26,10 @@ element sums its taps in a fixed order, in a register, and is written
 once), in tasks of an output channel's stretch of one image. Neither pass
 depends on the thread count for its sums.
 
+Channels-last data is read and written where it lies, with the same sums:
+each tile's positions are transposed into its window, and each fold task
+writes a stretch of an image's output positions, all their channels.
+
 Every product is a product of the definition (the zeros past an image
 meet weights only in columns no output reads), so weights need not be
 finite. The tiles read the weights where they lie: a tile's rows are
@@ -39,6 +43,7 @@ from numba import njit
 from ..config import FASTMATH
 from . import simd
 from .columns import single_source
+from .transpose import transpose_block
 
 #: Most rows (output channel x tap) of a register tile: 9 rows of 3
 #: vectors are 27 accumulators, which leave AVX-512's 32 registers room for
@@ -85,7 +90,7 @@ def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total, s
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def tap_rows_products(x, w, cols, groups, stretch_tiles, claimed, cancel):
+def tap_rows_products(x, w, cols, groups, stretch_tiles, channels_last, claimed, cancel):
     """``cols[g * M + m, q] = sum over ci of w[g * C_in/groups + ci, m] *
     x[n, g * C_in/groups + ci, p]`` for every group, row ``m < M`` (output
     channel x tap of the group) and position ``q = n * D*H*W + p`` of the
@@ -98,9 +103,14 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, claimed, cancel):
     input channel summed in one pass. A tile inside one image reads ``x``
     where it lies; one across two images (small images waste no lanes) or
     past the last position reads a copy of its positions of every input
-    channel, zero past the batch, so no load leaves ``x``."""
-    n_batch, c_in = x.shape[0], x.shape[1]
-    i_plane = x.shape[2] * x.shape[3] * x.shape[4]
+    channel, zero past the batch, so no load leaves ``x``. With
+    ``channels_last``, ``x`` is (N, D, H, W, C_in) and every tile reads
+    such a copy, made in transposed squares (:func:`.transpose.transpose_block`)."""
+    n_batch = x.shape[0]
+    if channels_last:
+        c_in, i_plane = x.shape[4], x.shape[1] * x.shape[2] * x.shape[3]
+    else:
+        c_in, i_plane = x.shape[1], x.shape[2] * x.shape[3] * x.shape[4]
     positions = n_batch * i_plane
     c_in_g = c_in // groups
     m_g = w.shape[1] * w.shape[2] * w.shape[3] * w.shape[4]
@@ -118,7 +128,7 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, claimed, cancel):
         g, s0 = task // stretches, task % stretches * stretch_tiles * width
         for q0 in range(s0, min(s0 + stretch_tiles * width, positions), width):
             n, p = q0 // i_plane, q0 % i_plane
-            if p + width <= i_plane:
+            if p + width <= i_plane and not channels_last:
                 vec, v_at, v_pitch = xf, (n * c_in + g * c_in_g) * i_plane + p, i_plane
             else:
                 # A run of each channel per image, whole vectors first.
@@ -126,6 +136,11 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, claimed, cancel):
                 while filled < min(width, positions - q0):
                     n, p = (q0 + filled) // i_plane, (q0 + filled) % i_plane
                     run = min(i_plane - p, width - filled, positions - q0 - filled)
+                    if channels_last:
+                        transpose_block(xf, (n * i_plane + p) * c_in + g * c_in_g, c_in, window,
+                                        filled, width, run, c_in_g)
+                        filled += run
+                        continue
                     whole = run // lanes * lanes
                     src = (n * c_in + g * c_in_g) * i_plane + p
                     for ci in range(c_in_g):
@@ -147,20 +162,47 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, claimed, cancel):
 
 
 @njit(nogil=True, cache=True)
-def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, claimed, cancel):
+def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, channels_last, claimed,
+                  cancel):
     """``out[n, oc, o] = bias[oc] + sum over j < counts[o] of cols[oc * taps
     + t, n * image_pitch + q]`` where ``sources[o, j] = t * tap_pitch + q``
     (:func:`.columns.fold_sources` of one image, ``tap_pitch`` the row
-    length of ``cols``), in that order; out (N, C_out, OD, OH, OW). A task
-    kernel; a task ``chunk`` outputs of one channel of one image. (Unsigned
-    indices: Numba checks a signed one for wrapping at every access, and
-    the fold is little else.)"""
-    n_batch, c_out = out.shape[0], out.shape[1]
-    o_plane = out.shape[2] * out.shape[3] * out.shape[4]
+    length of ``cols``), in that order; out (N, C_out, OD, OH, OW), or
+    (N, OD, OH, OW, C_out) with ``channels_last``. A task kernel; a task
+    ``chunk`` outputs of one channel of one image, or channels last as
+    many outputs of all channels of one image (each position's channels
+    side by side, written by one task). (Unsigned indices: Numba checks a
+    signed one for wrapping at every access, and the fold is little else.)"""
+    n_batch = out.shape[0]
+    if channels_last:
+        c_out, o_plane = out.shape[4], out.shape[1] * out.shape[2] * out.shape[3]
+    else:
+        c_out, o_plane = out.shape[1], out.shape[2] * out.shape[3] * out.shape[4]
     taps, tap_pitch = cols.shape[0] // c_out, cols.shape[1]
-    chunks = -(-o_plane // chunk)
     cf, of, sf = cols.reshape(-1), out.reshape(-1), sources.reshape(-1)
     width = np.uint64(sources.shape[1])
+    if channels_last:
+        chunk = -(-chunk // c_out)
+        chunks = -(-o_plane // chunk)
+        while True:
+            task = simd.claim(claimed)
+            if task >= n_batch * chunks or simd.cancelled(cancel):
+                break
+            n, o0 = task // chunks, task % chunks * chunk
+            for o in range(np.uint64(o0), np.uint64(min(o0 + chunk, o_plane))):
+                dst = np.uint64((n * o_plane) * c_out) + o * np.uint64(c_out)
+                for oc in range(c_out):
+                    base = np.uint64(oc * taps * tap_pitch + n * image_pitch)
+                    if width == 1:
+                        of[dst + np.uint64(oc)] = single_source(cf, base + np.uint64(sf[o]),
+                                                                counts[o], bias[oc])
+                        continue
+                    total = bias[oc]
+                    for j in range(np.uint64(counts[o])):
+                        total += cf[base + np.uint64(sf[o * width + j])]
+                    of[dst + np.uint64(oc)] = total
+        return
+    chunks = -(-o_plane // chunk)
     while True:
         task = simd.claim(claimed)
         if task >= n_batch * c_out * chunks or simd.cancelled(cancel):
