@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from numba_deconv import _dispatch, conv_transpose, plan
+from numba_deconv.cpu import driver
 from numba_deconv.cpu.tap_rows import TAP_ROWS, _row_blocks
+from numba_deconv.cpu.tiled import COMPLEX_PARTS
 
 from helpers import assert_matches_reference, random_array
 
@@ -134,3 +136,41 @@ def test_channels_last_in_place_gives_the_channels_first_bits(x_shape, w_shape, 
     last = conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
     assert last.tobytes() == np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
     assert ran == [("tap_rows", True)] and not moved
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    # (Work enough for the twin: real_twin.)
+    ((4, 16, 23, 25), (16, 1, 1, 1), dict(stride=2)),   # tiles across images
+    ((6, 16, 200), (16, 1, 4), dict(stride=2, padding=1, groups=2)),  # 1-D, groups
+    ((2, 5, 140, 9), (5, 3, 3, 1), dict(dilation=2)),   # runs past whole vectors
+])
+def test_complex_parts_in_place_give_the_twins_bits(x_shape, w_shape, kwargs, dtype,
+                                                    monkeypatch, ran, rng):
+    """Complex data goes through the tap rows as its real twin where it
+    lies: each complex channel's parts split into a tile's window, each
+    fold task writing both parts of a stretch of outputs; the bits of the
+    twin split and merged by transposes, channels first and last."""
+    from numba_deconv.cpu import transpose
+
+    _force(monkeypatch)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    in_place = conv_transpose(x, w, b, **kwargs)
+    assert_matches_reference(in_place, x, w, b, **kwargs)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    last = conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+    moved = []
+    monkeypatch.setattr(transpose, "to_parts", lambda *a: moved.append(a))
+    monkeypatch.setattr(transpose, "to_channels_first", lambda *a: moved.append(a))
+    ran.clear()
+    assert conv_transpose(x, w, b, **kwargs).tobytes() == in_place.tobytes()
+    assert conv_transpose(x_last, w, b, data_format="channels_last",
+                          **kwargs).tobytes() == last.tobytes()
+    assert ran == [("tap_rows", True)] * 2 and not moved
+    monkeypatch.undo()
+    _force(monkeypatch)
+    monkeypatch.setitem(driver.IN_PLACE, COMPLEX_PARTS, ())  # the twin split and merged
+    assert conv_transpose(x, w, b, **kwargs).tobytes() == in_place.tobytes()
+    np.testing.assert_array_equal(np.moveaxis(last, -1, 1), in_place)

@@ -126,15 +126,14 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
 
 def _run_tap_rows(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST):
     tap_rows = launch.layout
-    channels_last = layout == CHANNELS_LAST
     cols = np.empty((launch.out_shape[1] * math.prod(w.shape[2:]), tap_rows.tap_pitch),
                     dtype=x.dtype)
-    parallel(tap_rows_products, x, w, cols, launch.groups, tap_rows.stretch_tiles, channels_last,
+    parallel(tap_rows_products, x, w, cols, launch.groups, tap_rows.stretch_tiles, layout,
              multiply_adds=launch.multiply_adds)
     # The fold's adds cost more than the products' multiply-adds (an index
     # and a gather each): it runs on as many threads as the products.
     parallel(tap_rows_fold, cols, tap_rows.sources, tap_rows.counts, bias, out,
-             tap_rows.image_pitch, tap_rows.fold_chunk, channels_last,
+             tap_rows.image_pitch, tap_rows.fold_chunk, layout,
              multiply_adds=launch.multiply_adds)
     return True
 
@@ -298,7 +297,7 @@ def ran_twin_columns(route, x, w, bias, out, channels_last=False) -> bool:
 
 #: The kernels that read and write data as it lies in each layout.
 IN_PLACE = {CHANNELS_LAST: ("phase_tiles", "column_tiles", "tap_rows"),
-            COMPLEX_PARTS: ("phase_tiles",)}
+            COMPLEX_PARTS: ("phase_tiles", "tap_rows")}
 
 
 def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
@@ -587,10 +586,9 @@ def kernel_signatures(kernel: str, dtype) -> list:
                           + (types.boolean,) * 3 + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "tap_rows": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
-                     (tap_rows_products, (arr5, arr5, arr2, count, count, types.boolean)
-                      + tasks),
-                     (tap_rows_fold, (arr2, index2, index1, arr1, arr5, count, count,
-                                      types.boolean) + tasks)]
+                     (tap_rows_products, (arr5, arr5, arr2, count, count, count) + tasks),
+                     (tap_rows_fold, (arr2, index2, index1, arr1, arr5) + (count,) * 3
+                      + tasks)]
         if real else [],
         "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
         "conv_tiles": [(conv_tiles, (arr5, arr2) + conv + (count,) * 3 + (types.boolean,)

@@ -26,9 +26,11 @@ element sums its taps in a fixed order, in a register, and is written
 once), in tasks of an output channel's stretch of one image. Neither pass
 depends on the thread count for its sums.
 
-Channels-last data is read and written where it lies, with the same sums:
-each tile's positions are transposed into its window, and each fold task
-writes a stretch of an image's output positions, all their channels.
+Channels-last data, and complex data's real twin, are read and written
+where they lie, with the same sums: each tile's positions are transposed
+(or split into parts) into its window, and each fold task writes a
+stretch of an image's output positions, all the channels that lie side
+by side there.
 
 Every product is a product of the definition (the zeros past an image
 meet weights only in columns no output reads), so weights need not be
@@ -43,6 +45,7 @@ from numba import njit
 from ..config import FASTMATH
 from . import simd
 from .columns import single_source
+from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS
 from .transpose import transpose_block
 
 #: Most rows (output channel x tap) of a register tile: 9 rows of 3
@@ -90,7 +93,7 @@ def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total, s
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def tap_rows_products(x, w, cols, groups, stretch_tiles, channels_last, claimed, cancel):
+def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, claimed, cancel):
     """``cols[g * M + m, q] = sum over ci of w[g * C_in/groups + ci, m] *
     x[n, g * C_in/groups + ci, p]`` for every group, row ``m < M`` (output
     channel x tap of the group) and position ``q = n * D*H*W + p`` of the
@@ -103,11 +106,14 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, channels_last, claimed,
     input channel summed in one pass. A tile inside one image reads ``x``
     where it lies; one across two images (small images waste no lanes) or
     past the last position reads a copy of its positions of every input
-    channel, zero past the batch, so no load leaves ``x``. With
-    ``channels_last``, ``x`` is (N, D, H, W, C_in) and every tile reads
-    such a copy, made in transposed squares (:func:`.transpose.transpose_block`)."""
+    channel, zero past the batch, so no load leaves ``x``. In the other
+    layouts (:data:`.tiled.CHANNELS_LAST`: ``x`` (N, D, H, W, C_in);
+    :data:`.tiled.COMPLEX_PARTS`: ``x`` the real view of complex data,
+    shaped as its twin's channels first) every tile reads such a copy,
+    made in transposed squares (:func:`.transpose.transpose_block`) or
+    from pairs of parts (:func:`.simd.load_pairs`)."""
     n_batch = x.shape[0]
-    if channels_last:
+    if layout == CHANNELS_LAST:
         c_in, i_plane = x.shape[4], x.shape[1] * x.shape[2] * x.shape[3]
     else:
         c_in, i_plane = x.shape[1], x.shape[2] * x.shape[3] * x.shape[4]
@@ -128,7 +134,7 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, channels_last, claimed,
         g, s0 = task // stretches, task % stretches * stretch_tiles * width
         for q0 in range(s0, min(s0 + stretch_tiles * width, positions), width):
             n, p = q0 // i_plane, q0 % i_plane
-            if p + width <= i_plane and not channels_last:
+            if p + width <= i_plane and layout == CHANNELS_FIRST:
                 vec, v_at, v_pitch = xf, (n * c_in + g * c_in_g) * i_plane + p, i_plane
             else:
                 # A run of each channel per image, whole vectors first.
@@ -136,12 +142,25 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, channels_last, claimed,
                 while filled < min(width, positions - q0):
                     n, p = (q0 + filled) // i_plane, (q0 + filled) % i_plane
                     run = min(i_plane - p, width - filled, positions - q0 - filled)
-                    if channels_last:
+                    whole = run // lanes * lanes
+                    if layout == CHANNELS_LAST:
                         transpose_block(xf, (n * i_plane + p) * c_in + g * c_in_g, c_in, window,
                                         filled, width, run, c_in_g)
                         filled += run
                         continue
-                    whole = run // lanes * lanes
+                    if layout == COMPLEX_PARTS:  # each complex channel's parts split
+                        for ci in range(0, c_in_g, 2):
+                            s_ci = (n * c_in + g * c_in_g + ci) * i_plane + 2 * p
+                            d_re, d_im = ci * width + filled, (ci + 1) * width + filled
+                            for v in range(0, whole, lanes):
+                                real, imag = simd.load_pairs(xf, s_ci + 2 * v)
+                                simd.store(window, d_re + v, real)
+                                simd.store(window, d_im + v, imag)
+                            for j in range(whole, run):
+                                window[d_re + j] = xf[s_ci + 2 * j]
+                                window[d_im + j] = xf[s_ci + 2 * j + 1]
+                        filled += run
+                        continue
                     src = (n * c_in + g * c_in_g) * i_plane + p
                     for ci in range(c_in_g):
                         s_ci, d_ci = src + ci * i_plane, ci * width + filled
@@ -162,62 +181,50 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, channels_last, claimed,
 
 
 @njit(nogil=True, cache=True)
-def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, channels_last, claimed,
-                  cancel):
+def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, layout, claimed, cancel):
     """``out[n, oc, o] = bias[oc] + sum over j < counts[o] of cols[oc * taps
     + t, n * image_pitch + q]`` where ``sources[o, j] = t * tap_pitch + q``
     (:func:`.columns.fold_sources` of one image, ``tap_pitch`` the row
-    length of ``cols``), in that order; out (N, C_out, OD, OH, OW), or
-    (N, OD, OH, OW, C_out) with ``channels_last``. A task kernel; a task
-    ``chunk`` outputs of one channel of one image, or channels last as
-    many outputs of all channels of one image (each position's channels
-    side by side, written by one task). (Unsigned indices: Numba checks a
-    signed one for wrapping at every access, and the fold is little else.)"""
+    length of ``cols``), in that order; out (N, C_out, OD, OH, OW) in
+    ``layout`` (:data:`.tiled.CHANNELS_FIRST`), (N, OD, OH, OW, C_out)
+    (``CHANNELS_LAST``), or the real view of complex data shaped as its
+    twin's channels first (``COMPLEX_PARTS``: channel ``2c + p`` is part
+    ``p`` of complex channel ``c``). A task kernel; a task about ``chunk``
+    outputs of one image: a stretch of one channel's, or of its positions'
+    channels that lie side by side (all of them channels last, a complex
+    channel's two parts), so that no two tasks write one cache line but at
+    their ends. (Unsigned indices: Numba checks a signed one for wrapping
+    at every access, and the fold is little else.)"""
     n_batch = out.shape[0]
-    if channels_last:
+    if layout == CHANNELS_LAST:
         c_out, o_plane = out.shape[4], out.shape[1] * out.shape[2] * out.shape[3]
+        side_by_side, set_pitch, o_pitch = c_out, 0, c_out
     else:
         c_out, o_plane = out.shape[1], out.shape[2] * out.shape[3] * out.shape[4]
+        side_by_side = 2 if layout == COMPLEX_PARTS else 1
+        set_pitch, o_pitch = side_by_side * o_plane, side_by_side
     taps, tap_pitch = cols.shape[0] // c_out, cols.shape[1]
+    step = -(-chunk // side_by_side)
+    chunks, sets = -(-o_plane // step), c_out // side_by_side
     cf, of, sf = cols.reshape(-1), out.reshape(-1), sources.reshape(-1)
     width = np.uint64(sources.shape[1])
-    if channels_last:
-        chunk = -(-chunk // c_out)
-        chunks = -(-o_plane // chunk)
-        while True:
-            task = simd.claim(claimed)
-            if task >= n_batch * chunks or simd.cancelled(cancel):
-                break
-            n, o0 = task // chunks, task % chunks * chunk
-            for o in range(np.uint64(o0), np.uint64(min(o0 + chunk, o_plane))):
-                dst = np.uint64((n * o_plane) * c_out) + o * np.uint64(c_out)
-                for oc in range(c_out):
-                    base = np.uint64(oc * taps * tap_pitch + n * image_pitch)
-                    if width == 1:
-                        of[dst + np.uint64(oc)] = single_source(cf, base + np.uint64(sf[o]),
-                                                                counts[o], bias[oc])
-                        continue
-                    total = bias[oc]
-                    for j in range(np.uint64(counts[o])):
-                        total += cf[base + np.uint64(sf[o * width + j])]
-                    of[dst + np.uint64(oc)] = total
-        return
-    chunks = -(-o_plane // chunk)
     while True:
         task = simd.claim(claimed)
-        if task >= n_batch * c_out * chunks or simd.cancelled(cancel):
+        if task >= n_batch * sets * chunks or simd.cancelled(cancel):
             break
-        image_channel, o0 = task // chunks, task % chunks * chunk
-        n, oc = image_channel // c_out, image_channel % c_out
-        base = np.uint64(oc * taps * tap_pitch + n * image_pitch)
-        dst = np.uint64(image_channel * o_plane)
-        first = bias[oc]
-        if width == 1:
-            for o in range(np.uint64(o0), np.uint64(min(o0 + chunk, o_plane))):
-                of[dst + o] = single_source(cf, base + np.uint64(sf[o]), counts[o], first)
-            continue
-        for o in range(np.uint64(o0), np.uint64(min(o0 + chunk, o_plane))):
-            total = first
-            for j in range(np.uint64(counts[o])):
-                total += cf[base + np.uint64(sf[o * width + j])]
-            of[dst + o] = total
+        image_set, o0 = task // chunks, task % chunks * step
+        n, first_channel = image_set // sets, image_set % sets * side_by_side
+        image_base = np.uint64(n * image_pitch)
+        dst = np.uint64(n * c_out * o_plane + image_set % sets * set_pitch)
+        for o in range(np.uint64(o0), np.uint64(min(o0 + step, o_plane))):
+            at = dst + o * np.uint64(o_pitch)
+            for k in range(np.uint64(side_by_side)):
+                oc = first_channel + k
+                base = np.uint64(oc * taps * tap_pitch) + image_base
+                if width == 1:
+                    of[at + k] = single_source(cf, base + np.uint64(sf[o]), counts[o], bias[oc])
+                    continue
+                total = bias[oc]
+                for j in range(np.uint64(counts[o])):
+                    total += cf[base + np.uint64(sf[o * width + j])]
+                of[at + k] = total
