@@ -383,6 +383,36 @@ def test_phase_tiles_read_and_write_channels_last_in_place(x_shape, w_shape, kwa
     assert native[-1] is True
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, kernel, kwargs", [
+    ((2, 9, 20, 37), (3, 3), dict(stride=2, padding=1, output_padding=1)),  # vector shuffles
+    ((1, 12, 7, 50), (2, 5), dict(stride=(1, 3), padding=(0, 2))),  # by the table
+    ((3, 8, 4, 5, 6), (2, 3, 2), dict(stride=(2, 1, 5))),            # short rows, stride 5
+])
+def test_phase_tiles_write_one_channel_last_as_channels_first(x_shape, kernel, kwargs, dtype,
+                                                              rng, monkeypatch, fresh_routes):
+    """One output channel lies channels last as channels first: the tiles
+    scatter its rows as they do channels first; the channels-first bits."""
+    from numba_deconv import _dispatch
+    from numba_deconv.cpu import driver
+
+    monkeypatch.setattr(_dispatch, "choose_kernel",
+                        lambda *call: ("gather", "phase_tiles", "rows"))
+    native = []
+    real = driver._ran_in_place
+    monkeypatch.setattr(driver, "_ran_in_place", lambda *a: native.append(real(*a))
+                        or native[-1])
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, (x_shape[1], 1) + kernel, dtype)
+    b = random_array(rng, (1,), dtype)
+    first = nd.conv_transpose(x, w, b, **kwargs)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for _ in range(2):
+        last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+        assert last.tobytes() == np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    assert native[-1] is True
+
+
 # Depthwise calls: x shape (channels first), kernel, kwargs.
 DEPTHWISE_LAST = [
     ((2, 16, 9, 10), (4, 4), dict(stride=2, padding=1)),    # depthwise_2d's taps

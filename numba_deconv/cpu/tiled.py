@@ -445,6 +445,11 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     # Channels first, output rows that no tap reaches are set to the bias
     # up front (_bias_runs), and their phase rows skipped.
     bias_runs = False
+    # One output channel lies channels last as it does channels first: its
+    # rows are scattered as such, in vector shuffles rather than transposed
+    # part tiles of one channel (3-D 2 -> 1 k6 s2: 2.0 -> 1.55x the
+    # channels-first time).
+    scatter_first = layout == CHANNELS_FIRST or (layout == CHANNELS_LAST and c_out == 1)
     if layout == CHANNELS_FIRST:
         for ph_row in range(n_phases // s_w):
             row_taps = 0
@@ -514,7 +519,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         parts = np.empty(2 * parts_pitch, dtype=out.dtype)
         # Rows that the vector interleave would write mostly element by
         # element take the table of :func:`_scatter_by_table` instead.
-        by_table = layout == CHANNELS_FIRST and (
+        by_table = scatter_first and (
             (s_w != 1 and s_w != 2 and s_w != 4) or o_w % (s_w * lanes) * 2 > o_w)
         # (strides 1-4 go in vectors: see _scatter_by_table)
         table = np.empty(sub * s_w + s_w if by_table and s_w > 4 else 0, dtype=np.int64)
@@ -589,7 +594,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                                       row * u_w + jw_lo - s0,
                                       ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo,
                                       ow_hi - ow_lo, s_w)
-                if layout == CHANNELS_LAST:
+                if not scatter_first and layout == CHANNELS_LAST:
                     _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
                                   row_len, n_rows, n * o_d * o_h * o_w, c_out,
                                   g * c_out_g + co0, co1 - co0, streaming)
