@@ -9,7 +9,7 @@ import pytest
 from numba import njit
 
 from numba_deconv import config
-from numba_deconv.cpu import simd
+from numba_deconv.cpu import atomics
 
 
 def test_small_task_calls_run_on_the_calling_thread_and_large_ones_wake_helpers():
@@ -44,8 +44,8 @@ def _count_tasks(hits, tasks, fail_at, claimed, cancel):
     """A task kernel: ``hits[task] += 1`` for every task it claims; raises
     on task ``fail_at``."""
     while True:
-        task = simd.claim(claimed)
-        if task >= tasks or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
             break
         if task == fail_at:
             raise ValueError("task failed")

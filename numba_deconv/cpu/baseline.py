@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from ..config import FASTMATH
-from . import simd
+from . import atomics, simd
 from .kernels import padded_row
 
 #: The orders the baseline can sum in ...
@@ -65,8 +65,8 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
     padded = np.zeros(length, dtype=x.dtype)
     rows = n_batch * c_out * o_d * o_h
     while True:
-        row = simd.claim(claimed)
-        if row >= rows or simd.cancelled(cancel):
+        row = atomics.claim(claimed)
+        if row >= rows or atomics.cancelled(cancel):
             break
         oh = row % o_h
         od = row // o_h % o_d

@@ -43,7 +43,7 @@ from numba import njit
 
 from .. import _phases
 from ..config import FASTMATH
-from . import simd
+from . import atomics, simd
 
 #: Input positions per register tile (broadcast, one accumulator row each);
 #: the tile is simd.TILE_VECTORS vectors of weights wide.
@@ -280,8 +280,8 @@ def gather_positions(x, xs, channels_last, claimed, cancel):
     blocks = -(-p_tiles // GATHER_TILES)
     run = np.uint64(TILE_POSITIONS)
     while True:
-        task = simd.claim(claimed)
-        if task >= groups * blocks or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= groups * blocks or atomics.cancelled(cancel):
             break
         g, pt0 = task // blocks, task % blocks * GATHER_TILES
         pt1 = min(pt0 + GATHER_TILES, p_tiles)
@@ -433,8 +433,8 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
                           packed_tiles * k_block * width)
     prepacked_tiles = prepacked.shape[1]
     while True:
-        task = simd.claim(claimed)
-        if task >= groups * blocks * image_parts or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= groups * blocks * image_parts or atomics.cancelled(cancel):
             break
         gb, part = task // image_parts, task % image_parts
         g, b = gb // blocks, gb % blocks
@@ -455,7 +455,7 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
         n_tiles = -(-(m1 - m0) // width)
         first_packed = (m1 - m0) // width if in_place else 0
         for k0 in range(0, c_in_g, k_block):
-            if simd.cancelled(cancel):  # a task spans every image: look again per block
+            if atomics.cancelled(cancel):  # a task spans every image: look again per block
                 break
             k1 = min(k0 + k_block, c_in_g)
             row0 = (g * c_in_g + k0) * m_g + m0
@@ -485,7 +485,7 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
                     _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0, weights,
                           w_at, w_pitch, xsf, ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS,
                           k1 - k0)
-        if simd.cancelled(cancel):
+        if atomics.cancelled(cancel):
             break
         r0 = pt0 * TILE_POSITIONS // lanes * lanes
         r1 = min(-(-pt1 * TILE_POSITIONS // lanes) * lanes, rows)

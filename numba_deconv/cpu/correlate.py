@@ -35,7 +35,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from ..config import FASTMATH
-from . import simd
+from . import atomics, simd
 from .kernels import interleave, interleave_parts
 from .tile_products import TILE_ROWS, phase_products, sweep_segments
 from .tiled import task_bounds
@@ -258,8 +258,8 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     tasks = n_batch * groups * chunks_per_image * block_parts
     while True:
-        task = simd.claim(claimed)
-        if task >= tasks or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
             break
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
                                                       chunks_per_image, groups, c_out_g)
@@ -304,8 +304,8 @@ def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
     """
     tasks = x.shape[0] * (x.shape[1] // w.shape[1]) * chunks_per_image
     while True:
-        task = simd.claim(claimed)
-        if task >= tasks or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
             break
         _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
                      chunks_per_image, sub, task)

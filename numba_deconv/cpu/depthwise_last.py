@@ -17,7 +17,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from ..config import FASTMATH
-from . import simd
+from . import atomics, simd
 from .kernels import _copy, padded_row
 
 
@@ -222,8 +222,8 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, clai
     xf, wf, of = x.reshape(-1), w_t.reshape(-1), out.reshape(-1)
     tasks = n_batch * o_d * o_h * parts
     while True:
-        task = simd.claim(claimed)
-        if task >= tasks or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
             break
         row, part = task // parts, task % parts
         j_first, j_end = part * per_phase // parts, (part + 1) * per_phase // parts

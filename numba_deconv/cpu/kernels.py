@@ -29,7 +29,7 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from .. import _phases
 from ..config import FASTMATH
-from . import simd
+from . import atomics, simd
 
 
 _tap_source = njit(inline="always")(_phases.tap_source)
@@ -357,8 +357,8 @@ def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks, claime
     rows = out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
     s_w = stride[2]
     while True:
-        chunk = simd.claim(claimed)
-        if chunk >= n_chunks or simd.cancelled(cancel):
+        chunk = atomics.claim(claimed)
+        if chunk >= n_chunks or atomics.cancelled(cancel):
             break
         acc = np.empty((min(s_w, out.shape[4]), (out.shape[4] + s_w - 1) // s_w),
                        dtype=out.dtype)
@@ -463,8 +463,8 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
     plane_len = (i_h + 1) * length  # one spare zero row absorbs overreads
     tasks = n_batch * c_out * o_d * s_h * n_blocks
     while True:
-        chunk = simd.claim(claimed)
-        if chunk >= n_chunks or simd.cancelled(cancel):
+        chunk = atomics.claim(claimed)
+        if chunk >= n_chunks or atomics.cancelled(cancel):
             break
         acc = np.empty(s_w * block * length, dtype=out.dtype)
         padded = np.zeros(c_in_g * i_d * plane_len, dtype=x.dtype)

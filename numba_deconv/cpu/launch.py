@@ -5,7 +5,7 @@ Two kinds of parallel kernel:
 
 - Most kernels are *task kernels*, plain serial functions that release the
   GIL and take their tasks one at a time from a shared counter
-  (:func:`.simd.claim`) until none is left. :func:`parallel` runs one on
+  (:func:`.atomics.claim`) until none is left. :func:`parallel` runs one on
   the calling thread and on ``numba.get_num_threads() - 1`` threads of a
   pool of our own. Why not ``prange``: Numba compiles a ``prange`` loop
   into a second function and optimises the kernel's code twice, which
@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit
 
 from .. import config
-from . import simd
+from . import atomics
 
 _LOCK = threading.RLock()
 _layer_is_workqueue = None
@@ -131,11 +131,11 @@ def _next_job(generation, seen, even, odd, busy, done, reads):
     caller no longer holds the GIL that the helper needs to start its own
     share); join it (``busy`` + 1) and return its number, or ``seen`` if
     none came."""
-    simd.fetch_add(busy, -done)
+    atomics.fetch_add(busy, -done)
     for _ in range(reads):
-        current = simd.read(generation)
-        if current != seen and simd.read(odd if current % 2 else even) != 0:
-            simd.fetch_add(busy, 1)
+        current = atomics.read(generation)
+        if current != seen and atomics.read(odd if current % 2 else even) != 0:
+            atomics.fetch_add(busy, 1)
             return current
     return seen
 
@@ -144,16 +144,16 @@ def _next_job(generation, seen, even, odd, busy, done, reads):
 def _post_job(generation, claimed, number):
     """Publish job ``number`` with its task counter cleared: the counter
     first, so that a helper that sees the number sees the counter cleared."""
-    simd.write(claimed, 0)
-    simd.write(generation, number)
+    atomics.write(claimed, 0)
+    atomics.write(generation, number)
 
 
 @njit(nogil=True, cache=True)
 def _close_job(claimed):
     """Mark a job started for helpers still waiting on a kernel that
     claimed no task (one that had none to claim)."""
-    if simd.read(claimed) == 0:
-        simd.fetch_add(claimed, 1)
+    if atomics.read(claimed) == 0:
+        atomics.fetch_add(claimed, 1)
 
 
 @njit(nogil=True, cache=True)
@@ -161,7 +161,7 @@ def _await_idle(busy, reads):
     """Whether ``busy[0]`` reached 0, polled without the GIL at most
     ``reads`` times."""
     for _ in range(reads):
-        if simd.read(busy) == 0:
+        if atomics.read(busy) == 0:
             return True
     return False
 
@@ -284,7 +284,7 @@ def _interruptible(multiply_adds: int) -> bool:
 def parallel(kernel, *args, multiply_adds: int | None = None) -> None:
     """``kernel(*args, claimed, cancel)`` on ``numba.get_num_threads()``
     threads at once: a task kernel, which claims its tasks from
-    ``claimed`` (:func:`.simd.claim`) and stops early once ``cancel`` is
+    ``claimed`` (:func:`.atomics.claim`) and stops early once ``cancel`` is
     set. A call of fewer than ``config.PARALLEL_MIN_MULTIPLY_ADDS``
     multiply-adds runs on the calling thread alone (:func:`serial`; None:
     not a count, never alone). The calling thread takes tasks too, unless

@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit
 
 from ..config import FASTMATH
-from . import simd
+from . import atomics, simd
 from .columns import single_source
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS
 from .transpose import transpose_block
@@ -128,8 +128,8 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, claimed, cancel
     window = simd.aligned(np.empty(c_in_g * width + lanes, dtype=x.dtype), c_in_g * width)
     blocks, most, longer = _row_blocks(m_g)
     while True:
-        task = simd.claim(claimed)
-        if task >= groups * stretches or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= groups * stretches or atomics.cancelled(cancel):
             break
         g, s0 = task // stretches, task % stretches * stretch_tiles * width
         for q0 in range(s0, min(s0 + stretch_tiles * width, positions), width):
@@ -209,8 +209,8 @@ def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, layout, 
     cf, of, sf = cols.reshape(-1), out.reshape(-1), sources.reshape(-1)
     width = np.uint64(sources.shape[1])
     while True:
-        task = simd.claim(claimed)
-        if task >= n_batch * sets * chunks or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= n_batch * sets * chunks or atomics.cancelled(cancel):
             break
         image_set, o0 = task // chunks, task % chunks * step
         n, first_channel = image_set // sets, image_set % sets * side_by_side

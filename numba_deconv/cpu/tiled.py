@@ -33,7 +33,7 @@ from numba import njit
 
 from .. import _phases
 from ..config import FASTMATH
-from . import simd
+from . import atomics, simd
 from .kernels import interleave_parts_real, interleave_real
 from .tile_products import (SPANS_MIN_PAIRS, TILE_ROWS, phase_products, phase_products_spans,
                             sweep_segments, tap_reach, tap_spans)
@@ -457,8 +457,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                 row_taps += tap_counts[ph_row * s_w + r_w]
             bias_runs |= row_taps == 0
     while True:
-        task = simd.claim(claimed)
-        if task >= tasks or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
             break
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
                                                       chunks_per_image, groups, c_out_g)

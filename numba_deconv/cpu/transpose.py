@@ -25,7 +25,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .. import _outputs
-from . import simd
+from . import atomics, simd
 from .kernels import interleave_parts
 from .launch import parallel, serial
 
@@ -193,8 +193,8 @@ def swap_last_two(src, dst, claimed, cancel):
     source, target = src.reshape(-1), dst.reshape(-1)
     tile = np.empty(BLOCK * BLOCK, dtype=src.dtype)
     while True:
-        task = simd.claim(claimed)
-        if task >= tasks or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
             break
         first_b = task % runs_b * run_b
         first_a = task // runs_b % runs_a * run_a
@@ -234,8 +234,8 @@ def move_parts(pairs, parts, merge, claimed, cancel):
     size = twice // 2
     paired, split = pairs.reshape(-1), parts.reshape(-1)
     while True:
-        row = simd.claim(claimed)
-        if row >= n_rows or simd.cancelled(cancel):
+        row = atomics.claim(claimed)
+        if row >= n_rows or atomics.cancelled(cancel):
             break
         if merge:
             interleave_parts(split, row * twice, size, paired, row * twice, size)

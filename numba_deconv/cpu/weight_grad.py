@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import FASTMATH
-from . import simd
+from . import atomics, simd
 from .correlate import _fill_window, _grid_span
 
 #: Rows (``a`` channels) and columns (pairs) of a register tile.
@@ -99,7 +99,7 @@ def weight_dots(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
     a_blocks = -(-c_a_g // a_block)
     pair_blocks = -(-pairs // pair_block)
     for n0 in range(0, n_batch, images_per_block):
-        if simd.cancelled(cancel):
+        if atomics.cancelled(cancel):
             break
         images = min(images_per_block, n_batch - n0)
         for job in prange(images * (c_a + c_s)):
@@ -115,7 +115,7 @@ def weight_dots(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
             else:
                 _fill_planes(b_rows, src, n0 + n, n, c - c_a, planes, b_len, pitch, pad, stride)
         for task in prange(groups * a_blocks * pair_blocks):
-            if simd.cancelled(cancel):
+            if atomics.cancelled(cancel):
                 continue
             pb = task % pair_blocks
             ab = (task // pair_blocks) % a_blocks
@@ -257,7 +257,7 @@ def weight_tiles(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
     pair_blocks = -(-pairs // pair_block)
     lines = o_d * o_h
     for n0 in range(0, n_batch, images_per_block):
-        if simd.cancelled(cancel):
+        if atomics.cancelled(cancel):
             break
         images = min(images_per_block, n_batch - n0)
         for job in prange(images * (lines + c_s)):
@@ -277,7 +277,7 @@ def weight_tiles(a, src, planes, plane_of, offsets, pitch, pad, stride, groups,
                 _fill_planes(b_rows, src, n0 + n, n, j - lines, planes, b_len, pitch, pad,
                              stride)
         for task in prange(groups * pair_blocks):
-            if simd.cancelled(cancel):
+            if atomics.cancelled(cancel):
                 continue
             pb = task % pair_blocks
             g = task // pair_blocks

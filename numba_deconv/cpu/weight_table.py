@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from .. import config
-from . import simd
+from . import atomics, simd
 from .launch import parallel, serial
 from .tiled import TILE_ROWS, phase_pairs, phase_stretch
 
@@ -94,8 +94,8 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
     spans = -(-blocks // span)
     tasks = groups * spans * ci_blocks
     while True:
-        task = simd.claim(claimed)
-        if task >= tasks or simd.cancelled(cancel):
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
             break
         ci0 = task % ci_blocks * ci_block
         b = task // ci_blocks % spans * span
@@ -143,7 +143,7 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
                                 for m in range(np.uint64(rows), np.uint64(TILE_ROWS)):
                                     tf[at + m] = 0
                             at += np.uint64(TILE_ROWS)
-            simd.fetch_add(non_finite, count)
+            atomics.fetch_add(non_finite, count)
             continue
         if rows < TILE_ROWS:
             for ci in range(ci0, ci0 + n_ci):
@@ -160,7 +160,7 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
                             count += not np.isfinite(value)
                         for m in range(rows, TILE_ROWS):
                             tf[dst + np.uint64(m)] = 0
-            simd.fetch_add(non_finite, count)
+            atomics.fetch_add(non_finite, count)
             continue
         for c in range(n_ci):
             w0 = ((g * c_in_g + ci0 + c) * c_out_g + co0) * taps
@@ -183,7 +183,7 @@ def fill_weight_table(w, table, tap_index, tap_counts, chunk, non_finite, claime
                     for m0 in range(0, TILE_ROWS, lanes):
                         simd.store(tf, at + m0, simd.load(turned, src + m0))
                     at += TILE_ROWS
-        simd.fetch_add(non_finite, count)
+        atomics.fetch_add(non_finite, count)
 
 
 def weight_table(w, groups, tap_index, tap_counts):
