@@ -174,3 +174,28 @@ def test_complex_parts_in_place_give_the_twins_bits(x_shape, w_shape, kwargs, dt
     monkeypatch.setitem(driver.IN_PLACE, COMPLEX_PARTS, ())  # the twin split and merged
     assert conv_transpose(x, w, b, **kwargs).tobytes() == in_place.tobytes()
     np.testing.assert_array_equal(np.moveaxis(last, -1, 1), in_place)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_a_complex_call_whose_shape_takes_the_tap_rows_runs_its_twin_there(dtype, ran, rng):
+    """57 -> 12 channels take the tap rows as real data; the complex call's
+    twin (114 -> 24, more output channels than choose_kernel gives the tap
+    rows) runs there too, and a real call of the twin's shape keeps its
+    own kernel."""
+    kwargs = dict(stride=2)
+    x = random_array(rng, (5, 57, 11, 5), dtype)
+    w = random_array(rng, (57, 12, 5, 5), dtype)
+    b = random_array(rng, (12,), dtype)
+    real = np.empty(0, dtype).real.dtype
+    assert _dispatch.choose_kernel(plan(w.real, x.shape, **kwargs)._call.geometry, 5,
+                                   real)[1] == "tap_rows"
+    twin_kernel = plan(random_array(rng, (114, 24, 5, 5), real), (5, 114, 11, 5),
+                       **kwargs)._call.route().kernel
+    assert twin_kernel != "tap_rows"
+    y = conv_transpose(x, w, b, **kwargs)
+    assert_matches_reference(y, x, w, b, **kwargs)
+    assert ("tap_rows", True) in ran
+    ran.clear()
+    conv_transpose(random_array(rng, (5, 114, 11, 5), real),
+                   random_array(rng, (114, 24, 5, 5), real), **kwargs)
+    assert [kernel for kernel, _ in ran] == [twin_kernel]
