@@ -95,17 +95,25 @@ def phase_span(phases, pitch):
 
 
 @njit(inline="always")
-def task_bounds(task, span, chunk, blocks, block_parts, chunks_per_image, groups, c_out_g):
+def task_bounds(task, span, chunk, blocks, block_parts, chunks_per_image, groups, c_out_g,
+                n_batch, groups_last):
     """Task ``task`` of a tiled kernel (:func:`direct_tiled`,
     :func:`.correlate.conv_tiles`): its image ``n`` and group ``g``, its
     stretch of positions ``p0 .. p1`` (of ``chunk`` each, up to ``span``)
     and its blocks ``b0 .. b1`` of output channels ``co0 .. co1``, the
     blocks in ``block_parts`` ranges; ``p1 <= p0`` or ``co1 <= co0``: no
-    work."""
+    work. The tasks of an image's groups follow one another, or with
+    ``groups_last`` those of a group's images (channels last, the groups
+    of an image write slivers of the same cache lines: two threads on two
+    of them at once took them from each other all along)."""
     part = task % block_parts
     c = (task // block_parts) % chunks_per_image
-    g = (task // (block_parts * chunks_per_image)) % groups
-    n = task // (block_parts * chunks_per_image * groups)
+    if groups_last:
+        n = (task // (block_parts * chunks_per_image)) % n_batch
+        g = task // (block_parts * chunks_per_image * n_batch)
+    else:
+        g = (task // (block_parts * chunks_per_image)) % groups
+        n = task // (block_parts * chunks_per_image * groups)
     p0 = c * chunk
     b0 = blocks * part // block_parts
     b1 = blocks * (part + 1) // block_parts
@@ -461,7 +469,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         if task >= tasks or atomics.cancelled(cancel):
             break
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
-                                                      chunks_per_image, groups, c_out_g)
+                                                      chunks_per_image, groups, c_out_g,
+                                                      n_batch, layout == CHANNELS_LAST)
         if p1 <= p0 or co1 <= co0:
             continue
         win_len = simd.window_pitch(p1 - p0 + halo, lanes, x.itemsize)
