@@ -216,15 +216,21 @@ def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, layout, 
         n, first_channel = image_set // sets, image_set % sets * side_by_side
         image_base = np.uint64(n * image_pitch)
         dst = np.uint64(n * c_out * o_plane + image_set % sets * set_pitch)
-        for o in range(np.uint64(o0), np.uint64(min(o0 + step, o_plane))):
-            at = dst + o * np.uint64(o_pitch)
-            for k in range(np.uint64(side_by_side)):
-                oc = first_channel + k
-                base = np.uint64(oc * taps * tap_pitch) + image_base
-                if width == 1:
-                    of[at + k] = single_source(cf, base + np.uint64(sf[o]), counts[o], bias[oc])
-                    continue
-                total = bias[oc]
+        o_end = min(o0 + step, o_plane)
+        # A channel at a time, its outputs in order (channels first, one
+        # stretch, as the loop was before the other layouts came; with the
+        # channel inside, the one-source fold of r61 took 239 against 61 us).
+        for k in range(np.uint64(side_by_side)):
+            oc = first_channel + k
+            base = np.uint64(oc * taps * tap_pitch) + image_base
+            at, first = dst + k, bias[oc]
+            if width == 1:
+                for o in range(np.uint64(o0), np.uint64(o_end)):
+                    of[at + o * np.uint64(o_pitch)] = single_source(
+                        cf, base + np.uint64(sf[o]), counts[o], first)
+                continue
+            for o in range(np.uint64(o0), np.uint64(o_end)):
+                total = first
                 for j in range(np.uint64(counts[o])):
                     total += cf[base + np.uint64(sf[o * width + j])]
-                of[at + k] = total
+                of[at + o * np.uint64(o_pitch)] = total
