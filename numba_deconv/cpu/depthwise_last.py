@@ -18,7 +18,7 @@ from numba.extending import overload
 
 from ..config import FASTMATH
 from . import atomics, simd
-from .kernels import _copy, padded_row
+from .kernels import copy_elements, padded_row
 
 
 def _row_sums(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, bias):
@@ -94,8 +94,8 @@ def _row_sums_for(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, 
     element = out.dtype
 
     def by_element(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, bias):
-        for j in range(j_first, j_end):
-            for phase in range(min(s_w, o_w - j * s_w)):
+        for phase in range(min(s_w, o_w)):
+            for j in range(j_first, min(j_end, (o_w - phase + s_w - 1) // s_w)):
                 a, s = at + (j * s_w + phase) * count, j * count
                 for c in range(count):
                     total = element(0)
@@ -113,8 +113,8 @@ def _row_sums_for(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, 
 @njit(inline="always")
 def _row_source(k, lead, s_w, d_w, p_w, c):
     """Where W tap ``k`` reads the first output of its phase in a
-    zero-padded channels-last row (:func:`.kernels.padded_row`'s ``lead``, ``c``
-    channels per position)."""
+    zero-padded channels-last row (:func:`.kernels.padded_row`'s ``lead``,
+    ``c`` channels per position)."""
     return (lead - (k * d_w - p_w) // s_w) * c
 
 
@@ -122,8 +122,9 @@ def _row_source(k, lead, s_w, d_w, p_w, c):
 def _list_pairs(taps, n_taps, w_row, r_first, k_w, s_w, d_w, p_w, lead, c):
     """Append the W taps of weight row ``w_row`` (its input row at
     ``r_first`` of the padded rows) to each phase's list as
-    :func:`.kernels.direct_planes` sums them: the taps ``kw, kw + s_w, ...`` two at
-    a time, for each ``kw < s_w`` in turn, then one left over."""
+    :func:`.kernels.direct_planes` sums them: the taps ``kw, kw + s_w,
+    ...`` two at a time, for each ``kw < s_w`` in turn, then one left
+    over."""
     for kw in range(min(s_w, k_w)):
         phase = (kw * d_w - p_w) % s_w
         for k2 in range(kw, k_w - s_w, 2 * s_w):
@@ -159,7 +160,7 @@ def _copy_repeated_for(dst, at, src, first, positions, c_in, multiplier):
 
     def copy_repeated(dst, at, src, first, positions, c_in, multiplier):
         if multiplier == 1:
-            _copy(dst, at, src, first, positions * c_in)
+            copy_elements(dst, at, src, first, positions * c_in)
             return
         whole = 0
         if vectors and multiplier == 2:

@@ -424,7 +424,8 @@ def _plane_layout(k_w, s_w, d_w, p_w, i_w, o_w):
 
 
 @njit(inline="always")
-def _copy(dst, dst_first, src, src_first, length):
+def copy_elements(dst, dst_first, src, src_first, length):
+    """dst[dst_first + t] = src[src_first + t] for t < length (flat arrays)."""
     d = np.uint64(dst_first)
     s = np.uint64(src_first)
     for t in range(np.uint64(length)):
@@ -484,7 +485,7 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
                 for plane in range(c_in_g * i_d):
                     src = ((n * c_in + g * c_in_g) * i_d + plane) * i_h * i_w
                     for h in range(i_h):
-                        _copy(padded, plane * plane_len + h * length + x_pad,
+                        copy_elements(padded, plane * plane_len + h * length + x_pad,
                               xf, src + h * i_w, i_w)
                 loaded = n * groups + g
             jh_first = b * block

@@ -18,8 +18,8 @@ third of PyTorch's speed on a Zen 3).
 
 Only what the tiled kernel needs, for float32 and float64 1-D arrays:
 :func:`load`, :func:`store` (and :func:`load_part`, :func:`store_part`: the
-first lanes alone, in masked loads and stores), :func:`zeros`, :func:`splat`, :func:`add`, :func:`mul`,
-:func:`fma` (vector times a broadcast scalar, or a vector, plus vector),
+first lanes alone, in masked loads and stores), :func:`zeros`, :func:`splat`,
+:func:`add`, :func:`mul`, :func:`fma` (vector times a broadcast scalar, or a vector, plus vector),
 :func:`sum_lanes`,
 :func:`store_interleaved` (the lanes of several vectors, interleaved, as
 one stretch: the output phases of a row, in shuffles rather than strided
