@@ -328,11 +328,11 @@ def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
                                    layout=layout)
 
 
-#: The kernels whose depthwise calls :func:`.depthwise_last.depthwise_last` runs on
-#: channels-last data with their sums (the same bits): whether it takes the
-#: taps of a W phase two at a time (the plane kernel) or one at a time in
-#: order (the row kernel, the phase tiles), and for at most how many output
-#: channels a group. The phase tiles read and write channels last
+#: The kernels whose depthwise calls :func:`.depthwise_last.depthwise_last`
+#: runs on channels-last data with their sums (the same bits): whether it
+#: takes the taps of a W phase two at a time (the plane kernel) or one at a
+#: time in order (the row kernel, the phase tiles), and for at most how
+#: many output channels a group. The phase tiles read and write channels last
 #: themselves, in register tiles of 8 output channels: a group of 2 or 4
 #: fills them poorly (45 -> 90 channels k4 on 51x113: 2.1 against 4.6 ms,
 #: 16 -> 64 k3 s2 0.55 against 0.93), one of 8 or more well (16 -> 128 k3:
@@ -342,9 +342,10 @@ DEPTHWISE_LAST = {"planes": (True, math.inf), "rows": (False, math.inf),
 
 
 def _ran_depthwise_last(x, w, bias, out, launch, paired) -> bool:
-    """Whether :func:`.depthwise_last.depthwise_last` ran on the channels-last ``x``
-    and ``out``: a depthwise call (one input channel per group) with
-    finite weights, as the channels-first kernels take them."""
+    """Whether :func:`.depthwise_last.depthwise_last` ran on the
+    channels-last ``x`` and ``out``: a depthwise call (one input channel
+    per group) with finite weights, as the channels-first kernels take
+    them."""
     n_batch, c_in = launch.x_shape[:2]
     c_out = launch.out_shape[1]
     if launch.groups != c_in or not np.isfinite(w).all():
@@ -569,7 +570,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
     table = (arr5, arr2, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     channels_last_depthwise = (depthwise_last, (arr5, arr4, arr1, arr5) + (triple,) * 3
-                      + (types.boolean, count) + tasks)
+                               + (types.boolean, count) + tasks)
     return {
         "rows_serial": [(direct_rows, direct + (count,) + tasks)] + (
             [(rows_tiny, _tiny_signature(dtype, ndim)) for ndim in range(2, 6)] if real

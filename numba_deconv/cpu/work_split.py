@@ -188,9 +188,9 @@ def _chunks(span, halo, wanted, by_window, blocks):
 
 
 def _last_row_parts(out_shape, stride, threads):
-    """Stretches per output row of :func:`.depthwise_last.depthwise_last`: one, or as
-    many as make ``TILED_TASKS_PER_THREAD`` tasks a thread where there are
-    too few rows (1-D calls), none of fewer than
+    """Stretches per output row of :func:`.depthwise_last.depthwise_last`:
+    one, or as many as make ``TILED_TASKS_PER_THREAD`` tasks a thread where
+    there are too few rows (1-D calls), none of fewer than
     ``TILED_MIN_POSITIONS_CROWDED`` outputs a phase (each copies the
     stretch of input it reads)."""
     rows = out_shape[0] * math.prod(out_shape[2:4])
