@@ -19,7 +19,7 @@ import pytest
 import numba_deconv as nd
 from helpers import random_array
 from numba_deconv.cpu import driver
-from reference import conv_pads, conv_ref, conv_weight_grad_ref
+from reference import conv_pads, conv_ref, conv_weight_grad_ref, reference
 from test_conv import assert_conv_matches_oracle
 
 
@@ -411,6 +411,38 @@ def test_phase_tiles_write_one_channel_last_as_channels_first(x_shape, kernel, k
         last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
         assert last.tobytes() == np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
     assert native[-1] is True
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 5, 9, 37), (5, 4, 3, 3), dict(stride=2, padding=1, output_padding=1)),  # 8 rows
+    ((1, 6, 7, 23), (6, 3, 2, 5), dict(stride=(1, 3), padding=(0, 2))),  # 9: f64 in tiles
+    ((3, 4, 4, 5, 6), (4, 2, 2, 3, 2), dict(stride=(2, 1, 4))),         # 8, rows of 21
+    ((1, 8, 3, 50), (8, 8, 1, 4), dict(stride=(1, 2))),                 # 16: f64 in tiles
+    ((2, 3, 5, 11), (3, 5, 3, 3), dict(padding=1)),                     # 5, stride 1
+    ((1, 7, 6, 3), (7, 2, 2, 7), dict(stride=(2, 4), dilation=(1, 2))),  # rows of 3 phases
+    ((2, 6, 6, 9), (6, 2, 3, 3), dict(stride=2, groups=3)),             # 2 of 6: tiles
+])
+def test_phase_tiles_interleave_few_channels_last(x_shape, w_shape, kwargs, dtype, rng,
+                                                  monkeypatch, fresh_routes):
+    """A row's channels and phases interleaved in whole vectors where they
+    fill at most one (every channel in the task, fewer than a vector), in
+    part tiles elsewhere: the channels-first bits, bias included, with rows
+    that end inside a vector and a phase."""
+    from numba_deconv import _dispatch
+
+    monkeypatch.setattr(_dispatch, "choose_kernel",
+                        lambda *call: ("gather", "phase_tiles", "rows"))
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    first = nd.conv_transpose(x, w, b, **kwargs)
+    np.testing.assert_allclose(first, reference(x, w, b, **kwargs),
+                               rtol=1e-4, atol=1e-4)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    out = np.full(first.shape[:1] + first.shape[2:] + first.shape[1:2], np.nan, dtype)
+    nd.conv_transpose(x_last, w, b, data_format="channels_last", out=out, **kwargs)
+    assert out.tobytes() == np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
 
 
 # Depthwise calls: x shape (channels first), kernel, kwargs.

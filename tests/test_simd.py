@@ -325,3 +325,27 @@ def random_parts(rng, size, dtype):
     if np.dtype(dtype).kind == "c":
         values = values + 1j * rng.standard_normal(size)
     return values.astype(dtype)
+
+
+@njit
+def _interleave_rows(acc, rows_at, bias, out, n_rows, length):
+    simd.interleave_rows_add(acc, 3, rows_at, bias, out, 1, n_rows, length)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_interleave_rows_add(dtype, rng):
+    """Every row count from 2 to a vector, rows anywhere in the source,
+    each plus its own addend, interleaved as far as ``length`` (whole
+    vectors, a partial one, a few elements); nothing past it written."""
+    lanes = lanes_of(dtype)
+    acc = rng.standard_normal(lanes * 40).astype(dtype)
+    for n_rows in range(2, lanes + 1):
+        rows_at = rng.permutation(np.arange(0, 36 * lanes, 3))[:n_rows].astype(np.int64)
+        bias = rng.standard_normal(n_rows).astype(dtype)
+        rows = np.stack([acc[3 + at:3 + at + lanes] for at in rows_at])
+        interleaved = (rows + bias[:, None]).T.ravel()
+        for length in sorted({n_rows * lanes, n_rows * lanes - 1, lanes + 1, lanes, 3, 1}):
+            out = np.full(n_rows * lanes + 2, np.nan, dtype=dtype)
+            _interleave_rows(acc, rows_at, bias, out, n_rows, length)
+            np.testing.assert_array_equal(out[1:1 + length], interleaved[:length])
+            assert np.isnan(out).sum() == out.size - length

@@ -235,12 +235,13 @@ def mul(typingctx, a, b):
     return a(a, b), codegen
 
 
-def _interleaved(builder, vectors, count, width, first, end):
-    """Elements ``first .. end`` of the ``count`` vectors of ``width`` lanes
-    (an LLVM tuple) interleaved, lane ``j`` of vector ``r`` at ``j * count
-    + r``, as one vector: concatenated pairwise (padded to a power of two),
-    then one shuffle."""
-    parts = [builder.extract_value(vectors, r) for r in range(count)]
+def _interleaved(builder, vectors, width, first, end):
+    """Elements ``first .. end`` of the vectors of ``width`` lanes (a list)
+    interleaved, lane ``j`` of vector ``r`` at ``j * len(vectors) + r``, as
+    one vector: concatenated pairwise (padded to a power of two), then one
+    shuffle."""
+    count = len(vectors)
+    parts = list(vectors)
     while len(parts) > 1:
         if len(parts) % 2:
             parts.append(ir.Constant(parts[0].type, ir.Undefined))
@@ -256,6 +257,23 @@ def _interleaved(builder, vectors, count, width, first, end):
                     [(f % count) * width + f // count for f in range(first, end)]))
 
 
+def _zipped(builder, vectors):
+    """The vectors (a power of two of them) interleaved as
+    :func:`_interleaved` does, as a list of whole vectors: log2(n) stages
+    that each zip the vectors ``n / 2`` apart (``n log2 n`` two-source
+    shuffles). LLVM lowered the single wide shuffle of 16 vectors into many
+    more."""
+    width = vectors[0].type.count
+    mask_type = ir.VectorType(ir.IntType(32), width)
+    zips = [ir.Constant(mask_type, [half + j // 2 + j % 2 * width for j in range(width)])
+            for half in (0, width // 2)]
+    half = len(vectors) // 2
+    for _ in range(half.bit_length()):
+        vectors = [builder.shuffle_vector(vectors[i], vectors[i + half], mask)
+                   for i in range(half) for mask in zips]
+    return vectors
+
+
 @intrinsic
 def store_interleaved(typingctx, array, index, vectors):
     """``array[index + j * n + r] = vectors[r][j]`` for the ``n`` vectors of
@@ -266,7 +284,8 @@ def store_interleaved(typingctx, array, index, vectors):
     count, width = vectors.count, vector.lanes
 
     def codegen(context, builder, signature, args):
-        interleaved = _interleaved(builder, args[2], count, width, 0, count * width)
+        interleaved = _interleaved(builder, cgutils.unpack_tuple(builder, args[2]), width, 0,
+                                   count * width)
         address = _address(context, builder, signature.args[0], args[0], args[1])
         pointer = builder.bitcast(address, interleaved.type.as_pointer())
         builder.store(interleaved, pointer, align=vector.dtype.bitwidth // 8)
@@ -290,7 +309,8 @@ def store_interleaved_first(typingctx, array, index, vectors, count):
     def codegen(context, builder, signature, args):
         vector_type = context.get_value_type(vector)
         # n vectors of consecutive outputs, each stored as far as ``count``.
-        outputs = [_interleaved(builder, args[2], n, width, k * width, (k + 1) * width)
+        vectors = cgutils.unpack_tuple(builder, args[2])
+        outputs = [_interleaved(builder, vectors, width, k * width, (k + 1) * width)
                    for k in range(n)]
         count = context.cast(builder, args[3], signature.args[3], types.intp)
         index = context.cast(builder, args[1], signature.args[1], types.intp)
@@ -306,6 +326,73 @@ def store_interleaved_first(typingctx, array, index, vectors, count):
         return context.get_dummy_value()
 
     return types.none(array, index, vectors, count), codegen
+
+
+@intrinsic
+def interleave_rows_add(typingctx, src, src_at, rows_at, addend, dst, dst_at, n_rows, length):
+    """The ``n_rows`` vectors ``src[src_at + rows_at[k] :][:lanes]`` (2 to
+    ``lanes`` of them; ``rows_at`` int64), each plus the scalar
+    ``addend[k]`` (one rounding), interleaved into ``dst[dst_at:]`` as
+    :func:`store_interleaved` would, as far as its first ``length``
+    elements (1 to ``n_rows * lanes``: nothing past them is written). The
+    row count is a run-time value: one shuffle network is compiled for
+    each, behind a switch."""
+    vector = _vector_of(src, "interleave_rows_add")
+    if vector != _vector_of(dst, "interleave_rows_add") or vector != _vector_of(
+            addend, "interleave_rows_add"):
+        raise TypingError(f"simd.interleave_rows_add: {src}, {addend} and {dst} differ")
+    if not (isinstance(rows_at, types.Array) and rows_at.dtype == types.int64):
+        raise TypingError(f"simd.interleave_rows_add: rows_at must be int64, got {rows_at}")
+    width = vector.lanes
+
+    def codegen(context, builder, signature, args):
+        intp = types.intp
+        src_at, dst_at, n_rows, length = (
+            context.cast(builder, args[k], signature.args[k], intp) for k in (1, 5, 6, 7))
+        vector_type = context.get_value_type(vector)
+        align = vector.dtype.bitwidth // 8
+
+        def data(k):
+            return context.make_array(signature.args[k])(context, builder, args[k]).data
+
+        def pointer(k, index):
+            return builder.bitcast(_address(context, builder, signature.args[k], args[k], index),
+                                   vector_type.as_pointer())
+
+        offsets, addends = data(2), data(3)
+        done = builder.append_basic_block("interleave_rows.done")
+        switch = builder.switch(n_rows, done)
+        for count in range(2, width + 1):
+            case = builder.append_basic_block(f"interleave_rows.{count}")
+            switch.add_case(ir.Constant(n_rows.type, count), case)
+            builder.position_at_end(case)
+            rows = [builder.fadd(
+                builder.load(pointer(0, builder.add(src_at, builder.load(
+                    builder.gep(offsets, [ir.Constant(intp_type, k)])))), align=align),
+                _broadcast(builder, builder.load(builder.gep(addends, [ir.Constant(
+                    intp_type, k)])), vector_type)) for k in range(count)]
+            outputs = (_zipped(builder, rows) if count & (count - 1) == 0 else
+                       [_interleaved(builder, rows, width, k * width, (k + 1) * width)
+                        for k in range(count)])
+            for k, output in enumerate(outputs):
+                first = ir.Constant(length.type, k * width)
+                at = pointer(4, builder.add(dst_at, first))
+                whole = builder.icmp_signed(">=", length, ir.Constant(length.type,
+                                                                      (k + 1) * width))
+                with builder.if_else(whole, likely=True) as (then, otherwise):
+                    with then:
+                        builder.store(output, at, align=align)
+                    with otherwise:
+                        with builder.if_then(builder.icmp_signed("<", first, length)):
+                            _masked(builder, "store", vector_type, output, at,
+                                    ir.Constant(ir.IntType(32), align),
+                                    _lanes_below(builder, width, builder.sub(length, first)))
+            builder.branch(done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    intp_type = ir.IntType(64)
+    return types.none(src, src_at, rows_at, addend, dst, dst_at, n_rows, length), codegen
 
 
 @intrinsic

@@ -161,8 +161,26 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
     aligned lines are stored non-temporally: their store misses stalled
     the transposes' loads from L2."""
     lanes = simd.lanes(acc)
-    c_full = count // lanes * lanes
     step = s_w * c_out  # from one output of a phase to its next
+    if count == c_out and step <= lanes:
+        # Every channel and phase of a row's outputs from one vector of
+        # positions lies in one stretch of the output: the rows of the
+        # sums (phase by phase, channel by channel) interleaved into it in
+        # whole vectors, rather than in part tiles a phase at a time.
+        rows_at = np.empty(step, dtype=np.int64)
+        row_bias = np.empty(step, dtype=acc.dtype)
+        for r in range(s_w):
+            for c in range(count):
+                rows_at[r * count + c] = r * block + c * acc_pitch
+                row_bias[r * count + c] = bias[oc0 + c]
+        for i in range(n_rows):
+            o0 = (image + row_out[i]) * c_out
+            for j0 in range(0, -(-row_len[i] // s_w), lanes):
+                simd.interleave_rows_add(acc, row_acc[i] + j0, rows_at, row_bias, of,
+                                         o0 + j0 * step, step,
+                                         min(lanes * step, (row_len[i] - j0 * s_w) * c_out))
+        return
+    c_full = count // lanes * lanes
     # Streamed only where every store is a whole aligned line of this task.
     streaming = (streaming and c_full == count and c_out % lanes == 0 and oc0 % lanes == 0
                  and simd.lanes_before_boundary(of) == 0)
