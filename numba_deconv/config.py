@@ -77,7 +77,7 @@ GEMM_MIN_IN_PER_OUT_CHANNEL_MANY_TAPS = 16
 GEMM_MANY_TAPS_PER_PHASE = 8
 
 #: On CPUs with 16 vector registers (AVX2), where the tiles run in two
-#: passes (:func:`numba_deconv.cpu.simd.spell_tile`), real calls with at
+#: passes (:func:`numba_deconv.cpu.register_tiles.spell_tile`), real calls with at
 #: least GEMM_MIN_IN_CHANNELS_FEW_REGISTERS input channels per group take
 #: the blas kernel too.
 #: Why: there OpenBLAS's products beat them (549 -> 190 channels: 76

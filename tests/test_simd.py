@@ -5,7 +5,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
-from numba_deconv.cpu import simd
+from numba_deconv.cpu import register_tiles, simd
 from numba_deconv.cpu.kernels import interleave
 
 DTYPES = [np.float32, np.float64]
@@ -252,7 +252,7 @@ def test_vector_registers_follow_the_cpu_features(features, machine, expected):
 ])
 def test_tile_passes_fit_the_registers(registers, rows, vectors, expected, monkeypatch):
     monkeypatch.setattr(simd, "REGISTERS", registers)
-    assert simd._passes(rows, vectors) == expected
+    assert register_tiles._passes(rows, vectors) == expected
     row_blocks, vector_blocks = expected
     for _, r in row_blocks:
         for _, v in vector_blocks:
@@ -267,7 +267,7 @@ def test_tile_in_passes_sums_as_the_definition(registers, add, monkeypatch, rng)
     of scalars[8k + m] * vec[k*pitch + v*lanes + l]. In float64, where
     the products and sums of small integers are exact in any order."""
     monkeypatch.setattr(simd, "REGISTERS", registers)
-    tile = simd.spell_tile(8, 3, 8, "strided")
+    tile = register_tiles.spell_tile(8, 3, 8, "strided")
 
     @njit
     def run(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total):

@@ -43,7 +43,7 @@ from numba import njit
 
 from .. import _phases
 from ..config import FASTMATH
-from . import atomics, simd
+from . import atomics, register_tiles, simd
 
 #: Input positions per register tile (broadcast, one accumulator row each);
 #: the tile is simd.TILE_VECTORS vectors of weights wide.
@@ -51,7 +51,7 @@ TILE_POSITIONS = 8
 
 # cols[at + j*pitch + v*lanes + l] (+)= sum over k of xs[x_at + 8k + j] *
 # wf[w_at + k*w_pitch + v*lanes + l]: 8 positions j x 3 vectors of weights.
-_tile = simd.spell_tile(TILE_POSITIONS, simd.TILE_VECTORS, TILE_POSITIONS, "strided")
+_tile = register_tiles.spell_tile(TILE_POSITIONS, simd.TILE_VECTORS, TILE_POSITIONS, "strided")
 _tap_inputs = njit(inline="always")(_phases.tap_inputs)
 
 

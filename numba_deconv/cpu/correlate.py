@@ -35,7 +35,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from ..config import FASTMATH
-from . import atomics, simd
+from . import atomics, register_tiles, simd
 from .kernels import interleave, interleave_parts
 from .tile_products import TILE_ROWS, phase_products, sweep_segments
 from .tiled import task_bounds
@@ -361,7 +361,7 @@ def _pair_sums(acc, xw, src, wf, w0, k_total, length):
 
 
 # One output channel's register tiles: 4 vectors while they last, then 1.
-_tile1x4, _tile1x1 = (simd.spell_tile(1, vectors, 1, "table") for vectors in (4, 1))
+_tile1x4, _tile1x1 = (register_tiles.spell_tile(1, vectors, 1, "table") for vectors in (4, 1))
 
 
 @overload(_pair_sums)

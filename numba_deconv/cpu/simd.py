@@ -24,14 +24,16 @@ first lanes alone, in masked loads and stores), :func:`zeros`, :func:`splat`,
 :func:`store_interleaved` (the lanes of several vectors, interleaved, as
 one stretch: the output phases of a row, in shuffles rather than strided
 scalar stores; :func:`store_interleaved_first` its first elements, in
-masked stores) and :func:`load_pairs` (the even and odd lanes of a
-stretch: complex data's real and imaginary parts); square transposes
-(:func:`transpose_tile`, with an addend, in non-temporal stores, and
-:func:`transpose_tile_part` for a part of the square in masked loads and
-stores) and :func:`store_fence`; plus :func:`aligned` and :func:`lanes_before_boundary` for
-scratch arrays and tiles that start on a vector boundary; and, for kernels
-that several threads run, :func:`claim` (the next task) and
-:func:`cancelled` (a flag set by Ctrl-C). Loads and stores are unaligned and
+masked stores; :func:`interleave_rows_add` a run-time number of rows from
+anywhere, each plus an addend) and :func:`load_pairs` (the even and odd
+lanes of a stretch: complex data's real and imaginary parts); square
+transposes (:func:`transpose_tile`, with an addend, in non-temporal
+stores, and :func:`transpose_tile_part` for a part of the square in masked
+loads and stores) and :func:`store_fence`; plus :func:`aligned` and
+:func:`lanes_before_boundary` for scratch arrays and tiles that start on a
+vector boundary. The register tiles built of them are spelled in
+:mod:`.register_tiles`, the task counters that several threads share are
+in :mod:`.atomics`. Loads and stores are unaligned and
 unchecked, like ``boundscheck=False`` indexing: the caller keeps every lane
 inside the array.
 """
@@ -70,8 +72,8 @@ VECTOR_BYTES, REGISTERS = _vector_registers(
     else _codegen.get_host_cpu_features(), _platform.machine())
 #: Vectors per row of the kernels' main register tiles: 8 rows x 3 vectors,
 #: 24 accumulators of AVX-512's 32 registers, leaving room for the vector
-#: operands and the broadcast scalar (elsewhere :func:`spell_tile` runs
-#: them in passes that fit).
+#: operands and the broadcast scalar (elsewhere
+#: :func:`.register_tiles.spell_tile` runs them in passes that fit).
 TILE_VECTORS = 3
 
 
@@ -720,106 +722,3 @@ def aligned(room, size):
     (Numba's arrays start 32 bytes off a 64-byte line as often as not)."""
     lead = -lanes_before_boundary(room) % lanes(room)
     return room[lead:lead + size]
-
-
-def _passes(rows, vectors):
-    """The row and vector blocks a ``rows`` x ``vectors`` tile runs as, so
-    that each pass keeps its accumulators, its vector operands and one
-    broadcast scalar in :data:`REGISTERS`: ``(row_blocks, vector_blocks)``,
-    lists of ``(first, count)``. One pass where the whole tile fits; else the
-    block shape with the most multiply-adds per load (``r * v / (r + v)``),
-    its passes evened out."""
-    if rows * vectors + vectors + 1 <= REGISTERS:
-        return [(0, rows)], [(0, vectors)]
-    fits = [(r * v / (r + v), r, v) for r in range(1, rows + 1) for v in range(1, vectors + 1)
-            if r * v + v + 1 <= REGISTERS]
-    _, r, v = max(fits)
-
-    def even(total, most):
-        count = -(-total // most)
-        sizes = [total // count + (i < total % count) for i in range(count)]
-        return [(sum(sizes[:i]), size) for i, size in enumerate(sizes)]
-
-    return even(rows, r), even(vectors, v)
-
-
-def spell_tile(rows, vectors, scalar_stride, vector_rows):
-    """A register tile of ``rows`` x ``vectors`` accumulators, compiled inline.
-
-    For ``m < rows``, ``v < vectors`` and every lane ``l`` it computes::
-
-        acc[first + m*pitch + start[v] + l] = (that element if add else 0)
-            + sum over k < k_total of scalars[s_at + scalar_stride*k + m]
-                                      * vec[row(k) + start[v] + l]
-
-    (``scalar_stride`` None: the tile's last argument, ``s_pitch``), where
-    ``vector_rows`` says how the vector operand is laid out:
-    ``"table"``: ``row(k) = table[k]`` and the vectors start at the
-    arguments ``q0, q1, ...`` (signature ``acc, first, pitch, add, vec,
-    table, q0, ..., scalars, s_at, k_total``); ``"strided"``: ``row(k) =
-    v_at + k*v_pitch`` and the vectors are consecutive, ``start[v] =
-    v*lanes`` (signature ``acc, first, pitch, add, vec, v_at, v_pitch,
-    scalars, s_at, k_total``); ``"table_ranges"``: as ``"table"``, but the
-    sum runs over ``k = c*n_taps + t`` for ``c < channels`` and ``t_first
-    <= t < t_first + t_count`` only (signature ``acc, first, pitch, add,
-    vec, table, q0, ..., scalars, s_at, channels, n_taps, t_first,
-    t_count``): the pairs of a stretch of taps in each channel, in their
-    order (``channels = 1, t_first = 0``: the ``k < t_count`` of
-    ``"table"``). A tile with more accumulators than the
-    registers hold runs in passes over blocks of it (:func:`_passes`), each
-    a whole sum over ``k``: every element sums its products in the same
-    order either way.
-
-    Spelled out as source because the accumulators must be plain local
-    values to stay in registers (see the module docstring).
-    """
-    ranges = vector_rows == "table_ranges"
-    table = vector_rows in ("table", "table_ranges")
-    if table:
-        starts = [f"q{v}" for v in range(vectors)]
-        head = f"vec, table, {', '.join(starts)}"
-    else:
-        starts = ["0"] + [f"{v} * lanes" for v in range(1, vectors)]
-        head = "vec, v_at, v_pitch"
-    name = f"_tile{rows}x{vectors}_{vector_rows}"
-    tail = ""
-    if scalar_stride is None:
-        scalar_stride, tail = "s_pitch", ", s_pitch"
-    count = "channels, n_taps, t_first, t_count" if ranges else "k_total"
-    lines = [f"def {name}(acc, first, pitch, add, {head}, scalars, s_at, {count}{tail}):",
-             "    lanes = lanes_of(vec)"]
-    # The sum's loop: over k, or over the taps of each channel (one more
-    # indent for its body).
-    loop = (["    for c in range(channels):",
-             "        k_first = c * n_taps + t_first",
-             "        for k in range(k_first, k_first + t_count):"] if ranges
-            else ["    for k in range(k_total):"])
-    body = "            " if ranges else "        "
-    row_blocks, vector_blocks = _passes(rows, vectors)
-    for r0, r_count in row_blocks:
-        for v0, v_count in vector_blocks:
-            pass_rows, pass_vectors = range(r0, r0 + r_count), range(v0, v0 + v_count)
-            acc = {(m, v): f"a{m}_{v}" for m in pass_rows for v in pass_vectors}
-            lines += ["    " + " = ".join(acc.values()) + " = zeros(vec)",
-                      "    if add:"]
-            lines += [f"        {a} = load(acc, first + {m} * pitch + {starts[v]})"
-                      for (m, v), a in acc.items()]
-            lines += loop
-            if table:
-                lines.append(f"{body}at = table[k]")
-                lines += [f"{body}v{v} = load(vec, at + q{v})" for v in pass_vectors]
-            else:
-                lines.append(f"{body}at = np.uint64(v_at + k * v_pitch)")
-                lines += [f"{body}v{v} = load(vec, at + np.uint64({starts[v]}))"
-                          for v in pass_vectors]
-            lines.append(f"{body}s_k = np.uint64(s_at + {scalar_stride} * k)")
-            for m in pass_rows:
-                lines.append(f"{body}s = scalars[s_k + np.uint64({m})]")
-                lines += [f"{body}{acc[m, v]} = fma(v{v}, s, {acc[m, v]})"
-                          for v in pass_vectors]
-            lines += [f"    store(acc, first + {m} * pitch + {starts[v]}, {a})"
-                      for (m, v), a in acc.items()]
-    namespace = {"np": np, "lanes_of": lanes, "zeros": zeros, "load": load, "fma": fma,
-                 "store": store}
-    exec("\n".join(lines), namespace)
-    return njit(inline="always")(namespace[name])

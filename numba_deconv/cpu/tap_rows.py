@@ -43,7 +43,7 @@ import numpy as np
 from numba import njit
 
 from ..config import FASTMATH
-from . import atomics, simd
+from . import atomics, register_tiles, simd
 from .columns import single_source
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS
 from .transpose import transpose_block
@@ -56,7 +56,7 @@ from .transpose import transpose_block
 TAP_ROWS = 9
 
 _tile1, _tile2, _tile3, _tile4, _tile5, _tile6, _tile7, _tile8, _tile9 = (
-    simd.spell_tile(rows, simd.TILE_VECTORS, None, "strided") for rows in range(1, TAP_ROWS + 1))
+    register_tiles.spell_tile(rows, simd.TILE_VECTORS, None, "strided") for rows in range(1, TAP_ROWS + 1))
 
 
 @njit(inline="always")
@@ -70,7 +70,7 @@ def _row_blocks(m_g):
 
 @njit(inline="always")
 def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch):
-    """The register tile of ``rows`` rows (:func:`.simd.spell_tile`,
+    """The register tile of ``rows`` rows (:func:`.register_tiles.spell_tile`,
     written over ``acc``), each size inlined once."""
     if rows == 9:
         _tile9(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)

@@ -3,7 +3,7 @@ pairs of one output phase, for :func:`.tiled.direct_tiled` and
 :func:`.correlate.conv_tiles`.
 
 A sweep's positions are cut into vectors (:func:`sweep_segments`), and
-:func:`phase_products` runs the tiles (:func:`.simd.spell_tile`) of a
+:func:`phase_products` runs the tiles (:func:`.register_tiles.spell_tile`) of a
 block of :data:`TILE_ROWS` output channels over them, reading the input
 window at each pair's offset and the weight table in tile order. Where a
 vector's rows read zero padding through some taps (small images under
@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from ..config import FASTMATH
-from . import simd
+from . import register_tiles
 
 #: Output channels per register tile (8 rows x simd.TILE_VECTORS vectors of
 #: positions).
@@ -30,12 +30,12 @@ TILE_ROWS = 8
 # vectors per useful multiply-add as its rows allow: few output channels
 # share every input vector among few rows.
 (_tile8x3, _tile8x2, _tile4x6, _tile4x2, _tile3x6, _tile3x2, _tile2x8, _tile1x4,
- _tile1x1) = (simd.spell_tile(rows, vectors, TILE_ROWS, "table")
+ _tile1x1) = (register_tiles.spell_tile(rows, vectors, TILE_ROWS, "table")
               for rows, vectors in ((8, 3), (8, 2), (4, 6), (4, 2), (3, 6), (3, 2), (2, 8),
                                     (1, 4), (1, 1)))
 # The main tile once more, summing a stretch of taps of each channel
 # (:func:`tap_spans`, :func:`phase_products_spans`).
-_tile8x3_taps = simd.spell_tile(8, 3, TILE_ROWS, "table_ranges")
+_tile8x3_taps = register_tiles.spell_tile(8, 3, TILE_ROWS, "table_ranges")
 
 
 #: Bytes of a block's weights that the tiles run through before the next
@@ -63,7 +63,7 @@ def _tiles_of_three(n_segments):
 def _spanned(tap_first, tap_end, p, count, channels, n_taps):
     """The sum of a tile over segments ``p .. p + count`` (the union of
     their spans, :func:`tap_spans`) as the last arguments of a
-    ``table_ranges`` tile (:func:`.simd.spell_tile`): ``(channels, n_taps,
+    ``table_ranges`` tile (:func:`.register_tiles.spell_tile`): ``(channels, n_taps,
     t_first, t_count)``; every tap of every channel as one run of pairs,
     in one loop."""
     first, end = n_taps, 0

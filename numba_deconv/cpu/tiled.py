@@ -12,7 +12,7 @@ accumulator position ``P`` of every phase reads ``xp[P + offset(tap)]``: one
 contiguous stretch per (input channel, tap), however many dims there are.
 The few positions per row past ``Q`` are scratch that nobody reads back.
 
-The products run as register tiles (:func:`.simd.spell_tile`): 8 output
+The products run as register tiles (:func:`.register_tiles.spell_tile`): 8 output
 channels x 3 vectors of positions, 24 accumulators that stay in registers
 for the whole sum over the pairs; each step loads 3 input vectors and 8
 weights for 24 vector multiply-adds (with AVX2's 16 registers, two passes
