@@ -148,6 +148,36 @@ def phase_weights(table, g, first_pair, ph, blocks):
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _interleave_rows(acc, a_first, acc_pitch, block, s_w, bias, b_first, count, of, o_first,
+                     row_acc, row_out, row_len, n_rows, rows_at, row_bias):
+    """:func:`direct_tiled`'s sums plus bias to the sweep's ``n_rows``
+    output rows (from ``row_acc``, ``row_out``, ``row_len``; a row starts
+    at phase 0) where ``count`` channels lie side by side at each position
+    and nothing else does (``of`` flat, row ``i`` from ``o_first + count *
+    row_out[i]``): a channels-last output of ``count`` channels, or the
+    parts of a complex channel (``count`` 2). The sums of channel ``c``
+    (``b_first + c`` of ``bias``) from ``acc[a_first + c * acc_pitch:]``,
+    phase ``r`` ``block`` further. Every phase and channel of a vector of
+    positions (``s_w * count``, at most a vector: ``rows_at`` and
+    ``row_bias`` have room for that many) is one stretch of the output,
+    interleaved in whole vectors (:func:`.simd.interleave_rows_add`):
+    transposed part tiles took 42 % of few_ch_k3s2's call channels last,
+    and splitting a complex channel's parts into rows and merging them
+    back, one element at a time at stride 3, half of kernel_lt_stride's."""
+    lanes = simd.lanes(acc)
+    step = s_w * count  # from a position of a phase to its next
+    for r in range(s_w):
+        for c in range(count):
+            rows_at[r * count + c] = a_first + r * block + c * acc_pitch
+            row_bias[r * count + c] = bias[b_first + c]
+    for i in range(n_rows):
+        o0 = o_first + row_out[i] * count
+        for j0 in range(0, -(-row_len[i] // s_w), lanes):
+            simd.interleave_rows_add(acc, row_acc[i] + j0, rows_at, row_bias, of, o0 + j0 * step,
+                                     step, min(lanes * step, (row_len[i] - j0 * s_w) * count))
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
 def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_len, n_rows,
                   image, c_out, oc0, count, streaming):
     """:func:`direct_tiled`'s sums plus bias to a channels-last output
@@ -162,24 +192,6 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
     the transposes' loads from L2."""
     lanes = simd.lanes(acc)
     step = s_w * c_out  # from one output of a phase to its next
-    if count == c_out and step <= lanes:
-        # Every channel and phase of a row's outputs from one vector of
-        # positions lies in one stretch of the output: the rows of the
-        # sums (phase by phase, channel by channel) interleaved into it in
-        # whole vectors, rather than in part tiles a phase at a time.
-        rows_at = np.empty(step, dtype=np.int64)
-        row_bias = np.empty(step, dtype=acc.dtype)
-        for r in range(s_w):
-            for c in range(count):
-                rows_at[r * count + c] = r * block + c * acc_pitch
-                row_bias[r * count + c] = bias[oc0 + c]
-        for i in range(n_rows):
-            o0 = (image + row_out[i]) * c_out
-            for j0 in range(0, -(-row_len[i] // s_w), lanes):
-                simd.interleave_rows_add(acc, row_acc[i] + j0, rows_at, row_bias, of,
-                                         o0 + j0 * step, step,
-                                         min(lanes * step, (row_len[i] - j0 * s_w) * c_out))
-        return
     c_full = count // lanes * lanes
     # Streamed only where every store is a whole aligned line of this task.
     streaming = (streaming and c_full == count and c_out % lanes == 0 and oc0 % lanes == 0
@@ -540,7 +552,11 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         row_acc = np.empty(sub // u_w + 2, dtype=np.int64)
         row_out = np.empty_like(row_acc)
         row_len = np.empty_like(row_acc)
-        # A complex channel's parts: room for a sweep's outputs (at most
+        # Where each row of sums is, and its bias, for _interleave_rows.
+        rows_at = np.empty(lanes, dtype=np.int64)
+        row_bias = np.empty(lanes, dtype=out.dtype)
+        # A complex channel's parts, where the stride is too large to
+        # interleave them at once: room for a sweep's outputs (at most
         # ``sub`` positions of every W phase) per part.
         parts_pitch = sub * s_w if layout == COMPLEX_PARTS else 0
         parts = np.empty(2 * parts_pitch, dtype=out.dtype)
@@ -622,9 +638,22 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                                       ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo,
                                       ow_hi - ow_lo, s_w)
                 if not scatter_first and layout == CHANNELS_LAST:
-                    _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
-                                  row_len, n_rows, n * o_d * o_h * o_w, c_out,
-                                  g * c_out_g + co0, co1 - co0, streaming)
+                    if co1 - co0 == c_out and s_w * c_out <= lanes:
+                        _interleave_rows(acc, np.int64(0), acc_pitch, block, s_w, bias,
+                                         np.int64(0), c_out, of, n * o_d * o_h * o_w * c_out,
+                                         row_acc, row_out, row_len, n_rows, rows_at, row_bias)
+                    else:
+                        _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
+                                      row_len, n_rows, n * o_d * o_h * o_w, c_out,
+                                      g * c_out_g + co0, co1 - co0, streaming)
+                    continue
+                if layout == COMPLEX_PARTS and 2 * s_w <= lanes:
+                    for co in range(co0, co1, 2):  # (blocks and groups: whole pairs)
+                        oc = g * c_out_g + co
+                        _interleave_rows(acc, (co - co0) * acc_pitch, acc_pitch, block, s_w,
+                                         bias, oc, np.int64(2), of,
+                                         (n * c_out + oc) * o_d * o_h * o_w, row_acc, row_out,
+                                         row_len, n_rows, rows_at, row_bias)
                     continue
                 if by_table:
                     _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
