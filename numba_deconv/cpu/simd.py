@@ -346,11 +346,11 @@ def interleave_rows_add(typingctx, src, src_at, rows_at, addend, dst, dst_at, n_
     if not (isinstance(rows_at, types.Array) and rows_at.dtype == types.int64):
         raise TypingError(f"simd.interleave_rows_add: rows_at must be int64, got {rows_at}")
     width = vector.lanes
+    index_type = ir.IntType(64)
 
     def codegen(context, builder, signature, args):
-        intp = types.intp
         src_at, dst_at, n_rows, length = (
-            context.cast(builder, args[k], signature.args[k], intp) for k in (1, 5, 6, 7))
+            context.cast(builder, args[k], signature.args[k], types.intp) for k in (1, 5, 6, 7))
         vector_type = context.get_value_type(vector)
         align = vector.dtype.bitwidth // 8
 
@@ -370,9 +370,9 @@ def interleave_rows_add(typingctx, src, src_at, rows_at, addend, dst, dst_at, n_
             builder.position_at_end(case)
             rows = [builder.fadd(
                 builder.load(pointer(0, builder.add(src_at, builder.load(
-                    builder.gep(offsets, [ir.Constant(intp_type, k)])))), align=align),
+                    builder.gep(offsets, [ir.Constant(index_type, k)])))), align=align),
                 _broadcast(builder, builder.load(builder.gep(addends, [ir.Constant(
-                    intp_type, k)])), vector_type)) for k in range(count)]
+                    index_type, k)])), vector_type)) for k in range(count)]
             outputs = (_zipped(builder, rows) if count & (count - 1) == 0 else
                        [_interleaved(builder, rows, width, k * width, (k + 1) * width)
                         for k in range(count)])
@@ -393,7 +393,6 @@ def interleave_rows_add(typingctx, src, src_at, rows_at, addend, dst, dst_at, n_
         builder.position_at_end(done)
         return context.get_dummy_value()
 
-    intp_type = ir.IntType(64)
     return types.none(src, src_at, rows_at, addend, dst, dst_at, n_rows, length), codegen
 
 
