@@ -459,11 +459,14 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     it reads, then per phase and per ``sub`` positions runs the tiles and
     scatters the sums (plus bias) to the output; with ``streaming``, a
     channels-last output in whole aligned lines goes straight to memory
-    (:func:`_scatter_last`). The layout changes only
-    those two copies (channels last: the window gathered across channels,
-    the sums scattered position by position; complex: each channel's two
-    parts split to two rows, and merged back from two accumulators), not a
-    sum: the same bits in every layout.
+    (:func:`_scatter_last`). The layout changes only those two copies
+    (channels last: the window gathered across channels, the sums
+    scattered position by position; complex: each channel's two parts
+    split to two rows, and merged back from two accumulators), not a sum:
+    the same bits in every layout. Where a stretch of output positions
+    holds nothing but a vector's worth of phases x channels (every one of a
+    few channels last, or a complex channel's two parts), the sums go
+    there in one interleave (:func:`_interleave_rows`).
     """
     if layout == CHANNELS_LAST:
         n_batch, i_d, i_h, i_w, c_in = x.shape
