@@ -296,11 +296,34 @@ def store_interleaved(typingctx, array, index, vectors):
     return types.none(array, index, vectors), codegen
 
 
+def _store_first(context, builder, array_type, array, index, outputs, count):
+    """The vectors ``outputs`` stored one after another from ``array[index]``
+    as far as its first ``count`` elements (intp values): whole vectors
+    plainly, the one that ``count`` ends inside in a masked store, nothing
+    past it."""
+    vector_type = outputs[0].type
+    width = vector_type.count
+    align = 4 if vector_type.element == ir.FloatType() else 8
+    for k, output in enumerate(outputs):
+        first = ir.Constant(count.type, k * width)
+        pointer = builder.bitcast(_address(context, builder, array_type, array,
+                                           builder.add(index, first)), vector_type.as_pointer())
+        whole = builder.icmp_signed(">=", count, ir.Constant(count.type, (k + 1) * width))
+        with builder.if_else(whole, likely=True) as (then, otherwise):
+            with then:
+                builder.store(output, pointer, align=align)
+            with otherwise:
+                with builder.if_then(builder.icmp_signed("<", first, count)):
+                    _masked(builder, "store", vector_type, output, pointer,
+                            ir.Constant(ir.IntType(32), align),
+                            _lanes_below(builder, width, builder.sub(count, first)))
+
+
 @intrinsic
 def store_interleaved_first(typingctx, array, index, vectors, count):
     """The first ``count`` elements (1 to ``n * lanes``) that
-    :func:`store_interleaved` would store, in masked stores: nothing past
-    them is written (a row's last outputs, where the row ends inside a
+    :func:`store_interleaved` would store (the last vector in a masked
+    store): nothing past them is written (a row's last outputs, where the row ends inside a
     vector)."""
     vector = _vector_of(array, "store_interleaved_first")
     if not (isinstance(vectors, types.UniTuple) and vectors.dtype == vector):
@@ -309,22 +332,12 @@ def store_interleaved_first(typingctx, array, index, vectors, count):
     n, width = vectors.count, vector.lanes
 
     def codegen(context, builder, signature, args):
-        vector_type = context.get_value_type(vector)
-        # n vectors of consecutive outputs, each stored as far as ``count``.
         vectors = cgutils.unpack_tuple(builder, args[2])
         outputs = [_interleaved(builder, vectors, width, k * width, (k + 1) * width)
                    for k in range(n)]
-        count = context.cast(builder, args[3], signature.args[3], types.intp)
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        align = ir.Constant(ir.IntType(32), vector.dtype.bitwidth // 8)
-        for k, output in enumerate(outputs):
-            first = ir.Constant(count.type, k * width)
-            with builder.if_then(builder.icmp_signed("<", first, count), likely=True):
-                pointer = builder.bitcast(
-                    _address(context, builder, signature.args[0], args[0],
-                             builder.add(index, first)), vector_type.as_pointer())
-                _masked(builder, "store", vector_type, output, pointer, align,
-                        _lanes_below(builder, width, builder.sub(count, first)))
+        _store_first(context, builder, signature.args[0], args[0],
+                     context.cast(builder, args[1], signature.args[1], types.intp), outputs,
+                     context.cast(builder, args[3], signature.args[3], types.intp))
         return context.get_dummy_value()
 
     return types.none(array, index, vectors, count), codegen
@@ -376,19 +389,7 @@ def interleave_rows_add(typingctx, src, src_at, rows_at, addend, dst, dst_at, n_
             outputs = (_zipped(builder, rows) if count & (count - 1) == 0 else
                        [_interleaved(builder, rows, width, k * width, (k + 1) * width)
                         for k in range(count)])
-            for k, output in enumerate(outputs):
-                first = ir.Constant(length.type, k * width)
-                at = pointer(4, builder.add(dst_at, first))
-                whole = builder.icmp_signed(">=", length, ir.Constant(length.type,
-                                                                      (k + 1) * width))
-                with builder.if_else(whole, likely=True) as (then, otherwise):
-                    with then:
-                        builder.store(output, at, align=align)
-                    with otherwise:
-                        with builder.if_then(builder.icmp_signed("<", first, length)):
-                            _masked(builder, "store", vector_type, output, at,
-                                    ir.Constant(ir.IntType(32), align),
-                                    _lanes_below(builder, width, builder.sub(length, first)))
+            _store_first(context, builder, signature.args[4], args[4], dst_at, outputs, length)
             builder.branch(done)
         builder.position_at_end(done)
         return context.get_dummy_value()
