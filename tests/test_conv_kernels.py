@@ -456,6 +456,9 @@ DEPTHWISE_LAST = [
     ((2, 17, 5, 6), (2, 1), dict(stride=3, output_padding=2)),  # phases with the bias alone
     ((1, 6, 200), (4,), dict(stride=2, padding=1)),         # one long row, in stretches
     ((1, 2, 90), (5,), dict(stride=1, padding=6, dilation=2)),  # padding past the kernel
+    # Stride 1 along W: taps that reuse the last one's inputs, positions
+    # past the last tile of four; 18-54 channels, padded to whole vectors.
+    ((1, 18, 5, 11), (3, 4), dict(stride=1, padding=(1, 2))),
 ]
 
 #: The routes whose depthwise calls depthwise_last runs channels last, and
@@ -511,3 +514,47 @@ def test_depthwise_calls_read_and_write_channels_last_in_place(x_shape, kernel, 
     assert native == [False]  # the transposed way: the row kernel, as channels first
     first = nd.conv_transpose(x, w, groups=channels, **kwargs)
     np.testing.assert_array_equal(np.moveaxis(last, -1, 1), first)
+
+
+# Depthwise calls whose rows stay whole: x shape (channels first), kernel, kwargs.
+DEPTHWISE_LAST_TILES = [
+    ((2, 18, 5, 11), (3, 4), dict(stride=1, padding=(1, 2))),  # taps that slide along W
+    ((1, 21, 6, 13), (3, 3), dict(stride=(2, 1), dilation=(1, 2), padding=1)),  # no slide
+    ((1, 3, 41), (3,), dict(stride=3, padding=1)),  # fewer channels than a vector, one tap
+    ((1, 5, 23), (5,), dict(stride=2, padding=2)),  # pairs of taps (planes)
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("route", DEPTHWISE_ROUTES)
+@pytest.mark.parametrize("x_shape, kernel, kwargs", DEPTHWISE_LAST_TILES)
+def test_depthwise_last_sums_positions_four_at_a_time(x_shape, kernel, kwargs, route, dtype,
+                                                      rng, monkeypatch, fresh_routes):
+    """depthwise_last sums four positions of a phase together where a
+    task's stretch has them, reusing a tap's inputs for the next tap one
+    position back, then the last positions one at a time: the oracle's
+    values and the channels-first bits, channel multipliers 1 and 2 (1-42
+    channels, padded to whole vectors beyond one)."""
+    from numba_deconv import _dispatch
+
+    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: DEPTHWISE_ROUTES[route])
+    native = []
+    real = driver._ran_depthwise_last
+    monkeypatch.setattr(driver, "_ran_depthwise_last", lambda *a: native.append(real(*a))
+                        or native[-1])
+    channels = x_shape[1]
+    x = random_array(rng, x_shape, dtype)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for multiplier in (1, 2):
+        w = random_array(rng, (channels, multiplier) + kernel, dtype)
+        b = random_array(rng, (channels * multiplier,), dtype)
+        first = nd.conv_transpose(x, w, b, groups=channels, **kwargs)
+        np.testing.assert_allclose(first, reference(x, w, b, groups=channels, **kwargs),
+                                   rtol=1e-5, atol=1e-5)
+        expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+        for _ in range(2):  # the first call may go the transposed way (see above)
+            last = nd.conv_transpose(x_last, w, b, groups=channels, data_format="channels_last",
+                                     **kwargs)
+            assert last.tobytes() == expected
+        assert native and all(native)
+        native.clear()

@@ -18,20 +18,24 @@ from numba.extending import overload
 
 from ..config import FASTMATH
 from . import atomics, simd
-from .kernels import copy_elements, padded_row
+from .kernels import padded_row
 
 
-def _row_sums(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, bias):
+def _row_sums(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias):
     """out[at + (j*s_w + r)*count + c] = the sum over the first
     ``n_taps[r]`` rows ``(w0, x0, w1, x1)`` of ``taps[r]`` of ``w[w0 + c]
-    * x[x0 + j*count + c] + w[w1 + c] * x[x1 + j*count + c]`` (``w1 <
-    0``: a lone tap, ``w[w0 + c] * x[x0 + j*count + c]``), in their order
+    * x[x0 + j*pitch + c] + w[w1 + c] * x[x1 + j*pitch + c]`` (``w1 <
+    0``: a lone tap, ``w[w0 + c] * x[x0 + j*pitch + c]``), in their order
     from zero, plus ``bias[c]``; for c < count, j_first <= j < j_end and
     phases r < s_w with ``j*s_w + r < o_w`` (flat arrays): a stretch of
     one of :func:`depthwise_last`'s output rows, a phase at a time (in the
-    order of the outputs, depthwise_2d took 1.2x as long). Jitted code
-    only."""
+    order of the outputs, depthwise_2d took 1.2x as long), its inputs a
+    position every ``pitch`` elements. Jitted code only."""
     raise NotImplementedError("_row_sums is for jitted code")
+
+
+#: Positions of a phase summed together by :func:`_row_sums`.
+_TILE = 4
 
 
 @njit(inline="always")
@@ -46,57 +50,104 @@ def _fma_any(a, b, addend):
 # first kernels' loops compile to: ``sum + fma(w0, x0, w1 * x1)`` for a
 # pair of taps (direct_planes), ``fma(w, x, sum)`` for one; in explicit
 # vectors for float32/float64 (a loop over a few vectors of channels paid
-# LLVM's alias checks on every start), the channels past the last whole
-# vector in masked ones, and element by element for other dtypes. One body
-# with no helpers that take arrays: each call of an inlined helper in the
-# loops cost two reference-count updates (atomic, about 50 cycles an
-# output of 16 channels k3 s3).
+# LLVM's alias checks on every start), and element by element for other
+# dtypes. Four positions of a phase share each tap's list entry and
+# weights, and along W at stride 1 three of its inputs with the next tap:
+# a position at a time, the loop paid a list entry, a weight load and the
+# index arithmetic for each vector FMA, and two loads split across cache
+# lines (r43, 45 -> 90 channels k4 s1: 2.1 ms; four positions 1.55 ms,
+# whole vectors a position 1.2 ms, the inputs reused 1.07 ms). The loads
+# are all masked, with one mask per vector of channels: no slower than
+# plain ones once a tap's four positions share it. One body with no
+# helpers that take arrays: each call of an inlined helper in the loops
+# cost two reference-count updates (atomic, about 50 cycles an output of
+# 16 channels k3 s3).
 @overload(_row_sums, inline="always")
-def _row_sums_for(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, bias):
+def _row_sums_for(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias):
     if out.dtype in (types.float32, types.float64):
-        def in_vectors(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, bias):
+        def in_vectors(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias):
             lanes = simd.lanes(out)
+            step = s_w * count  # from one output of a phase to the next
             for phase in range(min(s_w, o_w)):
-                for j in range(j_first, min(j_end, (o_w - phase + s_w - 1) // s_w)):
-                    a, s = at + (j * s_w + phase) * count, j * count
+                j_stop = min(j_end, (o_w - phase + s_w - 1) // s_w)
+                j = j_first
+                while j + _TILE <= j_stop:
+                    for c in range(0, count, lanes):
+                        # The last vector of channels masked (its loads
+                        # and stores).
+                        part = min(lanes, count - c)
+                        add_bias = simd.load_part(bias, c, part)
+                        a, s = at + (j * s_w + phase) * count + c, j * pitch + c
+                        total0 = total1 = total2 = total3 = simd.zeros(out)
+                        in0 = in1 = in2 = in3 = total0  # the four positions' inputs
+                        behind = -1  # where a tap reuses the last one's inputs
+                        for t in range(n_taps[phase]):
+                            w0, x0 = taps[phase, t, 0] + c, taps[phase, t, 1] + s
+                            weight0 = simd.load_part(w, w0, part)
+                            if taps[phase, t, 2] < 0:
+                                if x0 == behind:
+                                    # A position back: three of the last
+                                    # tap's inputs are this one's (the
+                                    # taps along W at stride 1).
+                                    in3, in2, in1 = in2, in1, in0
+                                    in0 = simd.load_part(x, x0, part)
+                                else:
+                                    in0 = simd.load_part(x, x0, part)
+                                    in1 = simd.load_part(x, x0 + pitch, part)
+                                    in2 = simd.load_part(x, x0 + 2 * pitch, part)
+                                    in3 = simd.load_part(x, x0 + 3 * pitch, part)
+                                behind = x0 - pitch
+                                total0 = simd.fma(weight0, in0, total0)
+                                total1 = simd.fma(weight0, in1, total1)
+                                total2 = simd.fma(weight0, in2, total2)
+                                total3 = simd.fma(weight0, in3, total3)
+                                continue
+                            behind = -1
+                            w1, x1 = taps[phase, t, 2] + c, taps[phase, t, 3] + s
+                            weight1 = simd.load_part(w, w1, part)
+                            total0 = simd.add(total0, simd.fma(
+                                weight0, simd.load_part(x, x0, part),
+                                simd.mul(weight1, simd.load_part(x, x1, part))))
+                            total1 = simd.add(total1, simd.fma(
+                                weight0, simd.load_part(x, x0 + pitch, part),
+                                simd.mul(weight1, simd.load_part(x, x1 + pitch, part))))
+                            total2 = simd.add(total2, simd.fma(
+                                weight0, simd.load_part(x, x0 + 2 * pitch, part),
+                                simd.mul(weight1, simd.load_part(x, x1 + 2 * pitch, part))))
+                            total3 = simd.add(total3, simd.fma(
+                                weight0, simd.load_part(x, x0 + 3 * pitch, part),
+                                simd.mul(weight1, simd.load_part(x, x1 + 3 * pitch, part))))
+                        simd.store_part(out, a, simd.add(total0, add_bias), part)
+                        simd.store_part(out, a + step, simd.add(total1, add_bias), part)
+                        simd.store_part(out, a + 2 * step, simd.add(total2, add_bias), part)
+                        simd.store_part(out, a + 3 * step, simd.add(total3, add_bias), part)
+                    j += _TILE
+                for j in range(j, j_stop):  # the last positions, one at a time
                     for c in range(0, count, lanes):
                         part = min(lanes, count - c)
+                        add_bias = simd.load_part(bias, c, part)
+                        a, s = at + (j * s_w + phase) * count + c, j * pitch + c
                         total = simd.zeros(out)
-                        # The same loop twice, in whole vectors and in
-                        # masked ones (all masked: depthwise_2d 1.2x slower).
-                        if part == lanes:
-                            for t in range(n_taps[phase]):
-                                w0, x0 = taps[phase, t, 0] + c, taps[phase, t, 1] + s + c
-                                w1, x1 = taps[phase, t, 2] + c, taps[phase, t, 3] + s + c
-                                if taps[phase, t, 2] < 0:
-                                    total = simd.fma(simd.load(w, w0), simd.load(x, x0), total)
-                                else:
-                                    total = simd.add(total, simd.fma(
-                                        simd.load(w, w0), simd.load(x, x0),
-                                        simd.mul(simd.load(w, w1), simd.load(x, x1))))
-                            simd.store(out, a + c, simd.add(total, simd.load(bias, c)))
-                            continue
                         for t in range(n_taps[phase]):
-                            w0, x0 = taps[phase, t, 0] + c, taps[phase, t, 1] + s + c
-                            w1, x1 = taps[phase, t, 2] + c, taps[phase, t, 3] + s + c
+                            w0, x0 = taps[phase, t, 0] + c, taps[phase, t, 1] + s
                             if taps[phase, t, 2] < 0:
                                 total = simd.fma(simd.load_part(w, w0, part),
                                                  simd.load_part(x, x0, part), total)
-                            else:
-                                total = simd.add(total, simd.fma(
-                                    simd.load_part(w, w0, part), simd.load_part(x, x0, part),
-                                    simd.mul(simd.load_part(w, w1, part),
-                                             simd.load_part(x, x1, part))))
-                        simd.store_part(out, a + c,
-                                        simd.add(total, simd.load_part(bias, c, part)), part)
+                                continue
+                            w1, x1 = taps[phase, t, 2] + c, taps[phase, t, 3] + s
+                            total = simd.add(total, simd.fma(
+                                simd.load_part(w, w0, part), simd.load_part(x, x0, part),
+                                simd.mul(simd.load_part(w, w1, part),
+                                         simd.load_part(x, x1, part))))
+                        simd.store_part(out, a, simd.add(total, add_bias), part)
         return in_vectors
 
     element = out.dtype
 
-    def by_element(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, bias):
+    def by_element(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias):
         for phase in range(min(s_w, o_w)):
             for j in range(j_first, min(j_end, (o_w - phase + s_w - 1) // s_w)):
-                a, s = at + (j * s_w + phase) * count, j * count
+                a, s = at + (j * s_w + phase) * count, j * pitch
                 for c in range(count):
                     total = element(0)
                     for t in range(n_taps[phase]):
@@ -111,15 +162,15 @@ def _row_sums_for(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, 
 
 
 @njit(inline="always")
-def _row_source(k, lead, s_w, d_w, p_w, c):
+def _row_source(k, lead, s_w, d_w, p_w, pitch):
     """Where W tap ``k`` reads the first output of its phase in a
     zero-padded channels-last row (:func:`.kernels.padded_row`'s ``lead``,
-    ``c`` channels per position)."""
-    return (lead - (k * d_w - p_w) // s_w) * c
+    a position every ``pitch`` elements)."""
+    return (lead - (k * d_w - p_w) // s_w) * pitch
 
 
 @njit(inline="always")
-def _list_pairs(taps, n_taps, w_row, r_first, k_w, s_w, d_w, p_w, lead, c):
+def _list_pairs(taps, n_taps, w_row, r_first, k_w, s_w, d_w, p_w, lead, pitch):
     """Append the W taps of weight row ``w_row`` (its input row at
     ``r_first`` of the padded rows) to each phase's list as
     :func:`.kernels.direct_planes` sums them: the taps ``kw, kw + s_w,
@@ -129,50 +180,64 @@ def _list_pairs(taps, n_taps, w_row, r_first, k_w, s_w, d_w, p_w, lead, c):
         phase = (kw * d_w - p_w) % s_w
         for k2 in range(kw, k_w - s_w, 2 * s_w):
             t = n_taps[phase]
-            taps[phase, t, 0] = (w_row + k2) * c
-            taps[phase, t, 1] = r_first + _row_source(k2, lead, s_w, d_w, p_w, c)
-            taps[phase, t, 2] = (w_row + k2 + s_w) * c
-            taps[phase, t, 3] = r_first + _row_source(k2 + s_w, lead, s_w, d_w, p_w, c)
+            taps[phase, t, 0] = (w_row + k2) * pitch
+            taps[phase, t, 1] = r_first + _row_source(k2, lead, s_w, d_w, p_w, pitch)
+            taps[phase, t, 2] = (w_row + k2 + s_w) * pitch
+            taps[phase, t, 3] = r_first + _row_source(k2 + s_w, lead, s_w, d_w, p_w, pitch)
             n_taps[phase] = t + 1
         if (k_w - 1 - kw) // s_w % 2 == 0:
             last = kw + (k_w - 1 - kw) // s_w * s_w
             t = n_taps[phase]
-            taps[phase, t, 0] = (w_row + last) * c
-            taps[phase, t, 1] = r_first + _row_source(last, lead, s_w, d_w, p_w, c)
+            taps[phase, t, 0] = (w_row + last) * pitch
+            taps[phase, t, 1] = r_first + _row_source(last, lead, s_w, d_w, p_w, pitch)
             taps[phase, t, 2] = -1
             n_taps[phase] = t + 1
 
 
-def _copy_repeated(dst, at, src, first, positions, c_in, multiplier):
-    """dst[at + (p*c_in + ci)*multiplier + m] = src[first + p*c_in + ci]
-    for p < positions, ci < c_in, m < multiplier (flat arrays): input
-    channels side by side, each as many times as it has output channels.
-    Jitted code only."""
+def channel_pitch(channels, itemsize):
+    """Elements from one position to the next in :func:`depthwise_last`'s
+    padded rows and weights: ``channels`` rounded up to whole vectors, so
+    that no vector of a position's channels crosses a cache line (r43, 45
+    -> 90 channels k4: 1.2 against 1.4 ms); fewer than a vector as they
+    are, for the copy into the padded rows then runs in whole vectors
+    (r59, 3 -> 6 channels k3 s3: at a pitch of 8, 2.4 against 2.0 ms)."""
+    lanes = max(simd.VECTOR_BYTES // itemsize, 1)
+    return -(-channels // lanes) * lanes if channels > lanes else channels
+
+
+def _copy_repeated(dst, at, src, first, positions, c_in, multiplier, pitch):
+    """dst[at + p*pitch + ci*multiplier + m] = src[first + p*c_in + ci] for p
+    < positions, ci < c_in, m < multiplier (flat arrays): input channels
+    side by side, each as many times as it has output channels, a position
+    every ``pitch`` elements. Jitted code only."""
     raise NotImplementedError("_copy_repeated is for jitted code")
 
 
-# A multiplier of 2 in vectors, each stored interleaved with itself: one
+# In vectors, a multiplier of 2 each stored interleaved with itself: one
 # element at a time, the copies took 5 of r43's 5.3 ms (45 -> 90 channels,
 # k4, each input row copied for the 4 output rows it reaches).
 @overload(_copy_repeated, inline="always")
-def _copy_repeated_for(dst, at, src, first, positions, c_in, multiplier):
+def _copy_repeated_for(dst, at, src, first, positions, c_in, multiplier, pitch):
     vectors = dst.dtype in (types.float32, types.float64)
 
-    def copy_repeated(dst, at, src, first, positions, c_in, multiplier):
-        if multiplier == 1:
-            copy_elements(dst, at, src, first, positions * c_in)
-            return
-        whole = 0
-        if vectors and multiplier == 2:
-            lanes = simd.lanes(src)
-            whole = positions * c_in // lanes * lanes
-            for e in range(0, whole, lanes):
-                value = simd.load(src, first + e)
-                simd.store_interleaved(dst, at + 2 * e, (value, value))
-        for e in range(whole, positions * c_in):
-            value = src[first + e]
-            for m in range(multiplier):
-                dst[at + e * multiplier + m] = value
+    def copy_repeated(dst, at, src, first, positions, c_in, multiplier, pitch):
+        # One run where the positions lie back to back, else one each.
+        run = positions if pitch == c_in * multiplier else 1
+        for p in range(0, positions, run):
+            d, s = at + p * pitch, first + p * c_in
+            if vectors and multiplier <= 2:
+                lanes = simd.lanes(src)
+                for e in range(0, run * c_in, lanes):
+                    part = min(lanes, run * c_in - e)
+                    value = simd.load_part(src, s + e, part)
+                    if multiplier == 1:
+                        simd.store_part(dst, d + e, value, part)
+                    else:
+                        simd.store_interleaved_first(dst, d + 2 * e, (value, value), 2 * part)
+                continue
+            for e in range(run * c_in):
+                for m in range(multiplier):
+                    dst[d + e * multiplier + m] = src[s + e]
     return copy_repeated
 
 
@@ -184,8 +249,9 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, clai
     or :func:`.kernels.direct_rows`' and the phase tiles'.
 
     x (N, D, H, W, C_in), out (N, OD, OH, OW, C) with C = C_in *
-    multiplier, ``w_t`` (KD, KH, KW, C) the weights tap by tap, bias (C,),
-    all C-contiguous. Each output gets the channels-first kernel's terms
+    multiplier, ``w_t`` (KD, KH, KW, P) the weights tap by tap (``P =
+    channel_pitch(C)``, the channels past C unread), bias (C,), all
+    C-contiguous. Each output gets the channels-first kernel's terms
     in its order -- planes and rows outside the input skipped, along W the
     taps of a phase in order (``paired``: two at a time) over a
     zero-padded input row, the bias last -- so the same bits; but every
@@ -193,7 +259,8 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, clai
     transposed. A task kernel (:func:`.launch.parallel`), a task for each
     of ``parts`` stretches of an output row ``(n, od, oh)``: the
     stretch of its input rows that it reads is copied into zero-padded
-    rows (each input channel repeated for its output channels), the taps
+    rows (each input channel repeated for its output channels, a position
+    every P elements), the taps
     of each W phase listed once as offsets into them and into ``w_t``, and
     each output summed over its list and written once
     (:func:`_row_sums`).
@@ -201,22 +268,26 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, clai
     n_batch, i_d, i_h, i_w, c_in = x.shape
     o_d, o_h, o_w, c = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
     multiplier = c // c_in
+    pitch = w_t.shape[3]  # channel_pitch: c or more
     k_d, k_h, k_w = w_t.shape[0], w_t.shape[1], w_t.shape[2]
     s_d, s_h, s_w = stride
     d_d, d_h, d_w = dilation
     p_d, p_h, p_w = pad
     # Each input row that reaches the output row at padded[(r*length +
-    # lead + iw) * c] (r counts those rows), zeros around it.
+    # lead + iw) * pitch] (r counts those rows), zeros around it.
     per_phase = -(-o_w // s_w)
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, per_phase)
-    row_size = length * c
+    row_size = length * pitch
     # Output j of a phase reads inputs j - shift for shifts from the first
     # tap's to the last's.
     shift_first, shift_last = -p_w // s_w, ((k_w - 1) * d_w - p_w) // s_w
     # Taps kd that reach an output plane are s_d / gcd(s_d, d_d) apart.
     most_rows = (-(-k_d // (s_d // math.gcd(s_d, d_d)))
                  * -(-k_h // (s_h // math.gcd(s_h, d_h))))
-    padded = np.zeros(most_rows * row_size, dtype=x.dtype)
+    # Starting on a vector boundary, as the pitch keeps each position's.
+    room = np.zeros(most_rows * row_size + simd.VECTOR_BYTES, dtype=x.dtype)
+    lead_bytes = (simd.VECTOR_BYTES - room.ctypes.data % simd.VECTOR_BYTES) % simd.VECTOR_BYTES
+    padded = room[lead_bytes // room.itemsize:][:most_rows * row_size]
     # Each W phase's taps, (w0, x0, w1, x1) as _row_sums reads them.
     taps = np.empty((s_w, most_rows * k_w, 4), dtype=np.int64)
     n_taps = np.zeros(s_w, dtype=np.int64)
@@ -247,21 +318,22 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, clai
                 i_hh = t_h // s_h
                 if t_h % s_h != 0 or not 0 <= i_hh < i_h:
                     continue
-                _copy_repeated(padded, r_first + (lead + iw_first) * c, xf,
+                _copy_repeated(padded, r_first + (lead + iw_first) * pitch, xf,
                                (((n * i_d + i_dd) * i_h + i_hh) * i_w + iw_first) * c_in,
-                               iw_end - iw_first, c_in, multiplier)
+                               iw_end - iw_first, c_in, multiplier, pitch)
                 w_row = (kd * k_h + kh) * k_w
                 if paired:
-                    _list_pairs(taps, n_taps, w_row, r_first, k_w, s_w, d_w, p_w, lead, c)
+                    _list_pairs(taps, n_taps, w_row, r_first, k_w, s_w, d_w, p_w, lead,
+                                pitch)
                 else:
                     for kw in range(k_w):  # each phase's taps in their order
                         phase = (kw * d_w - p_w) % s_w
                         t = n_taps[phase]
-                        taps[phase, t, 0] = (w_row + kw) * c
-                        taps[phase, t, 1] = r_first + _row_source(kw, lead, s_w, d_w, p_w, c)
+                        taps[phase, t, 0] = (w_row + kw) * pitch
+                        taps[phase, t, 1] = r_first + _row_source(kw, lead, s_w, d_w, p_w, pitch)
                         taps[phase, t, 2] = -1
                         n_taps[phase] = t + 1
                 r_first += row_size
         # Every phase, those no tap reaches too: they get the bias alone.
         _row_sums(of, row * o_w * c, wf, padded, taps, n_taps, j_first, j_end, s_w, o_w, c,
-                  bias)
+                  pitch, bias)

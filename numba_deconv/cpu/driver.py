@@ -43,7 +43,7 @@ from . import tiering, transpose
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
-from .depthwise_last import depthwise_last
+from .depthwise_last import channel_pitch, depthwise_last
 from .kernels import col2im, direct_planes, direct_rows, row_geometry, rows_tiny
 from .launch import NEVER, parallel, parallel_prange, serial
 from .simd import VECTOR_BYTES
@@ -350,7 +350,8 @@ def _ran_depthwise_last(x, w, bias, out, launch, paired) -> bool:
     c_out = launch.out_shape[1]
     if launch.groups != c_in or not np.isfinite(w).all():
         return False
-    w_t = np.ascontiguousarray(np.moveaxis(w.reshape((c_out,) + launch.w_shape[2:]), 0, -1))
+    w_t = np.zeros(launch.w_shape[2:] + (channel_pitch(c_out, w.itemsize),), dtype=w.dtype)
+    w_t[..., :c_out] = np.moveaxis(w.reshape((c_out,) + launch.w_shape[2:]), 0, -1)
     parallel(depthwise_last, x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,)), w_t, bias,
              out.reshape((n_batch,) + launch.out_shape[2:] + (c_out,)), launch.stride,
              launch.dilation, launch.pad, paired, launch.last_row_parts,
