@@ -445,6 +445,56 @@ def test_phase_tiles_interleave_few_channels_last(x_shape, w_shape, kwargs, dtyp
     assert out.tobytes() == np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 8, 5, 9), (8, 13, 3, 3), dict(stride=1, padding=1, groups=2)),  # 13 a group
+    ((3, 12, 40), (12, 7, 1), dict(stride=4, output_padding=3, groups=2)),  # bias-only phases
+    ((1, 10, 300), (10, 8, 6), dict(stride=1, dilation=3, padding=2, groups=5)),  # stretches
+    ((2, 6, 3, 4, 5), (6, 3, 2, 3, 2), dict(stride=(2, 1, 3), groups=3)),  # 3-D, 3 a group
+    ((1, 4, 6, 7), (4, 8, 4, 4), dict(stride=3, padding=1, groups=4)),  # depthwise x8
+    ((2, 4, 5, 6), (4, 16, 3, 3), dict(stride=2, groups=2)),  # 16 a group: each on its own
+])
+def test_phase_tiles_run_every_group_together_channels_last(x_shape, w_shape, kwargs, dtype,
+                                                            rng, monkeypatch, fresh_routes):
+    """Channels last, a grouped call whose groups have fewer output
+    channels than whole vectors runs every group of a stretch in one task,
+    each group's sums in its rows of one accumulator, and scatters every
+    channel of a position at once (groups of whole vectors keep a task
+    each): the oracle's values and the channels-first bits, with stretches
+    cut for want of tasks."""
+    from numba_deconv import _dispatch, config
+    from numba_deconv.cpu import simd, tiled
+
+    monkeypatch.setattr(_dispatch, "choose_kernel",
+                        lambda *call: ("gather", "phase_tiles", "rows"))
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 8)
+    monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 32)
+    together = []
+    real = driver.parallel
+
+    def spy(kernel, *args, **kw):
+        if kernel is tiled.direct_tiled:
+            together.append(args[15])
+        return real(kernel, *args, **kw)
+
+    monkeypatch.setattr(driver, "parallel", spy)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    groups = kwargs["groups"]
+    b = random_array(rng, (w_shape[1] * groups,), dtype)
+    first = nd.conv_transpose(x, w, b, **kwargs)
+    np.testing.assert_allclose(first, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    for _ in range(2):  # the first call may go the transposed way
+        together.clear()
+        last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+        assert last.tobytes() == expected
+    lanes = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    assert together == [w_shape[1] % lanes != 0]
+
+
 # Depthwise calls: x shape (channels first), kernel, kwargs.
 DEPTHWISE_LAST = [
     ((2, 16, 9, 10), (4, 4), dict(stride=2, padding=1)),    # depthwise_2d's taps

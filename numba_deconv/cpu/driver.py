@@ -89,10 +89,15 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIR
     weights, non_finite = prepared or _prepare_phase_tiles(w, launch)
     if non_finite:
         return False
+    # Channels last, every group of a stretch in one task where the layout
+    # has that split (groups of channels short of whole vectors).
+    together = layout == CHANNELS_LAST and tiled.together_chunks > 0
+    chunks, block_parts, sub = ((tiled.together_chunks, 1, tiled.together_sub) if together
+                                else (tiled.chunks, tiled.block_parts, tiled.sub))
     parallel(direct_tiled, x, weights, tiled.offsets, tiled.tap_counts, tiled.phases, bias,
-             out, tiled.pitch, tiled.shift_max, launch.stride, tiled.chunks,
-             tiled.block_parts, tiled.sub, layout,
-             out.nbytes >= config.STREAM_OUTPUT_MIN_BYTES, multiply_adds=launch.multiply_adds)
+             out, tiled.pitch, tiled.shift_max, launch.stride, chunks, block_parts, sub, layout,
+             out.nbytes >= config.STREAM_OUTPUT_MIN_BYTES, together,
+             multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -578,7 +583,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
             else []),
         "rows": [(direct_rows, direct + (count,) + tasks), channels_last_depthwise],
         "planes": [(direct_planes, direct + (count, count) + tasks), channels_last_depthwise],
-        "phase_tiles": [(direct_tiled, tiled + (types.boolean,) + tasks),
+        "phase_tiles": [(direct_tiled, tiled + (types.boolean,) * 2 + tasks),
                         (fill_weight_table, table + tasks), channels_last_depthwise]
         if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),

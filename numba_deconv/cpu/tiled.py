@@ -443,7 +443,8 @@ def _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, image, chan
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
-                 stride, chunks_per_image, block_parts, sub, layout, streaming, claimed, cancel):
+                 stride, chunks_per_image, block_parts, sub, layout, streaming, together,
+                 claimed, cancel):
     """Transposed convolution by phase planes and register tiles.
 
     x (N, C_in, D, H, W), out (N, C_out, OD, OH, OW) -- or with ``layout``
@@ -459,7 +460,10 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     it reads, then per phase and per ``sub`` positions runs the tiles and
     scatters the sums (plus bias) to the output; with ``streaming``, a
     channels-last output in whole aligned lines goes straight to memory
-    (:func:`_scatter_last`). The layout changes only those two copies
+    (:func:`_scatter_last`); with ``together`` (channels last), a task owns
+    every group of its stretch, each group's sums in its rows of one
+    accumulator, and scatters the channels of each position whole. The
+    layout changes only those two copies
     (channels last: the window gathered across channels, the sums
     scattered position by position; complex: each channel's two parts
     split to two rows, and merged back from two accumulators), not a sum:
@@ -491,7 +495,9 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     # stay on one in the window.
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     xf, of = x.reshape(-1), out.reshape(-1)
-    tasks = n_batch * groups * chunks_per_image * block_parts
+    # The groups of a task: one, or every group (together).
+    task_groups = groups if together else 1
+    tasks = n_batch * (groups // task_groups) * chunks_per_image * block_parts
     # The rows each tap reaches, where some phase has pairs enough for
     # spans (else none: no phase asks).
     reach = tap_reach(offsets, tap_counts if c_in_g * tap_counts.max() >= SPANS_MIN_PAIRS
@@ -515,10 +521,12 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         if task >= tasks or atomics.cancelled(cancel):
             break
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
-                                                      chunks_per_image, groups, c_out_g,
-                                                      n_batch, layout == CHANNELS_LAST)
+                                                      chunks_per_image, groups // task_groups,
+                                                      c_out_g, n_batch, layout == CHANNELS_LAST)
         if p1 <= p0 or co1 <= co0:
             continue
+        # The task's output channels (every group's, together).
+        oc0, count = (0, c_out) if together else (g * c_out_g + co0, co1 - co0)
         win_len = simd.window_pitch(p1 - p0 + halo, lanes, x.itemsize)
         # The window's input rows, as runs of positions (from the image's
         # first, to the window's): rows that go on where the last one
@@ -551,15 +559,18 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         # a vector of zeros for the last vector of positions to read past
         # the end. (Reading x where it lies instead, where the window is
         # one run, was slower: 484 channels a plane apart thrash the cache.)
-        xw = simd.aligned(np.empty(c_in_g * win_len + 2 * lanes, dtype=x.dtype),
-                          c_in_g * win_len + lanes)
+        window_rows = task_groups * c_in_g
+        xw = simd.aligned(np.empty(window_rows * win_len + 2 * lanes, dtype=x.dtype),
+                          window_rows * win_len + lanes)
         _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, n * i_d * i_h * i_w,
-                     g * c_in_g, i_d * i_h * i_w, c_in, c_in_g, layout)
+                     g * c_in_g, i_d * i_h * i_w, c_in, window_rows, layout)
         # One accumulator per W phase: the phases of a row are computed
         # side by side and interleaved into it in one contiguous pass.
         # Positions past a sweep's length, up to a vector, are scratch.
         acc_pitch = sub + lanes
-        block = (b1 - b0) * TILE_ROWS * acc_pitch
+        # (Together, each group's rows follow the last group's: its last
+        # block's tiles write only the rows of its channels.)
+        block = (count if together else (b1 - b0) * TILE_ROWS) * acc_pitch
         acc = simd.aligned(np.empty(s_w * block + lanes, dtype=out.dtype), s_w * block)
         src = np.empty(c_in_g * tap_counts.max(), dtype=np.int64)
         segments = np.empty(sub // lanes + sub // u_w + 2, dtype=np.int64)
@@ -614,23 +625,26 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     if n_taps == 0:  # no taps (kernel < stride): the bias alone
                         acc[r_w * block:(r_w + 1) * block] = 0
                         continue
-                    for ci in range(c_in_g):
-                        for t in range(n_taps):
-                            src[ci * n_taps + t] = ci * win_len + offsets[ph, t] + s0 - p0
                     # Spans only for whole blocks of channels (the tiles of
                     # fewer sum every tap) and pairs enough to repay them.
                     spans = (co1 - co0 >= TILE_ROWS and c_in_g * n_taps >= SPANS_MIN_PAIRS
                              and tap_spans(
                         tap_first, tap_end, segments, n_segments, s0, lanes, reach[ph], n_taps,
                         phases[ph, 3], phases[ph, 4], u_h, u_w))
-                    acc_ph = acc[r_w * block:(r_w + 1) * block]
-                    wt = phase_weights(weights, g, first_pair, ph, blocks)[b0:b1]
-                    if spans:
-                        phase_products_spans(acc_ph, acc_pitch, xw, src, c_in_g, n_taps, wt,
-                                             co1 - co0, segments, n_segments, tap_first, tap_end)
-                    else:
-                        phase_products(acc_ph, acc_pitch, xw, src, c_in_g * n_taps, wt,
-                                       co1 - co0, segments, n_segments)
+                    for gt in range(task_groups):
+                        for ci in range(c_in_g):
+                            for t in range(n_taps):
+                                src[ci * n_taps + t] = ((gt * c_in_g + ci) * win_len
+                                                        + offsets[ph, t] + s0 - p0)
+                        acc_ph = acc[r_w * block + gt * c_out_g * acc_pitch:(r_w + 1) * block]
+                        wt = phase_weights(weights, g + gt, first_pair, ph, blocks)[b0:b1]
+                        if spans:
+                            phase_products_spans(acc_ph, acc_pitch, xw, src, c_in_g, n_taps, wt,
+                                                 co1 - co0, segments, n_segments, tap_first,
+                                                 tap_end)
+                        else:
+                            phase_products(acc_ph, acc_pitch, xw, src, c_in_g * n_taps, wt,
+                                           co1 - co0, segments, n_segments)
                 # Accumulator position P = (jd*u_h + jh)*u_w + jw of phase
                 # r_w is output (jd*s_d + r_d, jh*s_h + r_h, jw*s_w + r_w).
                 # The sweep's output rows once (where in acc, where in an
@@ -654,14 +668,14 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                                       ((j_d * s_d + r_d) * o_h + j_h * s_h + r_h) * o_w + ow_lo,
                                       ow_hi - ow_lo, s_w)
                 if not scatter_first and layout == CHANNELS_LAST:
-                    if co1 - co0 == c_out and s_w * c_out <= lanes:
+                    if count == c_out and s_w * c_out <= lanes:
                         _interleave_rows(acc, np.int64(0), acc_pitch, block, s_w, bias,
                                          np.int64(0), c_out, of, n * o_d * o_h * o_w * c_out,
                                          row_acc, row_out, row_len, n_rows, rows_at, row_bias)
                     else:
                         _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
-                                      row_len, n_rows, n * o_d * o_h * o_w, c_out,
-                                      g * c_out_g + co0, co1 - co0, streaming)
+                                      row_len, n_rows, n * o_d * o_h * o_w, c_out, oc0, count,
+                                      streaming)
                     continue
                 if layout == COMPLEX_PARTS and 2 * s_w <= lanes:
                     for co in range(co0, co1, 2):  # (blocks and groups: whole pairs)

@@ -41,6 +41,10 @@ class TiledLayout(typing.NamedTuple):
     chunks: int  # stretches of positions per image
     block_parts: int  # ranges of register-tile blocks per stretch
     sub: int  # positions per sweep
+    # Channels last, every group in one task (0: never): stretches per
+    # image and positions per sweep.
+    together_chunks: int
+    together_sub: int
 
 
 class ConvLayout(typing.NamedTuple):
@@ -166,9 +170,8 @@ def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize
     block_parts = min(blocks, -(-wanted // chunks))
     width = tile_width(itemsize)
     rows = -(-blocks // block_parts) * TILE_ROWS
-    sub = min(max(config.TILED_ACC_BYTES // (rows * itemsize) // width, 1),
-              -(-longest // width)) * width
-    return ConvLayout(pitch, planes, plane_of, offsets, tap_index, chunks, block_parts, sub)
+    return ConvLayout(pitch, planes, plane_of, offsets, tap_index, chunks, block_parts,
+                      _sweep(rows, longest, itemsize, width))
 
 
 def _chunks(span, halo, wanted, by_window, blocks):
@@ -235,11 +238,26 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
     # Positions per sweep: all accumulator rows of a task fit TILED_ACC_BYTES.
     width = tile_width(itemsize)
     rows = -(-blocks // block_parts) * TILE_ROWS
-    longest = -(-span // chunks)
-    sub = min(max(config.TILED_ACC_BYTES // (rows * itemsize) // width, 1),
-              -(-longest // width)) * width
+    sub = _sweep(rows, -(-span // chunks), itemsize, width)
+    # Channels last, a group of fewer channels than fill whole vectors
+    # writes slivers of each position: every group of a stretch in one
+    # task instead, its whole positions in whole vectors.
+    together_chunks = together_sub = 0
+    if groups > 1 and c_out_g % (VECTOR_BYTES // itemsize):
+        by_window = -(-groups * c_in_g * span * itemsize // config.TILED_WINDOW_BYTES)
+        wanted = -(-config.TILED_TASKS_PER_THREAD * threads // max(batch, 1))
+        together_chunks = _chunks(span, int(offsets.max()), wanted, by_window, 1)
+        together_sub = _sweep(groups * c_out_g, -(-span // together_chunks), itemsize, width)
     return TiledLayout(pitch, shift_max, phases, tap_index, offsets, tap_counts, chunks,
-                       block_parts, sub)
+                       block_parts, sub, together_chunks, together_sub)
+
+
+def _sweep(rows, longest, itemsize, width):
+    """Positions per sweep of the tiled kernels: whole tiles of ``width``,
+    as many as keep ``rows`` accumulator rows within ``TILED_ACC_BYTES``
+    (at least one tile), none past the ``longest`` stretch."""
+    return min(max(config.TILED_ACC_BYTES // (rows * itemsize) // width, 1),
+               -(-longest // width)) * width
 
 
 def _task_rounds_tiles(block, parts, groups, c_out_g, taps, width, threads):
