@@ -276,6 +276,19 @@ TILED_MIN_POSITIONS = 256
 TILED_MIN_POSITIONS_CROWDED = 64
 TILED_WINDOW_BYTES = 256 << 10
 
+#: Output rows a task of the channels-last depthwise kernel (fewer where
+#: there would not be TILED_TASKS_PER_THREAD tasks per thread).
+#: Why: the input rows that neighbouring output rows share are copied
+#: once a task (45 -> 90 channels k4 s1 copied each input row four times,
+#: 0.5 of a 1.2 ms call); 8 rows leave tasks enough on most calls.
+DEPTHWISE_LAST_ROW_BLOCK = 8
+#: ... whose input rows are copied once a task where a ring of them (every
+#: row one output row reads, in slots that never meet) fits this many
+#: bytes; else once an output row.
+#: Why: the ring stays in L2 (a large dilation's ring is mostly rows that
+#: no output row of the task reads).
+DEPTHWISE_LAST_RING_BYTES = 1 << 20
+
 #: Bytes of accumulator rows (all output channels of a group, every W
 #: phase) one sweep of the phase_tiles kernel fills before interleaving them into
 #: the output; they may live in L2 (the register tiles write each once).

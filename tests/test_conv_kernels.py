@@ -572,6 +572,7 @@ DEPTHWISE_LAST_TILES = [
     ((1, 21, 6, 13), (3, 3), dict(stride=(2, 1), dilation=(1, 2), padding=1)),  # no slide
     ((1, 3, 41), (3,), dict(stride=3, padding=1)),  # fewer channels than a vector, one tap
     ((1, 5, 23), (5,), dict(stride=2, padding=2)),  # pairs of taps (planes)
+    ((2, 3, 4, 6, 5), (3, 3, 2), dict(stride=(1, 2, 1), dilation=(2, 1, 1), padding=1)),  # 3-D
 ]
 
 
@@ -582,10 +583,12 @@ def test_depthwise_last_sums_positions_four_at_a_time(x_shape, kernel, kwargs, r
                                                       rng, monkeypatch, fresh_routes):
     """depthwise_last sums four positions of a phase together where a
     task's stretch has them, reusing a tap's inputs for the next tap one
-    position back, then the last positions one at a time: the oracle's
-    values and the channels-first bits, channel multipliers 1 and 2 (1-42
-    channels, padded to whole vectors beyond one)."""
-    from numba_deconv import _dispatch
+    position back, then the last positions one at a time; its tasks take
+    blocks of output rows, whose input rows are copied once into a ring
+    (or, where the ring would be too large, once an output row): the
+    oracle's values and the channels-first bits, channel multipliers 1
+    and 2 (1-42 channels, padded to whole vectors beyond one)."""
+    from numba_deconv import _dispatch, config
 
     monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: DEPTHWISE_ROUTES[route])
     native = []
@@ -595,7 +598,12 @@ def test_depthwise_last_sums_positions_four_at_a_time(x_shape, kernel, kwargs, r
     channels = x_shape[1]
     x = random_array(rng, x_shape, dtype)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    for multiplier in (1, 2):
+    for multiplier, ring_bytes in ((1, 1 << 20), (2, 1 << 20), (2, 0)):
+        # Rows in blocks of up to 8 a task, read from a ring of input rows
+        # (none: copied anew for each output row).
+        monkeypatch.setattr(config, "DEPTHWISE_LAST_RING_BYTES", ring_bytes)
+        monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 1)
+        _dispatch.reset()
         w = random_array(rng, (channels, multiplier) + kernel, dtype)
         b = random_array(rng, (channels * multiplier,), dtype)
         first = nd.conv_transpose(x, w, b, groups=channels, **kwargs)

@@ -313,6 +313,21 @@ def test_depthwise_last_rows_are_cut_for_want_of_tasks(out_shape, stride, thread
     assert work_split._last_row_parts(out_shape, stride, threads) == parts
 
 
+@pytest.mark.parametrize("out_shape, threads, block", [
+    ((4, 90, 1, 54, 116), 2, 8),    # 216 rows: 8 a task, 27 tasks
+    ((4, 90, 1, 54, 116), 64, 1),   # 216 rows for 256 tasks: one a task
+    ((1, 6, 1, 20, 30), 2, 2),      # 20 rows: 2 a task leave 4 tasks a thread
+    ((2, 226, 1, 1, 4000), 2, 1),   # 1-D: a row a task (cut into stretches)
+])
+def test_depthwise_last_takes_blocks_of_rows(out_shape, threads, block, monkeypatch):
+    """depthwise_last's tasks take up to DEPTHWISE_LAST_ROW_BLOCK output
+    rows (whose shared input rows it copies once), as many as leave
+    TILED_TASKS_PER_THREAD tasks a thread."""
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 4)
+    monkeypatch.setattr(config, "DEPTHWISE_LAST_ROW_BLOCK", 8)
+    assert work_split._last_row_block(out_shape, threads) == block
+
+
 def test_tiled_kernel_falls_back_on_nonfinite_weights(monkeypatch, ran, rng):
     """The weight table counts non-finite weights as it is built; then the
     tiled kernel computes nothing (its zero padding would make 0 * inf =

@@ -242,7 +242,8 @@ def _copy_repeated_for(dst, at, src, first, positions, c_in, multiplier, pitch):
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
-def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, claimed, cancel):
+def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_block,
+                   ring_bytes, claimed, cancel):
     """A depthwise call (each group one input channel, ``multiplier``
     output channels) on channels-last data, for finite weights, with the
     sums of a channels-first kernel: :func:`.kernels.direct_planes`' (``paired``)
@@ -257,13 +258,13 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, clai
     zero-padded input row, the bias last -- so the same bits; but every
     loop runs along the channels, which lie side by side, so nothing is
     transposed. A task kernel (:func:`.launch.parallel`), a task for each
-    of ``parts`` stretches of an output row ``(n, od, oh)``: the
-    stretch of its input rows that it reads is copied into zero-padded
+    of ``parts`` stretches of ``row_block`` output rows ``(n, od, oh)``:
+    the stretch of the input rows they read is copied into zero-padded
     rows (each input channel repeated for its output channels, a position
-    every P elements), the taps
-    of each W phase listed once as offsets into them and into ``w_t``, and
-    each output summed over its list and written once
-    (:func:`_row_sums`).
+    every P elements), once a task where they fit a ring of
+    ``ring_bytes`` (else once an output row), the taps of each W phase
+    listed once a row as offsets into them and into ``w_t``, and each
+    output summed over its list and written once (:func:`_row_sums`).
     """
     n_batch, i_d, i_h, i_w, c_in = x.shape
     o_d, o_h, o_w, c = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -284,56 +285,73 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, clai
     # Taps kd that reach an output plane are s_d / gcd(s_d, d_d) apart.
     most_rows = (-(-k_d // (s_d // math.gcd(s_d, d_d)))
                  * -(-k_h // (s_h // math.gcd(s_h, d_h))))
+    # The input rows an output row reads lie within ring_d planes and
+    # ring_h rows: in a ring of slots (id % ring_d, ih % ring_h) they never
+    # meet, and a row stays for the next output rows that read it (k4 s1
+    # copied each input row four times: 0.5 of r43's 1.2 ms).
+    ring_d, ring_h = (k_d - 1) * d_d // s_d + 1, (k_h - 1) * d_h // s_h + 1
+    ring = ring_d * ring_h * row_size * x.itemsize <= ring_bytes
+    slots = ring_d * ring_h if ring else most_rows
+    held = np.empty(slots, dtype=np.int64)  # the input row in each slot
     # Starting on a vector boundary, as the pitch keeps each position's.
-    room = np.zeros(most_rows * row_size + simd.VECTOR_BYTES, dtype=x.dtype)
+    room = np.zeros(slots * row_size + simd.VECTOR_BYTES, dtype=x.dtype)
     lead_bytes = (simd.VECTOR_BYTES - room.ctypes.data % simd.VECTOR_BYTES) % simd.VECTOR_BYTES
-    padded = room[lead_bytes // room.itemsize:][:most_rows * row_size]
+    padded = room[lead_bytes // room.itemsize:][:slots * row_size]
     # Each W phase's taps, (w0, x0, w1, x1) as _row_sums reads them.
     taps = np.empty((s_w, most_rows * k_w, 4), dtype=np.int64)
     n_taps = np.zeros(s_w, dtype=np.int64)
     xf, wf, of = x.reshape(-1), w_t.reshape(-1), out.reshape(-1)
-    tasks = n_batch * o_d * o_h * parts
+    row_blocks = -(-o_h // row_block)
+    tasks = n_batch * o_d * row_blocks * parts
     while True:
         task = atomics.claim(claimed)
         if task >= tasks or atomics.cancelled(cancel):
             break
-        row, part = task // parts, task % parts
+        block, part = task // parts, task % parts
         j_first, j_end = part * per_phase // parts, (part + 1) * per_phase // parts
         # The inputs this stretch reads; the rest of a padded row holds
         # zeros or inputs copied for another stretch, never read here.
         iw_first = min(max(j_first - shift_last, 0), i_w)
         iw_end = max(min(j_end - shift_first, i_w), iw_first)
-        oh = row % o_h
-        od = row // o_h % o_d
-        n = row // (o_h * o_d)
-        n_taps[:] = 0
-        r_first = 0  # padded's next free row
-        for kd in range(k_d):
-            t_d = od + p_d - kd * d_d
-            i_dd = t_d // s_d
-            if t_d % s_d != 0 or not 0 <= i_dd < i_d:
-                continue
-            for kh in range(k_h):
-                t_h = oh + p_h - kh * d_h
-                i_hh = t_h // s_h
-                if t_h % s_h != 0 or not 0 <= i_hh < i_h:
+        oh_first = block % row_blocks * row_block
+        od = block // row_blocks % o_d
+        n = block // (row_blocks * o_d)
+        held[:] = -1  # (a row copied for another stretch holds other inputs)
+        for oh in range(oh_first, min(oh_first + row_block, o_h)):
+            n_taps[:] = 0
+            slot = 0  # without the ring: the output row's next slot
+            for kd in range(k_d):
+                t_d = od + p_d - kd * d_d
+                i_dd = t_d // s_d
+                if t_d % s_d != 0 or not 0 <= i_dd < i_d:
                     continue
-                _copy_repeated(padded, r_first + (lead + iw_first) * pitch, xf,
-                               (((n * i_d + i_dd) * i_h + i_hh) * i_w + iw_first) * c_in,
-                               iw_end - iw_first, c_in, multiplier, pitch)
-                w_row = (kd * k_h + kh) * k_w
-                if paired:
-                    _list_pairs(taps, n_taps, w_row, r_first, k_w, s_w, d_w, p_w, lead,
-                                pitch)
-                else:
-                    for kw in range(k_w):  # each phase's taps in their order
-                        phase = (kw * d_w - p_w) % s_w
-                        t = n_taps[phase]
-                        taps[phase, t, 0] = (w_row + kw) * pitch
-                        taps[phase, t, 1] = r_first + _row_source(kw, lead, s_w, d_w, p_w, pitch)
-                        taps[phase, t, 2] = -1
-                        n_taps[phase] = t + 1
-                r_first += row_size
-        # Every phase, those no tap reaches too: they get the bias alone.
-        _row_sums(of, row * o_w * c, wf, padded, taps, n_taps, j_first, j_end, s_w, o_w, c,
-                  pitch, bias)
+                for kh in range(k_h):
+                    t_h = oh + p_h - kh * d_h
+                    i_hh = t_h // s_h
+                    if t_h % s_h != 0 or not 0 <= i_hh < i_h:
+                        continue
+                    if ring:
+                        slot = i_dd % ring_d * ring_h + i_hh % ring_h
+                    r_first = slot * row_size
+                    if held[slot] != i_dd * i_h + i_hh:
+                        held[slot] = i_dd * i_h + i_hh
+                        _copy_repeated(padded, r_first + (lead + iw_first) * pitch, xf,
+                                       (((n * i_d + i_dd) * i_h + i_hh) * i_w + iw_first) * c_in,
+                                       iw_end - iw_first, c_in, multiplier, pitch)
+                    slot += 1
+                    w_row = (kd * k_h + kh) * k_w
+                    if paired:
+                        _list_pairs(taps, n_taps, w_row, r_first, k_w, s_w, d_w, p_w, lead,
+                                    pitch)
+                    else:
+                        for kw in range(k_w):  # each phase's taps in their order
+                            phase = (kw * d_w - p_w) % s_w
+                            t = n_taps[phase]
+                            taps[phase, t, 0] = (w_row + kw) * pitch
+                            taps[phase, t, 1] = r_first + _row_source(kw, lead, s_w, d_w, p_w,
+                                                                      pitch)
+                            taps[phase, t, 2] = -1
+                            n_taps[phase] = t + 1
+            # Every phase, those no tap reaches too: they get the bias alone.
+            _row_sums(of, ((n * o_d + od) * o_h + oh) * o_w * c, wf, padded, taps, n_taps,
+                      j_first, j_end, s_w, o_w, c, pitch, bias)

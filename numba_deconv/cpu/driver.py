@@ -360,6 +360,7 @@ def _ran_depthwise_last(x, w, bias, out, launch, paired) -> bool:
     parallel(depthwise_last, x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,)), w_t, bias,
              out.reshape((n_batch,) + launch.out_shape[2:] + (c_out,)), launch.stride,
              launch.dilation, launch.pad, paired, launch.last_row_parts,
+             launch.last_row_block, config.DEPTHWISE_LAST_RING_BYTES,
              multiply_adds=launch.multiply_adds)
     return True
 
@@ -576,7 +577,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
     table = (arr5, arr2, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only
     channels_last_depthwise = (depthwise_last, (arr5, arr4, arr1, arr5) + (triple,) * 3
-                               + (types.boolean, count) + tasks)
+                               + (types.boolean,) + (count,) * 3 + tasks)
     return {
         "rows_serial": [(direct_rows, direct + (count,) + tasks)] + (
             [(rows_tiny, _tiny_signature(dtype, ndim)) for ndim in range(2, 6)] if real

@@ -99,6 +99,7 @@ class Launch:
     groups: int
     row_chunks: int  # the row kernel's chunks (also when it is the fallback)
     last_row_parts: int  # stretches per output row of depthwise_last (channels last)
+    last_row_block: int  # ... and its output rows a task
     layout: typing.Any  # the chosen kernel's own work split, or None
     multiply_adds: int  # of the whole call: long calls can be interrupted
 
@@ -120,6 +121,7 @@ def plan_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int) 
               "blas": blas_layout}.get(kernel)
     return Launch(*shapes, row_chunks=min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads),
                   last_row_parts=_last_row_parts(out_shape, stride, threads),
+                  last_row_block=_last_row_block(out_shape, threads),
                   layout=layout(*shapes, itemsize, threads) if layout else None,
                   multiply_adds=batch * geometry.flops // 2)
 
@@ -139,7 +141,7 @@ def plan_conv_launch(geometry, batch: int, itemsize: int, kernel: str, threads: 
     layout = _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize,
                           threads, kernel == "conv_tiles")
     return Launch(x_shape, w_shape, out_shape, stride, dilation, pad, groups, row_chunks=0,
-                  last_row_parts=0, layout=layout, multiply_adds=batch * geometry.flops // 2)
+                  last_row_parts=0, last_row_block=1, layout=layout, multiply_adds=batch * geometry.flops // 2)
 
 
 def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize, threads,
@@ -209,6 +211,16 @@ def _planes_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, i
     # Blocks of rows only when there are too few planes to share out.
     blocks = min(phase_rows, -(-config.DIRECT_CHUNKS_PER_THREAD * threads // tasks))
     return PlanesLayout(blocks, min(tasks * blocks, config.DIRECT_CHUNKS_PER_THREAD * threads))
+
+
+def _last_row_block(out_shape, threads):
+    """Output rows a task of :func:`.depthwise_last.depthwise_last` (the
+    input rows they share are copied once): up to
+    ``DEPTHWISE_LAST_ROW_BLOCK``, as many as leave
+    ``TILED_TASKS_PER_THREAD`` tasks a thread."""
+    rows = out_shape[0] * math.prod(out_shape[2:4])
+    wanted = config.TILED_TASKS_PER_THREAD * threads
+    return max(1, min(config.DEPTHWISE_LAST_ROW_BLOCK, rows // wanted))
 
 
 def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
