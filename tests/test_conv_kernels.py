@@ -495,6 +495,43 @@ def test_phase_tiles_run_every_group_together_channels_last(x_shape, w_shape, kw
     assert together == [w_shape[1] % lanes != 0]
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 4, 9, 5), (4, 12, 6, 6), dict(stride=4, padding=1)),  # rows of 6 a phase
+    ((1, 3, 11, 7), (3, 20, 3, 3), dict(stride=(1, 3), dilation=2)),  # 20: a part vector
+    ((2, 5, 6, 3), (5, 9, 2, 2), dict(stride=1, padding=(0, 1))),  # stride 1, rows of 2
+    ((1, 4, 3, 4, 5), (4, 6, 3, 2, 5), dict(stride=(1, 2, 2), padding=(1, 0, 2))),  # 3-D
+    ((2, 6, 7, 4), (6, 5, 3, 3), dict(stride=2, groups=2)),  # groups together, 10 channels
+])
+def test_phase_tiles_scatter_short_rows_channels_last(x_shape, w_shape, kwargs, dtype, rng,
+                                                      monkeypatch, fresh_routes):
+    """Channels last, where a row of the output has fewer outputs a phase
+    than a vector, a vector of a phase's sums spans several rows (and the
+    gaps between them) and each column goes to its own position: the
+    oracle's values and the channels-first bits, with the output channels
+    split into blocks across tasks (a task's channels part of each
+    position) and whole."""
+    from numba_deconv import _dispatch, config
+
+    monkeypatch.setattr(_dispatch, "choose_kernel",
+                        lambda *call: ("gather", "phase_tiles", "rows"))
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    first = nd.conv_transpose(x, w, b, **kwargs)
+    np.testing.assert_allclose(first, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    for tasks_per_thread in (1, 64):  # blocks of channels split across tasks at 64
+        monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", tasks_per_thread)
+        _dispatch.reset()
+        for _ in range(2):  # the first call may go the transposed way
+            out = np.full(first.shape[:1] + first.shape[2:] + first.shape[1:2], np.nan, dtype)
+            nd.conv_transpose(x_last, w, b, data_format="channels_last", out=out, **kwargs)
+            assert out.tobytes() == expected
+
+
 # Depthwise calls: x shape (channels first), kernel, kwargs.
 DEPTHWISE_LAST = [
     ((2, 16, 9, 10), (4, 4), dict(stride=2, padding=1)),    # depthwise_2d's taps

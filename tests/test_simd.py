@@ -183,6 +183,45 @@ def test_transpose_tile_part(add, dtype, rng):
 
 
 @njit
+def _transpose_scatter(src, src_at, src_step, dst, dst_at, table, table_at, addend, addend_at,
+                       rows, cols):
+    simd.transpose_tile_scatter_add(src, src_at, src_step, dst, dst_at, table, table_at, addend,
+                                    addend_at, rows, cols)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transpose_tile_scatter_add(dtype, rng):
+    """For every part of 1..lanes x 1..lanes elements: column c < cols of
+    the transposed part, plus the addend, goes to ``dst[dst_at +
+    table[table_at + c]:][:rows]``, and nowhere where that entry is -1;
+    nothing else is written, and nothing outside the part reaches what
+    is."""
+    lanes = lanes_of(dtype)
+    for rows in range(1, lanes + 1):
+        for cols in range(1, lanes + 1):
+            src = np.full(lanes * 37 + 5, np.nan, dtype=dtype)
+            part = np.lib.stride_tricks.as_strided(src[5:], (rows, cols),
+                                                   (37 * src.itemsize, src.itemsize))
+            part[...] = rng.standard_normal((rows, cols))
+            addend = np.full(lanes + 3, np.nan, dtype)
+            addend[3:3 + rows] = rng.standard_normal(rows)
+            # Columns to positions lanes apart in a shuffled order, every
+            # third column nowhere; the entries past cols point into dst too.
+            table = np.full(lanes + 2 + 7, -1, dtype=np.int64)
+            table[7:7 + lanes] = rng.permutation(lanes) * lanes
+            table[7:7 + lanes:3] = -1
+            dst = np.full(lanes * lanes + 11, np.nan, dtype=dtype)
+            _transpose_scatter(src, 5, 37, dst, np.int64(11), table, np.int64(7), addend, 3,
+                               rows, cols)
+            expected = np.full_like(dst, np.nan)
+            for c in range(cols):
+                if table[7 + c] >= 0:
+                    expected[11 + table[7 + c]:][:rows] = part[:, c] + addend[3:3 + rows]
+            np.testing.assert_array_equal(dst, expected)
+
+
+
+@njit
 def _alignment(room, size):
     view = simd.aligned(room, size)
     lead = (view.ctypes.data - room.ctypes.data) // room.itemsize

@@ -590,14 +590,19 @@ def _lanes_below(builder, n, bound):
     return builder.icmp_signed("<", ir.Constant(ir.VectorType(index, n), list(range(n))), splat)
 
 
-def _transpose_part_codegen(with_addend):
+def _transpose_part_codegen(with_addend, dst_table=False):
+    """Codegen of the part transposes: ``(src, src_at, src_step, dst,
+    dst_at, dst_step, [addend, addend_at,] rows, cols)``; with
+    ``dst_table``, ``(src, src_at, src_step, dst, dst_at, table, table_at,
+    addend, addend_at, rows, cols)``: column ``c`` goes to ``dst[dst_at +
+    table[table_at + c]]``, nowhere where that entry is negative."""
     def codegen(context, builder, signature, args):
         intp = types.intp
-        (src, src_at, src_step, dst, dst_at, dst_step), sizes = args[:6], args[-2:]
+        first = 7 if dst_table else 6  # the addend's argument
+        src, dst = args[0], args[3]
         src_at, src_step, dst_at, dst_step, rows, cols = (
-            context.cast(builder, value, signature.args[k], intp)
-            for k, value in zip((1, 2, 4, 5, len(args) - 2, len(args) - 1),
-                                (src_at, src_step, dst_at, dst_step) + tuple(sizes)))
+            context.cast(builder, args[k], signature.args[k], intp)
+            for k in (1, 2, 4, first - 1, len(args) - 2, len(args) - 1))
         vector_type = context.get_value_type(Vector(signature.args[0].dtype))
         n = vector_type.count
         align = ir.Constant(ir.IntType(32), signature.args[0].dtype.bitwidth // 8)
@@ -625,16 +630,24 @@ def _transpose_part_codegen(with_addend):
             vector_type.as_pointer()), align, in_cols, zero) for r in range(n)]
         columns = _transposed(builder, loaded)
         if with_addend:
-            at = context.cast(builder, args[7], signature.args[7], intp)
+            at = context.cast(builder, args[first + 1], signature.args[first + 1], intp)
             addend = _masked(builder, "load", vector_type, builder.bitcast(
-                _address(context, builder, signature.args[6], args[6], at),
+                _address(context, builder, signature.args[first], args[first], at),
                 vector_type.as_pointer()), align, _lanes_below(builder, n, rows), zero)
             columns = [builder.fadd(column, addend) for column in columns]
         in_rows = _lanes_below(builder, n, rows)
         for c, column in enumerate(columns):
             with builder.if_then(below(cols, c), likely=True):  # (no store past them)
-                _masked(builder, "store", vector_type, column,
-                        address(signature.args[3], dst, dst_at, dst_step, c), align, in_rows)
+                if not dst_table:
+                    _masked(builder, "store", vector_type, column,
+                            address(signature.args[3], dst, dst_at, dst_step, c), align, in_rows)
+                    continue
+                table = context.make_array(signature.args[5])(context, builder, args[5]).data
+                at = builder.load(builder.gep(table, [builder.add(
+                    dst_step, ir.Constant(dst_step.type, c))]))
+                with builder.if_then(builder.icmp_signed(">=", at, ir.Constant(at.type, 0))):
+                    _masked(builder, "store", vector_type, column,
+                            address(signature.args[3], dst, dst_at, at, 1), align, in_rows)
         return context.get_dummy_value()
     return codegen
 
@@ -664,6 +677,24 @@ def transpose_tile_part_add(typingctx, src, src_at, src_step, dst, dst_at, dst_s
         raise TypingError(f"simd.transpose_tile_part_add: {src}, {dst} and {addend} differ")
     return (types.none(src, src_at, src_step, dst, dst_at, dst_step, addend, addend_at, rows,
                        cols), _transpose_part_codegen(True))
+
+
+@intrinsic
+def transpose_tile_scatter_add(typingctx, src, src_at, src_step, dst, dst_at, table, table_at,
+                               addend, addend_at, rows, cols):
+    """:func:`transpose_tile_part_add` whose columns go anywhere: column
+    ``c < cols`` (its first ``rows`` lanes) to ``dst[dst_at +
+    table[table_at + c] :]``, nowhere where that entry is negative
+    (``table`` int64). Outputs that lie apart in a vector of sums -- short
+    rows with gaps between them -- scattered in one transpose."""
+    vector = _vector_of(src, "transpose_tile_scatter_add")
+    if vector != _vector_of(dst, "transpose_tile_scatter_add") or vector != _vector_of(
+            addend, "transpose_tile_scatter_add"):
+        raise TypingError(f"simd.transpose_tile_scatter_add: {src}, {dst} and {addend} differ")
+    if not (isinstance(table, types.Array) and table.dtype == types.int64):
+        raise TypingError(f"simd.transpose_tile_scatter_add: table must be int64, got {table}")
+    return (types.none(src, src_at, src_step, dst, dst_at, table, table_at, addend, addend_at,
+                       rows, cols), _transpose_part_codegen(True, dst_table=True))
 
 
 @intrinsic

@@ -179,7 +179,7 @@ def _interleave_rows(acc, a_first, acc_pitch, block, s_w, bias, b_first, count, 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_len, n_rows,
-                  image, c_out, oc0, count, streaming):
+                  image, c_out, oc0, count, streaming, out_at):
     """:func:`direct_tiled`'s sums plus bias to a channels-last output
     ``of`` (flat): the sweep's ``n_rows`` output rows of image ``image``
     (from ``row_acc``, ``row_out``, ``row_len``; a row starts at phase 0),
@@ -189,9 +189,31 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
     rounded once either way. With ``streaming`` (an output larger than the
     caches: ``config.STREAM_OUTPUT_MIN_BYTES``), tiles whose rows are whole
     aligned lines are stored non-temporally: their store misses stalled
-    the transposes' loads from L2."""
+    the transposes' loads from L2. Rows shorter than a vector a phase go
+    together: a vector of a phase's sums spans several rows (and the gaps
+    between them), each column to its own position (``out_at``: room for
+    ``acc_pitch`` positions)."""
     lanes = simd.lanes(acc)
     step = s_w * c_out  # from one output of a phase to its next
+    longest = 0
+    for i in range(n_rows):
+        longest = max(longest, row_len[i])
+    if n_rows > 1 and -(-longest // s_w) < lanes:
+        # A phase's sums at acc[r * block + lo : hi], its output positions
+        # (times c_out) at out_at[lo : hi], -1 in the gaps.
+        lo = row_acc[0]
+        hi = row_acc[n_rows - 1] + -(-row_len[n_rows - 1] // s_w)
+        for r in range(min(s_w, longest)):
+            out_at[lo:hi] = -1
+            for i in range(n_rows):
+                for j in range((row_len[i] - r + s_w - 1) // s_w):
+                    out_at[row_acc[i] + j] = (image + row_out[i] + r + j * s_w) * c_out
+            for c0 in range(0, count, lanes):
+                for k0 in range(lo, hi, lanes):
+                    simd.transpose_tile_scatter_add(
+                        acc, c0 * acc_pitch + r * block + k0, acc_pitch, of, oc0 + c0, out_at,
+                        k0, bias, oc0 + c0, min(lanes, count - c0), min(lanes, hi - k0))
+        return
     c_full = count // lanes * lanes
     # Streamed only where every store is a whole aligned line of this task.
     streaming = (streaming and c_full == count and c_out % lanes == 0 and oc0 % lanes == 0
@@ -582,6 +604,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         # Where each row of sums is, and its bias, for _interleave_rows.
         rows_at = np.empty(lanes, dtype=np.int64)
         row_bias = np.empty(lanes, dtype=out.dtype)
+        # ... and the output position of each sum, for _scatter_last.
+        out_at = np.empty(acc_pitch if layout == CHANNELS_LAST else 0, dtype=np.int64)
         # A complex channel's parts, where the stride is too large to
         # interleave them at once: room for a sweep's outputs (at most
         # ``sub`` positions of every W phase) per part.
@@ -675,7 +699,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     else:
                         _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
                                       row_len, n_rows, n * o_d * o_h * o_w, c_out, oc0, count,
-                                      streaming)
+                                      streaming, out_at)
                     continue
                 if layout == COMPLEX_PARTS and 2 * s_w <= lanes:
                     for co in range(co0, co1, 2):  # (blocks and groups: whole pairs)
