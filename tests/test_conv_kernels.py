@@ -532,6 +532,42 @@ def test_phase_tiles_scatter_short_rows_channels_last(x_shape, w_shape, kwargs, 
             assert out.tobytes() == expected
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, workspace", [
+    ((2, 7, 4, 13), (7, 3, 3, 3), dict(stride=1, padding=1, dilation=2), 8 << 20),
+    ((1, 6, 11, 4), (6, 2, 2, 2), dict(stride=2, groups=2), 8 << 20),  # a group's channels
+    ((2, 5, 9, 6), (5, 4, 3, 2), dict(stride=(2, 1), padding=(1, 0)), 3000),  # slabs
+    ((1, 4, 3, 4, 11), (4, 3, 2, 2, 3), dict(stride=(1, 2, 1)), 8 << 20),  # 3-D
+])
+def test_blas_reads_channels_last_input_in_place(x_shape, w_shape, kwargs, workspace, dtype,
+                                                 rng, monkeypatch, fresh_routes):
+    """Channels last, BLAS reads the input where it lies, as the transposed
+    operand of its products (no transposed copy): the channels-first
+    bits, also with the input in slabs and a group's channels a stretch of
+    each position's."""
+    from numba_deconv import _dispatch, config
+    from numba_deconv.cpu import transpose
+
+    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: ("columns", "blas", "blas"))
+    monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
+    copies = []
+    real = transpose.to_channels_first
+    monkeypatch.setattr(transpose, "to_channels_first", lambda x: copies.append(1) or real(x))
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    first = nd.conv_transpose(x, w, b, **kwargs)
+    np.testing.assert_allclose(first, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    for _ in range(2):  # the first call may copy (BLAS not yet recorded channels last)
+        copies.clear()
+        last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+        assert last.tobytes() == expected
+    assert copies == []
+
+
 # Depthwise calls: x shape (channels first), kernel, kwargs.
 DEPTHWISE_LAST = [
     ((2, 16, 9, 10), (4, 4), dict(stride=2, padding=1)),    # depthwise_2d's taps

@@ -207,7 +207,14 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
         as_first = (transpose.same_order(x.shape[-1], x.shape[1:-1])
                     and transpose.same_order(out.shape[-1], out.shape[1:-1]))
         if as_first or not _ran_in_place(route, x, w, bias, out, prepared, CHANNELS_LAST):
-            x_first = transpose.to_channels_first(x)
+            # BLAS reads the input where it lies, as the transposed operand
+            # of its products (r26, 187 -> 8 channels: the input's
+            # transpose was a fifth of the call); the kernels take
+            # C-contiguous arrays.
+            as_operand = (not as_first and route.kernel == "blas" and route.inner is None
+                          and route.last_dim is None
+                          and route.variant + (route.kernel,) in _compiled.recorded())
+            x_first = np.moveaxis(x, -1, 1) if as_operand else transpose.to_channels_first(x)
             out_first = transpose.channels_first_room(out)
             run(route, x_first, w, bias, out_first, geometry, prepared)
             transpose.to_channels_last(out_first, out)
