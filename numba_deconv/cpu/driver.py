@@ -198,7 +198,8 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
     C_out): the phase tiles and the columns read and write them as they
     are, once compiled (the first call, which may run the baseline while
     they compile, and other kernels run channels first between parallel
-    transposes).
+    transposes; BLAS reads the input where it lies, as a transposed
+    operand).
     """
     if channels_last:
         # One channel or one position each way lies as channels first: the
