@@ -413,6 +413,19 @@ def test_phase_tiles_write_one_channel_last_as_channels_first(x_shape, kernel, k
     assert native[-1] is True
 
 
+def _checked_channels_first(rng, x_shape, w_shape, kwargs, dtype):
+    """Random weights and bias, the input channels last, and the
+    channels-first result (checked against the oracle) with its bits
+    channels last: what a channels-last call must give."""
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    first = nd.conv_transpose(x, w, b, **kwargs)
+    np.testing.assert_allclose(first, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    return w, b, x_last, first, np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
     ((2, 5, 9, 37), (5, 4, 3, 3), dict(stride=2, padding=1, output_padding=1)),  # 8 rows
@@ -433,16 +446,11 @@ def test_phase_tiles_interleave_few_channels_last(x_shape, w_shape, kwargs, dtyp
 
     monkeypatch.setattr(_dispatch, "choose_kernel",
                         lambda *call: ("gather", "phase_tiles", "rows"))
-    x = random_array(rng, x_shape, dtype)
-    w = random_array(rng, w_shape, dtype)
-    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
-    first = nd.conv_transpose(x, w, b, **kwargs)
-    np.testing.assert_allclose(first, reference(x, w, b, **kwargs),
-                               rtol=1e-4, atol=1e-4)
-    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    w, b, x_last, first, expected = _checked_channels_first(rng, x_shape, w_shape, kwargs,
+                                                            dtype)
     out = np.full(first.shape[:1] + first.shape[2:] + first.shape[1:2], np.nan, dtype)
     nd.conv_transpose(x_last, w, b, data_format="channels_last", out=out, **kwargs)
-    assert out.tobytes() == np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    assert out.tobytes() == expected
 
 
 
@@ -479,14 +487,8 @@ def test_phase_tiles_run_every_group_together_channels_last(x_shape, w_shape, kw
         return real(kernel, *args, **kw)
 
     monkeypatch.setattr(driver, "parallel", spy)
-    x = random_array(rng, x_shape, dtype)
-    w = random_array(rng, w_shape, dtype)
-    groups = kwargs["groups"]
-    b = random_array(rng, (w_shape[1] * groups,), dtype)
-    first = nd.conv_transpose(x, w, b, **kwargs)
-    np.testing.assert_allclose(first, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)
-    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    w, b, x_last, first, expected = _checked_channels_first(rng, x_shape, w_shape, kwargs,
+                                                            dtype)
     for _ in range(2):  # the first call may go the transposed way
         together.clear()
         last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
@@ -516,13 +518,8 @@ def test_phase_tiles_scatter_short_rows_channels_last(x_shape, w_shape, kwargs, 
 
     monkeypatch.setattr(_dispatch, "choose_kernel",
                         lambda *call: ("gather", "phase_tiles", "rows"))
-    x = random_array(rng, x_shape, dtype)
-    w = random_array(rng, w_shape, dtype)
-    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
-    first = nd.conv_transpose(x, w, b, **kwargs)
-    np.testing.assert_allclose(first, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)
-    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    w, b, x_last, first, expected = _checked_channels_first(rng, x_shape, w_shape, kwargs,
+                                                            dtype)
     for tasks_per_thread in (1, 64):  # blocks of channels split across tasks at 64
         monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", tasks_per_thread)
         _dispatch.reset()
@@ -554,13 +551,8 @@ def test_blas_reads_channels_last_input_in_place(x_shape, w_shape, kwargs, works
     copies = []
     real = transpose.to_channels_first
     monkeypatch.setattr(transpose, "to_channels_first", lambda x: copies.append(1) or real(x))
-    x = random_array(rng, x_shape, dtype)
-    w = random_array(rng, w_shape, dtype)
-    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
-    first = nd.conv_transpose(x, w, b, **kwargs)
-    np.testing.assert_allclose(first, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)
-    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    w, b, x_last, first, expected = _checked_channels_first(rng, x_shape, w_shape, kwargs,
+                                                            dtype)
     for _ in range(2):  # the first call may copy (BLAS not yet recorded channels last)
         copies.clear()
         last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
@@ -590,6 +582,16 @@ DEPTHWISE_ROUTES = {"planes": ("gather", "planes", "rows"), "rows": ("gather", "
                     "phase_tiles": ("gather", "phase_tiles", "rows")}
 
 
+def _depthwise_last_runs(monkeypatch):
+    """The list that each later channels-last depthwise call appends to:
+    whether depthwise_last ran it."""
+    runs = []
+    real = driver._ran_depthwise_last
+    monkeypatch.setattr(driver, "_ran_depthwise_last", lambda *a: runs.append(real(*a))
+                        or runs[-1])
+    return runs
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
 @pytest.mark.parametrize("route", DEPTHWISE_ROUTES)
 @pytest.mark.parametrize("x_shape, kernel, kwargs", DEPTHWISE_LAST)
@@ -610,10 +612,7 @@ def test_depthwise_calls_read_and_write_channels_last_in_place(x_shape, kernel, 
     # Stretches of one output a phase: every stretch boundary of the rows.
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS_CROWDED", 1)
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 64)
-    native = []
-    real = driver._ran_depthwise_last
-    monkeypatch.setattr(driver, "_ran_depthwise_last", lambda *a: native.append(real(*a))
-                        or native[-1])
+    native = _depthwise_last_runs(monkeypatch)
     channels = x_shape[1]
     x = random_array(rng, x_shape, dtype)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
@@ -664,10 +663,7 @@ def test_depthwise_last_sums_positions_four_at_a_time(x_shape, kernel, kwargs, r
     from numba_deconv import _dispatch, config
 
     monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: DEPTHWISE_ROUTES[route])
-    native = []
-    real = driver._ran_depthwise_last
-    monkeypatch.setattr(driver, "_ran_depthwise_last", lambda *a: native.append(real(*a))
-                        or native[-1])
+    native = _depthwise_last_runs(monkeypatch)
     channels = x_shape[1]
     x = random_array(rng, x_shape, dtype)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))

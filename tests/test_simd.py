@@ -156,6 +156,20 @@ def _transpose_part(src, src_at, src_step, dst, dst_at, dst_step, addend, addend
         simd.transpose_tile_part(src, src_at, src_step, dst, dst_at, dst_step, rows, cols)
 
 
+def _random_part(rng, lanes, rows, cols, dtype, add):
+    """A source row every 37 elements from element 5, NaN but for a random
+    ``rows`` x ``cols`` part; and an addend from element 3, NaN but for
+    ``rows`` random values (none without ``add``)."""
+    src = np.full(lanes * 37 + 5, np.nan, dtype=dtype)
+    part = np.lib.stride_tricks.as_strided(src[5:], (rows, cols),
+                                           (37 * src.itemsize, src.itemsize))
+    part[...] = rng.standard_normal((rows, cols))
+    addend = np.full(lanes + 3, np.nan, dtype) if add else np.zeros(0, dtype)
+    if add:
+        addend[3:3 + rows] = rng.standard_normal(rows)
+    return src, part, addend
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("add", [False, True])
 def test_transpose_tile_part(add, dtype, rng):
@@ -166,14 +180,8 @@ def test_transpose_tile_part(add, dtype, rng):
     lanes = lanes_of(dtype)
     for rows in range(1, lanes + 1):
         for cols in range(1, lanes + 1):
-            src = np.full(lanes * 37 + 5, np.nan, dtype=dtype)
-            part = np.lib.stride_tricks.as_strided(src[5:], (rows, cols),
-                                                   (37 * src.itemsize, src.itemsize))
-            part[...] = rng.standard_normal((rows, cols))
+            src, part, addend = _random_part(rng, lanes, rows, cols, dtype, add)
             dst = np.full(lanes * 41 + 11, np.nan, dtype=dtype)
-            addend = np.full(lanes + 3, np.nan, dtype) if add else np.zeros(0, dtype)
-            if add:
-                addend[3:3 + rows] = rng.standard_normal(rows)
             _transpose_part(src, 5, 37, dst, np.int64(11), np.uint64(41), addend, 3, rows, cols)
             written = np.lib.stride_tricks.as_strided(dst[11:], (cols, rows),
                                                       (41 * dst.itemsize, dst.itemsize))
@@ -199,12 +207,7 @@ def test_transpose_tile_scatter_add(dtype, rng):
     lanes = lanes_of(dtype)
     for rows in range(1, lanes + 1):
         for cols in range(1, lanes + 1):
-            src = np.full(lanes * 37 + 5, np.nan, dtype=dtype)
-            part = np.lib.stride_tricks.as_strided(src[5:], (rows, cols),
-                                                   (37 * src.itemsize, src.itemsize))
-            part[...] = rng.standard_normal((rows, cols))
-            addend = np.full(lanes + 3, np.nan, dtype)
-            addend[3:3 + rows] = rng.standard_normal(rows)
+            src, part, addend = _random_part(rng, lanes, rows, cols, dtype, True)
             # Columns to positions lanes apart in a shuffled order, every
             # third column nowhere; the entries past cols point into dst too.
             table = np.full(lanes + 2 + 7, -1, dtype=np.int64)

@@ -343,6 +343,18 @@ def store_interleaved_first(typingctx, array, index, vectors, count):
     return types.none(array, index, vectors, count), codegen
 
 
+def _vector_with_table(what, src, dst, addend, table_name, table):
+    """The vector type of ``src``, ``dst`` and ``addend`` (one and the same,
+    else a typing error), and ``table`` an int64 array, for intrinsic
+    ``what``."""
+    vector = _vector_of(src, what)
+    if vector != _vector_of(dst, what) or vector != _vector_of(addend, what):
+        raise TypingError(f"simd.{what}: {src}, {dst} and {addend} differ")
+    if not (isinstance(table, types.Array) and table.dtype == types.int64):
+        raise TypingError(f"simd.{what}: {table_name} must be int64, got {table}")
+    return vector
+
+
 @intrinsic
 def interleave_rows_add(typingctx, src, src_at, rows_at, addend, dst, dst_at, n_rows, length):
     """The ``n_rows`` vectors ``src[src_at + rows_at[k] :][:lanes]`` (2 to
@@ -352,12 +364,7 @@ def interleave_rows_add(typingctx, src, src_at, rows_at, addend, dst, dst_at, n_
     elements (1 to ``n_rows * lanes``: nothing past them is written). The
     row count is a run-time value: one shuffle network is compiled for
     each, behind a switch."""
-    vector = _vector_of(src, "interleave_rows_add")
-    if vector != _vector_of(dst, "interleave_rows_add") or vector != _vector_of(
-            addend, "interleave_rows_add"):
-        raise TypingError(f"simd.interleave_rows_add: {src}, {addend} and {dst} differ")
-    if not (isinstance(rows_at, types.Array) and rows_at.dtype == types.int64):
-        raise TypingError(f"simd.interleave_rows_add: rows_at must be int64, got {rows_at}")
+    vector = _vector_with_table("interleave_rows_add", src, dst, addend, "rows_at", rows_at)
     width = vector.lanes
     index_type = ir.IntType(64)
 
@@ -687,12 +694,7 @@ def transpose_tile_scatter_add(typingctx, src, src_at, src_step, dst, dst_at, ta
     table[table_at + c] :]``, nowhere where that entry is negative
     (``table`` int64). Outputs that lie apart in a vector of sums -- short
     rows with gaps between them -- scattered in one transpose."""
-    vector = _vector_of(src, "transpose_tile_scatter_add")
-    if vector != _vector_of(dst, "transpose_tile_scatter_add") or vector != _vector_of(
-            addend, "transpose_tile_scatter_add"):
-        raise TypingError(f"simd.transpose_tile_scatter_add: {src}, {dst} and {addend} differ")
-    if not (isinstance(table, types.Array) and table.dtype == types.int64):
-        raise TypingError(f"simd.transpose_tile_scatter_add: table must be int64, got {table}")
+    _vector_with_table("transpose_tile_scatter_add", src, dst, addend, "table", table)
     return (types.none(src, src_at, src_step, dst, dst_at, table, table_at, addend, addend_at,
                        rows, cols), _transpose_part_codegen(True, dst_table=True))
 
