@@ -93,7 +93,9 @@ def test_precompile_rejects_bad_arguments(kwargs, match):
         numba_deconv.precompile(**kwargs)
 
 
-def test_cli_precompile_prints_the_variants(capsys):
+def test_cli_precompile_prints_the_variants(capsys, fresh_record):
+    """A line per variant that this process had not recorded (with an
+    empty record, whatever the tests before it compiled: every one)."""
     from numba_deconv.__main__ import main
 
     assert main(["precompile", "--ranks", "2", "--dtypes", "float32",
