@@ -319,7 +319,7 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_
         held[:] = -1  # (a row copied for another stretch holds other inputs)
         for oh in range(oh_first, min(oh_first + row_block, o_h)):
             n_taps[:] = 0
-            slot = 0  # without the ring: the output row's next slot
+            next_slot = 0  # without the ring: the output row's next slot
             for kd in range(k_d):
                 t_d = od + p_d - kd * d_d
                 i_dd = t_d // s_d
@@ -330,15 +330,14 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_
                     i_hh = t_h // s_h
                     if t_h % s_h != 0 or not 0 <= i_hh < i_h:
                         continue
-                    if ring:
-                        slot = i_dd % ring_d * ring_h + i_hh % ring_h
+                    slot = i_dd % ring_d * ring_h + i_hh % ring_h if ring else next_slot
+                    next_slot += 1
                     r_first = slot * row_size
                     if held[slot] != i_dd * i_h + i_hh:
                         held[slot] = i_dd * i_h + i_hh
                         _copy_repeated(padded, r_first + (lead + iw_first) * pitch, xf,
                                        (((n * i_d + i_dd) * i_h + i_hh) * i_w + iw_first) * c_in,
                                        iw_end - iw_first, c_in, multiplier, pitch)
-                    slot += 1
                     w_row = (kd * k_h + kh) * k_w
                     if paired:
                         _list_pairs(taps, n_taps, w_row, r_first, k_w, s_w, d_w, p_w, lead,

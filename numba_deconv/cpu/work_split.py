@@ -141,7 +141,8 @@ def plan_conv_launch(geometry, batch: int, itemsize: int, kernel: str, threads: 
     layout = _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize,
                           threads, kernel == "conv_tiles")
     return Launch(x_shape, w_shape, out_shape, stride, dilation, pad, groups, row_chunks=0,
-                  last_row_parts=0, last_row_block=1, layout=layout, multiply_adds=batch * geometry.flops // 2)
+                  last_row_parts=0, last_row_block=1, layout=layout,
+                  multiply_adds=batch * geometry.flops // 2)
 
 
 def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize, threads,
