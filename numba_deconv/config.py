@@ -137,6 +137,16 @@ COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES = 16 << 20
 COLUMNS_IN_PLACE_TASKS_PER_THREAD = 2
 COLUMNS_IN_PLACE_K_BLOCK = 8
 
+#: Weights packed once (a plan) reach the column_tiles kernel's tiles as one
+#: stream per task, read once from memory; each step of a tile asks for the
+#: row COLUMNS_PREPACKED_PREFETCH_ROWS ahead of the one it loads.
+#: Why: one stream a thread ran at 11 GB/s on an Intel Xeon (1024 -> 512 on
+#: a 4x4 image through a plan, 1.67 ms; one thread 3.0 ms); 8, 16 and 32
+#: rows ahead (1.5-6 KiB): 1.30-1.37, 1.24 and 1.28-1.29 ms. The same ahead
+#: of the weights read in place or packed per call was slower (in place:
+#: 1.53-1.57 -> 1.64-1.82 ms), so they ask for nothing.
+COLUMNS_PREPACKED_PREFETCH_ROWS = 16
+
 #: Real calls with at least TAP_ROWS_MIN_IN_CHANNELS input channels per
 #: group and at most TAP_ROWS_MAX_COLUMN_BYTES of columns (output channels x
 #: taps x input positions of the batch) take the tap_rows kernel when they

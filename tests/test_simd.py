@@ -303,17 +303,26 @@ def test_tile_passes_fit_the_registers(registers, rows, vectors, expected, monke
 
 @pytest.mark.parametrize("registers", [32, 16, 8])
 @pytest.mark.parametrize("add", [False, True])
-def test_tile_in_passes_sums_as_the_definition(registers, add, monkeypatch, rng):
+@pytest.mark.parametrize("ahead_rows", [None, 0, 3, 1 << 40], ids=["no-prefetch", "prefetch-0",
+                                                                    "prefetch-3", "prefetch-far"])
+def test_tile_in_passes_sums_as_the_definition(registers, add, ahead_rows, monkeypatch, rng):
     """An 8 x 3 "strided" tile spelled for 32, 16 and 8 registers (one,
     two and four passes) against NumPy: acc[m, v*lanes + l] (+)= sum over k
     of scalars[8k + m] * vec[k*pitch + v*lanes + l]. In float64, where
-    the products and sums of small integers are exact in any order."""
+    the products and sums of small integers are exact in any order. The
+    prefetching tile asks for rows past the array too (far past it: a
+    prefetch never faults) and sums the same."""
     monkeypatch.setattr(simd, "REGISTERS", registers)
-    tile = register_tiles.spell_tile(8, 3, 8, "strided")
+    tile = register_tiles.spell_tile(8, 3, 8, "strided", prefetch=ahead_rows is not None)
 
-    @njit
-    def run(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total):
-        tile(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total)
+    if ahead_rows is None:
+        @njit
+        def run(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total):
+            tile(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total)
+    else:
+        @njit
+        def run(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total):
+            tile(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total, ahead_rows)
 
     lanes, k_total, v_pitch, pitch = lanes_of(np.float64), 7, 40, 50
     width = 3 * lanes

@@ -52,6 +52,8 @@ TILE_POSITIONS = 8
 # cols[at + j*pitch + v*lanes + l] (+)= sum over k of xs[x_at + 8k + j] *
 # wf[w_at + k*w_pitch + v*lanes + l]: 8 positions j x 3 vectors of weights.
 _tile = register_tiles.spell_tile(TILE_POSITIONS, simd.TILE_VECTORS, TILE_POSITIONS, "strided")
+_tile_ahead = register_tiles.spell_tile(TILE_POSITIONS, simd.TILE_VECTORS, TILE_POSITIONS,
+                                       "strided", prefetch=True)
 _tap_inputs = njit(inline="always")(_phases.tap_inputs)
 
 
@@ -371,8 +373,8 @@ def pack_weights(w, groups, channel_block):
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, image_parts,
-                  i_plane, k_block, pitch, in_place, channels_last, complex_weights, claimed,
-                  cancel):
+                  i_plane, k_block, pitch, in_place, channels_last, complex_weights, ahead_rows,
+                  claimed, cancel):
     """Transposed convolution by weight-vectorised register tiles and col2im.
 
     ``xs`` the inputs as :func:`gather_positions` lays them out, w (C_in,
@@ -403,6 +405,9 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
     from them (:func:`_pack_twin`), so the twin's weights, four times as
     many values, are never written out whole (neither in place nor
     ``prepacked`` then).
+
+    Each step of a tile asks for the row of weights ``ahead_rows`` ahead
+    (``config.COLUMNS_PREPACKED_PREFETCH_ROWS`` for ``prepacked``, else 0).
     """
     groups, p_tiles, c_in_g = xs.shape[0], xs.shape[1], xs.shape[2]
     n_batch = out.shape[0]
@@ -491,7 +496,9 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
                     _pack_twin(packed, wf, g * c_in_g + k0, k1 - k0, co0, twin_packed,
                                twin_needed, c_out_g, taps, width, k_block)
                     twin_packed = twin_needed
-                # One call site for every source: the tile is inlined once.
+                # One call site for every source: the tile is inlined once
+                # for each kind (prefetching for weights packed once only:
+                # in place, its prefetches slowed the tiles).
                 if t < first_packed:
                     weights, w_at, w_pitch = wf, row0 + t * width, m_g
                 elif pf.size:
@@ -500,9 +507,13 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
                 else:
                     weights, w_at, w_pitch = packed, (t - first_packed) * k_block * width, width
                 for pt in range(pt0, pt1):
-                    _tile(cols, pt * TILE_POSITIONS * pitch + t * width, pitch, k0 > 0, weights,
-                          w_at, w_pitch, xsf, ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS,
-                          k1 - k0)
+                    at = pt * TILE_POSITIONS * pitch + t * width
+                    x_at = ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS
+                    if ahead_rows:
+                        _tile_ahead(cols, at, pitch, k0 > 0, weights, w_at, w_pitch, xsf, x_at,
+                                    k1 - k0, ahead_rows)
+                    else:
+                        _tile(cols, at, pitch, k0 > 0, weights, w_at, w_pitch, xsf, x_at, k1 - k0)
         if atomics.cancelled(cancel):
             break
         r0 = pt0 * TILE_POSITIONS // lanes * lanes

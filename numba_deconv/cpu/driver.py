@@ -114,6 +114,7 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
     xs = np.empty((launch.groups, -(-x.shape[0] * image // TILE_POSITIONS), c_in_g,
                    TILE_POSITIONS), dtype=x.dtype)
     parallel(gather_positions, x, xs, channels_last, multiply_adds=xs.size)
+    ahead_rows = 0
     if complex_weights:  # each task builds its block of the twin's weights, packed
         prepacked, in_place, k_block = _NO_PACKED[x.dtype], False, columns.packed_k_block
     elif prepared is None:
@@ -123,9 +124,11 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
         # block of all input channels keeps the accumulators in registers.
         prepacked, in_place = prepared, False
         k_block = c_in_g if columns.in_place else columns.k_block
+        ahead_rows = config.COLUMNS_PREPACKED_PREFETCH_ROWS
     parallel(columns_tiled, xs, w, prepacked, bias, out, columns.sources, columns.counts,
              columns.channel_block, columns.image_parts, image, k_block, columns.pitch,
-             in_place, channels_last, complex_weights, multiply_adds=launch.multiply_adds)
+             in_place, channels_last, complex_weights, ahead_rows,
+             multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -599,7 +602,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),
                          (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)
                           + (count,) * 5
-                          + (types.boolean,) * 3 + tasks),
+                          + (types.boolean,) * 3 + (count,) + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "tap_rows": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                      (tap_rows_products, (arr5, arr5, arr2, count, count, count) + tasks),

@@ -34,7 +34,7 @@ def _passes(rows, vectors):
     return even(rows, r), even(vectors, v)
 
 
-def spell_tile(rows, vectors, scalar_stride, vector_rows):
+def spell_tile(rows, vectors, scalar_stride, vector_rows, prefetch=False):
     """A register tile of ``rows`` x ``vectors`` accumulators, compiled inline.
 
     For ``m < rows``, ``v < vectors`` and every lane ``l`` it computes::
@@ -56,7 +56,11 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
     vec, table, q0, ..., scalars, s_at, channels, n_taps, t_first,
     t_count``): the pairs of a stretch of taps in each channel, in their
     order (``channels = 1, t_first = 0``: the ``k < t_count`` of
-    ``"table"``). A tile with more accumulators than the
+    ``"table"``). With ``prefetch`` (``"strided"``), the tile takes one
+    more argument, ``ahead_rows``, and each step asks for row ``k +
+    ahead_rows`` of the vectors (:func:`.simd.prefetch`): a stream of rows
+    from memory, with more loads in flight than the prefetchers keep.
+    A tile with more accumulators than the
     registers hold runs in passes over blocks of it (:func:`_passes`), each
     a whole sum over ``k``: every element sums its products in the same
     order either way.
@@ -73,9 +77,9 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
         starts = ["0"] + [f"{v} * lanes" for v in range(1, vectors)]
         head = "vec, v_at, v_pitch"
     name = f"_tile{rows}x{vectors}_{vector_rows}"
-    tail = ""
+    tail = ", ahead_rows" if prefetch else ""
     if scalar_stride is None:
-        scalar_stride, tail = "s_pitch", ", s_pitch"
+        scalar_stride, tail = "s_pitch", ", s_pitch" + tail
     count = "channels, n_taps, t_first, t_count" if ranges else "k_total"
     lines = [f"def {name}(acc, first, pitch, add, {head}, scalars, s_at, {count}{tail}):",
              "    lanes = lanes_of(vec)"]
@@ -101,6 +105,10 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
                 lines += [f"{body}v{v} = load(vec, at + q{v})" for v in pass_vectors]
             else:
                 lines.append(f"{body}at = np.uint64(v_at + k * v_pitch)")
+                if prefetch:
+                    lines.append(f"{body}ahead = np.uint64(v_at + (k + ahead_rows) * v_pitch)")
+                    lines += [f"{body}prefetch(vec, ahead + np.uint64({starts[v]}))"
+                              for v in pass_vectors]
                 lines += [f"{body}v{v} = load(vec, at + np.uint64({starts[v]}))"
                           for v in pass_vectors]
             lines.append(f"{body}s_k = np.uint64(s_at + {scalar_stride} * k)")
@@ -111,6 +119,6 @@ def spell_tile(rows, vectors, scalar_stride, vector_rows):
             lines += [f"    store(acc, first + {m} * pitch + {starts[v]}, {a})"
                       for (m, v), a in acc.items()]
     namespace = {"np": np, "lanes_of": simd.lanes, "zeros": simd.zeros, "load": simd.load,
-                 "fma": simd.fma, "store": simd.store}
+                 "fma": simd.fma, "store": simd.store, "prefetch": simd.prefetch}
     exec("\n".join(lines), namespace)
     return njit(inline="always")(namespace[name])

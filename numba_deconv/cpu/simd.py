@@ -715,6 +715,26 @@ def transpose_tile_add_streaming(typingctx, src, src_at, src_step, dst, dst_at, 
 
 
 @intrinsic
+def prefetch(typingctx, array, index):
+    """A hint to bring the cache line of ``array[index]`` into the caches
+    before it is loaded; ``index`` may lie past the array (a prefetch
+    never faults)."""
+    _vector_of(array, "prefetch")
+
+    def codegen(context, builder, signature, args):
+        address = _address(context, builder, signature.args[0], args[0], args[1])
+        byte_pointer, word = ir.IntType(8).as_pointer(), ir.IntType(32)
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, word, word, word]),
+            "llvm.prefetch.p0i8")
+        # A read (0), kept in every cache level (3), of data (1).
+        builder.call(hint, [builder.bitcast(address, byte_pointer), word(0), word(3), word(1)])
+        return context.get_dummy_value()
+
+    return types.none(array, index), codegen
+
+
+@intrinsic
 def store_fence(typingctx):
     """A full memory fence: non-temporal stores made before it are visible
     to every thread before any memory operation after it."""
