@@ -192,27 +192,37 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
     the transposes' loads from L2. Rows shorter than a vector a phase go
     together: a vector of a phase's sums spans several rows (and the gaps
     between them), each column to its own position (``out_at``: room for
-    ``acc_pitch`` positions)."""
+    ``s_w`` times ``acc_pitch`` positions)."""
     lanes = simd.lanes(acc)
     step = s_w * c_out  # from one output of a phase to its next
     longest = 0
     for i in range(n_rows):
         longest = max(longest, row_len[i])
     if n_rows > 1 and -(-longest // s_w) < lanes:
-        # A phase's sums at acc[r * block + lo : hi], its output positions
-        # (times c_out) at out_at[lo : hi], -1 in the gaps.
+        # Phase r's sums at acc[r * block + lo : hi], their output
+        # positions (times c_out) at out_at[r * acc_pitch + lo : hi], -1
+        # in the gaps.
         lo = row_acc[0]
         hi = row_acc[n_rows - 1] + -(-row_len[n_rows - 1] // s_w)
-        for r in range(min(s_w, longest)):
-            out_at[lo:hi] = -1
+        phases = min(s_w, longest)
+        for r in range(phases):
+            table = r * acc_pitch
+            out_at[table + lo:table + hi] = -1
             for i in range(n_rows):
                 for j in range((row_len[i] - r + s_w - 1) // s_w):
-                    out_at[row_acc[i] + j] = (image + row_out[i] + r + j * s_w) * c_out
-            for c0 in range(0, count, lanes):
-                for k0 in range(lo, hi, lanes):
+                    out_at[table + row_acc[i] + j] = (image + row_out[i] + r + j * s_w) * c_out
+        # A vector of sums of every phase in turn, each with all its
+        # channels: the outputs they write lie close, and each line is
+        # whole before it leaves the cache. (Phase by phase, each block of
+        # channels over the whole sweep, r02's 409 channels on rows of 32
+        # took 3.5 of 5.0 ms, 2x the channels-first call.)
+        for k0 in range(lo, hi, lanes):
+            for r in range(phases):
+                for c0 in range(0, count, lanes):
                     simd.transpose_tile_scatter_add(
                         acc, c0 * acc_pitch + r * block + k0, acc_pitch, of, oc0 + c0, out_at,
-                        k0, bias, oc0 + c0, min(lanes, count - c0), min(lanes, hi - k0))
+                        r * acc_pitch + k0, bias, oc0 + c0, min(lanes, count - c0),
+                        min(lanes, hi - k0))
         return
     c_full = count // lanes * lanes
     # Streamed only where every store is a whole aligned line of this task.
@@ -605,7 +615,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         rows_at = np.empty(lanes, dtype=np.int64)
         row_bias = np.empty(lanes, dtype=out.dtype)
         # ... and the output position of each sum, for _scatter_last.
-        out_at = np.empty(acc_pitch if layout == CHANNELS_LAST else 0, dtype=np.int64)
+        out_at = np.empty(s_w * acc_pitch if layout == CHANNELS_LAST else 0, dtype=np.int64)
         # A complex channel's parts, where the stride is too large to
         # interleave them at once: room for a sweep's outputs (at most
         # ``sub`` positions of every W phase) per part.
