@@ -204,18 +204,18 @@ def _pack_twin(packed, wf, row0, rows, co0, ca, cb, c_out_g, taps, width, k_bloc
     (``numba_deconv._dispatch.real_twin``) from the complex ones where they
     lie (``wf``, their real view, flat: each weight's parts side by side):
     twin input channels ``row0 .. row0 + rows`` (complex channel ``row //
-    2``, part ``i = row % 2``), twin output channels ``co0 .. co1`` of a
-    group of ``c_out_g`` (complex ``co // 2``, part ``j = co % 2``), their
-    ``taps`` taps each, those of channels ``ca .. cb`` (the rest of the
-    block's tiles are left as they are); the block ``[[re, im], [-im,
-    re]]`` over ``(i, j)``, each complex vector of taps loaded once for its
-    four. A vector of
-    taps at a time, down every complex row of the block before the next
-    vector, so that the rows (often a power of two apart) stream from
-    memory side by side: row by row, each row's run started cold, and a
-    complex 1024 -> 512 call on a 4x4 image waited on those loads for a
-    third of its time. One by one where a vector would leave the channel's
-    taps or a tile."""
+    2``, part ``i = row % 2``), twin output channels ``ca .. cb`` of a
+    group of ``c_out_g`` (complex ``co // 2``, part ``j = co % 2``) in a
+    block whose first is ``co0``, their ``taps`` taps each; the block
+    ``[[re, im], [-im, re]]`` over ``(i, j)``. The block's other channels
+    are left as they are (its tiles are packed as they are reached).
+
+    Each complex vector of taps is loaded once for its four twin vectors,
+    and each goes down every complex row of the block before the next: the
+    rows (often a power of two apart) stream from memory side by side (row
+    by row, each row's run started cold, and a complex 1024 -> 512 call on
+    a 4x4 image waited on those loads for a third of its time). One by one
+    where a vector would leave the channel's taps or a tile."""
     lanes = simd.lanes(wf)
     minus = simd.splat(wf, -1.0)
     c_half = c_out_g // 2
@@ -232,6 +232,7 @@ def _pack_twin(packed, wf, row0, rows, co0, ca, cb, c_out_g, taps, width, k_bloc
             at_im, lane_im = m_im // width * tile_step, m_im % width
             for cr in range(row0 // 2, (row0 + rows + 1) // 2):
                 src = np.uint64(2 * ((cr * c_half + cc) * taps + t))
+                # (The parts of a whole vector; element by element, unused.)
                 re, im = simd.load_pairs(wf, src) if step == lanes else (minus, minus)
                 minus_im = simd.mul(im, minus)
                 for i in range(2):
@@ -488,14 +489,16 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
                       k_block)
             twin_packed = co0  # the twin's channels packed so far
             for t in range(n_tiles):
-                twin_needed = min(co1, co0 + -(-(t + 1) * width // taps))
-                if complex_weights and twin_needed > twin_packed:
-                    # Tile by tile, so that loads of the complex weights
-                    # and the tiles' products overlap (a block at a time:
-                    # 4 % slower on a 1024 -> 512 call on a 4x4 image).
-                    _pack_twin(packed, wf, g * c_in_g + k0, k1 - k0, co0, twin_packed,
-                               twin_needed, c_out_g, taps, width, k_block)
-                    twin_packed = twin_needed
+                if complex_weights:
+                    # Tile by tile (each channel once), so that loads of
+                    # the complex weights and the tiles' products overlap
+                    # (a block at a time: 4 % slower on a 1024 -> 512 call
+                    # on a 4x4 image).
+                    twin_needed = min(co1, co0 + -(-(t + 1) * width // taps))
+                    if twin_needed > twin_packed:
+                        _pack_twin(packed, wf, g * c_in_g + k0, k1 - k0, co0, twin_packed,
+                                   twin_needed, c_out_g, taps, width, k_block)
+                        twin_packed = twin_needed
                 # One call site for every source: the tile is inlined once
                 # for each kind (prefetching for weights packed once only:
                 # in place, its prefetches slowed the tiles).
