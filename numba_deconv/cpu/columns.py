@@ -136,14 +136,25 @@ def column_rows(positions, lanes):
 _column_rows = njit(inline="always")(column_rows)
 
 
-@njit(inline="always")
-def _fold(cols, at, sources, counts, n0, n1, bias, of, o_base, o_image, o_step, o_plane):
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
+def _turn_and_fold(cols, c_at, pitch, turned, rows, r0, r1, taps, sources, counts, n0, n1, bias,
+                   of, o_base, o_image, o_step, o_plane):
     """out[n, oc] (flat at ``o_base + n * o_image``, its outputs ``o_step``
     apart) of images ``n0 .. n1`` = bias + the columns of output channel oc
-    (from ``cols[at]``), by
-    :func:`fold_sources`: each output summed in a register and written
-    once. (Unsigned indices: Numba checks a signed one for wrapping at
-    every access, and the fold of one tap per output is little else.)"""
+    by :func:`fold_sources`: each output summed in a register and written
+    once. The channel's columns (``taps`` a row of ``cols`` from
+    ``c_at``, rows ``r0 .. r1`` of ``pitch``) are first turned in squares
+    into ``turned`` (a row of ``rows`` positions per tap). (Unsigned
+    indices: Numba checks a signed one for wrapping at every access, and
+    the fold of one tap per output is little else. Without reference
+    counts, see :mod:`.register_tiles`: inlined, it counted six a
+    channel.)"""
+    lanes = simd.lanes(cols)
+    # The squares' last taps may read past the channel's, into the next
+    # one's or the next row (the room past the rows of ``cols``).
+    for p in range(r0, r1, lanes):
+        for t in range(0, taps, lanes):
+            simd.transpose_tile(cols, p * pitch + c_at + t, pitch, turned, t * rows + p, rows)
     sf = sources.reshape(-1)
     width = np.uint64(sources.shape[1])
     step = np.uint64(o_step)
@@ -153,14 +164,13 @@ def _fold(cols, at, sources, counts, n0, n1, bias, of, o_base, o_image, o_step, 
         if width == 1:
             for o in range(np.uint64(o_plane)):
                 e = first + o
-                of[base + o * step] = single_source(cols, np.uint64(at) + np.uint64(sf[e]),
-                                                    counts[e], bias)
+                of[base + o * step] = single_source(turned, np.uint64(sf[e]), counts[e], bias)
         else:
             for o in range(np.uint64(o_plane)):
                 e = first + o
                 total = bias
                 for j in range(np.uint64(counts[e])):
-                    total += cols[np.uint64(at) + np.uint64(sf[e * width + j])]
+                    total += turned[np.uint64(sf[e * width + j])]
                 of[base + o * step] = total
 
 
@@ -372,6 +382,32 @@ def pack_weights(w, groups, channel_block):
     return packed
 
 
+#: Where :func:`_down_positions` reads a tile's weights: ``w`` in place,
+#: the plan's packed weights, or the task's packed block.
+IN_PLACE, PREPACKED, PACKED = 0, 1, 2
+
+
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
+def _down_positions(cols, col_at, pitch, add, wf, pf, packed, source, w_at, w_pitch, xsf, x_at,
+                    x_step, pt0, pt1, k_count, ahead_rows):
+    """One tile of weights (from ``wf``, ``pf`` or ``packed``, as
+    ``source`` says) down the position tiles ``pt0..pt1`` of
+    :func:`columns_tiled`: tile ``pt`` sums into ``cols[pt * TILE_POSITIONS
+    * pitch + col_at:]`` from ``xsf[x_at + pt * x_step:]``. One call site
+    of each tile for every source (the prefetching tile for weights packed
+    once only: in place, its prefetches slowed the tiles). Without
+    reference counts (see :mod:`.register_tiles`): choosing an array per
+    tile of weights counted one up and down each time."""
+    weights = wf if source == IN_PLACE else (pf if source == PREPACKED else packed)
+    for pt in range(pt0, pt1):
+        at = pt * TILE_POSITIONS * pitch + col_at
+        if ahead_rows:
+            _tile_ahead(cols, at, pitch, add, weights, w_at, w_pitch, xsf, x_at + pt * x_step,
+                        k_count, ahead_rows)
+        else:
+            _tile(cols, at, pitch, add, weights, w_at, w_pitch, xsf, x_at + pt * x_step, k_count)
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, image_parts,
                   i_plane, k_block, pitch, in_place, channels_last, complex_weights, ahead_rows,
@@ -499,36 +535,22 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
                         _pack_twin(packed, wf, g * c_in_g + k0, k1 - k0, co0, twin_packed,
                                    twin_needed, c_out_g, taps, width, k_block)
                         twin_packed = twin_needed
-                # One call site for every source: the tile is inlined once
-                # for each kind (prefetching for weights packed once only:
-                # in place, its prefetches slowed the tiles).
                 if t < first_packed:
-                    weights, w_at, w_pitch = wf, row0 + t * width, m_g
+                    source, w_at, w_pitch = IN_PLACE, row0 + t * width, m_g
                 elif pf.size:
-                    weights, w_at, w_pitch = pf, ((gb * prepacked_tiles + t) * c_in_g
-                                                  + k0) * width, width
+                    source, w_at, w_pitch = PREPACKED, ((gb * prepacked_tiles + t) * c_in_g
+                                                        + k0) * width, width
                 else:
-                    weights, w_at, w_pitch = packed, (t - first_packed) * k_block * width, width
-                for pt in range(pt0, pt1):
-                    at = pt * TILE_POSITIONS * pitch + t * width
-                    x_at = ((g * p_tiles + pt) * c_in_g + k0) * TILE_POSITIONS
-                    if ahead_rows:
-                        _tile_ahead(cols, at, pitch, k0 > 0, weights, w_at, w_pitch, xsf, x_at,
-                                    k1 - k0, ahead_rows)
-                    else:
-                        _tile(cols, at, pitch, k0 > 0, weights, w_at, w_pitch, xsf, x_at, k1 - k0)
+                    source, w_at, w_pitch = PACKED, (t - first_packed) * k_block * width, width
+                _down_positions(cols, t * width, pitch, k0 > 0, wf, pf, packed, source, w_at,
+                                w_pitch, xsf, (g * p_tiles * c_in_g + k0) * TILE_POSITIONS,
+                                c_in_g * TILE_POSITIONS, pt0, pt1, k1 - k0, ahead_rows)
         if atomics.cancelled(cancel):
             break
         r0 = pt0 * TILE_POSITIONS // lanes * lanes
         r1 = min(-(-pt1 * TILE_POSITIONS // lanes) * lanes, rows)
         for co in range(co0, co1):
-            m0 = lead + (co - co0) * taps
-            # The squares' last taps may read past the channel's, into the
-            # next one's or the next row (the room past the rows of ``cols``).
-            for p in range(r0, r1, lanes):
-                for t in range(0, taps, lanes):
-                    simd.transpose_tile(cols, p * pitch + m0 + t, pitch, turned, t * rows + p,
-                                        rows)
             oc = g * c_out_g + co
-            _fold(turned, 0, sources, counts, n0, n1, bias[oc], of, oc * o_channel,
-                  c_out * o_plane, o_step, o_plane)
+            _turn_and_fold(cols, lead + (co - co0) * taps, pitch, turned, rows, r0, r1, taps,
+                           sources, counts, n0, n1, bias[oc], of, oc * o_channel,
+                           c_out * o_plane, o_step, o_plane)

@@ -178,7 +178,7 @@ def _fill_window(xw, x, n, c0, c_count, planes, p0, win_len, pitch, pad, stride,
             _strided_copy(xw, dst, xf, src, runs[r, 2], s_w)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
 def _store_sweep(acc, acc_pitch, co0, co1, oc0, n, bias, out, s0, length, pitch, parts):
     """Output channels ``oc0 + co0 .. oc0 + co1`` of image ``n`` at grid
     positions ``s0 .. s0 + length``, from their accumulator rows

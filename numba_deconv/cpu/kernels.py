@@ -280,7 +280,7 @@ def _interleave_for(acc, first, phase_stride, s_w, bias, out, row, o_w):
     return by_element
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
 def _direct_row_range(x, w, bias, out, groups, src_d, src_h, spans, first, last, acc, s_w):
     """Output rows ``first <= row < last`` (flat over N, C_out, OD, OH).
 

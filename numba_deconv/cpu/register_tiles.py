@@ -5,6 +5,17 @@ plain local values (see :mod:`.simd`), so :func:`spell_tile` writes each
 shape's function out and compiles it inline; :func:`_passes` splits a tile
 with more accumulators than the CPU's vector registers into passes that
 fit.
+
+Run tiles from functions compiled without reference counts
+(``@njit(..., _nrt=False)``, which then make no arrays). Numba inlines a
+tile by binding each array it takes to a variable of its own, and counts
+a reference to it up on the way in and down on the way out; its pruning
+keeps such pairs wherever a loop lies between them, as in a tile. Those
+are atomic operations, and each waits for the tile's stores to leave: a
+call of about 800 short tiles (50 -> 7 channels, k7 on 7x6 images) spent
+30 % of its time in them, and phase tiles on small images 10-14 %
+(benchmarks/TUNING.md). The same holds for any njit function that takes
+arrays and runs in a loop.
 """
 
 import numpy as np

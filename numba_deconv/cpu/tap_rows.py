@@ -92,6 +92,22 @@ def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total, s
         _tile1(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
 
 
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
+def _every_row(cf, first, tap_pitch, xf, window, in_place, v_at, v_pitch, wf, w_at, c_in_g, m_g):
+    """The tiles of a group's ``m_g`` rows (:func:`_row_blocks`) over one
+    tile of positions: ``cf[first + m * tap_pitch:]`` for row ``m``, the
+    vectors from ``xf[v_at:]`` if ``in_place`` else ``window[v_at:]``
+    (``v_pitch`` an input channel), the weights from ``wf[w_at:]``. Without
+    reference counts (see :mod:`.register_tiles`; choosing the array in
+    the caller counted one for every tile of positions)."""
+    vec = xf if in_place else window
+    blocks, most, longer = _row_blocks(m_g)
+    for b in range(blocks):
+        m0, rows = b * most + min(b, longer), most + (b < longer)
+        _tile(rows, cf, first + m0 * tap_pitch, tap_pitch, vec, v_at, v_pitch, wf, w_at + m0,
+              c_in_g, m_g)
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, claimed, cancel):
     """``cols[g * M + m, q] = sum over ci of w[g * C_in/groups + ci, m] *
@@ -126,7 +142,6 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, claimed, cancel
     width = simd.TILE_VECTORS * lanes
     stretches = -(-positions // (stretch_tiles * width))
     window = simd.aligned(np.empty(c_in_g * width + lanes, dtype=x.dtype), c_in_g * width)
-    blocks, most, longer = _row_blocks(m_g)
     while True:
         task = atomics.claim(claimed)
         if task >= groups * stretches or atomics.cancelled(cancel):
@@ -135,7 +150,7 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, claimed, cancel
         for q0 in range(s0, min(s0 + stretch_tiles * width, positions), width):
             n, p = q0 // i_plane, q0 % i_plane
             if p + width <= i_plane and layout == CHANNELS_FIRST:
-                vec, v_at, v_pitch = xf, (n * c_in + g * c_in_g) * i_plane + p, i_plane
+                in_place, v_at, v_pitch = True, (n * c_in + g * c_in_g) * i_plane + p, i_plane
             else:
                 # A run of each channel per image, whole vectors first.
                 filled = 0
@@ -172,12 +187,9 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, claimed, cancel
                 if filled < width:
                     for ci in range(c_in_g):
                         window[ci * width + filled:(ci + 1) * width] = 0
-                vec, v_at, v_pitch = window, 0, width
-            first = g * m_g * tap_pitch + q0
-            for b in range(blocks):
-                m0, rows = b * most + min(b, longer), most + (b < longer)
-                _tile(rows, cf, first + m0 * tap_pitch, tap_pitch, vec, v_at, v_pitch, wf,
-                      g * c_in_g * m_g + m0, c_in_g, m_g)
+                in_place, v_at, v_pitch = False, 0, width
+            _every_row(cf, g * m_g * tap_pitch + q0, tap_pitch, xf, window, in_place, v_at,
+                       v_pitch, wf, g * c_in_g * m_g, c_in_g, m_g)
 
 
 @njit(nogil=True, cache=True)

@@ -75,7 +75,7 @@ def _spanned(tap_first, tap_end, p, count, channels, n_taps):
     return channels, n_taps, first, max(end - first, 0)
 
 
-@njit(nogil=True, fastmath=FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
 def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segments):
     """acc (rows of pitch ``acc_pitch``, one per output channel) = the
     products of one phase at the vectors of positions starting at
@@ -120,7 +120,7 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
                          segments[min(p + 1, last)], wb, w_at, k_count)
 
 
-@njit(nogil=True, fastmath=FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
 def phase_products_spans(acc, acc_pitch, xw, src, channels, n_taps, wt, rows, segments,
                          n_segments, tap_first, tap_end):
     """:func:`phase_products` (pair ``k = c * n_taps + t``: input channel
@@ -164,7 +164,7 @@ def phase_products_spans(acc, acc_pitch, xw, src, channels, n_taps, wt, rows, se
                               nt, t_first, t_count)
 
 
-@njit(nogil=True, fastmath=FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
 def _ragged_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, rows, segments,
                   n_segments):
     """:func:`phase_products` of a last block of ``rows`` < 8 output
@@ -182,7 +182,7 @@ def _ragged_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, rows, 
                       w_at + done, rows - done, segments, n_segments)
 
 
-@njit(nogil=True, fastmath=FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
 def _thin_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, rows, segments,
                 n_segments):
     """:func:`phase_products` of a block of 1 or 2 output channels: two
@@ -204,7 +204,7 @@ def _thin_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, rows, se
             _tile1x1(acc, at, acc_pitch, add, xw, src, segments[p], wb, w_at + m, k_total)
 
 
-@njit(nogil=True, fastmath=FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
 def _narrow_block(acc, first, acc_pitch, add, xw, src, k_total, wb, w_at, rows, segments,
                   n_segments):
     """:func:`phase_products` of a block of 3 or 4 output channels, in
@@ -255,7 +255,7 @@ def tap_reach(offsets, tap_counts, pitch, shift_max, in_d, in_h):
     return reach
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def tap_spans(tap_first, tap_end, segments, n_segments, s0, lanes, reach, n_taps, q_d, q_h,
               u_h, u_w):
     """For each vector of positions ``s0 + segments[p]`` (in increasing
@@ -309,7 +309,7 @@ def tap_spans(tap_first, tap_end, segments, n_segments, s0, lanes, reach, n_taps
     return True
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def sweep_segments(segments, s0, length, lanes, phases, pitch):
     """Fill ``segments`` with the starts (from ``s0``) of vectors covering
     the outputs among positions ``s0 .. s0 + length``; return their count.

@@ -147,7 +147,35 @@ def phase_weights(table, g, first_pair, ph, blocks):
     return table[g, start:start + blocks * pairs * TILE_ROWS].reshape((blocks, pairs * TILE_ROWS))
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, _nrt=False)
+def _phase_sums(acc, acc_first, acc_end, acc_pitch, xw, src, offsets, ph, n_taps, shift, win_len,
+                weights, g, task_groups, first_pair, blocks, b0, b1, c_in_g, c_out_g, rows, spans,
+                segments, n_segments, tap_first, tap_end):
+    """:func:`direct_tiled`'s sums of phase ``ph`` at one sweep's
+    ``n_segments`` vectors of positions (window position ``shift`` on),
+    blocks ``b0..b1`` of ``rows`` output channels of groups ``g .. g +
+    task_groups``, each group's ``c_out_g`` rows on from ``acc[acc_first]``
+    (before ``acc_end``): ``src`` gets each (input channel, tap) pair's
+    window offset, then the tiles run (:func:`.tile_products.phase_products`,
+    or with ``spans`` :func:`.tile_products.phase_products_spans`).
+    Without reference counts (see :mod:`.register_tiles`): the phase's
+    views of the accumulator and the weights counted theirs for every
+    phase of every sweep."""
+    for gt in range(task_groups):
+        for ci in range(c_in_g):
+            for t in range(n_taps):
+                src[ci * n_taps + t] = (gt * c_in_g + ci) * win_len + offsets[ph, t] + shift
+        acc_ph = acc[acc_first + gt * c_out_g * acc_pitch:acc_end]
+        wt = phase_weights(weights, g + gt, first_pair, ph, blocks)[b0:b1]
+        if spans:
+            phase_products_spans(acc_ph, acc_pitch, xw, src, c_in_g, n_taps, wt, rows, segments,
+                                 n_segments, tap_first, tap_end)
+        else:
+            phase_products(acc_ph, acc_pitch, xw, src, c_in_g * n_taps, wt, rows, segments,
+                           n_segments)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
 def _interleave_rows(acc, a_first, acc_pitch, block, s_w, bias, b_first, count, of, o_first,
                      row_acc, row_out, row_len, n_rows, rows_at, row_bias):
     """:func:`direct_tiled`'s sums plus bias to the sweep's ``n_rows``
@@ -177,7 +205,7 @@ def _interleave_rows(acc, a_first, acc_pitch, block, s_w, bias, b_first, count, 
                                      step, min(lanes * step, (row_len[i] - j0 * s_w) * count))
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
 def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_len, n_rows,
                   image, c_out, oc0, count, streaming, out_at):
     """:func:`direct_tiled`'s sums plus bias to a channels-last output
@@ -257,7 +285,7 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
         simd.store_fence()
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
+@njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
 def _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_len, n_rows,
                       o_first, o_plane, oc0, count, table):
     """:func:`direct_tiled`'s sums plus bias to a channels-first output
@@ -387,7 +415,7 @@ def _add_run(source, target, length, count, at_source, at_target, n, per_source)
     return count + 1
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, image, channel0, plane,
                  c_in, c_in_g, layout):
     """:func:`direct_tiled`'s window ``xw`` (``c_in_g`` rows of ``win_len``
@@ -665,20 +693,10 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                              and tap_spans(
                         tap_first, tap_end, segments, n_segments, s0, lanes, reach[ph], n_taps,
                         phases[ph, 3], phases[ph, 4], u_h, u_w))
-                    for gt in range(task_groups):
-                        for ci in range(c_in_g):
-                            for t in range(n_taps):
-                                src[ci * n_taps + t] = ((gt * c_in_g + ci) * win_len
-                                                        + offsets[ph, t] + s0 - p0)
-                        acc_ph = acc[r_w * block + gt * c_out_g * acc_pitch:(r_w + 1) * block]
-                        wt = phase_weights(weights, g + gt, first_pair, ph, blocks)[b0:b1]
-                        if spans:
-                            phase_products_spans(acc_ph, acc_pitch, xw, src, c_in_g, n_taps, wt,
-                                                 co1 - co0, segments, n_segments, tap_first,
-                                                 tap_end)
-                        else:
-                            phase_products(acc_ph, acc_pitch, xw, src, c_in_g * n_taps, wt,
-                                           co1 - co0, segments, n_segments)
+                    _phase_sums(acc, r_w * block, (r_w + 1) * block, acc_pitch, xw, src,
+                                offsets, ph, n_taps, s0 - p0, win_len, weights, g, task_groups,
+                                first_pair, blocks, b0, b1, c_in_g, c_out_g, co1 - co0, spans,
+                                segments, n_segments, tap_first, tap_end)
                 # Accumulator position P = (jd*u_h + jh)*u_w + jw of phase
                 # r_w is output (jd*s_d + r_d, jh*s_h + r_h, jw*s_w + r_w).
                 # The sweep's output rows once (where in acc, where in an

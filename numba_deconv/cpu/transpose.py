@@ -126,7 +126,7 @@ def _move_parts(complex_array, parts, merge):
         serial(move_parts, *args)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, _nrt=False)
 def transpose_block(source, src_at, src_step, target, dst_at, dst_step, rows, cols):
     """``target[dst_at + j*dst_step + i] = source[src_at + i*src_step + j]``
     for ``i < rows``, ``j < cols`` (flat float32/float64 arrays): transposed
