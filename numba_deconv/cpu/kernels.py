@@ -432,6 +432,71 @@ def copy_elements(dst, dst_first, src, src_first, length):
         dst[d + t] = src[s + t]
 
 
+@njit(nogil=True, cache=True, _nrt=False)
+def _load_planes(padded, xf, src, planes, i_h, i_w, plane_len, length, x_pad):
+    """:func:`direct_planes`' padded planes: input row ``h`` of plane ``p``
+    (from ``xf[src:]``) to ``padded[p * plane_len + h * length + x_pad:]``.
+    Without reference counts (see :func:`_plane_task_sums`)."""
+    for plane in range(planes):
+        for h in range(i_h):
+            copy_elements(padded, plane * plane_len + h * length + x_pad, xf,
+                          src + (plane * i_h + h) * i_w, i_w)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
+def _write_rows(acc, n_rows, length, s_w, bias, of, first_row, s_h, o_w):
+    """:func:`direct_planes`' ``n_rows`` output rows of a task, ``s_h``
+    rows apart from ``first_row``, each from its phases in ``acc`` plus
+    ``bias`` (:func:`interleave`). Without reference counts (see
+    :func:`_plane_task_sums`)."""
+    for jh in range(n_rows):
+        interleave(acc, jh * length, n_rows * length, s_w, bias, of,
+                   (first_row + jh * s_h) * o_w, o_w)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
+def _plane_task_sums(acc, padded, wf, src_d, spans, od, rh, jh_first, jh_last, g, co_g, c_in_g,
+                     i_d, i_h, kernel, s_h, s_w, d_h, p_h, plane_len, length, x_pad,
+                     w_ci_stride):
+    """:func:`direct_planes`' sums of one task (output rows ``jh_first ..
+    jh_last`` of phase ``rh``, plane ``od``, channel ``co_g`` of group
+    ``g``) into ``acc``, every tap a stretch of the padded planes. Without
+    reference counts (see :mod:`.register_tiles`): inlined there, every
+    stretch added, row copied and row written counted its two arrays up
+    and down, about 70000 counts a call of depthwise_2d on complex data."""
+    k_d, k_h, k_w = kernel
+    n_rows = jh_last - jh_first
+    for kd in range(k_d):
+        i_dd = src_d[od, kd]
+        if i_dd < 0:
+            continue
+        for kh in range(k_h):
+            t = rh + p_h - kh * d_h
+            if t % s_h != 0:
+                continue
+            c = t // s_h  # this tap reads input row jh + c
+            lo = max(jh_first, -c)
+            hi = min(jh_last, i_h - c)
+            if hi <= lo:
+                continue
+            for ci in range(c_in_g):
+                x_rows = (ci * i_d + i_dd) * plane_len + (lo + c) * length + x_pad
+                w_taps = ((g * c_in_g + ci) * w_ci_stride
+                          + ((co_g * k_d + kd) * k_h + kh) * k_w)
+                # Taps kw and kw + s_w feed the same phase: add them in one
+                # pass, halving the accumulator's traffic.
+                for kw in range(min(s_w, k_w)):
+                    dst = (spans[kw, 0] * n_rows + lo - jh_first) * length
+                    for k2 in range(kw, k_w - s_w, 2 * s_w):
+                        _axpy2(acc, dst, padded, x_rows - spans[k2, 1],
+                               x_rows - spans[k2 + s_w, 1], (hi - lo) * length,
+                               wf[w_taps + k2], wf[w_taps + k2 + s_w])
+                    last = kw + ((k_w - 1 - kw) // s_w) * s_w
+                    if ((k_w - 1 - kw) // s_w) % 2 == 0:
+                        _axpy(acc, dst, padded, x_rows - spans[last, 1], (hi - lo) * length,
+                              wf[w_taps + last])
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH)
 def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_chunks,
                   claimed, cancel):
@@ -482,11 +547,8 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
             g = co // c_out_g
             co_g = co - g * c_out_g
             if n * groups + g != loaded:
-                for plane in range(c_in_g * i_d):
-                    src = ((n * c_in + g * c_in_g) * i_d + plane) * i_h * i_w
-                    for h in range(i_h):
-                        copy_elements(padded, plane * plane_len + h * length + x_pad,
-                              xf, src + h * i_w, i_w)
+                _load_planes(padded, xf, (n * c_in + g * c_in_g) * i_d * i_h * i_w,
+                             c_in_g * i_d, i_h, i_w, plane_len, length, x_pad)
                 loaded = n * groups + g
             jh_first = b * block
             jh_last = min(jh_first + block, (o_h - rh + s_h - 1) // s_h)
@@ -494,39 +556,11 @@ def direct_planes(x, w, bias, out, groups, stride, dilation, pad, n_blocks, n_ch
             if n_rows <= 0:
                 continue
             acc[:s_w * n_rows * length] = 0
-            for kd in range(k_d):
-                i_dd = src_d[od, kd]
-                if i_dd < 0:
-                    continue
-                for kh in range(k_h):
-                    t = rh + p_h - kh * d_h
-                    if t % s_h != 0:
-                        continue
-                    c = t // s_h  # this tap reads input row jh + c
-                    lo = max(jh_first, -c)
-                    hi = min(jh_last, i_h - c)
-                    if hi <= lo:
-                        continue
-                    for ci in range(c_in_g):
-                        x_rows = (ci * i_d + i_dd) * plane_len + (lo + c) * length + x_pad
-                        w_taps = ((g * c_in_g + ci) * w_ci_stride
-                                  + ((co_g * k_d + kd) * k_h + kh) * k_w)
-                        # Taps kw and kw + s_w feed the same phase: add them
-                        # in one pass, halving the accumulator's traffic.
-                        for kw in range(min(s_w, k_w)):
-                            dst = (spans[kw, 0] * n_rows + lo - jh_first) * length
-                            for k2 in range(kw, k_w - s_w, 2 * s_w):
-                                _axpy2(acc, dst, padded, x_rows - spans[k2, 1],
-                                       x_rows - spans[k2 + s_w, 1], (hi - lo) * length,
-                                       wf[w_taps + k2], wf[w_taps + k2 + s_w])
-                            last = kw + ((k_w - 1 - kw) // s_w) * s_w
-                            if ((k_w - 1 - kw) // s_w) % 2 == 0:
-                                _axpy(acc, dst, padded, x_rows - spans[last, 1],
-                                      (hi - lo) * length, wf[w_taps + last])
-            for jh in range(n_rows):
-                row = ((n * c_out + co) * o_d + od) * o_h + (jh_first + jh) * s_h + rh
-                interleave(acc, jh * length, n_rows * length, s_w, bias[co],
-                           of, row * o_w, o_w)
+            _plane_task_sums(acc, padded, wf, src_d, spans, od, rh, jh_first, jh_last, g, co_g,
+                             c_in_g, i_d, i_h, (k_d, k_h, k_w), s_h, s_w, d_h, p_h, plane_len,
+                             length, x_pad, w_ci_stride)
+            _write_rows(acc, n_rows, length, s_w, bias[co], of,
+                        ((n * c_out + co) * o_d + od) * o_h + jh_first * s_h + rh, s_h, o_w)
 
 
 @njit(inline="always")
