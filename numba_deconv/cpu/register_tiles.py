@@ -13,7 +13,7 @@ a reference to it up on the way in and down on the way out; its pruning
 keeps such pairs wherever a loop lies between them, as in a tile. Those
 are atomic operations, and each waits for the tile's stores to leave: a
 call of about 800 short tiles (50 -> 7 channels, k7 on 7x6 images) spent
-30 % of its time in them, and phase tiles on small images 10-14 %
+30 % of its time in them, and phase tiles on small images 9-14 %
 (benchmarks/TUNING.md). The same holds for any njit function that takes
 arrays and runs in a loop.
 """
