@@ -398,31 +398,65 @@ OUTPUT_CACHE_BYTES = 256 << 20
 OUTPUT_CACHE_SLOTS = 8
 
 
-def _last_level_cache_bytes(default=32 << 20, root="/sys/devices/system/cpu/cpu0/cache"):
-    """The largest CPU cache's size in bytes, as Linux reports it in sysfs
-    (``root``); ``default`` where it does not."""
-    sizes = []
+def _data_caches(root="/sys/devices/system/cpu/cpu0/cache"):
+    """``{level: (bytes, cpus)}``: each level of CPU 0's data caches, its
+    size and how many of the CPUs this system shows share it, as Linux
+    reports them in sysfs (``root``: an ``index*`` folder per cache, beside
+    other files); empty where it does not."""
+    caches = {}
     try:
-        for index in _os.listdir(root):
-            with open(_os.path.join(root, index, "size")) as text:
-                size = text.read().strip().upper()
+        for index in sorted(name for name in _os.listdir(root) if name.startswith("index")):
+            fields = {}
+            for name in ("level", "type", "size", "shared_cpu_list"):
+                with open(_os.path.join(root, index, name)) as text:
+                    fields[name] = text.read().strip()
+            if fields["type"] == "Instruction":
+                continue
+            size = fields["size"].upper()
             scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
-            sizes.append(int(size.rstrip("KM")) * scale)
+            # a CPU list: "0-1", "0,2,4-7"
+            cpus = 0
+            for span in fields["shared_cpu_list"].split(","):
+                first, _, last = span.partition("-")
+                cpus += int(last or first) - int(first) + 1
+            caches[int(fields["level"])] = (int(size.rstrip("KM")) * scale, cpus)
     except (OSError, ValueError):
+        return {}
+    return caches
+
+
+def _stream_output_min_bytes(caches, default=8 << 20, host_cache_per_cpu=32 << 20):
+    """:data:`STREAM_OUTPUT_MIN_BYTES` for the data caches ``caches`` (from
+    :func:`_data_caches`; ``default`` where there are none): a quarter of
+    the last level, or where that level has more than
+    ``host_cache_per_cpu`` for each CPU that shares it here, the level
+    below whole. A virtual machine shows its host's whole last-level cache
+    (480 MiB for 2 CPUs on an Intel Xeon), of which it keeps an unknown
+    share."""
+    if not caches:
         return default
-    return max(sizes, default=default)
+    last = max(caches)
+    size, cpus = caches[last]
+    if size <= host_cache_per_cpu * cpus or last - 1 not in caches:
+        return size // 4
+    return caches[last - 1][0]
 
 
 #: Channels-last outputs of the phase tiles of at least
-#: STREAM_OUTPUT_MIN_BYTES (a quarter of the largest CPU cache) are written
-#: with non-temporal stores: whole aligned cache lines that go to memory
-#: without being read into the cache first.
+#: STREAM_OUTPUT_MIN_BYTES are written with non-temporal stores: whole
+#: aligned cache lines that go to memory without being read into the cache
+#: first. It is a quarter of the last-level cache, or the level below where
+#: the last is a virtual machine's view of its host's
+#: (:func:`_stream_output_min_bytes`).
 #: Why: a channels-last output that the cache does not keep took its
 #: transposed stores 1.8 times as long as the channels-first interleave
 #: took its own (the store misses stalled the transposes' loads). Streamed,
 #: in one process: 8-16 MB outputs 0.84-0.96x the time (signal_1d 3.98 ->
-#: 3.33 ms, unet_2d 0.96x), 1-4 MB ones 1.02-1.10x (a 32 MiB L3 here).
-STREAM_OUTPUT_MIN_BYTES = _last_level_cache_bytes() // 4
+#: 3.33 ms, unet_2d 0.96x), 1-4 MB ones 1.02-1.10x (AMD Zen 5, a 32 MiB L3
+#: for 2 CPUs). On an Intel Xeon VM (2 MiB L2, the host's 480 MiB L3),
+#: 2-8 MB outputs 0.66-0.95x (r27 7.9 MB 0.66x, signal_2048 2.1 MB 0.86x),
+#: 17-34 MB ones 0.97-1.00x, 1.2 MB 1.38x (benchmarks/TUNING.md).
+STREAM_OUTPUT_MIN_BYTES = _stream_output_min_bytes(_data_caches())
 
 #: A call on the main thread with at least this many multiply-adds runs its
 #: parallel kernel on other threads only, so that Ctrl-C stops it within a

@@ -70,15 +70,43 @@ def test_streamed_channels_last_outputs_are_the_cached_ones(x_shape, w_shape, kw
     assert_matches_reference(np.moveaxis(results[0], -1, 1), x, w, b, **kwargs)
 
 
-def test_streaming_threshold_is_a_quarter_of_the_largest_cache(tmp_path):
-    """The threshold's cache size comes from sysfs's ``size`` files (in K
-    or M, the largest level wins), and a default where they are missing or
-    unreadable."""
-    for index, size in enumerate(["48K", "1024K", "32M"]):
-        (tmp_path / f"index{index}").mkdir()
-        (tmp_path / f"index{index}" / "size").write_text(size + "\n")
-    assert config._last_level_cache_bytes(root=str(tmp_path)) == 32 << 20
-    assert config._last_level_cache_bytes(default=7, root=str(tmp_path / "none")) == 7
-    (tmp_path / "index0" / "size").write_text("big\n")
-    assert config._last_level_cache_bytes(default=7, root=str(tmp_path)) == 7
-    assert config.STREAM_OUTPUT_MIN_BYTES == config._last_level_cache_bytes() // 4
+def _fake_sysfs(root, caches):
+    """A sysfs cache folder at ``root``: an ``index*`` folder per ``(level,
+    type, size, shared_cpu_list)`` of ``caches``, and a ``uevent`` file
+    beside them, as Linux lays it out."""
+    root.mkdir()
+    (root / "uevent").write_text("")
+    for index, fields in enumerate(caches):
+        folder = root / f"index{index}"
+        folder.mkdir()
+        for name, value in zip(("level", "type", "size", "shared_cpu_list"), fields):
+            (folder / name).write_text(value + "\n")
+    return str(root)
+
+
+def test_streaming_threshold_follows_the_caches(tmp_path):
+    """The threshold comes from sysfs's cache folders (sizes in K or M,
+    CPU lists in ranges): a quarter of the last level, or the level below
+    where the last holds more than 32 MiB for each CPU that shares it (a
+    virtual machine's view of its host's cache); instruction caches do not
+    count, and a default stands where sysfs cannot be read."""
+    zen = _fake_sysfs(tmp_path / "zen", [
+        ("1", "Data", "48K", "0"), ("1", "Instruction", "32K", "0"),
+        ("2", "Unified", "1024K", "0"), ("3", "Unified", "32768K", "0-1")])
+    assert config._data_caches(zen) == {1: (48 << 10, 1), 2: (1 << 20, 1), 3: (32 << 20, 2)}
+    assert config._stream_output_min_bytes(config._data_caches(zen)) == 8 << 20
+    host = _fake_sysfs(tmp_path / "host", [
+        ("1", "Data", "48K", "0"), ("1", "Instruction", "64K", "0"),
+        ("2", "Unified", "2048K", "0"), ("3", "Unified", "491520K", "0-1")])
+    assert config._stream_output_min_bytes(config._data_caches(host)) == 2 << 20
+    # 64 CPUs sharing 256 MiB: 4 MiB each, a real cache of that size
+    server = _fake_sysfs(tmp_path / "server", [
+        ("2", "Unified", "2M", "0"), ("3", "Unified", "256M", "0-31,64-95")])
+    assert config._data_caches(server)[3] == (256 << 20, 64)
+    assert config._stream_output_min_bytes(config._data_caches(server)) == 64 << 20
+    assert config._data_caches(str(tmp_path / "none")) == {}
+    broken = _fake_sysfs(tmp_path / "broken", [("2", "Unified", "big", "0")])
+    assert config._data_caches(broken) == {}
+    assert config._stream_output_min_bytes({}, default=7) == 7
+    assert config.STREAM_OUTPUT_MIN_BYTES == config._stream_output_min_bytes(
+        config._data_caches())
