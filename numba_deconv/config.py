@@ -130,10 +130,14 @@ COLUMNS_MIN_WASTED_MULTIPLY_ADDS = 33
 #: against in place on the Zen 3, one process, 3 s per setting: 256 -> 256
 #: on 2 4x4 images (32 positions, 4 MiB) 0.61 against 0.70 ms, 512 -> 384
 #: (12 MiB) 1.8-2.0 against 2.1; in place ahead or level at 16 positions
-#: and with 16 MiB (benchmarks/TUNING.md).
+#: and with 16 MiB. On an Intel Xeon (2 MiB L2, 12-way 48 KiB L1), in
+#: place at 32 positions: 4.2 MiB 0.92x the packed time, 9.4 MiB 0.88x,
+#: 1-2 MiB 1.0x; its tiles keep a tile of weights in L1 for the 4 tiles of
+#: positions, so only copying weights larger than the L2 costs a second
+#: pass, hence 4 MiB (benchmarks/TUNING.md).
 COLUMNS_IN_PLACE_MAX_POSITIONS = 16
 COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS = 32
-COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES = 16 << 20
+COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES = 4 << 20
 COLUMNS_IN_PLACE_TASKS_PER_THREAD = 2
 COLUMNS_IN_PLACE_K_BLOCK = 8
 

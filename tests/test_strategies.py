@@ -821,3 +821,20 @@ def test_tiled_kernel_last_blocks_of_few_channels(c_out, dtype, ran, monkeypatch
     y = conv_transpose(x, w, bias, **kwargs)
     assert ran == [("phase_tiles", True)]
     assert_matches_reference(y, x, w, bias, **kwargs)
+
+
+@pytest.mark.parametrize("batch, c_in, c_out, in_place", [
+    (1, 128, 128, True),    # 16 positions: in place whatever the weights
+    (2, 128, 128, False),   # 32 positions, 1 MiB of weights: packed
+    (2, 256, 256, True),    # 32 positions, 4 MiB: in place
+    (3, 256, 256, False),   # 48 positions: packed
+])
+def test_columns_read_weights_in_place_on_few_positions(batch, c_in, c_out, in_place):
+    """With the default config, float32 4x4 images under 4x4 taps: the
+    column tiles read the weights where they lie on at most 16 positions
+    in the batch, or at most 32 with 4 MiB of weights or more (copying
+    those costs a pass over weights that the caches do not keep)."""
+    layout = work_split._columns_layout((batch, c_in, 1, 4, 4), (c_in, c_out, 1, 4, 4),
+                                        (batch, c_out, 1, 8, 8), (1, 2, 2), (1, 1, 1),
+                                        (0, 1, 1), 1, 4, 2)
+    assert layout.in_place is in_place
