@@ -13,6 +13,50 @@ after changing one.
 
 import os as _os
 
+
+def _data_caches(root="/sys/devices/system/cpu/cpu0/cache"):
+    """``{level: (bytes, cpus, ways)}``: each level of CPU 0's data caches,
+    its size, how many of the CPUs this system shows share it and its ways
+    (0 where not given), as Linux reports them in sysfs (``root``: an
+    ``index*`` folder per cache, beside other files); empty where it does
+    not."""
+    caches = {}
+    try:
+        for index in sorted(name for name in _os.listdir(root) if name.startswith("index")):
+            fields = {}
+            for name in ("level", "type", "size", "shared_cpu_list"):
+                with open(_os.path.join(root, index, name)) as text:
+                    fields[name] = text.read().strip()
+            if fields["type"] == "Instruction":
+                continue
+            size = fields["size"].upper()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+            # a CPU list: "0-1", "0,2,4-7"
+            cpus = 0
+            for span in fields["shared_cpu_list"].split(","):
+                first, _, last = span.partition("-")
+                cpus += int(last or first) - int(first) + 1
+            ways_file = _os.path.join(root, index, "ways_of_associativity")
+            ways = 0
+            if _os.path.exists(ways_file):
+                with open(ways_file) as text:
+                    ways = int(text.read())
+            caches[int(fields["level"])] = (int(size.rstrip("KM")) * scale, cpus, ways)
+    except (OSError, ValueError):
+        return {}
+    return caches
+
+
+def _l1_ways(caches, default=8):
+    """The ways of the level-1 data cache in ``caches`` (from
+    :func:`_data_caches`), ``default`` where not known."""
+    return (caches.get(1) or (0, 0, 0))[2] or default
+
+
+#: CPU 0's data caches as sysfs describes them (empty where it does not).
+_CACHES = _data_caches()
+
+
 #: Floating-point flags for every CPU kernel: only ``contract`` (multiply
 #: and add fused into one FMA, one rounding instead of two). ``nnan`` and
 #: ``ninf`` would break NaN/Inf propagation, and the inner loops (axpys,
@@ -120,9 +164,9 @@ COLUMNS_MIN_WASTED_MULTIPLY_ADDS = 33
 #: COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES, the column_tiles kernel's tiles read
 #: the weights in place, in tasks that read long runs of each row of weights
 #: (COLUMNS_IN_PLACE_TASKS_PER_THREAD per thread) and sum
-#: COLUMNS_IN_PLACE_K_BLOCK input channels per pass (more rows would contend
-#: for the cache sets of rows a power of two apart: an 8-way L1, as on AMD's
-#: Zen 3, holds 8 of them).
+#: COLUMNS_IN_PLACE_K_BLOCK input channels per pass, as many as the L1 data
+#: cache has ways (more rows would contend for the cache sets of rows a
+#: power of two apart: an 8-way L1, as on AMD's Zen 3, holds 8 of them).
 #: Why: a weight then serves at most 2 tiles (4 with the large weights,
 #: which come from memory on every call: half the Zen 3's 32 MiB L3), so
 #: copying it costs as much. 8 rows instead of 32 on the Zen 3: 1024 -> 512
@@ -134,12 +178,13 @@ COLUMNS_MIN_WASTED_MULTIPLY_ADDS = 33
 #: place at 32 positions: 4.2 MiB 0.92x the packed time, 9.4 MiB 0.88x,
 #: 1-2 MiB 1.0x; its tiles keep a tile of weights in L1 for the 4 tiles of
 #: positions, so only copying weights larger than the L2 costs a second
-#: pass, hence 4 MiB (benchmarks/TUNING.md).
+#: pass, hence 4 MiB; 12 rows (its L1's ways) instead of 8: 1024 -> 512 on
+#: 4x4 0.94x the time, 256 -> 256 0.96x (benchmarks/TUNING.md).
 COLUMNS_IN_PLACE_MAX_POSITIONS = 16
 COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS = 32
 COLUMNS_IN_PLACE_LARGE_WEIGHT_BYTES = 4 << 20
 COLUMNS_IN_PLACE_TASKS_PER_THREAD = 2
-COLUMNS_IN_PLACE_K_BLOCK = 8
+COLUMNS_IN_PLACE_K_BLOCK = _l1_ways(_CACHES)
 
 #: Weights packed once (a plan) reach the column_tiles kernel's tiles as one
 #: stream per task, read once from memory; each step of a tile asks for the
@@ -402,33 +447,6 @@ OUTPUT_CACHE_BYTES = 256 << 20
 OUTPUT_CACHE_SLOTS = 8
 
 
-def _data_caches(root="/sys/devices/system/cpu/cpu0/cache"):
-    """``{level: (bytes, cpus)}``: each level of CPU 0's data caches, its
-    size and how many of the CPUs this system shows share it, as Linux
-    reports them in sysfs (``root``: an ``index*`` folder per cache, beside
-    other files); empty where it does not."""
-    caches = {}
-    try:
-        for index in sorted(name for name in _os.listdir(root) if name.startswith("index")):
-            fields = {}
-            for name in ("level", "type", "size", "shared_cpu_list"):
-                with open(_os.path.join(root, index, name)) as text:
-                    fields[name] = text.read().strip()
-            if fields["type"] == "Instruction":
-                continue
-            size = fields["size"].upper()
-            scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
-            # a CPU list: "0-1", "0,2,4-7"
-            cpus = 0
-            for span in fields["shared_cpu_list"].split(","):
-                first, _, last = span.partition("-")
-                cpus += int(last or first) - int(first) + 1
-            caches[int(fields["level"])] = (int(size.rstrip("KM")) * scale, cpus)
-    except (OSError, ValueError):
-        return {}
-    return caches
-
-
 def _stream_output_min_bytes(caches, default=8 << 20, host_cache_per_cpu=32 << 20):
     """:data:`STREAM_OUTPUT_MIN_BYTES` for the data caches ``caches`` (from
     :func:`_data_caches`; ``default`` where there are none): a quarter of
@@ -440,7 +458,7 @@ def _stream_output_min_bytes(caches, default=8 << 20, host_cache_per_cpu=32 << 2
     if not caches:
         return default
     last = max(caches)
-    size, cpus = caches[last]
+    size, cpus, _ = caches[last]
     if size <= host_cache_per_cpu * cpus or last - 1 not in caches:
         return size // 4
     return caches[last - 1][0]
@@ -460,7 +478,7 @@ def _stream_output_min_bytes(caches, default=8 << 20, host_cache_per_cpu=32 << 2
 #: for 2 CPUs). On an Intel Xeon VM (2 MiB L2, the host's 480 MiB L3),
 #: 2-8 MB outputs 0.66-0.95x (r27 7.9 MB 0.66x, signal_2048 2.1 MB 0.86x),
 #: 17-34 MB ones 0.97-1.00x, 1.2 MB 1.38x (benchmarks/TUNING.md).
-STREAM_OUTPUT_MIN_BYTES = _stream_output_min_bytes(_data_caches())
+STREAM_OUTPUT_MIN_BYTES = _stream_output_min_bytes(_CACHES)
 
 #: A call on the main thread with at least this many multiply-adds runs its
 #: parallel kernel on other threads only, so that Ctrl-C stops it within a

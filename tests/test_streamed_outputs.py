@@ -72,29 +72,33 @@ def test_streamed_channels_last_outputs_are_the_cached_ones(x_shape, w_shape, kw
 
 def _fake_sysfs(root, caches):
     """A sysfs cache folder at ``root``: an ``index*`` folder per ``(level,
-    type, size, shared_cpu_list)`` of ``caches``, and a ``uevent`` file
-    beside them, as Linux lays it out."""
+    type, size, shared_cpu_list[, ways_of_associativity])`` of ``caches``,
+    and a ``uevent`` file beside them, as Linux lays it out."""
     root.mkdir()
     (root / "uevent").write_text("")
     for index, fields in enumerate(caches):
         folder = root / f"index{index}"
         folder.mkdir()
-        for name, value in zip(("level", "type", "size", "shared_cpu_list"), fields):
+        for name, value in zip(("level", "type", "size", "shared_cpu_list",
+                                "ways_of_associativity"), fields):
             (folder / name).write_text(value + "\n")
     return str(root)
 
 
-def test_streaming_threshold_follows_the_caches(tmp_path):
-    """The threshold comes from sysfs's cache folders (sizes in K or M,
-    CPU lists in ranges): a quarter of the last level, or the level below
-    where the last holds more than 32 MiB for each CPU that shares it (a
-    virtual machine's view of its host's cache); instruction caches do not
-    count, and a default stands where sysfs cannot be read."""
+def test_cache_derived_tunables_follow_sysfs(tmp_path):
+    """The streaming threshold and the column tiles' rows a pass in place
+    come from sysfs's cache folders (sizes in K or M, CPU lists in ranges):
+    a quarter of the last level, or the level below where the last holds
+    more than 32 MiB for each CPU that shares it (a virtual machine's view
+    of its host's cache); the L1's ways. Instruction caches do not count,
+    and defaults stand where sysfs cannot be read."""
     zen = _fake_sysfs(tmp_path / "zen", [
-        ("1", "Data", "48K", "0"), ("1", "Instruction", "32K", "0"),
-        ("2", "Unified", "1024K", "0"), ("3", "Unified", "32768K", "0-1")])
-    assert config._data_caches(zen) == {1: (48 << 10, 1), 2: (1 << 20, 1), 3: (32 << 20, 2)}
+        ("1", "Data", "48K", "0", "12"), ("1", "Instruction", "32K", "0", "8"),
+        ("2", "Unified", "1024K", "0", "16"), ("3", "Unified", "32768K", "0-1", "16")])
+    assert config._data_caches(zen) == {1: (48 << 10, 1, 12), 2: (1 << 20, 1, 16),
+                                        3: (32 << 20, 2, 16)}
     assert config._stream_output_min_bytes(config._data_caches(zen)) == 8 << 20
+    assert config._l1_ways(config._data_caches(zen)) == 12
     host = _fake_sysfs(tmp_path / "host", [
         ("1", "Data", "48K", "0"), ("1", "Instruction", "64K", "0"),
         ("2", "Unified", "2048K", "0"), ("3", "Unified", "491520K", "0-1")])
@@ -102,11 +106,14 @@ def test_streaming_threshold_follows_the_caches(tmp_path):
     # 64 CPUs sharing 256 MiB: 4 MiB each, a real cache of that size
     server = _fake_sysfs(tmp_path / "server", [
         ("2", "Unified", "2M", "0"), ("3", "Unified", "256M", "0-31,64-95")])
-    assert config._data_caches(server)[3] == (256 << 20, 64)
+    assert config._data_caches(server)[3] == (256 << 20, 64, 0)  # no ways given
     assert config._stream_output_min_bytes(config._data_caches(server)) == 64 << 20
+    assert config._l1_ways(config._data_caches(server)) == 8  # no L1 listed
     assert config._data_caches(str(tmp_path / "none")) == {}
     broken = _fake_sysfs(tmp_path / "broken", [("2", "Unified", "big", "0")])
     assert config._data_caches(broken) == {}
     assert config._stream_output_min_bytes({}, default=7) == 7
-    assert config.STREAM_OUTPUT_MIN_BYTES == config._stream_output_min_bytes(
-        config._data_caches())
+    assert config._l1_ways({}) == 8
+    assert config._CACHES == config._data_caches()
+    assert config.STREAM_OUTPUT_MIN_BYTES == config._stream_output_min_bytes(config._CACHES)
+    assert config.COLUMNS_IN_PLACE_K_BLOCK == config._l1_ways(config._CACHES)
