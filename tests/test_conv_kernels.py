@@ -497,6 +497,65 @@ def test_phase_tiles_run_every_group_together_channels_last(x_shape, w_shape, kw
     assert together == [w_shape[1] % lanes != 0]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, whole_positions", [
+    # 82 channels a position (328 or 656 bytes: lines shared), 3 images
+    ((3, 5, 8, 23), (5, 82, 3, 3), dict(stride=2, padding=2, dilation=3), True),
+    ((4, 3, 20, 8), (3, 31, 3, 3), dict(stride=3, dilation=2), True),  # 31 channels
+    ((2, 4, 25, 9), (4, 144, 1, 1), dict(), False),  # 144: whole lines, ranges of them
+    ((1, 6, 3, 5), (6, 41, 3, 3), dict(stride=3, padding=1), False),  # too few positions
+])
+def test_phase_tiles_keep_positions_whole_channels_last(x_shape, w_shape, kwargs,
+                                                        whole_positions, dtype, rng,
+                                                        monkeypatch, fresh_routes):
+    """Channels last, an output position whose channels end mid cache line
+    is written whole by one task where whole positions still make enough
+    tasks; else (and where a position is whole lines) the output channels
+    split across tasks in ranges of whole lines: the channels-first bits
+    either way."""
+    from numba_deconv import _dispatch, config
+    from numba_deconv.cpu import tiled
+
+    monkeypatch.setattr(_dispatch, "choose_kernel",
+                        lambda *call: ("gather", "phase_tiles", "rows"))
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 4)
+    monkeypatch.setattr(_dispatch, "thread_count", lambda: 2)  # the split of 2 threads
+    launched = []
+    real = driver.parallel
+
+    def spy(kernel, *args, **kw):
+        if kernel is tiled.direct_tiled:
+            launched.append((args[11], args[15]))  # block_parts, together
+        return real(kernel, *args, **kw)
+
+    monkeypatch.setattr(driver, "parallel", spy)
+    w, b, x_last, first, expected = _checked_channels_first(rng, x_shape, w_shape, kwargs,
+                                                            dtype)
+    for _ in range(2):  # the first call may go the transposed way
+        launched.clear()
+        last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+        assert last.tobytes() == expected
+    (block_parts, together), = launched
+    assert together == whole_positions
+    assert (block_parts == 1) == whole_positions  # else the channels are split
+
+
+@pytest.mark.parametrize("blocks, parts, unit", [
+    (18, 4, 2), (11, 3, 2), (37, 3, 1), (5, 8, 2), (1, 3, 2), (9, 2, 1)])
+def test_tiled_task_channel_ranges_are_whole_units(blocks, parts, unit):
+    """The register-tile blocks of a stretch split into ``parts`` ranges of
+    whole ``unit`` blocks (channels last, a cache line of channels), which
+    cover every block once, as evenly as whole units allow."""
+    from numba_deconv.cpu import tiled
+
+    ranges = [tiled.task_bounds(part, 64, 64, blocks, parts, 1, 1, blocks * tiled.TILE_ROWS,
+                                1, False, unit)[4:6] for part in range(parts)]
+    assert [b for b0, b1 in ranges for b in range(b0, b1)] == list(range(blocks))
+    sizes = [b1 - b0 for b0, b1 in ranges if b1 > b0]
+    assert all(b0 % unit == 0 for b0, b1 in ranges if b1 > b0)
+    assert max(sizes) - min(sizes) <= unit
+
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [

@@ -263,7 +263,7 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
             break
         n, g, p0, p1, b0, b1, co0, co1 = task_bounds(task, span, chunk, blocks, block_parts,
                                                       chunks_per_image, groups, c_out_g,
-                                                      n_batch, False)
+                                                      n_batch, False, 1)
         if p1 <= p0 or co1 <= co0:
             continue
         # Room for the last vector of positions to read past the window.

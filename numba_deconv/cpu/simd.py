@@ -75,6 +75,8 @@ VECTOR_BYTES, REGISTERS = _vector_registers(
 #: operands and the broadcast scalar (elsewhere
 #: :func:`.register_tiles.spell_tile` runs them in passes that fit).
 TILE_VECTORS = 3
+#: Bytes per cache line (x86-64 and the Arm cores Numba targets).
+LINE_BYTES = 64
 
 
 def tile_width(itemsize):
@@ -762,8 +764,8 @@ def window_pitch(length, lanes, itemsize):
     KiB apart found almost none in L1: 7 % of a 128 -> 64 channel call with
     a 2x2 kernel (unet_2d)."""
     pitch = -(-length // lanes) * lanes
-    if pitch * itemsize % 128 == 0:
-        pitch += 64 // itemsize
+    if pitch * itemsize % (2 * LINE_BYTES) == 0:
+        pitch += LINE_BYTES // itemsize
     return pitch
 
 
