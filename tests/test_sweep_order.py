@@ -103,6 +103,34 @@ def test_moved_calls_in_every_layout_and_way_of_calling(x_shape, w_shape, kwargs
 
 
 @pytest.mark.usefixtures("every_call_moves")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, moved", CASES)
+def test_moved_calls_channels_last_move_positions_not_channels(x_shape, w_shape, kwargs, moved,
+                                                              dtype, rng, monkeypatch):
+    """Channels last, a moved call runs its phase tiles in place on copies
+    with the dim moved before the channels: never a transpose of the
+    channels, and the channels-first bits (and the oracle's values)."""
+    from numba_deconv.cpu import transpose
+
+    x, w = random_array(rng, x_shape, dtype), random_array(rng, w_shape, dtype)
+    bias = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    y = conv_transpose(x, w, bias, **kwargs)
+    assert_matches_reference(y, x, w, bias, **kwargs)
+    transposes = []
+    for name in ("to_channels_first", "to_channels_last"):
+        real = getattr(transpose, name)
+        monkeypatch.setattr(transpose, name,
+                            lambda *a, _real=real, _name=name: transposes.append(_name)
+                            or _real(*a))
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for _ in range(2):  # the first call may go the transposed way, while the tiles compile
+        transposes.clear()
+        y_last = conv_transpose(x_last, w, bias, data_format="channels_last", **kwargs)
+        assert np.moveaxis(y_last, -1, 1).tobytes() == np.ascontiguousarray(y).tobytes()
+    assert transposes == []
+
+
+@pytest.mark.usefixtures("every_call_moves")
 def test_moved_calls_do_not_depend_on_the_thread_count(rng):
     x_shape, w_shape, kwargs, _ = CASES[2]
     x, w = random_array(rng, x_shape, np.float32), random_array(rng, w_shape, np.float32)
