@@ -619,6 +619,36 @@ def test_blas_reads_channels_last_input_in_place(x_shape, w_shape, kwargs, works
     assert copies == []
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("x_shape, c_out, groups, workspace", [
+    ((2, 9, 5, 7), 4, 1, 8 << 20),
+    ((3, 8, 6, 3, 5), 6, 2, 8 << 20),  # 3-D, groups
+    ((2, 6, 12, 5), 5, 1, 1000),  # slabs of the outer dim
+    ((1, 6, 4, 10), 3, 3, 300),  # ... of H (D, the outer one, is 1)
+])
+def test_blas_writes_pointwise_products_as_the_output(x_shape, c_out, groups, workspace, dtype,
+                                                     rng, monkeypatch, fresh_routes):
+    """A pointwise call at stride 1 on BLAS: the products go straight to
+    the output, plus the bias, with no columns folded: the oracle's values
+    (channels first and last, in slabs and groups)."""
+    from numba_deconv import _dispatch, config
+    from numba_deconv.cpu import _blas
+
+    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: ("columns", "blas", "blas"))
+    monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
+    monkeypatch.setattr(_blas, "col2im", lambda *args: pytest.fail("columns folded"))
+    w_shape = (x_shape[1], c_out) + (1,) * (len(x_shape) - 2)
+    x, w = random_array(rng, x_shape, dtype), random_array(rng, w_shape, dtype)
+    b = random_array(rng, (c_out * groups,), dtype)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    expected = reference(x, w, b, groups=groups)
+    for _ in range(2):  # the first call of each layout may run the baseline
+        first = nd.conv_transpose(x, w, b, groups=groups)
+        last = nd.conv_transpose(x_last, w, b, groups=groups, data_format="channels_last")
+    np.testing.assert_allclose(first, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.moveaxis(last, -1, 1), first)
+
+
 # Depthwise calls: x shape (channels first), kernel, kwargs.
 DEPTHWISE_LAST = [
     ((2, 16, 9, 10), (4, 4), dict(stride=2, padding=1)),    # depthwise_2d's taps
