@@ -300,12 +300,9 @@ def _blas_beats_tiles(geometry, in_g: int, out_g: int, dtype) -> bool:
     many input channels (``config``'s ``GEMM_MIN_IN_*`` rules): many input
     channels per output channel, fewer with many taps per output phase,
     or, on CPUs with 16 vector registers, hundreds of input channels; not
-    for few output channels with at most one tap per output phase, but for
-    a pointwise call at stride 1, whose products BLAS writes as its output
-    (no columns to fold)."""
+    for few output channels with at most one tap per output phase."""
     per_out = in_g / out_g
-    pointwise = math.prod(geometry.kernel) == 1 and geometry.out_spatial == geometry.in_spatial
-    if (out_g < config.GEMM_MIN_CHANNELS and not pointwise
+    if (out_g < config.GEMM_MIN_CHANNELS
             and math.prod(geometry.kernel) <= math.prod(geometry.stride)):
         return False  # one tap per output phase: see config.GEMM_MIN_IN_PER_OUT_CHANNEL
     return (per_out >= (config.GEMM_MIN_IN_PER_OUT_CHANNEL_F64 if dtype == np.float64

@@ -101,13 +101,12 @@ GEMM_HEAVY_MIN_WEIGHTS_PER_POSITION = 1536
 #: output channel, float32 tiles still win some shapes at 32.
 #: None of the rules here and below holds for fewer than GEMM_MIN_CHANNELS
 #: output channels per group when each output phase has at most one tap
-#: (prod(kernel) <= prod(stride)), but a pointwise call at stride 1.
+#: (prod(kernel) <= prod(stride)).
 #: Why: then the tiles read each input once per block of output channels,
 #: and BLAS adds its columns and their fold for nothing (964 -> 3 float64,
 #: kernel 2, stride 4: 0.52 against 0.66 ms; 11 of 13 such shapes took
 #: 0.58-0.88x the BLAS time in the tiles, two 256 -> 2 and 6 float64 on
-#: 2-D took 1.11-1.16x). A pointwise call at stride 1 has no columns: BLAS
-#: writes its output (484 -> 19 float64 on 5x27x25: 0.86x the tiles' time).
+#: 2-D took 1.11-1.16x).
 GEMM_MIN_IN_PER_OUT_CHANNEL = 64
 GEMM_MIN_IN_PER_OUT_CHANNEL_F64 = 16
 
