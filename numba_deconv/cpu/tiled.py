@@ -561,7 +561,8 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     # position where blocks fill them: tasks that split a line between
     # two threads took it from each other (r09, 4 -> 144 channels in ranges
     # of 40: the scatter took 43 % of the call, 2.1 times channels first).
-    line_blocks = max(simd.LINE_BYTES // (x.itemsize * TILE_ROWS), 1) if layout == CHANNELS_LAST else 1
+    line_blocks = (max(simd.LINE_BYTES // (x.itemsize * TILE_ROWS), 1)
+                   if layout == CHANNELS_LAST else 1)
     xf, of = x.reshape(-1), out.reshape(-1)
     # The groups of a task: one, or every group (together).
     task_groups = groups if together else 1
