@@ -413,6 +413,38 @@ def test_phase_tiles_write_one_channel_last_as_channels_first(x_shape, kernel, k
     assert native[-1] is True
 
 
+def _channels_last_launches(launches, x_last, w, b, kwargs, expected):
+    """The :func:`.tiled.direct_tiled` launches of a channels-last call
+    (its second: the first may go the transposed way), whose bits must be
+    ``expected``."""
+    for _ in range(2):
+        launches.clear()
+        last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+        assert last.tobytes() == expected
+    return list(launches)
+
+
+@pytest.fixture
+def tiled_launches(monkeypatch, fresh_routes):
+    """Every call on the phase tiles, and the arguments of each
+    :func:`.tiled.direct_tiled` launch, in a list."""
+    from numba_deconv import _dispatch
+    from numba_deconv.cpu import tiled
+
+    monkeypatch.setattr(_dispatch, "choose_kernel",
+                        lambda *call: ("gather", "phase_tiles", "rows"))
+    launches = []
+    real = driver.parallel
+
+    def spy(kernel, *args, **kw):
+        if kernel is tiled.direct_tiled:
+            launches.append(args)
+        return real(kernel, *args, **kw)
+
+    monkeypatch.setattr(driver, "parallel", spy)
+    return launches
+
+
 def _checked_channels_first(rng, x_shape, w_shape, kwargs, dtype):
     """Random weights and bias, the input channels last, and the
     channels-first result (checked against the oracle) with its bits
@@ -464,37 +496,23 @@ def test_phase_tiles_interleave_few_channels_last(x_shape, w_shape, kwargs, dtyp
     ((2, 4, 5, 6), (4, 16, 3, 3), dict(stride=2, groups=2)),  # 16 a group: each on its own
 ])
 def test_phase_tiles_run_every_group_together_channels_last(x_shape, w_shape, kwargs, dtype,
-                                                            rng, monkeypatch, fresh_routes):
+                                                            rng, monkeypatch, tiled_launches):
     """Channels last, a grouped call whose groups have fewer output
     channels than whole vectors runs every group of a stretch in one task,
     each group's sums in its rows of one accumulator, and scatters every
     channel of a position at once (groups of whole vectors keep a task
     each): the oracle's values and the channels-first bits, with stretches
     cut for want of tasks."""
-    from numba_deconv import _dispatch, config
-    from numba_deconv.cpu import simd, tiled
+    from numba_deconv import config
+    from numba_deconv.cpu import simd
 
-    monkeypatch.setattr(_dispatch, "choose_kernel",
-                        lambda *call: ("gather", "phase_tiles", "rows"))
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 8)
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 32)
-    together = []
-    real = driver.parallel
-
-    def spy(kernel, *args, **kw):
-        if kernel is tiled.direct_tiled:
-            together.append(args[15])
-        return real(kernel, *args, **kw)
-
-    monkeypatch.setattr(driver, "parallel", spy)
     w, b, x_last, first, expected = _checked_channels_first(rng, x_shape, w_shape, kwargs,
                                                             dtype)
-    for _ in range(2):  # the first call may go the transposed way
-        together.clear()
-        last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
-        assert last.tobytes() == expected
+    launches = _channels_last_launches(tiled_launches, x_last, w, b, kwargs, expected)
     lanes = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
-    assert together == [w_shape[1] % lanes != 0]
+    assert [args[15] for args in launches] == [w_shape[1] % lanes != 0]  # together
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -507,35 +525,20 @@ def test_phase_tiles_run_every_group_together_channels_last(x_shape, w_shape, kw
 ])
 def test_phase_tiles_keep_positions_whole_channels_last(x_shape, w_shape, kwargs,
                                                         whole_positions, dtype, rng,
-                                                        monkeypatch, fresh_routes):
+                                                        monkeypatch, tiled_launches):
     """Channels last, an output position whose channels end mid cache line
     is written whole by one task where whole positions still make enough
     tasks; else (and where a position is whole lines) the output channels
     split across tasks in ranges of whole lines: the channels-first bits
     either way."""
     from numba_deconv import _dispatch, config
-    from numba_deconv.cpu import tiled
 
-    monkeypatch.setattr(_dispatch, "choose_kernel",
-                        lambda *call: ("gather", "phase_tiles", "rows"))
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 4)
     monkeypatch.setattr(_dispatch, "thread_count", lambda: 2)  # the split of 2 threads
-    launched = []
-    real = driver.parallel
-
-    def spy(kernel, *args, **kw):
-        if kernel is tiled.direct_tiled:
-            launched.append((args[11], args[15]))  # block_parts, together
-        return real(kernel, *args, **kw)
-
-    monkeypatch.setattr(driver, "parallel", spy)
     w, b, x_last, first, expected = _checked_channels_first(rng, x_shape, w_shape, kwargs,
                                                             dtype)
-    for _ in range(2):  # the first call may go the transposed way
-        launched.clear()
-        last = nd.conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
-        assert last.tobytes() == expected
-    (block_parts, together), = launched
+    launches = _channels_last_launches(tiled_launches, x_last, w, b, kwargs, expected)
+    (block_parts, together), = [(args[11], args[15]) for args in launches]
     assert together == whole_positions
     assert (block_parts == 1) == whole_positions  # else the channels are split
 
