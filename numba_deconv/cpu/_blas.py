@@ -163,7 +163,8 @@ def run_blas(x, w, bias, out, launch, prepared=None):
     claim = itertools.count().__next__  # atomic under the GIL
 
     def work():
-        cols = np.empty(block * taps * math.prod(x.shape[2:]), dtype=x.dtype)
+        cols = np.empty(0 if pointwise else block * taps * math.prod(x.shape[2:]),
+                        dtype=x.dtype)
         while (task := claim()) < len(tasks):
             n, g, c0, c1, slab = tasks[task]
             x_part = x[n, g * c_in_g:(g + 1) * c_in_g]
@@ -179,8 +180,10 @@ def run_blas(x, w, bias, out, launch, prepared=None):
                 # (A slab cuts the outermost dim: its channels' positions
                 # stay rows of one view.)
                 oc = slice(g * c_out_g + c0, g * c_out_g + c1)
-                out_part = out[n, oc][(slice(None),) * (1 + dim) + (slice(o0, o1),)
-                                      if slab is not None else ()].reshape(c1 - c0, -1)
+                out_part = out[n, oc]
+                if slab is not None:
+                    out_part = out_part[(slice(None),) * (1 + dim) + (slice(o0, o1),)]
+                out_part = out_part.reshape(c1 - c0, -1)
                 with np.errstate(invalid="ignore", over="ignore"):
                     np.matmul(w_t[g, c0:c1], x_part.reshape(c_in_g, -1), out=out_part)
                     out_part += bias[oc, None]

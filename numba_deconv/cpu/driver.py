@@ -673,12 +673,19 @@ def _run_with_dim_last(route, x, w, bias, out, prepared) -> None:
     narrow dims 3-4 times as fast as :func:`.transpose.swap_last_two`'s
     tiles)."""
     dim = route.last_dim
-    x_moved, w_moved = (np.ascontiguousarray(np.moveaxis(a, 2 + dim, -1)) for a in (x, w))
-    spatial = out.shape[2:]
-    out_moved = np.empty(out.shape[:2] + spatial[:dim] + spatial[dim + 1:] + (spatial[dim],),
-                         dtype=out.dtype)
+    x_moved, w_moved, out_moved = _moved_last(x, w, out, dim)
     run(route.inner, x_moved, w_moved, bias, out_moved, route.moved_geometry, prepared)
     np.copyto(out, np.moveaxis(out_moved, -1, 2 + dim))
+
+
+def _moved_last(x, w, out, dim, channels_last=False):
+    """Copies of ``x`` and ``w`` with spatial dim ``dim`` moved last of the
+    spatial dims (before the channels, channels last), and room for
+    ``out`` so moved."""
+    axis, last = (1 + dim, -2) if channels_last else (2 + dim, -1)
+    x_moved = np.ascontiguousarray(np.moveaxis(x, axis, last))
+    w_moved = np.ascontiguousarray(np.moveaxis(w, 2 + dim, -1))
+    return x_moved, w_moved, np.empty(np.moveaxis(out, axis, last).shape, dtype=out.dtype)
 
 
 def _ran_moved_in_place(route, x, w, bias, out, prepared) -> bool:
@@ -694,11 +701,7 @@ def _ran_moved_in_place(route, x, w, bias, out, prepared) -> bool:
             or inner.variant + (inner.kernel,) not in _compiled.recorded()):
         return False
     dim = route.last_dim
-    x_moved = np.ascontiguousarray(np.moveaxis(x, 1 + dim, -2))
-    w_moved = np.ascontiguousarray(np.moveaxis(w, 2 + dim, -1))
-    spatial = out.shape[1:-1]
-    out_moved = np.empty(out.shape[:1] + spatial[:dim] + spatial[dim + 1:]
-                         + (spatial[dim], out.shape[-1]), dtype=out.dtype)
+    x_moved, w_moved, out_moved = _moved_last(x, w, out, dim, channels_last=True)
     if not _ran_in_place(inner, x_moved, w_moved, bias, out_moved, prepared, CHANNELS_LAST):
         return False
     np.copyto(out, np.moveaxis(out_moved, -2, 1 + dim))
