@@ -199,3 +199,39 @@ def test_a_complex_call_whose_shape_takes_the_tap_rows_runs_its_twin_there(dtype
     conv_transpose(random_array(rng, (5, 114, 11, 5), real),
                    random_array(rng, (114, 24, 5, 5), real), **kwargs)
     assert [kernel for kernel, _ in ran] == [twin_kernel]
+
+
+@pytest.mark.parametrize("data_format, tasks", [
+    ("channels_first", 4 * 7),  # an image's outputs of one channel a task
+    ("channels_last", 4),       # an image's positions, every channel, a task
+])
+def test_fold_tasks_of_small_images_take_whole_images(data_format, tasks, monkeypatch, rng):
+    """An image with fewer outputs than a fold task's share is one task
+    channels last, all its channels at every position: split by positions
+    among its 7 channels, r46's tasks of 11 positions wrote each other's
+    cache lines (the fold took 1.7 times its channels-first time). The
+    count is read from the task counter of the fold run again on the
+    call's own arguments."""
+    from numba_deconv.cpu import tap_rows
+
+    _force(monkeypatch)
+    folds = []
+    real = driver.parallel
+
+    def spy(kernel, *args, **kw):
+        if kernel is tap_rows.tap_rows_fold:
+            folds.append(args)
+        return real(kernel, *args, **kw)
+
+    monkeypatch.setattr(driver, "parallel", spy)
+    x = random_array(rng, (4, 12, 7, 6), np.float32)  # 9 x 8 outputs of 7 channels
+    w = random_array(rng, (12, 7, 7, 7), np.float32)
+    if data_format == "channels_last":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    out = conv_transpose(x, w, padding=2, data_format=data_format)
+    assert_matches_reference(out, x, w, padding=2, data_format=data_format)
+    (cols, sources, counts, bias, fold_out, image_pitch, chunk, layout), = folds
+    claimed, cancel = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.uint8)
+    tap_rows.tap_rows_fold(cols, sources, counts, bias, fold_out.copy(), image_pitch, chunk,
+                           layout, claimed, cancel)
+    assert claimed[0] - 1 == tasks  # the last claim found none left

@@ -380,8 +380,9 @@ def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups,
     """Columns of the batch's positions in whole tiles; the products in
     stretches of at most ``TAP_ROWS_STRETCH_TILES`` tiles, fewer where
     that leaves under ``TILED_TASKS_PER_THREAD`` tasks per thread; the
-    fold in stretches of an output channel's image, as many tasks where
-    there are outputs enough (at least ``TAP_ROWS_FOLD_MIN_CHUNK`` a task)."""
+    fold in tasks of as many outputs where there are outputs enough (at
+    least ``TAP_ROWS_FOLD_MIN_CHUNK`` a task; :func:`.tap_rows.tap_rows_fold`
+    keeps each within an image)."""
     batch, c_out = x_shape[0], out_shape[1]
     width = tile_width(itemsize)
     image_pitch = math.prod(x_shape[2:])
@@ -389,9 +390,8 @@ def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups,
     wanted = threads * config.TILED_TASKS_PER_THREAD
     stretch_tiles = max(1, min(config.TAP_ROWS_STRETCH_TILES,
                                groups * tiles // wanted))
-    o_plane = math.prod(out_shape[2:])
-    chunk = min(o_plane, max(config.TAP_ROWS_FOLD_MIN_CHUNK,
-                             -(-batch * c_out * o_plane // wanted)))
+    chunk = max(config.TAP_ROWS_FOLD_MIN_CHUNK,
+                -(-batch * c_out * math.prod(out_shape[2:]) // wanted))
     # Rows of columns an odd number of cache lines apart (simd.window_pitch):
     # a tile writes one stretch to each of up to 9 rows.
     tap_pitch = tiles * width + (64 // itemsize if tiles * width * itemsize % 128 == 0 else 0)
