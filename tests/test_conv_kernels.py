@@ -357,6 +357,9 @@ def test_complex_parts_split_into_twin_channels_and_back(shape, dtype, rng):
     # Whole rows merged into one run in and one stretch out (1x1 kernels).
     ((2, 20, 6, 9), (20, 24, 1, 1), {}),
     ((3, 18, 5, 6), (18, 17, 1, 2), dict(stride=(1, 2))),
+    # Output rows of the bias alone (kernel < stride along H, D), set up front.
+    ((2, 9, 7, 11), (9, 21, 1, 3), dict(stride=(3, 1), padding=(0, 1))),
+    ((2, 16, 4, 3, 9), (16, 24, 2, 1, 2), dict(stride=(3, 2, 2), dilation=(1, 1, 3))),
 ])
 def test_phase_tiles_read_and_write_channels_last_in_place(x_shape, w_shape, kwargs, dtype,
                                                          rng, monkeypatch):
@@ -494,6 +497,7 @@ def test_phase_tiles_interleave_few_channels_last(x_shape, w_shape, kwargs, dtyp
     ((2, 6, 3, 4, 5), (6, 3, 2, 3, 2), dict(stride=(2, 1, 3), groups=3)),  # 3-D, 3 a group
     ((1, 4, 6, 7), (4, 8, 4, 4), dict(stride=3, padding=1, groups=4)),  # depthwise x8
     ((2, 4, 5, 6), (4, 16, 3, 3), dict(stride=2, groups=2)),  # 16 a group: each on its own
+    ((2, 16, 5, 4, 3), (16, 6, 2, 2, 2), dict(stride=3, dilation=3, padding=2, groups=8)),  # r50
 ])
 def test_phase_tiles_run_every_group_together_channels_last(x_shape, w_shape, kwargs, dtype,
                                                             rng, monkeypatch, tiled_launches):

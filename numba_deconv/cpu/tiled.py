@@ -361,13 +361,16 @@ def _scatter_by_table(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, ro
 def _bias_runs(at, length, p0, p1, phases, pitch, stride, tap_counts, out_spatial):
     """The output rows of :func:`direct_tiled`'s positions ``p0 .. p1``
     that no tap reaches (their phase row has no taps: a kernel shorter
-    than its stride along D or H), channels first, as runs of one
-    channel's flat output in memory order (``at``, ``length``), rows that
-    continue one another merged; returns the runs' count. Written in
-    these runs before the products, the bias reaches memory in long
-    stretches: row by row, phase row after phase row, they went out 21
-    floats at a time and took most of a 1x1 kernel at stride 3 or 4
-    (benchmarks/TUNING.md)."""
+    than its stride along D or H), as runs of positions of an image's
+    output in memory order (``at``, ``length``: channels first, of one
+    channel's plane; channels last, each position's channels side by
+    side), rows that continue one another merged; returns the runs'
+    count. Written in these runs before the products, the bias reaches
+    memory in long stretches: row by row, phase row after phase row, they
+    went out 21 floats at a time and took most of a 1x1 kernel at stride 3
+    or 4 (benchmarks/TUNING.md). (Channels last, the sums of such rows,
+    zeros, were transposed out with the bias: r50, 3-D with taps in 1 of
+    27 phases, took 1.3 times its channels-first time.)"""
     u_h, u_w = pitch[1], pitch[2]
     s_d, s_h, s_w = stride
     o_d, o_h, o_w = out_spatial
@@ -571,15 +574,16 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     # spans (else none: no phase asks).
     reach = tap_reach(offsets, tap_counts if c_in_g * tap_counts.max() >= SPANS_MIN_PAIRS
                       else tap_counts[:0], pitch, shift_max, i_d, i_h)
-    # Channels first, output rows that no tap reaches are set to the bias
-    # up front (_bias_runs), and their phase rows skipped.
+    # Output rows that no tap reaches are set to the bias up front
+    # (_bias_runs), and their phase rows skipped; complex calls interleave
+    # their parts' rows as they go.
     bias_runs = False
     # One output channel lies channels last as it does channels first: its
     # rows are scattered as such, in vector shuffles rather than transposed
     # part tiles of one channel (3-D 2 -> 1 k6 s2: 2.0 -> 1.55x the
     # channels-first time).
     scatter_first = layout == CHANNELS_FIRST or (layout == CHANNELS_LAST and c_out == 1)
-    if layout == CHANNELS_FIRST:
+    if layout != COMPLEX_PARTS:
         for ph_row in range(n_phases // s_w):
             row_taps = 0
             for r_w in range(s_w):
@@ -670,15 +674,23 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
             run_length = np.empty_like(run_at)
             n_bias_runs = _bias_runs(run_at, run_length, p0, p1, phases, pitch, stride,
                                      tap_counts, (o_d, o_h, o_w))
-            for co in range(co0, co1):
-                oc = g * c_out_g + co
-                # (+ 0.0: a sum of zero products and a bias of -0.0 is +0.0)
-                value = bias[oc] + 0.0
-                o_channel = (n * c_out + oc) * o_d * o_h * o_w
+            # (+ 0.0: a sum of zero products and a bias of -0.0 is +0.0)
+            if layout == CHANNELS_LAST:  # each position's channels of the task
                 for i in range(n_bias_runs):
-                    at = np.uint64(o_channel + run_at[i])
+                    at = np.uint64((n * o_d * o_h * o_w + run_at[i]) * c_out + oc0)
                     for t in range(np.uint64(run_length[i])):
-                        of[at + t] = value
+                        for c in range(np.uint64(count)):
+                            of[at + c] = bias[oc0 + c] + 0.0
+                        at += np.uint64(c_out)
+            else:
+                for co in range(co0, co1):
+                    oc = g * c_out_g + co
+                    value = bias[oc] + 0.0
+                    o_channel = (n * c_out + oc) * o_d * o_h * o_w
+                    for i in range(n_bias_runs):
+                        at = np.uint64(o_channel + run_at[i])
+                        for t in range(np.uint64(run_length[i])):
+                            of[at + t] = value
         for ph_row in range(n_phases // s_w):
             first_ph = ph_row * s_w
             r_d, r_h = phases[first_ph, 0], phases[first_ph, 1]
