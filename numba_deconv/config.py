@@ -275,6 +275,14 @@ TAP_ROWS_DEEP_MAX_COLUMN_BYTES = 16 << 20
 #: outputs per task (fewer cost more to claim than to fold).
 TAP_ROWS_STRETCH_TILES = 4
 TAP_ROWS_FOLD_MIN_CHUNK = 512
+#: Each step of a tap_rows tile asks for the vectors of the input channel
+#: TAP_ROWS_PREFETCH_ROWS ahead of the one it loads.
+#: Why: the tiles read ``x`` where it lies, a vector or three from each of
+#: hundreds of channels a plane apart, and waited on those loads: on an
+#: Intel Xeon, in one process each, three rounds, 0 / 8 / 16 / 32 ahead
+#: (us): 632 -> 1 k4 s2 d3 1112-1177 / 1002-1066 / 985-1099 / 983-1080;
+#: 964 -> 3 k2 s4 365-398 / 338-358 / 329-380 / 341-376.
+TAP_ROWS_PREFETCH_ROWS = 16
 
 #: A phase_tiles call runs with the spatial dim whose rows waste the fewest
 #: vector lanes moved last (the input and output copied so) where the last

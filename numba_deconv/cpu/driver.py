@@ -137,7 +137,7 @@ def _run_tap_rows(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST)
     cols = np.empty((launch.out_shape[1] * math.prod(w.shape[2:]), tap_rows.tap_pitch),
                     dtype=x.dtype)
     parallel(tap_rows_products, x, w, cols, launch.groups, tap_rows.stretch_tiles, layout,
-             multiply_adds=launch.multiply_adds)
+             config.TAP_ROWS_PREFETCH_ROWS, multiply_adds=launch.multiply_adds)
     # The fold's adds cost more than the products' multiply-adds (an index
     # and a gather each): it runs on as many threads as the products.
     parallel(tap_rows_fold, cols, tap_rows.sources, tap_rows.counts, bias, out,
@@ -609,7 +609,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
                           + (types.boolean,) * 3 + (count,) + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "tap_rows": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
-                     (tap_rows_products, (arr5, arr5, arr2, count, count, count) + tasks),
+                     (tap_rows_products, (arr5, arr5, arr2) + (count,) * 4 + tasks),
                      (tap_rows_fold, (arr2, index2, index1, arr1, arr5) + (count,) * 3
                       + tasks)]
         if real else [],

@@ -56,7 +56,8 @@ from .transpose import transpose_block
 TAP_ROWS = 9
 
 _tile1, _tile2, _tile3, _tile4, _tile5, _tile6, _tile7, _tile8, _tile9 = (
-    register_tiles.spell_tile(rows, simd.TILE_VECTORS, None, "strided") for rows in range(1, TAP_ROWS + 1))
+    register_tiles.spell_tile(rows, simd.TILE_VECTORS, None, "strided", prefetch=True)
+    for rows in range(1, TAP_ROWS + 1))
 
 
 @njit(inline="always")
@@ -69,35 +70,48 @@ def _row_blocks(m_g):
 
 
 @njit(inline="always")
-def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch):
+def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+          ahead_rows):
     """The register tile of ``rows`` rows (:func:`.register_tiles.spell_tile`,
-    written over ``acc``), each size inlined once."""
+    written over ``acc``, asking for the vectors ``ahead_rows`` rows
+    ahead), each size inlined once."""
     if rows == 9:
-        _tile9(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
+        _tile9(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+               ahead_rows)
     elif rows == 8:
-        _tile8(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
+        _tile8(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+               ahead_rows)
     elif rows == 7:
-        _tile7(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
+        _tile7(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+               ahead_rows)
     elif rows == 6:
-        _tile6(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
+        _tile6(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+               ahead_rows)
     elif rows == 5:
-        _tile5(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
+        _tile5(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+               ahead_rows)
     elif rows == 4:
-        _tile4(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
+        _tile4(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+               ahead_rows)
     elif rows == 3:
-        _tile3(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
+        _tile3(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+               ahead_rows)
     elif rows == 2:
-        _tile2(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
+        _tile2(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+               ahead_rows)
     else:
-        _tile1(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch)
+        _tile1(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
+               ahead_rows)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
-def _every_row(cf, first, tap_pitch, xf, window, in_place, v_at, v_pitch, wf, w_at, c_in_g, m_g):
+def _every_row(cf, first, tap_pitch, xf, window, in_place, v_at, v_pitch, wf, w_at, c_in_g, m_g,
+               ahead_rows):
     """The tiles of a group's ``m_g`` rows (:func:`_row_blocks`) over one
     tile of positions: ``cf[first + m * tap_pitch:]`` for row ``m``, the
     vectors from ``xf[v_at:]`` if ``in_place`` else ``window[v_at:]``
-    (``v_pitch`` an input channel), the weights from ``wf[w_at:]``. Without
+    (``v_pitch`` an input channel, ``ahead_rows`` the channel ahead whose
+    vectors each step asks for), the weights from ``wf[w_at:]``. Without
     reference counts (see :mod:`.register_tiles`; choosing the array in
     the caller counted one for every tile of positions)."""
     vec = xf if in_place else window
@@ -105,11 +119,11 @@ def _every_row(cf, first, tap_pitch, xf, window, in_place, v_at, v_pitch, wf, w_
     for b in range(blocks):
         m0, rows = b * most + min(b, longer), most + (b < longer)
         _tile(rows, cf, first + m0 * tap_pitch, tap_pitch, vec, v_at, v_pitch, wf, w_at + m0,
-              c_in_g, m_g)
+              c_in_g, m_g, ahead_rows)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, claimed, cancel):
+def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, claimed, cancel):
     """``cols[g * M + m, q] = sum over ci of w[g * C_in/groups + ci, m] *
     x[n, g * C_in/groups + ci, p]`` for every group, row ``m < M`` (output
     channel x tap of the group) and position ``q = n * D*H*W + p`` of the
@@ -127,7 +141,9 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, claimed, cancel
     :data:`.tiled.COMPLEX_PARTS`: ``x`` the real view of complex data,
     shaped as its twin's channels first) every tile reads such a copy,
     made in transposed squares (:func:`.transpose.transpose_block`) or
-    from pairs of parts (:func:`.simd.load_pairs`)."""
+    from pairs of parts (:func:`.simd.load_pairs`). Each step of a tile
+    asks for the vectors of the input channel ``ahead_rows`` ahead
+    (``config.TAP_ROWS_PREFETCH_ROWS``)."""
     n_batch = x.shape[0]
     if layout == CHANNELS_LAST:
         c_in, i_plane = x.shape[4], x.shape[1] * x.shape[2] * x.shape[3]
@@ -189,7 +205,7 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, claimed, cancel
                         window[ci * width + filled:(ci + 1) * width] = 0
                 in_place, v_at, v_pitch = False, 0, width
             _every_row(cf, g * m_g * tap_pitch + q0, tap_pitch, xf, window, in_place, v_at,
-                       v_pitch, wf, g * c_in_g * m_g, c_in_g, m_g)
+                       v_pitch, wf, g * c_in_g * m_g, c_in_g, m_g, ahead_rows)
 
 
 @njit(nogil=True, cache=True)
