@@ -221,12 +221,12 @@ def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, layout, 
     outputs of one image, or all of one image's where it has fewer: a
     stretch of one channel's, or of its positions' channels that lie side
     by side (all of them channels last, a complex channel's two parts), so
-    that no two tasks write one cache line but at their ends. (Channels
-    last, ``chunk`` cut to an image's outputs of one channel before it was
-    shared among them left r46's tasks, 7 channels at 11 positions, writing
-    each other's lines: the fold took 1.7 times its channels-first time.)
-    (Unsigned indices: Numba checks a signed one for wrapping at every
-    access, and the fold is little else.)"""
+    that no two tasks write one cache line but at their ends: channels
+    last, ``chunk`` cut to one channel's image before it was shared among
+    the channels left r46's tasks 11 positions of 7 channels, each writing
+    the ends of its neighbours' lines (the fold took 1.7 times its
+    channels-first time). Unsigned indices: Numba checks a signed one for
+    wrapping at every access, and the fold is little else."""
     n_batch = out.shape[0]
     if layout == CHANNELS_LAST:
         c_out, o_plane = out.shape[4], out.shape[1] * out.shape[2] * out.shape[3]

@@ -380,9 +380,9 @@ def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups,
     """Columns of the batch's positions in whole tiles; the products in
     stretches of at most ``TAP_ROWS_STRETCH_TILES`` tiles, fewer where
     that leaves under ``TILED_TASKS_PER_THREAD`` tasks per thread; the
-    fold in tasks of as many outputs where there are outputs enough (at
-    least ``TAP_ROWS_FOLD_MIN_CHUNK`` a task; :func:`.tap_rows.tap_rows_fold`
-    keeps each within an image)."""
+    fold in ``TILED_TASKS_PER_THREAD`` tasks per thread of equal outputs,
+    fewer where that would leave under ``TAP_ROWS_FOLD_MIN_CHUNK`` a task
+    (:func:`.tap_rows.tap_rows_fold` cuts each to an image)."""
     batch, c_out = x_shape[0], out_shape[1]
     width = tile_width(itemsize)
     image_pitch = math.prod(x_shape[2:])
