@@ -235,8 +235,12 @@ TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES = 32 << 20
 #: 32-2048 -> 4-48 channels (1-3 dims, k1-3 at strides 2-4), from 32 input
 #: channels per output the tap rows ran 0.96-1.90x the phase tiles' speed
 #: in float32 (1 of 65 below 1.0x) and 0.94-1.73x in float64 (4 of 34
-#: below, 0.94-0.99x), below it 0.54-1.38x (benchmarks/TUNING.md).
-TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL = 32
+#: below, 0.94-0.99x), below it 0.54-1.38x. Once the tap rows asked for
+#: their input ahead (TAP_ROWS_PREFETCH_ROWS), on an Intel Xeon, 48 shapes
+#: of 24-672 -> 4-24 channels: from 16 per output 0.54-0.93x the phase
+#: tiles' time (2 of 19 at 1.10-1.11x), at 12 0.61-1.04x, below 12
+#: 0.83-2.24x (benchmarks/TUNING.md).
+TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL = 16
 #: Except: with at most TAP_ROWS_FEW_TAPS_PER_PHASE taps per output phase
 #: (but more than one), at least TAP_ROWS_FEW_TAPS_MIN_OUT_CHANNELS output
 #: channels and fewer than TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS input channels

@@ -48,28 +48,29 @@ def test_heuristic_kernel(c_in, c_out, batch, spatial, dtype, expected):
 
 
 @pytest.mark.parametrize("c_in, c_out, spatial, kernel, stride, dtype, expected", [
-    (120, 4, (94,), 2, 4, np.float64, "phase_tiles"),  # one tap per phase, 4 channels
-    (176, 6, (24, 24), 2, 2, np.float32, "phase_tiles"),  # ... 6 channels
-    (128, 4, (94,), 2, 4, np.float64, "tap_rows"),  # ... but 32 inputs for each
-    (192, 6, (24, 24), 2, 2, np.float32, "tap_rows"),  # ... in either dtype
+    (60, 4, (94,), 2, 4, np.float64, "phase_tiles"),  # one tap per phase, 4 channels
+    (90, 6, (24, 24), 2, 2, np.float32, "phase_tiles"),  # ... 6 channels
+    (64, 4, (94,), 2, 4, np.float64, "tap_rows"),  # ... but 16 inputs for each
+    (96, 6, (24, 24), 2, 2, np.float32, "tap_rows"),  # ... in either dtype
     (964, 3, (94,), 2, 4, np.float64, "tap_rows"),  # ... or not 4: the tiles wait on loads
     (256, 1, (24, 24), 2, 2, np.float32, "tap_rows"),  # ... or 1
     (256, 2, (24, 24), 3, 2, np.float32, "tap_rows"),  # 2.25 taps per phase
-    (128, 8, (16, 16), 1, 2, np.float64, "phase_tiles"),  # kernel < stride
-    (256, 8, (16, 16), 1, 2, np.float32, "tap_rows"),  # ... with 32 inputs per output
-    (128, 8, (16, 16), 4, 2, np.float64, "tap_rows"),  # 4 taps per phase
-    (256, 12, (16, 16), 1, 2, np.float32, "phase_tiles"),  # more channels, one tap
-    (1024, 12, (16, 16), 1, 2, np.float32, "tap_rows"),  # ... 32 inputs per output
+    (120, 8, (16, 16), 1, 2, np.float64, "phase_tiles"),  # kernel < stride
+    (128, 8, (16, 16), 1, 2, np.float32, "tap_rows"),  # ... with 16 inputs per output
+    (120, 8, (16, 16), 4, 2, np.float64, "tap_rows"),  # 4 taps per phase
+    (180, 12, (16, 16), 1, 2, np.float32, "phase_tiles"),  # more channels, one tap
+    (192, 12, (16, 16), 1, 2, np.float32, "tap_rows"),  # ... 16 inputs per output
     (1024, 12, (16, 16), 4, 2, np.float32, "tap_rows"),  # ... 4 taps, hundreds of inputs
-    # Pointwise too: BLAS would write the output channels first, but read a
-    # channels-last input 1.2x slower than the tiles (the same route either way)
-    (484, 19, (27, 25), 1, 1, np.float64, "phase_tiles"),
+    # Pointwise too (r22): BLAS would write the output channels first, but
+    # read a channels-last input 1.2x slower (the same route either way).
+    (484, 19, (27, 25), 1, 1, np.float64, "tap_rows"),
+    (240, 19, (27, 25), 1, 1, np.float64, "phase_tiles"),  # 12 inputs per output
 ])
 def test_one_tap_per_phase_keeps_few_output_channels_off_columns(c_in, c_out, spatial, kernel,
                                                                  stride, dtype, expected):
     """Few output channels with many input channels each take the tap rows
     (up to 8) or BLAS, unless every output phase has at most one tap, there
-    are more than 3 output channels and fewer than 32 input channels for
+    are more than 3 output channels and fewer than 16 input channels for
     each; with that many, any number take the tap rows."""
     from numba_deconv._plan import plan_call
     geometry = plan_call((2, c_in) + spatial, np.dtype(dtype), (c_in, c_out) + (kernel,)
