@@ -53,6 +53,13 @@ def _l1_ways(caches, default=8):
     return (caches.get(1) or (0, 0, 0))[2] or default
 
 
+def _l2_share(caches, share=0.75, default=1536 << 10):
+    """``share`` of the level-2 cache in ``caches`` (from
+    :func:`_data_caches`), ``default`` where not known."""
+    size = (caches.get(2) or (0, 0, 0))[0]
+    return int(size * share) if size else default
+
+
 #: CPU 0's data caches as sysfs describes them (empty where it does not).
 _CACHES = _data_caches()
 
@@ -135,6 +142,15 @@ GEMM_MIN_IN_CHANNELS_FEW_REGISTERS = 512
 #: Why: a pack stays in L2 while every position passes it.
 COLUMNS_TASKS_PER_THREAD = 8
 COLUMNS_PACK_BYTES = 256 << 10
+#: ... and takes fewer output channels per task where their columns would
+#: pass COLUMNS_TASK_COLUMN_BYTES, three quarters of L2.
+#: Why: each block of input channels adds to all of a task's columns; past
+#: L2, every block read and wrote them in L3. On an Intel Xeon (2 MiB L2),
+#: one process, three rounds, uncapped -> 1.5 MiB: 443 -> 273 float64 k6
+#: s4 on 11 6x7 images (1.9 MB a task) 0.87x, complex128 (as its real
+#: twin, 2.9 MB) 0.77x, 549 -> 190 k4 s2 on 8 58x5 images 0.91x; 1 MiB about the
+#: same; 18 other column_tiles shapes of seeds 0-6 0.96-1.05x.
+COLUMNS_TASK_COLUMN_BYTES = _l2_share(_CACHES)
 #: With fewer output channels than COLUMNS_TASKS_PER_THREAD tasks need, the
 #: column_tiles kernel takes the blocks of channels and ranges of images
 #: that run fewest tiles a thread, and of those the one nearest

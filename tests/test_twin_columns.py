@@ -59,3 +59,27 @@ def test_complex_columns_build_the_twin_weights_per_task(x_shape, w_shape, kwarg
     assert ran == [True, True] and not made
     assert_matches_reference(y, x, w, b, **kwargs)
     np.testing.assert_array_equal(np.moveaxis(y_last, -1, 1), y)
+
+
+@pytest.mark.parametrize("c_in, c_out", [(443, 273), (886, 546)])  # r37, its complex twin
+def test_column_tasks_keep_their_columns_within_the_cap(c_in, c_out, monkeypatch):
+    """A columns task takes so few output channels that its columns fit
+    ``COLUMNS_TASK_COLUMN_BYTES`` (every block of input channels adds to
+    all of them: past L2, r37's twin took 1.3 times as long), as long as
+    that still leaves it one channel."""
+    from numba_deconv.cpu import work_split
+    from numba_deconv.cpu.columns import TILE_POSITIONS
+
+    cap = 1536 << 10
+    monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", cap)
+    monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 8)
+    layout = work_split._columns_layout((11, c_in, 1, 6, 7), (c_in, c_out, 1, 6, 6),
+                                        (11, c_out, 1, 25, 29), (1, 4, 4), (1, 1, 1),
+                                        (0, 1, 1), 1, 8, 2)
+    rows = -(-11 * 6 * 7 // TILE_POSITIONS) * TILE_POSITIONS
+    assert not layout.in_place and layout.channel_block >= 1
+    assert rows * layout.pitch * 8 <= cap
+    monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", 64 << 10)  # under one channel's
+    assert work_split._columns_layout((11, c_in, 1, 6, 7), (c_in, c_out, 1, 6, 6),
+                                      (11, c_out, 1, 25, 29), (1, 4, 4), (1, 1, 1),
+                                      (0, 1, 1), 1, 8, 2).channel_block == 1

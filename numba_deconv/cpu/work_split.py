@@ -339,8 +339,9 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     :func:`_whole_tile_block`), and input channels per block so that a
     block's packed weights fit ``COLUMNS_PACK_BYTES``; with fewer output
     channels than that, ranges of images instead, ``COLUMNS_IMAGE_TASKS_PER_THREAD``
-    tasks per thread. Either way a task's columns fit ``WORKSPACE_BYTES``
-    where one output channel's do."""
+    tasks per thread. Either way a task's columns fit
+    ``COLUMNS_TASK_COLUMN_BYTES`` (and ``WORKSPACE_BYTES``) where one output
+    channel's do."""
     batch, c_in_g, c_out_g = x_shape[0], x_shape[1] // groups, w_shape[1]
     positions, taps = math.prod(x_shape[2:]), math.prod(w_shape[2:])
     weight_bytes = c_in_g * c_out_g * groups * taps * itemsize
@@ -352,7 +353,8 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     per_task = -(-c_out_g * groups // (threads * tasks_per_thread))
     image_parts = 1
     rows = -(-batch * positions // TILE_POSITIONS) * TILE_POSITIONS
-    fitting = max(1, config.WORKSPACE_BYTES // (rows * taps * itemsize))
+    fitting = max(1, min(config.WORKSPACE_BYTES, config.COLUMNS_TASK_COLUMN_BYTES)
+                  // (rows * taps * itemsize))
     width = tile_width(itemsize)
     few = not in_place and c_out_g * groups < threads * tasks_per_thread
     if few:
