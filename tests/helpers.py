@@ -103,6 +103,22 @@ def random_array(rng, shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype)
 
 
+def launches_of(monkeypatch, kernel):
+    """The list of the arguments of each launch of the CPU task kernel
+    ``kernel`` (through ``cpu.driver.parallel``), from now on."""
+    from numba_deconv.cpu import driver
+
+    launches = []
+    real = driver.parallel
+
+    def spy(launched, *args, **kwargs):
+        if launched is kernel:
+            launches.append(args)
+        return real(launched, *args, **kwargs)
+    monkeypatch.setattr(driver, "parallel", spy)
+    return launches
+
+
 def returns_of(monkeypatch, owner, name):
     """The list of what ``owner.name`` returns, call by call, from now on
     (it still runs and returns as before)."""

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import numba_deconv as nd
-from helpers import random_array
+from helpers import launches_of, random_array
 from numba_deconv.cpu import driver
 from reference import conv_pads, conv_ref, conv_weight_grad_ref, reference
 from test_conv import assert_conv_matches_oracle
@@ -436,16 +436,7 @@ def tiled_launches(monkeypatch, fresh_routes):
 
     monkeypatch.setattr(_dispatch, "choose_kernel",
                         lambda *call: ("gather", "phase_tiles", "rows"))
-    launches = []
-    real = driver.parallel
-
-    def spy(kernel, *args, **kw):
-        if kernel is tiled.direct_tiled:
-            launches.append(args)
-        return real(kernel, *args, **kw)
-
-    monkeypatch.setattr(driver, "parallel", spy)
-    return launches
+    return launches_of(monkeypatch, tiled.direct_tiled)
 
 
 def _checked_channels_first(rng, x_shape, w_shape, kwargs, dtype):

@@ -8,24 +8,10 @@ import pytest
 from numba_deconv import config, conv_transpose
 from numba_deconv.cpu import driver, tiled
 
-from helpers import assert_matches_reference, random_array
+from helpers import assert_matches_reference, launches_of, random_array
 from test_strategies import force
 
 pytestmark = pytest.mark.usefixtures("fresh_routes")
-
-
-def _spy_streaming(monkeypatch):
-    """The ``(layout, streaming)`` arguments of each phase-tiles launch, in
-    order."""
-    flags = []
-    real_parallel = driver.parallel
-
-    def spy(kernel, *args, **kwargs):
-        if kernel is driver.direct_tiled:
-            flags.append(args[13:15])
-        return real_parallel(kernel, *args, **kwargs)
-    monkeypatch.setattr(driver, "parallel", spy)
-    return flags
 
 
 # Output channels: whole vectors of both dtypes (16, 32), a ragged last
@@ -53,19 +39,21 @@ def test_streamed_channels_last_outputs_are_the_cached_ones(x_shape, w_shape, kw
     force(monkeypatch, "gather", "phase_tiles")
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 8)
-    flags = _spy_streaming(monkeypatch)
+    launches = launches_of(monkeypatch, driver.direct_tiled)
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1],), dtype)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     # The first call of a process runs channels first, compiling.
     conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
-    flags.clear()
+    launches.clear()
     results = []
     for threshold in (0, 1 << 62):
         monkeypatch.setattr(config, "STREAM_OUTPUT_MIN_BYTES", threshold)
         results.append(conv_transpose(x_last, w, b, data_format="channels_last", **kwargs))
-    assert flags == [(tiled.CHANNELS_LAST, True), (tiled.CHANNELS_LAST, False)]
+    # (layout, streaming) of each launch
+    assert [args[13:15] for args in launches] == [(tiled.CHANNELS_LAST, True),
+                                                  (tiled.CHANNELS_LAST, False)]
     np.testing.assert_array_equal(results[0], results[1])
     assert_matches_reference(np.moveaxis(results[0], -1, 1), x, w, b, **kwargs)
 

@@ -9,7 +9,7 @@ from numba_deconv.cpu import driver
 from numba_deconv.cpu.tap_rows import TAP_ROWS, _row_blocks
 from numba_deconv.cpu.tiled import COMPLEX_PARTS
 
-from helpers import assert_matches_reference, random_array
+from helpers import assert_matches_reference, launches_of, random_array
 
 pytestmark = pytest.mark.usefixtures("fresh_routes")
 
@@ -215,15 +215,7 @@ def test_fold_tasks_of_small_images_take_whole_images(data_format, tasks, monkey
     from numba_deconv.cpu import tap_rows
 
     _force(monkeypatch)
-    folds = []
-    real = driver.parallel
-
-    def spy(kernel, *args, **kw):
-        if kernel is tap_rows.tap_rows_fold:
-            folds.append(args)
-        return real(kernel, *args, **kw)
-
-    monkeypatch.setattr(driver, "parallel", spy)
+    folds = launches_of(monkeypatch, tap_rows.tap_rows_fold)
     x = random_array(rng, (4, 12, 7, 6), np.float32)  # 9 x 8 outputs of 7 channels
     w = random_array(rng, (12, 7, 7, 7), np.float32)
     if data_format == "channels_last":
