@@ -148,8 +148,8 @@ COLUMNS_PACK_BYTES = 256 << 10
 #: L2, every block read and wrote them in L3. On an Intel Xeon (2 MiB L2),
 #: one process, three rounds, uncapped -> 1.5 MiB: 443 -> 273 float64 k6
 #: s4 on 11 6x7 images (1.9 MB a task) 0.87x, complex128 (as its real
-#: twin, 2.9 MB) 0.77x, 549 -> 190 k4 s2 on 8 58x5 images 0.91x; 1 MiB about the
-#: same; 18 other column_tiles shapes of seeds 0-6 0.96-1.05x.
+#: twin, 2.9 MB) 0.77x, 549 -> 190 k4 s2 on 8 58x5 images 0.91x; 1 MiB
+#: about the same; 16 other column_tiles shapes 0.96-1.05x.
 COLUMNS_TASK_COLUMN_BYTES = _l2_share(_CACHES)
 #: With fewer output channels than COLUMNS_TASKS_PER_THREAD tasks need, the
 #: column_tiles kernel takes the blocks of channels and ranges of images
