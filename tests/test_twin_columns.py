@@ -70,16 +70,16 @@ def test_column_tasks_keep_their_columns_within_the_cap(c_in, c_out, monkeypatch
     from numba_deconv.cpu import work_split
     from numba_deconv.cpu.columns import TILE_POSITIONS
 
+    def layout(cap):
+        monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", cap)
+        return work_split._columns_layout((11, c_in, 1, 6, 7), (c_in, c_out, 1, 6, 6),
+                                          (11, c_out, 1, 25, 29), (1, 4, 4), (1, 1, 1),
+                                          (0, 1, 1), 1, 8, 2)
+
     cap = 1536 << 10
-    monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", cap)
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 8)
-    layout = work_split._columns_layout((11, c_in, 1, 6, 7), (c_in, c_out, 1, 6, 6),
-                                        (11, c_out, 1, 25, 29), (1, 4, 4), (1, 1, 1),
-                                        (0, 1, 1), 1, 8, 2)
+    capped = layout(cap)
     rows = -(-11 * 6 * 7 // TILE_POSITIONS) * TILE_POSITIONS
-    assert not layout.in_place and layout.channel_block >= 1
-    assert rows * layout.pitch * 8 <= cap
-    monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", 64 << 10)  # under one channel's
-    assert work_split._columns_layout((11, c_in, 1, 6, 7), (c_in, c_out, 1, 6, 6),
-                                      (11, c_out, 1, 25, 29), (1, 4, 4), (1, 1, 1),
-                                      (0, 1, 1), 1, 8, 2).channel_block == 1
+    assert not capped.in_place and capped.channel_block >= 1
+    assert rows * capped.pitch * 8 <= cap
+    assert layout(64 << 10).channel_block == 1  # under one channel's columns
