@@ -508,6 +508,22 @@ def _stream_output_min_bytes(caches, default=8 << 20, host_cache_per_cpu=32 << 2
 #: 17-34 MB ones 0.97-1.00x, 1.2 MB 1.38x (benchmarks/TUNING.md).
 STREAM_OUTPUT_MIN_BYTES = _stream_output_min_bytes(_CACHES)
 
+#: Channels last, a task of the phase tiles that writes every channel of
+#: its positions, where the channels end mid vector, transposes its sums
+#: for ``lanes`` outputs of every W phase into a stage of at most
+#: CHANNELS_LAST_STAGE_MAX_BYTES and copies it out as one run (streamed
+#: above STREAM_OUTPUT_MIN_BYTES), instead of transposing them straight
+#: into the output.
+#: Why: straight, every transposed store of 27 or 39 channels straddles two
+#: cache lines and no line can stream. On an Intel Xeon VM, alternating
+#: processes, five rounds: 3 -> 126 channels k1 (2.9 MB output) 0.57x,
+#: 23 -> 27 k6 s3 (3.0 MB) 0.77x, 10 -> 40 grouped (5 MB) 0.90x, 10 -> 61
+#: float64 (1.6 MB, not streamed) 0.87x, 40 -> 104 grouped (14 MB) 0.97x;
+#: but 14 -> 39 k1 on 11 114x94 images (18 MB) 1.10x slower, and 1.04x at
+#: 6.7 MB: the stream is slower than the cached stores there
+#: (benchmarks/TUNING.md).
+CHANNELS_LAST_STAGE_MAX_BYTES = 64 << 10
+
 #: A call on the main thread with at least this many multiply-adds runs its
 #: parallel kernel on other threads only, so that Ctrl-C stops it within a
 #: task (see :mod:`numba_deconv.cpu.launch`); smaller calls end sooner than

@@ -16,13 +16,20 @@ pytestmark = pytest.mark.usefixtures("fresh_routes")
 
 # Output channels: whole vectors of both dtypes (16, 32), a ragged last
 # vector (24 in float32, 12 in float64), fewer than a vector (6); strides
-# 1-4, so phases of one, two and four outputs interleave.
+# 1-4, so phases of one, two and four outputs interleave. Every channel
+# of a position in one task and ending mid vector (24 and 27 channels, 2
+# groups of 13, 39 on a 1x1 kernel's rows run together), the sums go
+# through the stage (config.CHANNELS_LAST_STAGE_MAX_BYTES), rows ending
+# mid tile.
 CASES = [
     ((2, 9, 13, 11), (9, 16, 3, 3), dict(stride=2, padding=1)),
     ((1, 5, 7, 21), (5, 32, 4, 4), dict(stride=4, padding=(1, 2))),
     ((2, 7, 40), (7, 24, 8), dict(stride=4, padding=2)),
     ((1, 4, 5, 6, 7), (4, 12, 2, 2, 2), dict(stride=2)),
     ((2, 3, 9, 9), (3, 6, 3, 3), dict(stride=1, padding=1)),
+    ((2, 5, 45), (5, 27, 6), dict(stride=3, padding=1, output_padding=2)),
+    ((1, 6, 83), (6, 13, 7), dict(padding=1, groups=2)),
+    ((2, 3, 9, 21), (3, 39, 1, 1), {}),
 ]
 
 
@@ -42,7 +49,7 @@ def test_streamed_channels_last_outputs_are_the_cached_ones(x_shape, w_shape, kw
     launches = launches_of(monkeypatch, driver.direct_tiled)
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
-    b = random_array(rng, (w_shape[1],), dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     # The first call of a process runs channels first, compiling.
     conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)

@@ -153,6 +153,26 @@ def store(typingctx, array, index, value):
 
 
 @intrinsic
+def store_streaming(typingctx, array, index, value):
+    """:func:`store` with a non-temporal store: ``array[index]`` must start
+    a vector-aligned cache line. It goes to memory without first reading
+    the line into the cache, weakly ordered: a kernel that makes such
+    stores ends with :func:`store_fence`."""
+    if _vector_of(array, "store_streaming") != value:
+        raise TypingError(f"simd.store_streaming: {value} does not match {array}")
+
+    def codegen(context, builder, signature, args):
+        address = _address(context, builder, signature.args[0], args[0], args[1])
+        pointer = builder.bitcast(address, args[2].type.as_pointer())
+        stored = builder.store(args[2], pointer, align=VECTOR_BYTES)
+        stored.set_metadata("nontemporal", builder.module.add_metadata(
+            [ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.none(array, index, value), codegen
+
+
+@intrinsic
 def load_part(typingctx, array, index, count):
     """:func:`load` of the first ``count`` lanes (1 to ``lanes``), the others
     zero: no element past ``array[index + count - 1]`` is read."""

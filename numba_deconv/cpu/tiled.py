@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from .. import _phases
-from ..config import FASTMATH
+from ..config import CHANNELS_LAST_STAGE_MAX_BYTES, FASTMATH
 from . import atomics, simd
 from .kernels import interleave_parts_real, interleave_real
 from .tile_products import (SPANS_MIN_PAIRS, TILE_ROWS, phase_products, phase_products_spans,
@@ -208,9 +208,31 @@ def _interleave_rows(acc, a_first, acc_pitch, block, s_w, bias, b_first, count, 
                                      step, min(lanes * step, (row_len[i] - j0 * s_w) * count))
 
 
+@njit(inline="always")
+def _copy_out(stage, of, dst, count, streaming):
+    """``of[dst : dst + count] = stage[:count]``; with ``streaming``, its
+    whole cache lines in non-temporal stores."""
+    lanes = simd.lanes(of)
+    at = 0
+    if streaming:
+        line = simd.LINE_BYTES // of.itemsize
+        at = min(-(simd.lanes_before_boundary(of) + dst) % line, count)
+        for e in range(at):
+            of[dst + e] = stage[e]
+        while at + line <= count:
+            for v in range(0, line, lanes):
+                simd.store_streaming(of, dst + at + v, simd.load(stage, at + v))
+            at += line
+    while at + lanes <= count:
+        simd.store(of, dst + at, simd.load(stage, at))
+        at += lanes
+    for e in range(at, count):
+        of[dst + e] = stage[e]
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
 def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_len, n_rows,
-                  image, c_out, oc0, count, streaming, out_at):
+                  image, c_out, oc0, count, streaming, out_at, stage):
     """:func:`direct_tiled`'s sums plus bias to a channels-last output
     ``of`` (flat): the sweep's ``n_rows`` output rows of image ``image``
     (from ``row_acc``, ``row_out``, ``row_len``; a row starts at phase 0),
@@ -223,7 +245,12 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
     the transposes' loads from L2. Rows shorter than a vector a phase go
     together: a vector of a phase's sums spans several rows (and the gaps
     between them), each column to its own position (``out_at``: room for
-    ``s_w`` times ``acc_pitch`` positions)."""
+    ``s_w`` times ``acc_pitch`` positions). With a ``stage`` (room for
+    ``lanes`` outputs of every phase, all ``c_out`` channels: ``count`` is
+    ``c_out``), longer rows are transposed into it first and copied out as
+    one run of whole positions, streamed with ``streaming``: channels that
+    end mid vector (27, 39, 104) made each transposed store straddle two
+    cache lines, and kept every line from streaming."""
     lanes = simd.lanes(acc)
     step = s_w * c_out  # from one output of a phase to its next
     longest = 0
@@ -256,6 +283,32 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
                         min(lanes, hi - k0))
         return
     c_full = count // lanes * lanes
+    if stage.size:
+        # Every channel of each position, short of whole vectors: the
+        # transposed stores would straddle cache lines; they go to the
+        # stage instead, which leaves as one run of the output.
+        for i in range(n_rows):
+            phases = min(s_w, row_len[i])
+            for j0 in range(0, -(-row_len[i] // s_w), lanes):
+                for r in range(phases):
+                    outputs = min(lanes, (row_len[i] - r + s_w - 1) // s_w - j0)
+                    if outputs <= 0:
+                        continue
+                    a0 = row_acc[i] + r * block + j0
+                    for c0 in range(0, count, lanes):
+                        if outputs < lanes or c0 == c_full:
+                            simd.transpose_tile_part_add(acc, c0 * acc_pitch + a0, acc_pitch,
+                                                         stage, r * c_out + c0, step, bias, c0,
+                                                         min(lanes, count - c0), outputs)
+                        else:
+                            simd.transpose_tile_add(acc, c0 * acc_pitch + a0, acc_pitch, stage,
+                                                    r * c_out + c0, step, bias, c0)
+                first = j0 * s_w
+                _copy_out(stage, of, (image + row_out[i] + first) * c_out,
+                          min(lanes * s_w, row_len[i] - first) * c_out, streaming)
+        if streaming:
+            simd.store_fence()
+        return
     # Streamed only where every store is a whole aligned line of this task.
     streaming = (streaming and c_full == count and c_out % lanes == 0 and oc0 % lanes == 0
                  and simd.lanes_before_boundary(of) == 0)
@@ -658,6 +711,14 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         row_bias = np.empty(lanes, dtype=out.dtype)
         # ... and the output position of each sum, for _scatter_last.
         out_at = np.empty(s_w * acc_pitch if layout == CHANNELS_LAST else 0, dtype=np.int64)
+        # Where the task writes every channel and they end mid vector, the
+        # sums of lanes outputs a phase (all of s_w * lanes positions) for
+        # _scatter_last's stage.
+        stage_length = lanes * s_w * c_out
+        staged = (layout == CHANNELS_LAST and count == c_out and c_out % lanes != 0
+                  and stage_length * out.itemsize <= CHANNELS_LAST_STAGE_MAX_BYTES)
+        stage = simd.aligned(np.empty((stage_length if staged else 0) + lanes,
+                                      dtype=out.dtype), stage_length if staged else 0)
         # A complex channel's parts, where the stride is too large to
         # interleave them at once: room for a sweep's outputs (at most
         # ``sub`` positions of every W phase) per part.
@@ -749,7 +810,7 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                     else:
                         _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out,
                                       row_len, n_rows, n * o_d * o_h * o_w, c_out, oc0, count,
-                                      streaming, out_at)
+                                      streaming, out_at, stage)
                     continue
                 if layout == COMPLEX_PARTS and 2 * s_w <= lanes:
                     for co in range(co0, co1, 2):  # (blocks and groups: whole pairs)
