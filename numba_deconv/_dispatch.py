@@ -143,11 +143,13 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     they wait on their loads, with more they are ahead, having no fold to
     pay), or any number with one tap and
     ``TAP_ROWS_ONE_TAP_MIN_IN_PER_OUT_CHANNEL`` input channels for each
-    (there the tiles' long sums favour the tap rows); or, on narrow
-    images where the phase tiles would compute
+    (there the tiles' long sums favour the tap rows); or, with more taps,
+    up to ``TAP_ROWS_NARROW_MAX_OUT_CHANNELS`` given
+    ``TAP_ROWS_MIN_IN_PER_OUT_CHANNEL`` input channels for each, or on
+    narrow images where the phase tiles would compute
     ``TAP_ROWS_NARROW_MIN_ROW_WASTE`` positions per output
-    (:func:`_tile_row_waste`), up to ``TAP_ROWS_NARROW_MAX_OUT_CHANNELS``
-    (the tap rows run along the batch's positions and waste none). Not
+    (:func:`_tile_row_waste`: the tap rows run along the batch's positions
+    and waste none). Not
     with a few taps per phase, several output channels and under
     ``TAP_ROWS_FEW_TAPS_MIN_IN_CHANNELS``, if the columns outgrow
     ``TAP_ROWS_FEW_TAPS_MAX_COLUMN_BYTES``: there the fold, reading them
@@ -173,7 +175,8 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     if out_g <= config.TAP_ROWS_MAX_OUT_CHANNELS:
         return many_taps or out_g <= config.TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS
     return (many_taps and out_g <= config.TAP_ROWS_NARROW_MAX_OUT_CHANNELS
-            and _tile_row_waste(geometry, dtype) >= config.TAP_ROWS_NARROW_MIN_ROW_WASTE)
+            and (in_g >= config.TAP_ROWS_MIN_IN_PER_OUT_CHANNEL * out_g
+                 or _tile_row_waste(geometry, dtype) >= config.TAP_ROWS_NARROW_MIN_ROW_WASTE))
 
 
 def _weights_outweigh_positions(geometry, batch: int, in_g: int, out_g: int,

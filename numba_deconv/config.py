@@ -232,6 +232,17 @@ TAP_ROWS_MAX_OUT_CHANNELS = 8
 TAP_ROWS_ONE_TAP_MAX_OUT_CHANNELS = 3
 TAP_ROWS_NARROW_MAX_OUT_CHANNELS = 16
 TAP_ROWS_NARROW_MIN_ROW_WASTE = 1.1
+#: ... and so do calls of up to TAP_ROWS_NARROW_MAX_OUT_CHANNELS output
+#: channels with more taps than phases on any image, given
+#: TAP_ROWS_MIN_IN_PER_OUT_CHANNEL input channels per output channel.
+#: Why: their phase tiles' rows are few, and each pair of a long sum
+#: waits on its loads. On an Intel Xeon, 48 random shapes of 64-384 -> 9-16
+#: channels (1-3 dims, k2-5), default against the tap rows forced, three
+#: rounds: from 12 per output 0.44-0.94x the time in 18 of 19 (160 -> 10,
+#: k4 s1 on 641 positions: 1.10x), shapes of seed 22 held out (0.69-0.87x
+#: in 8 of 9); at 9-12 per output 0.69-1.14x, below 9 mostly slower
+#: (benchmarks/TUNING.md).
+TAP_ROWS_MIN_IN_PER_OUT_CHANNEL = 12
 TAP_ROWS_MIN_IN_CHANNELS = 48
 TAP_ROWS_MAX_COLUMN_BYTES = 4 << 20
 #: Where no output has two taps (each kernel dim at most its stride over

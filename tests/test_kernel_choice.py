@@ -28,7 +28,8 @@ pytestmark = pytest.mark.usefixtures("fresh_routes")
     (128, 2, 4, (16, 16), np.float32, "tap_rows"),  # few output channels, many input
     (128, 8, 4, (16, 16), np.float64, "tap_rows"),  # ... up to 8
     (1024, 12, 4, (16, 16), np.float32, "tap_rows"),  # more, from hundreds of input channels
-    (1024, 12, 1, (16, 16), np.float32, "blas"),  # ... but 256 positions: 64 input for each
+    (1024, 12, 1, (16, 16), np.float32, "tap_rows"),  # ... 256 positions: 85 for each of 12
+    (2048, 24, 1, (16, 16), np.float32, "blas"),  # ... but 24 outputs: 85 input for each
     (128, 12, 4, (16, 16), np.float32, "phase_tiles"),  # ... but not 11 for each
     (128, 16, 4, (16, 16), np.float64, "phase_tiles"),  # float64: 8 for each are too few
     (40, 1, 4, (16, 16), np.float32, "phase_tiles"),  # too few input channels for either
@@ -134,6 +135,23 @@ def test_hundreds_of_input_channels_take_the_tap_rows(x_shape, c_out, kernel, st
     assert _chosen_kernel(x_shape, c_out, kernel, stride=stride) == expected
 
 
+@pytest.mark.parametrize("x_shape, c_out, kernel, kwargs, dtype, expected", [
+    ((1, 192, 1294), 12, 4, dict(stride=2), np.float32, "tap_rows"),  # 16 per output
+    ((1, 192, 34, 28), 16, 3, dict(stride=2), np.float64, "tap_rows"),  # 12
+    ((1, 128, 1176), 11, 5, dict(stride=2, dilation=2), np.float64, "phase_tiles"),  # 11.6
+    ((2, 160, 552), 16, 3, dict(stride=2, dilation=2), np.float32, "phase_tiles"),  # 10
+    ((1, 160, 1294), 12, 2, dict(stride=2), np.float32, "phase_tiles"),  # one tap a phase
+    ((1, 384, 1294), 17, 4, dict(stride=2), np.float32, "phase_tiles"),  # 17 outputs
+])
+def test_many_input_channels_per_output_take_the_tap_rows(x_shape, c_out, kernel, kwargs,
+                                                          dtype, expected):
+    """Up to 16 output channels with more taps than phases take the tap
+    rows from 12 input channels for each (TAP_ROWS_MIN_IN_PER_OUT_CHANNEL),
+    on images the phase tiles would not pad; one tap a phase keeps its own
+    bound (16 per output)."""
+    assert _chosen_kernel(x_shape, c_out, kernel, dtype, **kwargs) == expected
+
+
 @pytest.mark.parametrize("x_shape, c_in, c_out, kernel, stride, expected", [
     ((2, 3, 4, 2), 32, 56, 5, 2, "column_tiles"),  # 3-D, 4375 weights per position
     ((2, 4, 29), 227, 56, 6, 4, "column_tiles"),  # 2-D, 116 positions an image
@@ -220,7 +238,7 @@ def test_heuristic_channel_pairs_by_rank(x_shape, w_shape, groups, tiles):
 @pytest.mark.parametrize("x_shape, w_shape, registers, expected", [
     ((8, 200, 21, 74), (200, 12, 4, 4), 32, "blas"),  # 16.7 per output, 16 taps per phase
     ((8, 200, 21, 74), (200, 12, 4, 2), 32, "blas"),  # ... 8 taps
-    ((8, 200, 21, 74), (200, 12, 2, 3), 32, "phase_tiles"),  # ... but not 6
+    ((8, 200, 21, 74), (200, 12, 2, 3), 32, "tap_rows"),  # ... but not 6 (16.7 per output)
     ((8, 180, 21, 74), (180, 12, 4, 4), 32, "phase_tiles"),  # 15 per output are too few
     ((8, 187, 21, 74), (187, 8, 4, 2), 32, "tap_rows"),  # 8 output channels: the tap rows
     ((8, 187, 21, 74), (187, 8, 4, 4), 32, "blas"),  # ... unless 6 MB of columns
