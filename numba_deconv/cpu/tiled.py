@@ -216,7 +216,8 @@ def _copy_out(stage, of, dst, count, streaming):
     at = 0
     if streaming:
         line = simd.LINE_BYTES // of.itemsize
-        at = min(-(simd.lanes_before_boundary(of) + dst) % line, count)
+        lead = np.int64(of.ctypes.data) // of.itemsize % line  # of's start past a line
+        at = min(-(lead + dst) % line, count)
         for e in range(at):
             of[dst + e] = stage[e]
         while at + line <= count:
@@ -284,9 +285,9 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
         return
     c_full = count // lanes * lanes
     if stage.size:
-        # Every channel of each position, short of whole vectors: the
-        # transposed stores would straddle cache lines; they go to the
-        # stage instead, which leaves as one run of the output.
+        # Every channel of each position (oc0 is 0), short of whole
+        # vectors: the transposed stores would straddle cache lines; they
+        # go to the stage instead, which leaves as one run of the output.
         for i in range(n_rows):
             phases = min(s_w, row_len[i])
             for j0 in range(0, -(-row_len[i] // s_w), lanes):
