@@ -284,35 +284,15 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
                         min(lanes, hi - k0))
         return
     c_full = count // lanes * lanes
-    if stage.size:
-        # Every channel of each position (oc0 is 0), short of whole
-        # vectors: the transposed stores would straddle cache lines; they
-        # go to the stage instead, which leaves as one run of the output.
-        for i in range(n_rows):
-            phases = min(s_w, row_len[i])
-            for j0 in range(0, -(-row_len[i] // s_w), lanes):
-                for r in range(phases):
-                    outputs = min(lanes, (row_len[i] - r + s_w - 1) // s_w - j0)
-                    if outputs <= 0:
-                        continue
-                    a0 = row_acc[i] + r * block + j0
-                    for c0 in range(0, count, lanes):
-                        if outputs < lanes or c0 == c_full:
-                            simd.transpose_tile_part_add(acc, c0 * acc_pitch + a0, acc_pitch,
-                                                         stage, r * c_out + c0, step, bias, c0,
-                                                         min(lanes, count - c0), outputs)
-                        else:
-                            simd.transpose_tile_add(acc, c0 * acc_pitch + a0, acc_pitch, stage,
-                                                    r * c_out + c0, step, bias, c0)
-                first = j0 * s_w
-                _copy_out(stage, of, (image + row_out[i] + first) * c_out,
-                          min(lanes * s_w, row_len[i] - first) * c_out, streaming)
-        if streaming:
-            simd.store_fence()
-        return
-    # Streamed only where every store is a whole aligned line of this task.
-    streaming = (streaming and c_full == count and c_out % lanes == 0 and oc0 % lanes == 0
-                 and simd.lanes_before_boundary(of) == 0)
+    # With a stage, every channel of each position (oc0 is 0), short of
+    # whole vectors: the transposed stores would straddle cache lines, so
+    # they go to the stage, which leaves as one run of the output (streamed
+    # with ``streaming``). Straight to the output, streamed only where
+    # every store is a whole aligned line of this task.
+    staged = stage.size > 0
+    stream_tiles = (streaming and not staged and c_full == count and c_out % lanes == 0
+                    and oc0 % lanes == 0 and simd.lanes_before_boundary(of) == 0)
+    target = stage if staged else of
     for i in range(n_rows):
         phases = min(s_w, row_len[i])
         # Tiles of every phase side by side, so that the outputs they write
@@ -326,19 +306,23 @@ def _scatter_last(acc, acc_pitch, block, s_w, bias, of, row_acc, row_out, row_le
                 if outputs <= 0:
                     continue
                 a0 = row_acc[i] + r * block + j0
-                o0 = (image + row_out[i] + r) * c_out + oc0 + j0 * step
+                o0 = r * c_out if staged else (image + row_out[i] + r) * c_out + oc0 + j0 * step
                 for c0 in range(0, count, lanes):
                     if outputs < lanes or c0 == c_full:
-                        simd.transpose_tile_part_add(acc, c0 * acc_pitch + a0, acc_pitch, of,
+                        simd.transpose_tile_part_add(acc, c0 * acc_pitch + a0, acc_pitch, target,
                                                      o0 + c0, step, bias, oc0 + c0,
                                                      min(lanes, count - c0), outputs)
-                    elif streaming:
+                    elif stream_tiles:
                         simd.transpose_tile_add_streaming(acc, c0 * acc_pitch + a0, acc_pitch,
                                                           of, o0 + c0, step, bias, oc0 + c0)
                     else:
-                        simd.transpose_tile_add(acc, c0 * acc_pitch + a0, acc_pitch, of,
+                        simd.transpose_tile_add(acc, c0 * acc_pitch + a0, acc_pitch, target,
                                                 o0 + c0, step, bias, oc0 + c0)
-    if streaming:
+            if staged:
+                first = j0 * s_w
+                _copy_out(stage, of, (image + row_out[i] + first) * c_out,
+                          min(lanes * s_w, row_len[i] - first) * c_out, streaming)
+    if stream_tiles or staged and streaming:
         simd.store_fence()
 
 
