@@ -386,6 +386,23 @@ DEPTHWISE_LAST_ROW_BLOCK = 8
 #: Why: the ring stays in L2 (a large dilation's ring is mostly rows that
 #: no output row of the task reads).
 DEPTHWISE_LAST_RING_BYTES = 1 << 20
+#: ... and, where a position's channels pass a vector and end mid one, the
+#: kernel has at most DEPTHWISE_LAST_STAGE_MAX_TAPS taps for each output
+#: phase (its taps over the product of its strides) and the output is at
+#: least STREAM_OUTPUT_MIN_BYTES, passes each tile of outputs through a
+#: stage in L1 that leaves in whole vectors.
+#: Why: such calls are little but stores to memory, and straight to the
+#: output each vector of a position's channels straddled two cache lines
+#: (47 float64 channels k2 s4, 10.8 MB: 1.5x the channels-first time; 48
+#: channels 0.9x). Stage against straight, 28 random depthwise shapes of
+#: 17-260 channels, one process each, three rounds: at most 1.5 taps an
+#: output 0.73-0.96x in 12 and ties in 3; 2-25 taps, 0.85-0.87x in 2,
+#: 1.05-1.19x in the other 10 (there the sums hide the stores, and the
+#: stage adds a copy). 14 more shapes of at most 1.5 taps, held out:
+#: 0.69-0.92x in 11 of them, ties in 2, 1.43x on a 0.3 MB output (in L2,
+#: where a straddling store costs little); 6 channels, 0.92 against 0.74x
+#: straight (each position inside a vector).
+DEPTHWISE_LAST_STAGE_MAX_TAPS = 1.5
 
 #: Bytes of accumulator rows (all output channels of a group, every W
 #: phase) one sweep of the phase_tiles kernel fills before interleaving them into

@@ -19,6 +19,7 @@ import pytest
 import numba_deconv as nd
 from helpers import launches_of, random_array
 from numba_deconv.cpu import driver
+from numba_deconv.cpu.simd import VECTOR_BYTES
 from reference import conv_pads, conv_ref, conv_weight_grad_ref, reference
 from test_conv import assert_conv_matches_oracle
 
@@ -772,3 +773,81 @@ def test_depthwise_last_sums_positions_four_at_a_time(x_shape, kernel, kwargs, r
             assert last.tobytes() == expected
         assert native and all(native)
         native.clear()
+
+
+# Depthwise calls whose positions' channels pass a vector and end mid one:
+# x shape (channels first), kernel, kwargs.
+DEPTHWISE_LAST_STAGED = [
+    ((2, 19, 37), (2,), dict(stride=4)),  # phases with no tap: the bias alone
+    ((1, 23, 30), (3,), dict(stride=3, padding=1, output_padding=2)),
+    ((2, 18, 5, 11), (3, 4), dict(stride=1, padding=(1, 2))),  # taps that slide along W
+    ((1, 9, 4, 6, 5), (2, 1, 3), dict(stride=(1, 2, 2), dilation=(2, 1, 1))),  # 3-D
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, kernel, kwargs", DEPTHWISE_LAST_STAGED)
+def test_depthwise_last_stages_outputs_whose_channels_end_mid_vector(x_shape, kernel, kwargs,
+                                                                     dtype, rng, monkeypatch,
+                                                                     fresh_routes):
+    """Through its stage, depthwise_last writes the channels-first bits and
+    the oracle's values: each tile of four positions of every phase as
+    one run from wherever it starts in the output's vectors, the last
+    positions straight; rows cut into stretches of 5 or more (channel
+    multipliers 1 and 2, 9-46 channels: past a vector in float64, mid one
+    in float32 for some)."""
+    from numba_deconv import _dispatch, config
+
+    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: DEPTHWISE_ROUTES["rows"])
+    monkeypatch.setattr(config, "STREAM_OUTPUT_MIN_BYTES", 0)
+    monkeypatch.setattr(config, "DEPTHWISE_LAST_STAGE_MAX_TAPS", np.inf)
+    # Stretches of 5 outputs a phase or more: a tile of four, then some
+    # straight.
+    monkeypatch.setattr(config, "TILED_MIN_POSITIONS_CROWDED", 5)
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 64)
+    native = _depthwise_last_runs(monkeypatch)
+    staged = []
+    real = driver.stages_outputs
+    monkeypatch.setattr(driver, "stages_outputs", lambda *a: staged.append(real(*a))
+                        or staged[-1])
+    channels = x_shape[1]
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    x = random_array(rng, x_shape, dtype)
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for multiplier in (1, 2):
+        w = random_array(rng, (channels, multiplier) + kernel, dtype)
+        b = random_array(rng, (channels * multiplier,), dtype)
+        first = nd.conv_transpose(x, w, b, groups=channels, **kwargs)
+        np.testing.assert_allclose(first, reference(x, w, b, groups=channels, **kwargs),
+                                   rtol=1e-5, atol=1e-5)
+        expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+        for _ in range(2):  # the first call may go the transposed way (see above)
+            last = nd.conv_transpose(x_last, w, b, groups=channels, data_format="channels_last",
+                                     **kwargs)
+            assert last.tobytes() == expected
+        c_out = channels * multiplier
+        assert native and all(native)
+        assert staged == [c_out > lanes and c_out % lanes != 0] * len(native)
+        native.clear()
+        staged.clear()
+
+
+@pytest.mark.parametrize("dtype, channels, kernel, stride, out_bytes, expected", [
+    (np.float32, 47, (2,), (4,), 8 << 20, True),
+    (np.float64, 47, (1, 2, 2), (1, 2, 2), 8 << 20, True),  # one tap an output phase
+    (np.float32, 48, (2,), (4,), 8 << 20, False),  # whole vectors a position
+    (np.float32, 15, (2,), (4,), 8 << 20, False),  # inside one vector
+    (np.float32, 47, (4,), (2,), 8 << 20, False),  # two taps an output phase
+    (np.float32, 47, (3, 2), (2, 2), 8 << 20, True),  # 1.5 exactly
+    (np.float32, 47, (2,), (4,), 1 << 10, False),  # an output that the caches hold
+    (np.complex64, 47, (2,), (4,), 8 << 20, False),  # complex: the loop by element
+])
+def test_depthwise_last_stages_stores_to_memory_alone(dtype, channels, kernel, stride,
+                                                      out_bytes, expected, monkeypatch):
+    """The stage is for calls that are mostly stores to memory of
+    positions whose channels straddle vectors (config)."""
+    from numba_deconv import config
+    from numba_deconv.cpu.depthwise_last import stages_outputs
+
+    monkeypatch.setattr(config, "STREAM_OUTPUT_MIN_BYTES", 2 << 20)
+    assert stages_outputs(np.dtype(dtype), channels, kernel, stride, out_bytes) == expected

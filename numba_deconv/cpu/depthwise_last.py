@@ -16,21 +16,29 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from .. import config
 from ..config import FASTMATH
 from . import atomics, simd
 from .kernels import padded_row
 
 
-def _row_sums(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias):
-    """out[at + (j*s_w + r)*count + c] = the sum over the first
+def _row_sums(stage, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias,
+              dest, staged, boundary):
+    """dest[at + (j*s_w + r)*count + c] = the sum over the first
     ``n_taps[r]`` rows ``(w0, x0, w1, x1)`` of ``taps[r]`` of ``w[w0 + c]
     * x[x0 + j*pitch + c] + w[w1 + c] * x[x1 + j*pitch + c]`` (``w1 <
     0``: a lone tap, ``w[w0 + c] * x[x0 + j*pitch + c]``), in their order
     from zero, plus ``bias[c]``; for c < count, j_first <= j < j_end and
     phases r < s_w with ``j*s_w + r < o_w`` (flat arrays): a stretch of
-    one of :func:`depthwise_last`'s output rows, a phase at a time (in the
-    order of the outputs, depthwise_2d took 1.2x as long), its inputs a
-    position every ``pitch`` elements. Jitted code only."""
+    one of :func:`depthwise_last`'s output rows, its inputs a position
+    every ``pitch`` elements. Four positions of a phase at a time, then
+    the last ones. With ``staged``, ``stage`` has room for four positions
+    of every phase (see :func:`depthwise_last`): every phase's four
+    positions are summed into it before the next four, and leave it as
+    one run, its vectors stored on ``dest``'s vector
+    boundaries (``boundary``: :func:`.simd.lanes_before_boundary`); else a
+    phase at a time, over the stretch (in the order of the outputs,
+    depthwise_2d took 1.2x as long). Jitted code only."""
     raise NotImplementedError("_row_sums is for jitted code")
 
 
@@ -63,88 +71,130 @@ def _fma_any(a, b, addend):
 # cost two reference-count updates (atomic, about 50 cycles an output of
 # 16 channels k3 s3).
 @overload(_row_sums, inline="always")
-def _row_sums_for(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias):
-    if out.dtype in (types.float32, types.float64):
-        def in_vectors(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias):
-            lanes = simd.lanes(out)
+def _row_sums_for(stage, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias,
+                  dest, staged, boundary):
+    if dest.dtype in (types.float32, types.float64):
+        def in_vectors(stage, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias,
+                       dest, staged, boundary):
+            lanes = simd.lanes(dest)
             step = s_w * count  # from one output of a phase to the next
-            for phase in range(min(s_w, o_w)):
-                j_stop = min(j_end, (o_w - phase + s_w - 1) // s_w)
+            phases = min(s_w, o_w)
+            # Staged, every phase's four positions before the next four,
+            # the phases' outputs then one run; else phase by phase, each
+            # over the stretch.
+            rounds, per_round = (1, phases) if staged else (phases, 1)
+            for round_ in range(rounds):
+                p0 = round_ * per_round
+                # Where the round's last phase's outputs end (the others
+                # have as many, or one more).
+                j_stop = min(j_end, (o_w - p0 - per_round + s_w) // s_w)
                 j = j_first
                 while j + _TILE <= j_stop:
-                    for c in range(0, count, lanes):
-                        # The last vector of channels masked (its loads
-                        # and stores).
-                        part = min(lanes, count - c)
-                        add_bias = simd.load_part(bias, c, part)
-                        a, s = at + (j * s_w + phase) * count + c, j * pitch + c
-                        total0 = total1 = total2 = total3 = simd.zeros(out)
-                        in0 = in1 = in2 = in3 = total0  # the four positions' inputs
-                        behind = -1  # where a tap reuses the last one's inputs
-                        for t in range(n_taps[phase]):
-                            w0, x0 = taps[phase, t, 0] + c, taps[phase, t, 1] + s
-                            weight0 = simd.load_part(w, w0, part)
-                            if taps[phase, t, 2] < 0:
-                                if x0 == behind:
-                                    # A position back: three of the last
-                                    # tap's inputs are this one's (the
-                                    # taps along W at stride 1).
-                                    in3, in2, in1 = in2, in1, in0
-                                    in0 = simd.load_part(x, x0, part)
-                                else:
-                                    in0 = simd.load_part(x, x0, part)
-                                    in1 = simd.load_part(x, x0 + pitch, part)
-                                    in2 = simd.load_part(x, x0 + 2 * pitch, part)
-                                    in3 = simd.load_part(x, x0 + 3 * pitch, part)
-                                behind = x0 - pitch
-                                total0 = simd.fma(weight0, in0, total0)
-                                total1 = simd.fma(weight0, in1, total1)
-                                total2 = simd.fma(weight0, in2, total2)
-                                total3 = simd.fma(weight0, in3, total3)
-                                continue
-                            behind = -1
-                            w1, x1 = taps[phase, t, 2] + c, taps[phase, t, 3] + s
-                            weight1 = simd.load_part(w, w1, part)
-                            total0 = simd.add(total0, simd.fma(
-                                weight0, simd.load_part(x, x0, part),
-                                simd.mul(weight1, simd.load_part(x, x1, part))))
-                            total1 = simd.add(total1, simd.fma(
-                                weight0, simd.load_part(x, x0 + pitch, part),
-                                simd.mul(weight1, simd.load_part(x, x1 + pitch, part))))
-                            total2 = simd.add(total2, simd.fma(
-                                weight0, simd.load_part(x, x0 + 2 * pitch, part),
-                                simd.mul(weight1, simd.load_part(x, x1 + 2 * pitch, part))))
-                            total3 = simd.add(total3, simd.fma(
-                                weight0, simd.load_part(x, x0 + 3 * pitch, part),
-                                simd.mul(weight1, simd.load_part(x, x1 + 3 * pitch, part))))
-                        simd.store_part(out, a, simd.add(total0, add_bias), part)
-                        simd.store_part(out, a + step, simd.add(total1, add_bias), part)
-                        simd.store_part(out, a + 2 * step, simd.add(total2, add_bias), part)
-                        simd.store_part(out, a + 3 * step, simd.add(total3, add_bias), part)
+                    first = at + j * step  # the tile's first output
+                    base = 0 if staged else first
+                    for phase in range(p0, p0 + per_round):
+                        for c in range(0, count, lanes):
+                            # The last vector of channels masked (its loads
+                            # and stores).
+                            part = min(lanes, count - c)
+                            add_bias = simd.load_part(bias, c, part)
+                            a, s = base + phase * count + c, j * pitch + c
+                            total0 = total1 = total2 = total3 = simd.zeros(dest)
+                            in0 = in1 = in2 = in3 = total0  # the four positions' inputs
+                            behind = -1  # where a tap reuses the last one's inputs
+                            for t in range(n_taps[phase]):
+                                w0, x0 = taps[phase, t, 0] + c, taps[phase, t, 1] + s
+                                weight0 = simd.load_part(w, w0, part)
+                                if taps[phase, t, 2] < 0:
+                                    if x0 == behind:
+                                        # A position back: three of the last
+                                        # tap's inputs are this one's (the
+                                        # taps along W at stride 1).
+                                        in3, in2, in1 = in2, in1, in0
+                                        in0 = simd.load_part(x, x0, part)
+                                    else:
+                                        in0 = simd.load_part(x, x0, part)
+                                        in1 = simd.load_part(x, x0 + pitch, part)
+                                        in2 = simd.load_part(x, x0 + 2 * pitch, part)
+                                        in3 = simd.load_part(x, x0 + 3 * pitch, part)
+                                    behind = x0 - pitch
+                                    total0 = simd.fma(weight0, in0, total0)
+                                    total1 = simd.fma(weight0, in1, total1)
+                                    total2 = simd.fma(weight0, in2, total2)
+                                    total3 = simd.fma(weight0, in3, total3)
+                                    continue
+                                behind = -1
+                                w1, x1 = taps[phase, t, 2] + c, taps[phase, t, 3] + s
+                                weight1 = simd.load_part(w, w1, part)
+                                total0 = simd.add(total0, simd.fma(
+                                    weight0, simd.load_part(x, x0, part),
+                                    simd.mul(weight1, simd.load_part(x, x1, part))))
+                                total1 = simd.add(total1, simd.fma(
+                                    weight0, simd.load_part(x, x0 + pitch, part),
+                                    simd.mul(weight1, simd.load_part(x, x1 + pitch, part))))
+                                total2 = simd.add(total2, simd.fma(
+                                    weight0, simd.load_part(x, x0 + 2 * pitch, part),
+                                    simd.mul(weight1, simd.load_part(x, x1 + 2 * pitch, part))))
+                                total3 = simd.add(total3, simd.fma(
+                                    weight0, simd.load_part(x, x0 + 3 * pitch, part),
+                                    simd.mul(weight1, simd.load_part(x, x1 + 3 * pitch, part))))
+                            total0 = simd.add(total0, add_bias)
+                            total1 = simd.add(total1, add_bias)
+                            total2 = simd.add(total2, add_bias)
+                            total3 = simd.add(total3, add_bias)
+                            # (Each array stored to by name: one chosen
+                            # between them, r59 took 1.15x as long.)
+                            if staged:
+                                simd.store_part(stage, a, total0, part)
+                                simd.store_part(stage, a + step, total1, part)
+                                simd.store_part(stage, a + 2 * step, total2, part)
+                                simd.store_part(stage, a + 3 * step, total3, part)
+                            else:
+                                simd.store_part(dest, a, total0, part)
+                                simd.store_part(dest, a + step, total1, part)
+                                simd.store_part(dest, a + 2 * step, total2, part)
+                                simd.store_part(dest, a + 3 * step, total3, part)
+                    if staged:
+                        # The tile's outputs, one run, in whole vectors
+                        # on the output's vector boundaries.
+                        length = _TILE * step
+                        e = min((boundary - first) % lanes, length)
+                        if e > 0:
+                            simd.store_part(dest, first, simd.load_part(stage, 0, e), e)
+                        while e + lanes <= length:
+                            simd.store(dest, first + e, simd.load(stage, e))
+                            e += lanes
+                        if e < length:
+                            simd.store_part(dest, first + e, simd.load_part(stage, e, length - e),
+                                            length - e)
                     j += _TILE
-                for j in range(j, j_stop):  # the last positions, one at a time
-                    for c in range(0, count, lanes):
-                        part = min(lanes, count - c)
-                        add_bias = simd.load_part(bias, c, part)
-                        a, s = at + (j * s_w + phase) * count + c, j * pitch + c
-                        total = simd.zeros(out)
-                        for t in range(n_taps[phase]):
-                            w0, x0 = taps[phase, t, 0] + c, taps[phase, t, 1] + s
-                            if taps[phase, t, 2] < 0:
-                                total = simd.fma(simd.load_part(w, w0, part),
-                                                 simd.load_part(x, x0, part), total)
-                                continue
-                            w1, x1 = taps[phase, t, 2] + c, taps[phase, t, 3] + s
-                            total = simd.add(total, simd.fma(
-                                simd.load_part(w, w0, part), simd.load_part(x, x0, part),
-                                simd.mul(simd.load_part(w, w1, part),
-                                         simd.load_part(x, x1, part))))
-                        simd.store_part(out, a, simd.add(total, add_bias), part)
+                j_tail = j
+                for phase in range(p0, p0 + per_round):
+                    # The last positions, one at a time.
+                    for j in range(j_tail, min(j_end, (o_w - phase + s_w - 1) // s_w)):
+                        for c in range(0, count, lanes):
+                            part = min(lanes, count - c)
+                            add_bias = simd.load_part(bias, c, part)
+                            a, s = at + (j * s_w + phase) * count + c, j * pitch + c
+                            total = simd.zeros(dest)
+                            for t in range(n_taps[phase]):
+                                w0, x0 = taps[phase, t, 0] + c, taps[phase, t, 1] + s
+                                if taps[phase, t, 2] < 0:
+                                    total = simd.fma(simd.load_part(w, w0, part),
+                                                     simd.load_part(x, x0, part), total)
+                                    continue
+                                w1, x1 = taps[phase, t, 2] + c, taps[phase, t, 3] + s
+                                total = simd.add(total, simd.fma(
+                                    simd.load_part(w, w0, part), simd.load_part(x, x0, part),
+                                    simd.mul(simd.load_part(w, w1, part),
+                                             simd.load_part(x, x1, part))))
+                            simd.store_part(dest, a, simd.add(total, add_bias), part)
         return in_vectors
 
-    element = out.dtype
+    element = dest.dtype
 
-    def by_element(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias):
+    def by_element(stage, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, pitch, bias,
+                   dest, staged, boundary):
         for phase in range(min(s_w, o_w)):
             for j in range(j_first, min(j_end, (o_w - phase + s_w - 1) // s_w)):
                 a, s = at + (j * s_w + phase) * count, j * pitch
@@ -157,7 +207,7 @@ def _row_sums_for(out, at, w, x, taps, n_taps, j_first, j_end, s_w, o_w, count, 
                             total = _fma_any(w[w0], x[x0], total)
                         else:
                             total = total + _fma_any(w[w0], x[x0], w[w1] * x[x1])
-                    out[a + c] = total + bias[c]
+                    dest[a + c] = total + bias[c]
     return by_element
 
 
@@ -250,9 +300,22 @@ def _copy_row(dst, at, src, first, positions, c_in, multiplier, pitch):
     _copy_repeated(dst, at, src, first, positions, c_in, multiplier, pitch)
 
 
-@njit(nogil=True, cache=True, fastmath=FASTMATH)
-def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_block,
-                   ring_bytes, claimed, cancel):
+def stages_outputs(dtype, channels, kernel, stride, out_bytes) -> bool:
+    """Whether :func:`depthwise_last` writes its outputs through a stage
+    (real ``dtype``, ``channels`` output channels, ``kernel`` and
+    ``stride`` the call's, ``out_bytes`` its output's size): where a
+    position's channels pass a vector and end mid one, and the call is
+    mostly stores to memory (``config.DEPTHWISE_LAST_STAGE_MAX_TAPS``)."""
+    dtype = np.dtype(dtype)
+    lanes = simd.VECTOR_BYTES // dtype.itemsize
+    return (dtype.kind == "f" and channels > lanes and channels % lanes != 0
+            and math.prod(kernel) <= config.DEPTHWISE_LAST_STAGE_MAX_TAPS * math.prod(stride)
+            and out_bytes >= config.STREAM_OUTPUT_MIN_BYTES)
+
+
+@njit(inline="always")
+def _depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_block,
+                    ring_bytes, staged, claimed, cancel):
     """A depthwise call (each group one input channel, ``multiplier``
     output channels) on channels-last data, for finite weights, with the
     sums of a channels-first kernel: :func:`.kernels.direct_planes`' (``paired``)
@@ -273,7 +336,12 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_
     every P elements), once a task where they fit a ring of
     ``ring_bytes`` (else once an output row), the taps of each W phase
     listed once a row as offsets into them and into ``w_t``, and each
-    output summed over its list and written once (:func:`_row_sums`).
+    output summed over its list and written once (:func:`_row_sums`);
+    with ``staged`` (:func:`stages_outputs`), through a stage in L1.
+    Compiled in two kernels, :func:`depthwise_last` and
+    :func:`depthwise_last_staged`, each with ``staged`` a constant: with
+    it an argument, the choice of array for each store (or of one array
+    for them all) took 1.1-1.3x as long on short rows.
     """
     n_batch, i_d, i_h, i_w, c_in = x.shape
     o_d, o_h, o_w, c = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -310,6 +378,11 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_
     taps = np.empty((s_w, most_rows * k_w, 4), dtype=np.int64)
     n_taps = np.zeros(s_w, dtype=np.int64)
     xf, wf, of = x.reshape(-1), w_t.reshape(-1), out.reshape(-1)
+    # With ``staged``, each tile of outputs (_TILE of every phase) goes
+    # through a stage in L1.
+    stage = np.empty(_TILE * s_w * c if staged else 0, dtype=out.dtype)
+    # (simd.lanes_before_boundary takes real arrays only)
+    boundary = np.int64(of.ctypes.data) // of.itemsize % max(simd.VECTOR_BYTES // of.itemsize, 1)
     row_blocks = -(-o_h // row_block)
     tasks = n_batch * o_d * row_blocks * parts
     while True:
@@ -361,5 +434,21 @@ def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_
                             taps[phase, t, 2] = -1
                             n_taps[phase] = t + 1
             # Every phase, those no tap reaches too: they get the bias alone.
-            _row_sums(of, ((n * o_d + od) * o_h + oh) * o_w * c, wf, padded, taps, n_taps,
-                      j_first, j_end, s_w, o_w, c, pitch, bias)
+            _row_sums(stage, ((n * o_d + od) * o_h + oh) * o_w * c, wf, padded, taps, n_taps,
+                      j_first, j_end, s_w, o_w, c, pitch, bias, of, staged, boundary)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_block,
+                   ring_bytes, claimed, cancel):
+    """:func:`_depthwise_last`, each output stored where it lies."""
+    _depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_block,
+                    ring_bytes, False, claimed, cancel)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def depthwise_last_staged(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_block,
+                          ring_bytes, claimed, cancel):
+    """:func:`_depthwise_last` through a stage (:func:`stages_outputs`)."""
+    _depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row_block,
+                    ring_bytes, True, claimed, cancel)

@@ -43,7 +43,8 @@ from . import tiering, transpose
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
-from .depthwise_last import channel_pitch, depthwise_last
+from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
+                             stages_outputs)
 from .kernels import col2im, direct_planes, direct_rows, row_geometry, rows_tiny
 from .launch import NEVER, parallel, parallel_prange, serial
 from .simd import VECTOR_BYTES
@@ -372,7 +373,9 @@ def _ran_depthwise_last(x, w, bias, out, launch, paired) -> bool:
         return False
     w_t = np.zeros(launch.w_shape[2:] + (channel_pitch(c_out, w.itemsize),), dtype=w.dtype)
     w_t[..., :c_out] = np.moveaxis(w.reshape((c_out,) + launch.w_shape[2:]), 0, -1)
-    parallel(depthwise_last, x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,)), w_t, bias,
+    staged = stages_outputs(out.dtype, c_out, launch.w_shape[2:], launch.stride, out.nbytes)
+    parallel(depthwise_last_staged if staged else depthwise_last,
+             x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,)), w_t, bias,
              out.reshape((n_batch,) + launch.out_shape[2:] + (c_out,)), launch.stride,
              launch.dilation, launch.pad, paired, launch.last_row_parts,
              launch.last_row_block, config.DEPTHWISE_LAST_RING_BYTES,
@@ -591,16 +594,19 @@ def kernel_signatures(kernel: str, dtype) -> list:
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     table = (arr5, arr2, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only
-    channels_last_depthwise = (depthwise_last, (arr5, arr4, arr1, arr5) + (triple,) * 3
-                               + (types.boolean,) + (count,) * 3 + tasks)
+    depthwise_args = ((arr5, arr4, arr1, arr5) + (triple,) * 3 + (types.boolean,) + (count,) * 3
+                      + tasks)
+    # (depthwise_last_staged compiles on the first call that takes it, about
+    # 3 s, not with every route that may run depthwise_last: a third more.)
+    channels_last_depthwise = [(depthwise_last, depthwise_args)]
     return {
         "rows_serial": [(direct_rows, direct + (count,) + tasks)] + (
             [(rows_tiny, _tiny_signature(dtype, ndim)) for ndim in range(2, 6)] if real
             else []),
-        "rows": [(direct_rows, direct + (count,) + tasks), channels_last_depthwise],
-        "planes": [(direct_planes, direct + (count, count) + tasks), channels_last_depthwise],
+        "rows": [(direct_rows, direct + (count,) + tasks)] + channels_last_depthwise,
+        "planes": [(direct_planes, direct + (count, count) + tasks)] + channels_last_depthwise,
         "phase_tiles": [(direct_tiled, tiled + (types.boolean,) * 2 + tasks),
-                        (fill_weight_table, table + tasks), channels_last_depthwise]
+                        (fill_weight_table, table + tasks)] + channels_last_depthwise
         if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),
