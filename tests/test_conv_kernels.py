@@ -726,6 +726,19 @@ def test_depthwise_calls_read_and_write_channels_last_in_place(x_shape, kernel, 
     np.testing.assert_array_equal(np.moveaxis(last, -1, 1), first)
 
 
+def _assert_last_matches_first_and_oracle(x, x_last, w, b, channels, kwargs):
+    """A depthwise call channels first matches the oracle, and channels
+    last gives its bits."""
+    first = nd.conv_transpose(x, w, b, groups=channels, **kwargs)
+    np.testing.assert_allclose(first, reference(x, w, b, groups=channels, **kwargs),
+                               rtol=1e-5, atol=1e-5)
+    expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
+    for _ in range(2):  # the first call may go the transposed way (see above)
+        last = nd.conv_transpose(x_last, w, b, groups=channels, data_format="channels_last",
+                                 **kwargs)
+        assert last.tobytes() == expected
+
+
 # Depthwise calls whose rows stay whole: x shape (channels first), kernel, kwargs.
 DEPTHWISE_LAST_TILES = [
     ((2, 18, 5, 11), (3, 4), dict(stride=1, padding=(1, 2))),  # taps that slide along W
@@ -763,14 +776,7 @@ def test_depthwise_last_sums_positions_four_at_a_time(x_shape, kernel, kwargs, r
         _dispatch.reset()
         w = random_array(rng, (channels, multiplier) + kernel, dtype)
         b = random_array(rng, (channels * multiplier,), dtype)
-        first = nd.conv_transpose(x, w, b, groups=channels, **kwargs)
-        np.testing.assert_allclose(first, reference(x, w, b, groups=channels, **kwargs),
-                                   rtol=1e-5, atol=1e-5)
-        expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
-        for _ in range(2):  # the first call may go the transposed way (see above)
-            last = nd.conv_transpose(x_last, w, b, groups=channels, data_format="channels_last",
-                                     **kwargs)
-            assert last.tobytes() == expected
+        _assert_last_matches_first_and_oracle(x, x_last, w, b, channels, kwargs)
         assert native and all(native)
         native.clear()
 
@@ -817,14 +823,7 @@ def test_depthwise_last_stages_outputs_whose_channels_end_mid_vector(x_shape, ke
     for multiplier in (1, 2):
         w = random_array(rng, (channels, multiplier) + kernel, dtype)
         b = random_array(rng, (channels * multiplier,), dtype)
-        first = nd.conv_transpose(x, w, b, groups=channels, **kwargs)
-        np.testing.assert_allclose(first, reference(x, w, b, groups=channels, **kwargs),
-                                   rtol=1e-5, atol=1e-5)
-        expected = np.ascontiguousarray(np.moveaxis(first, 1, -1)).tobytes()
-        for _ in range(2):  # the first call may go the transposed way (see above)
-            last = nd.conv_transpose(x_last, w, b, groups=channels, data_format="channels_last",
-                                     **kwargs)
-            assert last.tobytes() == expected
+        _assert_last_matches_first_and_oracle(x, x_last, w, b, channels, kwargs)
         c_out = channels * multiplier
         assert native and all(native)
         assert staged == [c_out > lanes and c_out % lanes != 0] * len(native)
