@@ -594,19 +594,18 @@ def kernel_signatures(kernel: str, dtype) -> list:
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     table = (arr5, arr2, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only
-    depthwise_args = ((arr5, arr4, arr1, arr5) + (triple,) * 3 + (types.boolean,) + (count,) * 3
-                      + tasks)
     # (depthwise_last_staged compiles on the first call that takes it, about
     # 3 s, not with every route that may run depthwise_last: a third more.)
-    channels_last_depthwise = [(depthwise_last, depthwise_args)]
+    channels_last_depthwise = (depthwise_last, (arr5, arr4, arr1, arr5) + (triple,) * 3
+                               + (types.boolean,) + (count,) * 3 + tasks)
     return {
         "rows_serial": [(direct_rows, direct + (count,) + tasks)] + (
             [(rows_tiny, _tiny_signature(dtype, ndim)) for ndim in range(2, 6)] if real
             else []),
-        "rows": [(direct_rows, direct + (count,) + tasks)] + channels_last_depthwise,
-        "planes": [(direct_planes, direct + (count, count) + tasks)] + channels_last_depthwise,
+        "rows": [(direct_rows, direct + (count,) + tasks), channels_last_depthwise],
+        "planes": [(direct_planes, direct + (count, count) + tasks), channels_last_depthwise],
         "phase_tiles": [(direct_tiled, tiled + (types.boolean,) * 2 + tasks),
-                        (fill_weight_table, table + tasks)] + channels_last_depthwise
+                        (fill_weight_table, table + tasks), channels_last_depthwise]
         if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),
