@@ -214,7 +214,8 @@ def _precompile(args) -> int:
 
     try:
         variants = precompile(ranks=args.ranks, dtypes=args.dtypes,
-                              strategies=args.strategies, device=args.device, progress=show)
+                              strategies=args.strategies, layouts=args.layouts,
+                              device=args.device, progress=show)
     except (ValueError, NotImplementedError) as err:
         raise UsageError(str(err)) from None
     except RuntimeError as err:
@@ -230,7 +231,7 @@ def _precompile(args) -> int:
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The whole command line; ``parser.commands`` maps each command to its parser."""
     from ._dispatch import STRATEGIES
-    from ._plan import DTYPES
+    from ._plan import DTYPES, LAYOUTS
     from .bench import add_parser as add_bench_parser
     from .explain import add_parser as add_explain_parser
 
@@ -266,6 +267,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                      metavar="STRATEGY",
                      help=f"CPU strategies: {strategies}; CUDA has gather only "
                           "(default: every strategy of the device)")
+    pre.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS,
+                     metavar="LAYOUT",
+                     help=f"data layouts: any of {', '.join(LAYOUTS)} (default: both; "
+                          "channels_last adds the kernels of its depthwise calls)")
     pre.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                      help="whose kernels: cpu, or cuda (needs a GPU and "
                           "numba-cuda) (default: cpu)")

@@ -61,7 +61,8 @@ def cache_info() -> list:
         (``"gather"`` or ``"columns"`` on the CPU, ``"gather"`` on CUDA),
         ``kernel`` (which kernel of the strategy ran: ``"rows_serial"``,
         ``"rows"``, ``"planes"``, ``"phase_tiles"``, ``"column_tiles"``,
-        ``"blas"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
+        ``"blas"``; channels last, for depthwise calls of the gather
+        kernels, ``"depthwise_last"`` and ``"depthwise_last_staged"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
         ``"weight_dots"``; ``"baseline"`` where the baseline kernel stood in
         while a tuned one compiled; on CUDA ``"gather"`` and, for one

@@ -43,6 +43,9 @@ from ._typing import DTypeLike
 STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
                          "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles"),
               "columns": ("column_tiles", "tap_rows", "blas")}
+#: Kernels that channels-last calls alone run: depthwise calls of the gather
+#: routes (the same sums as the route's kernel, in the layout as it lies).
+CHANNELS_LAST_KERNELS = {"gather": ("depthwise_last", "depthwise_last_staged")}
 #: The CUDA backend's one strategy, a gather (one thread per output), and
 #: its kernels: conv_transpose's and conv's.
 CUDA_STRATEGIES = {"gather": ("gather", "gather_single", "conv_gather", "conv_single", "fold")}
@@ -738,7 +741,9 @@ def precompile(ranks: Sequence[int] = (1, 2, 3), dtypes: Sequence[DTypeLike] = D
         for name in names:
             for layout in layouts:
                 for strategy in strategies:
-                    for kernel in known[strategy]:
+                    layout_kernels = (CHANNELS_LAST_KERNELS.get(strategy, ())
+                                      if device == "cpu" and layout == "channels_last" else ())
+                    for kernel in known[strategy] + layout_kernels:
                         key = (device, int(rank), np.dtype(name), layout, strategy, kernel)
                         fresh = key not in _compiled.recorded()
                         _compiled.ensure(key, compile_kernel, kernel, np.dtype(name))

@@ -129,6 +129,59 @@ def test_big_calls_and_complex_data_wait_for_the_tuned_kernel(monkeypatch, ran, 
     assert all(v["kernel"] != "baseline" for v in _compiled.cache_info())
 
 
+class _Helper:
+    """A helper process that finishes when the test says so."""
+
+    done = False
+
+    def poll(self):
+        return 0 if self.done else None
+
+
+@pytest.mark.parametrize("staged", [False, True])
+@pytest.mark.parametrize("route", ["rows", "phase_tiles"])
+def test_channels_last_depthwise_kernels_compile_while_the_route_computes(route, staged,
+                                                                          monkeypatch, rng):
+    """Channels last, a depthwise call whose kernel (depthwise_last, or its
+    staged form) is neither loaded nor on disk has a helper compile it and
+    meanwhile runs the route's own kernel, with the same bits; once the
+    helper is done, the kernel loads and runs. (40 channels end mid
+    vector: the staged form where outputs of any size stream.)"""
+    from numba_deconv.cpu import driver
+
+    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: ("gather", route, "rows"))
+    monkeypatch.setattr(config, "STREAM_OUTPUT_MIN_BYTES", 0 if staged else 1 << 40)
+    kernel = "depthwise_last_staged" if staged else "depthwise_last"
+    x = random_array(rng, (2, 40, 5, 9), np.float32)
+    w = random_array(rng, (40, 1, 2, 2), np.float32)
+    kwargs = dict(groups=40, stride=4, data_format="channels_last")
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    expected = np.moveaxis(conv_transpose(x, w, groups=40, stride=4), 1, -1).tobytes()
+    for _ in range(2):  # the route's kernel compiled and recorded, the call planned
+        conv_transpose(x_last, w, **kwargs)
+    monkeypatch.setattr(_compiled, "_COMPILED", {key: seconds for key, seconds
+                                                 in _compiled._COMPILED.items()
+                                                 if key[-1] != kernel})
+    monkeypatch.setattr(config, "BACKGROUND_COMPILE", True)
+    monkeypatch.setattr(tiering, "on_disk", lambda *args: False)
+    monkeypatch.setattr(tiering, "cache_writable", lambda *args: True)
+    monkeypatch.setattr(tiering, "_helpers", {})
+    helper, started, native = _Helper(), [], []
+    monkeypatch.setattr(tiering, "_start_helper",
+                        lambda *args: started.append(args) or helper)
+    real = driver._ran_depthwise_last
+    monkeypatch.setattr(driver, "_ran_depthwise_last",
+                        lambda *args: native.append(real(*args)) or native[-1])
+    for _ in range(2):
+        assert conv_transpose(x_last, w, **kwargs).tobytes() == expected
+    assert started == [(kernel, "float32")] and native == [False, False]
+    assert kernel not in {v["kernel"] for v in _compiled.cache_info()}
+    helper.done = True
+    assert conv_transpose(x_last, w, **kwargs).tobytes() == expected
+    assert native == [False, False, True] and started == [(kernel, "float32")]
+    assert kernel in {v["kernel"] for v in _compiled.cache_info()}
+
+
 COLD_PROCESS = """
     import json, logging, time
     import numpy as np

@@ -181,7 +181,7 @@ def test_precompile_help_describes_every_option():
     for action in pre._actions:
         assert action.help, action.option_strings
     text = pre.format_help()
-    for option in ("--ranks", "--dtypes", "--strategies", "--device"):
+    for option in ("--ranks", "--dtypes", "--strategies", "--layouts", "--device"):
         assert option in text
 
 
@@ -192,6 +192,7 @@ def test_precompile_help_describes_every_option():
     (["--dtypes", "float16"], "argument --dtypes: invalid choice: 'float16'"),
     (["--strategies", "fft"], "argument --strategies: invalid choice: 'fft'"),
     (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    (["--layouts", "NHWC"], "argument --layouts: invalid choice: 'NHWC'"),
     (["--device", "cuda", "--ranks", "4"], "--device cuda: no CUDA kernel for rank(s) [4]"),
     (["--device", "cuda", "--strategies", "columns"],
      "--device cuda has the strategy gather only, not columns"),

@@ -76,7 +76,8 @@ def test_precompile_compiles_what_it_is_asked_for(fresh_record):
     kernels = {v["kernel"] for v in info if v["layout"] == "channels_last"}
     assert kernels == {"rows_serial", "rows", "planes", "phase_tiles", "column_tiles",
                        "tap_rows", "blas",
-                       "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles"}
+                       "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles",
+                       "depthwise_last", "depthwise_last_staged"}
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -102,3 +103,8 @@ def test_cli_precompile_prints_the_variants(capsys, fresh_record):
                  "--strategies", "columns"]) == 0
     out = capsys.readouterr().out
     assert "rank 2 float32" in out and "blas" in out and "variants ready" in out
+    assert main(["precompile", "--ranks", "2", "--dtypes", "float32", "--strategies", "gather",
+                 "--layouts", "channels_last"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all("channels_last" in line for line in lines[:-1])
+    assert any("depthwise_last_staged" in line for line in lines)

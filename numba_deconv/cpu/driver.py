@@ -334,8 +334,8 @@ def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
     launch = route.launch
     if layout == CHANNELS_LAST and route.kernel in DEPTHWISE_LAST:
         paired, most_multiplier = DEPTHWISE_LAST[route.kernel]
-        if launch.w_shape[1] <= most_multiplier and _ran_depthwise_last(x, w, bias, out, launch,
-                                                                          paired):
+        if launch.w_shape[1] <= most_multiplier and _ran_depthwise_last(
+                x, w, bias, out, launch, paired, route.variant):
             return True
     if route.kernel not in IN_PLACE[layout]:
         return False
@@ -362,18 +362,27 @@ DEPTHWISE_LAST = {"planes": (True, math.inf), "rows": (False, math.inf),
                   "phase_tiles": (False, TILE_ROWS // 2)}
 
 
-def _ran_depthwise_last(x, w, bias, out, launch, paired) -> bool:
-    """Whether :func:`.depthwise_last.depthwise_last` ran on the
-    channels-last ``x`` and ``out``: a depthwise call (one input channel
-    per group) with finite weights, as the channels-first kernels take
-    them."""
+def _ran_depthwise_last(x, w, bias, out, launch, paired, variant) -> bool:
+    """Whether :func:`.depthwise_last.depthwise_last` (or its staged
+    form) ran on the channels-last ``x`` and ``out``: a depthwise call (one
+    input channel per group) with finite weights, as the channels-first
+    kernels take them, once the kernel is compiled for the route's
+    ``variant``. While a helper process compiles it (see :mod:`.tiering`),
+    the route's own kernel computes the same bits."""
     n_batch, c_in = launch.x_shape[:2]
     c_out = launch.out_shape[1]
     if launch.groups != c_in or not np.isfinite(w).all():
         return False
+    staged = stages_outputs(out.dtype, c_out, launch.w_shape[2:], launch.stride, out.nbytes)
+    kernel = "depthwise_last_staged" if staged else "depthwise_last"
+    key = variant + (kernel,)
+    if key not in _compiled.recorded():
+        if tiering.compiling_in_helper(kernel, out.dtype, kernel_signatures,
+                                       "the route's own kernel"):
+            return False
+        _compiled.ensure(key, compile_kernel, kernel, out.dtype)
     w_t = np.zeros(launch.w_shape[2:] + (channel_pitch(c_out, w.itemsize),), dtype=w.dtype)
     w_t[..., :c_out] = np.moveaxis(w.reshape((c_out,) + launch.w_shape[2:]), 0, -1)
-    staged = stages_outputs(out.dtype, c_out, launch.w_shape[2:], launch.stride, out.nbytes)
     parallel(depthwise_last_staged if staged else depthwise_last,
              x.reshape((n_batch,) + launch.x_shape[2:] + (c_in,)), w_t, bias,
              out.reshape((n_batch,) + launch.out_shape[2:] + (c_out,)), launch.stride,
@@ -594,19 +603,18 @@ def kernel_signatures(kernel: str, dtype) -> list:
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     table = (arr5, arr2, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only
-    # (depthwise_last_staged compiles on the first call that takes it, about
-    # 3 s, not with every route that may run depthwise_last: a third more.)
-    channels_last_depthwise = (depthwise_last, (arr5, arr4, arr1, arr5) + (triple,) * 3
-                               + (types.boolean,) + (count,) * 3 + tasks)
+    depthwise = (arr5, arr4, arr1, arr5) + (triple,) * 3 + (types.boolean,) + (count,) * 3 + tasks
     return {
         "rows_serial": [(direct_rows, direct + (count,) + tasks)] + (
             [(rows_tiny, _tiny_signature(dtype, ndim)) for ndim in range(2, 6)] if real
             else []),
-        "rows": [(direct_rows, direct + (count,) + tasks), channels_last_depthwise],
-        "planes": [(direct_planes, direct + (count, count) + tasks), channels_last_depthwise],
+        "rows": [(direct_rows, direct + (count,) + tasks)],
+        "planes": [(direct_planes, direct + (count, count) + tasks)],
         "phase_tiles": [(direct_tiled, tiled + (types.boolean,) * 2 + tasks),
-                        (fill_weight_table, table + tasks), channels_last_depthwise]
-        if real else [],
+                        (fill_weight_table, table + tasks)] if real else [],
+        # Channels last only, depthwise calls of the three kernels above.
+        "depthwise_last": [(depthwise_last, depthwise)],
+        "depthwise_last_staged": [(depthwise_last_staged, depthwise)] if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),
                          (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)

@@ -11,6 +11,10 @@ helper is done; once it is, the tuned kernel is loaded from the cache and
 runs from then on. The baseline sums every output exactly as the kernel it
 stands in for, so the switch changes no bit of any result.
 
+Channels last, the depthwise kernels (:mod:`.depthwise_last`) compile the
+same way on the first depthwise call that would run them: until the helper
+is done, the route's own kernel computes the call, with the same bits.
+
 A helper process, not a thread: compiling holds Numba's compiler lock and
 mostly the GIL for seconds, which would stall this process's other first
 calls and Python code; a helper does not, and it finishes filling the
@@ -68,26 +72,40 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     launcher would: True, or False where the phase tiles would refuse
     (weights that are not finite) and the fallback must run.
     """
-    if not (config.BACKGROUND_COMPILE and kernel in ORDERS and x.dtype.kind == "f"
+    if not (kernel in ORDERS and x.dtype.kind == "f"
             and launch.multiply_adds <= config.BASELINE_MAX_MULTIPLY_ADDS):
         return None
-    name = x.dtype.name
-    helper = _helpers.get((kernel, name))
-    if helper is None:
-        signatures = kernel_signatures(kernel, x.dtype)
-        if on_disk(signatures) or not cache_writable(signatures) or not _python_interpreter():
-            return None
-        _helpers[kernel, name] = _start_helper(kernel, name)
-        _log.info("the %s kernel for %s compiles in a helper process; until it is ready, "
-                  "the baseline kernel computes the same results, bit for bit", kernel, name)
-    elif helper.poll() is not None:
-        return None  # done: the caller loads it from disk (or compiles it, if it failed)
+    if not compiling_in_helper(kernel, x.dtype, kernel_signatures, "the baseline kernel"):
+        return None
     order = ORDERS[kernel]
     if order != ROWS and not np.isfinite(w).all():
         return False  # as the tiles and planes refuse: the fallback's turn
     _compiled.ensure(key[:5] + ("baseline",), compile_kernel, "baseline", x.dtype)
     parallel(gather_in_order, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
              launch.pad, order, multiply_adds=launch.multiply_adds)
+    return True
+
+
+def compiling_in_helper(kernel: str, dtype, kernel_signatures, stand_in_name: str) -> bool:
+    """Whether a helper process is compiling ``kernel`` for ``dtype`` now:
+    started here where the kernel is neither loaded nor in the on-disk
+    cache and a helper may compile it (``config.BACKGROUND_COMPILE``, a
+    writable cache, a Python interpreter), or started earlier and not done.
+    While it is, the caller computes with ``stand_in_name`` (named in the
+    log), which must give the same bits; once it is done, the caller loads
+    the kernel from disk (or compiles it, if the helper failed)."""
+    if not config.BACKGROUND_COMPILE:
+        return False
+    name = np.dtype(dtype).name
+    helper = _helpers.get((kernel, name))
+    if helper is not None:
+        return helper.poll() is None
+    signatures = kernel_signatures(kernel, dtype)
+    if on_disk(signatures) or not cache_writable(signatures) or not _python_interpreter():
+        return False
+    _helpers[kernel, name] = _start_helper(kernel, name)
+    _log.info("the %s kernel for %s compiles in a helper process; until it is ready, "
+              "%s computes the same results, bit for bit", kernel, name, stand_in_name)
     return True
 
 
