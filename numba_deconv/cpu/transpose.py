@@ -48,8 +48,7 @@ def to_channels_first(x: np.ndarray) -> np.ndarray:
         return x.reshape(shape)
     first = np.empty(shape, x.dtype)
     if first.size:
-        parallel(swap_last_two, x.reshape(x.shape[0], -1, x.shape[-1]),
-                 first.reshape(x.shape[0], x.shape[-1], -1))
+        _swap(x.reshape(x.shape[0], -1, x.shape[-1]), first.reshape(x.shape[0], x.shape[-1], -1))
     return first
 
 
@@ -78,9 +77,26 @@ def to_channels_last(first: np.ndarray, last: np.ndarray | None = None) -> np.nd
         last = _outputs.new_output(shape, first.dtype, first.nbytes)
     if last.size:
         n_batch, channels = first.shape[:2]
-        parallel(swap_last_two, first.reshape(n_batch, channels, -1),
-                 last.reshape(n_batch, -1, channels))
+        _swap(first.reshape(n_batch, channels, -1), last.reshape(n_batch, -1, channels))
     return last
+
+
+#: Elements below which a transpose stays on the calling thread.
+#: Why: on two threads the transposes took 22 us where one took 2.5 (4096
+#: elements), and 1.3-1.9x one thread's time from 16 Ki to 1 Mi elements
+#: (float32, 7-144 channels); 0.8x at 4 Mi (benchmarks/TUNING.md). A
+#: channels-last call of 4 -> 144 channels on a 2 x 2 image took 80 us
+#: against 17 channels first.
+_PARALLEL_MIN_TRANSPOSE = 1 << 20
+
+
+def _swap(src, dst):
+    """:func:`swap_last_two` from ``src`` into ``dst``, on the calling
+    thread where there is too little to share."""
+    if src.size >= _PARALLEL_MIN_TRANSPOSE:
+        parallel(swap_last_two, src, dst)
+    else:
+        serial(swap_last_two, src, dst)
 
 
 #: Elements below which splitting or merging complex parts stays on the
