@@ -247,6 +247,20 @@ def test_channels_last_transpose_is_a_plain_transpose(shape, dtype, rng):
     np.testing.assert_array_equal(dst, src.transpose(0, 2, 1))
 
 
+@pytest.mark.parametrize("parallel_min", [1, 1 << 62], ids=["threads", "calling-thread"])
+def test_layout_copies_transpose_on_either_side_of_their_threshold(parallel_min, rng,
+                                                                    monkeypatch):
+    """Transposes run on the calling thread below a size, on all threads
+    from it: the same copy either way."""
+    from numba_deconv.cpu import transpose
+
+    monkeypatch.setattr(transpose, "_PARALLEL_MIN_TRANSPOSE", parallel_min)
+    x = random_array(rng, (2, 7, 5, 33), np.float32)  # (N, *S, C)
+    first = transpose.to_channels_first(x)
+    np.testing.assert_array_equal(first, np.moveaxis(x, -1, 1))
+    np.testing.assert_array_equal(transpose.to_channels_last(first), x)
+
+
 def test_channels_last_calls_match_channels_first_bits(rng):
     x = random_array(rng, (3, 16, 9, 10), np.float32)
     w = random_array(rng, (16, 8, 3, 3), np.float32)
@@ -511,6 +525,7 @@ def test_phase_tiles_run_every_group_together_channels_last(x_shape, w_shape, kw
     assert [args[15] for args in launches] == [w_shape[1] % lanes != 0]  # together
 
 
+@pytest.mark.usefixtures("tiles_last")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, whole_positions", [
     # 82 channels a position (328 or 656 bytes: lines shared), 3 images
