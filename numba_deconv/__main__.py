@@ -270,7 +270,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     pre.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=LAYOUTS,
                      metavar="LAYOUT",
                      help=f"data layouts: any of {', '.join(LAYOUTS)} (default: both; "
-                          "channels_last adds the kernels of its depthwise calls)")
+                          "channels_last adds three kernels of its own)")
     pre.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                      help="whose kernels: cpu, or cuda (needs a GPU and "
                           "numba-cuda) (default: cpu)")

@@ -62,7 +62,9 @@ def cache_info() -> list:
         ``kernel`` (which kernel of the strategy ran: ``"rows_serial"``,
         ``"rows"``, ``"planes"``, ``"phase_tiles"``, ``"column_tiles"``,
         ``"blas"``; channels last, for depthwise calls of the gather
-        kernels, ``"depthwise_last"`` and ``"depthwise_last_staged"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
+        kernels ``"depthwise_last"`` and ``"depthwise_last_staged"``, for
+        calls of the phase tiles with one tap per output phase
+        ``"one_tap_last"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
         ``"weight_dots"``; ``"baseline"`` where the baseline kernel stood in
         while a tuned one compiled; on CUDA ``"gather"`` and, for one

@@ -404,6 +404,22 @@ DEPTHWISE_LAST_RING_BYTES = 1 << 20
 #: straight (each position inside a vector).
 DEPTHWISE_LAST_STAGE_MAX_TAPS = 1.5
 
+#: Channels last, a call of the phase tiles whose every output phase has at
+#: most one tap (:func:`numba_deconv.cpu.one_tap_last.one_tap_per_phase`)
+#: runs :func:`~numba_deconv.cpu.one_tap_last.one_tap_last` (sums along
+#: the output channels, nothing transposed) where each group has at least
+#: a vector of output channels and an output sums at most
+#: ONE_TAP_LAST_MAX_MULTIPLY_ADDS products on average (input channels a
+#: group times taps over the product of the strides).
+#: Why: the tiles' transposes are most of such a call where the sums are
+#: short. Against the tiles' own channels-last time, Intel Xeon VM, three
+#: rounds: 14 -> 39 channels 1x1 (18 MB) 0.55x, 4 -> 144 1x1 0.53x, 3-D
+#: 1x1 0.67-0.74x, 80 -> 10 1x1 s3 0.83x, 2-D k2 s3 and k3 s3 0.76-0.92x,
+#: 64 -> 32 k2 s2 3-D (64 products) 0.91x; but 78 -> 515 1x1 float64 (78)
+#: 1.1x, 128 -> 64 k2 s2 (128) 1.06-1.12x, and groups of 2-10 output
+#: channels 1.0-2.4x (masked vectors mostly empty).
+ONE_TAP_LAST_MAX_MULTIPLY_ADDS = 64
+
 #: Bytes of accumulator rows (all output channels of a group, every W
 #: phase) one sweep of the phase_tiles kernel fills before interleaving them into
 #: the output; they may live in L2 (the register tiles write each once).

@@ -47,6 +47,16 @@ def rng(request):
 
 
 @pytest.fixture
+def tiles_last(monkeypatch):
+    """Channels-last calls of the phase tiles through the tiles' own
+    transposed scatter, for the tests of that scatter: one_tap_last (which
+    takes the calls of one tap per output phase, many of theirs) off."""
+    from numba_deconv.cpu import driver
+
+    monkeypatch.setattr(driver, "ONE_TAP_LAST", ())
+
+
+@pytest.fixture
 def fresh_routes():
     """Plans and routes made under the settings a test sets, and none of
     them left behind for the next test."""

@@ -239,6 +239,7 @@ def _spy_layouts(monkeypatch, kernel):
     return layouts
 
 
+@pytest.mark.usefixtures("tiles_last")
 # Whole images per task in one dtype, cut into many tasks in the other.
 @pytest.mark.parametrize("dtype, tasks_per_thread", [(np.complex64, 1),
                                                      (np.complex128, 1 << 10)])
@@ -310,7 +311,7 @@ def test_depthwise_last_rows_are_cut_for_want_of_tasks(out_shape, stride, thread
     TILED_MIN_POSITIONS_CROWDED outputs a phase."""
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 4)
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS_CROWDED", 64)
-    assert work_split._last_row_parts(out_shape, stride, threads) == parts
+    assert work_split.last_row_parts(out_shape, stride, threads) == parts
 
 
 @pytest.mark.parametrize("out_shape, threads, block", [

@@ -33,6 +33,7 @@ CASES = [
 ]
 
 
+@pytest.mark.usefixtures("tiles_last")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("tasks_per_thread", [1, 1 << 10], ids=["whole-images", "many-tasks"])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)

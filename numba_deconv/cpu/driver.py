@@ -46,13 +46,15 @@ from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
                              stages_outputs)
 from .kernels import col2im, direct_planes, direct_rows, row_geometry, rows_tiny
-from .launch import NEVER, parallel, parallel_prange, serial
+from .launch import NEVER, parallel, parallel_prange, serial, thread_count
+from .one_tap_last import one_tap_last, takes_one_tap_last, weights_by_tap
 from .simd import VECTOR_BYTES
 from .tap_rows import tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, direct_tiled
 from .tile_products import TILE_ROWS
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
 from .weight_table import fill_weight_table, weight_table
+from .work_split import last_row_parts
 
 _log = logging.getLogger("numba_deconv")
 
@@ -100,6 +102,11 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIR
              out.nbytes >= config.STREAM_OUTPUT_MIN_BYTES, together,
              multiply_adds=launch.multiply_adds)
     return True
+
+
+def _prepare_one_tap_last(w, launch):
+    return (weights_by_tap(w, launch.groups, VECTOR_BYTES // w.itemsize),
+            bool(np.isfinite(w).all()))
 
 
 def _prepare_column_tiles(w, launch):
@@ -188,7 +195,8 @@ LAUNCHERS = {"rows_serial": _run_rows_serial, "rows": _run_rows, "planes": _run_
 
 #: The kernels that lay the weights out on every call, and how: a caller
 #: that repeats a call keeps the result (``run``'s ``prepared``).
-PREPARERS = {"phase_tiles": _prepare_phase_tiles, "column_tiles": _prepare_column_tiles}
+PREPARERS = {"phase_tiles": _prepare_phase_tiles, "column_tiles": _prepare_column_tiles,
+             "one_tap_last": _prepare_one_tap_last}
 
 
 def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) -> None:
@@ -337,6 +345,9 @@ def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:
         if launch.w_shape[1] <= most_multiplier and _ran_depthwise_last(
                 x, w, bias, out, launch, paired, route.variant):
             return True
+    if (layout == CHANNELS_LAST and route.kernel in ONE_TAP_LAST
+            and _ran_one_tap_last(x, w, bias, out, launch, prepared, route.variant)):
+        return True
     if route.kernel not in IN_PLACE[layout]:
         return False
     x_shape, out_shape = launch.x_shape, launch.out_shape
@@ -388,6 +399,51 @@ def _ran_depthwise_last(x, w, bias, out, launch, paired, variant) -> bool:
              out.reshape((n_batch,) + launch.out_shape[2:] + (c_out,)), launch.stride,
              launch.dilation, launch.pad, paired, launch.last_row_parts,
              launch.last_row_block, config.DEPTHWISE_LAST_RING_BYTES,
+             multiply_adds=launch.multiply_adds)
+    return True
+
+
+#: The kernels whose calls with one tap per output phase
+#: :func:`.one_tap_last.one_tap_last` runs on channels-last data with
+#: their sums (the same bits).
+ONE_TAP_LAST = ("phase_tiles",)
+
+
+def _ran_one_tap_last(x, w, bias, out, launch, prepared, variant) -> bool:
+    """Whether :func:`.one_tap_last.one_tap_last` ran on the channels-last
+    ``x`` and ``out``: a call it takes (:func:`.one_tap_last.takes_one_tap_last`)
+    with finite weights (as the phase tiles take them), once the kernel is
+    compiled for the route's ``variant`` (meanwhile the phase tiles)."""
+    if not takes_one_tap_last(out.dtype, launch.x_shape[1] // launch.groups, launch.w_shape[1],
+                              launch.w_shape[2:], launch.stride, launch.dilation):
+        return False
+    w3 = w.reshape(launch.w_shape)
+    w_t, finite = _laid_out("one_tap_last", w3, launch, prepared) or _prepare_one_tap_last(
+        w3, launch)
+    if not finite:
+        return False
+    key = variant + ("one_tap_last",)
+    if key not in _compiled.recorded():
+        if tiering.compiling_in_helper("one_tap_last", out.dtype, kernel_signatures,
+                                       "the route's own kernel"):
+            return False
+        _compiled.ensure(key, compile_kernel, "one_tap_last", out.dtype)
+    n_batch, c_in, c_out = launch.x_shape[0], launch.x_shape[1], launch.out_shape[1]
+    x_shape = (n_batch,) + launch.x_shape[2:] + (c_in,)
+    out_shape = (n_batch,) + launch.out_shape[2:] + (c_out,)
+    stride, parts, row_block = launch.stride, launch.last_row_parts, launch.last_row_block
+    if x_shape[1:-1] == out_shape[1:-1] and math.prod(launch.w_shape[2:]) == 1 and not any(
+            launch.pad):
+        # Output position i from input position i (1x1, stride 1, no
+        # padding): the batch as one row, cut into stretches of it (short
+        # rows left tiles of one position, 3-D 6-position rows 1.2x slower).
+        positions = math.prod(x_shape[:-1])
+        x_shape, out_shape = (1, 1, 1, positions, c_in), (1, 1, 1, positions, c_out)
+        stride = (1, 1, 1)  # (a dim of one position may have any)
+        parts, row_block = last_row_parts((1, c_out, 1, 1, positions), stride,
+                                          thread_count()), 1
+    parallel(one_tap_last, x.reshape(x_shape), w_t, bias, out.reshape(out_shape),
+             stride, launch.dilation, launch.pad, parts, row_block,
              multiply_adds=launch.multiply_adds)
     return True
 
@@ -615,6 +671,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
         # Channels last only, depthwise calls of the three kernels above.
         "depthwise_last": [(depthwise_last, depthwise)],
         "depthwise_last_staged": [(depthwise_last_staged, depthwise)] if real else [],
+        "one_tap_last": [(one_tap_last, (arr5, arr5, arr1, arr5) + (triple,) * 3
+                          + (count,) * 2 + tasks)] if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),
                          (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)
