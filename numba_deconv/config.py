@@ -151,6 +151,17 @@ COLUMNS_PACK_BYTES = 256 << 10
 #: twin, 2.9 MB) 0.77x, 549 -> 190 k4 s2 on 8 58x5 images 0.91x; 1 MiB
 #: about the same; 16 other column_tiles shapes 0.96-1.05x.
 COLUMNS_TASK_COLUMN_BYTES = _l2_share(_CACHES)
+
+#: Channels last, the columns kernel folds a task's output channels
+#: together, each position's channels written side by side, where their
+#: turned columns (a row of positions per tap, each channel) fit this many
+#: bytes; else a channel at a time, its outputs c_out apart.
+#: Why: a channel at a time, 443 -> 273 float64 k6 s4 on 11 6x7 images
+#: spent 23 % of its channels-last call in the fold (10 % channels first).
+#: Together, Intel Xeon VM, three rounds: 549 -> 190 k4 s2 0.90x, that
+#: call 0.97x (its 1.07 MB of turned columns per task), 512 -> 256 on 8x8
+#: 0.95x, the other column_tiles shapes 0.98-1.01x.
+COLUMNS_FOLD_LAST_BYTES = 2 << 20
 #: With fewer output channels than COLUMNS_TASKS_PER_THREAD tasks need, the
 #: column_tiles kernel takes the blocks of channels and ranges of images
 #: that run fewest tiles a thread, and of those the one nearest

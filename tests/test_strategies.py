@@ -454,16 +454,19 @@ def test_columns_kernel_tiles_and_splits(x_shape, w_shape, kwargs, split, in_pla
         assert layout.image_parts == 1
 
 
+@pytest.mark.parametrize("fold_last_bytes", [1 << 40, 0], ids=["fold-together", "fold-apart"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", COLUMN_CASES)
 def test_columns_kernel_reads_and_writes_channels_last(x_shape, w_shape, kwargs, split, dtype,
-                                                       monkeypatch, fresh_routes, rng):
+                                                       fold_last_bytes, monkeypatch,
+                                                       fresh_routes, rng):
     """Channels last, the columns kernel gathers each position's channels
     and folds into each output position's channels where they lie (no
-    transposed copies, once compiled): the bits of the channels-first
-    call."""
+    transposed copies, once compiled), a task's channels together or a
+    channel at a time: the bits of the channels-first call."""
     _force_columns(monkeypatch, split, False)
+    monkeypatch.setattr(config, "COLUMNS_FOLD_LAST_BYTES", fold_last_bytes)
     layouts = _spy_layouts(monkeypatch, "column_tiles")
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)

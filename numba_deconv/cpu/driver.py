@@ -136,7 +136,7 @@ def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FI
     parallel(columns_tiled, xs, w, prepacked, bias, out, columns.sources, columns.counts,
              columns.channel_block, columns.image_parts, image, k_block, columns.pitch,
              in_place, channels_last, complex_weights, ahead_rows,
-             multiply_adds=launch.multiply_adds)
+             config.COLUMNS_FOLD_LAST_BYTES, multiply_adds=launch.multiply_adds)
     return True
 
 
@@ -677,7 +677,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),
                          (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)
                           + (count,) * 5
-                          + (types.boolean,) * 3 + (count,) + tasks),
+                          + (types.boolean,) * 3 + (count,) * 2 + tasks),
                          (pack_weights, (arr5, count, count))] if real else [],
         "tap_rows": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                      (tap_rows_products, (arr5, arr5, arr2) + (count,) * 4 + tasks),
