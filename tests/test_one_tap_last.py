@@ -65,11 +65,13 @@ def tiles(monkeypatch):
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 64)
 
 
+@pytest.mark.parametrize("parallel_min", [0, 1 << 62], ids=["threads", "calling-thread"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, c_out_g, kernel, kwargs", CASES)
 def test_one_tap_last_gives_the_channels_first_bits(x_shape, c_out_g, kernel, kwargs, dtype,
-                                                    tiles, rng, monkeypatch):
+                                                    parallel_min, tiles, rng, monkeypatch):
     runs = _one_tap_runs(monkeypatch)
+    monkeypatch.setattr(config, "ONE_TAP_LAST_PARALLEL_MIN_BYTES", parallel_min)
     groups = kwargs.get("groups", 1)
     x = random_array(rng, x_shape, dtype)
     _sprinkle(rng, x, SPECIALS[dtype])
@@ -98,7 +100,7 @@ def test_a_plan_lays_the_weights_out_once(dtype, tiles, rng, monkeypatch):
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     expected = nd.conv_transpose(x_last, w, b, **kwargs).tobytes()
     laid_out = []
-    real = driver._prepare_one_tap_last
+    real = driver.PREPARERS["one_tap_last"]
     monkeypatch.setitem(driver.PREPARERS, "one_tap_last",
                         lambda *args: laid_out.append(1) or real(*args))
     p = plan(w, x_last.shape, dtype, bias=b, **kwargs)

@@ -47,7 +47,7 @@ from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_stage
                              stages_outputs)
 from .kernels import col2im, direct_planes, direct_rows, row_geometry, rows_tiny
 from .launch import NEVER, parallel, parallel_prange, serial, thread_count
-from .one_tap_last import one_tap_last, takes_one_tap_last, weights_by_tap
+from .one_tap_last import laid_out_weights, one_tap_last, takes_one_tap_last
 from .simd import VECTOR_BYTES
 from .tap_rows import tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, direct_tiled
@@ -102,11 +102,6 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIR
              out.nbytes >= config.STREAM_OUTPUT_MIN_BYTES, together,
              multiply_adds=launch.multiply_adds)
     return True
-
-
-def _prepare_one_tap_last(w, launch):
-    return (weights_by_tap(w, launch.groups, VECTOR_BYTES // w.itemsize),
-            bool(np.isfinite(w).all()))
 
 
 def _prepare_column_tiles(w, launch):
@@ -196,7 +191,7 @@ LAUNCHERS = {"rows_serial": _run_rows_serial, "rows": _run_rows, "planes": _run_
 #: The kernels that lay the weights out on every call, and how: a caller
 #: that repeats a call keeps the result (``run``'s ``prepared``).
 PREPARERS = {"phase_tiles": _prepare_phase_tiles, "column_tiles": _prepare_column_tiles,
-             "one_tap_last": _prepare_one_tap_last}
+             "one_tap_last": lambda w, launch: laid_out_weights(w, launch.groups)}
 
 
 def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) -> None:
@@ -418,8 +413,8 @@ def _ran_one_tap_last(x, w, bias, out, launch, prepared, variant) -> bool:
                               launch.w_shape[2:], launch.stride, launch.dilation):
         return False
     w3 = w.reshape(launch.w_shape)
-    w_t, finite = _laid_out("one_tap_last", w3, launch, prepared) or _prepare_one_tap_last(
-        w3, launch)
+    w_t, finite = (_laid_out("one_tap_last", w3, launch, prepared)
+                   or laid_out_weights(w3, launch.groups))
     if not finite:
         return False
     key = variant + ("one_tap_last",)
@@ -442,9 +437,12 @@ def _ran_one_tap_last(x, w, bias, out, launch, prepared, variant) -> bool:
         stride = (1, 1, 1)  # (a dim of one position may have any)
         parts, row_block = last_row_parts((1, c_out, 1, 1, positions), stride,
                                           thread_count()), 1
-    parallel(one_tap_last, x.reshape(x_shape), w_t, bias, out.reshape(out_shape),
-             stride, launch.dilation, launch.pad, parts, row_block,
-             multiply_adds=launch.multiply_adds)
+    args = (x.reshape(x_shape), w_t, bias, out.reshape(out_shape), stride, launch.dilation,
+            launch.pad, parts, row_block)
+    if out.nbytes < config.ONE_TAP_LAST_PARALLEL_MIN_BYTES:
+        serial(one_tap_last, *args)
+    else:
+        parallel(one_tap_last, *args, multiply_adds=launch.multiply_adds)
     return True
 
 

@@ -72,6 +72,14 @@ def weights_by_tap(w, groups, lanes) -> np.ndarray:
     return w_t.reshape(w.shape[2:] + (c_in_g, groups * pitch))
 
 
+def laid_out_weights(w, groups) -> tuple:
+    """``(weights_by_tap(w, groups, lanes), finite)`` for this CPU's vectors,
+    ``finite`` whether every weight is (the tiles' sums are exact only
+    then)."""
+    return (weights_by_tap(w, groups, simd.VECTOR_BYTES // w.itemsize),
+            bool(np.isfinite(w).all()))
+
+
 def _spell_tile(positions, vectors):
     """A register tile of ``positions`` x ``vectors`` sums, compiled inline:
     for ``p < positions`` and the channels ``c`` of vector ``v < vectors``
@@ -114,6 +122,9 @@ def _spell_tile(positions, vectors):
 
 (_tile4x3, _tile4x2, _tile4x1, _tile2x3, _tile2x2, _tile2x1, _tile1x3, _tile1x2,
  _tile1x1) = (_spell_tile(p, v) for p in (TILE_POSITIONS, 2, 1) for v in (3, 2, 1))
+# Outputs of one or two vectors of channels, 8 positions at a time: 4 x 1
+# made 4 chains of dependent multiply-adds, too few to hide their latency.
+_tile8x2, _tile8x1 = (_spell_tile(2 * TILE_POSITIONS, v) for v in (2, 1))
 
 
 @njit(inline="always")
@@ -122,11 +133,21 @@ def _tiles(xf, x_at, x_step, wf, w_at, w_step, k_total, bias, b_at, of, o_at, o_
     """The sums of ``positions`` outputs (``o_step`` apart, their inputs
     ``x_step`` apart) for ``channels`` output channels side by side, in
     tiles: 4 positions x 3 vectors, then what is left of each (2 and 1
-    positions, 2 and 1 vectors)."""
+    positions, 2 and 1 vectors); 8 positions at a time where there are
+    one or two vectors."""
     lanes = simd.lanes(of)
     vectors = -(-channels // lanes)
     last = channels - (vectors - 1) * lanes  # lanes of the last vector
     p = 0
+    if vectors <= 2:
+        while p + 2 * TILE_POSITIONS <= positions:
+            if vectors == 1:
+                _tile8x1(xf, x_at + p * x_step, x_step, wf, w_at, w_step, k_total, bias, b_at,
+                         of, o_at + p * o_step, o_step, last)
+            else:
+                _tile8x2(xf, x_at + p * x_step, x_step, wf, w_at, w_step, k_total, bias, b_at,
+                         of, o_at + p * o_step, o_step, last)
+            p += 2 * TILE_POSITIONS
     while p < positions:
         tile = min(positions - p, TILE_POSITIONS)
         tile = 2 if tile == 3 else tile
