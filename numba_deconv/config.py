@@ -430,13 +430,16 @@ DEPTHWISE_LAST_STAGE_MAX_TAPS = 1.5
 #: 1.1x, 128 -> 64 k2 s2 (128) 1.06-1.12x, and groups of 2-10 output
 #: channels 1.0-2.4x (masked vectors mostly empty).
 ONE_TAP_LAST_MAX_MULTIPLY_ADDS = 64
-#: ... on the calling thread alone where its output is smaller than this.
+#: ... on the calling thread alone where its output is smaller than
+#: ONE_TAP_LAST_PARALLEL_MIN_BYTES and it has fewer multiply-adds than
+#: ONE_TAP_LAST_PARALLEL_MIN_MULTIPLY_ADDS.
 #: Why: mostly stores, such a call gains less from a second thread than the
 #: thread's start costs: 1 against 2 threads, 10 -> 31 k3 s3 d2 (0.7 MB
-#: output) 76-79 against 97-100 us, 38 -> 292 float64 1-D (0.9 MB)
-#: 232-238 against 256-273; 0.5 and 1.3 MB ties; 1.6-4.6 MB outputs
-#: 0.65-0.7x on 2 threads.
+#: output, 1.8 M multiply-adds) 76-79 against 97-100 us; 0.5 and 1.3 MB
+#: ties; 1.6-4.6 MB outputs 0.65-0.7x on 2 threads; 38 -> 292 float64
+#: 1-D (0.9 MB, 4.4 M) the kernel alone 172 against 98-120 us on 2.
 ONE_TAP_LAST_PARALLEL_MIN_BYTES = 1 << 20
+ONE_TAP_LAST_PARALLEL_MIN_MULTIPLY_ADDS = 1 << 22
 
 #: Bytes of accumulator rows (all output channels of a group, every W
 #: phase) one sweep of the phase_tiles kernel fills before interleaving them into

@@ -47,14 +47,14 @@ from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_stage
                              stages_outputs)
 from .kernels import col2im, direct_planes, direct_rows, row_geometry, rows_tiny
 from .launch import NEVER, parallel, parallel_prange, serial, thread_count
-from .one_tap_last import laid_out_weights, one_tap_last, takes_one_tap_last
+from .one_tap_last import (by_tap, laid_out_weights, one_tap_last, one_tap_split,
+                           takes_one_tap_last)
 from .simd import VECTOR_BYTES
 from .tap_rows import tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, direct_tiled
 from .tile_products import TILE_ROWS
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
 from .weight_table import fill_weight_table, weight_table
-from .work_split import last_row_parts
 
 _log = logging.getLogger("numba_deconv")
 
@@ -412,34 +412,26 @@ def _ran_one_tap_last(x, w, bias, out, launch, prepared, variant) -> bool:
     if not takes_one_tap_last(out.dtype, launch.x_shape[1] // launch.groups, launch.w_shape[1],
                               launch.w_shape[2:], launch.stride, launch.dilation):
         return False
-    w3 = w.reshape(launch.w_shape)
-    w_t, finite = (_laid_out("one_tap_last", w3, launch, prepared)
-                   or laid_out_weights(w3, launch.groups))
-    if not finite:
-        return False
     key = variant + ("one_tap_last",)
     if key not in _compiled.recorded():
         if tiering.compiling_in_helper("one_tap_last", out.dtype, kernel_signatures,
                                        "the route's own kernel"):
             return False
         _compiled.ensure(key, compile_kernel, "one_tap_last", out.dtype)
-    n_batch, c_in, c_out = launch.x_shape[0], launch.x_shape[1], launch.out_shape[1]
-    x_shape = (n_batch,) + launch.x_shape[2:] + (c_in,)
-    out_shape = (n_batch,) + launch.out_shape[2:] + (c_out,)
-    stride, parts, row_block = launch.stride, launch.last_row_parts, launch.last_row_block
-    if x_shape[1:-1] == out_shape[1:-1] and math.prod(launch.w_shape[2:]) == 1 and not any(
-            launch.pad):
-        # Output position i from input position i (1x1, stride 1, no
-        # padding): the batch as one row, cut into stretches of it (short
-        # rows left tiles of one position, 3-D 6-position rows 1.2x slower).
-        positions = math.prod(x_shape[:-1])
-        x_shape, out_shape = (1, 1, 1, positions, c_in), (1, 1, 1, positions, c_out)
-        stride = (1, 1, 1)  # (a dim of one position may have any)
-        parts, row_block = last_row_parts((1, c_out, 1, 1, positions), stride,
-                                          thread_count()), 1
+    w3 = w.reshape(launch.w_shape)
+    w_t, finite = (_laid_out("one_tap_last", w3, launch, prepared)
+                   or laid_out_weights(w3, launch.groups))
+    if not finite:
+        return False
+    c_in, c_out = launch.x_shape[1], launch.out_shape[1]
+    x_shape, out_shape, stride, parts, row_block = one_tap_split(
+        launch.x_shape[:1] + launch.x_shape[2:] + (c_in,),
+        launch.out_shape[:1] + launch.out_shape[2:] + (c_out,), launch.w_shape[2:],
+        launch.stride, launch.pad, thread_count())
     args = (x.reshape(x_shape), w_t, bias, out.reshape(out_shape), stride, launch.dilation,
             launch.pad, parts, row_block)
-    if out.nbytes < config.ONE_TAP_LAST_PARALLEL_MIN_BYTES:
+    if (out.nbytes < config.ONE_TAP_LAST_PARALLEL_MIN_BYTES
+            and launch.multiply_adds < config.ONE_TAP_LAST_PARALLEL_MIN_MULTIPLY_ADDS):
         serial(one_tap_last, *args)
     else:
         parallel(one_tap_last, *args, multiply_adds=launch.multiply_adds)
@@ -670,7 +662,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "depthwise_last": [(depthwise_last, depthwise)],
         "depthwise_last_staged": [(depthwise_last_staged, depthwise)] if real else [],
         "one_tap_last": [(one_tap_last, (arr5, arr5, arr1, arr5) + (triple,) * 3
-                          + (count,) * 2 + tasks)] if real else [],
+                          + (count,) * 2 + tasks), (by_tap, (arr5, count, arr5))]
+        if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
                          (gather_positions, (arr5, arr4, types.boolean) + tasks),
                          (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)

@@ -53,31 +53,64 @@ def takes_one_tap_last(dtype, c_in_g, c_out_g, kernel, stride, dilation) -> bool
             <= config.ONE_TAP_LAST_MAX_MULTIPLY_ADDS * math.prod(stride))
 
 
-def weights_by_tap(w, groups, lanes) -> np.ndarray:
-    """``w`` (C_in, C_out / groups, KD, KH, KW) as :func:`one_tap_last`
-    reads it: (KD, KH, KW, C_in / groups, groups * Q), for each tap and
-    input channel of a group the output channels of every group side by
-    side, each group's in whole vectors of ``lanes`` (``Q``, zeros past its
-    channels: the tiles load whole vectors and store only the channels)."""
-    c_in, c_out_g = w.shape[:2]
-    c_in_g = c_in // groups
-    pitch = -(-c_out_g // lanes) * lanes
-    if groups == 1 and pitch == c_out_g and math.prod(w.shape[2:]) == 1:
-        return w.reshape(w.shape[2:] + w.shape[:2])  # as it lies
-    by_group = w.reshape((groups, c_in_g, c_out_g) + w.shape[2:])
-    # (KD, KH, KW, C_in / groups, groups, C_out / groups)
-    by_tap = np.moveaxis(by_group, (0, 1, 2), (4, 3, 5))
-    w_t = np.zeros(w.shape[2:] + (c_in_g, groups, pitch), dtype=w.dtype)
-    w_t[..., :c_out_g] = by_tap
-    return w_t.reshape(w.shape[2:] + (c_in_g, groups * pitch))
-
-
 def laid_out_weights(w, groups) -> tuple:
-    """``(weights_by_tap(w, groups, lanes), finite)`` for this CPU's vectors,
-    ``finite`` whether every weight is (the tiles' sums are exact only
-    then)."""
-    return (weights_by_tap(w, groups, simd.VECTOR_BYTES // w.itemsize),
-            bool(np.isfinite(w).all()))
+    """``(w_t, finite)``: ``w`` (C_in, C_out / groups, KD, KH, KW) as
+    :func:`one_tap_last` reads it, (KD, KH, KW, C_in / groups, groups * Q):
+    for each tap and input channel of a group the output channels of every
+    group side by side, each group's in whole vectors of this CPU (``Q``,
+    zeros past its channels: the tiles load whole vectors and store only
+    the channels); and whether every weight is finite (the tiles' sums are
+    exact only then). In one pass (NumPy's transposing copy and test took
+    25 us of a 200 us call)."""
+    lanes = simd.VECTOR_BYTES // w.itemsize
+    c_in, c_out_g = w.shape[:2]
+    pitch = -(-c_out_g // lanes) * lanes
+    w_t = np.zeros(w.shape[2:] + (c_in // groups, groups * pitch), dtype=w.dtype)
+    return w_t, by_tap(w, groups, w_t) == 0
+
+
+@njit(nogil=True, cache=True)
+def by_tap(w, groups, w_t):
+    """``w_t`` from ``w`` as :func:`laid_out_weights` lays it out (its
+    padding left as it is); returns how many weights are not finite."""
+    c_in, c_out_g, k_d, k_h, k_w = w.shape
+    c_in_g = c_in // groups
+    pitch = w_t.shape[4] // groups
+    bad = 0
+    for ci in range(c_in):
+        g, ci_g = ci // c_in_g, ci % c_in_g
+        for kd in range(k_d):
+            for kh in range(k_h):
+                for kw in range(k_w):
+                    for co in range(c_out_g):
+                        value = w[ci, co, kd, kh, kw]
+                        w_t[kd, kh, kw, ci_g, g * pitch + co] = value
+                        bad += not np.isfinite(value)
+    return bad
+
+
+def one_tap_split(x_shape, out_shape, kernel, stride, pad, threads) -> tuple:
+    """How :func:`one_tap_last` runs a call with channels-last ``x_shape``
+    and ``out_shape`` (N, D, H, W, C) on ``threads`` threads: ``(x_shape,
+    out_shape, stride, parts, row_block)``. Output rows a task (up to 8)
+    and stretches a row (of a tile of positions a phase at least) as make
+    ``4 * TILED_TASKS_PER_THREAD`` tasks a thread: no task copies anything,
+    so short ones cost only their claim (one 1-D call of 3 rows, 2 against
+    11 stretches a row: 116 against 98 us). Where output position i reads
+    input position i (1x1, stride 1, no padding), the batch is one row:
+    rows of a few positions left tiles of one or two (a 3-D call's 6-wide
+    rows 1.2x slower)."""
+    if x_shape[1:-1] == out_shape[1:-1] and math.prod(kernel) == 1 and not any(pad):
+        positions = math.prod(x_shape[:-1])
+        x_shape, out_shape = (1, 1, 1, positions, x_shape[-1]), (1, 1, 1, positions,
+                                                                 out_shape[-1])
+        stride = (1, 1, 1)  # (a dim of one position may have any)
+    rows = math.prod(out_shape[:3])
+    per_phase = -(-out_shape[3] // stride[2])
+    wanted = 4 * config.TILED_TASKS_PER_THREAD * threads
+    parts = max(1, min(-(-wanted // rows), per_phase // TILE_POSITIONS))
+    row_block = max(1, min(8, rows // wanted))
+    return x_shape, out_shape, stride, parts, row_block
 
 
 def _spell_tile(positions, vectors):
@@ -217,7 +250,7 @@ def one_tap_last(x, w_t, bias, out, stride, dilation, pad, parts, row_block, cla
     weights, with the phase tiles' sums.
 
     x (N, D, H, W, C_in), out (N, OD, OH, OW, C_out), ``w_t`` (KD, KH, KW,
-    C_in / groups, groups * Q) from :func:`weights_by_tap`, bias (C_out,), all
+    C_in / groups, groups * Q) from :func:`laid_out_weights`, bias (C_out,), all
     C-contiguous. A task kernel (:func:`.launch.parallel`), a task for
     each of ``parts`` stretches of ``row_block`` output rows ``(n, od,
     oh)`` (the work split of :func:`.depthwise_last.depthwise_last`). Along
