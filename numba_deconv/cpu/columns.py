@@ -149,12 +149,7 @@ def _turn_and_fold(cols, c_at, pitch, turned, rows, r0, r1, taps, sources, count
     the fold of one tap per output is little else. Without reference
     counts, see :mod:`.register_tiles`: inlined, it counted six a
     channel.)"""
-    lanes = simd.lanes(cols)
-    # The squares' last taps may read past the channel's, into the next
-    # one's or the next row (the room past the rows of ``cols``).
-    for p in range(r0, r1, lanes):
-        for t in range(0, taps, lanes):
-            simd.transpose_tile(cols, p * pitch + c_at + t, pitch, turned, t * rows + p, rows)
+    _turn(cols, c_at, pitch, turned, 0, rows, r0, r1, taps)
     sf = sources.reshape(-1)
     width = np.uint64(sources.shape[1])
     step = np.uint64(o_step)
@@ -174,6 +169,20 @@ def _turn_and_fold(cols, c_at, pitch, turned, rows, r0, r1, taps, sources, count
                 of[base + o * step] = total
 
 
+@njit(inline="always")
+def _turn(cols, c_at, pitch, turned, t_at, rows, r0, r1, taps):
+    """A channel's columns (``taps`` a row of ``cols`` from ``c_at``, rows
+    ``r0 .. r1`` of ``pitch``) turned in squares into ``turned`` from
+    ``t_at``: a row of ``rows`` positions per tap. The squares' last taps
+    may read past the channel's, into the next one's or the next row (the
+    room past the rows of ``cols``)."""
+    lanes = simd.lanes(cols)
+    for p in range(r0, r1, lanes):
+        for t in range(0, taps, lanes):
+            simd.transpose_tile(cols, p * pitch + c_at + t, pitch, turned, t_at + t * rows + p,
+                                rows)
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
 def _turn_and_fold_last(cols, c_at, pitch, turned, room, rows, r0, r1, taps, n_channels,
                         sources, counts, n0, n1, bias, b0, of, o_base, o_image, o_step,
@@ -186,22 +195,15 @@ def _turn_and_fold_last(cols, c_at, pitch, turned, room, rows, r0, r1, taps, n_c
     sums it. (A channel at a time, the stores c_out apart: the fold of 443
     -> 273 float64 k6 s4 took 23 % of the call, against 10 % channels
     first.)"""
-    lanes = simd.lanes(cols)
     channel_room = np.uint64(room)
     for c in range(n_channels):
-        for p in range(r0, r1, lanes):
-            for t in range(0, taps, lanes):
-                simd.transpose_tile(cols, p * pitch + c_at + c * taps + t, pitch, turned,
-                                    c * channel_room + t * rows + p, rows)
+        _turn(cols, c_at + c * taps, pitch, turned, c * room, rows, r0, r1, taps)
     sf = sources.reshape(-1)
     width = np.uint64(sources.shape[1])
-    step = np.uint64(o_step)
     for n in range(n0, n1):
-        base = np.uint64(o_base + n * o_image)
-        first = np.uint64(n * o_plane)
         for o in range(np.uint64(o_plane)):
-            e = first + o
-            at = base + o * step
+            e = np.uint64(n * o_plane) + o
+            at = np.uint64(o_base + n * o_image) + o * np.uint64(o_step)
             count = counts[e]
             if width == 1:
                 source = np.uint64(sf[e])

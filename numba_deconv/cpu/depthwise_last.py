@@ -300,6 +300,18 @@ def _copy_row(dst, at, src, first, positions, c_in, multiplier, pitch):
     _copy_repeated(dst, at, src, first, positions, c_in, multiplier, pitch)
 
 
+@njit(inline="always")
+def row_stretch(task, parts, per_phase, row_blocks, row_block, o_d):
+    """Task ``task`` of the split of output rows ``(n, od, oh)`` into blocks
+    of ``row_block`` (``row_blocks`` an output plane) and of each row into
+    ``parts`` stretches of its ``per_phase`` outputs a phase: ``(n, od,
+    oh_first, j_first, j_end)``."""
+    block, part = task // parts, task % parts
+    return (block // (row_blocks * o_d), block // row_blocks % o_d,
+            block % row_blocks * row_block, part * per_phase // parts,
+            (part + 1) * per_phase // parts)
+
+
 def stages_outputs(dtype, channels, kernel, stride, out_bytes) -> bool:
     """Whether :func:`depthwise_last` writes its outputs through a stage
     (real ``dtype``, ``channels`` output channels, ``kernel`` and
@@ -389,15 +401,12 @@ def _depthwise_last(x, w_t, bias, out, stride, dilation, pad, paired, parts, row
         task = atomics.claim(claimed)
         if task >= tasks or atomics.cancelled(cancel):
             break
-        block, part = task // parts, task % parts
-        j_first, j_end = part * per_phase // parts, (part + 1) * per_phase // parts
+        n, od, oh_first, j_first, j_end = row_stretch(task, parts, per_phase, row_blocks,
+                                                      row_block, o_d)
         # The inputs this stretch reads; the rest of a padded row holds
         # zeros or inputs copied for another stretch, never read here.
         iw_first = min(max(j_first - shift_last, 0), i_w)
         iw_end = max(min(j_end - shift_first, i_w), iw_first)
-        oh_first = block % row_blocks * row_block
-        od = block // row_blocks % o_d
-        n = block // (row_blocks * o_d)
         held[:] = -1  # (a row copied for another stretch holds other inputs)
         for oh in range(oh_first, min(oh_first + row_block, o_h)):
             n_taps[:] = 0

@@ -27,6 +27,7 @@ from numba import njit
 from .. import config
 from ..config import FASTMATH
 from . import atomics, simd
+from .depthwise_last import row_stretch
 
 #: Positions of a register tile (consecutive outputs of one W phase).
 TILE_POSITIONS = 4
@@ -153,11 +154,29 @@ def _spell_tile(positions, vectors):
     return njit(inline="always")(namespace[name])
 
 
-(_tile4x3, _tile4x2, _tile4x1, _tile2x3, _tile2x2, _tile2x1, _tile1x3, _tile1x2,
- _tile1x1) = (_spell_tile(p, v) for p in (TILE_POSITIONS, 2, 1) for v in (3, 2, 1))
-# Outputs of one or two vectors of channels, 8 positions at a time: 4 x 1
-# made 4 chains of dependent multiply-adds, too few to hide their latency.
-_tile8x2, _tile8x1 = (_spell_tile(2 * TILE_POSITIONS, v) for v in (2, 1))
+#: The register tiles, (positions, vectors): 4 x 3 the main one, 8 x 1 and
+#: 8 x 2 where there are one or two vectors of channels (4 x 1 made 4
+#: chains of dependent multiply-adds, too few to hide their latency), the
+#: others for what is left.
+_SHAPES = ((8, 1), (8, 2), (4, 1), (4, 2), (4, 3), (2, 1), (2, 2), (2, 3), (1, 1), (1, 2),
+           (1, 3))
+
+
+def _spell_any_tile():
+    """``_tile(positions, vectors, ...)``: the tile of that shape of
+    :data:`_SHAPES` (:func:`_spell_tile`, the same arguments), compiled
+    inline."""
+    args = "xf, x_at, x_step, wf, w_at, w_step, k_total, bias, b_at, of, o_at, o_step, last"
+    lines = [f"def _tile(positions, vectors, {args}):"]
+    for i, (p, v) in enumerate(_SHAPES):
+        lines += [f"    {'if' if i == 0 else 'elif'} positions == {p} and vectors == {v}:",
+                  f"        tile{p}x{v}({args})"]
+    namespace = {f"tile{p}x{v}": _spell_tile(p, v) for p, v in _SHAPES}
+    exec("\n".join(lines), namespace)
+    return njit(inline="always")(namespace["_tile"])
+
+
+_tile = _spell_any_tile()
 
 
 @njit(inline="always")
@@ -165,58 +184,23 @@ def _tiles(xf, x_at, x_step, wf, w_at, w_step, k_total, bias, b_at, of, o_at, o_
            positions, channels):
     """The sums of ``positions`` outputs (``o_step`` apart, their inputs
     ``x_step`` apart) for ``channels`` output channels side by side, in
-    tiles: 4 positions x 3 vectors, then what is left of each (2 and 1
-    positions, 2 and 1 vectors); 8 positions at a time where there are
-    one or two vectors."""
+    the tiles of :data:`_SHAPES`: 4 positions x 3 vectors, or 8 x all
+    where there are one or two vectors, then what is left of each."""
     lanes = simd.lanes(of)
     vectors = -(-channels // lanes)
     last = channels - (vectors - 1) * lanes  # lanes of the last vector
     p = 0
-    if vectors <= 2:
-        while p + 2 * TILE_POSITIONS <= positions:
-            if vectors == 1:
-                _tile8x1(xf, x_at + p * x_step, x_step, wf, w_at, w_step, k_total, bias, b_at,
-                         of, o_at + p * o_step, o_step, last)
-            else:
-                _tile8x2(xf, x_at + p * x_step, x_step, wf, w_at, w_step, k_total, bias, b_at,
-                         of, o_at + p * o_step, o_step, last)
-            p += 2 * TILE_POSITIONS
     while p < positions:
-        tile = min(positions - p, TILE_POSITIONS)
-        tile = 2 if tile == 3 else tile
-        xp, op = x_at + p * x_step, o_at + p * o_step
+        left = positions - p
+        tile = (2 * TILE_POSITIONS if vectors <= 2 and left >= 2 * TILE_POSITIONS
+                else TILE_POSITIONS if left >= TILE_POSITIONS else 2 if left >= 2 else 1)
         v = 0
         while v < vectors:
-            left = vectors - v
-            count = last if left <= 3 else lanes
-            wv, bv, ov = w_at + v * lanes, b_at + v * lanes, op + v * lanes
-            if tile == TILE_POSITIONS:
-                if left == 1:
-                    _tile4x1(xf, xp, x_step, wf, wv, w_step, k_total, bias, bv, of, ov, o_step,
-                             count)
-                elif left == 2:
-                    _tile4x2(xf, xp, x_step, wf, wv, w_step, k_total, bias, bv, of, ov, o_step,
-                             count)
-                else:
-                    _tile4x3(xf, xp, x_step, wf, wv, w_step, k_total, bias, bv, of, ov, o_step,
-                             count)
-            elif tile == 2:
-                if left == 1:
-                    _tile2x1(xf, xp, x_step, wf, wv, w_step, k_total, bias, bv, of, ov, o_step,
-                             count)
-                elif left == 2:
-                    _tile2x2(xf, xp, x_step, wf, wv, w_step, k_total, bias, bv, of, ov, o_step,
-                             count)
-                else:
-                    _tile2x3(xf, xp, x_step, wf, wv, w_step, k_total, bias, bv, of, ov, o_step,
-                             count)
-            elif left == 1:
-                _tile1x1(xf, xp, x_step, wf, wv, w_step, k_total, bias, bv, of, ov, o_step, count)
-            elif left == 2:
-                _tile1x2(xf, xp, x_step, wf, wv, w_step, k_total, bias, bv, of, ov, o_step, count)
-            else:
-                _tile1x3(xf, xp, x_step, wf, wv, w_step, k_total, bias, bv, of, ov, o_step, count)
-            v += min(left, 3)
+            count = min(vectors - v, TILE_VECTORS)
+            _tile(tile, count, xf, x_at + p * x_step, x_step, wf, w_at + v * lanes, w_step,
+                  k_total, bias, b_at + v * lanes, of, o_at + p * o_step + v * lanes, o_step,
+                  last if v + count == vectors else lanes)
+            v += count
         p += tile
 
 
@@ -275,11 +259,8 @@ def one_tap_last(x, w_t, bias, out, stride, dilation, pad, parts, row_block, cla
         task = atomics.claim(claimed)
         if task >= tasks or atomics.cancelled(cancel):
             break
-        block, part = task // parts, task % parts
-        j_first, j_end = part * per_phase // parts, (part + 1) * per_phase // parts
-        oh_first = block % row_blocks * row_block
-        od = block // row_blocks % o_d
-        n = block // (row_blocks * o_d)
+        n, od, oh_first, j_first, j_end = row_stretch(task, parts, per_phase, row_blocks,
+                                                      row_block, o_d)
         kd, id_ = _tap(od, p_d, k_d, s_d, d_d)
         for oh in range(oh_first, min(oh_first + row_block, o_h)):
             kh, ih = _tap(oh, p_h, k_h, s_h, d_h)
