@@ -9,8 +9,8 @@ sums into the channels-last output; with few input channels an output
 that was all transposes (4 -> 144 channels 1x1: the scatter 31 % of the
 call, 1.35x the channels-first time). Here the sums run along the output
 channels, which lie side by side in the output, so nothing is transposed:
-register tiles of 4 positions x 1-3 vectors of channels, the input
-channel's value broadcast.
+register tiles of 4 positions x 1-3 vectors of channels (8 positions where
+there are one or two vectors), the input channel's value broadcast.
 
 Each output gets the phase tiles' terms in their order -- ``fma(x, w,
 acc)`` over the input channels from ``+0.0``, the bias added last --
@@ -237,7 +237,7 @@ def one_tap_last(x, w_t, bias, out, stride, dilation, pad, parts, row_block, cla
     C_in / groups, groups * Q) from :func:`laid_out_weights`, bias (C_out,), all
     C-contiguous. A task kernel (:func:`.launch.parallel`), a task for
     each of ``parts`` stretches of ``row_block`` output rows ``(n, od,
-    oh)`` (the work split of :func:`.depthwise_last.depthwise_last`). Along
+    oh)`` (:func:`one_tap_split`). Along
     a row, each W phase's outputs in the stretch read consecutive inputs
     through the phase's tap: they go in register tiles (:func:`_tiles`),
     group by group, every output channel of a position side by side.

@@ -11,9 +11,10 @@ helper is done; once it is, the tuned kernel is loaded from the cache and
 runs from then on. The baseline sums every output exactly as the kernel it
 stands in for, so the switch changes no bit of any result.
 
-Channels last, the depthwise kernels (:mod:`.depthwise_last`) compile the
-same way on the first depthwise call that would run them: until the helper
-is done, the route's own kernel computes the call, with the same bits.
+Channels last, the kernels of depthwise calls (:mod:`.depthwise_last`) and
+of calls with one tap per output phase (:mod:`.one_tap_last`) compile the
+same way on the first call that would run them: until the helper is done,
+the route's own kernel computes the call, with the same bits.
 
 A helper process, not a thread: compiling holds Numba's compiler lock and
 mostly the GIL for seconds, which would stall this process's other first

@@ -83,7 +83,7 @@ def to_channels_last(first: np.ndarray, last: np.ndarray | None = None) -> np.nd
 
 #: Elements below which a transpose stays on the calling thread.
 #: Why: on two threads the transposes took 22 us where one took 2.5 (4096
-#: elements), and 1.3-1.9x one thread's time from 16 Ki to 1 Mi elements
+#: elements), and 1.0-6x one thread's time from 16 Ki to 1 Mi elements
 #: (float32, 7-144 channels); 0.8x at 4 Mi (benchmarks/TUNING.md). A
 #: channels-last call of 4 -> 144 channels on a 2 x 2 image took 80 us
 #: against 17 channels first.
