@@ -311,7 +311,7 @@ def test_depthwise_last_rows_are_cut_for_want_of_tasks(out_shape, stride, thread
     TILED_MIN_POSITIONS_CROWDED outputs a phase."""
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 4)
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS_CROWDED", 64)
-    assert work_split.last_row_parts(out_shape, stride, threads) == parts
+    assert work_split._last_row_parts(out_shape, stride, threads) == parts
 
 
 @pytest.mark.parametrize("out_shape, threads, block", [

@@ -120,7 +120,7 @@ def plan_launch(geometry, batch: int, itemsize: int, kernel: str, threads: int) 
               "column_tiles": _columns_layout, "tap_rows": _tap_rows_layout,
               "blas": blas_layout}.get(kernel)
     return Launch(*shapes, row_chunks=min(rows, config.DIRECT_CHUNKS_PER_THREAD * threads),
-                  last_row_parts=last_row_parts(out_shape, stride, threads),
+                  last_row_parts=_last_row_parts(out_shape, stride, threads),
                   last_row_block=_last_row_block(out_shape, threads),
                   layout=layout(*shapes, itemsize, threads) if layout else None,
                   multiply_adds=batch * geometry.flops // 2)
@@ -193,7 +193,7 @@ def _chunks(span, halo, wanted, by_window, blocks):
     return chunks
 
 
-def last_row_parts(out_shape, stride, threads):
+def _last_row_parts(out_shape, stride, threads):
     """Stretches per output row of :func:`.depthwise_last.depthwise_last`:
     one, or as many as make ``TILED_TASKS_PER_THREAD`` tasks a thread where
     there are too few rows (1-D calls), none of fewer than
