@@ -602,6 +602,9 @@ def test_columns_layout_splits_images_for_few_output_channels(monkeypatch):
     batches."""
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", 8)
     monkeypatch.setattr(config, "COLUMNS_IMAGE_TASKS_PER_THREAD", 2)
+    # A 2 MiB L2's share, whatever this machine's (a 1.25 MiB L2 makes
+    # a task's columns smaller and moves the blocks).
+    monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", 1536 << 10)
 
     def layout(batch, c_out):
         return work_split._columns_layout((batch, 50, 1, 7, 6), (50, c_out, 1, 7, 7),
