@@ -63,7 +63,7 @@ def cache_info() -> list:
         ``"rows"``, ``"planes"``, ``"phase_tiles"``, ``"column_tiles"``,
         ``"blas"``; channels last, for depthwise calls of the gather
         kernels ``"depthwise_last"`` and ``"depthwise_last_staged"``, for
-        calls of the phase tiles with one tap per output phase
+        calls of the phase tiles with one or a few taps per output phase
         ``"one_tap_last"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
         ``"weight_dots"``; ``"baseline"`` where the baseline kernel stood in

@@ -44,8 +44,8 @@ STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
                          "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles"),
               "columns": ("column_tiles", "tap_rows", "blas")}
 #: Kernels that channels-last calls alone run: depthwise calls of the gather
-#: routes, and calls of the phase tiles with one tap per output phase (the
-#: same sums as the route's kernel, in the layout as it lies).
+#: routes, and calls of the phase tiles with one or a few taps per output
+#: phase (the same sums as the route's kernel, in the layout as it lies).
 CHANNELS_LAST_KERNELS = {"gather": ("depthwise_last", "depthwise_last_staged",
                                     "one_tap_last")}
 #: The CUDA backend's one strategy, a gather (one thread per output), and

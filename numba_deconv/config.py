@@ -430,6 +430,28 @@ DEPTHWISE_LAST_STAGE_MAX_TAPS = 1.5
 #: 1.1x, 128 -> 64 k2 s2 (128) 1.06-1.12x, and groups of 2-10 output
 #: channels 1.0-2.4x (masked vectors mostly empty).
 ONE_TAP_LAST_MAX_MULTIPLY_ADDS = 64
+#: Calls with several taps in a phase take it too, where an output sums at
+#: most FEW_TAPS_LAST_MAX_MULTIPLY_ADDS products on average ...
+#: Why: the tiles' products run faster than these, and their transposes
+#: matter less, the more products each output sums. Channels last against
+#: channels first, the tiles' way -> this kernel's, Intel Xeon VM, 2
+#: threads, three rounds: 2 -> 408 k6 s4 0.78 -> 0.24x, 1 -> 72 k6 s3
+#: 0.92 -> 0.72, 3 -> 80 in 5 groups k7 s2 1.71 -> 0.95, 2 -> 16 k4 s2
+#: 1.22 -> 0.81, 2 -> 51 k3 1.13 -> 0.66 (4-10.5 products); 3 -> 64 k4 s2
+#: (12) 0.78 -> 0.81; but 2 -> 620 k5 (50) 1.08 -> 0.97 only, and 23 ->
+#: 27 k6 s3 (46) 1.23 -> 1.58, 16 -> 16 k3 s2 d2 (36) 1.39 -> 1.59, 32 ->
+#: 16 and 32 -> 32 1-D (64) 0.96 -> 1.23 and 1.07 -> 1.13.
+FEW_TAPS_LAST_MAX_MULTIPLY_ADDS = 16
+#: ... and where a W phase of its input rows is at least
+#: ONE_TAP_LAST_MIN_WIDTH_PER_EDGE times as wide as the outputs at each
+#: row's ends that only some of the phase's taps reach
+#: (:func:`numba_deconv.cpu.one_tap_last.edge_outputs`), which it sums one
+#: at a time.
+#: Why: one output at a time, its sums are chains of dependent
+#: multiply-adds: 1 -> 31 k4 d3 on rows of 25 (9 such outputs a row) 1.11
+#: -> 1.89x the channels-first time, 1 -> 18 3-D k4 d2 (6 of 18) 0.82 ->
+#: 1.39, 11 -> 17 k5 s3 d2 (2 of 7) 1.4 -> 1.8-4.4.
+ONE_TAP_LAST_MIN_WIDTH_PER_EDGE = 8
 #: ... on the calling thread alone where its output is smaller than
 #: ONE_TAP_LAST_PARALLEL_MIN_BYTES and it has fewer multiply-adds than
 #: ONE_TAP_LAST_PARALLEL_MIN_MULTIPLY_ADDS.

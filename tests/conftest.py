@@ -50,7 +50,8 @@ def rng(request):
 def tiles_last(monkeypatch):
     """Channels-last calls of the phase tiles through the tiles' own
     transposed scatter, for the tests of that scatter: one_tap_last (which
-    takes the calls of one tap per output phase, many of theirs) off."""
+    takes the calls of one or a few taps per output phase and few input
+    channels, many of theirs) off."""
     from numba_deconv.cpu import driver
 
     monkeypatch.setattr(driver, "ONE_TAP_LAST", ())

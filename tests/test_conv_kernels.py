@@ -495,6 +495,7 @@ def test_phase_tiles_interleave_few_channels_last(x_shape, w_shape, kwargs, dtyp
 
 
 
+@pytest.mark.usefixtures("tiles_last")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
     ((2, 8, 5, 9), (8, 13, 3, 3), dict(stride=1, padding=1, groups=2)),  # 13 a group

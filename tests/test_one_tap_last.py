@@ -1,11 +1,12 @@
-"""``one_tap_last``: channels-last calls with one tap per output phase, in place.
+"""``one_tap_last``: channels-last calls with one tap per output phase, or a few, in place.
 
 Each case forces the phase tiles (whose sums the kernel reproduces) and
 checks that the channels-last call ran :func:`one_tap_last`, gave the
 oracle's values and every bit of the channels-first call: inputs with
 NaN, infinities, signed zeros and subnormals, a bias of -0.0, outputs
-that no tap reaches and outputs whose tap reads the padding, rows cut
-into stretches at every boundary, and groups.
+that no tap reaches and outputs whose tap reads the padding, outputs
+that only some of their phase's taps reach, rows cut into stretches at
+every boundary, and groups.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numba_deconv as nd
 from helpers import random_array
 from numba_deconv import _dispatch, config, plan
 from numba_deconv.cpu import driver
-from numba_deconv.cpu.one_tap_last import one_tap_per_phase, takes_one_tap_last
+from numba_deconv.cpu.one_tap_last import edge_outputs, one_tap_per_phase, takes_one_tap_last
 from numba_deconv.cpu.simd import VECTOR_BYTES
 from reference import reference
 
@@ -37,6 +38,13 @@ CASES = [
     ((1, 2, 3, 4, 5), 16, (2, 1, 2), dict(stride=(2, 1, 3))),  # 3-D, mixed strides
     ((2, 8, 6, 5), 16, (2, 2), dict(stride=2, groups=2)),  # groups of whole vectors
     ((1, 6, 5, 7), 20, (1, 3), dict(stride=(1, 4), groups=3)),  # groups mid vector
+    # A few taps a phase: each output sums the taps that reach the input.
+    ((2, 2, 30), 20, (3,), {}),  # 1-D k3: 3 taps, 2 outputs each end with fewer
+    ((1, 3, 20), 17, (4,), dict(stride=2, padding=1, output_padding=1)),
+    ((1, 1, 6, 17), 33, (3, 4), dict(stride=(1, 2), dilation=(2, 1), padding=(2, 1))),
+    ((1, 1, 3, 4, 16), 16, (2, 2, 3), dict(stride=(1, 2, 2), padding=(1, 0, 1))),  # 3-D
+    ((2, 4, 24), 16, (5,), dict(stride=2, groups=2)),  # groups of whole vectors
+    ((1, 2, 26), 16, (4,), dict(stride=2, dilation=2)),  # all 4 taps in one phase
 ]
 
 
@@ -140,22 +148,42 @@ def test_one_tap_per_phase(kernel, stride, dilation, expected):
     assert one_tap_per_phase(kernel, stride, dilation) == expected
 
 
-@pytest.mark.parametrize("dtype, c_in_g, c_out_g, kernel, stride, expected", [
-    (np.float32, 14, 39, (1, 1), (1, 1), True),
-    (np.float32, 64, 16, (1, 1), (1, 1), True),  # 64 products an output exactly
-    (np.float32, 65, 16, (1, 1), (1, 1), False),
-    (np.float64, 80, 10, (1, 1), (3, 3), True),  # 80 / 9 products an output
-    (np.float32, 128, 64, (2, 2), (2, 2), False),  # 128
-    (np.float32, 14, 15, (1, 1), (1, 1), False),  # less than a vector a group
-    (np.float64, 14, 8, (1, 1), (1, 1), True),
-    (np.float32, 14, 39, (4,), (3,), False),  # two taps an output phase
-    (np.complex64, 14, 39, (1, 1), (1, 1), False),
+@pytest.mark.parametrize("dtype, c_in_g, c_out_g, kernel, stride, dilation, expected", [
+    (np.float32, 14, 39, (1, 1), (1, 1), (1, 1), True),
+    (np.float32, 64, 16, (1, 1), (1, 1), (1, 1), True),  # 64 products an output exactly
+    (np.float32, 65, 16, (1, 1), (1, 1), (1, 1), False),
+    (np.float64, 80, 10, (1, 1), (3, 3), (1, 1), True),  # 80 / 9 products an output
+    (np.float32, 128, 64, (2, 2), (2, 2), (1, 1), False),  # 128
+    (np.float32, 14, 15, (1, 1), (1, 1), (1, 1), False),  # less than a vector a group
+    (np.float64, 14, 8, (1, 1), (1, 1), (1, 1), True),
+    (np.complex64, 14, 39, (1, 1), (1, 1), (1, 1), False),
+    # Several taps a phase: at most 16 products an output.
+    (np.float32, 4, 39, (4,), (1,), (1,), True),  # 16 exactly
+    (np.float32, 5, 39, (4,), (1,), (1,), False),
+    (np.float32, 8, 39, (4,), (2,), (1,), True),
+    (np.float32, 3, 64, (4, 4), (2, 2), (1, 1), True),  # 12
+    # Outputs that only some taps reach: 3 taps of step 3 leave 6 at the
+    # row's ends, on an input row of 40: too many (at most 40 / 8).
+    (np.float32, 1, 39, (3,), (1,), (3,), False),
 ])
 def test_one_tap_last_takes_short_sums_of_whole_vectors(dtype, c_in_g, c_out_g, kernel, stride,
-                                                        expected, monkeypatch):
+                                                        dilation, expected, monkeypatch):
     monkeypatch.setattr(config, "ONE_TAP_LAST_MAX_MULTIPLY_ADDS", 64)
+    monkeypatch.setattr(config, "FEW_TAPS_LAST_MAX_MULTIPLY_ADDS", 16)
+    monkeypatch.setattr(config, "ONE_TAP_LAST_MIN_WIDTH_PER_EDGE", 8)
     lanes_f32 = VECTOR_BYTES // 4
     if c_out_g == 15 and lanes_f32 <= 15:
         pytest.skip("vectors of fewer than 16 float32 lanes hold 15 channels")
-    assert takes_one_tap_last(dtype, c_in_g, c_out_g, kernel, stride, (1,) * len(kernel)) \
-        == expected
+    assert takes_one_tap_last(dtype, c_in_g, c_out_g, kernel, stride, dilation, 40) == expected
+
+
+@pytest.mark.parametrize("kernel, stride, dilation, expected", [
+    (1, 1, 1, 0),
+    (3, 3, 2, 0),  # one tap a phase
+    (3, 1, 1, 2),  # taps 0-2 read inputs j, j-1, j-2
+    (4, 2, 1, 1),  # two taps a phase, one input apart
+    (4, 2, 2, 3),  # all four in one phase
+    (3, 1, 3, 6),
+])
+def test_edge_outputs(kernel, stride, dilation, expected):
+    assert edge_outputs(kernel, stride, dilation) == expected

@@ -398,7 +398,7 @@ def _ran_depthwise_last(x, w, bias, out, launch, paired, variant) -> bool:
     return True
 
 
-#: The kernels whose calls with one tap per output phase
+#: The kernels whose calls with one or a few taps per output phase
 #: :func:`.one_tap_last.one_tap_last` runs on channels-last data with
 #: their sums (the same bits).
 ONE_TAP_LAST = ("phase_tiles",)
@@ -410,7 +410,8 @@ def _ran_one_tap_last(x, w, bias, out, launch, prepared, variant) -> bool:
     with finite weights (as the phase tiles take them), once the kernel is
     compiled for the route's ``variant`` (meanwhile the phase tiles)."""
     if not takes_one_tap_last(out.dtype, launch.x_shape[1] // launch.groups, launch.w_shape[1],
-                              launch.w_shape[2:], launch.stride, launch.dilation):
+                              launch.w_shape[2:], launch.stride, launch.dilation,
+                              launch.x_shape[-1]):
         return False
     key = variant + ("one_tap_last",)
     if key not in _compiled.recorded():

@@ -1,4 +1,4 @@
-"""``one_tap_last``: channels-last calls whose every output phase has at most one tap.
+"""``one_tap_last``: channels-last calls with one tap per output phase, or a few.
 
 Where the kernel is no larger than the stride allows (1x1 kernels, k3 s3,
 k2 s2 d3: along each dim, ``k <= s / gcd(s, d)``), each output position
@@ -10,13 +10,19 @@ that was all transposes (4 -> 144 channels 1x1: the scatter 31 % of the
 call, 1.35x the channels-first time). Here the sums run along the output
 channels, which lie side by side in the output, so nothing is transposed:
 register tiles of 4 positions x 1-3 vectors of channels (8 positions where
-there are one or two vectors), the input channel's value broadcast.
+there are one, two or four vectors), the input channel's value broadcast.
+The kernel is named for that case; calls whose phases have a few taps and
+few input channels (2 -> 51 k3, 3 -> 16 k7 s2 a group) go the same way,
+each output summing over its input channels and, for each, the phase's
+taps that reach the input.
 
 Each output gets the phase tiles' terms in their order -- ``fma(x, w,
-acc)`` over the input channels from ``+0.0``, the bias added last --
-so the same bits (:data:`.driver.ONE_TAP_LAST`); an output whose tap
-reads the zero padding, or that no tap reaches, is ``bias + 0.0``, as
-the tiles' zero sums give.
+acc)`` over the input channels and each channel's taps in kernel order,
+from ``+0.0``, the bias added last -- so the same bits
+(:data:`.driver.ONE_TAP_LAST`). The tiles' products through taps that read
+the zero padding add zeros to sums that are never ``-0.0``, so leaving
+them out changes no bit; an output that no tap reaches is ``bias + 0.0``,
+as the tiles' zero sums give.
 """
 
 import math
@@ -41,17 +47,32 @@ def one_tap_per_phase(kernel, stride, dilation) -> bool:
     return all(k <= s // math.gcd(s, d) for k, s, d in zip(kernel, stride, dilation))
 
 
-def takes_one_tap_last(dtype, c_in_g, c_out_g, kernel, stride, dilation) -> bool:
+def edge_outputs(kernel, stride, dilation) -> int:
+    """How many outputs of a W phase (a dim's ``kernel``, ``stride`` and
+    ``dilation``) lie where only some of its taps reach the input: the
+    phase's taps, ``k / (s / gcd(s, d))`` of them, span ``d / gcd(s, d)``
+    inputs each."""
+    step = math.gcd(stride, dilation)
+    return (-(-kernel // (stride // step)) - 1) * (dilation // step)
+
+
+def takes_one_tap_last(dtype, c_in_g, c_out_g, kernel, stride, dilation, in_width) -> bool:
     """Whether :func:`one_tap_last` runs a channels-last call (real
     ``dtype``, ``c_in_g`` input and ``c_out_g`` output channels a group,
-    the call's ``kernel``, ``stride``, ``dilation``) of the phase tiles:
-    one tap per output phase, a vector of output channels a group at least,
-    and few products an output (``config.ONE_TAP_LAST_MAX_MULTIPLY_ADDS``)."""
+    the call's ``kernel``, ``stride``, ``dilation``, its input ``in_width``
+    positions along W) of the phase tiles: a vector of output channels a
+    group at least; few products an output
+    (``config.ONE_TAP_LAST_MAX_MULTIPLY_ADDS``, or
+    ``config.FEW_TAPS_LAST_MAX_MULTIPLY_ADDS`` where a phase has several
+    taps); and few outputs a row that only some taps reach, which it sums
+    one at a time (``config.ONE_TAP_LAST_MIN_WIDTH_PER_EDGE``)."""
     dtype = np.dtype(dtype)
-    return (dtype.kind == "f" and one_tap_per_phase(kernel, stride, dilation)
-            and c_out_g >= simd.VECTOR_BYTES // dtype.itemsize
-            and c_in_g * math.prod(kernel)
-            <= config.ONE_TAP_LAST_MAX_MULTIPLY_ADDS * math.prod(stride))
+    most = (config.ONE_TAP_LAST_MAX_MULTIPLY_ADDS if one_tap_per_phase(kernel, stride, dilation)
+            else config.FEW_TAPS_LAST_MAX_MULTIPLY_ADDS)
+    return (dtype.kind == "f" and c_out_g >= simd.VECTOR_BYTES // dtype.itemsize
+            and c_in_g * math.prod(kernel) <= most * math.prod(stride)
+            and edge_outputs(kernel[-1], stride[-1], dilation[-1])
+            * config.ONE_TAP_LAST_MIN_WIDTH_PER_EDGE <= in_width)
 
 
 def laid_out_weights(w, groups) -> tuple:
@@ -120,23 +141,61 @@ def _spell_tile(positions, vectors):
     (the last stores ``last`` lanes; every vector of weights is whole)::
 
         of[o_at + p*o_step + c] = bias[b_at + c]
-            + sum over k < k_total of xf[x_at + p*x_step + k] * wf[w_at + k*w_step + c]
+            + sum over ci < c_in_g, a < taps[0], b < taps[1], m < taps[2] of
+                xf[x_at + p*x_step + ci + a*x_tap[0] + b*x_tap[1] + m*x_tap[2]]
+                * wf[w_at + ci*w_step + a*w_tap[0] + b*w_tap[1] + m*w_tap[2] + c]
 
-    summed from zero in the order of ``k``, each product an FMA. Spelled
-    out as source so that the sums are plain local values (registers)."""
+    summed from zero in that order (channel by channel, each channel's taps
+    in kernel order), each product an FMA. Spelled out as source so that
+    the sums are plain local values (registers)."""
     name = f"_tile{positions}x{vectors}"
     last = vectors - 1
-    lines = [f"def {name}(xf, x_at, x_step, wf, w_at, w_step, k_total, bias, b_at, of, o_at, "
-             "o_step, last):",
+    lines = [f"def {name}(xf, x_at, x_step, x_tap, wf, w_at, w_step, w_tap, c_in_g, taps, bias, "
+             "b_at, of, o_at, o_step, last):",
              "    lanes = lanes_of(of)"]
     acc = {(p, v): f"a{p}_{v}" for p in range(positions) for v in range(vectors)}
     lines.append("    " + " = ".join(acc.values()) + " = zeros(of)")
-    lines.append("    for k in range(k_total):")
-    lines.append("        w_k = w_at + k * w_step")
-    lines += [f"        w{v} = load(wf, w_k + {v} * lanes)" for v in range(vectors)]
+    # One tap: channel after channel. More: one loop over the pairs
+    # (channel, a, b, m), the next pair's place carried along (nested
+    # loops of one or two passes each ran at a quarter of the speed, and
+    # the carries slowed the one-tap sums by a fifth).
+    lines += ["    n_a, n_b, n_m = taps",
+              "    pairs = c_in_g * n_a * n_b * n_m",
+              "    if pairs == c_in_g:",
+              "        for k in range(c_in_g):",
+              "            w_k = w_at + k * w_step"]
+    fmas = [f"w{v} = load(wf, w_k + {v} * lanes)" for v in range(vectors)]
     for p in range(positions):
-        lines.append(f"        s = xf[np.uint64(x_at + {p} * x_step) + np.uint64(k)]")
-        lines += [f"        {acc[p, v]} = fma(w{v}, s, {acc[p, v]})" for v in range(vectors)]
+        fmas.append(f"s = xf[np.uint64(x_k + {p} * x_step)]")
+        fmas += [f"{acc[p, v]} = fma(w{v}, s, {acc[p, v]})" for v in range(vectors)]
+    lines.append("            x_k = x_at + k")
+    lines += [" " * 12 + line for line in fmas]
+    lines += ["    else:",
+              "        x_m, w_m = x_tap[2], w_tap[2]",
+              "        x_bm, w_bm = x_tap[1] - n_m * x_tap[2], w_tap[1] - n_m * w_tap[2]",
+              "        x_ab, w_ab = x_tap[0] - n_b * x_tap[1], w_tap[0] - n_b * w_tap[1]",
+              "        x_ca, w_ca = 1 - n_a * x_tap[0], w_step - n_a * w_tap[0]",
+              "        x_k, w_k = x_at, w_at",
+              "        a = b = m = 0",
+              "        for k in range(pairs):"]
+    lines += [" " * 12 + line for line in fmas]
+    lines += ["            x_k += x_m",
+              "            w_k += w_m",
+              "            m += 1",
+              "            if m == n_m:",
+              "                m = 0",
+              "                x_k += x_bm",
+              "                w_k += w_bm",
+              "                b += 1",
+              "                if b == n_b:",
+              "                    b = 0",
+              "                    x_k += x_ab",
+              "                    w_k += w_ab",
+              "                    a += 1",
+              "                    if a == n_a:",
+              "                        a = 0",
+              "                        x_k += x_ca",
+              "                        w_k += w_ca"]
     for v in range(vectors):
         load = (f"load_part(bias, b_at + {v} * lanes, last)" if v == last
                 else f"load(bias, b_at + {v} * lanes)")
@@ -155,18 +214,18 @@ def _spell_tile(positions, vectors):
 
 
 #: The register tiles, (positions, vectors): 4 x 3 the main one, 8 x 1 and
-#: 8 x 2 where there are one or two vectors of channels (4 x 1 made 4
+#: 8 x 2 where there are one, two or four vectors of channels (4 x 1 made 4
 #: chains of dependent multiply-adds, too few to hide their latency), the
-#: others for what is left.
-_SHAPES = ((8, 1), (8, 2), (4, 1), (4, 2), (4, 3), (2, 1), (2, 2), (2, 3), (1, 1), (1, 2),
-           (1, 3))
+#: others for what is left (a last one or two positions one at a time).
+_SHAPES = ((8, 1), (8, 2), (4, 1), (4, 2), (4, 3), (1, 1), (1, 2), (1, 3))
 
 
 def _spell_any_tile():
     """``_tile(positions, vectors, ...)``: the tile of that shape of
     :data:`_SHAPES` (:func:`_spell_tile`, the same arguments), compiled
     inline."""
-    args = "xf, x_at, x_step, wf, w_at, w_step, k_total, bias, b_at, of, o_at, o_step, last"
+    args = ("xf, x_at, x_step, x_tap, wf, w_at, w_step, w_tap, c_in_g, taps, bias, b_at, of, "
+            "o_at, o_step, last")
     lines = [f"def _tile(positions, vectors, {args}):"]
     for i, (p, v) in enumerate(_SHAPES):
         lines += [f"    {'if' if i == 0 else 'elif'} positions == {p} and vectors == {v}:",
@@ -179,27 +238,37 @@ def _spell_any_tile():
 _tile = _spell_any_tile()
 
 
-@njit(inline="always")
-def _tiles(xf, x_at, x_step, wf, w_at, w_step, k_total, bias, b_at, of, o_at, o_step,
-           positions, channels):
+@njit(nogil=True, fastmath=FASTMATH, _nrt=False)
+def _tiles(xf, x_at, x_step, x_tap, wf, w_at, w_step, w_tap, c_in_g, taps, bias, b_at, of,
+           o_at, o_step, positions, channels):
     """The sums of ``positions`` outputs (``o_step`` apart, their inputs
     ``x_step`` apart) for ``channels`` output channels side by side, in
-    the tiles of :data:`_SHAPES`: 4 positions x 3 vectors, or 8 x all
-    where there are one or two vectors, then what is left of each."""
+    the tiles of :data:`_SHAPES` (each tile's pairs as :func:`_spell_tile`
+    takes them): 4 positions x 3 vectors, or 8 x 2 where there are one,
+    two or four vectors, then what is left of each. A function of its
+    own, the tiles inlined in it: inlined into :func:`one_tap_last` with
+    them, the kernel took twice as long to compile."""
     lanes = simd.lanes(of)
     vectors = -(-channels // lanes)
     last = channels - (vectors - 1) * lanes  # lanes of the last vector
+    # Four vectors go as two and two, 8 positions a tile where there
+    # are; the last four of more, two and two (a tile of one vector and 4
+    # positions is 4 chains of dependent multiply-adds, too few to hide
+    # their latency). Position by position, so the outputs are written in
+    # order (vector by vector over all the positions, 2 -> 408 channels
+    # k6 s4 took 0.89 instead of 0.24x the channels-first time).
+    wide = vectors <= 2 or vectors == 4
     p = 0
     while p < positions:
         left = positions - p
-        tile = (2 * TILE_POSITIONS if vectors <= 2 and left >= 2 * TILE_POSITIONS
-                else TILE_POSITIONS if left >= TILE_POSITIONS else 2 if left >= 2 else 1)
+        tile = (2 * TILE_POSITIONS if wide and left >= 2 * TILE_POSITIONS
+                else TILE_POSITIONS if left >= TILE_POSITIONS else 1)
         v = 0
         while v < vectors:
-            count = min(vectors - v, TILE_VECTORS)
-            _tile(tile, count, xf, x_at + p * x_step, x_step, wf, w_at + v * lanes, w_step,
-                  k_total, bias, b_at + v * lanes, of, o_at + p * o_step + v * lanes, o_step,
-                  last if v + count == vectors else lanes)
+            count = min(vectors - v, 2 if vectors - v == 4 else TILE_VECTORS)
+            _tile(tile, count, xf, x_at + p * x_step, x_step, x_tap, wf, w_at + v * lanes,
+                  w_step, w_tap, c_in_g, taps, bias, b_at + v * lanes, of,
+                  o_at + p * o_step + v * lanes, o_step, last if v + count == vectors else lanes)
             v += count
         p += tile
 
@@ -216,31 +285,51 @@ def _bias_only(of, o_at, o_step, positions, bias, c_out):
 
 
 @njit(inline="always")
-def _tap(o, p, k, s, d):
-    """The one tap of kernel length ``k`` that reaches output ``o`` along a
-    dim (stride ``s``, dilation ``d``, padding ``p``), and the input it
-    reads there: ``(tap, input)``, ``tap`` -1 where none does."""
+def _phase_taps(o, p, k, s, d):
+    """The taps of kernel length ``k`` that reach output ``o`` along a dim
+    (stride ``s``, dilation ``d``, padding ``p``), with or without an
+    input there: ``(first, count, tap_step, first_input, input_step)``,
+    tap ``first + m * tap_step`` (``m < count``) reading input
+    ``first_input - m * input_step``. ``count`` 0 where none does."""
+    first, count, last = 0, 0, 0
     for t in range(k):
-        at = o + p - t * d
-        if at % s == 0:
-            return t, at // s
-    return -1, 0
+        if (o + p - t * d) % s == 0:
+            if count == 0:
+                first = t
+            last, count = t, count + 1
+    if count <= 1:  # (steps of 1: any will do)
+        return first, count, 1, (o + p - first * d) // s, 1
+    step = (last - first) // (count - 1)
+    return first, count, step, (o + p - first * d) // s, step * d // s
+
+
+@njit(inline="always")
+def _within(first_input, input_step, count, length):
+    """Of the ``count`` taps of :func:`_phase_taps`, those whose input lies
+    in ``0 .. length``: ``(first m, how many)``, a run in kernel order."""
+    lo = max(0, (first_input - length) // input_step + 1)
+    hi = min(count, first_input // input_step + 1)
+    return lo, max(hi - lo, 0)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, _nrt=False)
 def one_tap_last(x, w_t, bias, out, stride, dilation, pad, parts, row_block, claimed, cancel):
-    """A call whose every output phase has at most one tap
-    (:func:`one_tap_per_phase`), on channels-last data, for finite
-    weights, with the phase tiles' sums.
+    """A call with few taps per output phase, on channels-last data, for
+    finite weights, with the phase tiles' sums.
 
     x (N, D, H, W, C_in), out (N, OD, OH, OW, C_out), ``w_t`` (KD, KH, KW,
     C_in / groups, groups * Q) from :func:`laid_out_weights`, bias (C_out,), all
     C-contiguous. A task kernel (:func:`.launch.parallel`), a task for
     each of ``parts`` stretches of ``row_block`` output rows ``(n, od,
-    oh)`` (:func:`one_tap_split`). Along
-    a row, each W phase's outputs in the stretch read consecutive inputs
-    through the phase's tap: they go in register tiles (:func:`_tiles`),
-    group by group, every output channel of a position side by side.
+    oh)`` (:func:`one_tap_split`). Along a row, each W phase's outputs in
+    the stretch read consecutive inputs through each of the phase's taps:
+    they go in register tiles (:func:`_tiles`), group by group, every
+    output channel of a position side by side. The taps of a phase that
+    reach the input form a run along each dim, the same for every output
+    of the row but those near its ends, which take their own runs one
+    output at a time: the taps left out read the zero padding, whose
+    products would add nothing (the sums start at ``+0.0``, so they never
+    hold ``-0.0``): the same bits.
     """
     n_batch, i_d, i_h, i_w, c_in = x.shape
     o_d, o_h, o_w, c_out = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -252,6 +341,7 @@ def one_tap_last(x, w_t, bias, out, stride, dilation, pad, parts, row_block, cla
     d_d, d_h, d_w = dilation
     p_d, p_h, p_w = pad
     xf, wf, of = x.reshape(-1), w_t.reshape(-1), out.reshape(-1)
+    per_tap = c_in_g * w_pitch  # a tap's weights in w_t
     per_phase = -(-o_w // s_w)
     row_blocks = -(-o_h // row_block)
     tasks = n_batch * o_d * row_blocks * parts
@@ -261,11 +351,15 @@ def one_tap_last(x, w_t, bias, out, stride, dilation, pad, parts, row_block, cla
             break
         n, od, oh_first, j_first, j_end = row_stretch(task, parts, per_phase, row_blocks,
                                                       row_block, o_d)
-        kd, id_ = _tap(od, p_d, k_d, s_d, d_d)
+        kd0, nd, kd_step, id0, id_step = _phase_taps(od, p_d, k_d, s_d, d_d)
+        md, nd = _within(id0, id_step, nd, i_d)
         for oh in range(oh_first, min(oh_first + row_block, o_h)):
-            kh, ih = _tap(oh, p_h, k_h, s_h, d_h)
-            row_in = kd >= 0 and kh >= 0 and 0 <= id_ < i_d and 0 <= ih < i_h
-            x_row = ((n * i_d + id_) * i_h + ih) * i_w
+            kh0, nh, kh_step, ih0, ih_step = _phase_taps(oh, p_h, k_h, s_h, d_h)
+            mh, nh = _within(ih0, ih_step, nh, i_h)
+            # The input row of the first tap that reaches one, and each
+            # next tap's step in x and in w_t along D and H.
+            x_row = ((n * i_d + id0 - md * id_step) * i_h + ih0 - mh * ih_step) * i_w
+            tap_row = ((kd0 + md * kd_step) * k_h + kh0 + mh * kh_step) * k_w
             o_row = ((n * o_d + od) * o_h + oh) * o_w
             for r in range(min(s_w, o_w)):
                 # Outputs j*s_w + r of the phase, j in [j_lo, j_hi).
@@ -273,22 +367,32 @@ def one_tap_last(x, w_t, bias, out, stride, dilation, pad, parts, row_block, cla
                 if j_hi <= j_lo:
                     continue
                 o_at, o_step = (o_row + j_lo * s_w + r) * c_out, s_w * c_out
-                kw, iw = _tap(r, p_w, k_w, s_w, d_w)
-                if not row_in or kw < 0:
+                kw0, nw, kw_step, iw0, iw_step = _phase_taps(r, p_w, k_w, s_w, d_w)
+                if nd == 0 or nh == 0 or nw == 0:
                     _bias_only(of, o_at, o_step, j_hi - j_lo, bias, c_out)
                     continue
-                # Output j reads input iw + j; those outside the input get
-                # the bias alone.
-                j_in_lo = min(max(j_lo, -iw), j_hi)
-                j_in_hi = max(min(j_hi, i_w - iw), j_in_lo)
-                _bias_only(of, o_at, o_step, j_in_lo - j_lo, bias, c_out)
-                _bias_only(of, o_at + (j_in_hi - j_lo) * o_step, o_step, j_hi - j_in_hi, bias,
-                           c_out)
-                if j_in_hi == j_in_lo:
-                    continue
-                w_tap = ((kd * k_h + kh) * k_w + kw) * c_in_g * w_pitch
-                o_in = o_at + (j_in_lo - j_lo) * o_step
-                for g in range(groups):
-                    _tiles(xf, (x_row + iw + j_in_lo) * c_in + g * c_in_g, c_in, wf,
-                           w_tap + g * group_pitch, w_pitch, c_in_g, bias, g * c_out_g, of,
-                           o_in + g * c_out_g, o_step, j_in_hi - j_in_lo, c_out_g)
+                x_tap = (-id_step * i_h * i_w * c_in, -ih_step * i_w * c_in, -iw_step * c_in)
+                w_tap = (kd_step * k_h * k_w * per_tap, kh_step * k_w * per_tap,
+                         kw_step * per_tap)
+                # Output j reads input iw0 + j - m * iw_step through W tap
+                # m: every tap reaches the input for j in [j_in_lo, j_in_hi).
+                j_in_lo = min(max(j_lo, (nw - 1) * iw_step - iw0), j_hi)
+                j_in_hi = max(min(j_hi, i_w - iw0), j_in_lo)
+                j = j_lo
+                while j < j_hi:
+                    if j_in_lo <= j < j_in_hi:
+                        at, first_w, taps, positions = iw0 + j, kw0, (nd, nh, nw), j_in_hi - j
+                    else:
+                        mw, count = _within(iw0 + j, iw_step, nw, i_w)
+                        at, first_w, taps, positions = (iw0 + j - mw * iw_step,
+                                                        kw0 + mw * kw_step, (nd, nh, count), 1)
+                    o_j = o_at + (j - j_lo) * o_step
+                    j += positions
+                    if taps[2] == 0:
+                        _bias_only(of, o_j, o_step, 1, bias, c_out)
+                        continue
+                    w_at = (tap_row + first_w) * per_tap
+                    for g in range(groups):
+                        _tiles(xf, (x_row + at) * c_in + g * c_in_g, c_in, x_tap, wf,
+                               w_at + g * group_pitch, w_pitch, w_tap, c_in_g, taps, bias,
+                               g * c_out_g, of, o_j + g * c_out_g, o_step, positions, c_out_g)

@@ -12,9 +12,10 @@ runs from then on. The baseline sums every output exactly as the kernel it
 stands in for, so the switch changes no bit of any result.
 
 Channels last, the kernels of depthwise calls (:mod:`.depthwise_last`) and
-of calls with one tap per output phase (:mod:`.one_tap_last`) compile the
-same way on the first call that would run them: until the helper is done,
-the route's own kernel computes the call, with the same bits.
+of calls with one or a few taps per output phase (:mod:`.one_tap_last`)
+compile the same way on the first call that would run them: until the
+helper is done, the route's own kernel computes the call, with the same
+bits.
 
 A helper process, not a thread: compiling holds Numba's compiler lock and
 mostly the GIL for seconds, which would stall this process's other first
