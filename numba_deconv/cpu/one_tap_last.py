@@ -179,23 +179,18 @@ def _spell_tile(positions, vectors):
               "        a = b = m = 0",
               "        for k in range(pairs):"]
     lines += [" " * 12 + line for line in fmas]
-    lines += ["            x_k += x_m",
-              "            w_k += w_m",
-              "            m += 1",
-              "            if m == n_m:",
-              "                m = 0",
-              "                x_k += x_bm",
-              "                w_k += w_bm",
-              "                b += 1",
-              "                if b == n_b:",
-              "                    b = 0",
-              "                    x_k += x_ab",
-              "                    w_k += w_ab",
-              "                    a += 1",
-              "                    if a == n_a:",
-              "                        a = 0",
-              "                        x_k += x_ca",
-              "                        w_k += w_ca"]
+    # The carries: the next W tap, else the next H row of taps, else the
+    # next D plane, else the next channel.
+    levels = (("m", "n_m", "x_bm", "w_bm"), ("b", "n_b", "x_ab", "w_ab"),
+              ("a", "n_a", "x_ca", "w_ca"))
+    carry = ["x_k += x_m", "w_k += w_m", "m += 1"]
+    for depth, (counter, count, x_next, w_next) in enumerate(levels):
+        pad = "    " * depth
+        carry += [f"{pad}if {counter} == {count}:", f"{pad}    {counter} = 0",
+                  f"{pad}    x_k += {x_next}", f"{pad}    w_k += {w_next}"]
+        if depth + 1 < len(levels):
+            carry.append(f"{pad}    {levels[depth + 1][0]} += 1")
+    lines += [" " * 12 + line for line in carry]
     for v in range(vectors):
         load = (f"load_part(bias, b_at + {v} * lanes, last)" if v == last
                 else f"load(bias, b_at + {v} * lanes)")
