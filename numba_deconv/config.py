@@ -434,7 +434,7 @@ ONE_TAP_LAST_MAX_MULTIPLY_ADDS = 64
 #: most FEW_TAPS_LAST_MAX_MULTIPLY_ADDS products on average ...
 #: Why: the tiles' products run faster than these, and their transposes
 #: matter less, the more products each output sums. Channels last against
-#: channels first, the tiles' way -> this kernel's, Intel Xeon VM, 2
+#: channels first, the tiles' way -> this kernel's, Ice Lake Xeon VM, 2
 #: threads, three rounds: 2 -> 408 k6 s4 0.78 -> 0.24x, 1 -> 72 k6 s3
 #: 0.92 -> 0.72, 3 -> 80 in 5 groups k7 s2 1.71 -> 0.95, 2 -> 16 k4 s2
 #: 1.22 -> 0.81, 2 -> 51 k3 1.13 -> 0.66 (4-10.5 products); 3 -> 64 k4 s2
