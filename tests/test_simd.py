@@ -1,5 +1,7 @@
 """The SIMD vector intrinsics of the tiled kernel against NumPy."""
 
+import functools
+
 import numpy as np
 import pytest
 from numba import njit
@@ -301,36 +303,46 @@ def test_tile_passes_fit_the_registers(registers, rows, vectors, expected, monke
             assert r * v + v + 1 <= registers
 
 
+@functools.cache
+def _strided_tile_runner(registers, prefetch):
+    """A jitted call of the 8 x 3 "strided" tile spelled for ``registers``
+    vector registers, with or without prefetching (how far ahead is an
+    argument): compiled once for the tests that share a spelling."""
+    saved, simd.REGISTERS = simd.REGISTERS, registers
+    try:
+        tile = register_tiles.spell_tile(8, 3, 8, "strided", prefetch=prefetch)
+    finally:
+        simd.REGISTERS = saved
+    if not prefetch:
+        @njit
+        def run(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total, ahead_rows):
+            tile(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total)
+    else:
+        @njit
+        def run(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total, ahead_rows):
+            tile(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total, ahead_rows)
+    return run
+
+
 @pytest.mark.parametrize("registers", [32, 16, 8])
 @pytest.mark.parametrize("add", [False, True])
 @pytest.mark.parametrize("ahead_rows", [None, 0, 3, 1 << 40], ids=["no-prefetch", "prefetch-0",
                                                                     "prefetch-3", "prefetch-far"])
-def test_tile_in_passes_sums_as_the_definition(registers, add, ahead_rows, monkeypatch, rng):
+def test_tile_in_passes_sums_as_the_definition(registers, add, ahead_rows, rng):
     """An 8 x 3 "strided" tile spelled for 32, 16 and 8 registers (one,
     two and four passes) against NumPy: acc[m, v*lanes + l] (+)= sum over k
     of scalars[8k + m] * vec[k*pitch + v*lanes + l]. In float64, where
     the products and sums of small integers are exact in any order. The
     prefetching tile asks for rows past the array too (far past it: a
     prefetch never faults) and sums the same."""
-    monkeypatch.setattr(simd, "REGISTERS", registers)
-    tile = register_tiles.spell_tile(8, 3, 8, "strided", prefetch=ahead_rows is not None)
-
-    if ahead_rows is None:
-        @njit
-        def run(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total):
-            tile(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total)
-    else:
-        @njit
-        def run(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total):
-            tile(acc, first, pitch, add, vec, v_at, v_pitch, scalars, s_at, k_total, ahead_rows)
-
+    run = _strided_tile_runner(registers, ahead_rows is not None)
     lanes, k_total, v_pitch, pitch = lanes_of(np.float64), 7, 40, 50
     width = 3 * lanes
     vec = rng.integers(-8, 8, size=k_total * v_pitch + width).astype(np.float64)
     scalars = rng.integers(-8, 8, size=8 * k_total + 3).astype(np.float64)
     acc = rng.integers(-8, 8, size=8 * pitch + 5).astype(np.float64)
     before = acc.copy()
-    run(acc, 5, pitch, add, vec, 2, v_pitch, scalars, 3, k_total)
+    run(acc, 5, pitch, add, vec, 2, v_pitch, scalars, 3, k_total, ahead_rows or 0)
     rows = np.stack([vec[2 + k * v_pitch:][:width] for k in range(k_total)])  # (k, width)
     weights = scalars[3:3 + 8 * k_total].reshape(k_total, 8)  # (k, m)
     expected = weights.T @ rows
