@@ -195,14 +195,16 @@ _interleave_complex1, _interleave_complex2, _interleave_complex4 = (
     _spelled_interleave_complex(s_w) for s_w in (1, 2, 4))
 
 
-@njit(inline="always")
-def interleave_real(acc, first, phase_stride, s_w, bias, out, row, o_w):
-    """:func:`interleave` for float32/float64 arrays only, for the kernels
-    that take no other dtype: Numba types an overload inlined with
-    ``inline="always"`` anew at each resolution, which cost
-    :func:`.tiled.direct_tiled` 3-7 s of its 27-29 s compile
-    (``benchmarks/TUNING.md``)."""
-    _interleave_vectors(acc, first, phase_stride, s_w, bias, out, row, o_w)
+# interleave_real(acc, first, phase_stride, s_w, bias, out, row, o_w):
+# :func:`interleave` for float32/float64 arrays only, for the kernels that
+# take no other dtype: Numba types an overload inlined with
+# ``inline="always"`` anew at each resolution, which cost
+# :func:`.tiled.direct_tiled` 3-7 s of its 27-29 s compile. The body itself,
+# not a function that calls it: Numba runs its untyped passes on every
+# level of an inlined chain and copies each level's IR at every site, and
+# the extra level cost 15 s of the 170 s that compiling every kernel of
+# one dtype takes (float32, 19 sites; ``benchmarks/TUNING.md``).
+interleave_real = _interleave_vectors
 
 
 @njit(inline="always")
