@@ -69,41 +69,6 @@ def _row_blocks(m_g):
     return blocks, m_g // blocks, m_g % blocks
 
 
-@njit(inline="always")
-def _tile(rows, acc, first, pitch, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-          ahead_rows):
-    """The register tile of ``rows`` rows (:func:`.register_tiles.spell_tile`,
-    written over ``acc``, asking for the vectors ``ahead_rows`` rows
-    ahead), each size inlined once."""
-    if rows == 9:
-        _tile9(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-               ahead_rows)
-    elif rows == 8:
-        _tile8(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-               ahead_rows)
-    elif rows == 7:
-        _tile7(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-               ahead_rows)
-    elif rows == 6:
-        _tile6(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-               ahead_rows)
-    elif rows == 5:
-        _tile5(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-               ahead_rows)
-    elif rows == 4:
-        _tile4(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-               ahead_rows)
-    elif rows == 3:
-        _tile3(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-               ahead_rows)
-    elif rows == 2:
-        _tile2(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-               ahead_rows)
-    else:
-        _tile1(acc, first, pitch, False, vec, v_at, v_pitch, scalars, s_at, k_total, s_pitch,
-               ahead_rows)
-
-
 @njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
 def _every_row(cf, first, tap_pitch, xf, window, in_place, v_at, v_pitch, wf, w_at, c_in_g, m_g,
                ahead_rows):
@@ -113,13 +78,44 @@ def _every_row(cf, first, tap_pitch, xf, window, in_place, v_at, v_pitch, wf, w_
     (``v_pitch`` an input channel, ``ahead_rows`` the channel ahead whose
     vectors each step asks for), the weights from ``wf[w_at:]``. Without
     reference counts (see :mod:`.register_tiles`; choosing the array in
-    the caller counted one for every tile of positions)."""
+    the caller counted one for every tile of positions). The tile of each
+    size is called here, each inlined once, with no dispatching function
+    between: Numba runs its untyped passes on every level of an inlined
+    chain and copies each level's IR at every site."""
     vec = xf if in_place else window
     blocks, most, longer = _row_blocks(m_g)
     for b in range(blocks):
         m0, rows = b * most + min(b, longer), most + (b < longer)
-        _tile(rows, cf, first + m0 * tap_pitch, tap_pitch, vec, v_at, v_pitch, wf, w_at + m0,
-              c_in_g, m_g, ahead_rows)
+        # The tile of ``rows`` rows (:func:`.register_tiles.spell_tile`),
+        # written over ``cf``.
+        at, w_m = first + m0 * tap_pitch, w_at + m0
+        if rows == 9:
+            _tile9(cf, at, tap_pitch, False, vec, v_at, v_pitch, wf, w_m, c_in_g, m_g,
+                   ahead_rows)
+        elif rows == 8:
+            _tile8(cf, at, tap_pitch, False, vec, v_at, v_pitch, wf, w_m, c_in_g, m_g,
+                   ahead_rows)
+        elif rows == 7:
+            _tile7(cf, at, tap_pitch, False, vec, v_at, v_pitch, wf, w_m, c_in_g, m_g,
+                   ahead_rows)
+        elif rows == 6:
+            _tile6(cf, at, tap_pitch, False, vec, v_at, v_pitch, wf, w_m, c_in_g, m_g,
+                   ahead_rows)
+        elif rows == 5:
+            _tile5(cf, at, tap_pitch, False, vec, v_at, v_pitch, wf, w_m, c_in_g, m_g,
+                   ahead_rows)
+        elif rows == 4:
+            _tile4(cf, at, tap_pitch, False, vec, v_at, v_pitch, wf, w_m, c_in_g, m_g,
+                   ahead_rows)
+        elif rows == 3:
+            _tile3(cf, at, tap_pitch, False, vec, v_at, v_pitch, wf, w_m, c_in_g, m_g,
+                   ahead_rows)
+        elif rows == 2:
+            _tile2(cf, at, tap_pitch, False, vec, v_at, v_pitch, wf, w_m, c_in_g, m_g,
+                   ahead_rows)
+        else:
+            _tile1(cf, at, tap_pitch, False, vec, v_at, v_pitch, wf, w_m, c_in_g, m_g,
+                   ahead_rows)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
