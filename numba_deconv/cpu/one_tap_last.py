@@ -256,9 +256,8 @@ def _spell_tiles():
     into :func:`one_tap_last` with them, the kernel took twice as long to
     compile. No function between it and the tiles: Numba runs its untyped
     passes on every level of an inlined chain and copies each level's IR at
-    every site: with a dispatching function between them the kernel took
-    12.1 s to compile, not 9.3 s (float32, empty cache; the same machine
-    code)."""
+    every site (``benchmarks/TUNING.md``: the same machine code, compiled
+    sooner)."""
     dispatch = []
     for i, (p, v) in enumerate(_SHAPES):
         dispatch += [f"            {'if' if i == 0 else 'elif'} tile == {p} and count == {v}:",
