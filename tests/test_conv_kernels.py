@@ -546,6 +546,7 @@ def test_phase_tiles_keep_positions_whole_channels_last(x_shape, w_shape, kwargs
     from numba_deconv import _dispatch, config
 
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 4)
+    monkeypatch.setattr(config, "TILED_MIN_TASK_MULTIPLY_ADDS", 1)  # small shapes, split
     monkeypatch.setattr(_dispatch, "thread_count", lambda: 2)  # the split of 2 threads
     w, b, x_last, first, expected = _checked_channels_first(rng, x_shape, w_shape, kwargs,
                                                             dtype)

@@ -215,6 +215,7 @@ def test_tiled_tiles_and_splits(x_shape, w_shape, kwargs, tasks_per_thread, dtyp
     force(monkeypatch, "gather", "phase_tiles")
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "TILED_MIN_POSITIONS", 8)
+    monkeypatch.setattr(config, "TILED_MIN_TASK_MULTIPLY_ADDS", 1)  # tiny tasks too
     layouts = returns_of(monkeypatch, work_split, "_tiled_layout")
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
@@ -289,6 +290,38 @@ def _unet_like_tiled_layout(monkeypatch, window_bytes):
     monkeypatch.setattr(config, "TILED_WINDOW_BYTES", window_bytes)
     return work_split._tiled_layout((64, 128, 1, 32, 32), (128, 64, 1, 2, 2), (64, 64, 1, 64, 64),
                                 (1, 2, 2), (1, 1, 1), (0, 0, 0), 1, 4, 2)
+
+
+def test_tiled_layout_splits_channels_of_small_calls_only_where_tasks_stay_large(
+        monkeypatch):
+    """11 -> 17 channels, 5x5 taps at stride 3 and dilation 2 (padding 2)
+    on one 19x7 image: the tiles compute 748,000 products (every output
+    position's taps, the zero padding's included) and write 24,480 outputs
+    (32 products each): work for 5 tasks of ``TILED_MIN_TASK_MULTIPLY_ADDS``
+    (2**18), so its 3 stretches of positions on 2 threads keep their 3
+    blocks of channels whole (not in 3 ranges); 8 threads get all 9 tasks
+    the call has (one a thread at least). Without the floor, 9 tasks on
+    2 threads."""
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 4)
+    monkeypatch.setattr(config, "TILED_MIN_TASK_MULTIPLY_ADDS", 1 << 18)
+    monkeypatch.setattr(config, "TILED_OUTPUT_MULTIPLY_ADDS", 32)
+
+    def layout(threads):
+        return work_split._tiled_layout((1, 11, 1, 19, 7), (11, 17, 1, 5, 5),
+                                        (1, 17, 1, 60, 24), (1, 3, 3), (1, 2, 2),
+                                        (0, 2, 2), 1, 4, threads)
+
+    def taps(size):  # per output position o of a dim: taps t on the stride's grid
+        return sum((o + 2 - 2 * t) % 3 == 0 for o in range(size) for t in range(5))
+
+    two = layout(2)
+    assert 11 * 17 * taps(60) * taps(24) == 748_000 == 11 * 17 * int(
+        np.dot(two.tap_counts, np.prod(two.phases[:, 3:6], axis=1)))
+    assert (748_000 + 32 * 17 * 60 * 24) // (1 << 18) == 5
+    assert (two.chunks, two.block_parts) == (3, 1)
+    assert (layout(8).chunks, layout(8).block_parts) == (3, 3)
+    monkeypatch.setattr(config, "TILED_MIN_TASK_MULTIPLY_ADDS", 1)
+    assert (layout(2).chunks, layout(2).block_parts) == (3, 3)
 
 
 def test_tiled_layout_cuts_images_whose_window_would_not_fit(monkeypatch):

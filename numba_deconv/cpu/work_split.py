@@ -230,7 +230,9 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
     stretches of at least ``TILED_MIN_POSITIONS`` positions when there are
     too few images for ``TILED_TASKS_PER_THREAD`` per thread, or when one
     image's input window would pass ``TILED_WINDOW_BYTES``; then, for want
-    of tasks, its output channels into ranges of register-tile blocks."""
+    of tasks, its output channels into ranges of register-tile blocks, as
+    far as the tasks keep ``TILED_MIN_TASK_MULTIPLY_ADDS`` of work each
+    (one a thread at least)."""
     batch, c_in_g, c_out_g = x_shape[0], x_shape[1] // groups, w_shape[1]
     pitch, shift_max, phases, taps = phase_tables(w_shape[2:], stride, dilation, pad,
                                                   out_shape[2:])
@@ -247,7 +249,17 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
     by_window = -(-c_in_g * span * itemsize // config.TILED_WINDOW_BYTES)
     blocks = -(-c_out_g // TILE_ROWS)
     chunks = _chunks(span, int(offsets.max()), wanted, by_window, blocks)
-    block_parts = min(blocks, -(-wanted // chunks))
+    # Ranges of channels only as far as tasks keep TILED_MIN_TASK_MULTIPLY_ADDS
+    # (each copies the same window and runs every phase's sweeps again),
+    # an output written counting as TILED_OUTPUT_MULTIPLY_ADDS.
+    products = batch * groups * c_in_g * c_out_g * int(
+        np.dot(tap_counts, np.prod(phases[:, 3:6], axis=1)))
+    outputs = batch * groups * c_out_g * math.prod(out_shape[2:])
+    stretches = max(batch * groups * chunks, 1)
+    work_tasks = ((products + config.TILED_OUTPUT_MULTIPLY_ADDS * outputs)
+                  // config.TILED_MIN_TASK_MULTIPLY_ADDS)
+    block_parts = max(1, min(blocks, -(-wanted // chunks),
+                             max(-(-threads // stretches), work_tasks // stretches)))
     # Positions per sweep: all accumulator rows of a task fit TILED_ACC_BYTES.
     width = tile_width(itemsize)
     rows = -(-blocks // block_parts) * TILE_ROWS
