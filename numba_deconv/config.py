@@ -386,14 +386,16 @@ TILED_MIN_POSITIONS_CROWDED = 64
 #: ... and its output channels into ranges of register-tile blocks only as
 #: far as each task keeps TILED_MIN_TASK_MULTIPLY_ADDS of work (one task a
 #: thread at least), an output written counting as TILED_OUTPUT_MULTIPLY_ADDS
-#: multiply-adds (stores at memory speed).
+#: multiply-adds (stores at memory speed); so do the conv tiles (``conv``,
+#: the adjoint).
 #: Why: each range of channels copies the same input window and runs every
-#: phase's sweeps again. On the Ice Lake Xeon, the same kernel alternating
-#: both splits in one process, 2 threads: 11 -> 17 channels k5 s3 d2 on a
-#: 19x7 image (9 tasks -> 3) 0.66-0.69x the time, 3 of 384 random shapes
-#: changed, all faster (0.54-0.80x); the standard and fixed-spread cases
-#: keep their splits. Counting products alone cut the channels of calls
-#: that are mostly stores (2 -> 554 channels k2 s3: 1.45x the time).
+#: sweep again. On the Ice Lake Xeon, the same kernel alternating both
+#: splits in one process, 2 threads: 11 -> 17 channels k5 s3 d2 on a 19x7
+#: image (9 tasks -> 3) 0.66-0.69x the time; of 384 random shapes 3
+#: changed, all faster (0.54-0.80x), and of their adjoints 7 (0.59-0.98x);
+#: the standard and fixed-spread cases keep their splits. Counting products
+#: alone cut the channels of calls that are mostly stores (2 -> 554
+#: channels k2 s3: 1.45x the time).
 TILED_MIN_TASK_MULTIPLY_ADDS = 1 << 18
 TILED_OUTPUT_MULTIPLY_ADDS = 32
 TILED_WINDOW_BYTES = 256 << 10

@@ -324,6 +324,23 @@ def test_tiled_layout_splits_channels_of_small_calls_only_where_tasks_stay_large
     assert (layout(2).chunks, layout(2).block_parts) == (3, 3)
 
 
+@pytest.mark.parametrize("products, outputs, threads, parts", [
+    (1 << 30, 0, 2, 3),          # work enough: the 3 ranges wanted (8 tasks / 3)
+    (3 << 18, 0, 2, 1),          # 3 tasks' work for 3 stretches: blocks whole
+    (6 << 18, 0, 2, 2),          # 6 tasks' work: 2 ranges a stretch
+    (3 << 18, 3 << 18 >> 5, 2, 2),  # as many outputs again (32 products each)
+    (0, 0, 8, 3),                # no work, 8 threads: one task a thread at least
+])
+def test_block_parts_keep_tasks_of_work(products, outputs, threads, parts, monkeypatch):
+    """An image's 3 stretches of 7 blocks of output channels, 4 tasks
+    wanted an image: ranges of channels as far as each task keeps
+    ``TILED_MIN_TASK_MULTIPLY_ADDS`` (2**18) of work, an output counting
+    as ``TILED_OUTPUT_MULTIPLY_ADDS`` (32), and a task a thread."""
+    monkeypatch.setattr(config, "TILED_MIN_TASK_MULTIPLY_ADDS", 1 << 18)
+    monkeypatch.setattr(config, "TILED_OUTPUT_MULTIPLY_ADDS", 32)
+    assert work_split._block_parts(7, 8, 3, 1, threads, products, outputs) == parts
+
+
 def test_tiled_layout_cuts_images_whose_window_would_not_fit(monkeypatch):
     """Plenty of images for the threads, but an input window of 128 channels
     x 1024 positions x 4 bytes: cut in two at 256 KiB, left whole at 1 MiB."""

@@ -170,11 +170,28 @@ def _conv_layout(x_shape, w_shape, out_shape, stride, dilation, groups, itemsize
         return ConvLayout(pitch, planes, plane_of, offsets, tap_index, chunks, 1,
                           min(config.CONV_PLANES_SWEEP, longest))
     blocks = -(-c_out_g // TILE_ROWS)
-    block_parts = min(blocks, -(-wanted // chunks))
+    outputs = batch * groups * c_out_g * math.prod(out_shape[2:])
+    block_parts = _block_parts(blocks, wanted, chunks, batch * groups, threads,
+                               outputs * c_in_g * math.prod(w_shape[2:]), outputs)
     width = tile_width(itemsize)
     rows = -(-blocks // block_parts) * TILE_ROWS
     return ConvLayout(pitch, planes, plane_of, offsets, tap_index, chunks, block_parts,
                       _sweep(rows, longest, itemsize, width))
+
+
+def _block_parts(blocks, wanted, chunks, images, threads, products, outputs):
+    """Ranges of ``blocks`` register-tile blocks of output channels for each
+    stretch of positions (``chunks`` an image, ``images`` images and
+    groups): enough for ``wanted`` tasks an image, as far as the tasks keep
+    ``TILED_MIN_TASK_MULTIPLY_ADDS`` of work (``products`` multiply-adds,
+    an output written counting as ``TILED_OUTPUT_MULTIPLY_ADDS``; each
+    range copies the same window and runs every sweep again), and one task
+    a thread at least."""
+    stretches = max(images * chunks, 1)
+    work_tasks = ((products + config.TILED_OUTPUT_MULTIPLY_ADDS * outputs)
+                  // config.TILED_MIN_TASK_MULTIPLY_ADDS)
+    return max(1, min(blocks, -(-wanted // chunks),
+                      max(-(-threads // stretches), work_tasks // stretches)))
 
 
 def _chunks(span, halo, wanted, by_window, blocks):
@@ -249,17 +266,10 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
     by_window = -(-c_in_g * span * itemsize // config.TILED_WINDOW_BYTES)
     blocks = -(-c_out_g // TILE_ROWS)
     chunks = _chunks(span, int(offsets.max()), wanted, by_window, blocks)
-    # Ranges of channels only as far as tasks keep TILED_MIN_TASK_MULTIPLY_ADDS
-    # (each copies the same window and runs every phase's sweeps again),
-    # an output written counting as TILED_OUTPUT_MULTIPLY_ADDS.
     products = batch * groups * c_in_g * c_out_g * int(
         np.dot(tap_counts, np.prod(phases[:, 3:6], axis=1)))
-    outputs = batch * groups * c_out_g * math.prod(out_shape[2:])
-    stretches = max(batch * groups * chunks, 1)
-    work_tasks = ((products + config.TILED_OUTPUT_MULTIPLY_ADDS * outputs)
-                  // config.TILED_MIN_TASK_MULTIPLY_ADDS)
-    block_parts = max(1, min(blocks, -(-wanted // chunks),
-                             max(-(-threads // stretches), work_tasks // stretches)))
+    block_parts = _block_parts(blocks, wanted, chunks, batch * groups, threads, products,
+                               batch * groups * c_out_g * math.prod(out_shape[2:]))
     # Positions per sweep: all accumulator rows of a task fit TILED_ACC_BYTES.
     width = tile_width(itemsize)
     rows = -(-blocks // block_parts) * TILE_ROWS
