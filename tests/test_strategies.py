@@ -838,16 +838,19 @@ def test_tap_spans_leave_out_only_taps_that_read_padding(in_spatial, kernel, str
     assert partial_seen
 
 
+@pytest.mark.parametrize("c_out", [10, 21])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_tiled_rows_no_tap_reaches_are_the_bias_as_a_sum_gives_it(dtype, ran, monkeypatch,
-                                                                   rng):
+def test_tiled_rows_no_tap_reaches_are_the_bias_as_a_sum_gives_it(dtype, c_out, ran,
+                                                                   monkeypatch, rng):
     """Rows that no tap reaches (kernel < stride along H) are written as the
     bias alone, and with the bits of the sum of no products and the bias:
-    +0.0 for a bias of -0.0, as the row kernel gives."""
+    +0.0 for a bias of -0.0, as the row kernel gives; channels last too,
+    each position's channels in whole vectors and a masked last one (21
+    channels: one or two whole vectors, and a part)."""
     x = random_array(rng, (2, 6, 5, 7), dtype)
-    w = random_array(rng, (6, 10, 1, 3), dtype)
-    bias = np.full(10, -0.0, dtype)
-    bias[::3] = random_array(rng, (4,), dtype)
+    w = random_array(rng, (6, c_out, 1, 3), dtype)
+    bias = np.full(c_out, -0.0, dtype)
+    bias[::3] = random_array(rng, (len(bias[::3]),), dtype)
     kwargs = dict(stride=(3, 2), padding=(0, 1), output_padding=(2, 1))
     force(monkeypatch, "gather", "phase_tiles")
     y = conv_transpose(x, w, bias, **kwargs)
@@ -859,6 +862,16 @@ def test_tiled_rows_no_tap_reaches_are_the_bias_as_a_sum_gives_it(dtype, ran, mo
     np.testing.assert_array_equal(y.view(f"u{y.itemsize}"),
                                   expected.view(f"u{y.itemsize}"))
     assert_matches_reference(y, x, w, bias, **kwargs)
+
+    force(monkeypatch, "gather", "phase_tiles")
+    monkeypatch.setattr(driver, "takes_one_tap_last", lambda *call: False)
+    layouts = _spy_layouts(monkeypatch, "phase_tiles")
+    for _ in range(2):  # (the first call may run channels first, recording the route)
+        y_last = conv_transpose(np.ascontiguousarray(np.moveaxis(x, 1, -1)), w, bias,
+                                data_format="channels_last", **kwargs)
+    assert layouts[-1] == tiled.CHANNELS_LAST
+    np.testing.assert_array_equal(np.moveaxis(y_last, -1, 1).view(f"u{y.itemsize}"),
+                                  expected.view(f"u{y.itemsize}"))
 
 
 @pytest.mark.parametrize("c_out", [1, 2, 3, 4, 9, 10, 11, 12])
