@@ -256,6 +256,27 @@ def test_measure_never_times_the_first_call():
     assert 0.0019 < t.best <= t.median < 0.03
 
 
+def test_measure_together_takes_the_samples_in_turn():
+    """After each function's first call and warm-up, every round times one
+    batch of each in the given order, a batch as many calls as fill its
+    share of ``min_time``."""
+    calls = []
+
+    def timed(name, seconds):
+        def fn():
+            calls.append(name)
+            time.sleep(seconds)
+        return fn
+
+    t = harness.measure_together({"a": timed("a", 0.001), "b": timed("b", 0.02)},
+                                 min_time=0.06, rounds=3)
+    a, b = t["a"].inner, t["b"].inner
+    assert b == 1 and 3 <= a <= 20  # 20 ms a round: one call of b, up to 20 of a
+    assert calls == ["a"] * 3 + ["b"] * 3 + (["a"] * a + ["b"] * b) * 3
+    assert t["a"].samples == t["b"].samples == 3
+    assert 0.0009 < t["a"].median < 0.01 < t["b"].median < 0.1
+
+
 def test_gemm_rate_is_flops_over_the_median(monkeypatch):
     # A fake clock: every matmul takes 0.5 s, whatever the machine.
     ticks = iter(np.arange(0, 100, 0.5))

@@ -50,13 +50,7 @@ def measure(fn, *, min_time=1.0, repeat=None, warmup=2, min_samples=7,
     the timer's resolution does not matter.
     """
     perf = time.perf_counter
-    fn()
-    est = math.inf
-    for _ in range(max(1, warmup)):
-        t0 = perf()
-        fn()
-        est = min(est, perf() - t0)
-    est = max(est, 1e-9)
+    est = _estimate(fn, warmup)
     inner = 1 if est >= batch_below else math.ceil(batch_below / est)
     n = int(repeat) if repeat else max(3 if est > 1.0 else min_samples,
                                        min(max_samples, int(min_time / (est * inner))))
@@ -67,6 +61,42 @@ def measure(fn, *, min_time=1.0, repeat=None, warmup=2, min_samples=7,
             fn()
         samples.append((perf() - t0) / inner)
     return Timing(statistics.median(samples), min(samples), n, inner)
+
+
+def _estimate(fn, warmup) -> float:
+    """Seconds of the fastest of ``warmup`` calls of ``fn()``, after a
+    first call that is not timed."""
+    fn()
+    est = math.inf
+    for _ in range(max(1, warmup)):
+        t0 = time.perf_counter()
+        fn()
+        est = min(est, time.perf_counter() - t0)
+    return max(est, 1e-9)
+
+
+def measure_together(fns: dict, *, min_time=1.0, rounds=7, warmup=2) -> dict:
+    """Median seconds per call of each of ``fns`` (name -> function), as
+    :func:`measure` but in turns: ``rounds`` rounds, each a batch of every
+    function in order, a batch as many calls as last about ``min_time /
+    rounds`` seconds (one at least), a sample its mean; ``{name: Timing}``.
+    A slow spell of the machine then falls on all of them alike, and the
+    ratios of their medians hold where the times drift (on a shared 2-core
+    machine, one case's ratio of two calls timed one after the other read
+    1.9x and 3.2x a minute apart). Batches of many calls keep each call's
+    data as warm in the caches as when it is timed alone."""
+    per_batch = min_time / rounds
+    inner = {name: max(1, math.ceil(per_batch / _estimate(fn, warmup)))
+             for name, fn in fns.items()}
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / inner[name])
+    return {name: Timing(statistics.median(times), min(times), rounds, inner[name])
+            for name, times in samples.items()}
 
 
 def gemm_rate(n=2048, repeat=5, dtype="float32") -> float:

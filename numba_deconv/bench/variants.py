@@ -10,7 +10,11 @@ goals are at most 1.1x for channels last and 4.5x for complex.
 Each case runs in its own process with ``--threads`` threads, the tuned
 kernels compiled in place (as :mod:`.harness`'s workers do), and checks
 that the channels-last result is the channels-first one transposed, bit
-for bit, before it is timed.
+for bit, before it is timed. The three calls are timed in turn, a batch of
+each per round (:func:`.harness.measure_together`, ``repeat`` rounds,
+7 by default): timed one after the other, a slow spell of the machine fell
+on one of them, and the same case's complex ratio read 1.9x and 3.2x in
+two runs a minute apart.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import json, sys
 import numpy as np
 import numba, numba_deconv
 from numba_deconv.bench.cases import Case, make_inputs
-from numba_deconv.bench.harness import measure
+from numba_deconv.bench.harness import measure_together
 spec = json.loads(sys.argv[1])
 numba.set_num_threads(min(spec["threads"], numba.config.NUMBA_NUM_THREADS))
 case = Case.from_dict(spec["case"])
@@ -49,8 +53,8 @@ calls = {
         x_last, w, data_format="channels_last", **kwargs),
     "complex": lambda: numba_deconv.conv_transpose(x_c, w_c, **kwargs),
 }
-print(json.dumps({k: measure(f, min_time=spec["min_time"], repeat=spec["repeat"]).median
-                  for k, f in calls.items()}))
+timings = measure_together(calls, min_time=spec["min_time"], rounds=spec["repeat"] or 7)
+print(json.dumps({k: t.median for k, t in timings.items()}))
 """
 
 
