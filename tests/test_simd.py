@@ -9,6 +9,7 @@ from numba.core.errors import TypingError
 
 from numba_deconv.cpu import register_tiles, simd
 from numba_deconv.cpu.kernels import interleave
+from numba_deconv.cpu.transpose import channels_to_rows
 
 DTYPES = [np.float32, np.float64]
 
@@ -224,6 +225,56 @@ def test_transpose_tile_scatter_add(dtype, rng):
                     expected[11 + table[7 + c]:][:rows] = part[:, c] + addend[3:3 + rows]
             np.testing.assert_array_equal(dst, expected)
 
+
+
+@njit
+def _store_all(out, vectors):
+    for c in range(len(vectors)):
+        simd.store(out, c * simd.lanes(out), vectors[c])
+
+
+@njit
+def _load_ways(array, index, ways, out):
+    # (one call site per literal count of ways)
+    if ways == 2:
+        _store_all(out, simd.load_ways(array, index, 2))
+    elif ways == 3:
+        _store_all(out, simd.load_ways(array, index, 3))
+    elif ways == 4:
+        _store_all(out, simd.load_ways(array, index, 4))
+    else:
+        _store_all(out, simd.load_ways(array, index, 8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ways", [2, 3, 4, 8])
+def test_load_ways_splits_a_stretch_by_lane(ways, dtype, rng):
+    """Vector c holds array[index + ways*j + c], j < lanes: the elements of
+    ``ways * lanes`` from ``index``, none before or past them."""
+    lanes = lanes_of(dtype)
+    array = rng.standard_normal(ways * lanes + 8).astype(dtype)
+    out = np.full(ways * lanes, np.nan, dtype)
+    _load_ways(array, 5, ways, out)
+    np.testing.assert_array_equal(out.reshape(ways, lanes),
+                                  array[5:5 + ways * lanes].reshape(lanes, ways).T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("extra", [0, 3])  # other channels at each position, not moved
+def test_channels_to_rows_is_the_transpose(channels, extra, dtype, rng):
+    """Positions of ``channels`` (of ``channels + extra`` side by side) to a
+    row per channel, for runs of whole vectors of positions and ragged
+    ends alike; nothing past each row's run is written."""
+    lanes = lanes_of(dtype)
+    step = channels + extra
+    for positions in (1, lanes - 1, lanes, 3 * lanes + 5):
+        source = rng.standard_normal(positions * step + 7).astype(dtype)
+        target = np.full(channels * (positions + 40), np.nan, dtype)
+        channels_to_rows(source, 7, step, target, 2, positions + 40, positions, channels)
+        expected = np.full_like(target, np.nan).reshape(channels, positions + 40)
+        expected[:, 2:2 + positions] = source[7:].reshape(positions, step)[:, :channels].T
+        np.testing.assert_array_equal(target.reshape(channels, -1), expected)
 
 
 @njit

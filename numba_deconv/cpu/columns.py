@@ -287,7 +287,7 @@ def _pack_twin(packed, wf, row0, rows, co0, ca, cb, c_out_g, taps, width, k_bloc
             for cr in range(row0 // 2, (row0 + rows + 1) // 2):
                 src = np.uint64(2 * ((cr * c_half + cc) * taps + t))
                 # (The parts of a whole vector; element by element, unused.)
-                re, im = simd.load_pairs(wf, src) if step == lanes else (minus, minus)
+                re, im = simd.load_ways(wf, src, 2) if step == lanes else (minus, minus)
                 minus_im = simd.mul(im, minus)
                 for i in range(2):
                     r = 2 * cr + i - row0

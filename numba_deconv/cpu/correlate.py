@@ -117,7 +117,7 @@ def _even_vectors_for(dst, d, src, s, n):
             inside = np.uint64(src.size) - s if np.uint64(src.size) > s else np.uint64(0)
             whole = min(n // lanes, inside // (np.uint64(2) * lanes))
             for v in range(whole):
-                even, _ = simd.load_pairs(src, s + v * np.uint64(2) * lanes)
+                even, _ = simd.load_ways(src, s + v * np.uint64(2) * lanes, 2)
                 simd.store(dst, d + v * lanes, even)
             return whole * lanes
         return in_vectors

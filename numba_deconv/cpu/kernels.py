@@ -172,7 +172,7 @@ def _spelled_interleave_complex(s_w):
     sums are the complex ones (a complex add is one per part); returns how
     many of the ``count`` outputs it wrote."""
     loads = "\n".join(
-        f"        re{r}, im{r} = simd.load_pairs(af, 2 * (first + {r} * phase_stride + j))"
+        f"        re{r}, im{r} = simd.load_ways(af, 2 * (first + {r} * phase_stride + j), 2)"
         for r in range(s_w))
     parts = ", ".join(f"simd.add(re{r}, b_re), simd.add(im{r}, b_im)" for r in range(s_w))
     source = f"""

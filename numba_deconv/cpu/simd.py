@@ -25,17 +25,16 @@ first lanes alone, in masked loads and stores), :func:`zeros`, :func:`splat`,
 one stretch: the output phases of a row, in shuffles rather than strided
 scalar stores; :func:`store_interleaved_first` its first elements, in
 masked stores; :func:`interleave_rows_add` a run-time number of rows from
-anywhere, each plus an addend) and :func:`load_pairs` (the even and odd
-lanes of a stretch: complex data's real and imaginary parts); square
+anywhere, each plus an addend) and :func:`load_ways` (every ``ways``-th
+lane: complex parts, channels side by side); square
 transposes (:func:`transpose_tile`, with an addend, in non-temporal
 stores, and :func:`transpose_tile_part` for a part of the square in masked
 loads and stores) and :func:`store_fence`; plus :func:`aligned` and
 :func:`lanes_before_boundary` for scratch arrays and tiles that start on a
 vector boundary. The register tiles built of them are spelled in
 :mod:`.register_tiles`, the task counters that several threads share are
-in :mod:`.atomics`. Loads and stores are unaligned and
-unchecked, like ``boundscheck=False`` indexing: the caller keeps every lane
-inside the array.
+in :mod:`.atomics`. Loads and stores are unaligned and unchecked, like
+``boundscheck=False`` indexing: the caller keeps every lane inside the array.
 """
 
 import platform as _platform
@@ -427,26 +426,27 @@ def interleave_rows_add(typingctx, src, src_at, rows_at, addend, dst, dst_at, n_
 
 
 @intrinsic
-def load_pairs(typingctx, array, index):
-    """``(even, odd)``: lane ``j`` of ``even`` is ``array[index + 2*j]``, of
-    ``odd`` ``array[index + 2*j + 1]`` (``2 * lanes`` elements: a complex
-    stretch's real and imaginary parts), in one load and two shuffles."""
-    vector = _vector_of(array, "load_pairs")
-    width = vector.lanes
+def load_ways(typingctx, array, index, ways):
+    """``ways`` (an int literal) vectors: lane ``j`` of vector ``c`` is
+    ``array[index + ways*j + c]`` (complex parts; channels at a position),
+    in one wide load whose shuffles LLVM lays out."""
+    vector = _vector_of(array, "load_ways")
+    if not isinstance(ways, types.IntegerLiteral):
+        return None  # (typed again with the literal)
+    count, width = ways.literal_value, vector.lanes
 
     def codegen(context, builder, signature, args):
         address = _address(context, builder, signature.args[0], args[0], args[1])
-        vector_type = context.get_value_type(vector)
-        wide = ir.VectorType(vector_type.element, 2 * width)
-        both = builder.load(builder.bitcast(address, wide.as_pointer()),
-                            align=vector.dtype.bitwidth // 8)
+        wide = ir.VectorType(context.get_value_type(vector).element, count * width)
+        stretch = builder.load(builder.bitcast(address, wide.as_pointer()),
+                               align=vector.dtype.bitwidth // 8)
         parts = [builder.shuffle_vector(
-            both, ir.Constant(wide, ir.Undefined),
-            ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(p, 2 * width, 2))))
-            for p in range(2)]
+            stretch, ir.Constant(wide, ir.Undefined),
+            ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(c, count * width, count))))
+            for c in range(count)]
         return context.make_tuple(builder, signature.return_type, parts)
 
-    return types.UniTuple(vector, 2)(array, index), codegen
+    return types.UniTuple(vector, count)(array, index, ways), codegen
 
 
 def _broadcast(builder, element, vector_type):

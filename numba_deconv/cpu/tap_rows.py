@@ -46,7 +46,7 @@ from ..config import FASTMATH
 from . import atomics, register_tiles, simd
 from .columns import single_source
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS
-from .transpose import transpose_block
+from .transpose import channels_to_rows
 
 #: Most rows (output channel x tap) of a register tile: 9 rows of 3
 #: vectors are 27 accumulators, which leave AVX-512's 32 registers room for
@@ -136,8 +136,8 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, cla
     layouts (:data:`.tiled.CHANNELS_LAST`: ``x`` (N, D, H, W, C_in);
     :data:`.tiled.COMPLEX_PARTS`: ``x`` the real view of complex data,
     shaped as its twin's channels first) every tile reads such a copy,
-    made in transposed squares (:func:`.transpose.transpose_block`) or
-    from pairs of parts (:func:`.simd.load_pairs`). Each step of a tile
+    made in transposed squares (:func:`.transpose.channels_to_rows`) or
+    from pairs of parts (:func:`.simd.load_ways`). Each step of a tile
     asks for the vectors of the input channel ``ahead_rows`` ahead
     (``config.TAP_ROWS_PREFETCH_ROWS``)."""
     n_batch = x.shape[0]
@@ -171,8 +171,8 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, cla
                     run = min(i_plane - p, width - filled, positions - q0 - filled)
                     whole = run // lanes * lanes
                     if layout == CHANNELS_LAST:
-                        transpose_block(xf, (n * i_plane + p) * c_in + g * c_in_g, c_in, window,
-                                        filled, width, run, c_in_g)
+                        channels_to_rows(xf, (n * i_plane + p) * c_in + g * c_in_g, c_in, window,
+                                         filled, width, run, c_in_g)
                         filled += run
                         continue
                     if layout == COMPLEX_PARTS:  # each complex channel's parts split
@@ -180,7 +180,7 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, cla
                             s_ci = (n * c_in + g * c_in_g + ci) * i_plane + 2 * p
                             d_re, d_im = ci * width + filled, (ci + 1) * width + filled
                             for v in range(0, whole, lanes):
-                                real, imag = simd.load_pairs(xf, s_ci + 2 * v)
+                                real, imag = simd.load_ways(xf, s_ci + 2 * v, 2)
                                 simd.store(window, d_re + v, real)
                                 simd.store(window, d_im + v, imag)
                             for j in range(whole, run):

@@ -38,7 +38,7 @@ from .kernels import interleave_parts_real, interleave_real
 from .phase_scatter import interleave_rows, scatter_by_table, scatter_last
 from .tile_products import (SPANS_MIN_PAIRS, TILE_ROWS, phase_products, phase_products_spans,
                             sweep_segments, tap_reach, tap_spans)
-from .transpose import split_parts, transpose_block
+from .transpose import channels_to_rows, split_parts
 
 #: How :func:`direct_tiled`'s ``x`` and ``out`` lie in memory (its
 #: ``layout``): channels first, (N, C, *S); channels last, (N, *S, C); or
@@ -325,8 +325,8 @@ def _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, image, chan
     else:
         xw[:] = 0
     for r in range(n_runs):  # channels last: positions x channels to the channels' rows
-        transpose_block(xf, (image + run_src[r]) * c_in + channel0, c_in, xw, run_dst[r],
-                        win_len, run_len[r], c_in_g)
+        channels_to_rows(xf, (image + run_src[r]) * c_in + channel0, c_in, xw, run_dst[r],
+                         win_len, run_len[r], c_in_g)
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
