@@ -75,7 +75,7 @@ def _estimate(fn, warmup) -> float:
     return max(est, 1e-9)
 
 
-def measure_together(fns: dict, *, min_time=1.0, rounds=7, warmup=2) -> dict:
+def measure_together(fns: dict, *, min_time=1.0, rounds=15, warmup=2) -> dict:
     """Median seconds per call of each of ``fns`` (name -> function), as
     :func:`measure` but in turns: ``rounds`` rounds, each a batch of every
     function in order, a batch as many calls as last about ``min_time /

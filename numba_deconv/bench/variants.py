@@ -12,7 +12,7 @@ kernels compiled in place (as :mod:`.harness`'s workers do), and checks
 that the channels-last result is the channels-first one transposed, bit
 for bit, before it is timed. The three calls are timed in turn, a batch of
 each per round (:func:`.harness.measure_together`, ``repeat`` rounds,
-7 by default): timed one after the other, a slow spell of the machine fell
+15 by default): timed one after the other, a slow spell of the machine fell
 on one of them, and the same case's complex ratio read 1.9x and 3.2x in
 two runs a minute apart.
 """
@@ -53,7 +53,7 @@ calls = {
         x_last, w, data_format="channels_last", **kwargs),
     "complex": lambda: numba_deconv.conv_transpose(x_c, w_c, **kwargs),
 }
-timings = measure_together(calls, min_time=spec["min_time"], rounds=spec["repeat"] or 7)
+timings = measure_together(calls, min_time=spec["min_time"], rounds=spec["repeat"] or 15)
 print(json.dumps({k: t.median for k, t in timings.items()}))
 """
 
