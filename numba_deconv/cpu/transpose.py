@@ -164,6 +164,7 @@ def transpose_block(source, src_at, src_step, target, dst_at, dst_step, rows, co
 
 @njit(inline="always")
 def _store_rows(target, at, step, vectors):
+    """Vector ``c`` of ``vectors`` to ``target[at + c * step:]``."""
     for c in range(len(vectors)):
         simd.store(target, at + c * step, vectors[c])
 
