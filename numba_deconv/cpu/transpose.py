@@ -173,18 +173,20 @@ def _store_rows(target, at, step, vectors):
 def channels_to_rows(source, src_at, src_step, target, dst_at, dst_step, positions, channels):
     """:func:`transpose_block` of ``positions`` rows of ``channels`` (a
     channels-last input's positions to a row per channel). Where the rows
-    hold those channels alone (``src_step == channels``) and there are 2,
-    3, 4 or 8 of them, whole vectors of positions go in
+    hold those channels alone (``src_step == channels``): one is a copy;
+    and where there are 2, 3, 4 or 8, whole vectors of positions go in
     :func:`.simd.load_ways`: transposed part tiles of so few channels took
     a quarter of a call (8 -> 2 channels k2 s2 d3, 1.15 times the
     channels-first time)."""
     lanes = simd.lanes(source)
     done = 0
-    if src_step == channels and (channels <= 4 or channels == 8) and channels > 1:
+    if src_step == channels and (channels <= 4 or channels == 8):
         done = positions // lanes * lanes
         for p in range(0, done, lanes):
             at = src_at + p * channels
-            if channels == 2:
+            if channels == 1:  # a copy
+                simd.store(target, dst_at + p, simd.load(source, at))
+            elif channels == 2:
                 _store_rows(target, dst_at + p, dst_step, simd.load_ways(source, at, 2))
             elif channels == 3:
                 _store_rows(target, dst_at + p, dst_step, simd.load_ways(source, at, 3))
