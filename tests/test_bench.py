@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import io
 import json
 import math
 import os
@@ -384,14 +385,18 @@ def test_run_tiny_case_end_to_end():
     json.dumps(report.to_dict())
 
 
-def test_run_reports_missing_peer(tmp_path, monkeypatch):
-    """A peer whose import fails is reported as not installed, not fatal."""
+@pytest.mark.parametrize("in_turn", [False, True])
+def test_run_reports_missing_peer(tmp_path, monkeypatch, in_turn):
+    """A peer whose import fails is reported as not installed, not fatal
+    (nor a failure, with the libraries in turn)."""
     fake = tmp_path / "jax"
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('no jax here')\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    messages = io.StringIO()
     report = bench.run(["tiny_seed"], None, ["jax"], min_time=0.01, gemm=False,
-                       memory=False, progress=None)
+                       memory=False, progress=messages, in_turn=in_turn)
+    assert "failed" not in messages.getvalue()
     assert report.versions["jax"] is None
     assert report.rows[0].results["jax"].status == "not installed"
     assert report.rows[0].results[bench.OURS].status == "ok"
@@ -426,6 +431,82 @@ def test_rounds_keep_the_fastest(monkeypatch):
     assert spawned == [(bench.OURS, True)] + [(bench.OURS, False)] * 3
     assert ours.status == "ok" and ours.seconds == 0.001
     assert ours.workspace == 123
+
+
+def test_run_in_turn_end_to_end():
+    """With ``in_turn`` every worker stays open and the report holds, for
+    each library, the median of its batches: IN_TURN_SAMPLES of them (or
+    ``repeat``), checked against ours as usual."""
+    peers = [p for p in ("torch", "onnxruntime") if p in INSTALLED]
+    report = bench.run(["tiny_seed", "single_2d"], None, peers, min_time=0.01, repeat=4,
+                       gemm_size=64, progress=None, timeout=600, in_turn=True)
+    for row in report.rows:
+        for lib in [bench.OURS, *peers]:
+            result = row.results[lib]
+            assert result.status == "ok", result.reason
+            assert result.timing.samples == 4 and result.seconds > 0
+            assert lib == bench.OURS or result.max_err <= 1e-4
+    assert report.rows[0].results[bench.OURS].workspace is not None
+    assert set(report.peaks) == {"float32", "float64"}
+    assert "timed in turn" in bench.format_table(report) and report.to_dict()["in_turn"]
+
+
+class _FakeTurnWorker:
+    """Stands in for harness._Worker: answers the parent's commands as
+    :func:`harness._serve_in_turn` would, from a script per library."""
+
+    log = []
+    seconds = {}   # library -> its batches' times, in order (None: a failure)
+
+    def __init__(self, lib, spec_path, threads, progress, commands=False):
+        assert commands
+        self.lib, self.alive = lib, True
+        self.batches = iter(self.seconds[lib])
+
+    def ask(self, command, answers, timeout):
+        self.log.append((self.lib, command and command["do"]))
+        if command is None:
+            yield {"event": "version", "version": "0"}
+            yield {"event": "listening"}
+        elif command["do"] == "prepare":
+            status = "n/a" if self.seconds[self.lib] == "n/a" else "ok"
+            yield {"event": "ready", "id": command["id"], "status": status,
+                   "reason": "cannot" if status == "n/a" else ""}
+        elif command["do"] == "batch":
+            seconds = next(self.batches)
+            yield {"event": "sample", "id": command["id"], "inner": 2,
+                   **({"seconds": seconds} if seconds else {"reason": "boom"})}
+
+    def tell(self, command):
+        self.log.append((self.lib, command["do"]))
+
+    def close(self):
+        pass
+
+
+def test_in_turn_takes_a_batch_of_each_library_per_round(monkeypatch, tmp_path):
+    """Round by round, one batch of each library in order; each keeps the
+    median of its own; a library that fails a batch reports the error and
+    takes no more turns on that case; one that cannot run the case is n/a."""
+    _FakeTurnWorker.log = []
+    _FakeTurnWorker.seconds = {bench.OURS: [0.3, 0.1, 0.2], "torch": [0.5, None],
+                               "jax": "n/a"}
+    monkeypatch.setattr(harness, "_Worker", _FakeTurnWorker)
+    monkeypatch.setattr(harness, "IN_TURN_SETTLE_SECONDS", 0.0)
+    events = []
+    harness._run_in_turn({lib: "spec" for lib in _FakeTurnWorker.seconds}, [{"id": 0}], 2,
+                         60, None, lambda ev, lib: events.append((lib, ev)), 3, 0.3)
+    turns = [entry for entry in _FakeTurnWorker.log if entry[1] == "batch"]
+    assert turns == [(bench.OURS, "batch"), ("torch", "batch")] * 2 + [(bench.OURS, "batch")]
+    results = {lib: ev for lib, ev in events if ev["event"] == "result"}
+    assert results[bench.OURS]["status"] == "ok"
+    assert results[bench.OURS]["timing"] == bench.Timing(0.2, 0.1, 3, 2).to_dict()
+    assert results["torch"] == {"event": "result", "id": 0, "status": "error",
+                                "reason": "boom"}
+    assert results["jax"]["status"] == "n/a" and results["jax"]["reason"] == "cannot"
+    assert [lib for lib, do in _FakeTurnWorker.log if do == "drop"] == [bench.OURS, "torch"]
+    assert [lib for lib, do in _FakeTurnWorker.log if do == "end"] == list(
+        _FakeTurnWorker.seconds)
 
 
 def _fake_report(tmp_path, peer_out):

@@ -136,6 +136,8 @@ def no_bench_run(monkeypatch):
     (["--spread", "3", "--case-file", "x.json"], "--spread and --case-file exclude each other"),
     (["--cold", "--op", "conv_weight_grad"], "--cold times --op conv_transpose or conv"),
     (["--cold", "--json", "c.json"], "--cold prints its own table; --json does not apply"),
+    (["--in-turn", "--variants"], "--in-turn times the peers' processes side by side; not "
+                                  "with --cold, --variants or --device cuda"),
     (["--peers", "caffe"], "argument --peers: unknown peer(s) ['caffe']"),
 ])
 def test_bench_rejects_bad_arguments_before_running(capsys, no_bench_run, argv, why):

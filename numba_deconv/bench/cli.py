@@ -92,6 +92,9 @@ def check_args(args):
         return "--spread and --case-file exclude each other"
     if args.save_cases and args.spread is None:
         return "--save-cases writes the shapes of --spread N; give --spread too"
+    if args.in_turn and (args.cold or args.variants or args.device == "cuda"):
+        return ("--in-turn times the peers' processes side by side; not with --cold, "
+                "--variants or --device cuda")
     if args.variants and (args.op != "conv_transpose" or args.cold or args.plan):
         return "--variants times --op conv_transpose alone (not with --cold or --plan)"
     if args.device == "cuda":
@@ -158,6 +161,10 @@ def configure_parser(p):
     p.add_argument("--rounds", type=_positive_int, default=1, metavar="N",
                    help="run every library N times, interleaved, keeping each "
                         "one's fastest median (steadier on a busy machine) (default: 1)")
+    p.add_argument("--in-turn", action="store_true",
+                   help="keep every library's process open and time them in turn, "
+                        "case by case, 15 rounds (or --repeat) of a batch of calls "
+                        "each, so that a slow spell of the machine falls on all alike")
     p.add_argument("--threads", type=_positive_int, default=2, metavar="N",
                    help="threads per library (default: 2)")
     p.add_argument("--plan", action="store_true",
@@ -229,6 +236,7 @@ def run_from_args(args) -> int:
                      repeat=args.repeat, threads=args.threads, gemm=args.gemm,
                      gemm_size=args.gemm_size, memory=args.memory,
                      rounds=args.rounds, case_file=args.case_file, plan=args.plan,
+                     in_turn=args.in_turn,
                      progress=None if args.quiet else sys.stderr)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

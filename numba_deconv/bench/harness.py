@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -198,20 +199,32 @@ def worker_main(lib, spec_path):
         return Case.from_dict(item["case"]), np.load(item["x"]), np.load(item["w"])
 
     op = spec.get("op", "conv_transpose")
-    for item in spec["items"]:
-        res = {"event": "result", "id": item["id"]}
+
+    def prepare(item, res):
+        """The item's call, its output saved for the parent's check, or
+        None with ``res`` saying why."""
         try:
             call, to_numpy = build_call(lib, *load(item), threads, op=op,
                                         plan=spec.get("plan", False))
             np.save(item["out"] + f".{lib}.npy", to_numpy(call()))
-            res["timing"] = measure(call, min_time=spec["min_time"],
-                                    repeat=spec["repeat"]).to_dict()
             res["status"] = "ok"
+            return call
         except NotApplicable as e:
             res.update(status="n/a", reason=str(e))
         except Exception as e:  # report, keep going with the next case
             res.update(status="error", reason=first_line(e))
-        _emit(res)
+        return None
+
+    if spec.get("in_turn"):
+        _serve_in_turn(spec, prepare)
+    else:
+        for item in spec["items"]:
+            res = {"event": "result", "id": item["id"]}
+            call = prepare(item, res)
+            if call is not None:
+                res["timing"] = measure(call, min_time=spec["min_time"],
+                                        repeat=spec["repeat"]).to_dict()
+            _emit(res)
     if gemm:   # again: the best of both is the machine's ceiling
         _emit(dict(gemm, gflops=gemm_rate(gemm["size"])))
         _emit_peaks(threads)
@@ -228,6 +241,44 @@ def worker_main(lib, spec_path):
     return 0
 
 
+def _serve_in_turn(spec, prepare):
+    """Time the spec's items a batch at a time, as the parent asks on
+    stdin, one JSON command a line: ``prepare`` item ``id`` (its call
+    made, run and its output saved, then a batch sized to last ``batch``
+    seconds), time a ``batch`` of it, ``drop`` it, or ``end``. Each
+    command but ``drop`` is answered on stdout: ``ready`` (with the
+    status), ``sample`` (seconds per call, or why the batch failed),
+    nothing for ``end``."""
+    items = {item["id"]: item for item in spec["items"]}
+    prepared = {}
+    _emit({"event": "listening"})
+    for line in sys.stdin:
+        command = json.loads(line)
+        do, item_id = command["do"], command.get("id")
+        if do == "end":
+            return
+        if do == "drop":
+            prepared.pop(item_id, None)
+        elif do == "prepare":
+            res = {"event": "ready", "id": item_id}
+            call = prepare(items[item_id], res)
+            if call is not None:
+                inner = max(1, math.ceil(command["batch"] / _estimate(call, 2)))
+                prepared[item_id] = call, inner
+            _emit(res)
+        elif do == "batch":
+            call, inner = prepared[item_id]
+            sample = {"event": "sample", "id": item_id, "inner": inner}
+            try:
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    call()
+                sample["seconds"] = (time.perf_counter() - t0) / inner
+            except Exception as e:
+                sample["reason"] = first_line(e)
+            _emit(sample)
+
+
 # -- the parent: run the workers, check the outputs, make the report ----------
 
 # Imports this directory as the package `_numba_deconv_bench`, without running
@@ -238,45 +289,93 @@ _BOOT = ("import importlib, sys, types; d, lib, spec = sys.argv[1:4]; "
          "'_numba_deconv_bench.harness').worker_main(lib, spec))")
 
 
-def _run_worker(lib, spec_path, threads, timeout, progress):
-    """Yield the worker's events; a crash or timeout becomes a 'crash' event."""
-    _progress(f"{PEER_LABELS[lib]}: starting its own process", progress)
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = _thread_env(threads)
-    if lib == OURS:   # the package this file belongs to is the one to time
-        env["PYTHONPATH"] = os.pathsep.join(
-            [os.path.dirname(os.path.dirname(here))]
-            + [p for p in [os.environ.get("PYTHONPATH")] if p])
-    err = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([sys.executable, "-c", _BOOT, here, lib, spec_path],
-                            stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-    deadline = time.monotonic() + timeout
-    got_any = False
-    try:
-        for line in proc.stdout:
-            if time.monotonic() > deadline:
-                proc.kill()
-                yield {"event": "crash", "reason": f"timed out after {timeout} s"}
-                return
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a library printing on stdout
-            got_any = True
-            yield ev
-        rc = proc.wait()
-        if rc != 0:
-            err.seek(0)
-            tail = [ln for ln in err.read().strip().splitlines() if ln.strip()]
+class _Worker:
+    """A library's worker process (:func:`worker_main`) and its events; with
+    ``commands``, it reads its commands on stdin (:func:`_serve_in_turn`)."""
+
+    def __init__(self, lib, spec_path, threads, progress, commands=False):
+        _progress(f"{PEER_LABELS[lib]}: starting its own process", progress)
+        here = os.path.dirname(os.path.abspath(__file__))
+        env = _thread_env(threads)
+        if lib == OURS:   # the package this file belongs to is the one to time
+            env["PYTHONPATH"] = os.pathsep.join(
+                [os.path.dirname(os.path.dirname(here))]
+                + [p for p in [os.environ.get("PYTHONPATH")] if p])
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, here, lib, spec_path],
+            stdin=subprocess.PIPE if commands else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=self.err, text=True, env=env)
+        self.alive, self.got_any, self.missing = True, False, False
+
+    def ask(self, command, answers, timeout):
+        """Send ``command`` (None: none), then yield the worker's events up
+        to the first of a kind in ``answers`` (all of them for none); an exit
+        before it, or no answer within ``timeout`` seconds, ends them with a
+        'crash' event and the worker."""
+        if not self.alive:
+            return
+        timed_out = threading.Event()
+
+        def kill():
+            timed_out.set()
+            self.proc.kill()
+
+        watchdog = threading.Timer(timeout, kill)
+        watchdog.start()
+        try:
+            if command is not None:
+                self.proc.stdin.write(json.dumps(command) + "\n")
+                self.proc.stdin.flush()
+            for line in self.proc.stdout:
+                try:
+                    ev = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a library printing on stdout
+                self.got_any = True
+                self.missing = ev["event"] == "missing"
+                yield ev
+                if ev["event"] in answers:
+                    return
+        except OSError:   # its stdin closed: it has exited
+            pass
+        finally:
+            watchdog.cancel()
+        self.alive = False
+        rc = self.proc.wait()
+        if timed_out.is_set():
+            yield {"event": "crash", "reason": f"timed out after {timeout} s"}
+        elif rc != 0:
+            self.err.seek(0)
+            tail = [ln for ln in self.err.read().strip().splitlines() if ln.strip()]
             yield {"event": "crash", "reason": f"exit status {rc}"
                    + (f": {tail[-1][:200]}" if tail else "")}
-        elif not got_any:
+        elif not self.got_any:
             yield {"event": "crash", "reason": "worker reported nothing"}
+        elif answers and not self.missing:
+            yield {"event": "crash", "reason": "worker ended without answering"}
+
+    def tell(self, command):
+        """Send ``command``, which has no answer."""
+        if self.alive:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(json.dumps(command) + "\n")
+                self.proc.stdin.flush()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.close()
+
+
+def _run_worker(lib, spec_path, threads, timeout, progress):
+    """Yield the worker's events; a crash or timeout becomes a 'crash' event."""
+    worker = _Worker(lib, spec_path, threads, progress)
+    try:
+        yield from worker.ask(None, (), timeout)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        err.close()
+        worker.close()
 
 
 def _verify(row, out_base, libs):
@@ -314,7 +413,8 @@ def _progress(msg, stream):
 
 def run(cases=None, dtypes=None, peers=PEERS, *, op="conv_transpose", min_time=1.0,
         repeat=None, threads=2, gemm=True, gemm_size=2048, memory=True, rounds=1,
-        progress=sys.stderr, case_file=None, timeout=1800, plan=False) -> Report:
+        progress=sys.stderr, case_file=None, timeout=1800, plan=False,
+        in_turn=False) -> Report:
     """Run the benchmark of ``op`` (one of :data:`OPS`) and return a :class:`Report`.
 
     ``cases`` are case names (default all), ``dtypes`` as in
@@ -323,7 +423,10 @@ def run(cases=None, dtypes=None, peers=PEERS, *, op="conv_transpose", min_time=1
     ours through :func:`numba_deconv.plan` (``op`` conv_transpose or conv). With
     ``rounds > 1`` every library is run that many times, the libraries
     interleaved, and each keeps its fastest median: on a shared machine a
-    burst of load then hurts no library alone.
+    burst of load then hurts no library alone. With ``in_turn``, the
+    libraries' processes stay open side by side and take turns case by
+    case, a batch of calls each (:func:`_run_in_turn`): the samples of a
+    case that a ratio compares then lie seconds apart, not minutes.
     """
     bad = [p for p in peers if p not in PEERS]
     if bad:
@@ -352,29 +455,111 @@ def run(cases=None, dtypes=None, peers=PEERS, *, op="conv_transpose", min_time=1
                 item[key] = os.path.join(tmp, f"{key}{i}.npy")
                 np.save(item[key], a)
             items.append(item)
+
+        def absorb(ev, lib):
+            nonlocal gemm_gflops
+            gemm_gflops = _absorb(ev, lib, rows, versions, progress, gemm_gflops, peaks)
+
         for rnd in range(max(1, rounds)):
             if rounds > 1:
                 _progress(f"round {rnd + 1}/{rounds}", progress)
+            spec_paths = {}
             for lib in libs:
                 if rnd and versions.get(lib, "") is None:
                     continue   # not installed: no point asking again
                 # Our memory once, in the first round (later rounds keep it).
                 spec = {"items": items, "op": op, "plan": plan, "threads": threads,
-                        "min_time": min_time,
-                        "repeat": repeat, "gemm": gemm and lib == OURS,
-                        "gemm_size": gemm_size, "memory": memory and lib == OURS and not rnd}
-                spec_path = os.path.join(tmp, f"spec_{lib}.json")
-                with open(spec_path, "w", encoding="utf-8") as f:
+                        "min_time": min_time, "repeat": repeat, "in_turn": in_turn,
+                        "gemm": gemm and lib == OURS, "gemm_size": gemm_size,
+                        "memory": memory and lib == OURS and not rnd}
+                spec_paths[lib] = os.path.join(tmp, f"spec_{lib}.json")
+                with open(spec_paths[lib], "w", encoding="utf-8") as f:
                     json.dump(spec, f)
+            if in_turn:
+                _run_in_turn(spec_paths, items, threads, timeout, progress, absorb,
+                             repeat or IN_TURN_SAMPLES, min_time)
+                continue
+            for lib, spec_path in spec_paths.items():
                 for ev in _run_worker(lib, spec_path, threads, timeout, progress):
-                    gemm_gflops = _absorb(ev, lib, rows, versions, progress, gemm_gflops,
-                                          peaks)
+                    absorb(ev, lib)
         for row, item in zip(rows, items):
             _verify(row, item["out"], libs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Report(rows, libs, versions, gemm_gflops, threads, machine_description(), op,
-                  peaks, plan)
+                  peaks, plan, in_turn)
+
+
+#: With the libraries in turn: samples of each per case (unless ``repeat``
+#: says), and the pause before each batch, in which the library before it
+#: lets go of the CPUs: thread pools spin a while after a call, ONNX
+#: Runtime's for about 35 ms of CPU time (PyTorch's 6, ours and
+#: TensorFlow's under 1), which would slow the next library's batch.
+IN_TURN_SAMPLES = 15
+IN_TURN_SETTLE_SECONDS = 0.05
+
+
+def _run_in_turn(spec_paths, items, threads, timeout, progress, absorb, samples, min_time):
+    """Time each item on every library of ``spec_paths`` (library -> its
+    spec), their workers open side by side: ``samples`` rounds of a batch of
+    each library in turn, a batch about ``min_time / samples`` seconds of
+    calls (as :func:`measure_together` does in one process), so that a slow
+    spell of the machine falls on all of them alike. The workers' events go
+    to ``absorb(event, library)``; each library's samples become a 'result'
+    event."""
+    workers = {lib: _Worker(lib, path, threads, progress, commands=True)
+               for lib, path in spec_paths.items()}
+
+    def ask(lib, command, answer):
+        """The worker's answer to ``command`` (None if it gave none), its
+        other events absorbed."""
+        reply = None
+        for ev in workers[lib].ask(command, (answer,), timeout):
+            if ev["event"] == answer:
+                reply = ev
+            else:
+                absorb(ev, lib)
+        return reply
+
+    try:
+        for lib in workers:   # each reports its version (or that it is missing)
+            ask(lib, None, "listening")
+        for item in items:
+            ready = []
+            for lib in workers:
+                ev = ask(lib, {"do": "prepare", "id": item["id"], "batch": min_time / samples},
+                         "ready")
+                if ev is not None and ev["status"] == "ok":
+                    ready.append(lib)
+                elif ev is not None:
+                    absorb(dict(ev, event="result"), lib)
+            times = {lib: [] for lib in ready}   # a library leaves when it fails
+            inner = {}
+            for _ in range(samples):
+                for lib in [lib for lib in ready if lib in times]:
+                    time.sleep(IN_TURN_SETTLE_SECONDS)
+                    ev = ask(lib, {"do": "batch", "id": item["id"]}, "sample")
+                    if ev is not None and "seconds" in ev:
+                        times[lib].append(ev["seconds"])
+                        inner[lib] = ev["inner"]
+                        continue
+                    del times[lib]
+                    if ev is not None:
+                        absorb({"event": "result", "id": item["id"], "status": "error",
+                                "reason": ev["reason"]}, lib)
+            for lib in ready:
+                if lib in times:
+                    timing = Timing(statistics.median(times[lib]), min(times[lib]),
+                                    len(times[lib]), inner[lib])
+                    absorb({"event": "result", "id": item["id"], "status": "ok",
+                            "timing": timing.to_dict()}, lib)
+                workers[lib].tell({"do": "drop", "id": item["id"]})
+        for lib in workers:   # the GEMM rate again, and our memory
+            for ev in workers[lib].ask({"do": "end"}, (), timeout):
+                absorb(ev, lib)
+    finally:
+        for worker in workers.values():
+            worker.close()
 
 
 def _absorb(ev, lib, rows, versions, progress, gemm_gflops, peaks=None):

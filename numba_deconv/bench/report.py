@@ -67,6 +67,7 @@ class Report:
     op: str = "conv_transpose"
     peaks: dict = dataclasses.field(default_factory=dict)  # dtype -> FMA peak GFLOP/s
     plan: bool = False              # ours timed through numba_deconv.plan
+    in_turn: bool = False           # the libraries timed in turn, case by case
 
     def to_dict(self):
         rows = [{"case": row.case.name, "dtype": row.dtype, "flops": row.case.flops,
@@ -76,7 +77,8 @@ class Report:
                              for lib, r in row.results.items()},
                  "best_peer": row.best_peer()[0], "speedup": row.speedup()}
                 for row in self.rows]
-        return {"op": self.op, "plan": self.plan, "machine": self.machine,
+        return {"op": self.op, "plan": self.plan, "in_turn": self.in_turn,
+                "machine": self.machine,
                 "threads": self.threads,
                 "gemm_gflops": self.gemm_gflops, "peak_gflops": self.peaks,
                 "versions": self.versions,
@@ -155,7 +157,9 @@ def format_table(report: Report) -> str:
             + (", ours through numba_deconv.plan (checked and laid out once)."
                if report.plan else "."),
             f"Machine: {report.machine}; {report.threads} threads per library, "
-            "each library in its own process; medians after warm-up.",
+            "each library in its own process; medians after warm-up"
+            + ("; the libraries timed in turn, a batch of calls each per round."
+               if report.in_turn else "."),
             "float32 GEMM (NumPy matmul, best of before and after ours) in this "
             f"run: {f'{gemm:.0f} GFLOP/s' if gemm else 'not measured'}.",
             "FMA peak (a tight vector multiply-add loop per thread, Numba; "
