@@ -245,7 +245,9 @@ def _serve_in_turn(spec, prepare):
     """Time the spec's items a batch at a time, as the parent asks on
     stdin, one JSON command a line: ``prepare`` item ``id`` (its call
     made, run and its output saved, then a batch sized to last ``batch``
-    seconds), time a ``batch`` of it, ``drop`` it, or ``end``. Each
+    seconds), time a ``batch`` of it (after one call not timed, which
+    finds the caches as the last library left them), ``drop`` it, or
+    ``end``. Each
     command but ``drop`` is answered on stdout: ``ready`` (with the
     status), ``sample`` (seconds per call, or why the batch failed),
     nothing for ``end``."""
@@ -270,6 +272,7 @@ def _serve_in_turn(spec, prepare):
             call, inner = prepared[item_id]
             sample = {"event": "sample", "id": item_id, "inner": inner}
             try:
+                call()
                 t0 = time.perf_counter()
                 for _ in range(inner):
                     call()
