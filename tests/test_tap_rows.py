@@ -75,6 +75,9 @@ def test_every_tile_size_against_the_oracle(c_out, kernel, x_shape, kwargs, dtyp
     ((2, 12, 5, 4, 7), (12, 2, 2, 3, 2), dict(stride=(1, 2, 1), groups=3)),  # groups, 3-D
     ((3, 16, 50), (16, 1, 4), dict(stride=2, padding=1, groups=2)),  # 1-D
     ((1, 9, 8, 6), (6, 2, 3, 3), dict(padding=1, data_format="channels_last")),
+    # Images of 437 positions: stretches inside each (copied first) and
+    # one across the two.
+    ((2, 12, 23, 19), (12, 2, 3, 3), dict(padding=1, groups=3)),
 ])
 def test_groups_ranks_and_layouts_against_the_oracle(x_shape, w_shape, kwargs, dtype,
                                                      monkeypatch, rng):
