@@ -170,7 +170,7 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, cla
             # whole lines: read where they lie, each tile's few lines of
             # hundreds of channels a plane apart came from memory one by
             # one (632 -> 1 channels k4 s2 d3 float64 on a 123x33 image
-            # 5 % faster this way, 964 -> 3 k4 s4 8 %).
+            # 5 % faster this way, 70 -> 3 k4 s4 on 76x6 images 8 %).
             src = (n0 * c_in + g * c_in_g) * i_plane + p0
             for ci in range(c_in_g):
                 s_ci, d_ci = src + ci * i_plane, ci * stretch
