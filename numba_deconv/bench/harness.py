@@ -247,10 +247,9 @@ def _serve_in_turn(spec, prepare):
     made, run and its output saved, then a batch sized to last ``batch``
     seconds), time a ``batch`` of it (after one call not timed, which
     finds the caches as the last library left them), ``drop`` it, or
-    ``end``. Each
-    command but ``drop`` is answered on stdout: ``ready`` (with the
-    status), ``sample`` (seconds per call, or why the batch failed),
-    nothing for ``end``."""
+    ``end``. Each command but ``drop`` and ``end`` is answered on stdout:
+    ``ready`` (with the status), ``sample`` (seconds per call, or why the
+    batch failed)."""
     items = {item["id"]: item for item in spec["items"]}
     prepared = {}
     _emit({"event": "listening"})

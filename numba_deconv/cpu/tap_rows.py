@@ -135,14 +135,13 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, cla
     image reads ``x`` where it lies, and one across two images (small
     images waste no lanes) or past the last position reads a copy of its
     positions of every input channel, zero past the batch, so no load
-    leaves ``x``. In the other
-    layouts (:data:`.tiled.CHANNELS_LAST`: ``x`` (N, D, H, W, C_in);
-    :data:`.tiled.COMPLEX_PARTS`: ``x`` the real view of complex data,
-    shaped as its twin's channels first) every tile reads such a copy,
-    made in transposed squares (:func:`.transpose.channels_to_rows`) or
-    from pairs of parts (:func:`.simd.load_ways`). Each step of a tile
-    asks for the vectors of the input channel ``ahead_rows`` ahead
-    (``config.TAP_ROWS_PREFETCH_ROWS``)."""
+    leaves ``x``. In the other layouts (:data:`.tiled.CHANNELS_LAST`:
+    ``x`` (N, D, H, W, C_in); :data:`.tiled.COMPLEX_PARTS`: ``x`` the real
+    view of complex data, shaped as its twin's channels first) every tile
+    reads such a copy, made in transposed squares
+    (:func:`.transpose.channels_to_rows`) or from pairs of parts
+    (:func:`.simd.load_ways`). Each step of a tile asks for the vectors of
+    the input channel ``ahead_rows`` ahead (``config.TAP_ROWS_PREFETCH_ROWS``)."""
     n_batch = x.shape[0]
     if layout == CHANNELS_LAST:
         c_in, i_plane = x.shape[4], x.shape[1] * x.shape[2] * x.shape[3]
