@@ -484,7 +484,7 @@ class _FakeTurnWorker:
         pass
 
 
-def test_in_turn_takes_a_batch_of_each_library_per_round(monkeypatch, tmp_path):
+def test_in_turn_takes_a_batch_of_each_library_per_round(monkeypatch):
     """Round by round, one batch of each library in order; each keeps the
     median of its own; a library that fails a batch reports the error and
     takes no more turns on that case; one that cannot run the case is n/a."""
