@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from . import _compiled, config
+from . import _compiled, _weight_memo, config
 from ._params import Geometry
 from ._phases import polyphase, tap_phase
 from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call, plan_conv
@@ -662,8 +662,9 @@ def _make_twin(call):
 
 def reset() -> None:
     """Forget every memoised call plan and route (after changing a tunable
-    in :mod:`numba_deconv.config`)."""
+    in :mod:`numba_deconv.config`), and the weights' layouts kept for them."""
     _CALLS.clear()
+    _weight_memo.forget()
 
 
 def precompile(ranks: Sequence[int] = (1, 2, 3), dtypes: Sequence[DTypeLike] = DTYPES,

@@ -20,7 +20,7 @@ import weakref
 
 import numpy as np
 
-from . import config
+from . import _weight_memo, config
 
 #: Outputs start on a cache line, so vector stores of whole lines stay
 #: whole.
@@ -88,35 +88,37 @@ def new_output(shape: tuple, dtype: np.dtype, nbytes: int) -> np.ndarray:
 
 
 def release_memory() -> int:
-    """Let go of the output memory kept for reuse.
+    """Let go of the memory kept for reuse: outputs' and weights'.
 
     Outputs of at least ``config.OUTPUT_CACHE_MIN_BYTES`` come from memory
     that the library keeps after the caller drops them (up to
     ``config.OUTPUT_CACHE_SLOTS`` outputs, ``config.OUTPUT_CACHE_BYTES`` in
     all), to spare the next call of that size the page faults of fresh
-    memory. This forgets all of it: memory no
-    output uses is freed now, memory an output still uses when that output
-    goes.
+    memory. Weights of at most ``config.WEIGHT_MEMO_MAX_BYTES`` are kept
+    with their kernels' layouts for the next call of the same shape
+    (``config.WEIGHT_MEMO_ENTRIES`` shapes), which then lays them out only
+    if its weights' bytes differ. This forgets all of it: memory no output
+    uses is freed now, memory an output still uses when that output goes.
 
     Returns
     -------
     int
-        The bytes the cache held, in use or not.
+        The bytes kept, in use or not.
 
     Examples
     --------
     >>> import numpy as np, numba_deconv
-    >>> _ = numba_deconv.release_memory()  # start from an empty cache
+    >>> _ = numba_deconv.release_memory()  # start with nothing kept
     >>> y = numba_deconv.conv_transpose(np.ones((8, 64, 32, 32), np.float32),
     ...                                 np.ones((64, 32, 2, 2), np.float32), stride=2)
     >>> y.nbytes
     4194304
-    >>> numba_deconv.release_memory()  # y keeps its memory until it goes
-    4194304
+    >>> numba_deconv.release_memory() >= y.nbytes  # y keeps its memory until it goes
+    True
     >>> numba_deconv.release_memory()
     0
     """
     with _lock:
         held = sum(slot.nbytes for slot in _slots)
         _slots.clear()
-    return held
+    return held + _weight_memo.forget()

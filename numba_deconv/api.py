@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _dispatch, _outputs, _padding
+from . import _dispatch, _outputs, _padding, _weight_memo
 from ._plan import as_array, check_out, foreign_arrays
 from .cpu import driver, transpose
 from ._typing import ArrayLike, DataFormat, Device, Ints, Padding, PaddingMode
@@ -165,6 +165,8 @@ def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     x_cf, w_k, bias_k, result, direct_out = _prepare(
         plan, call, x, weight, bias, out, (geometry.out_channels,) + geometry.out_spatial,
         folded=plan.padding_mode != "zeros", keep_last=keep_last)
+    if prepared is None and _keeps_layouts(call, "phase_tiles"):
+        prepared = _weight_memo.kept(call, w_k)
     if keep_last:
         _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=True)
     elif plan.batch and x_cf.size:
@@ -238,6 +240,19 @@ def _set_serial(call, eligible: bool, kernel: str, runner) -> None:
         call.serial = False
         return
     call.serial = runner(route, call.plan.dtype, call.plan.out_shape)
+
+
+def _keeps_layouts(call, tiles: str) -> bool:
+    """Whether ``call``'s weights' layouts are kept for its next call with
+    the same weights (:mod:`numba_deconv._weight_memo`): where its kernel,
+    or its real twin's for complex data, is the register ``tiles``, which
+    build their weight table on every call (21 -> 2 channels k4: 107 ->
+    90 µs). The columns kernel reads a one-off call's weights where they
+    lie, and its packed weights did not repay comparing them (128 -> 128
+    channels k2 s2 on a 2x2 image: 69 -> 93 µs); other kernels read them
+    as they are."""
+    routed = _dispatch.real_twin(call) or call
+    return getattr(routed, "phases", None) is None and routed.route().kernel == tiles
 
 
 def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=False):
@@ -411,8 +426,22 @@ def _conv_on_cpu(x, weight, bias, out, args):
                                None if bias is None else (bias.shape, bias.dtype), args)
     if call.serial and _runs_serial(call, x, weight, bias, out):
         return call.serial(x, weight, call.no_bias if bias is None else bias, out)
-    return apply_conv(call, conv_weights(call, _kernel_ready(weight, call.plan.dtype)),
+    return apply_conv(call, _kept_conv_weights(call, _kernel_ready(weight, call.plan.dtype)),
                       x, weight, bias, out)
+
+
+def _kept_conv_weights(call, w_k: np.ndarray):
+    """:func:`conv_weights`, kept for the call shape's next call with
+    weights of the same bytes (:mod:`numba_deconv._weight_memo`) where
+    the ``conv`` tiles run it (their weight table, made from complex
+    data's twin weights; never ``w_k`` itself, which its caller may
+    change)."""
+    kept = _weight_memo.kept(call, w_k) if _keeps_layouts(call, "conv_tiles") else None
+    if kept is None:
+        return conv_weights(call, w_k)
+    if "conv" not in kept:
+        kept["conv"] = conv_weights(call, w_k)
+    return kept["conv"]
 
 
 def _runs_serial(call, x, w, bias, out) -> bool:

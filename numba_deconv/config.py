@@ -558,6 +558,17 @@ PARALLEL_MIN_MULTIPLY_ADDS = 1 << 18
 WEIGHT_TABLE_PARALLEL_MIN = 1 << 16
 WEIGHT_TABLE_CHUNK = 16
 
+#: A call shape on the phase tiles (or conv's tiles) whose weights are the
+#: same bytes as at its last call reuses their weight table
+#: (``numba_deconv._weight_memo``), for weights of at most
+#: WEIGHT_MEMO_MAX_BYTES and the WEIGHT_MEMO_ENTRIES call shapes used last.
+#: Set WEIGHT_MEMO_ENTRIES to 0 to lay the weights out on every call.
+#: Why: a loop of calls with the same weights built the table every time,
+#: a quarter of small calls (32 -> 16 channels k7 s2 on 8x8: 259 -> 196
+#: us); comparing 1 MiB costs about what its table takes to build.
+WEIGHT_MEMO_MAX_BYTES = 1 << 20
+WEIGHT_MEMO_ENTRIES = 8
+
 #: A helper thread that finishes a task kernel's job, and a caller waiting
 #: for its helpers, poll for the next event this many times without the GIL
 #: before they sleep (``numba_deconv.cpu.launch``).
