@@ -250,9 +250,12 @@ def _keeps_layouts(call, tiles: str) -> bool:
     90 µs). The columns kernel reads a one-off call's weights where they
     lie, and its packed weights did not repay comparing them (128 -> 128
     channels k2 s2 on a 2x2 image: 69 -> 93 µs); other kernels read them
-    as they are."""
+    as they are, and so do calls of 4 or more dims, slice by slice."""
     routed = _dispatch.real_twin(call) or call
-    return getattr(routed, "phases", None) is None and routed.route().kernel == tiles
+    if getattr(routed, "phases", None) is not None:
+        return False
+    route = routed.route()
+    return route.kernel == tiles and route.inner is None
 
 
 def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=False):
