@@ -153,7 +153,9 @@ def _conv_transpose(x, weight, bias, *, out, device, args):
 def apply_conv_transpose(call, x, weight, bias, out, prepared=None):
     """:func:`conv_transpose` of a planned call; ``prepared``, a dict kept
     by a caller that repeats the call with this weight, keeps the weights
-    as the kernels lay them out (see :func:`numba_deconv.cpu.driver.run`)."""
+    as the kernels lay them out (see :func:`numba_deconv.cpu.driver.run`).
+    Without one, the phase tiles' calls take the layouts that
+    :mod:`numba_deconv._weight_memo` kept for weights of these bytes."""
     plan, geometry = call.plan, call.geometry
     if call.serial and kernel_ready(
             plan.dtype, *((x, weight) if bias is None else (x, weight, bias))) and (
