@@ -37,6 +37,7 @@ from ._params import Geometry
 from ._phases import polyphase, tap_phase
 from ._plan import DEVICES, DTYPES, LAYOUTS, CallPlan, is_device_array, plan_call, plan_conv
 from .cpu import driver, simd, work_split
+from .cpu.one_tap_last import one_tap_per_phase
 from .cpu.launch import thread_count
 from ._typing import DTypeLike
 
@@ -162,8 +163,7 @@ def _few_outputs_take_tap_rows(geometry, batch: int, in_g: int, out_g: int, dtyp
     has two taps the fold only moves the columns, and they may reach
     ``TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES``."""
     columns = _column_bytes(geometry, batch, dtype)
-    one_tap = all(k <= s // math.gcd(s, d)
-                  for k, s, d in zip(geometry.kernel, geometry.stride, geometry.dilation))
+    one_tap = one_tap_per_phase(geometry.kernel, geometry.stride, geometry.dilation)
     if in_g < config.TAP_ROWS_MIN_IN_CHANNELS or columns > (
             config.TAP_ROWS_ONE_TAP_MAX_COLUMN_BYTES if one_tap
             else config.TAP_ROWS_MAX_COLUMN_BYTES):
@@ -625,6 +625,17 @@ def _twin_pays(call) -> bool:
             and plan.batch * g.flops // 2 >= config.SERIAL_MAX_MULTIPLY_ADDS)
 
 
+def _twin_keeps(real_kernel: str, twin_kernel: str, geometry) -> bool:
+    """Whether the twin of a complex call of ``geometry`` runs the kernel
+    that the call's shape takes as real data, ``real_kernel``, rather than
+    its own shape's ``twin_kernel`` (see :func:`_make_twin`)."""
+    if real_kernel == twin_kernel:
+        return False
+    return real_kernel == "tap_rows" or (
+        real_kernel == "phase_tiles" and twin_kernel == "column_tiles"
+        and one_tap_per_phase(geometry.kernel, geometry.stride, geometry.dilation))
+
+
 def _make_twin(call):
     plan = call.plan
     real = np.empty(0, plan.dtype).real.dtype
@@ -641,10 +652,16 @@ def _make_twin(call):
         # takes the tap rows as real data, its twin does too, even with
         # more output channels than choose_kernel gives them (seed 0's
         # complex r04, r11, r46, r61: 3.2-4.2x their real time, against
-        # 4.7-6.2x on the BLAS or the phase tiles). A call of its own, so
+        # 4.7-6.2x on the BLAS or the phase tiles). With one tap per output
+        # phase, where the complex call's shape takes the phase tiles, its
+        # twin keeps them rather than the columns kernel that its four
+        # times the weights a position would choose: the tiles read and
+        # write the parts where they lie, the columns kernel splits and
+        # merges them around its products (seed 0's r23 and r62 4.4-5.0x
+        # their real time, 2.4-3.1x on the tiles). A call of its own, so
         # that a real call of the twin's shape keeps its choice.
         choice = choose_kernel(g, plan.batch, real) if g.rank <= 3 else None
-        if choice is not None and choice[1] == "tap_rows" != twin.route().kernel:
+        if choice is not None and _twin_keeps(choice[1], twin.route().kernel, g):
             twin = dataclasses.replace(twin, routes={}, serial=None, choice=choice)
         return twin
     g = plan.geometry  # the adjoint's: conv's input is its output

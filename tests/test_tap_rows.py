@@ -204,6 +204,40 @@ def test_a_complex_call_whose_shape_takes_the_tap_rows_runs_its_twin_there(dtype
     assert [kernel for kernel, _ in ran] == [twin_kernel]
 
 
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("kernel, stride, dilation, twin_kernel", [
+    (3, 3, 2, "phase_tiles"),  # seed 0's r62: one tap per output phase
+    (2, 4, 1, "phase_tiles"),
+    (4, 3, 1, "column_tiles"),  # two taps in a phase: the twin's own choice
+])
+def test_a_complex_call_with_one_tap_a_phase_keeps_the_phase_tiles_for_its_twin(
+        kernel, stride, dilation, twin_kernel, dtype, data_format, ran, rng):
+    """38 -> 292 channels on 3 rows of 43 take the phase tiles as real
+    data, and their twin's shape (76 -> 584) the columns kernel, which
+    splits and merges the parts around its products: with one tap per
+    output phase the complex call's twin runs on the phase tiles, with the
+    oracle's values; with more it keeps its own shape's kernel, as a real
+    call of that shape does."""
+    kwargs = dict(stride=stride, dilation=dilation, padding=1)
+    x = random_array(rng, (3, 38, 43), dtype)
+    w = random_array(rng, (38, 292, kernel), dtype)
+    b = random_array(rng, (292,), dtype)
+    real = np.empty(0, dtype).real.dtype
+    assert plan(w.real, x.shape, **kwargs)._call.route().kernel == "phase_tiles"
+    assert plan(random_array(rng, (76, 584, kernel), real), (3, 76, 43),
+                **kwargs)._call.route().kernel == "column_tiles"
+    if data_format == "channels_last":
+        y = conv_transpose(np.moveaxis(x, 1, -1), w, b, data_format=data_format, **kwargs)
+        y = np.moveaxis(y, -1, 1)
+    else:
+        y = conv_transpose(x, w, b, **kwargs)
+    assert_matches_reference(y, x, w, b, **kwargs)
+    assert _dispatch.real_twin(plan(w, x.shape, **kwargs)._call).route().kernel == twin_kernel
+    if data_format == "channels_first":
+        assert [kernel for kernel, _ in ran] == [twin_kernel]
+
+
 @pytest.mark.parametrize("data_format, tasks", [
     ("channels_first", 4 * 7),  # an image's outputs of one channel a task
     ("channels_last", 4),       # an image's positions, every channel, a task
