@@ -597,7 +597,8 @@ def real_twin(call):
 
     The twin's kernel is its own shape's (:func:`choose_kernel`), but
     where the complex call's shape takes the tap rows as real data, the
-    twin takes them too.
+    twin takes them too, and so the phase tiles where one tap reaches each
+    output phase (:func:`_twin_keeps`).
 
     That pays where the twin takes register tiles: enough channel pairs
     per group (``TILED_MIN_CHANNEL_PAIRS``, or for ``conv_transpose``
