@@ -295,7 +295,7 @@ def _direct_row_range(xf, wf, bias, of, af, dims, groups, src_d, src_h, spans, f
     otherwise size it by the stride). Flat arguments, so that a tiny
     call's kernel (:func:`rows_tiny`) reshapes nothing: each reshape calls
     into Numba's helper library, and with nine of them the TF worked
-    example's kernel took 1.19-1.85 us, 0.78-1.10 without.
+    example's kernel took 1.14-2.01 us, 0.80-0.95 without.
     """
     c_in, i_d, i_h, i_w, c_out_g, k_d, k_h, k_w, c_out, o_d, o_h, o_w = dims
     c_in_g = c_in // groups
