@@ -47,7 +47,6 @@ from numba.core import codegen as _codegen
 from numba.core import config as _numba_config
 from numba.core.errors import TypingError
 from numba.core.imputils import impl_ret_borrowed
-from numba.np import arrayobj as numba_arrayobj
 from numba.extending import intrinsic, models, register_model
 
 
@@ -124,13 +123,17 @@ def flat(typingctx, array):
     result = array.copy(ndim=1)
 
     def codegen(context, builder, signature, args):
+        # Imported here, not with the module: importing numba.np.arrayobj
+        # registers NumPy functions that a NumPy without them (2.5 has no
+        # row_stack) fails on, and this module is imported with the package.
+        from numba.np.arrayobj import populate_array
+
         src = context.make_array(signature.args[0])(context, builder, args[0])
         dst = context.make_array(signature.return_type)(context, builder)
         itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
             context.get_data_type(array.dtype)))
-        numba_arrayobj.populate_array(dst, data=src.data, shape=[src.nitems],
-                                      strides=[itemsize], itemsize=itemsize,
-                                      meminfo=src.meminfo, parent=src.parent)
+        populate_array(dst, data=src.data, shape=[src.nitems], strides=[itemsize],
+                       itemsize=itemsize, meminfo=src.meminfo, parent=src.parent)
         return impl_ret_borrowed(context, builder, signature.return_type, dst._getvalue())
 
     return result(array), codegen
