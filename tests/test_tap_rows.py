@@ -204,12 +204,15 @@ def test_a_complex_call_whose_shape_takes_the_tap_rows_runs_its_twin_there(dtype
     assert [kernel for kernel, _ in ran] == [twin_kernel]
 
 
-@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
-@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
-@pytest.mark.parametrize("kernel, stride, dilation, twin_kernel", [
-    (3, 3, 2, "phase_tiles"),  # seed 0's r62: one tap per output phase
-    (2, 4, 1, "phase_tiles"),
-    (4, 3, 1, "column_tiles"),  # two taps in a phase: the twin's own choice
+@pytest.mark.parametrize("kernel, stride, dilation, twin_kernel, dtype, data_format", [
+    # seed 0's r62: one tap per output phase
+    (3, 3, 2, "phase_tiles", np.complex128, "channels_first"),
+    (3, 3, 2, "phase_tiles", np.complex64, "channels_last"),
+    (2, 4, 1, "phase_tiles", np.complex64, "channels_first"),
+    (2, 4, 1, "phase_tiles", np.complex128, "channels_last"),
+    # two taps in a phase: the twin's own choice
+    (4, 3, 1, "column_tiles", np.complex64, "channels_first"),
+    (4, 3, 1, "column_tiles", np.complex128, "channels_last"),
 ])
 def test_a_complex_call_with_one_tap_a_phase_keeps_the_phase_tiles_for_its_twin(
         kernel, stride, dilation, twin_kernel, dtype, data_format, ran, rng):
