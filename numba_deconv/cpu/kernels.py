@@ -29,6 +29,7 @@ from numba.extending import overload
 from .. import _phases
 from ..config import FASTMATH
 from . import atomics, simd
+from .views import flat
 
 
 _tap_source = njit(inline="always")(_phases.tap_source)
@@ -370,8 +371,8 @@ def direct_rows(x, w, bias, out, groups, stride, dilation, pad, n_chunks, claime
             break
         acc = np.empty(min(s_w, out.shape[4]) * ((out.shape[4] + s_w - 1) // s_w),
                        dtype=out.dtype)
-        _direct_row_range(simd.flat(x), simd.flat(w), bias, simd.flat(out), acc, dims, groups,
-                          simd.flat(src_d), simd.flat(src_h), simd.flat(spans),
+        _direct_row_range(flat(x), flat(w), bias, flat(out), acc, dims, groups,
+                          flat(src_d), flat(src_h), flat(spans),
                           chunk * rows // n_chunks, (chunk + 1) * rows // n_chunks, s_w)
 
 
@@ -408,7 +409,7 @@ def rows_tiny(x, w, bias, out, geometry):
     acc = np.empty(min(s_w, o_w) * ((o_w + s_w - 1) // s_w), dtype=out.dtype)
     # np.int64(0), not 0: a literal first row would make Numba compile
     # _direct_row_range a second time (seconds) instead of reusing direct_rows's.
-    _direct_row_range(simd.flat(x), simd.flat(w), bias, simd.flat(out), acc, dims, groups,
+    _direct_row_range(flat(x), flat(w), bias, flat(out), acc, dims, groups,
                       src_d, src_h, spans, np.int64(0), rows, s_w)
 
 
