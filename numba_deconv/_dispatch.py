@@ -682,6 +682,7 @@ def reset() -> None:
     """Forget every memoised call plan and route (after changing a tunable
     in :mod:`numba_deconv.config`), and the weights' layouts kept for them."""
     _CALLS.clear()
+    work_split.columns_parts_layout.cache_clear()
     _weight_memo.forget()
 
 

@@ -270,12 +270,12 @@ def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=Fal
                    channels_last=channels_last)
         return
     real = w_k.real.dtype
+    # The columns kernel runs on the complex arrays' real views, once
+    # compiled; a plan, which keeps ``prepared``, packs their weights once.
+    if driver.ran_complex_columns(twin.route(), x_cf, w_k, bias_k.view(real), result,
+                                  channels_last, prepared):
+        return
     if prepared is None:
-        # A one-off call: the columns kernel builds the twin's weights per
-        # task (a plan, which keeps ``prepared``, makes and packs them once).
-        if driver.ran_twin_columns(twin.route(), x_cf, w_k, bias_k.view(real), result,
-                                   channels_last):
-            return
         prepared = {}
     if "twin" not in prepared:  # (dict.setdefault would build it every time)
         prepared["twin"] = (_twin_weight(w_k, transposed=True), {})

@@ -554,28 +554,38 @@ def test_columns_in_place_tiles_start_on_a_vector_boundary(dtype, offset, split,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_batch, c_in, groups, spatial, channels_last", [
-    (3, 5, 1, (1, 7, 3), False),     # tiles across images, a ragged last tile
-    (2, 70, 2, (1, 4, 8), False),    # whole tiles; two groups of 35 channels
-    (1, 1, 1, (2, 3, 8), False),     # one channel: no row after it to spill into
-    (2, 40, 1, (1, 16, 16), False),  # more tiles and channels than one block
-    (2, 6, 3, (1, 5, 5), True),
+@pytest.mark.parametrize("n_batch, c_in, groups, spatial, channels_last, parts", [
+    (3, 5, 1, (1, 7, 3), False, 1),     # tiles across images, a ragged last tile
+    (2, 70, 2, (1, 4, 8), False, 1),    # whole tiles; two groups of 35 channels
+    (1, 1, 1, (2, 3, 8), False, 1),     # one channel: no row after it to spill into
+    (2, 40, 1, (1, 16, 16), False, 1),  # more tiles and channels than one block
+    (2, 6, 3, (1, 5, 5), True, 1),
+    (2, 6, 3, (1, 5, 5), True, 2),      # complex: each position's parts in turn
+    (3, 5, 1, (1, 7, 3), True, 2),
 ])
 def test_columns_inputs_are_laid_out_per_tile_of_positions(n_batch, c_in, groups, spatial,
-                                                           channels_last, dtype, rng):
+                                                           channels_last, parts, dtype, rng):
     """The columns tiles' broadcasts, ``xs[g, tile, ci, j]``: input channel
     ``g*C_in/groups + ci`` at position ``tile*8 + j`` of the batch, zero
     past the last (the copy moves whole vectors, whose excess lands in the
-    next channel's row: it must be overwritten, never left)."""
+    next channel's row: it must be overwritten, never left). Complex data
+    channels last (``parts`` 2), the real view of channels first's: its
+    positions the parts of each complex one in turn."""
     from numba_deconv.cpu.columns import TILE_POSITIONS, gather_positions
     from numba_deconv.cpu.launch import parallel
 
-    x = random_array(rng, (n_batch, c_in) + spatial, dtype)
+    if parts == 2:
+        wide = random_array(rng, (n_batch, c_in) + spatial, np.result_type(dtype, np.complex64))
+        given = np.ascontiguousarray(np.moveaxis(wide, 1, -1)).view(dtype)
+        x = wide.view(dtype)  # (n_batch, c_in, *spatial[:-1], 2 * spatial[-1])
+        spatial = x.shape[2:]
+    else:
+        x = random_array(rng, (n_batch, c_in) + spatial, dtype)
+        given = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
     positions = n_batch * math.prod(spatial)
     p_tiles = -(-positions // TILE_POSITIONS)
     xs = np.full((groups, p_tiles, c_in // groups, TILE_POSITIONS), np.nan, dtype)
-    given = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
-    parallel(gather_positions, given, xs, channels_last, multiply_adds=xs.size)
+    parallel(gather_positions, given, xs, channels_last, parts, multiply_adds=xs.size)
     by_position = np.zeros((p_tiles * TILE_POSITIONS, c_in), dtype)
     by_position[:positions] = np.moveaxis(x, 1, -1).reshape(positions, c_in)
     expected = by_position.reshape(p_tiles, TILE_POSITIONS, groups, c_in // groups)

@@ -169,6 +169,47 @@ def _turn_and_fold(cols, c_at, pitch, turned, rows, r0, r1, taps, sources, count
                 of[base + o * step] = total
 
 
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
+def _turn_and_fold_parts(cols, c_at, pitch, turned, rows, r0, r1, taps, sources, counts, n0, n1,
+                         bias_re, bias_im, of, o_base, o_image, o_step, o_plane):
+    """:func:`_turn_and_fold` of a complex call on its parts (``of`` the real
+    view of the output, two parts an element): a column per part of each
+    weight (``taps`` counts them) and a position per part of each input,
+    so the four real products of each complex one lie side by side in
+    ``turned``, a tap's rows ``rows`` apart, its positions' parts
+    adjacent; ``sources`` (:func:`fold_sources`, with a tap's rows
+    ``rows`` apart) doubled index the real weight parts' products of the
+    real input parts. Each output's real part sums
+    ``re * re - im * im``, its imaginary part ``re * im + im * re``."""
+    _turn(cols, c_at, pitch, turned, 0, rows, r0, r1, taps)
+    sf = sources.reshape(-1)
+    width = np.uint64(sources.shape[1])
+    step = np.uint64(o_step)
+    one, two = np.uint64(1), np.uint64(2)
+    im_w = np.uint64(rows)  # from a weight's real part's products to its imaginary part's
+    for n in range(n0, n1):
+        base = np.uint64(o_base + n * o_image)
+        first = np.uint64(n * o_plane)
+        for o in range(np.uint64(o_plane)):
+            e = first + o
+            at = two * (base + o * step)
+            if width == 1:  # as single_source: read and selected without a branch
+                s = two * np.uint64(sf[e])
+                re = bias_re + (turned[s] - turned[s + im_w + one])
+                im = bias_im + (turned[s + im_w] + turned[s + one])
+                present = counts[e] != 0
+                of[at] = re if present else bias_re
+                of[at + one] = im if present else bias_im
+                continue
+            re, im = bias_re, bias_im
+            for j in range(np.uint64(counts[e])):
+                s = two * np.uint64(sf[e * width + j])
+                re += turned[s] - turned[s + im_w + one]
+                im += turned[s + im_w] + turned[s + one]
+            of[at] = re
+            of[at + one] = im
+
+
 @njit(inline="always")
 def _turn(cols, c_at, pitch, turned, t_at, rows, r0, r1, taps):
     """A channel's columns (``taps`` a row of ``cols`` from ``c_at``, rows
@@ -252,63 +293,6 @@ def _pack(packed, wf, src, src_pitch, rows, first_tile, n_tiles, m_count, width,
                     packed[dst + l] = wf[at + l]
 
 
-@njit(inline="always")
-def _pack_twin(packed, wf, row0, rows, co0, ca, cb, c_out_g, taps, width, k_block):
-    """:func:`_pack`'s ``packed`` for the real twin's weights
-    (``numba_deconv._dispatch.real_twin``) from the complex ones where they
-    lie (``wf``, their real view, flat: each weight's parts side by side):
-    twin input channels ``row0 .. row0 + rows`` (complex channel ``row //
-    2``, part ``i = row % 2``), twin output channels ``ca .. cb`` of a
-    group of ``c_out_g`` (complex ``co // 2``, part ``j = co % 2``) in a
-    block whose first is ``co0``, their ``taps`` taps each; the block
-    ``[[re, im], [-im, re]]`` over ``(i, j)``. The block's other channels
-    are left as they are (its tiles are packed as they are reached).
-
-    Each complex vector of taps is loaded once for its four twin vectors,
-    and each goes down every complex row of the block before the next: the
-    rows (often a power of two apart) stream from memory side by side (row
-    by row, each row's run started cold, and a complex 1024 -> 512 call on
-    a 4x4 image waited on those loads for a third of its time). One by one
-    where a vector would leave the channel's taps or a tile."""
-    lanes = simd.lanes(wf)
-    minus = simd.splat(wf, -1.0)
-    c_half = c_out_g // 2
-    tile_step = k_block * width  # from a tile's row r to the next tile's
-    for cc in range(ca // 2, (cb + 1) // 2):
-        t = 0
-        while t < taps:
-            step = min(lanes, taps - t)
-            # Where the twin's channels 2 cc and 2 cc + 1 put these taps in
-            # row 0 of the block: their tile and lane.
-            m_re = (2 * cc - co0) * taps + t
-            m_im = m_re + taps
-            at_re, lane_re = m_re // width * tile_step, m_re % width
-            at_im, lane_im = m_im // width * tile_step, m_im % width
-            for cr in range(row0 // 2, (row0 + rows + 1) // 2):
-                src = np.uint64(2 * ((cr * c_half + cc) * taps + t))
-                # (The parts of a whole vector; element by element, unused.)
-                re, im = simd.load_ways(wf, src, 2) if step == lanes else (minus, minus)
-                minus_im = simd.mul(im, minus)
-                for i in range(2):
-                    r = 2 * cr + i - row0
-                    if r < 0 or r >= rows:
-                        continue
-                    for j in range(2):
-                        co = 2 * cc + j
-                        if co < ca or co >= cb:
-                            continue
-                        m, at, lane = (m_re, at_re, lane_re) if j == 0 else (m_im, at_im, lane_im)
-                        if step == lanes and lane + lanes <= width:
-                            value = re if i == j else (im if i < j else minus_im)
-                            simd.store(packed, np.uint64(at + r * width + lane), value)
-                            continue
-                        for e in range(step):
-                            value = wf[src + np.uint64(2 * e + (i ^ j))]
-                            dst = (m + e) // width * tile_step + r * width + (m + e) % width
-                            packed[np.uint64(dst)] = -value if i > j else value
-            t += step
-
-
 #: Position tiles per task of :func:`gather_positions`, and input channels
 #: it copies together into each tile.
 GATHER_TILES = 32
@@ -322,7 +306,7 @@ def _tile_in_one_image(p0, positions, i_plane):
 
 
 @njit(nogil=True, cache=True)
-def gather_positions(x, xs, channels_last, claimed, cancel):
+def gather_positions(x, xs, channels_last, parts, claimed, cancel):
     """``xs[g, tile, ci, j]`` = input channel ``g * C_in/groups + ci`` at
     position ``tile * TILE_POSITIONS + j`` of the batch (image-major), zero
     past the last: the columns tiles read their broadcasts as one stream.
@@ -336,11 +320,14 @@ def gather_positions(x, xs, channels_last, claimed, cancel):
     8 20x20 images took 305 us against 78 now, on one thread); then the
     tiles across two images or past the last position, element by
     element. ``channels_last``: x is
-    (N, D, H, W, C_in), each position's channels read in order."""
+    (N, D, H, W, parts * C_in), each position's channels read in order;
+    with ``parts`` 2, the real view of complex data, whose positions are
+    each input position's parts in turn (channels first, the real view
+    (N, C_in, D, H, 2 W) has them so already)."""
     n_batch = x.shape[0]
     groups, p_tiles, c_in_g = xs.shape[0], xs.shape[1], xs.shape[2]
     if channels_last:
-        c_in, i_plane = x.shape[4], x.shape[1] * x.shape[2] * x.shape[3]
+        c_in, i_plane = x.shape[4] // parts, x.shape[1] * x.shape[2] * x.shape[3] * parts
     else:
         c_in, i_plane = x.shape[1], x.shape[2] * x.shape[3] * x.shape[4]
     positions = n_batch * i_plane
@@ -359,9 +346,10 @@ def gather_positions(x, xs, channels_last, claimed, cancel):
                 dst = np.uint64(((g * p_tiles + pt) * c_in_g) * TILE_POSITIONS)
                 present = min(TILE_POSITIONS, positions - pt * TILE_POSITIONS)
                 for j in range(present):
-                    src = np.uint64((pt * TILE_POSITIONS + j) * c_in + g * c_in_g)
+                    q = pt * TILE_POSITIONS + j
+                    src = np.uint64((q // parts * c_in + g * c_in_g) * parts + q % parts)
                     for ci in range(np.uint64(c_in_g)):
-                        xsf[dst + ci * run + np.uint64(j)] = xf[src + ci]
+                        xsf[dst + ci * run + np.uint64(j)] = xf[src + ci * np.uint64(parts)]
                 for ci in range(c_in_g):
                     for j in range(present, TILE_POSITIONS):
                         xsf[dst + np.uint64(ci * TILE_POSITIONS + j)] = 0
@@ -454,7 +442,7 @@ def _down_positions(cols, col_at, pitch, add, wf, pf, packed, source, w_at, w_pi
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, image_parts,
-                  i_plane, k_block, pitch, in_place, channels_last, complex_weights, ahead_rows,
+                  i_plane, k_block, pitch, in_place, channels_last, complex_parts, ahead_rows,
                   fold_last_bytes, claimed, cancel):
     """Transposed convolution by weight-vectorised register tiles and col2im.
 
@@ -479,13 +467,11 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
     as are those of the lanes past a task's weights in a copy (zeros, or an
     earlier task's weights).
 
-    With ``complex_weights``, the call is the real twin of a complex one
-    (``numba_deconv._dispatch.real_twin``) and ``w`` holds the complex
-    weights, (C_in/2, C_out/groups/2, KD, KH, 2 KW), the real view of the
-    complex array: each task's copy builds the twin's block of its weights
-    from them (:func:`_pack_twin`), so the twin's weights, four times as
-    many values, are never written out whole (neither in place nor
-    ``prepacked`` then).
+    With ``complex_parts``, the call is a complex one on the real views of
+    its arrays (:func:`_turn_and_fold_parts`): ``xs`` gathered from
+    positions of two parts each, ``w`` (C_in, C_out/groups, KD, KH, 2 KW),
+    columns of two parts each, ``out`` and ``bias`` (2 C_out,) two parts an
+    element; ``i_plane`` counts the parts.
 
     Each step of a tile asks for the row of weights ``ahead_rows`` ahead
     (``config.COLUMNS_PREPACKED_PREFETCH_ROWS`` for ``prepacked``, else 0).
@@ -495,14 +481,13 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
     groups, p_tiles, c_in_g = xs.shape[0], xs.shape[1], xs.shape[2]
     n_batch = out.shape[0]
     c_out_g, taps = w.shape[1], w.shape[2] * w.shape[3] * w.shape[4]
-    if complex_weights:
-        c_out_g, taps = 2 * c_out_g, taps // 2
     m_g = c_out_g * taps
+    parts = 2 if complex_parts else 1  # of each output element
     if channels_last:  # each output position's channels side by side
-        c_out, o_plane = out.shape[4], out.shape[1] * out.shape[2] * out.shape[3]
+        c_out, o_plane = out.shape[4] // parts, out.shape[1] * out.shape[2] * out.shape[3]
         o_channel, o_step = 1, c_out
     else:
-        c_out, o_plane = out.shape[1], out.shape[2] * out.shape[3] * out.shape[4]
+        c_out, o_plane = out.shape[1], out.shape[2] * out.shape[3] * out.shape[4] // parts
         o_channel, o_step = o_plane, 1
     wf, xsf, of, pf = w.reshape(-1), xs.reshape(-1), out.reshape(-1), prepacked.reshape(-1)
     lanes = simd.lanes(wf)
@@ -527,9 +512,10 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
     cols = simd.aligned(np.empty(rows * pitch + lanes, dtype=out.dtype), rows * pitch)
     square_taps = -(-taps // lanes) * lanes
     # Channels last, a task's channels are folded together where each has
-    # its own room (a whole number of vectors) in ``turned``.
-    fold_together = channels_last and (channel_block * square_taps * rows * out.itemsize
-                                       <= fold_last_bytes)
+    # its own room (a whole number of vectors) in ``turned`` (complex parts
+    # a channel at a time).
+    fold_together = (channels_last and not complex_parts
+                     and channel_block * square_taps * rows * out.itemsize <= fold_last_bytes)
     room = square_taps * rows + lanes
     turned = simd.aligned(np.empty((channel_block if fold_together else 1) * room + lanes,
                                    dtype=out.dtype),
@@ -572,21 +558,10 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
             # many positions each pass over them would go to memory. In
             # place pays only with few positions (each weight read by one
             # or two tiles), where it saves the copy.
-            if not (complex_weights or pf.size):
+            if not pf.size:
                 _pack(packed, wf, row0, m_g, k1 - k0, first_packed, n_tiles, m1 - m0, width,
                       k_block)
-            twin_packed = co0  # the twin's channels packed so far
             for t in range(n_tiles):
-                if complex_weights:
-                    # Tile by tile (each channel once), so that loads of
-                    # the complex weights and the tiles' products overlap
-                    # (a block at a time: 4 % slower on a 1024 -> 512 call
-                    # on a 4x4 image).
-                    twin_needed = min(co1, co0 + -(-(t + 1) * width // taps))
-                    if twin_needed > twin_packed:
-                        _pack_twin(packed, wf, g * c_in_g + k0, k1 - k0, co0, twin_packed,
-                                   twin_needed, c_out_g, taps, width, k_block)
-                        twin_packed = twin_needed
                 if t < first_packed:
                     source, w_at, w_pitch = IN_PLACE, row0 + t * width, m_g
                 elif pf.size:
@@ -609,6 +584,12 @@ def columns_tiled(xs, w, prepacked, bias, out, sources, counts, channel_block, i
             continue
         for co in range(co0, co1):
             oc = g * c_out_g + co
+            if complex_parts:
+                _turn_and_fold_parts(cols, lead + (co - co0) * taps, pitch, turned, rows, r0, r1,
+                                     taps, sources, counts, n0, n1, bias[2 * oc],
+                                     bias[2 * oc + 1], of, oc * o_channel, c_out * o_plane,
+                                     o_step, o_plane)
+                continue
             _turn_and_fold(cols, lead + (co - co0) * taps, pitch, turned, rows, r0, r1, taps,
                            sources, counts, n0, n1, bias[oc], of, oc * o_channel,
                            c_out * o_plane, o_step, o_plane)

@@ -39,7 +39,7 @@ from numba import from_dtype, types
 
 from .. import _compiled, _outputs, config
 from ._blas import run_blas
-from . import tiering, transpose
+from . import tiering, transpose, work_split
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
@@ -108,31 +108,36 @@ def _prepare_column_tiles(w, launch):
     return pack_weights(w, launch.groups, launch.layout.channel_block)
 
 
-def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST,
-                      complex_weights=False):
-    columns = launch.layout
-    channels_last = layout == CHANNELS_LAST
-    c_in_g = launch.x_shape[1] // launch.groups
-    image = math.prod(launch.x_shape[2:])
-    xs = np.empty((launch.groups, -(-x.shape[0] * image // TILE_POSITIONS), c_in_g,
-                   TILE_POSITIONS), dtype=x.dtype)
-    parallel(gather_positions, x, xs, channels_last, multiply_adds=xs.size)
-    ahead_rows = 0
-    if complex_weights:  # each task builds its block of the twin's weights, packed
-        prepacked, in_place, k_block = _NO_PACKED[x.dtype], False, columns.packed_k_block
-    elif prepared is None:
+def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST):
+    _columns(x, w, prepared, bias, out, launch, launch.layout, math.prod(launch.x_shape[2:]),
+             layout == CHANNELS_LAST, False)
+    return True
+
+
+def _columns(x, w, prepacked, bias, out, launch, columns, image, channels_last, complex_parts):
+    """:func:`.columns.gather_positions`, then :func:`.columns.columns_tiled`
+    with ``columns`` (a :class:`.work_split.ColumnsLayout`) on ``x`` of
+    ``image`` positions an image (its parts', with ``complex_parts``);
+    ``prepacked`` the weights as :func:`.columns.pack_weights` lays them
+    out for ``columns``, or None."""
+    groups = launch.groups
+    c_in_g = w.shape[0] // groups
+    if prepacked is None:
         prepacked, in_place, k_block = _NO_PACKED[x.dtype], columns.in_place, columns.k_block
+        ahead_rows = 0
     else:
         # Weights packed once are read as one stream, in place or not: a
         # block of all input channels keeps the accumulators in registers.
-        prepacked, in_place = prepared, False
-        k_block = c_in_g if columns.in_place else columns.k_block
+        in_place, k_block = False, c_in_g if columns.in_place else columns.k_block
         ahead_rows = config.COLUMNS_PREPACKED_PREFETCH_ROWS
+    xs = np.empty((groups, -(-x.shape[0] * image // TILE_POSITIONS), c_in_g, TILE_POSITIONS),
+                  dtype=x.dtype)
+    parallel(gather_positions, x, xs, channels_last, 2 if complex_parts and channels_last else 1,
+             multiply_adds=xs.size)
     parallel(columns_tiled, xs, w, prepacked, bias, out, columns.sources, columns.counts,
              columns.channel_block, columns.image_parts, image, k_block, columns.pitch,
-             in_place, channels_last, complex_weights, ahead_rows,
+             in_place, channels_last, complex_parts, ahead_rows,
              config.COLUMNS_FOLD_LAST_BYTES, multiply_adds=launch.multiply_adds)
-    return True
 
 
 def _run_tap_rows(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST):
@@ -281,41 +286,54 @@ def run_parts(route, x, w, bias, out, geometry, prepared=None) -> None:
     transpose.from_parts(out_parts, out)
 
 
-def ran_twin_columns(route, x, w, bias, out, channels_last=False) -> bool:
-    """Whether the columns kernel ran the real twin ``route`` of a complex
-    call (``numba_deconv._dispatch.real_twin``) from the complex weights
-    ``w`` (C_in, C_out/groups, *kernel) as they are, each task building
-    its block of the twin's weights (:func:`.columns.columns_tiled`): on
-    complex ``x`` and ``out``, channels first (split into the twin's
-    channels and merged back, as :func:`run_parts` does) or channels last
-    (their real views); ``bias`` the twin's. Only once the kernel is
-    compiled in this process, for a call of at most 3 dims (else the
-    caller makes the twin's weights and runs the route as usual).
+def ran_complex_columns(route, x, w, bias, out, channels_last=False, prepared=None) -> bool:
+    """Whether the columns kernel ran a complex call whose real twin
+    (``numba_deconv._dispatch.real_twin``) takes it, ``route`` the twin's,
+    on the real views of the complex ``x``, ``w`` (C_in, C_out/groups,
+    *kernel), ``bias`` and ``out`` where they lie, channels first or last
+    (``complex_parts`` of :func:`.columns.columns_tiled`): a matrix
+    product of the views, every part of an input position a position and
+    every part of a weight a column, whose fold forms the complex sums.
+    Only once the kernel is compiled in this process, for a call of at most
+    3 dims (else the caller makes the twin's weights and runs the route as
+    usual). ``prepared``, a dict kept by a caller that repeats calls with
+    the same weights, keeps the views packed (:func:`.columns.pack_weights`)
+    in place of the twin's weights.
 
-    A call that makes the twin's weights writes four values per complex
-    weight, more than the kernel reads where the weights are what costs:
-    a complex 1024 -> 512 call on 4x4 images took 73 times its real
-    call's time that way."""
+    The twin's weights are four real values a complex weight, where the
+    views are two, read where they lie: a complex 1024 -> 512 call on 4x4
+    images took 73 times its real call's time with them made whole, 5
+    times built per task, and XX times on the views."""
     if (route.kernel != "column_tiles" or route.inner is not None
             or route.last_dim is not None
             or route.variant + (route.kernel,) not in _compiled.recorded()):
         return False
     launch = route.launch
     real = out.real.dtype
-    w_shape = launch.w_shape  # the twin's, rank 3
+    columns = work_split.columns_parts_layout(
+        launch.x_shape, launch.w_shape, launch.out_shape, launch.stride, launch.dilation,
+        launch.pad, launch.groups, real.itemsize, thread_count())
+    x_shape, w_shape, out_shape = launch.x_shape, launch.w_shape, launch.out_shape
+    c_in, c_out = x_shape[1] // 2, out_shape[1] // 2
+    if channels_last:
+        x_parts = x.view(real).reshape(x_shape[:1] + x_shape[2:] + (2 * c_in,))
+        out_parts = out.view(real).reshape(out_shape[:1] + out_shape[2:] + (2 * c_out,))
+    else:
+        x_parts = x.view(real).reshape(x_shape[:1] + (c_in,) + x_shape[2:4]
+                                       + (2 * x_shape[4],))
+        out_parts = out.view(real).reshape(out_shape[:1] + (c_out,) + out_shape[2:4]
+                                           + (2 * out_shape[4],))
     w_parts = np.ascontiguousarray(w).view(real).reshape(
         (w_shape[0] // 2, w_shape[1] // 2) + w_shape[2:4] + (2 * w_shape[4],))
-    run_columns = LAUNCHERS["column_tiles"]
-    if channels_last:
-        x_shape, out_shape = launch.x_shape, launch.out_shape
-        run_columns(x.view(real).reshape(x_shape[:1] + x_shape[2:] + x_shape[1:2]), w_parts,
-                    bias, out.view(real).reshape(out_shape[:1] + out_shape[2:] + out_shape[1:2]),
-                    launch, layout=CHANNELS_LAST, complex_weights=True)
-        return True
-    out_parts = transpose.parts_room(out)
-    run_columns(transpose.to_parts(x).reshape(launch.x_shape), w_parts, bias,
-                out_parts.reshape(launch.out_shape), launch, complex_weights=True)
-    transpose.from_parts(out_parts, out)
+    packed = None
+    if prepared is not None:
+        made_for, packed = prepared.get("column_parts", (None, None))
+        if made_for is not columns:  # a new thread count may lay out anew
+            packed = pack_weights(w_parts, launch.groups, columns.channel_block)
+            prepared["column_parts"] = columns, packed
+            prepared.pop("twin", None)  # made by a first call, before the kernel was compiled
+    _columns(x_parts, w_parts, packed, bias, out_parts, launch, columns,
+             2 * math.prod(x_shape[2:]), channels_last, True)
     return True
 
 
@@ -666,7 +684,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
                           + (count,) * 2 + tasks), (by_tap, (arr5, count, arr5))]
         if real else [],
         "column_tiles": [(fold_sources, (count,) + (triple,) * 6 + (count,)),
-                         (gather_positions, (arr5, arr4, types.boolean) + tasks),
+                         (gather_positions, (arr5, arr4, types.boolean, count) + tasks),
                          (columns_tiled, (arr4, arr5, arr4, arr1, arr5, index2, index1)
                           + (count,) * 5
                           + (types.boolean,) * 3 + (count,) * 2 + tasks),

@@ -10,6 +10,7 @@ blocks, tasks and tables), which the dispatcher keeps per call shape and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 
@@ -364,8 +365,40 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     tasks per thread. Either way a task's columns fit
     ``COLUMNS_TASK_COLUMN_BYTES`` (and ``WORKSPACE_BYTES``) where one output
     channel's do."""
-    batch, c_in_g, c_out_g = x_shape[0], x_shape[1] // groups, w_shape[1]
-    positions, taps = math.prod(x_shape[2:]), math.prod(w_shape[2:])
+    batch, positions = x_shape[0], math.prod(x_shape[2:])
+    split = _columns_split(batch, x_shape[1] // groups, w_shape[1], groups, positions,
+                           math.prod(w_shape[2:]), itemsize, threads)
+    sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
+                                   dilation, pad,
+                                   column_rows(batch * positions, VECTOR_BYTES // itemsize))
+    return ColumnsLayout(*split, sources, counts)
+
+
+@functools.lru_cache(maxsize=64)
+def columns_parts_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
+                         threads):
+    """:func:`_columns_layout` of a complex call run on its parts (the
+    ``complex_parts`` of :func:`.columns.columns_tiled`), from the rank-3
+    shapes of its real twin's :class:`Launch` (twice the channels each
+    way) and its parts' ``itemsize``: the matrix product of the real views,
+    a position per part of each input position and a column per part of
+    each weight, folded by the complex geometry's sources (rows of the
+    parts' positions). Kept per shape and thread count (a twin's route is
+    kept per thread count too)."""
+    batch, positions = x_shape[0], math.prod(x_shape[2:])
+    twin_c_in_g, taps = x_shape[1] // groups, math.prod(w_shape[2:])
+    split = _columns_split(batch, twin_c_in_g // 2, w_shape[1] // 2, groups, 2 * positions,
+                           2 * taps, itemsize, threads)
+    sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
+                                   dilation, pad,
+                                   column_rows(2 * batch * positions, VECTOR_BYTES // itemsize))
+    return ColumnsLayout(*split, sources, counts)
+
+
+def _columns_split(batch, c_in_g, c_out_g, groups, positions, taps, itemsize, threads):
+    """The ``(channel_block, image_parts, k_block, packed_k_block, in_place,
+    pitch)`` of :func:`_columns_layout` (see there) for ``positions`` a
+    image and ``taps`` columns an output channel."""
     weight_bytes = c_in_g * c_out_g * groups * taps * itemsize
     in_place = (batch * positions <= config.COLUMNS_IN_PLACE_MAX_POSITIONS
                 or (batch * positions <= config.COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS
@@ -393,10 +426,7 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     lanes = VECTOR_BYTES // itemsize
     lead_room = lanes - 1 if in_place and c_out_g * taps % lanes == 0 else 0
     pitch = -(-(channel_block * taps + lead_room) // width) * width
-    sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
-                                   dilation, pad, column_rows(batch * positions, lanes))
-    return ColumnsLayout(channel_block, image_parts, max(1, k_block), packed_k_block, in_place,
-                         pitch, sources, counts)
+    return channel_block, image_parts, max(1, k_block), packed_k_block, in_place, pitch
 
 
 def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,

@@ -1,11 +1,12 @@
-"""Complex calls on the columns kernel, its real twin's weights built per
-task from the complex weights (``driver.ran_twin_columns``): the oracle's
-values, the same bits channels first and channels last, and the twin's
-weights never made whole."""
+"""Complex calls on the columns kernel, run on the real views of the complex
+arrays (``driver.ran_complex_columns``): the oracle's values, the same bits
+channels first and channels last and through a plan, and the twin's
+weights never made."""
 
 import numpy as np
 import pytest
 
+import numba_deconv
 from numba_deconv import api, config, conv_transpose
 from numba_deconv.cpu import driver
 
@@ -29,15 +30,14 @@ CASES = [
 @pytest.mark.parametrize("tasks_per_thread, pack_bytes", [(1, 1 << 20), (1 << 10, 256)],
                          ids=["whole-blocks", "one-channel-blocks"])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
-def test_complex_columns_build_the_twin_weights_per_task(x_shape, w_shape, kwargs,
-                                                         tasks_per_thread, pack_bytes, dtype,
-                                                         monkeypatch, rng):
+def test_complex_columns_run_on_the_real_views(x_shape, w_shape, kwargs, tasks_per_thread,
+                                               pack_bytes, dtype, monkeypatch, rng):
     """Forced onto the columns kernel, a complex call (after the first,
-    which compiles it on the twin's weights made whole) runs from the
-    complex weights: the oracle's values, channels first and last the same
-    bits. With many tasks, blocks of one twin output channel start at
-    odd ones (an imaginary part's), and blocks of a few input channels
-    at a time sum over both parts of a channel in separate blocks."""
+    which compiles it on the twin's weights made whole) runs on the
+    arrays' real views: the oracle's values, channels first and last and
+    a plan's calls the same bits. With many tasks, blocks of one output
+    channel and blocks of a few input channels at a time; with few, whole
+    blocks, in place (at most 16 positions of parts) or packed."""
     force(monkeypatch, "columns", "column_tiles")
     monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)  # every call a twin
     monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
@@ -45,7 +45,7 @@ def test_complex_columns_build_the_twin_weights_per_task(x_shape, w_shape, kwarg
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", pack_bytes)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 3)
-    ran = returns_of(monkeypatch, driver, "ran_twin_columns")
+    ran = returns_of(monkeypatch, driver, "ran_complex_columns")
     made = returns_of(monkeypatch, api, "_twin_weight")
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
@@ -59,6 +59,15 @@ def test_complex_columns_build_the_twin_weights_per_task(x_shape, w_shape, kwarg
     assert ran == [True, True] and not made
     assert_matches_reference(y, x, w, b, **kwargs)
     np.testing.assert_array_equal(np.moveaxis(y_last, -1, 1), y)
+    planned = numba_deconv.plan(w, x.shape, dtype, b, **kwargs)
+    made.clear()  # (the plan's adjoint, conv, takes its twin's weights)
+    for _ in range(2):  # the views packed, then reused
+        np.testing.assert_array_equal(planned(x), y)
+    assert ran[2:] == [True, True] and not made
+    assert "twin" not in planned._forward_weights
+    planned_last = numba_deconv.plan(w, x_last.shape, dtype, b, data_format="channels_last",
+                                     **kwargs)
+    np.testing.assert_array_equal(planned_last(x_last), y_last)
 
 
 @pytest.mark.parametrize("c_in, c_out", [(443, 273), (886, 546)])  # r37, its complex twin
