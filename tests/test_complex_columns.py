@@ -27,17 +27,20 @@ CASES = [
 
 
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
-@pytest.mark.parametrize("tasks_per_thread, pack_bytes", [(1, 1 << 20), (1 << 10, 256)],
-                         ids=["whole-blocks", "one-channel-blocks"])
+@pytest.mark.parametrize("tasks_per_thread, pack_bytes, in_place_positions",
+                         [(1, 1 << 20, 0), (1 << 10, 256, 0), (1, 1 << 20, 1 << 20)],
+                         ids=["whole-blocks", "one-channel-blocks", "in-place"])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
 def test_complex_columns_run_on_the_real_views(x_shape, w_shape, kwargs, tasks_per_thread,
-                                               pack_bytes, dtype, monkeypatch, rng):
+                                               pack_bytes, in_place_positions, dtype,
+                                               monkeypatch, rng):
     """Forced onto the columns kernel, a complex call (after the first,
     which compiles it on the twin's weights made whole) runs on the
     arrays' real views: the oracle's values, channels first and last and
     a plan's calls the same bits. With many tasks, blocks of one output
     channel and blocks of a few input channels at a time; with few, whole
-    blocks, in place (at most 16 positions of parts) or packed."""
+    blocks, packed or read in place (from the vector boundary before a
+    task's weights, which may be an imaginary part)."""
     force(monkeypatch, "columns", "column_tiles")
     monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)  # every call a twin
     monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
@@ -45,6 +48,8 @@ def test_complex_columns_run_on_the_real_views(x_shape, w_shape, kwargs, tasks_p
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", pack_bytes)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 3)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", in_place_positions)
+    monkeypatch.setattr(config, "COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS", 0)
     ran = returns_of(monkeypatch, driver, "ran_complex_columns")
     made = returns_of(monkeypatch, api, "_twin_weight")
     x = random_array(rng, x_shape, dtype)

@@ -68,7 +68,7 @@ class ColumnsLayout(typing.NamedTuple):
     channel_block: int  # output channels per task
     image_parts: int  # ranges of images per block of channels
     k_block: int  # input channels summed per pass
-    packed_k_block: int  # ... where the weights are copied (a complex twin's always are)
+    packed_k_block: int  # ... where the weights are copied
     in_place: bool  # the tiles read the weights where they are
     pitch: int  # a task's columns per position
     sources: np.ndarray  # the fold of one output channel (columns.fold_sources) ...
