@@ -683,6 +683,7 @@ def reset() -> None:
     in :mod:`numba_deconv.config`), and the weights' layouts kept for them."""
     _CALLS.clear()
     work_split.columns_parts_layout.cache_clear()
+    work_split.tap_rows_parts_layout.cache_clear()
     _weight_memo.forget()
 
 

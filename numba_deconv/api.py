@@ -270,10 +270,11 @@ def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=Fal
                    channels_last=channels_last)
         return
     real = w_k.real.dtype
-    # The columns kernel runs on the complex arrays' real views, once
-    # compiled; a plan, which keeps ``prepared``, packs their weights once.
-    if driver.ran_complex_columns(twin.route(), x_cf, w_k, bias_k.view(real), result,
-                                  channels_last, prepared):
+    # The columns kernel and the tap rows run on the complex arrays' real
+    # views, once compiled; a plan, which keeps ``prepared``, packs their
+    # weights once for the columns.
+    if driver.ran_on_real_views(twin.route(), x_cf, w_k, bias_k.view(real), result,
+                                channels_last, prepared):
         return
     if prepared is None:
         prepared = {}

@@ -50,7 +50,7 @@ from .launch import NEVER, parallel, parallel_prange, serial, thread_count
 from .one_tap_last import (by_tap, laid_out_weights, one_tap_last, one_tap_split,
                            takes_one_tap_last)
 from .simd import VECTOR_BYTES
-from .tap_rows import tap_rows_fold, tap_rows_products
+from .tap_rows import COMPLEX_VIEWS, tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, direct_tiled
 from .tile_products import TILE_ROWS
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
@@ -286,35 +286,40 @@ def run_parts(route, x, w, bias, out, geometry, prepared=None) -> None:
     transpose.from_parts(out_parts, out)
 
 
-def ran_complex_columns(route, x, w, bias, out, channels_last=False, prepared=None) -> bool:
-    """Whether the columns kernel ran a complex call whose real twin
-    (``numba_deconv._dispatch.real_twin``) takes it, ``route`` the twin's,
-    on the real views of the complex ``x``, ``w`` (C_in, C_out/groups,
-    *kernel), ``bias`` and ``out`` where they lie, channels first or last
-    (``complex_parts`` of :func:`.columns.columns_tiled`): a matrix
-    product of the views, every part of an input position a position and
-    every part of a weight a column, whose fold forms the complex sums.
-    Only once the kernel is compiled in this process, for a call of at most
-    3 dims (else the caller makes the twin's weights and runs the route as
-    usual). ``prepared``, a dict kept by a caller that repeats calls with
-    the same weights, keeps the views packed (:func:`.columns.pack_weights`)
-    in place of the twin's weights.
+def ran_on_real_views(route, x, w, bias, out, channels_last=False, prepared=None) -> bool:
+    """Whether a complex call whose real twin
+    (``numba_deconv._dispatch.real_twin``, ``route`` the twin's) takes the
+    columns kernel, or channels first the tap rows, ran on the real views
+    of the complex ``x``, ``w`` (C_in, C_out/groups, *kernel), ``bias`` and
+    ``out`` where they lie: a matrix product of the views, every part of an
+    input position a position and every part of a weight a column (the
+    columns kernel's ``complex_parts``) or a row (the tap rows'), whose
+    fold forms the complex sums from the four real products side by side.
+    A call of at most 3 dims (else the caller makes the twin's weights and
+    runs the route as usual); the first compiles the kernel (or loads it)
+    before it runs, rather than run the baseline meanwhile as other routes
+    do: the baseline sums as the twin does, not as the views do, and a
+    call's bits never depend on whether its kernel was ready. ``prepared``, a dict kept by a caller that repeats calls with
+    the same weights, keeps the views packed for the columns kernel
+    (:func:`.columns.pack_weights`) in place of the twin's weights.
 
     The twin's weights are four real values a complex weight, where the
-    views are two, read where they lie: a complex 1024 -> 512 call on a
-    4x4 image took 73 times its real call's time with the twin's made
-    whole, 3.7-4.9 times with them built per task, and 3.0-3.3 times on
-    the views."""
-    if (route.kernel != "column_tiles" or route.inner is not None
-            or route.last_dim is not None
-            or route.variant + (route.kernel,) not in _compiled.recorded()):
+    views are two, read where they lie, and the twin's input is split into
+    its parts where the views read it as it is: a complex 1024 -> 512 call
+    on a 4x4 image took 73 times its real call's time with the twin's
+    weights made whole, 3.7-4.9 times with them built per task, and
+    3.0-3.3 times on the views."""
+    if (route.kernel not in ("column_tiles", "tap_rows") or route.inner is not None
+            or route.last_dim is not None or (channels_last and route.kernel == "tap_rows")):
         return False
     launch = route.launch
     real = out.real.dtype
-    columns = work_split.columns_parts_layout(
-        launch.x_shape, launch.w_shape, launch.out_shape, launch.stride, launch.dilation,
-        launch.pad, launch.groups, real.itemsize, thread_count())
+    key = route.variant + (route.kernel,)
+    if key not in _compiled.recorded():
+        _compiled.ensure(key, compile_kernel, route.kernel, real)
     x_shape, w_shape, out_shape = launch.x_shape, launch.w_shape, launch.out_shape
+    shapes = (x_shape, w_shape, out_shape, launch.stride, launch.dilation, launch.pad,
+              launch.groups, real.itemsize, thread_count())
     c_in, c_out = x_shape[1] // 2, out_shape[1] // 2
     if channels_last:
         x_parts = x.view(real).reshape(x_shape[:1] + x_shape[2:] + (2 * c_in,))
@@ -326,13 +331,25 @@ def ran_complex_columns(route, x, w, bias, out, channels_last=False, prepared=No
                                            + (2 * out_shape[4],))
     w_parts = np.ascontiguousarray(w).view(real).reshape(
         (w_shape[0] // 2, w_shape[1] // 2) + w_shape[2:4] + (2 * w_shape[4],))
+    if prepared is not None:
+        prepared.pop("twin", None)  # made by a first call, before the kernel was compiled
+    if route.kernel == "tap_rows":
+        tap_rows = work_split.tap_rows_parts_layout(*shapes)
+        cols = np.empty((c_out * math.prod(w_parts.shape[2:]), tap_rows.tap_pitch), dtype=real)
+        parallel(tap_rows_products, x_parts, w_parts, cols, launch.groups,
+                 tap_rows.stretch_tiles, CHANNELS_FIRST, config.TAP_ROWS_PREFETCH_ROWS,
+                 multiply_adds=launch.multiply_adds)
+        parallel(tap_rows_fold, cols, tap_rows.sources, tap_rows.counts, bias, out_parts,
+                 tap_rows.image_pitch, tap_rows.fold_chunk, COMPLEX_VIEWS,
+                 multiply_adds=launch.multiply_adds)
+        return True
+    columns = work_split.columns_parts_layout(*shapes)
     packed = None
     if prepared is not None:
         made_for, packed = prepared.get("column_parts", (None, None))
         if made_for is not columns:  # a new thread count may lay out anew
             packed = pack_weights(w_parts, launch.groups, columns.channel_block)
             prepared["column_parts"] = columns, packed
-            prepared.pop("twin", None)  # made by a first call, before the kernel was compiled
     _columns(x_parts, w_parts, packed, bias, out_parts, launch, columns,
              2 * math.prod(x_shape[2:]), channels_last, True)
     return True
@@ -340,7 +357,7 @@ def ran_complex_columns(route, x, w, bias, out, channels_last=False, prepared=No
 
 #: The kernels that read and write data as it lies in each layout.
 IN_PLACE = {CHANNELS_LAST: ("phase_tiles", "column_tiles", "tap_rows"),
-            COMPLEX_PARTS: ("phase_tiles", "tap_rows")}
+            COMPLEX_PARTS: ("phase_tiles",)}
 
 
 def _ran_in_place(route, x, w, bias, out, prepared, layout) -> bool:

@@ -26,11 +26,14 @@ element sums its taps in a fixed order, in a register, and is written
 once), in tasks of an output channel's stretch of one image. Neither pass
 depends on the thread count for its sums.
 
-Channels-last data, and complex data's real twin, are read and written
-where they lie, with the same sums: each tile's positions are transposed
-(or split into parts) into its window, and each fold task writes a
-stretch of an image's output positions, all the channels that lie side
-by side there.
+Channels-last data are read and written where they lie, with the same
+sums: each tile's positions are transposed into its window, and each fold
+task writes a stretch of an image's output positions, all the channels
+that lie side by side there. Complex data channels first runs on the real
+views of its arrays (``driver.ran_on_real_views``): the products of every
+part of an input position with every part of a weight, the fold
+(:data:`COMPLEX_VIEWS`) forming the complex sums; channels last, as its
+real twin.
 
 Every product is a product of the definition (the zeros past an image
 meet weights only in columns no output reads), so weights need not be
@@ -45,8 +48,14 @@ from numba import njit
 from ..config import FASTMATH
 from . import atomics, register_tiles, simd
 from .columns import single_source
-from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS
+from .tiled import CHANNELS_FIRST, CHANNELS_LAST
 from .transpose import channels_to_rows
+
+#: :func:`tap_rows_fold`'s layout for complex data run on its real views
+#: (``driver.ran_on_real_views``): ``cols`` of the views' products, a row
+#: per part of each weight and a position per part of each input position,
+#: and ``out`` the real view of the complex output.
+COMPLEX_VIEWS = 3
 
 #: Most rows (output channel x tap) of a register tile: 9 rows of 3
 #: vectors are 27 accumulators, which leave AVX-512's 32 registers room for
@@ -135,12 +144,9 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, cla
     image reads ``x`` where it lies, and one across two images (small
     images waste no lanes) or past the last position reads a copy of its
     positions of every input channel, zero past the batch, so no load
-    leaves ``x``. In the other layouts (:data:`.tiled.CHANNELS_LAST`:
-    ``x`` (N, D, H, W, C_in); :data:`.tiled.COMPLEX_PARTS`: ``x`` the real
-    view of complex data, shaped as its twin's channels first) every tile
-    reads such a copy, made in transposed squares
-    (:func:`.transpose.channels_to_rows`) or from pairs of parts
-    (:func:`.simd.load_ways`). Each step of a tile asks for the vectors of
+    leaves ``x``. Channels last (:data:`.tiled.CHANNELS_LAST`: ``x`` (N, D,
+    H, W, C_in)) every tile reads such a copy, made in transposed squares
+    (:func:`.transpose.channels_to_rows`). Each step of a tile asks for the vectors of
     the input channel ``ahead_rows`` ahead (``config.TAP_ROWS_PREFETCH_ROWS``)."""
     n_batch = x.shape[0]
     if layout == CHANNELS_LAST:
@@ -195,19 +201,6 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, cla
                                          filled, width, run, c_in_g)
                         filled += run
                         continue
-                    if layout == COMPLEX_PARTS:  # each complex channel's parts split
-                        for ci in range(0, c_in_g, 2):
-                            s_ci = (n * c_in + g * c_in_g + ci) * i_plane + 2 * p
-                            d_re, d_im = ci * width + filled, (ci + 1) * width + filled
-                            for v in range(0, whole, lanes):
-                                real, imag = simd.load_ways(xf, s_ci + 2 * v, 2)
-                                simd.store(window, d_re + v, real)
-                                simd.store(window, d_im + v, imag)
-                            for j in range(whole, run):
-                                window[d_re + j] = xf[s_ci + 2 * j]
-                                window[d_im + j] = xf[s_ci + 2 * j + 1]
-                        filled += run
-                        continue
                     src = (n * c_in + g * c_in_g) * i_plane + p
                     for ci in range(c_in_g):
                         s_ci, d_ci = src + ci * i_plane, ci * width + filled
@@ -231,9 +224,9 @@ def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, layout, 
     (:func:`.columns.fold_sources` of one image, ``tap_pitch`` the row
     length of ``cols``), in that order; out (N, C_out, OD, OH, OW) in
     ``layout`` (:data:`.tiled.CHANNELS_FIRST`), (N, OD, OH, OW, C_out)
-    (``CHANNELS_LAST``), or the real view of complex data shaped as its
-    twin's channels first (``COMPLEX_PARTS``: channel ``2c + p`` is part
-    ``p`` of complex channel ``c``). A task kernel; a task about ``chunk``
+    (``CHANNELS_LAST``), or the real view of the complex output with
+    ``cols`` of its views' products (:data:`COMPLEX_VIEWS`,
+    :func:`_fold_views`). A task kernel; a task about ``chunk``
     outputs of one image, or all of one image's where it has fewer: a
     stretch of one channel's, or of its positions' channels that lie side
     by side (all of them channels last, a complex channel's two parts), so
@@ -247,10 +240,10 @@ def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, layout, 
     if layout == CHANNELS_LAST:
         c_out, o_plane = out.shape[4], out.shape[1] * out.shape[2] * out.shape[3]
         side_by_side, set_pitch, o_pitch = c_out, 0, c_out
-    else:
+    else:  # complex views: in complex elements (of is indexed by parts)
         c_out, o_plane = out.shape[1], out.shape[2] * out.shape[3] * out.shape[4]
-        side_by_side = 2 if layout == COMPLEX_PARTS else 1
-        set_pitch, o_pitch = side_by_side * o_plane, side_by_side
+        o_plane //= 2 if layout == COMPLEX_VIEWS else 1
+        side_by_side, set_pitch, o_pitch = 1, o_plane, 1
     taps, tap_pitch = cols.shape[0] // c_out, cols.shape[1]
     step = min(-(-chunk // side_by_side), o_plane)
     chunks, sets = -(-o_plane // step), c_out // side_by_side
@@ -268,6 +261,11 @@ def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, layout, 
         # A channel at a time, its outputs in order (channels first, one
         # stretch, as the loop was before the other layouts came; with the
         # channel inside, the one-source fold of r61 took 239 against 61 us).
+        if layout == COMPLEX_VIEWS:
+            _fold_views(cf, sf, width, counts, o0, o_end,
+                        np.uint64(first_channel * taps * tap_pitch) + image_base, tap_pitch,
+                        bias[2 * first_channel], bias[2 * first_channel + 1], of, dst)
+            continue
         for k in range(np.uint64(side_by_side)):
             oc = first_channel + k
             base = np.uint64(oc * taps * tap_pitch) + image_base
@@ -282,3 +280,37 @@ def tap_rows_fold(cols, sources, counts, bias, out, image_pitch, chunk, layout, 
                 for j in range(np.uint64(counts[o])):
                     total += cf[base + np.uint64(sf[o * width + j])]
                 of[at + o * np.uint64(o_pitch)] = total
+
+
+@njit(inline="always")
+def _fold_views(cf, sf, width, counts, o0, o1, base, tap_pitch, bias_re, bias_im, of, dst):
+    """:func:`tap_rows_fold`'s outputs ``o0 .. o1`` of one complex output
+    channel and image (:data:`COMPLEX_VIEWS`; complex element ``dst + o``
+    of ``of``, the output's real view): the four real products of each
+    complex one lie side by side in ``cf`` from ``base``, a weight's
+    parts' rows ``tap_pitch`` apart and an input position's parts
+    adjacent, so source ``s`` (:func:`.columns.fold_sources`, rows
+    ``tap_pitch`` apart) doubled indexes the real parts' product; the real
+    part sums ``re * re - im * im``, the imaginary part ``re * im + im *
+    re``."""
+    one, two = np.uint64(1), np.uint64(2)
+    im_w = np.uint64(tap_pitch)  # from a weight's real part's row to its imaginary part's
+    if width == 1:  # as columns.single_source: read and selected without a branch
+        for o in range(np.uint64(o0), np.uint64(o1)):
+            s = base + two * np.uint64(sf[o])
+            re = bias_re + (cf[s] - cf[s + im_w + one])
+            im = bias_im + (cf[s + im_w] + cf[s + one])
+            present = counts[o] != 0
+            at = two * (dst + o)
+            of[at] = re if present else bias_re
+            of[at + one] = im if present else bias_im
+        return
+    for o in range(np.uint64(o0), np.uint64(o1)):
+        re, im = bias_re, bias_im
+        for j in range(np.uint64(counts[o])):
+            s = base + two * np.uint64(sf[o * width + j])
+            re += cf[s] - cf[s + im_w + one]
+            im += cf[s + im_w] + cf[s + one]
+        at = two * (dst + o)
+        of[at] = re
+        of[at + one] = im

@@ -429,9 +429,23 @@ def _columns_split(batch, c_in_g, c_out_g, groups, positions, taps, itemsize, th
     return channel_block, image_parts, max(1, k_block), packed_k_block, in_place, pitch
 
 
+@functools.lru_cache(maxsize=64)
+def tap_rows_parts_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
+                          threads):
+    """:func:`_tap_rows_layout` of a complex call run on the real views of
+    its arrays (``driver.ran_on_real_views``), from the rank-3 shapes of
+    its real twin's :class:`Launch` and its parts' ``itemsize``: a
+    position per part of each input position (the fold's sources those of
+    the complex geometry). Kept per shape and thread count, as
+    :func:`columns_parts_layout`."""
+    return _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups,
+                            itemsize, threads, parts=2)
+
+
 def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
-                     threads):
-    """Columns of the batch's positions in whole tiles; the products in
+                     threads, parts=1):
+    """Columns of the batch's positions in whole tiles (``parts`` a
+    position); the products in
     stretches of at most ``TAP_ROWS_STRETCH_TILES`` tiles, fewer where
     that leaves under ``TILED_TASKS_PER_THREAD`` tasks per thread; the
     fold in ``TILED_TASKS_PER_THREAD`` tasks per thread of equal outputs,
@@ -439,7 +453,7 @@ def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups,
     (:func:`.tap_rows.tap_rows_fold` cuts each to an image)."""
     batch, c_out = x_shape[0], out_shape[1]
     width = tile_width(itemsize)
-    image_pitch = math.prod(x_shape[2:])
+    image_pitch = parts * math.prod(x_shape[2:])
     tiles = -(-batch * image_pitch // width)
     wanted = threads * config.TILED_TASKS_PER_THREAD
     stretch_tiles = max(1, min(config.TAP_ROWS_STRETCH_TILES,

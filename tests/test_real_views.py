@@ -1,13 +1,13 @@
-"""Complex calls on the columns kernel, run on the real views of the complex
-arrays (``driver.ran_complex_columns``): the oracle's values, the same bits
-channels first and channels last and through a plan, and the twin's
-weights never made."""
+"""Complex calls on the columns kernel and the tap rows, run on the real
+views of the complex arrays (``driver.ran_on_real_views``): the oracle's
+values, the same bits channels first and channels last (the columns) and
+through a plan, and the twin's weights never made."""
 
 import numpy as np
 import pytest
 
 import numba_deconv
-from numba_deconv import api, config, conv_transpose
+from numba_deconv import _compiled, api, config, conv_transpose
 from numba_deconv.cpu import driver
 
 from helpers import assert_matches_reference, random_array, returns_of
@@ -34,10 +34,9 @@ CASES = [
 def test_complex_columns_run_on_the_real_views(x_shape, w_shape, kwargs, tasks_per_thread,
                                                pack_bytes, in_place_positions, dtype,
                                                monkeypatch, rng):
-    """Forced onto the columns kernel, a complex call (after the first,
-    which compiles it on the twin's weights made whole) runs on the
-    arrays' real views: the oracle's values, channels first and last and
-    a plan's calls the same bits. With many tasks, blocks of one output
+    """Forced onto the columns kernel, a complex call runs on the arrays'
+    real views, the first too (see the test below): the oracle's values,
+    channels first and last and a plan's calls the same bits. With many tasks, blocks of one output
     channel and blocks of a few input channels at a time; with few, whole
     blocks, packed or read in place (from the vector boundary before a
     task's weights, which may be an imaginary part)."""
@@ -50,29 +49,85 @@ def test_complex_columns_run_on_the_real_views(x_shape, w_shape, kwargs, tasks_p
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 3)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", in_place_positions)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS", 0)
-    ran = returns_of(monkeypatch, driver, "ran_complex_columns")
+    ran = returns_of(monkeypatch, driver, "ran_on_real_views")
     made = returns_of(monkeypatch, api, "_twin_weight")
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    conv_transpose(x, w, b, **kwargs)  # compiles the kernel for the twin's weights
-    ran.clear()
-    made.clear()
+    first = conv_transpose(x, w, b, **kwargs)
     y = conv_transpose(x, w, b, **kwargs)
     y_last = conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
-    assert ran == [True, True] and not made
+    assert ran == [True, True, True] and not made
+    assert first.tobytes() == y.tobytes()
     assert_matches_reference(y, x, w, b, **kwargs)
     np.testing.assert_array_equal(np.moveaxis(y_last, -1, 1), y)
     planned = numba_deconv.plan(w, x.shape, dtype, b, **kwargs)
     made.clear()  # (the plan's adjoint, conv, takes its twin's weights)
     for _ in range(2):  # the views packed, then reused
         np.testing.assert_array_equal(planned(x), y)
-    assert ran[2:] == [True, True] and not made
+    assert ran[3:] == [True, True] and not made
     assert "twin" not in planned._forward_weights
     planned_last = numba_deconv.plan(w, x_last.shape, dtype, b, data_format="channels_last",
                                      **kwargs)
     np.testing.assert_array_equal(planned_last(x_last), y_last)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES + [
+    ((3, 7, 13), (7, 2, 4), dict(stride=4, padding=1, output_padding=1)),  # one tap an output
+    ((2, 3, 60), (3, 2, 3), dict(stride=2, padding=1)),  # stretches inside an image
+])
+def test_complex_tap_rows_run_on_the_real_views(x_shape, w_shape, kwargs, dtype, monkeypatch,
+                                                rng):
+    """Forced onto the tap rows, a complex call channels first runs on the
+    arrays' real views, the first too, and a plan's calls, all with the
+    same bits and the oracle's
+    values; channels last, on the twin, the oracle's values. Stretches
+    across images, and inside one (copied first)."""
+    force(monkeypatch, "columns", "tap_rows")
+    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)  # every call a twin
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 1)
+    ran = returns_of(monkeypatch, driver, "ran_on_real_views")
+    made = returns_of(monkeypatch, api, "_twin_weight")
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    first = conv_transpose(x, w, b, **kwargs)
+    y = conv_transpose(x, w, b, **kwargs)
+    assert ran == [True, True] and not made
+    assert first.tobytes() == y.tobytes()
+    assert_matches_reference(y, x, w, b, **kwargs)
+    planned = numba_deconv.plan(w, x.shape, dtype, b, **kwargs)
+    np.testing.assert_array_equal(planned(x), y)
+    assert "twin" not in planned._forward_weights
+    x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    ran.clear()
+    y_last = conv_transpose(x_last, w, b, data_format="channels_last", **kwargs)
+    assert ran == [False]
+    assert_matches_reference(np.moveaxis(y_last, -1, 1), x, w, b, **kwargs)
+
+
+@pytest.mark.parametrize("kernel", ["column_tiles", "tap_rows"])
+def test_the_first_complex_call_runs_on_the_views_too(kernel, monkeypatch, rng):
+    """With nothing recorded, as in a new process, the first complex call
+    compiles (or loads) the kernel and runs on the views, rather than run
+    the baseline on the twin meanwhile: the baseline sums as the twin
+    does, and a call's bits must not depend on whether its kernel was
+    ready."""
+    force(monkeypatch, "columns", kernel)
+    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)  # every call a twin
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    monkeypatch.setattr(_compiled, "_COMPILED", {})
+    ran = returns_of(monkeypatch, driver, "ran_on_real_views")
+    x_shape, w_shape, kwargs = CASES[0]
+    x = random_array(rng, x_shape, np.complex64)
+    w = random_array(rng, w_shape, np.complex64)
+    first = conv_transpose(x, w, **kwargs)
+    assert ran == [True]
+    assert first.tobytes() == conv_transpose(x, w, **kwargs).tobytes()
+    assert_matches_reference(first, x, w, **kwargs)
 
 
 @pytest.mark.parametrize("c_in, c_out", [(443, 273), (886, 546)])  # r37, its complex twin
