@@ -26,6 +26,22 @@ CASES = [
 ]
 
 
+def _on_views(monkeypatch, kernel):
+    """Every complex call a twin on ``kernel``; what ``ran_on_real_views``
+    returns, and the twin's weights made, call by call."""
+    force(monkeypatch, "columns", kernel)
+    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    return (returns_of(monkeypatch, driver, "ran_on_real_views"),
+            returns_of(monkeypatch, api, "_twin_weight"))
+
+
+def _arrays(rng, x_shape, w_shape, kwargs, dtype):
+    """x, w and a bias of a case."""
+    return (random_array(rng, x_shape, dtype), random_array(rng, w_shape, dtype),
+            random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype))
+
+
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
 @pytest.mark.parametrize("tasks_per_thread, pack_bytes, in_place_positions",
                          [(1, 1 << 20, 0), (1 << 10, 256, 0), (1, 1 << 20, 1 << 20)],
@@ -40,20 +56,14 @@ def test_complex_columns_run_on_the_real_views(x_shape, w_shape, kwargs, tasks_p
     channel and blocks of a few input channels at a time; with few, whole
     blocks, packed or read in place (from the vector boundary before a
     task's weights, which may be an imaginary part)."""
-    force(monkeypatch, "columns", "column_tiles")
-    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)  # every call a twin
-    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    ran, made = _on_views(monkeypatch, "column_tiles")
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", pack_bytes)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_K_BLOCK", 3)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_MAX_POSITIONS", in_place_positions)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_LARGE_MAX_POSITIONS", 0)
-    ran = returns_of(monkeypatch, driver, "ran_on_real_views")
-    made = returns_of(monkeypatch, api, "_twin_weight")
-    x = random_array(rng, x_shape, dtype)
-    w = random_array(rng, w_shape, dtype)
-    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    x, w, b = _arrays(rng, x_shape, w_shape, kwargs, dtype)
     x_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
     first = conv_transpose(x, w, b, **kwargs)
     y = conv_transpose(x, w, b, **kwargs)
@@ -85,15 +95,9 @@ def test_complex_tap_rows_run_on_the_real_views(x_shape, w_shape, kwargs, dtype,
     same bits and the oracle's
     values; channels last, on the twin, the oracle's values. Stretches
     across images, and inside one (copied first)."""
-    force(monkeypatch, "columns", "tap_rows")
-    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)  # every call a twin
-    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    ran, made = _on_views(monkeypatch, "tap_rows")
     monkeypatch.setattr(config, "TILED_TASKS_PER_THREAD", 1)
-    ran = returns_of(monkeypatch, driver, "ran_on_real_views")
-    made = returns_of(monkeypatch, api, "_twin_weight")
-    x = random_array(rng, x_shape, dtype)
-    w = random_array(rng, w_shape, dtype)
-    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    x, w, b = _arrays(rng, x_shape, w_shape, kwargs, dtype)
     first = conv_transpose(x, w, b, **kwargs)
     y = conv_transpose(x, w, b, **kwargs)
     assert ran == [True, True] and not made
@@ -116,18 +120,14 @@ def test_the_first_complex_call_runs_on_the_views_too(kernel, monkeypatch, rng):
     the baseline on the twin meanwhile: the baseline sums as the twin
     does, and a call's bits must not depend on whether its kernel was
     ready."""
-    force(monkeypatch, "columns", kernel)
-    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)  # every call a twin
-    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    ran, made = _on_views(monkeypatch, kernel)
     monkeypatch.setattr(_compiled, "_COMPILED", {})
-    ran = returns_of(monkeypatch, driver, "ran_on_real_views")
     x_shape, w_shape, kwargs = CASES[0]
-    x = random_array(rng, x_shape, np.complex64)
-    w = random_array(rng, w_shape, np.complex64)
-    first = conv_transpose(x, w, **kwargs)
-    assert ran == [True]
-    assert first.tobytes() == conv_transpose(x, w, **kwargs).tobytes()
-    assert_matches_reference(first, x, w, **kwargs)
+    x, w, b = _arrays(rng, x_shape, w_shape, kwargs, np.complex64)
+    first = conv_transpose(x, w, b, **kwargs)
+    assert ran == [True] and not made
+    assert first.tobytes() == conv_transpose(x, w, b, **kwargs).tobytes()
+    assert_matches_reference(first, x, w, b, **kwargs)
 
 
 @pytest.mark.parametrize("c_in, c_out", [(443, 273), (886, 546)])  # r37, its complex twin
