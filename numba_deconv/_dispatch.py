@@ -598,7 +598,9 @@ def real_twin(call):
     The twin's kernel is its own shape's (:func:`choose_kernel`), but
     where the complex call's shape takes the tap rows as real data, the
     twin takes them too, and so the phase tiles where one tap reaches each
-    output phase (:func:`_twin_keeps`).
+    output phase (:func:`_twin_keeps`). Where the twin takes the columns
+    kernel or the tap rows, the call runs on its arrays' real views
+    instead (``cpu.driver.ran_on_real_views``), with the twin's route.
 
     That pays where the twin takes register tiles: enough channel pairs
     per group (``TILED_MIN_CHANNEL_PAIRS``, or for ``conv_transpose``
