@@ -297,10 +297,10 @@ def ran_on_real_views(route, x, w, bias, out, channels_last=False, prepared=None
     fold forms the complex sums from the four real products side by side.
     A call of at most 3 dims (else the caller makes the twin's weights and
     runs the route as usual); the first compiles the kernel (or loads it)
-    before it runs, rather than run the baseline meanwhile as other routes
-    do: the baseline sums as the twin does, not as the views do, and a
-    call's bits never depend on whether its kernel was ready. ``prepared``, a dict kept by a caller that repeats calls with
-    the same weights, keeps the views packed for the columns kernel
+    before it runs, rather than run the twin meanwhile: the twin sums in
+    another order, and a call's bits never depend on whether its kernel
+    was ready. ``prepared``, a dict kept by a caller that repeats calls
+    with the same weights, keeps the views packed for the columns kernel
     (:func:`.columns.pack_weights`) in place of the twin's weights.
 
     The twin's weights are four real values a complex weight, where the
