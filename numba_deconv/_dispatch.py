@@ -600,7 +600,7 @@ def real_twin(call):
     twin takes them too, and so the phase tiles where one tap reaches each
     output phase (:func:`_twin_keeps`). Where the twin takes the columns
     kernel or the tap rows, the call runs on its arrays' real views
-    instead (``cpu.driver.ran_on_real_views``), with the twin's route.
+    instead (``cpu.real_views.ran_on_real_views``), with the twin's route.
 
     That pays where the twin takes register tiles: enough channel pairs
     per group (``TILED_MIN_CHANNEL_PAIRS``, or for ``conv_transpose``

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _dispatch, _outputs, _padding, _weight_memo
 from ._plan import as_array, check_out, foreign_arrays
-from .cpu import driver, transpose
+from .cpu import driver, real_views, transpose
 from ._typing import ArrayLike, DataFormat, Device, Ints, Padding, PaddingMode
 
 
@@ -273,7 +273,7 @@ def _run_transposed(call, x_cf, w_k, bias_k, result, prepared, channels_last=Fal
     # The columns kernel and the tap rows run on the complex arrays' real
     # views, once compiled; a plan, which keeps ``prepared``, packs their
     # weights once for the columns.
-    if driver.ran_on_real_views(twin.route(), x_cf, w_k, bias_k.view(real), result,
+    if real_views.ran_on_real_views(twin.route(), x_cf, w_k, bias_k.view(real), result,
                                 channels_last, prepared):
         return
     if prepared is None:

@@ -18,7 +18,7 @@ import pytest
 
 import numba_deconv as nd
 from helpers import launches_of, random_array
-from numba_deconv.cpu import driver
+from numba_deconv.cpu import driver, real_views
 from numba_deconv.cpu.simd import VECTOR_BYTES
 from reference import conv_pads, conv_ref, conv_weight_grad_ref, reference
 from test_conv import assert_conv_matches_oracle
@@ -218,7 +218,7 @@ def test_complex_data_runs_as_a_real_twin_where_that_pays(case, dtype, ran, rng,
     from helpers import assert_matches_reference, returns_of
 
     _, x_shape, w_shape, groups, kernel, conv_kernel = case
-    views = returns_of(monkeypatch, driver, "ran_on_real_views")
+    views = returns_of(monkeypatch, real_views, "ran_on_real_views")
     x, w = random_array(rng, x_shape, dtype), random_array(rng, w_shape, dtype)
     bias = random_array(rng, (w_shape[1] * groups,), dtype)
     y = nd.conv_transpose(x, w, bias, stride=2, padding=1, groups=groups)

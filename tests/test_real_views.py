@@ -1,5 +1,5 @@
 """Complex calls on the columns kernel and the tap rows, run on the real
-views of the complex arrays (``driver.ran_on_real_views``): the oracle's
+views of the complex arrays (``real_views.ran_on_real_views``): the oracle's
 values, the same bits channels first and channels last (the columns) and
 through a plan, and the twin's weights never made."""
 
@@ -8,7 +8,7 @@ import pytest
 
 import numba_deconv
 from numba_deconv import _compiled, api, config, conv_transpose
-from numba_deconv.cpu import driver
+from numba_deconv.cpu import real_views
 
 from helpers import assert_matches_reference, random_array, returns_of
 from test_strategies import force
@@ -32,7 +32,7 @@ def _on_views(monkeypatch, kernel):
     force(monkeypatch, "columns", kernel)
     monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)
     monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
-    return (returns_of(monkeypatch, driver, "ran_on_real_views"),
+    return (returns_of(monkeypatch, real_views, "ran_on_real_views"),
             returns_of(monkeypatch, api, "_twin_weight"))
 
 

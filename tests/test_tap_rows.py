@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from numba_deconv import _dispatch, conv_transpose, plan
-from numba_deconv.cpu import driver
+from numba_deconv.cpu import real_views
 from numba_deconv.cpu.tap_rows import TAP_ROWS, _row_blocks
 
 from helpers import assert_matches_reference, launches_of, random_array, returns_of
@@ -150,7 +150,7 @@ def test_channels_last_in_place_gives_the_channels_first_bits(x_shape, w_shape, 
 def test_complex_data_runs_where_it_lies(x_shape, w_shape, kwargs, dtype, monkeypatch, ran,
                                          rng):
     """Complex data goes through the tap rows where it lies: channels first
-    on the real views of its arrays (``driver.ran_on_real_views``, see
+    on the real views of its arrays (``real_views.ran_on_real_views``, see
     ``test_real_views.py``), channels last as its real twin, the channels
     transposed into each tile's window and each fold task writing every
     channel of its positions, no whole transpose; the oracle's values
@@ -158,7 +158,7 @@ def test_complex_data_runs_where_it_lies(x_shape, w_shape, kwargs, dtype, monkey
     from numba_deconv.cpu import transpose
 
     _force(monkeypatch)
-    views = returns_of(monkeypatch, driver, "ran_on_real_views")
+    views = returns_of(monkeypatch, real_views, "ran_on_real_views")
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
     b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)

@@ -39,7 +39,7 @@ from numba import from_dtype, types
 
 from .. import _compiled, _outputs, config
 from ._blas import run_blas
-from . import tiering, transpose, work_split
+from . import tiering, transpose
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
@@ -50,7 +50,7 @@ from .launch import NEVER, parallel, parallel_prange, serial, thread_count
 from .one_tap_last import (by_tap, laid_out_weights, one_tap_last, one_tap_split,
                            takes_one_tap_last)
 from .simd import VECTOR_BYTES
-from .tap_rows import COMPLEX_VIEWS, tap_rows_fold, tap_rows_products
+from .tap_rows import tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, direct_tiled
 from .tile_products import TILE_ROWS
 from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
@@ -109,12 +109,13 @@ def _prepare_column_tiles(w, launch):
 
 
 def _run_column_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST):
-    _columns(x, w, prepared, bias, out, launch, launch.layout, math.prod(launch.x_shape[2:]),
-             layout == CHANNELS_LAST, False)
+    run_columns_tiled(x, w, prepared, bias, out, launch, launch.layout,
+                      math.prod(launch.x_shape[2:]), layout == CHANNELS_LAST, False)
     return True
 
 
-def _columns(x, w, prepacked, bias, out, launch, columns, image, channels_last, complex_parts):
+def run_columns_tiled(x, w, prepacked, bias, out, launch, columns, image, channels_last,
+                      complex_parts):
     """:func:`.columns.gather_positions`, then :func:`.columns.columns_tiled`
     with ``columns`` (a :class:`.work_split.ColumnsLayout`) on ``x`` of
     ``image`` positions an image (its parts', with ``complex_parts``);
@@ -284,75 +285,6 @@ def run_parts(route, x, w, bias, out, geometry, prepared=None) -> None:
     out_parts = transpose.parts_room(out)
     run(route, transpose.to_parts(x), w, bias, out_parts, geometry, prepared)
     transpose.from_parts(out_parts, out)
-
-
-def ran_on_real_views(route, x, w, bias, out, channels_last=False, prepared=None) -> bool:
-    """Whether a complex call whose real twin
-    (``numba_deconv._dispatch.real_twin``, ``route`` the twin's) takes the
-    columns kernel, or channels first the tap rows, ran on the real views
-    of the complex ``x``, ``w`` (C_in, C_out/groups, *kernel), ``bias`` and
-    ``out`` where they lie: a matrix product of the views, every part of an
-    input position a position and every part of a weight a column (the
-    columns kernel's ``complex_parts``) or a row (the tap rows'), whose
-    fold forms the complex sums from the four real products side by side.
-    A call of at most 3 dims (else the caller makes the twin's weights and
-    runs the route as usual); the first compiles the kernel (or loads it)
-    before it runs, rather than run the twin meanwhile: the twin sums in
-    another order, and a call's bits never depend on whether its kernel
-    was ready. ``prepared``, a dict kept by a caller that repeats calls
-    with the same weights, keeps the views packed for the columns kernel
-    (:func:`.columns.pack_weights`) in place of the twin's weights.
-
-    The twin's weights are four real values a complex weight, where the
-    views are two, read where they lie, and the twin's input is split into
-    its parts where the views read it as it is: a complex 1024 -> 512 call
-    on a 4x4 image took 73 times its real call's time with the twin's
-    weights made whole, 3.7-4.9 times with them built per task, and
-    3.0-3.3 times on the views."""
-    if (route.kernel not in ("column_tiles", "tap_rows") or route.inner is not None
-            or route.last_dim is not None or (channels_last and route.kernel == "tap_rows")):
-        return False
-    launch = route.launch
-    real = out.real.dtype
-    key = route.variant + (route.kernel,)
-    if key not in _compiled.recorded():
-        _compiled.ensure(key, compile_kernel, route.kernel, real)
-    x_shape, w_shape, out_shape = launch.x_shape, launch.w_shape, launch.out_shape
-    shapes = (x_shape, w_shape, out_shape, launch.stride, launch.dilation, launch.pad,
-              launch.groups, real.itemsize, thread_count())
-    c_in, c_out = x_shape[1] // 2, out_shape[1] // 2
-    if channels_last:
-        x_parts = x.view(real).reshape(x_shape[:1] + x_shape[2:] + (2 * c_in,))
-        out_parts = out.view(real).reshape(out_shape[:1] + out_shape[2:] + (2 * c_out,))
-    else:
-        x_parts = x.view(real).reshape(x_shape[:1] + (c_in,) + x_shape[2:4]
-                                       + (2 * x_shape[4],))
-        out_parts = out.view(real).reshape(out_shape[:1] + (c_out,) + out_shape[2:4]
-                                           + (2 * out_shape[4],))
-    w_parts = np.ascontiguousarray(w).view(real).reshape(
-        (w_shape[0] // 2, w_shape[1] // 2) + w_shape[2:4] + (2 * w_shape[4],))
-    if prepared is not None:
-        prepared.pop("twin", None)  # made by a first call, before the kernel was compiled
-    if route.kernel == "tap_rows":
-        tap_rows = work_split.tap_rows_parts_layout(*shapes)
-        cols = np.empty((c_out * math.prod(w_parts.shape[2:]), tap_rows.tap_pitch), dtype=real)
-        parallel(tap_rows_products, x_parts, w_parts, cols, launch.groups,
-                 tap_rows.stretch_tiles, CHANNELS_FIRST, config.TAP_ROWS_PREFETCH_ROWS,
-                 multiply_adds=launch.multiply_adds)
-        parallel(tap_rows_fold, cols, tap_rows.sources, tap_rows.counts, bias, out_parts,
-                 tap_rows.image_pitch, tap_rows.fold_chunk, COMPLEX_VIEWS,
-                 multiply_adds=launch.multiply_adds)
-        return True
-    columns = work_split.columns_parts_layout(*shapes)
-    packed = None
-    if prepared is not None:
-        made_for, packed = prepared.get("column_parts", (None, None))
-        if made_for is not columns:  # a new thread count may lay out anew
-            packed = pack_weights(w_parts, launch.groups, columns.channel_block)
-            prepared["column_parts"] = columns, packed
-    _columns(x_parts, w_parts, packed, bias, out_parts, launch, columns,
-             2 * math.prod(x_shape[2:]), channels_last, True)
-    return True
 
 
 #: The kernels that read and write data as it lies in each layout.

@@ -30,7 +30,7 @@ Channels-last data are read and written where they lie, with the same
 sums: each tile's positions are transposed into its window, and each fold
 task writes a stretch of an image's output positions, all the channels
 that lie side by side there. Complex data channels first runs on the real
-views of its arrays (``driver.ran_on_real_views``): the products of every
+views of its arrays (``real_views.ran_on_real_views``): the products of every
 part of an input position with every part of a weight, the fold
 (:data:`COMPLEX_VIEWS`) forming the complex sums; channels last, as its
 real twin.
@@ -52,7 +52,7 @@ from .tiled import CHANNELS_FIRST, CHANNELS_LAST
 from .transpose import channels_to_rows
 
 #: :func:`tap_rows_fold`'s layout for complex data run on its real views
-#: (``driver.ran_on_real_views``): ``cols`` of the views' products, a row
+#: (``real_views.ran_on_real_views``): ``cols`` of the views' products, a row
 #: per part of each weight and a position per part of each input position,
 #: and ``out`` the real view of the complex output.
 COMPLEX_VIEWS = 3

@@ -433,7 +433,7 @@ def _columns_split(batch, c_in_g, c_out_g, groups, positions, taps, itemsize, th
 def tap_rows_parts_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
                           threads):
     """:func:`_tap_rows_layout` of a complex call run on the real views of
-    its arrays (``driver.ran_on_real_views``), from the rank-3 shapes of
+    its arrays (``real_views.ran_on_real_views``), from the rank-3 shapes of
     its real twin's :class:`Launch` and its parts' ``itemsize``: a
     position per part of each input position (the fold's sources those of
     the complex geometry). Kept per shape and thread count, as
