@@ -9,6 +9,8 @@ fail and a wrong tap (an error of the size of one term) cannot pass.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from reference import magnitude_bound, reference
@@ -117,6 +119,12 @@ def launches_of(monkeypatch, kernel):
         return real(launched, *args, **kwargs)
     monkeypatch.setattr(driver, "parallel", spy)
     return launches
+
+
+def named_arguments(kernel, args):
+    """The arguments ``args`` of a launch of ``kernel`` (from
+    :func:`launches_of`) by the names of its parameters."""
+    return inspect.signature(kernel.py_func).bind_partial(*args).arguments
 
 
 def returns_of(monkeypatch, owner, name):

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import numba_deconv as nd
-from helpers import launches_of, random_array
-from numba_deconv.cpu import driver, real_views
+from helpers import launches_of, named_arguments, random_array
+from numba_deconv.cpu import driver, real_views, tiled
 from numba_deconv.cpu.simd import VECTOR_BYTES
 from reference import conv_pads, conv_ref, conv_weight_grad_ref, reference
 from test_conv import assert_conv_matches_oracle
@@ -452,7 +452,6 @@ def tiled_launches(monkeypatch, fresh_routes):
     """Every call on the phase tiles, and the arguments of each
     :func:`.tiled.direct_tiled` launch, in a list."""
     from numba_deconv import _dispatch
-    from numba_deconv.cpu import tiled
 
     monkeypatch.setattr(_dispatch, "choose_kernel",
                         lambda *call: ("gather", "phase_tiles", "rows"))
@@ -528,7 +527,8 @@ def test_phase_tiles_run_every_group_together_channels_last(x_shape, w_shape, kw
                                                             dtype)
     launches = _channels_last_launches(tiled_launches, x_last, w, b, kwargs, expected)
     lanes = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
-    assert [args[15] for args in launches] == [w_shape[1] % lanes != 0]  # together
+    assert [named_arguments(tiled.direct_tiled, args)["together"] for args in launches] == [
+        w_shape[1] % lanes != 0]
 
 
 @pytest.mark.usefixtures("tiles_last")
@@ -556,7 +556,9 @@ def test_phase_tiles_keep_positions_whole_channels_last(x_shape, w_shape, kwargs
     w, b, x_last, first, expected = _checked_channels_first(rng, x_shape, w_shape, kwargs,
                                                             dtype)
     launches = _channels_last_launches(tiled_launches, x_last, w, b, kwargs, expected)
-    (block_parts, together), = [(args[11], args[15]) for args in launches]
+    (block_parts, together), = [
+        (named["block_parts"], named["together"]) for named in
+        (named_arguments(tiled.direct_tiled, args) for args in launches)]
     assert together == whole_positions
     assert (block_parts == 1) == whole_positions  # else the channels are split
 
@@ -567,8 +569,6 @@ def test_tiled_task_channel_ranges_are_whole_units(blocks, parts, unit):
     """The register-tile blocks of a stretch split into ``parts`` ranges of
     whole ``unit`` blocks (channels last, a cache line of channels), which
     cover every block once, as evenly as whole units allow."""
-    from numba_deconv.cpu import tiled
-
     ranges = [tiled.task_bounds(part, 64, 64, blocks, parts, 1, 1, blocks * tiled.TILE_ROWS,
                                 1, False, unit)[4:6] for part in range(parts)]
     assert [b for b0, b1 in ranges for b in range(b0, b1)] == list(range(blocks))

@@ -718,6 +718,7 @@ def _task_sizes(route, geometry, batch):
         lanes = simd.VECTOR_BYTES // 4
         chunk = -(-span // (layout.chunks * lanes)) * lanes
         positions = [min(chunk, span - c * chunk) for c in range(layout.chunks)]
+        assert min(positions) > 0, "an empty stretch"
         blocks = -(-geometry.out_channels // geometry.groups // tiled.TILE_ROWS)
         parts = [blocks * (p + 1) // layout.block_parts - blocks * p // layout.block_parts
                  for p in range(layout.block_parts)]
@@ -787,8 +788,8 @@ def test_tap_spans_leave_out_only_taps_that_read_padding(in_spatial, kernel, str
     reaches every output row of the sweep."""
     out_spatial = tuple((i - 1) * s + d * (k - 1) + 1 - 2 * p + op for i, k, s, d, p, op
                         in zip(in_spatial, kernel, stride, dilation, pad, output_pad))
-    pitch, shift_max, phases, taps = tiled.phase_tables(kernel, stride, dilation, pad,
-                                                        out_spatial)
+    pitch, shift_max, phases, taps, _ = tiled.phase_tables(kernel, stride, dilation, pad,
+                                                           out_spatial)
     most = max(len(t) for t in taps)
     offsets = np.zeros((len(taps), most), np.int64)
     for ph, phase_taps in enumerate(taps):

@@ -8,7 +8,7 @@ import pytest
 from numba_deconv import config, conv_transpose
 from numba_deconv.cpu import driver, tiled
 
-from helpers import assert_matches_reference, launches_of, random_array
+from helpers import assert_matches_reference, launches_of, named_arguments, random_array
 from test_strategies import force
 
 pytestmark = pytest.mark.usefixtures("fresh_routes")
@@ -60,8 +60,9 @@ def test_streamed_channels_last_outputs_are_the_cached_ones(x_shape, w_shape, kw
         monkeypatch.setattr(config, "STREAM_OUTPUT_MIN_BYTES", threshold)
         results.append(conv_transpose(x_last, w, b, data_format="channels_last", **kwargs))
     # (layout, streaming) of each launch
-    assert [args[13:15] for args in launches] == [(tiled.CHANNELS_LAST, True),
-                                                  (tiled.CHANNELS_LAST, False)]
+    named = [named_arguments(driver.direct_tiled, args) for args in launches]
+    assert [(n["layout"], n["streaming"]) for n in named] == [(tiled.CHANNELS_LAST, True),
+                                                              (tiled.CHANNELS_LAST, False)]
     np.testing.assert_array_equal(results[0], results[1])
     assert_matches_reference(np.moveaxis(results[0], -1, 1), x, w, b, **kwargs)
 

@@ -97,8 +97,9 @@ def _run_phase_tiles(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIR
     together = layout == CHANNELS_LAST and tiled.together_chunks > 0
     chunks, block_parts, sub = ((tiled.together_chunks, 1, tiled.together_sub) if together
                                 else (tiled.chunks, tiled.block_parts, tiled.sub))
-    parallel(direct_tiled, x, weights, tiled.offsets, tiled.tap_counts, tiled.phases, bias,
-             out, tiled.pitch, tiled.shift_max, launch.stride, chunks, block_parts, sub, layout,
+    parallel(direct_tiled, x, weights, tiled.offsets, tiled.tap_copy, tiled.copy_shift,
+             tiled.tap_counts, tiled.phases, bias, out, tiled.pitch, tiled.shift_max,
+             launch.stride, chunks, block_parts, sub, layout,
              out.nbytes >= config.STREAM_OUTPUT_MIN_BYTES, together,
              multiply_adds=launch.multiply_adds)
     return True
@@ -614,7 +615,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
     cancel = (types.Array(types.uint8, 1, "C"),)  # the prange kernels' flag (.launch)
     tasks = (types.Array(types.int64, 1, "C"),) + cancel  # the task kernels' counter and flag
     direct = (arr5, arr5, arr1, arr5, count, triple, triple, triple)
-    tiled = (arr5, arr2, index2, index1, index2, arr1, arr5) + (triple,) * 3 + (count,) * 4
+    tiled = ((arr5, arr2, index2, index2, index1, index1, index2, arr1, arr5) + (triple,) * 3
+             + (count,) * 4)
     conv = (index1, index2, index1, arr1, arr5) + (triple,) * 3
     table = (arr5, arr2, index3, index1, count, index1)
     real = scalar in (types.float32, types.float64)  # register tiles are real only

@@ -49,17 +49,33 @@ from .transpose import channels_to_rows, split_parts
 CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS = 0, 1, 2
 
 
-def phase_tables(kernel, stride, dilation, pad, out_spatial):
-    """Geometry of the phases of a rank-3 problem (all tuples of 3).
+def phase_tables(kernel, stride, dilation, pad, out_spatial, lanes=1, copies_max=0):
+    """Geometry of the phases of a rank-3 problem (all tuples of 3), for
+    vectors of ``lanes`` elements and windows of at most ``copies_max``
+    copies.
 
-    Returns ``(pitch, shift_max, phases, taps)``:
+    Returns ``(pitch, shift_max, phases, taps, copy_shift)``:
 
     - ``pitch``: ``U`` per dim, the padded input's and accumulators' dims;
     - ``shift_max``: ``delta_max`` per dim (the input lies at
       ``xp[delta_max + i]``);
     - ``phases``: int64 ``(n_phases, 6)``: ``r`` and ``Q_r`` (outputs in the
       phase) per dim;
-    - ``taps``: per phase, a list of ``(kd, kh, kw, offset)``.
+    - ``taps``: per phase, a list of ``(kd, kh, kw, offset, copy)``: the
+      tap reads copy ``copy`` of the window at ``offset``;
+    - ``copy_shift``: int64, per copy of the window, the columns of ``xp``
+      it is shifted by along W (``xp[..., j + copy_shift[c]]`` at column
+      ``j`` of copy ``c``).
+
+    One copy, unshifted, is the window itself, and a tap's offset takes
+    its shift along W too. Where the taps shift W by at most
+    ``copies_max`` distinct amounts, and the output rows fill whole
+    vectors no less where ``U`` along W is cut to them (the rows went
+    vector by vector anyway), each amount gets its copy instead and ``U``
+    along W is the rows' whole vectors: then every row of sums starts on
+    a vector boundary, and every tap loads its inputs from one (loads
+    across two cache lines ran the register tiles at 0.6-0.75 times the
+    speed of aligned ones, ``benchmarks/TUNING.md``).
     """
     phase_shift = [[_phases.tap_phase(k, s, d, p) for k in range(kk)]
                    for kk, s, d, p in zip(kernel, stride, dilation, pad)]
@@ -67,7 +83,13 @@ def phase_tables(kernel, stride, dilation, pad, out_spatial):
     shifts = [[q for _, q in dim] for dim in phase_shift]
     q_max = [-(-o // s) for o, s in zip(out_spatial, stride)]
     shift_max = tuple(max(v) for v in shifts)
-    pitch = tuple(q + max(v) - min(v) for q, v in zip(q_max, shifts))
+    pitch = [q + max(v) - min(v) for q, v in zip(q_max, shifts)]
+    w_shifts = sorted({shift_max[2] - q for q in shifts[2]})
+    row_vectors = -(-q_max[2] // lanes) * lanes
+    copies = len(w_shifts) <= copies_max and row_vectors <= pitch[2]
+    if copies:
+        pitch[2] = row_vectors
+    pitch = tuple(pitch)
     phases, taps = [], []
     for rd in range(stride[0]):
         for rh in range(stride[1]):
@@ -80,11 +102,13 @@ def phase_tables(kernel, stride, dilation, pad, out_spatial):
                     (kd, kh, kw,
                      ((shift_max[0] - shifts[0][kd]) * pitch[1]
                       + shift_max[1] - shifts[1][kh]) * pitch[2]
-                     + shift_max[2] - shifts[2][kw])
+                     + (0 if copies else shift_max[2] - shifts[2][kw]),
+                     w_shifts.index(shift_max[2] - shifts[2][kw]) if copies else 0)
                     for kd in range(kernel[0]) if residues[0][kd] == rd
                     for kh in range(kernel[1]) if residues[1][kh] == rh
                     for kw in range(kernel[2]) if residues[2][kw] == rw])
-    return pitch, shift_max, np.array(phases, dtype=np.int64), taps
+    copy_shift = np.array(w_shifts if copies else [0], dtype=np.int64)
+    return pitch, shift_max, np.array(phases, dtype=np.int64), taps, copy_shift
 
 
 @njit(cache=True)
@@ -152,23 +176,26 @@ def phase_weights(table, g, first_pair, ph, blocks):
 
 
 @njit(nogil=True, cache=True, _nrt=False)
-def _phase_sums(acc, acc_first, acc_end, acc_pitch, xw, src, offsets, ph, n_taps, shift, win_len,
-                weights, g, task_groups, first_pair, blocks, b0, b1, c_in_g, c_out_g, rows, spans,
-                segments, n_segments, tap_first, tap_end):
+def _phase_sums(acc, acc_first, acc_end, acc_pitch, xw, src, offsets, tap_copy, copy_size, ph,
+                n_taps, shift, win_len, weights, g, task_groups, first_pair, blocks, b0, b1, c_in_g,
+                c_out_g, rows, spans, segments, n_segments, tap_first, tap_end):
     """:func:`direct_tiled`'s sums of phase ``ph`` at one sweep's
     ``n_segments`` vectors of positions (window position ``shift`` on),
     blocks ``b0..b1`` of ``rows`` output channels of groups ``g .. g +
     task_groups``, each group's ``c_out_g`` rows on from ``acc[acc_first]``
     (before ``acc_end``): ``src`` gets each (input channel, tap) pair's
-    window offset, then the tiles run (:func:`.tile_products.phase_products`,
-    or with ``spans`` :func:`.tile_products.phase_products_spans`).
+    offset in ``xw``, in the copy of the window the tap reads
+    (``tap_copy``; copies ``copy_size`` apart), then the tiles run
+    (:func:`.tile_products.phase_products`, or with ``spans``
+    :func:`.tile_products.phase_products_spans`).
     Without reference counts (see :mod:`.register_tiles`): the phase's
     views of the accumulator and the weights counted theirs for every
     phase of every sweep."""
     for gt in range(task_groups):
         for ci in range(c_in_g):
             for t in range(n_taps):
-                src[ci * n_taps + t] = (gt * c_in_g + ci) * win_len + offsets[ph, t] + shift
+                src[ci * n_taps + t] = (tap_copy[ph, t] * copy_size + (gt * c_in_g + ci) * win_len
+                                        + offsets[ph, t] + shift)
         acc_ph = acc[acc_first + gt * c_out_g * acc_pitch:acc_end]
         wt = phase_weights(weights, g + gt, first_pair, ph, blocks)[b0:b1]
         if spans:
@@ -330,8 +357,8 @@ def _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, image, chan
 
 
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
-def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shift_max,
-                 stride, chunks_per_image, block_parts, sub, layout, streaming, together,
+def direct_tiled(x, weights, offsets, tap_copy, copy_shift, tap_counts, phases, bias, out, pitch,
+                 shift_max, stride, chunks_per_image, block_parts, sub, layout, streaming, together,
                  claimed, cancel):
     """Transposed convolution by phase planes and register tiles.
 
@@ -339,9 +366,11 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
     :data:`CHANNELS_LAST` x (N, D, H, W, C_in), out (N, OD, OH, OW, C_out);
     :data:`COMPLEX_PARTS` as channels first, each pair of channels one
     complex channel -- bias (C_out,), all C-contiguous; ``weights`` from :func:`fill_weight_table`;
-    ``offsets`` ``(n_phases, most taps)`` (each tap's flat offset),
-    ``tap_counts`` (n_phases,), ``phases``/``pitch``/``shift_max`` from
-    :func:`phase_tables`. A task owns one stretch of accumulator positions
+    ``offsets`` ``(n_phases, most taps)`` (each tap's flat offset) and
+    ``tap_copy`` (the copy of the window it reads), ``copy_shift`` (each
+    copy's shift along W), ``tap_counts`` (n_phases,),
+    ``phases``/``pitch``/``shift_max`` from :func:`phase_tables`. A task
+    owns one stretch of accumulator positions
     (of ``chunks_per_image``) and one range of blocks of output channels
     (of ``block_parts``) of one image and group, for every phase, so the
     outputs it writes are its own: it copies the zero-padded input window
@@ -431,35 +460,42 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
         run_src = np.empty(win_len // u_w + 2, dtype=np.int64)
         run_dst = np.empty_like(run_src)
         run_len = np.empty_like(run_src)
-        # np.int64(0), not 0: Numba compiles a callee for each type an
-        # argument passes through while it types the caller, so a literal
-        # 0 here would compile _fill_window (and _scatter_* below) twice.
-        n_runs = np.int64(0)
-        for row in range(p0 // u_w, (p0 + win_len - 1) // u_w + 1):
-            i_hh = row % u_h - shift_max[1]
-            i_dd = row // u_h - shift_max[0]
-            if i_dd < 0 or i_dd >= i_d or i_hh < 0 or i_hh >= i_h:
-                continue
-            # xp positions of this input row, clipped to the row (inputs past
-            # it reach no output) and to the window.
-            lo = max(row * u_w + max(shift_max[2], 0), p0)
-            hi = min(row * u_w + min(shift_max[2] + i_w, u_w), p0 + win_len)
-            if hi <= lo:
-                continue
-            n_runs = _add_run(run_src, run_dst, run_len, n_runs,
-                              (i_dd * i_h + i_hh) * i_w + lo - row * u_w - shift_max[2],
-                              lo - p0, hi - lo, 1)
         # The window: xp[p0 : p0 + win_len] of each input channel (rows
         # whose pitch is a multiple of the lanes load aligned vectors; an
         # odd number of cache lines keeps them in different L1 sets), and
         # a vector of zeros for the last vector of positions to read past
-        # the end. (Reading x where it lies instead, where the window is
-        # one run, was slower: 484 channels a plane apart thrash the cache.)
+        # the end; then each copy of it, shifted along W (phase_tables).
+        # (Reading x where it lies instead, where the window is one run,
+        # was slower: 484 channels a plane apart thrash the cache.)
         window_rows = task_groups * c_in_g
-        xw = simd.aligned(np.empty(window_rows * win_len + 2 * lanes, dtype=x.dtype),
-                          window_rows * win_len + lanes)
-        _fill_window(xw, xf, win_len, run_src, run_dst, run_len, n_runs, n * i_d * i_h * i_w,
-                     g * c_in_g, i_d * i_h * i_w, c_in, window_rows, layout)
+        copy_size = window_rows * win_len + lanes
+        xw = simd.aligned(np.empty(copy_shift.shape[0] * copy_size + lanes, dtype=x.dtype),
+                          copy_shift.shape[0] * copy_size)
+        for copy in range(copy_shift.shape[0]):
+            # The input's first column in this copy's rows.
+            first_w = shift_max[2] - copy_shift[copy]
+            # np.int64(0), not 0: Numba compiles a callee for each type an
+            # argument passes through while it types the caller, so a
+            # literal 0 here would compile _fill_window (and _scatter_*
+            # below) twice.
+            n_runs = np.int64(0)
+            for row in range(p0 // u_w, (p0 + win_len - 1) // u_w + 1):
+                i_hh = row % u_h - shift_max[1]
+                i_dd = row // u_h - shift_max[0]
+                if i_dd < 0 or i_dd >= i_d or i_hh < 0 or i_hh >= i_h:
+                    continue
+                # xp positions of this input row, clipped to the row
+                # (inputs past it reach no output) and to the window.
+                lo = max(row * u_w + max(first_w, 0), p0)
+                hi = min(row * u_w + min(first_w + i_w, u_w), p0 + win_len)
+                if hi <= lo:
+                    continue
+                n_runs = _add_run(run_src, run_dst, run_len, n_runs,
+                                  (i_dd * i_h + i_hh) * i_w + lo - row * u_w - first_w,
+                                  lo - p0, hi - lo, 1)
+            _fill_window(xw[copy * copy_size:(copy + 1) * copy_size], xf, win_len, run_src,
+                         run_dst, run_len, n_runs, n * i_d * i_h * i_w, g * c_in_g,
+                         i_d * i_h * i_w, c_in, window_rows, layout)
         # One accumulator per W phase: the phases of a row are computed
         # side by side and interleaved into it in one contiguous pass.
         # Positions past a sweep's length, up to a vector, are scratch.
@@ -555,9 +591,10 @@ def direct_tiled(x, weights, offsets, tap_counts, phases, bias, out, pitch, shif
                         tap_first, tap_end, segments, n_segments, s0, lanes, reach[ph], n_taps,
                         phases[ph, 3], phases[ph, 4], u_h, u_w))
                     _phase_sums(acc, r_w * block, (r_w + 1) * block, acc_pitch, xw, src,
-                                offsets, ph, n_taps, s0 - p0, win_len, weights, g, task_groups,
-                                first_pair, blocks, b0, b1, c_in_g, c_out_g, co1 - co0, spans,
-                                segments, n_segments, tap_first, tap_end)
+                                offsets, tap_copy, copy_size, ph, n_taps, s0 - p0, win_len,
+                                weights, g, task_groups, first_pair, blocks, b0, b1, c_in_g,
+                                c_out_g, co1 - co0, spans, segments, n_segments, tap_first,
+                                tap_end)
                 # Accumulator position P = (jd*u_h + jh)*u_w + jw of phase
                 # r_w is output (jd*s_d + r_d, jh*s_h + r_h, jw*s_w + r_w).
                 # The sweep's output rows once (where in acc, where in an

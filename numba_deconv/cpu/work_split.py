@@ -38,6 +38,8 @@ class TiledLayout(typing.NamedTuple):
     phases: np.ndarray  # (n_phases, 6): r and the outputs of the phase per dim
     tap_index: np.ndarray  # (n_phases, most taps, 3): (kd, kh, kw) of each tap
     offsets: np.ndarray  # (n_phases, most taps): flat offset of each tap
+    tap_copy: np.ndarray  # (n_phases, most taps): the copy of the window each tap reads
+    copy_shift: np.ndarray  # (copies,): each copy's shift along W
     tap_counts: np.ndarray  # (n_phases,)
     chunks: int  # stretches of positions per image
     block_parts: int  # ranges of register-tile blocks per stretch
@@ -211,6 +213,21 @@ def _chunks(span, halo, wanted, by_window, blocks):
     return chunks
 
 
+def _whole_vector_stretches(span, lanes, chunks):
+    """The stretches :func:`.tiled.direct_tiled` cuts ``span`` positions
+    into, each whole vectors of ``lanes`` (the last what is left), where
+    there are to be ``chunks`` at least: the fewest that leave none empty.
+    (The kernel gives each of ``n`` stretches ``ceil(vectors / n)`` vectors,
+    so 64 stretches of 271 vectors took 5 each and left 9 empty.)"""
+    vectors = -(-span // lanes)
+    if vectors < 1:
+        return chunks
+    count = chunks
+    while count < vectors and -(-vectors // -(-vectors // count)) < chunks:
+        count += 1
+    return -(-vectors // -(-vectors // count))
+
+
 def _last_row_parts(out_shape, stride, threads):
     """Stretches per output row of :func:`.depthwise_last.depthwise_last`:
     one, or as many as make ``TILED_TASKS_PER_THREAD`` tasks a thread where
@@ -244,29 +261,57 @@ def _last_row_block(out_shape, threads):
 
 def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
                   threads):
+    """:func:`_tiled_tables`, with a copy of the input window for each
+    shift of the taps along W (:func:`.tiled.phase_tables`) where the
+    register tiles are whole blocks of output channels (or read one input
+    channel), the call has no depth, and a task's window with its copies
+    fits ``TILED_WINDOW_COPIES_MAX_BYTES``; else the window alone."""
+    args = (x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize, threads)
+    c_in_g = x_shape[1] // groups
+    if w_shape[1] < TILE_ROWS and c_in_g > 1 or out_shape[2] > 1:
+        return _tiled_tables(*args, 0)
+    layout = _tiled_tables(*args, config.TILED_WINDOW_COPIES_MAX)
+    span = phase_span(layout.phases, layout.pitch)
+    halo = int(layout.offsets.max())
+    window = c_in_g * (-(-span // layout.chunks) + halo)
+    if layout.together_chunks:
+        window = max(window, groups * c_in_g * (-(-span // layout.together_chunks) + halo))
+    if window * itemsize * layout.copy_shift.size > config.TILED_WINDOW_COPIES_MAX_BYTES:
+        return _tiled_tables(*args, 0)
+    return layout
+
+
+def _tiled_tables(x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize,
+                  threads, copies_max):
     """Images (and groups) are the tasks first; each image is cut into
     stretches of at least ``TILED_MIN_POSITIONS`` positions when there are
     too few images for ``TILED_TASKS_PER_THREAD`` per thread, or when one
     image's input window would pass ``TILED_WINDOW_BYTES``; then, for want
     of tasks, its output channels into ranges of register-tile blocks, as
     far as the tasks keep ``TILED_MIN_TASK_MULTIPLY_ADDS`` of work each
-    (one a thread at least)."""
+    (one a thread at least). The window's copies, at most ``copies_max``,
+    count in its bytes."""
     batch, c_in_g, c_out_g = x_shape[0], x_shape[1] // groups, w_shape[1]
-    pitch, shift_max, phases, taps = phase_tables(w_shape[2:], stride, dilation, pad,
-                                                  out_shape[2:])
+    lanes = VECTOR_BYTES // itemsize
+    pitch, shift_max, phases, taps, copy_shift = phase_tables(
+        w_shape[2:], stride, dilation, pad, out_shape[2:], lanes, copies_max)
     most = max(max(len(t) for t in taps), 1)
     tap_index = np.zeros((len(taps), most, 3), dtype=np.int64)
     offsets = np.zeros((len(taps), most), dtype=np.int64)
+    tap_copy = np.zeros((len(taps), most), dtype=np.int64)
     for ph, phase_taps in enumerate(taps):
-        for t, (kd, kh, kw, offset) in enumerate(phase_taps):
+        for t, (kd, kh, kw, offset, copy) in enumerate(phase_taps):
             tap_index[ph, t] = kd, kh, kw
             offsets[ph, t] = offset
+            tap_copy[ph, t] = copy
     tap_counts = np.array([len(t) for t in taps], dtype=np.int64)
     span = phase_span(phases, pitch)
     wanted = -(-config.TILED_TASKS_PER_THREAD * threads // max(batch * groups, 1))
-    by_window = -(-c_in_g * span * itemsize // config.TILED_WINDOW_BYTES)
+    # (a window's bytes count its copies)
+    by_window = -(-c_in_g * span * itemsize * copy_shift.size // config.TILED_WINDOW_BYTES)
     blocks = -(-c_out_g // TILE_ROWS)
-    chunks = _chunks(span, int(offsets.max()), wanted, by_window, blocks)
+    chunks = _whole_vector_stretches(span, lanes, _chunks(span, int(offsets.max()), wanted,
+                                                          by_window, blocks))
     products = batch * groups * c_in_g * c_out_g * int(
         np.dot(tap_counts, np.prod(phases[:, 3:6], axis=1)))
     block_parts = _block_parts(blocks, wanted, chunks, batch * groups, threads, products,
@@ -286,14 +331,16 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
     together_chunks = together_sub = 0
     split_lines = groups == 1 and block_parts > 1 and c_out_g * itemsize % LINE_BYTES
     if groups > 1 and c_out_g % (VECTOR_BYTES // itemsize) or split_lines:
-        by_window = -(-groups * c_in_g * span * itemsize // config.TILED_WINDOW_BYTES)
+        by_window = -(-groups * c_in_g * span * itemsize * copy_shift.size
+                      // config.TILED_WINDOW_BYTES)
         wanted = -(-config.TILED_TASKS_PER_THREAD * threads // max(batch, 1))
-        together_chunks = _chunks(span, int(offsets.max()), wanted, by_window, 1)
+        together_chunks = _whole_vector_stretches(
+            span, lanes, _chunks(span, int(offsets.max()), wanted, by_window, 1))
         together_sub = _sweep(groups * c_out_g, -(-span // together_chunks), itemsize, width)
         if split_lines and batch * together_chunks < config.TILED_TASKS_PER_THREAD * threads:
             together_chunks = together_sub = 0
-    return TiledLayout(pitch, shift_max, phases, tap_index, offsets, tap_counts, chunks,
-                       block_parts, sub, together_chunks, together_sub)
+    return TiledLayout(pitch, shift_max, phases, tap_index, offsets, tap_copy, copy_shift,
+                       tap_counts, chunks, block_parts, sub, together_chunks, together_sub)
 
 
 def _sweep(rows, longest, itemsize, width):
