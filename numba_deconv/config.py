@@ -406,14 +406,17 @@ TILED_WINDOW_BYTES = 256 << 10
 #: TILED_WINDOW_COPIES_MAX shifts and the output rows fill whole vectors
 #: (:func:`numba_deconv.cpu.tiled.phase_tables`): then every load of the
 #: register tiles starts on a vector boundary. Only for whole blocks of
-#: output channels (tiles of 8 rows) or one input channel, and where a
-#: task's window with its copies fits TILED_WINDOW_COPIES_MAX_BYTES.
+#: output channels (tiles of 8 rows) or one input channel, calls without
+#: depth and with a stride along W, and where a task's window with its
+#: copies fits TILED_WINDOW_COPIES_MAX_BYTES.
 #: Why: the register tiles ran 0.6-0.75 times as fast on loads across two
 #: cache lines as on aligned ones (dcgan_2d 78 -> 64 ms, wide_128_64x64
 #: 12.0 -> 10.0 ms); but the tiles of fewer rows load more lines for each
 #: multiply-add, and copies make more lines (64 -> 3 channels k4 s2: 1.1-1.2x
-#: the time), and a window out of L2 cost more than misaligned loads in it
-#: (dcgan_2d_f64, 1.7 MB: 1.1x) (``benchmarks/TUNING.md``).
+#: the time), as at stride 1, all the taps of a row in one phase (16 -> 16
+#: k3 on 32x32: 1.16-1.25x), and a window out of L2 cost more than
+#: misaligned loads in it (dcgan_2d_f64, 1.7 MB: 1.1x)
+#: (``benchmarks/TUNING.md``).
 TILED_WINDOW_COPIES_MAX = 4
 TILED_WINDOW_COPIES_MAX_BYTES = _l2_share(_CACHES)
 

@@ -95,6 +95,7 @@ def _layout(x_shape, w_shape, stride, pad, dtype=np.float32, groups=1):
     ((4, 64, 16, 16), (64, 32, 4, 4), 2, 1, np.float32, 3),  # whole blocks of 8
     ((1, 1, 64, 64), (1, 1, 5, 5), 2, 2, np.float32, 3),  # one input channel
     ((4, 64, 16, 16), (64, 3, 4, 4), 2, 1, np.float32, 1),  # 3 output channels
+    ((4, 16, 32, 32), (16, 16, 3, 3), 1, 1, np.float32, 1),  # stride 1
     ((1, 16, 16, 16, 16), (16, 8, 4, 4, 4), 2, 1, np.float32, 1),  # depth
     ((64, 256, 16, 16), (256, 128, 4, 4), 2, 1, np.float64, 1),  # window past L2
 ])
@@ -105,11 +106,11 @@ def test_which_calls_take_copies(x_shape, w_shape, stride, pad, dtype, copies, m
 
 _SHAPES = [  # each takes copies in float32 and float64
     ((2, 12, 9, 16), (12, 16, 4, 4), dict(stride=2, padding=1)),
-    ((2, 5, 11, 16), (5, 8, 3, 3), dict(padding=1)),
+    ((2, 5, 11, 16), (5, 8, 3, 3), dict(stride=(1, 2), padding=1)),
     ((1, 6, 13, 15), (6, 9, 5, 5), dict(stride=3, padding=1, output_padding=2)),
     ((3, 7, 32), (7, 8, 8), dict(stride=4, padding=2)),
     ((2, 1, 20, 30), (1, 1, 5, 5), dict(stride=2, padding=2, output_padding=1)),
-    ((2, 6, 8, 16), (6, 8, 3, 3), dict(padding=2, dilation=2, groups=2)),
+    ((2, 12, 8, 16), (12, 8, 3, 3), dict(stride=(1, 2), padding=2, dilation=2, groups=2)),
 ]
 
 

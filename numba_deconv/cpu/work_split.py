@@ -264,11 +264,13 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
     """:func:`_tiled_tables`, with a copy of the input window for each
     shift of the taps along W (:func:`.tiled.phase_tables`) where the
     register tiles are whole blocks of output channels (or read one input
-    channel), the call has no depth, and a task's window with its copies
-    fits ``TILED_WINDOW_COPIES_MAX_BYTES``; else the window alone."""
+    channel), the call has no depth and strides W, and a task's window
+    with its copies fits ``TILED_WINDOW_COPIES_MAX_BYTES``; else the
+    window alone. (At stride 1 every tap of a row is in the one phase, and
+    the copies multiply the lines a tile reads by the kernel's width.)"""
     args = (x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize, threads)
     c_in_g = x_shape[1] // groups
-    if w_shape[1] < TILE_ROWS and c_in_g > 1 or out_shape[2] > 1:
+    if w_shape[1] < TILE_ROWS and c_in_g > 1 or out_shape[2] > 1 or stride[2] == 1:
         return _tiled_tables(*args, 0)
     layout = _tiled_tables(*args, config.TILED_WINDOW_COPIES_MAX)
     span = phase_span(layout.phases, layout.pitch)
