@@ -121,6 +121,7 @@ _SHAPES = [  # each takes copies in float32 and float64
     shape + (dtype,) for shape in _SHAPES for dtype in (np.float32, np.float64)] + [
     _SHAPES[k] + (np.complex64,) for k in (0, 1, 3)])
 @pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+@pytest.mark.usefixtures("tiles_last")  # channels last too, the phase tiles themselves
 def test_copies_give_the_window_alones_bits(x_shape, w_shape, kwargs, dtype, data_format,
                                             monkeypatch, ran):
     """With the copies (any size of window allowed), the phase tiles' result
