@@ -100,6 +100,8 @@ def _layout(x_shape, w_shape, stride, pad, dtype=np.float32, groups=1):
     ((64, 256, 16, 16), (256, 128, 4, 4), 2, 1, np.float64, 1),  # window past L2
 ])
 def test_which_calls_take_copies(x_shape, w_shape, stride, pad, dtype, copies, monkeypatch):
+    """Copies for tiles of whole blocks or one input channel, no depth, a
+    stride along W and a window that fits the (here 1 MiB) budget."""
     monkeypatch.setattr(config, "TILED_WINDOW_COPIES_MAX_BYTES", 1 << 20)
     assert _layout(x_shape, w_shape, stride, pad, dtype).copy_shift.size == copies
 
