@@ -202,6 +202,10 @@ TILE_CASES = [
     ((2, 6, 4, 30), (6, 8, 7, 3), dict(stride=(2, 1), padding=(2, 1), dilation=(2, 1),
                                        output_padding=(1, 0))),
     ((1, 5, 3, 20), (5, 8, 3, 3), dict(stride=(3, 1), output_padding=(2, 0))),
+    # ... and 48 input channels x 25 taps: the spans' chunks of whole
+    # channels (20 of them a chunk in float32, 10 in float64), each summed
+    # by a full block and a ragged one before the next.
+    ((1, 48, 5, 21), (48, 12, 5, 5), dict(padding=1)),
 ]
 
 

@@ -91,18 +91,28 @@ def _layout(x_shape, w_shape, stride, pad, dtype=np.float32, groups=1):
         (1, 1, 1), (0,) * (3 - rank) + (pad,) * rank, groups, np.dtype(dtype).itemsize, 2)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, stride, pad, dtype, copies", [
-    ((4, 64, 16, 16), (64, 32, 4, 4), 2, 1, np.float32, 3),  # whole blocks of 8
-    ((1, 1, 64, 64), (1, 1, 5, 5), 2, 2, np.float32, 3),  # one input channel
-    ((4, 64, 16, 16), (64, 3, 4, 4), 2, 1, np.float32, 1),  # 3 output channels
-    ((4, 16, 32, 32), (16, 16, 3, 3), 1, 1, np.float32, 1),  # stride 1
-    ((1, 16, 16, 16, 16), (16, 8, 4, 4, 4), 2, 1, np.float32, 1),  # depth
-    ((64, 256, 16, 16), (256, 128, 4, 4), 2, 1, np.float64, 1),  # window past L2
+# dcgan_2d in float64: 256 input channels, 4 taps a phase, so a chunk of
+# the tiles' pairs (tile_products.K_CHUNK_BYTES: 256 pairs) reads 64 of
+# them; rows of 288 positions with 3 copies: 442 KiB a chunk, and a window
+# of 1.7 MiB.
+_DCGAN_F64 = ((64, 256, 16, 16), (256, 128, 4, 4), 2, 1, np.float64)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, pad, dtype, budget, copies", [
+    ((4, 64, 16, 16), (64, 32, 4, 4), 2, 1, np.float32, 1 << 20, 3),  # whole blocks of 8
+    ((1, 1, 64, 64), (1, 1, 5, 5), 2, 2, np.float32, 1 << 20, 3),  # one input channel
+    ((4, 64, 16, 16), (64, 3, 4, 4), 2, 1, np.float32, 1 << 20, 1),  # 3 output channels
+    ((4, 16, 32, 32), (16, 16, 3, 3), 1, 1, np.float32, 1 << 20, 1),  # stride 1
+    ((1, 16, 16, 16, 16), (16, 8, 4, 4, 4), 2, 1, np.float32, 1 << 20, 1),  # depth
+    _DCGAN_F64 + (1 << 20, 3),  # a window past the budget, a chunk's rows within
+    _DCGAN_F64 + (256 << 10, 1),  # a chunk's rows past it
 ])
-def test_which_calls_take_copies(x_shape, w_shape, stride, pad, dtype, copies, monkeypatch):
+def test_which_calls_take_copies(x_shape, w_shape, stride, pad, dtype, budget, copies,
+                                 monkeypatch):
     """Copies for tiles of whole blocks or one input channel, no depth, a
-    stride along W and a window that fits the (here 1 MiB) budget."""
-    monkeypatch.setattr(config, "TILED_WINDOW_COPIES_MAX_BYTES", 1 << 20)
+    stride along W, and the rows that a chunk of the tiles' pairs reads
+    within the budget."""
+    monkeypatch.setattr(config, "TILED_WINDOW_COPIES_MAX_BYTES", budget)
     assert _layout(x_shape, w_shape, stride, pad, dtype).copy_shift.size == copies
 
 

@@ -100,14 +100,14 @@ def phase_products(acc, acc_pitch, xw, src, k_total, wt, rows, segments, n_segme
     last = n_segments - 1
     ragged = rows % TILE_ROWS   # channels of a last block short of 8
     k_chunk = K_CHUNK_BYTES // (TILE_ROWS * wt.itemsize)
-    for block in range(wt.shape[0]):
-        first = block * TILE_ROWS * acc_pitch
-        wb = wt[block]
-        for k0 in range(0, k_total, k_chunk):
-            k_count = min(k_chunk, k_total - k0)
-            add = k0 > 0
-            table = src[k0:]
-            w_at = k0 * TILE_ROWS
+    for k0 in range(0, k_total, k_chunk):
+        k_count = min(k_chunk, k_total - k0)
+        add = k0 > 0
+        table = src[k0:]
+        w_at = k0 * TILE_ROWS
+        for block in range(wt.shape[0]):
+            first = block * TILE_ROWS * acc_pitch
+            wb = wt[block]
             if ragged and block == wt.shape[0] - 1:
                 _ragged_block(acc, first, acc_pitch, add, xw, table, k_count, wb, w_at, ragged,
                               segments, n_segments)
@@ -134,15 +134,15 @@ def phase_products_spans(acc, acc_pitch, xw, src, channels, n_taps, wt, rows, se
     triples = _tiles_of_three(n_segments)
     ragged = rows % TILE_ROWS
     c_chunk = max(K_CHUNK_BYTES // (TILE_ROWS * wt.itemsize * n_taps), 1)
-    for block in range(wt.shape[0]):
-        first = block * TILE_ROWS * acc_pitch
-        wb = wt[block]
-        for c0 in range(0, channels, c_chunk):
-            c_count = min(c_chunk, channels - c0)
-            k_count = c_count * n_taps
-            add = c0 > 0
-            table = src[c0 * n_taps:]
-            w_at = c0 * n_taps * TILE_ROWS
+    for c0 in range(0, channels, c_chunk):
+        c_count = min(c_chunk, channels - c0)
+        k_count = c_count * n_taps
+        add = c0 > 0
+        table = src[c0 * n_taps:]
+        w_at = c0 * n_taps * TILE_ROWS
+        for block in range(wt.shape[0]):
+            first = block * TILE_ROWS * acc_pitch
+            wb = wt[block]
             if ragged and block == wt.shape[0] - 1:
                 _ragged_block(acc, first, acc_pitch, add, xw, table, k_count, wb, w_at, ragged,
                               segments, n_segments)

@@ -21,6 +21,7 @@ from ._blas import blas_layout
 from .columns import TILE_POSITIONS, column_rows, fold_sources
 from .correlate import grid_span, plane_tables
 from .simd import LINE_BYTES, VECTOR_BYTES, tile_width
+from .tile_products import K_CHUNK_BYTES
 from .tiled import TILE_ROWS, phase_span, phase_tables
 
 class PlanesLayout(typing.NamedTuple):
@@ -264,10 +265,13 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
     """:func:`_tiled_tables`, with a copy of the input window for each
     shift of the taps along W (:func:`.tiled.phase_tables`) where the
     register tiles are whole blocks of output channels (or read one input
-    channel), the call has no depth and strides W, and a task's window
-    with its copies fits ``TILED_WINDOW_COPIES_MAX_BYTES``; else the
-    window alone. (At stride 1 every tap of a row is in the one phase, and
-    the copies multiply the lines a tile reads by the kernel's width.)"""
+    channel), the call has no depth and strides W, and the rows of the
+    input channels that one chunk of the tiles' pairs reads
+    (:func:`.tile_products.phase_products`: every block of output channels
+    sums a chunk before the next), with their copies, fit
+    ``TILED_WINDOW_COPIES_MAX_BYTES``; else the window alone. (At stride 1
+    every tap of a row is in the one phase, and the copies multiply the
+    lines a tile reads by the kernel's width.)"""
     args = (x_shape, w_shape, out_shape, stride, dilation, pad, groups, itemsize, threads)
     c_in_g = x_shape[1] // groups
     if w_shape[1] < TILE_ROWS and c_in_g > 1 or out_shape[2] > 1 or stride[2] == 1:
@@ -275,10 +279,11 @@ def _tiled_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, it
     layout = _tiled_tables(*args, config.TILED_WINDOW_COPIES_MAX)
     span = phase_span(layout.phases, layout.pitch)
     halo = int(layout.offsets.max())
-    window = c_in_g * (-(-span // layout.chunks) + halo)
-    if layout.together_chunks:
-        window = max(window, groups * c_in_g * (-(-span // layout.together_chunks) + halo))
-    if window * itemsize * layout.copy_shift.size > config.TILED_WINDOW_COPIES_MAX_BYTES:
+    fewest_taps = int(layout.tap_counts[layout.tap_counts > 0].min())
+    chunk_channels = min(c_in_g, max(K_CHUNK_BYTES // (TILE_ROWS * itemsize * fewest_taps), 1))
+    chunks = min(layout.chunks, layout.together_chunks or layout.chunks)
+    rows = chunk_channels * (-(-span // chunks) + halo) * itemsize * layout.copy_shift.size
+    if rows > config.TILED_WINDOW_COPIES_MAX_BYTES:
         return _tiled_tables(*args, 0)
     return layout
 
