@@ -43,20 +43,23 @@ def _arrays(rng, x_shape, w_shape, kwargs, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
-@pytest.mark.parametrize("tasks_per_thread, pack_bytes, in_place_positions",
-                         [(1, 1 << 20, 0), (1 << 10, 256, 0), (1, 1 << 20, 1 << 20)],
-                         ids=["whole-blocks", "one-channel-blocks", "in-place"])
+@pytest.mark.parametrize("tasks_per_thread, pack_bytes, in_place_positions, column_bytes",
+                         [(1, 1 << 20, 0, 1 << 20), (1 << 10, 256, 0, 1 << 20),
+                          (1, 1 << 20, 1 << 20, 1 << 20), (1, 1 << 20, 0, 2048)],
+                         ids=["whole-blocks", "one-channel-blocks", "in-place", "image-ranges"])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
 def test_complex_columns_run_on_the_real_views(x_shape, w_shape, kwargs, tasks_per_thread,
-                                               pack_bytes, in_place_positions, dtype,
-                                               monkeypatch, rng):
+                                               pack_bytes, in_place_positions, column_bytes,
+                                               dtype, monkeypatch, rng):
     """Forced onto the columns kernel, a complex call runs on the arrays'
     real views, the first too (see the test below): the oracle's values,
     channels first and last and a plan's calls the same bits. With many tasks, blocks of one output
     channel and blocks of a few input channels at a time; with few, whole
     blocks, packed or read in place (from the vector boundary before a
-    task's weights, which may be an imaginary part)."""
+    task's weights, which may be an imaginary part); with a task's
+    columns capped at 2 KiB, ranges of images."""
     ran, made = _on_views(monkeypatch, "column_tiles")
+    monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", column_bytes)
     monkeypatch.setattr(config, "COLUMNS_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "COLUMNS_IN_PLACE_TASKS_PER_THREAD", tasks_per_thread)
     monkeypatch.setattr(config, "COLUMNS_PACK_BYTES", pack_bytes)
@@ -128,6 +131,26 @@ def test_the_first_complex_call_runs_on_the_views_too(kernel, monkeypatch, rng):
     assert ran == [True] and not made
     assert first.tobytes() == conv_transpose(x, w, b, **kwargs).tobytes()
     assert_matches_reference(first, x, w, b, **kwargs)
+
+
+def test_thin_column_tasks_take_ranges_of_images(monkeypatch):
+    """Where one output channel's columns fill less than a tile and no
+    more channels' fit the cap (the parts of a complex 549 -> 190 k4 s2
+    call on 8 58x5 images, 32 columns of a tile's 48 a channel), the
+    images are split into ranges whose columns fit blocks that fill whole
+    tiles, still within the cap."""
+    from numba_deconv.cpu import work_split
+    from numba_deconv.cpu.columns import TILE_POSITIONS
+    from numba_deconv.cpu.simd import tile_width
+
+    monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", 960 << 10)
+    layout = work_split.columns_parts_layout((8, 1098, 1, 58, 5), (1098, 380, 1, 4, 4),
+                                             (8, 380, 1, 116, 10), (1, 2, 2), (1, 1, 1),
+                                             (0, 1, 1), 1, 4, 2)
+    columns = 2 * 16 * layout.channel_block
+    assert layout.image_parts > 1 and columns % tile_width(4) == 0
+    rows = -(-8 // layout.image_parts * 2 * 58 * 5 // TILE_POSITIONS) * TILE_POSITIONS
+    assert rows * columns * 4 <= 960 << 10
 
 
 @pytest.mark.parametrize("c_in, c_out", [(443, 273), (886, 546)])  # r37, its complex twin

@@ -367,9 +367,10 @@ def _task_rounds_tiles(block, parts, groups, c_out_g, taps, width, threads):
     return -(-tasks // threads) * -(-block * taps // width)
 
 
-def _few_channel_split(batch, groups, most_channels, c_out_g, taps, width, threads):
+def _few_channel_split(batch, groups, fitting, c_out_g, taps, width, threads):
     """``(channel_block, image_parts)`` of a column_tiles call with too few
-    output channels for ``COLUMNS_TASKS_PER_THREAD`` tasks a thread.
+    output channels for ``COLUMNS_TASKS_PER_THREAD`` tasks a thread, or
+    too few whose columns fit L2 to fill a tile.
 
     A block's columns are whole tiles of ``width`` (output channel, tap)
     lanes, so its size decides the lanes wasted (one channel of 25 taps
@@ -379,11 +380,15 @@ def _few_channel_split(batch, groups, most_channels, c_out_g, taps, width, threa
     images is least; of those, the one nearest
     ``COLUMNS_IMAGE_TASKS_PER_THREAD`` tasks a thread (a second task a
     thread evens out a noisy machine), and then the one with fewer tasks.
+    A block of ``parts`` ranges has at most ``fitting(parts)`` channels.
     """
     wanted = threads * config.COLUMNS_IMAGE_TASKS_PER_THREAD
+    most_parts = min(batch, threads * config.COLUMNS_TASKS_PER_THREAD)
     best = None
-    for block in range(1, most_channels + 1):
-        for parts in range(1, min(batch, threads * config.COLUMNS_TASKS_PER_THREAD) + 1):
+    for block in range(1, min(c_out_g, fitting(most_parts)) + 1):
+        for parts in range(1, most_parts + 1):
+            if block > fitting(parts):
+                continue
             tasks = groups * -(-c_out_g // block) * parts
             cost = _task_rounds_tiles(block, parts, groups, c_out_g, taps, width, threads)
             key = (cost * -(-batch // parts), abs(tasks - wanted), tasks)
@@ -461,17 +466,26 @@ def _columns_split(batch, c_in_g, c_out_g, groups, positions, taps, itemsize, th
                         else config.COLUMNS_TASKS_PER_THREAD)
     per_task = -(-c_out_g * groups // (threads * tasks_per_thread))
     image_parts = 1
-    rows = -(-batch * positions // TILE_POSITIONS) * TILE_POSITIONS
-    fitting = max(1, min(config.WORKSPACE_BYTES, config.COLUMNS_TASK_COLUMN_BYTES)
-                  // (rows * taps * itemsize))
+
+    def fitting(parts):
+        """Output channels whose columns of ``parts``-th of the images fit."""
+        rows = -(-(-(-batch // parts) * positions) // TILE_POSITIONS) * TILE_POSITIONS
+        return max(1, min(config.WORKSPACE_BYTES, config.COLUMNS_TASK_COLUMN_BYTES)
+                   // (rows * taps * itemsize))
+
     width = tile_width(itemsize)
     few = not in_place and c_out_g * groups < threads * tasks_per_thread
-    if few:
-        # Too few output channels for the tasks: see _few_channel_split.
-        per_task, image_parts = _few_channel_split(batch, groups, min(c_out_g, fitting),
-                                                   c_out_g, taps, width, threads)
-    channel_block = max(1, min(c_out_g, per_task, fitting))
-    if not (in_place or few):
+    # A channel's columns that fill less than a tile where no more channels'
+    # fit (a complex 549 -> 190 k4 s2 call's parts on 8 58x5 images: 32 of
+    # 48 lanes, 5.4 times its real time): ranges of images, whose columns
+    # fit more.
+    thin = not in_place and not few and fitting(1) * taps < width
+    if few or thin:
+        # See _few_channel_split.
+        per_task, image_parts = _few_channel_split(batch, groups, fitting, c_out_g, taps, width,
+                                                   threads)
+    channel_block = max(1, min(c_out_g, per_task, fitting(image_parts)))
+    if not (in_place or few or thin):
         channel_block = _whole_tile_block(channel_block, groups, c_out_g, taps, width, threads)
     tiles = -(-channel_block * taps // width)
     packed_k_block = max(1, min(c_in_g, config.COLUMNS_PACK_BYTES // (tiles * width * itemsize)))
