@@ -923,3 +923,17 @@ def test_columns_read_weights_in_place_on_few_positions(batch, c_in, c_out, in_p
                                         (batch, c_out, 1, 8, 8), (1, 2, 2), (1, 1, 1),
                                         (0, 1, 1), 1, 4, 2)
     assert layout.in_place is in_place
+
+
+def test_sweeps_keep_their_sums_within_the_budget_but_leave_no_last_tile(monkeypatch):
+    """A sweep of the phase tiles takes as many whole tiles of positions as
+    keep its rows of sums within ``TILED_ACC_BYTES``, and the whole stretch
+    where that is only one tile more: a last sweep streams every weight
+    again, for one tile (dcgan_2d's complex twin in float64: 256 rows of
+    sums, 256 positions, tiles of 24; the budget holds 10 tiles)."""
+    monkeypatch.setattr(config, "TILED_ACC_BYTES", 512 << 10)
+    assert work_split._sweep(256, 256, 8, 24) == 264  # 11 tiles: all in one sweep
+    assert work_split._sweep(256, 300, 8, 24) == 240  # 13 tiles: sweeps of 10
+    assert work_split._sweep(256, 100, 8, 24) == 120  # the stretch, whole tiles
+    assert work_split._sweep(1 << 20, 100, 8, 24) == 24  # one tile at least
+    assert work_split._sweep(1 << 20, 48, 8, 24) == 48  # ... or one more: the whole
