@@ -149,7 +149,11 @@ COLUMNS_PACK_BYTES = 256 << 10
 #: one process, three rounds, uncapped -> 1.5 MiB: 443 -> 273 float64 k6
 #: s4 on 11 6x7 images (1.9 MB a task) 0.87x, complex128 (as its real
 #: twin, 2.9 MB) 0.77x, 549 -> 190 k4 s2 on 8 58x5 images 0.91x; 1 MiB
-#: about the same; 16 other column_tiles shapes 0.96-1.05x.
+#: about the same; 16 other column_tiles shapes 0.96-1.05x. Where one
+#: channel's columns fill less than a tile and no more channels' fit, the
+#: images are split into ranges whose columns fit blocks that fill tiles
+#: (:func:`numba_deconv.cpu.work_split._few_channel_split`): the complex
+#: 549 -> 190 call's parts, 32 columns a channel, ran 158 -> 108 ms.
 COLUMNS_TASK_COLUMN_BYTES = _l2_share(_CACHES)
 
 #: Channels last, the columns kernel folds a task's output channels
@@ -407,15 +411,21 @@ TILED_WINDOW_BYTES = 256 << 10
 #: (:func:`numba_deconv.cpu.tiled.phase_tables`): then every load of the
 #: register tiles starts on a vector boundary. Only for whole blocks of
 #: output channels (tiles of 8 rows) or one input channel, calls without
-#: depth and with a stride along W, and where a task's window with its
-#: copies fits TILED_WINDOW_COPIES_MAX_BYTES.
+#: depth and with a stride along W, and where the rows of the input
+#: channels that one chunk of the tiles' pairs reads
+#: (``cpu.tile_products.K_CHUNK_BYTES`` of a block's weights; every block
+#: of output channels sums a chunk before the next), with their copies,
+#: fit TILED_WINDOW_COPIES_MAX_BYTES.
 #: Why: the register tiles ran 0.6-0.75 times as fast on loads across two
 #: cache lines as on aligned ones (dcgan_2d 78 -> 64 ms, wide_128_64x64
 #: 12.0 -> 10.0 ms); but the tiles of fewer rows load more lines for each
 #: multiply-add, and copies make more lines (64 -> 3 channels k4 s2: 1.1-1.2x
 #: the time), as at stride 1, all the taps of a row in one phase (16 -> 16
-#: k3 on 32x32: 1.16-1.25x), and a window out of L2 cost more than
-#: misaligned loads in it (dcgan_2d_f64, 1.7 MB: 1.1x)
+#: k3 on 32x32: 1.16-1.25x). A window out of L2 cost more than misaligned
+#: loads in it (dcgan_2d_f64, 1.7 MB: 1.1x) while each block of output
+#: channels ran every chunk in turn; with each chunk run by every block,
+#: a chunk's rows stay in L2 however large the window (dcgan_2d's complex
+#: twin with copies, 1.9 MB: 0.82-0.86x the time without)
 #: (``benchmarks/TUNING.md``).
 TILED_WINDOW_COPIES_MAX = 4
 TILED_WINDOW_COPIES_MAX_BYTES = _l2_share(_CACHES)
@@ -501,7 +511,9 @@ ONE_TAP_LAST_PARALLEL_MIN_MULTIPLY_ADDS = 1 << 22
 #: Bytes of accumulator rows (all output channels of a group, every W
 #: phase) one sweep of the phase_tiles kernel fills before interleaving them into
 #: the output; they may live in L2 (the register tiles write each once).
-#: Why: every sweep streams all the weights again, so fewer sweeps win.
+#: Why: every sweep streams all the weights again, so fewer sweeps win
+#: (and a stretch one tile longer goes in one sweep:
+#: :func:`numba_deconv.cpu.work_split._sweep`).
 TILED_ACC_BYTES = 512 << 10
 
 #: The conv_planes kernel sums each output channel over CONV_PLANES_SWEEP
