@@ -544,6 +544,19 @@ WORKSPACE_BYTES = 8 << 20
 #: stays long enough to repay its Python-level launch (about 15 us).
 BLAS_TASK_MULTIPLY_ADDS = 8 << 20
 BLAS_MAX_TASKS = 64
+#: Channels last, the blas kernel reads and writes the data where they lie
+#: (:func:`numba_deconv.cpu._blas.run_blas_last`: each task's positions x
+#: channels times its weights, folded a tap's channels at a time) where a
+#: task's block of output channels is at least BLAS_LAST_MIN_BLOCK_BYTES;
+#: else it runs channels first between transposes.
+#: Why: the fold adds a tap's channels of a position as one vector; with 1-2
+#: channels they go element by element, taps x channels apart. On the Ice
+#: Lake Xeon, channels last, old and new (alternating processes, and in one
+#: process): 187 -> 8 float32 k4 s1 d3 0.86-0.88x (1.27 -> 1.07x its
+#: channels-first time), 716 -> 9 float64 0.92-0.94x, 622 -> 32 float64 1-D
+#: 0.97-1.0x; 262 -> 2 float64 1.27x (and 178 -> 1 float64 3-D 1.34x its
+#: channels-first time, against 1.0x before).
+BLAS_LAST_MIN_BLOCK_BYTES = 32
 #: ... and cuts slabs for more tasks only where each is at least
 #: SLAB_MIN_HALOS times the inputs two neighbouring slabs both read.
 #: Why: beyond that the recomputed products cost more than idle threads.

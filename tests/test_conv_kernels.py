@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import numba_deconv as nd
-from helpers import launches_of, named_arguments, random_array
+from helpers import launches_of, named_arguments, random_array, returns_of
 from numba_deconv.cpu import driver, real_views, tiled
 from numba_deconv.cpu.simd import VECTOR_BYTES
 from reference import conv_pads, conv_ref, conv_weight_grad_ref, reference
@@ -651,13 +651,17 @@ def test_blas_writes_pointwise_products_as_the_output(x_shape, c_out, groups, wo
                                                      rng, monkeypatch, fresh_routes):
     """A pointwise call at stride 1 on BLAS: the products go straight to
     the output, plus the bias, with no columns folded: the oracle's values
-    (channels first and last, in slabs and groups)."""
+    (channels first and last, in slabs and groups; channels last the
+    products are the output's positions x channels, ``_blas.run_blas_last``)."""
     from numba_deconv import _dispatch, config
     from numba_deconv.cpu import _blas
 
     monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: ("columns", "blas", "blas"))
     monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
+    monkeypatch.setattr(config, "BLAS_LAST_MIN_BLOCK_BYTES", 0)
     monkeypatch.setattr(_blas, "col2im", lambda *args: pytest.fail("columns folded"))
+    monkeypatch.setattr(_blas, "col2im_last", lambda *args: pytest.fail("columns folded"))
+    ran_last = returns_of(monkeypatch, driver, "run_blas_last")
     w_shape = (x_shape[1], c_out) + (1,) * (len(x_shape) - 2)
     x, w = random_array(rng, x_shape, dtype), random_array(rng, w_shape, dtype)
     b = random_array(rng, (c_out * groups,), dtype)
@@ -667,7 +671,8 @@ def test_blas_writes_pointwise_products_as_the_output(x_shape, c_out, groups, wo
         first = nd.conv_transpose(x, w, b, groups=groups)
         last = nd.conv_transpose(x_last, w, b, groups=groups, data_format="channels_last")
     np.testing.assert_allclose(first, expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(np.moveaxis(last, -1, 1), first)
+    np.testing.assert_allclose(np.moveaxis(last, -1, 1), expected, rtol=1e-5, atol=1e-5)
+    assert ran_last[-1:] == [True]
 
 
 # Depthwise calls: x shape (channels first), kernel, kwargs.

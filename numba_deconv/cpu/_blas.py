@@ -22,7 +22,7 @@ import numba
 import numpy as np
 
 from .. import config
-from .kernels import col2im
+from .kernels import col2im, col2im_last
 from .launch import worker_pool
 
 _lock = threading.Lock()
@@ -201,6 +201,81 @@ def run_blas(x, w, bias, out, launch, prepared=None):
                    stride, dilation, tuple(task_pad))
 
     # Without control of BLAS's threads ours would fight them: one share.
+    threads = numba.get_num_threads() if blas_controllers() else 1
+    with single_threaded_blas():
+        pending = [worker_pool().submit(work) for _ in range(min(threads, len(tasks)) - 1)]
+        work()
+        for future in pending:
+            future.result()
+    return True
+
+
+def run_blas_last(x, w, bias, out, launch):
+    """:func:`run_blas` on channels-last ``x`` (N, D, H, W, C_in) and ``out``
+    (N, OD, OH, OW, C_out) where they lie, the same tasks: each product is
+    a task's input positions x channels (a view of ``x``, in place) times
+    its block of the weights laid out as (C_in/groups, taps x channels),
+    each position's columns then its taps' channels side by side, which
+    :func:`.kernels.col2im_last` folds into the output a tap's run of
+    positions at a time. (Through a transposed view of ``x`` instead, as
+    channels first, BLAS packed the operand at a third of its product's
+    speed and the output went through a transpose: r26, 187 -> 8 channels
+    on 21x74, 1.27x the channels-first time.)"""
+    groups, stride, dilation, pad = launch.groups, launch.stride, launch.dilation, launch.pad
+    c_in_g, c_out_g = x.shape[4] // groups, w.shape[1]
+    kernel, out_spatial = w.shape[2:], out.shape[1:4]
+    taps = math.prod(kernel)
+    tasks, dim, block = launch.layout
+    # Pointwise at stride 1 (as run_blas): the products are the output's
+    # positions x channels, written there.
+    pointwise = (taps == 1 and out_spatial == x.shape[1:4] and set(stride) == {1}
+                 and set(pad) == {0})
+    # Each task's block of weights, (C_in/groups, taps x channels): the
+    # weights once a call, in blocks that BLAS reads whole.
+    blocks = {}
+    for task in tasks:
+        key = task.g, task.c0, task.c1
+        if key not in blocks:
+            part = w[task.g * c_in_g:(task.g + 1) * c_in_g, task.c0:task.c1]
+            blocks[key] = np.ascontiguousarray(
+                part.reshape(c_in_g, task.c1 - task.c0, taps).transpose(0, 2, 1)).reshape(
+                c_in_g, -1)
+    claim = itertools.count().__next__  # atomic under the GIL
+
+    def work():
+        cols = np.empty(block * taps * math.prod(x.shape[1:4]), dtype=x.dtype)
+        while (task := claim()) < len(tasks):
+            n, g, c0, c1, slab = tasks[task]
+            x_part = x[n, ..., g * c_in_g:(g + 1) * c_in_g]
+            o_first, o_count, task_pad = [0, 0], list(out_spatial[:2]), list(pad)
+            if slab is not None:
+                i0, i1, o0, o1 = slab
+                x_part = x_part[(slice(None),) * dim + (slice(i0, i1),)]
+                o_first[dim], o_count[dim] = o0, o1 - o0
+                task_pad[dim] = o0 + pad[dim] - i0 * stride[dim]
+            part_spatial = x_part.shape[:3]
+            positions = math.prod(part_spatial)
+            if pointwise:
+                oc = slice(g * c_out_g + c0, g * c_out_g + c1)
+                out_part = out[n, ..., oc]
+                if slab is not None:
+                    out_part = out_part[(slice(None),) * dim + (slice(o0, o1),)]
+                # A view: its positions are C_out apart along every dim.
+                out_rows = out_part.reshape(positions, c1 - c0)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    np.matmul(x_part.reshape(positions, c_in_g), blocks[g, c0, c1], out=out_rows)
+                    out_rows += bias[oc]
+                continue
+            block_cols = cols[:positions * taps * (c1 - c0)].reshape(positions,
+                                                                     taps * (c1 - c0))
+            if block_cols.size:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    np.matmul(x_part.reshape(positions, c_in_g), blocks[g, c0, c1],
+                              out=block_cols)
+            col2im_last(block_cols.reshape(part_spatial + (taps, c1 - c0)), bias, out[n],
+                        g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
+                        kernel, stride, dilation, tuple(task_pad))
+
     threads = numba.get_num_threads() if blas_controllers() else 1
     with single_threaded_blas():
         pending = [worker_pool().submit(work) for _ in range(min(threads, len(tasks)) - 1)]

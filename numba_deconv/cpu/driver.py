@@ -38,14 +38,14 @@ import numpy as np
 from numba import from_dtype, types
 
 from .. import _compiled, _outputs, config
-from ._blas import run_blas
+from ._blas import run_blas, run_blas_last
 from . import tiering, transpose
 from .baseline import gather_in_order
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
                              stages_outputs)
-from .kernels import col2im, direct_planes, direct_rows, row_geometry, rows_tiny
+from .kernels import col2im, col2im_last, direct_planes, direct_rows, row_geometry, rows_tiny
 from .launch import NEVER, parallel, parallel_prange, serial, thread_count
 from .one_tap_last import (by_tap, laid_out_weights, one_tap_last, one_tap_split,
                            takes_one_tap_last)
@@ -213,8 +213,8 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
     are (a call that moves a spatial dim last moves it before the
     channels: :func:`_ran_moved_in_place`), once compiled (the first
     call, which may run the baseline while they compile, and other
-    kernels run channels first between parallel transposes; BLAS reads
-    the input where it lies, as a transposed operand).
+    kernels run channels first between parallel transposes); so do BLAS's
+    products and their fold (:func:`._blas.run_blas_last`).
     """
     if channels_last:
         # One channel or one position each way lies as channels first: the
@@ -225,15 +225,22 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
         if not as_first and route.last_dim is not None and _ran_moved_in_place(
                 route, x, w, bias, out, prepared):
             return
+        blas = (not as_first and route.kernel == "blas" and route.inner is None
+                and route.last_dim is None
+                and route.variant + (route.kernel,) in _compiled.recorded())
+        if blas and route.launch.layout.block * x.itemsize >= config.BLAS_LAST_MIN_BLOCK_BYTES:
+            x_shape, out_shape = route.launch.x_shape, route.launch.out_shape
+            run_blas_last(x.reshape(x_shape[:1] + x_shape[2:] + x_shape[1:2]),
+                          w.reshape(route.launch.w_shape), bias,
+                          out.reshape(out_shape[:1] + out_shape[2:] + out_shape[1:2]),
+                          route.launch)
+            return
         if as_first or not _ran_in_place(route, x, w, bias, out, prepared, CHANNELS_LAST):
-            # BLAS reads the input where it lies, as the transposed operand
-            # of its products (r26, 187 -> 8 channels: the input's
-            # transpose was a fifth of the call); the kernels take
-            # C-contiguous arrays.
-            as_operand = (not as_first and route.kernel == "blas" and route.inner is None
-                          and route.last_dim is None
-                          and route.variant + (route.kernel,) in _compiled.recorded())
-            x_first = np.moveaxis(x, -1, 1) if as_operand else transpose.to_channels_first(x)
+            # BLAS with blocks of 1-2 channels reads the input where it
+            # lies, as the transposed operand of its products (187 -> 8
+            # channels, before run_blas_last: the input's transpose was a
+            # fifth of the call); the kernels take C-contiguous arrays.
+            x_first = np.moveaxis(x, -1, 1) if blas else transpose.to_channels_first(x)
             out_first = transpose.channels_first_room(out)
             run(route, x_first, w, bias, out_first, geometry, prepared)
             transpose.to_channels_last(out_first, out)
@@ -646,7 +653,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
                      (tap_rows_fold, (arr2, index2, index1, arr1, arr5) + (count,) * 3
                       + tasks)]
         if real else [],
-        "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3)],
+        "blas": [(col2im, (arr7, arr1, arr4) + (count,) * 5 + (triple,) * 3),
+                 (col2im_last, (arr5, arr1, arr4) + (count,) * 5 + (triple,) * 4)],
         "conv_tiles": [(conv_tiles, (arr5, arr2) + conv + (count,) * 3 + (types.boolean,)
                         + tasks),
                        (fill_weight_table, table + tasks)] if real else [],

@@ -649,3 +649,58 @@ def col2im(cols, bias, out, co_first, od_first, oh_first, out_d, out_h,
                                 _add(af, spans[kw, 0] * phase_len + spans[kw, 1] + lo,
                                      cf, src, spans[kw, 3] - lo)
                 interleave(af, 0, phase_len, s_w, bias[co], of, row, o_w)
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH)
+def col2im_last(cols, bias, out, co_first, od_first, oh_first, out_d, out_h, kernel, stride,
+                dilation, pad):
+    """:func:`col2im` of channels-last data: fold the GEMM columns into a
+    block of one image's output.
+
+    cols (D, H, W, KD*KH*KW, C) holds ``w[ci, co, k] * x[i, ci]`` summed
+    over the input channels, for output channels ``co_first .. co_first +
+    C`` (each position's taps, and each tap's channels, side by side);
+    they fill the output block ``od_first .. + out_d``, ``oh_first .. +
+    out_h`` (all of W) of out (OD, OH, OW, C_out), C-contiguous; bias
+    (C_out,); ``pad`` is relative to the first input plane of ``cols``.
+    Row by row: every tap that reaches an output row adds its run of
+    positions, each position's channels side by side, to the row's sums in
+    tap order (the same order for every output), and the row goes out
+    with its bias. Serial and ``nogil``, as :func:`col2im`."""
+    i_d, i_h, i_w, taps, c_block = cols.shape
+    o_hh, o_w, c_out = out.shape[1], out.shape[2], out.shape[3]
+    k_d, k_h, k_w = kernel
+    src_d = _sources(out_d, k_d, stride[0], dilation[0], pad[0], i_d)
+    src_h = _sources(out_h, k_h, stride[1], dilation[1], pad[1], i_h)
+    spans = _phase_spans(k_w, stride[2], dilation[2], pad[2], i_w, o_w)
+    s_w = np.uint64(stride[2])
+    block = np.uint64(c_block)
+    row = np.empty(o_w * c_block, dtype=out.dtype)
+    cf, of = cols.reshape(-1), out.reshape(-1)
+    for od in range(out_d):
+        for oh in range(out_h):
+            row[:] = 0
+            for kd in range(k_d):
+                i_dd = src_d[od, kd]
+                if i_dd < 0:
+                    continue
+                for kh in range(k_h):
+                    i_hh = src_h[oh, kh]
+                    if i_hh < 0:
+                        continue
+                    for kw in range(k_w):
+                        # Inputs lo .. hi reach outputs (iw + q) * s_w + r.
+                        r, q, lo, hi = spans[kw, 0], spans[kw, 1], spans[kw, 2], spans[kw, 3]
+                        tap = (kd * k_h + kh) * k_w + kw
+                        src = np.uint64((((i_dd * i_h + i_hh) * i_w + lo) * taps + tap) * c_block)
+                        dst = np.uint64(((lo + q) * stride[2] + r) * c_block)
+                        for _ in range(lo, hi):
+                            for c in range(block):
+                                row[dst + c] += cf[src + c]
+                            src += np.uint64(taps * c_block)
+                            dst += s_w * block
+            at = np.uint64((((od_first + od) * o_hh + oh_first + oh) * o_w) * c_out + co_first)
+            for ow in range(np.uint64(o_w)):
+                for c in range(block):
+                    of[at + c] = bias[co_first + c] + row[ow * block + c]
+                at += np.uint64(c_out)
