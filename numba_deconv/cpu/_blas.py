@@ -142,6 +142,34 @@ def blas_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, item
     return BlasLayout(tasks, dim, block)
 
 
+def _task_part(task, dim, out_spatial, stride, pad):
+    """A task's input slab and output block: ``(inputs, outputs, o_first,
+    o_count, task_pad)``, the slices of the slab's dim (all where the task
+    has no slab), the first output row and plane of its block and their
+    counts, and the padding of the problem its slab is (inputs starting at
+    its first)."""
+    o_first, o_count, task_pad = [0, 0], list(out_spatial[:2]), list(pad)
+    if task.slab is None:
+        return slice(None), slice(None), o_first, o_count, tuple(task_pad)
+    i0, i1, o0, o1 = task.slab
+    o_first[dim], o_count[dim] = o0, o1 - o0
+    task_pad[dim] = o0 + pad[dim] - i0 * stride[dim]
+    return slice(i0, i1), slice(o0, o1), o_first, o_count, tuple(task_pad)
+
+
+def _on_threads(work, tasks):
+    """Run ``work`` (which claims tasks until none are left) on our threads,
+    as many as there are tasks, BLAS held to one thread; without control
+    of BLAS's threads ours would fight them, so on the calling thread
+    alone."""
+    threads = numba.get_num_threads() if blas_controllers() else 1
+    with single_threaded_blas():
+        pending = [worker_pool().submit(work) for _ in range(min(threads, tasks) - 1)]
+        work()
+        for future in pending:
+            future.result()
+
+
 def run_blas(x, w, bias, out, launch, prepared=None):
     """The blas kernel's launcher (:data:`.driver.LAUNCHERS`): the tasks of
     :func:`blas_layout` on our threads, BLAS held to one thread."""
@@ -165,25 +193,19 @@ def run_blas(x, w, bias, out, launch, prepared=None):
     def work():
         cols = np.empty(0 if pointwise else block * taps * math.prod(x.shape[2:]),
                         dtype=x.dtype)
-        while (task := claim()) < len(tasks):
-            n, g, c0, c1, slab = tasks[task]
-            x_part = x[n, g * c_in_g:(g + 1) * c_in_g]
-            o_first, o_count, task_pad = [0, 0], list(out_spatial[:2]), list(pad)
-            if slab is not None:
-                i0, i1, o0, o1 = slab
-                x_part = x_part[(slice(None),) * (1 + dim) + (slice(i0, i1),)]
-                o_first[dim], o_count[dim] = o0, o1 - o0
-                # The slab is the same problem with inputs starting at i0.
-                task_pad[dim] = o0 + pad[dim] - i0 * stride[dim]
+        while (index := claim()) < len(tasks):
+            task = tasks[index]
+            n, g, c0, c1 = task.n, task.g, task.c0, task.c1
+            inputs, outputs, o_first, o_count, task_pad = _task_part(task, dim, out_spatial,
+                                                                     stride, pad)
+            along = (slice(None),) * (1 + (dim or 0))  # to the slab's dim, past the channels
+            x_part = x[n, g * c_in_g:(g + 1) * c_in_g][along + (inputs,)]
             part_spatial = x_part.shape[1:]
             if pointwise:
                 # (A slab cuts the outermost dim: its channels' positions
                 # stay rows of one view.)
                 oc = slice(g * c_out_g + c0, g * c_out_g + c1)
-                out_part = out[n, oc]
-                if slab is not None:
-                    out_part = out_part[(slice(None),) * (1 + dim) + (slice(o0, o1),)]
-                out_part = out_part.reshape(c1 - c0, -1)
+                out_part = out[n, oc][along + (outputs,)].reshape(c1 - c0, -1)
                 with np.errstate(invalid="ignore", over="ignore"):
                     np.matmul(w_t[g, c0:c1], x_part.reshape(c_in_g, -1), out=out_part)
                     out_part += bias[oc, None]
@@ -198,15 +220,9 @@ def run_blas(x, w, bias, out, launch, prepared=None):
                               out=block_cols)
             col2im(block_cols.reshape((c1 - c0,) + kernel + part_spatial), bias, out[n],
                    g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
-                   stride, dilation, tuple(task_pad))
+                   stride, dilation, task_pad)
 
-    # Without control of BLAS's threads ours would fight them: one share.
-    threads = numba.get_num_threads() if blas_controllers() else 1
-    with single_threaded_blas():
-        pending = [worker_pool().submit(work) for _ in range(min(threads, len(tasks)) - 1)]
-        work()
-        for future in pending:
-            future.result()
+    _on_threads(work, len(tasks))
     return True
 
 
@@ -217,17 +233,16 @@ def run_blas_last(x, w, bias, out, launch):
     its block of the weights laid out as (C_in/groups, taps x channels),
     each position's columns then its taps' channels side by side, which
     :func:`.kernels.col2im_last` folds into the output a tap's run of
-    positions at a time. (Through a transposed view of ``x`` instead, as
-    channels first, BLAS packed the operand at a third of its product's
-    speed and the output went through a transpose: r26, 187 -> 8 channels
-    on 21x74, 1.27x the channels-first time.)"""
+    positions at a time; a pointwise call's products are its output's
+    positions x channels, written there. (Through a transposed view of
+    ``x`` instead, as channels first, BLAS packed the operand at a third
+    of its product's speed and the output went through a transpose: r26,
+    187 -> 8 channels on 21x74, 1.27x the channels-first time.)"""
     groups, stride, dilation, pad = launch.groups, launch.stride, launch.dilation, launch.pad
     c_in_g, c_out_g = x.shape[4] // groups, w.shape[1]
     kernel, out_spatial = w.shape[2:], out.shape[1:4]
     taps = math.prod(kernel)
     tasks, dim, block = launch.layout
-    # Pointwise at stride 1 (as run_blas): the products are the output's
-    # positions x channels, written there.
     pointwise = (taps == 1 and out_spatial == x.shape[1:4] and set(stride) == {1}
                  and set(pad) == {0})
     # Each task's block of weights, (C_in/groups, taps x channels): the
@@ -243,43 +258,34 @@ def run_blas_last(x, w, bias, out, launch):
     claim = itertools.count().__next__  # atomic under the GIL
 
     def work():
-        cols = np.empty(block * taps * math.prod(x.shape[1:4]), dtype=x.dtype)
-        while (task := claim()) < len(tasks):
-            n, g, c0, c1, slab = tasks[task]
-            x_part = x[n, ..., g * c_in_g:(g + 1) * c_in_g]
-            o_first, o_count, task_pad = [0, 0], list(out_spatial[:2]), list(pad)
-            if slab is not None:
-                i0, i1, o0, o1 = slab
-                x_part = x_part[(slice(None),) * dim + (slice(i0, i1),)]
-                o_first[dim], o_count[dim] = o0, o1 - o0
-                task_pad[dim] = o0 + pad[dim] - i0 * stride[dim]
+        cols = np.empty(0 if pointwise else block * taps * math.prod(x.shape[1:4]),
+                        dtype=x.dtype)
+        while (index := claim()) < len(tasks):
+            task = tasks[index]
+            n, g, c0, c1 = task.n, task.g, task.c0, task.c1
+            inputs, outputs, o_first, o_count, task_pad = _task_part(task, dim, out_spatial,
+                                                                     stride, pad)
+            along = (slice(None),) * (dim or 0)  # to the slab's dim
+            x_part = x[n, ..., g * c_in_g:(g + 1) * c_in_g][along + (inputs,)]
             part_spatial = x_part.shape[:3]
             positions = math.prod(part_spatial)
+            weights = blocks[g, c0, c1]
             if pointwise:
                 oc = slice(g * c_out_g + c0, g * c_out_g + c1)
-                out_part = out[n, ..., oc]
-                if slab is not None:
-                    out_part = out_part[(slice(None),) * dim + (slice(o0, o1),)]
                 # A view: its positions are C_out apart along every dim.
-                out_rows = out_part.reshape(positions, c1 - c0)
+                out_rows = out[n, ..., oc][along + (outputs,)].reshape(positions, c1 - c0)
                 with np.errstate(invalid="ignore", over="ignore"):
-                    np.matmul(x_part.reshape(positions, c_in_g), blocks[g, c0, c1], out=out_rows)
+                    np.matmul(x_part.reshape(positions, c_in_g), weights, out=out_rows)
                     out_rows += bias[oc]
                 continue
-            block_cols = cols[:positions * taps * (c1 - c0)].reshape(positions,
-                                                                     taps * (c1 - c0))
-            if block_cols.size:
+            block_cols = cols[:positions * weights.shape[1]].reshape(positions,
+                                                                     weights.shape[1])
+            if positions:
                 with np.errstate(invalid="ignore", over="ignore"):
-                    np.matmul(x_part.reshape(positions, c_in_g), blocks[g, c0, c1],
-                              out=block_cols)
+                    np.matmul(x_part.reshape(positions, c_in_g), weights, out=block_cols)
             col2im_last(block_cols.reshape(part_spatial + (taps, c1 - c0)), bias, out[n],
                         g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
-                        kernel, stride, dilation, tuple(task_pad))
+                        kernel, stride, dilation, task_pad)
 
-    threads = numba.get_num_threads() if blas_controllers() else 1
-    with single_threaded_blas():
-        pending = [worker_pool().submit(work) for _ in range(min(threads, len(tasks)) - 1)]
-        work()
-        for future in pending:
-            future.result()
+    _on_threads(work, len(tasks))
     return True
