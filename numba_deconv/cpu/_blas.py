@@ -157,14 +157,22 @@ def _task_part(task, dim, out_spatial, stride, pad):
     return slice(i0, i1), slice(o0, o1), o_first, o_count, tuple(task_pad)
 
 
-def _on_threads(work, tasks):
-    """Run ``work`` (which claims tasks until none are left) on our threads,
-    as many as there are tasks, BLAS held to one thread; without control
+def _on_threads(run_task, tasks, room, dtype):
+    """``run_task(task, cols)`` for every task of ``tasks``, claimed in turn
+    by our threads (as many as there are tasks), each with ``cols`` of
+    ``room`` elements of its own, BLAS held to one thread; without control
     of BLAS's threads ours would fight them, so on the calling thread
     alone."""
+    claim = itertools.count().__next__  # atomic under the GIL
+
+    def work():
+        cols = np.empty(room, dtype=dtype)
+        while (index := claim()) < len(tasks):
+            run_task(tasks[index], cols)
+
     threads = numba.get_num_threads() if blas_controllers() else 1
     with single_threaded_blas():
-        pending = [worker_pool().submit(work) for _ in range(min(threads, tasks) - 1)]
+        pending = [worker_pool().submit(work) for _ in range(min(threads, len(tasks)) - 1)]
         work()
         for future in pending:
             future.result()
@@ -188,41 +196,36 @@ def run_blas(x, w, bias, out, launch, prepared=None):
     pointwise = (taps == 1 and out_spatial == x.shape[2:] and set(stride) == {1}
                  and set(pad) == {0})
 
-    claim = itertools.count().__next__  # atomic under the GIL
+    def run_task(task, cols):
+        n, g, c0, c1 = task.n, task.g, task.c0, task.c1
+        inputs, outputs, o_first, o_count, task_pad = _task_part(task, dim, out_spatial,
+                                                                 stride, pad)
+        along = (slice(None),) * (1 + (dim or 0))  # to the slab's dim, past the channels
+        x_part = x[n, g * c_in_g:(g + 1) * c_in_g][along + (inputs,)]
+        part_spatial = x_part.shape[1:]
+        if pointwise:
+            # (A slab cuts the outermost dim: its channels' positions stay
+            # rows of one view.)
+            oc = slice(g * c_out_g + c0, g * c_out_g + c1)
+            out_part = out[n, oc][along + (outputs,)].reshape(c1 - c0, -1)
+            with np.errstate(invalid="ignore", over="ignore"):
+                np.matmul(w_t[g, c0:c1], x_part.reshape(c_in_g, -1), out=out_part)
+                out_part += bias[oc, None]
+            return
+        size = (c1 - c0) * taps * math.prod(part_spatial)
+        block_cols = cols[:size].reshape((c1 - c0) * taps, -1)
+        if size:
+            # NaN/Inf in the data are results, not errors (the kernels
+            # propagate them silently too).
+            with np.errstate(invalid="ignore", over="ignore"):
+                np.matmul(w_t[g, c0 * taps:c1 * taps], x_part.reshape(c_in_g, -1),
+                          out=block_cols)
+        col2im(block_cols.reshape((c1 - c0,) + kernel + part_spatial), bias, out[n],
+               g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
+               stride, dilation, task_pad)
 
-    def work():
-        cols = np.empty(0 if pointwise else block * taps * math.prod(x.shape[2:]),
-                        dtype=x.dtype)
-        while (index := claim()) < len(tasks):
-            task = tasks[index]
-            n, g, c0, c1 = task.n, task.g, task.c0, task.c1
-            inputs, outputs, o_first, o_count, task_pad = _task_part(task, dim, out_spatial,
-                                                                     stride, pad)
-            along = (slice(None),) * (1 + (dim or 0))  # to the slab's dim, past the channels
-            x_part = x[n, g * c_in_g:(g + 1) * c_in_g][along + (inputs,)]
-            part_spatial = x_part.shape[1:]
-            if pointwise:
-                # (A slab cuts the outermost dim: its channels' positions
-                # stay rows of one view.)
-                oc = slice(g * c_out_g + c0, g * c_out_g + c1)
-                out_part = out[n, oc][along + (outputs,)].reshape(c1 - c0, -1)
-                with np.errstate(invalid="ignore", over="ignore"):
-                    np.matmul(w_t[g, c0:c1], x_part.reshape(c_in_g, -1), out=out_part)
-                    out_part += bias[oc, None]
-                continue
-            size = (c1 - c0) * taps * math.prod(part_spatial)
-            block_cols = cols[:size].reshape((c1 - c0) * taps, -1)
-            if size:
-                # NaN/Inf in the data are results, not errors (the kernels
-                # propagate them silently too).
-                with np.errstate(invalid="ignore", over="ignore"):
-                    np.matmul(w_t[g, c0 * taps:c1 * taps], x_part.reshape(c_in_g, -1),
-                              out=block_cols)
-            col2im(block_cols.reshape((c1 - c0,) + kernel + part_spatial), bias, out[n],
-                   g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
-                   stride, dilation, task_pad)
-
-    _on_threads(work, len(tasks))
+    _on_threads(run_task, tasks, 0 if pointwise else block * taps * math.prod(x.shape[2:]),
+                x.dtype)
     return True
 
 
@@ -255,37 +258,31 @@ def run_blas_last(x, w, bias, out, launch):
             blocks[key] = np.ascontiguousarray(
                 part.reshape(c_in_g, task.c1 - task.c0, taps).transpose(0, 2, 1)).reshape(
                 c_in_g, -1)
-    claim = itertools.count().__next__  # atomic under the GIL
+    def run_task(task, cols):
+        n, g, c0, c1 = task.n, task.g, task.c0, task.c1
+        inputs, outputs, o_first, o_count, task_pad = _task_part(task, dim, out_spatial,
+                                                                 stride, pad)
+        along = (slice(None),) * (dim or 0)  # to the slab's dim
+        x_part = x[n, ..., g * c_in_g:(g + 1) * c_in_g][along + (inputs,)]
+        part_spatial = x_part.shape[:3]
+        positions = math.prod(part_spatial)
+        weights = blocks[g, c0, c1]
+        if pointwise:
+            oc = slice(g * c_out_g + c0, g * c_out_g + c1)
+            # A view: its positions are C_out apart along every dim.
+            out_rows = out[n, ..., oc][along + (outputs,)].reshape(positions, c1 - c0)
+            with np.errstate(invalid="ignore", over="ignore"):
+                np.matmul(x_part.reshape(positions, c_in_g), weights, out=out_rows)
+                out_rows += bias[oc]
+            return
+        block_cols = cols[:positions * weights.shape[1]].reshape(positions, weights.shape[1])
+        if positions:
+            with np.errstate(invalid="ignore", over="ignore"):
+                np.matmul(x_part.reshape(positions, c_in_g), weights, out=block_cols)
+        col2im_last(block_cols.reshape(part_spatial + (taps, c1 - c0)), bias, out[n],
+                    g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
+                    kernel, stride, dilation, task_pad)
 
-    def work():
-        cols = np.empty(0 if pointwise else block * taps * math.prod(x.shape[1:4]),
-                        dtype=x.dtype)
-        while (index := claim()) < len(tasks):
-            task = tasks[index]
-            n, g, c0, c1 = task.n, task.g, task.c0, task.c1
-            inputs, outputs, o_first, o_count, task_pad = _task_part(task, dim, out_spatial,
-                                                                     stride, pad)
-            along = (slice(None),) * (dim or 0)  # to the slab's dim
-            x_part = x[n, ..., g * c_in_g:(g + 1) * c_in_g][along + (inputs,)]
-            part_spatial = x_part.shape[:3]
-            positions = math.prod(part_spatial)
-            weights = blocks[g, c0, c1]
-            if pointwise:
-                oc = slice(g * c_out_g + c0, g * c_out_g + c1)
-                # A view: its positions are C_out apart along every dim.
-                out_rows = out[n, ..., oc][along + (outputs,)].reshape(positions, c1 - c0)
-                with np.errstate(invalid="ignore", over="ignore"):
-                    np.matmul(x_part.reshape(positions, c_in_g), weights, out=out_rows)
-                    out_rows += bias[oc]
-                continue
-            block_cols = cols[:positions * weights.shape[1]].reshape(positions,
-                                                                     weights.shape[1])
-            if positions:
-                with np.errstate(invalid="ignore", over="ignore"):
-                    np.matmul(x_part.reshape(positions, c_in_g), weights, out=block_cols)
-            col2im_last(block_cols.reshape(part_spatial + (taps, c1 - c0)), bias, out[n],
-                        g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
-                        kernel, stride, dilation, task_pad)
-
-    _on_threads(work, len(tasks))
+    _on_threads(run_task, tasks, 0 if pointwise else block * taps * math.prod(x.shape[1:4]),
+                x.dtype)
     return True
