@@ -68,10 +68,12 @@ def takes_one_tap_last(dtype, c_in_g, c_out_g, kernel, stride, dilation, in_widt
     taps); and few outputs a row that only some taps reach, which it sums
     one at a time (``config.ONE_TAP_LAST_MIN_WIDTH_PER_EDGE``)."""
     dtype = np.dtype(dtype)
+    # (The cheap test first: it is asked on every channels-last call.)
+    if dtype.kind != "f" or c_out_g < simd.VECTOR_BYTES // dtype.itemsize:
+        return False
     most = (config.ONE_TAP_LAST_MAX_MULTIPLY_ADDS if one_tap_per_phase(kernel, stride, dilation)
             else config.FEW_TAPS_LAST_MAX_MULTIPLY_ADDS)
-    return (dtype.kind == "f" and c_out_g >= simd.VECTOR_BYTES // dtype.itemsize
-            and c_in_g * math.prod(kernel) <= most * math.prod(stride)
+    return (c_in_g * math.prod(kernel) <= most * math.prod(stride)
             and edge_outputs(kernel[-1], stride[-1], dilation[-1])
             * config.ONE_TAP_LAST_MIN_WIDTH_PER_EDGE <= in_width)
 
