@@ -64,7 +64,8 @@ def cache_info() -> list:
         ``"blas"``; channels last, for depthwise calls of the gather
         kernels ``"depthwise_last"`` and ``"depthwise_last_staged"``, for
         calls of the phase tiles with one or a few taps per output phase
-        ``"one_tap_last"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
+        ``"one_tap_last"``, for tiny calls of ``"rows_serial"``
+        ``"rows_tiny_last"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
         ``"weight_dots"``; ``"baseline"`` where the baseline kernel stood in
         while a tuned one compiled; on CUDA ``"gather"`` and, for one

@@ -45,10 +45,11 @@ STRATEGIES = {"gather": ("rows_serial", "rows", "planes", "phase_tiles",
                          "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles"),
               "columns": ("column_tiles", "tap_rows", "blas")}
 #: Kernels that channels-last calls alone run: depthwise calls of the gather
-#: routes, and calls of the phase tiles with one or a few taps per output
-#: phase (the same sums as the route's kernel, in the layout as it lies).
+#: routes, calls of the phase tiles with one or a few taps per output
+#: phase (the same sums as the route's kernel, in the layout as it lies),
+#: and tiny calls of the serial row kernel called directly.
 CHANNELS_LAST_KERNELS = {"gather": ("depthwise_last", "depthwise_last_staged",
-                                    "one_tap_last")}
+                                    "one_tap_last", "rows_tiny_last")}
 #: The CUDA backend's one strategy, a gather (one thread per output), and
 #: its kernels: conv_transpose's and conv's.
 CUDA_STRATEGIES = {"gather": ("gather", "gather_single", "conv_gather", "conv_single", "fold")}

@@ -221,27 +221,29 @@ def _find_serial(call) -> None:
     ``out`` it can write as it is, or none) call it directly
     (:func:`numba_deconv.cpu.driver.serial_runner`) -- the same kernel on
     the same arrays, so the same bits. Only for
-    real data without a padding mode, channels first, or channels last
-    where one channel or one position lays out the input and the output
-    as channels first would."""
+    real data without a padding mode; channels last, where one channel or
+    one position does not lay out the input and the output as channels
+    first would, through the transposes that the driver makes around the
+    same kernel (:func:`numba_deconv.cpu.kernels.rows_tiny_last`)."""
     plan = call.plan
     g = call.geometry
     reordered = plan.channels_last and not (
         transpose.same_order(g.in_channels, g.in_spatial)
         and transpose.same_order(g.out_channels, g.out_spatial))
-    _set_serial(call, not reordered and plan.padding_mode == "zeros" and plan.dtype.kind == "f",
-                "rows_serial", driver.serial_runner)
+    _set_serial(call, plan.padding_mode == "zeros" and plan.dtype.kind == "f",
+                "rows_serial", driver.serial_runner, channels_last=reordered)
 
 
-def _set_serial(call, eligible: bool, kernel: str, runner) -> None:
+def _set_serial(call, eligible: bool, kernel: str, runner, **options) -> None:
     """``call.serial``: ``runner``'s direct call of ``call``'s route where
     the call is ``eligible`` and the route runs ``kernel`` (None until that
-    kernel is compiled: looked for again on a later call), else False."""
+    kernel is compiled: looked for again on a later call), else False;
+    ``options`` go to ``runner``."""
     route = call.route() if eligible else None
     if route is None or route.kernel != kernel:
         call.serial = False
         return
-    call.serial = runner(route, call.plan.dtype, call.plan.out_shape)
+    call.serial = runner(route, call.plan.dtype, call.plan.out_shape, **options)
 
 
 def _keeps_layouts(call, tiles: str) -> bool:

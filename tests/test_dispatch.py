@@ -77,7 +77,8 @@ def test_precompile_compiles_what_it_is_asked_for(fresh_record):
     assert kernels == {"rows_serial", "rows", "planes", "phase_tiles", "column_tiles",
                        "tap_rows", "blas",
                        "conv_planes_serial", "conv_planes", "conv_tiles", "weight_dots", "weight_tiles",
-                       "depthwise_last", "depthwise_last_staged", "one_tap_last"}
+                       "depthwise_last", "depthwise_last_staged", "one_tap_last",
+                       "rows_tiny_last"}
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -191,12 +191,16 @@ def test_tiny_calls_from_many_threads(rng):
 
 
 def test_bigger_or_other_calls_keep_the_checked_way(rng):
-    """Only the serial row kernel is called directly."""
-    for case in (CASES[0], CASES[3], CASES[5]):
+    """Only the serial row kernel is called directly: not the phase tiles,
+    channels first or last, nor a padding mode's call."""
+    for case in (CASES[0], CASES[3]):
         forward, x, w, b, kwargs = _setup(case, rng)
-        p = nd.plan(w, x.shape, bias=b, forward=forward, **kwargs)
-        p(x)
-        assert p._call.serial is False
+        for layout in ("channels_first", "channels_last"):
+            if layout == "channels_last":
+                x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+            p = nd.plan(w, x.shape, bias=b, forward=forward, data_format=layout, **kwargs)
+            p(x)
+            assert p._call.serial is False
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", TINY)
@@ -274,31 +278,49 @@ def test_tiny_conv_calls_skip_the_layers_with_the_same_bits(x_shape, w_shape, kw
     ).serial)
 
 
-@pytest.mark.parametrize("x_shape, w_shape, kwargs, direct", [
-    ((1, 2, 2, 1), (1, 1, 3, 3), dict(stride=2), True),   # the worked example, NHWC
-    ((2, 5, 1), (1, 1, 4), dict(stride=3, dilation=2), True),
-    ((1, 1, 1, 2), (2, 1, 2, 2), {}, True),              # one output channel
-    ((2, 5, 1), (1, 3, 4), dict(stride=2), False),        # 3 channels at 12 positions
-    ((1, 2, 2, 2), (2, 1, 3, 3), dict(stride=2), False),  # 2 channels at 4 positions
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((1, 2, 2, 1), (1, 1, 3, 3), dict(stride=2)),    # the worked example, NHWC
+    ((2, 5, 1), (1, 1, 4), dict(stride=3, dilation=2)),
+    ((1, 1, 1, 2), (2, 1, 2, 2), {}),                 # one output channel
+    ((2, 5, 1), (1, 3, 4), dict(stride=2)),           # 3 channels at 12 positions
+    ((1, 2, 2, 2), (2, 1, 3, 3), dict(stride=2)),     # 2 channels at 4 positions
+    ((2, 3, 2, 4, 4), (4, 3, 2, 2, 2), dict(stride=(1, 2, 2), padding=1, groups=2)),
+    ((5, 3), (3, 2, 2), dict(stride=2)),                # unbatched
 ])
-def test_tiny_channels_last_calls_skip_the_layers_where_their_order_is_channels_first(
-        x_shape, w_shape, kwargs, direct, rng, monkeypatch):
-    """One channel (or one position) in and out lays channels-last data out
-    as channels first: such tiny calls go straight to the serial row kernel
-    as well, with the same bits; others keep the checked way."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiny_channels_last_calls_skip_the_layers_with_the_same_bits(
+        x_shape, w_shape, kwargs, dtype, rng, monkeypatch):
+    """Tiny channels-last calls go straight to the serial row kernel too:
+    as they lie where one channel (or one position) lays them out as
+    channels first, else through rows_tiny_last's transposes; the same bits
+    as the checked way, through a plan and through the function, ``out``
+    included."""
     from numba_deconv import api
 
-    x = random_array(rng, x_shape, np.float64)
-    w = random_array(rng, w_shape, np.float64)
-    expected = np.moveaxis(nd.conv_transpose(np.moveaxis(x, -1, 1), w, **kwargs), 1, -1)
-    p = nd.plan(w, x_shape, data_format="channels_last", **kwargs)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    first = 1 if len(x_shape) == len(w_shape) else 0  # the channels' axis, channels first
+    expected = np.ascontiguousarray(
+        np.moveaxis(nd.conv_transpose(np.moveaxis(x, -1, first), w, b, **kwargs), first, -1))
+    p = nd.plan(w, x_shape, bias=b, data_format="channels_last", **kwargs)
     np.testing.assert_array_equal(p(x), expected)  # the checked way; compiles
-    assert bool(p._call.serial) == direct
-    if direct:
-        with monkeypatch.context() as patched:
-            patched.setattr(api, "apply_conv_transpose", _refuse)
-            assert p(x).tobytes() == expected.tobytes()
-            assert p(x).shape == expected.shape
+    assert callable(p._call.serial)
+    with monkeypatch.context() as patched:
+        patched.setattr(api, "apply_conv_transpose", _refuse)
+        for _ in range(2):
+            result = p(x)
+            assert result.shape == expected.shape and result.tobytes() == expected.tobytes()
+        out = np.full(expected.shape, np.nan, dtype)
+        assert p(x, out=out) is out and out.tobytes() == expected.tobytes()
+    with monkeypatch.context() as patched:
+        patched.setattr(api, "_prepare", _refuse)
+        result = nd.conv_transpose(x, w, b, data_format="channels_last", **kwargs)
+        assert result.tobytes() == expected.tobytes()
+        out = np.full(expected.shape, np.nan, dtype)
+        assert nd.conv_transpose(x, w, b, out=out, data_format="channels_last",
+                                 **kwargs) is out
+        assert out.tobytes() == expected.tobytes()
 
 
 class _Refused(Exception):

@@ -45,7 +45,8 @@ from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positio
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
                              stages_outputs)
-from .kernels import col2im, col2im_last, direct_planes, direct_rows, row_geometry, rows_tiny
+from .kernels import (col2im, col2im_last, direct_planes, direct_rows, row_geometry, rows_tiny,
+                      rows_tiny_last)
 from .launch import NEVER, parallel, parallel_prange, serial, thread_count
 from .one_tap_last import (by_tap, laid_out_weights, one_tap_last, one_tap_split,
                            takes_one_tap_last)
@@ -415,13 +416,16 @@ def _ran_one_tap_last(x, w, bias, out, launch, prepared, variant) -> bool:
     return True
 
 
-def serial_runner(route, dtype, out_shape):
+def serial_runner(route, dtype, out_shape, channels_last=False):
     """``run(x, w, bias, out=None) -> result``: what :func:`run` computes
     along ``route`` into ``out`` or a new array of ``out_shape``, with the
     Python layers cut away, for tiny calls; None unless ``route`` is the
     serial row kernel
     and :func:`.kernels.rows_tiny` is compiled in this process for
-    ``dtype`` and ``x`` of ``len(out_shape)`` dims.
+    ``dtype`` and ``x`` of ``len(out_shape)`` dims. With ``channels_last``,
+    ``x`` and ``out`` as they lie channels last, through
+    :func:`.kernels.rows_tiny_last`: compiled here on first need (None
+    meanwhile, while a helper process compiles it).
 
     ``x``, ``w``, ``bias`` and ``out`` must be C-contiguous, aligned,
     writable arrays of ``dtype``, ``x`` of the route's number of elements
@@ -439,6 +443,15 @@ def serial_runner(route, dtype, out_shape):
     signature = _tiny_signature(dtype, len(out_shape))
     if signature not in rows_tiny.overloads:
         return None
+    tiny = rows_tiny
+    if channels_last:
+        key = route.variant + ("rows_tiny_last",)
+        if key not in _compiled.recorded():
+            if tiering.compiling_in_helper("rows_tiny_last", dtype, kernel_signatures,
+                                           "the transposes around the row kernel"):
+                return None
+            _compiled.ensure(key, compile_kernel, "rows_tiny_last", dtype)
+        tiny = rows_tiny_last
     launch = route.launch
     w_shape = launch.w_shape
     geometry = row_geometry(launch.x_shape, w_shape, launch.out_shape, launch.groups,
@@ -447,7 +460,7 @@ def serial_runner(route, dtype, out_shape):
     recycled = out_bytes >= config.OUTPUT_CACHE_MIN_BYTES
     # The compiled function itself: the callers have checked every type, so
     # Numba's dispatch, which types the arguments anew, is skipped.
-    compiled = rows_tiny.overloads[signature].entry_point
+    compiled = tiny.overloads[signature].entry_point
 
     def run_serial(x, w, bias, out=None):
         # Below the recycled sizes np.empty is the cheapest output there is.
@@ -632,6 +645,9 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "rows_serial": [(direct_rows, direct + (count,) + tasks)] + (
             [(rows_tiny, _tiny_signature(dtype, ndim)) for ndim in range(2, 6)] if real
             else []),
+        # Channels last only: (N, *I, C) or unbatched (*I, C), ranks 1-3.
+        "rows_tiny_last": [(rows_tiny_last, _tiny_signature(dtype, ndim)) for ndim in range(2, 6)]
+        if real else [],
         "rows": [(direct_rows, direct + (count,) + tasks)],
         "planes": [(direct_planes, direct + (count, count) + tasks)],
         "phase_tiles": [(direct_tiled, tiled + (types.boolean,) * 2 + tasks),

@@ -414,6 +414,33 @@ def rows_tiny(x, w, bias, out, geometry):
 
 
 @njit(nogil=True, cache=True)
+def rows_tiny_last(x, w, bias, out, geometry):
+    """:func:`rows_tiny` of a channels-last call: ``x`` (N, *I, C_in) and
+    ``out`` (N, *O, C_out), or unbatched, C-contiguous; ``w`` and ``geometry`` as
+    :func:`rows_tiny` takes them for the channels-first call. The input is
+    moved channels first into scratch, the rows computed there and moved
+    back: what a larger channels-last call does with its transposes around
+    the same row kernel, so the same bits, without the Python layers around
+    them (a 4 -> 4 channel call on 64 positions: 12 us a call that way, of
+    which the rows are 3)."""
+    n, c_in, c_out = geometry[0], geometry[1], geometry[6]
+    p_in = geometry[2] * geometry[3] * geometry[4]
+    p_out = geometry[7] * geometry[8] * geometry[9]
+    xf, of = flat(x), flat(out)
+    x_first = np.empty((n, c_in, p_in), dtype=x.dtype)
+    for b in range(n):
+        for p in range(p_in):
+            for c in range(c_in):
+                x_first[b, c, p] = xf[(b * p_in + p) * c_in + c]
+    out_first = np.empty((n, c_out, p_out), dtype=out.dtype)
+    rows_tiny(x_first, w, bias, out_first, geometry)
+    for b in range(n):
+        for p in range(p_out):
+            for c in range(c_out):
+                of[(b * p_out + p) * c_out + c] = out_first[b, c, p]
+
+
+@njit(nogil=True, cache=True)
 def _plane_layout(k_w, s_w, d_w, p_w, i_w, o_w):
     """Row geometry of the plane kernel: (P, L, phase_len).
 
