@@ -761,6 +761,29 @@ def test_asv_inputs_are_the_bench_inputs(monkeypatch):
                 np.testing.assert_array_equal(mine, theirs)
 
 
+def test_profile_kernels_names_the_kernels_for_perf(tmp_path):
+    """benchmarks/profile_kernels.py writes a perf map that names the
+    kernels a call runs, the out-of-line callees of those loaded from the
+    cache included, by their qualified Python names."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    script = os.path.join(root, "benchmarks", "profile_kernels.py")
+    if sys.platform != "linux" or shutil.which("nm") is None:
+        pytest.skip("perf maps and nm are Linux tools")
+    for run in range(2):  # the second process loads what the first compiled
+        done = subprocess.run([sys.executable, script, "tiny_seed", "--seconds", "0.05"],
+                              capture_output=True, text=True, check=True)
+    path = done.stdout.split(": ")[1].split()[0]
+    names = {line.split(" ", 2)[2].strip() for line in open(path)}
+    os.unlink(path)
+    assert "numba_deconv.cpu.kernels.rows_tiny" in names
+    assert "numba_deconv.cpu.kernels._direct_row_range" in names  # its callee
+    assert re.search(r"calls, [0-9.]+ us each", done.stdout)
+
+
 def test_cold_start_rows_and_table(tmp_path):
     """``bench --cold``: a cold and a warm process of ours (no PyTorch
     here), and the table that reports them."""
