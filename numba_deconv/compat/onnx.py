@@ -48,10 +48,13 @@ Known differences between the specification and its implementations (onnx
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 
 from .._params import MAX_STEP, is_int
 from .._plan import working_dtype
+from ._memo import CallMemo, call_key
 
 __all__ = ["conv_transpose"]
 
@@ -170,12 +173,46 @@ def conv_transpose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
     >>> conv_transpose(X, W, auto_pad="SAME_UPPER", strides=[2, 2])[0, 0, 0]
     array([0., 0., 1., 1., 3., 2.])
     """
-    from ..api import conv_transpose as _conv_transpose
+    key = call_key(X, W, B, auto_pad, dilations, group, kernel_shape, output_padding,
+                   output_shape, pads, strides)
+    checked = _CHECKED.get(key)
+    if checked is None:
+        X = _as_numeric("X", X)
+        W = _as_numeric("W", W)
+        if B is not None:
+            B = _as_numeric("B", B)
+        checked = _check(X, W, B, auto_pad, dilations, group, kernel_shape, output_padding,
+                         output_shape, pads, strides)
+        _CHECKED.keep(key, checked)
+    return _run(checked, X, W, B)
 
-    X = _as_numeric("X", X)
-    W = _as_numeric("W", W)
-    if B is not None:
-        B = _as_numeric("B", B)
+
+class _Checked(typing.NamedTuple):
+    """What :func:`_check` works out for a call shape: the output's
+    channels ``m`` and sizes ``out``, and, where ``X`` has positions and
+    channels (not ``empty``), :func:`numba_deconv.conv_transpose`'s
+    arguments for the part of the output it computes (``crop``, ``sizes``)
+    and the zero borders around it (``lead``, ``trail``)."""
+
+    dtype: np.dtype
+    m: int
+    out: tuple
+    empty: bool
+    kwargs: dict  # stride, dilation, groups
+    crop: tuple
+    sizes: tuple
+    lead: tuple
+    trail: tuple
+
+
+#: :func:`_check`'s results per call shape (:mod:`._memo`).
+_CHECKED = CallMemo()
+
+
+def _check(X, W, B, auto_pad, dilations, group, kernel_shape, output_padding, output_shape,
+           pads, strides) -> _Checked:
+    """:func:`conv_transpose`'s checks of the operator's inputs (numeric
+    arrays) and attributes, and the padding arithmetic."""
     try:
         dtype = working_dtype(X.dtype, W.dtype, *([] if B is None else [B.dtype]))
     except TypeError as err:
@@ -260,13 +297,6 @@ def conv_transpose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
                 f"{full[i] - (in_spatial[i] - 1) * s[i]} - pads {before[i]} - "
                 f"{after[i]} must be >= 1")
 
-    if min(in_spatial) == 0 or X.shape[1] == 0:
-        # No input positions or channels: the sums are empty, Y is the bias.
-        y = np.zeros((X.shape[0], m, *out), dtype=dtype)
-        if B is not None:
-            y += B.reshape(-1, *(1,) * rank)
-        return y
-
     # The output is the window [before, before + out) of the full scatter
     # result (length `full`, zeros beyond it). conv_transpose takes the part
     # that overlaps [0, full + max(s, d) - 1); zeros pad the rest, if any.
@@ -283,23 +313,37 @@ def conv_transpose(X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1,
         trail.append(stop - max(inner_stop, start))
         sizes.append(max(inner_stop - start, 0))
         crop.append((start, max(full[i] - inner_stop, 0)))
-    kwargs = dict(stride=s, dilation=d, groups=group)
-    if not any(lead) and not any(trail):
-        return _conv_transpose(X, W, B, padding=tuple(crop), output_size=tuple(sizes),
-                               **kwargs)
+    # No input positions or channels: the sums are empty, Y is the bias.
+    empty = min(in_spatial) == 0 or X.shape[1] == 0
+    return _Checked(dtype, m, out, empty, dict(stride=s, dilation=d, groups=group),
+                    tuple(crop), tuple(sizes), tuple(lead), tuple(trail))
+
+
+def _run(checked: _Checked, X, W, B):
+    """``Y`` of a checked call."""
+    from ..api import conv_transpose as _conv_transpose
+
+    rank = len(checked.out)
+    if checked.empty:
+        y = np.zeros((X.shape[0], checked.m, *checked.out), dtype=checked.dtype)
+        if B is not None:
+            y += B.reshape(-1, *(1,) * rank)
+        return y
+    kwargs, sizes = checked.kwargs, checked.sizes
+    if not any(checked.lead) and not any(checked.trail):
+        return _conv_transpose(X, W, B, padding=checked.crop, output_size=sizes, **kwargs)
     # Rare: negative pads from the specification's formulas (zero borders).
     if all(sizes):
-        inner = _conv_transpose(X, W, B, padding=tuple(crop),
-                                output_size=tuple(sizes), **kwargs)
+        inner = _conv_transpose(X, W, B, padding=checked.crop, output_size=sizes, **kwargs)
         dtype = inner.dtype
     else:
         inner = None
         corner = (slice(None), slice(None)) + (slice(0, 1),) * rank
         dtype = _conv_transpose(X[corner], W, B, **kwargs).dtype
-    y = np.zeros((X.shape[0], W.shape[1] * group, *out), dtype=dtype)
+    y = np.zeros((X.shape[0], checked.m, *checked.out), dtype=dtype)
     if B is not None:
         y += np.asarray(B).reshape(-1, *(1,) * rank)
     if inner is not None:
         y[(slice(None), slice(None),
-           *(slice(lb, lb + n) for lb, n in zip(lead, sizes)))] = inner
+           *(slice(lb, lb + n) for lb, n in zip(checked.lead, sizes)))] = inner
     return y

@@ -44,10 +44,13 @@ copied from TensorFlow run unchanged.
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 
 from .._params import MAX_STEP, is_int
 from .._plan import working_dtype
+from ._memo import CallMemo, call_key
 
 __all__ = ["conv1d_transpose", "conv2d_transpose", "conv3d_transpose",
            "conv2d_backprop_input"]
@@ -202,14 +205,46 @@ def _as_numeric(func: str, name: str, value) -> np.ndarray:
     return array
 
 
+class _Checked(typing.NamedTuple):
+    """What :func:`_check` works out for a call shape."""
+
+    empty_shape: tuple | None  # the zeros' shape, where nothing is summed
+    dtype: np.dtype
+    kwargs: dict  # numba_deconv.conv_transpose's, all but the arrays
+
+
+#: :func:`_check`'s results per call shape (:mod:`._memo`).
+_CHECKED = CallMemo()
+
+
 def _transpose(func: str, rank: int, x, filters, output_shape, strides, padding,
                data_format, dilations, *, x_name: str, filters_name: str,
                shape_name: str, allow_spatial_shape: bool = False):
     from ..api import conv_transpose
 
+    # (func names the rank, the argument names and allow_spatial_shape.)
+    key = call_key(func, x, filters, output_shape, strides, padding, data_format, dilations)
+    checked = _CHECKED.get(key)
+    if checked is None:
+        x = _as_numeric(func, x_name, x)
+        filters = _as_numeric(func, filters_name, filters)
+        checked = _check(func, rank, x, filters, output_shape, strides, padding, data_format,
+                         dilations, x_name, filters_name, shape_name, allow_spatial_shape)
+        _CHECKED.keep(key, checked)
+    if checked.empty_shape is not None:
+        return np.zeros(checked.empty_shape, checked.dtype)
+    # [*k, out/groups, in] -> (in, out/groups, *k), no flip, laid out here:
+    # the core would copy a transposed view all the same, and a tiny call
+    # takes its direct way to the kernel only with a C-contiguous weight.
+    weight = np.ascontiguousarray(np.transpose(filters, (rank + 1, rank, *range(rank))))
+    return conv_transpose(x, weight, **checked.kwargs)
+
+
+def _check(func, rank, x, filters, output_shape, strides, padding, data_format, dilations,
+           x_name, filters_name, shape_name, allow_spatial_shape) -> _Checked:
+    """:func:`_transpose`'s checks of a call (``x`` and ``filters`` numeric
+    arrays), and its arguments to :func:`numba_deconv.conv_transpose`."""
     channels_last = _channels_last(data_format, rank, func)
-    x = _as_numeric(func, x_name, x)
-    filters = _as_numeric(func, filters_name, filters)
     try:
         dtype = working_dtype(x.dtype, filters.dtype)
     except TypeError as err:
@@ -305,17 +340,12 @@ def _transpose(func: str, rank: int, x, filters, output_shape, strides, padding,
                 f"{in_spatial[dim]}, {valid}")
         pairs.append((before, after))
 
-    if min(in_spatial) == 0 or in_channels == 0 or min(out_spatial) == 0:
-        # Nothing to sum (TensorFlow returns zeros, or an empty result);
-        # the core refuses inputs without positions or channels.
-        return np.zeros(shape, dtype)
-
-    # [*k, out/groups, in] -> (in, out/groups, *k): a view, no copy, no flip.
-    weight = np.transpose(filters, (rank + 1, rank, *range(rank)))
-    return conv_transpose(
-        x, weight, stride=s, padding=tuple(pairs), dilation=d, groups=groups,
-        output_size=out_spatial,
-        data_format="channels_last" if channels_last else "channels_first")
+    # Nothing to sum (TensorFlow returns zeros, or an empty result): the
+    # core refuses inputs without positions or channels.
+    empty = min(in_spatial) == 0 or in_channels == 0 or min(out_spatial) == 0
+    return _Checked(tuple(shape) if empty else None, dtype, dict(
+        stride=s, padding=tuple(pairs), dilation=d, groups=groups, output_size=out_spatial,
+        data_format="channels_last" if channels_last else "channels_first"))
 
 
 def conv1d_transpose(input, filters, output_shape, strides, padding="SAME",
