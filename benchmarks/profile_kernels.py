@@ -139,6 +139,10 @@ def main(argv=None) -> None:
                         help="take the case from this seed's random spread of 64")
     parser.add_argument("--layout", choices=("channels_first", "channels_last"),
                         default="channels_first")
+    parser.add_argument("--complex", action="store_true",
+                        help="complex data of the same width (complex64 for float32)")
+    parser.add_argument("--plan", action="store_true",
+                        help="call through numba_deconv.plan (weights laid out once)")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long to loop")
     args = parser.parse_args(argv)
 
@@ -158,15 +162,23 @@ def main(argv=None) -> None:
     case = found[0]
     kwargs = case.kwargs()
     x, w = make_inputs(case, case.dtype, seed=0)
+    if args.complex:  # as bench --variants makes them
+        wide = np.result_type(x.dtype, np.complex64)
+        x, w = (x + 1j * np.roll(x, 1)).astype(wide), (w - 1j * np.roll(w, 1)).astype(wide)
     if args.layout == "channels_last":
         x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         kwargs["data_format"] = "channels_last"
+    if args.plan:
+        call = numba_deconv.plan(w, x.shape, **kwargs)
+    else:
+        def call(x):
+            return numba_deconv.conv_transpose(x, w, **kwargs)
     for _ in range(5):  # load or compile every kernel the call runs
-        numba_deconv.conv_transpose(x, w, **kwargs)
-    print(f"{case.name} {args.layout}: {write_perf_map()}", flush=True)
+        call(x)
+    print(f"{case.name} {x.dtype} {args.layout}: {write_perf_map()}", flush=True)
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < args.seconds:
-        numba_deconv.conv_transpose(x, w, **kwargs)
+        call(x)
         calls += 1
     print(f"{calls} calls, {(time.perf_counter() - start) / calls * 1e6:.1f} us each")
 

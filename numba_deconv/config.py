@@ -149,11 +149,13 @@ COLUMNS_PACK_BYTES = 256 << 10
 #: one process, three rounds, uncapped -> 1.5 MiB: 443 -> 273 float64 k6
 #: s4 on 11 6x7 images (1.9 MB a task) 0.87x, complex128 (as its real
 #: twin, 2.9 MB) 0.77x, 549 -> 190 k4 s2 on 8 58x5 images 0.91x; 1 MiB
-#: about the same; 16 other column_tiles shapes 0.96-1.05x. Where one
-#: channel's columns fill less than a tile and no more channels' fit, the
-#: images are split into ranges whose columns fit blocks that fill tiles
+#: about the same; 16 other column_tiles shapes 0.96-1.05x. Where the
+#: channels whose columns fit fill less than two tiles, the images are split
+#: into ranges whose columns fit blocks that fill tiles
 #: (:func:`numba_deconv.cpu.work_split._few_channel_split`): the complex
-#: 549 -> 190 call's parts, 32 columns a channel, ran 158 -> 108 ms.
+#: 549 -> 190 call's parts, 32 columns a channel, ran 158 -> 108 ms on an
+#: Ice Lake (1.25 MiB L2, one channel fits), 106 -> 73 ms on an Emerald
+#: Rapids (2 MiB L2, two fit, in two tiles of 48 lanes).
 COLUMNS_TASK_COLUMN_BYTES = _l2_share(_CACHES)
 
 #: Channels last, the columns kernel folds a task's output channels

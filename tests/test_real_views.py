@@ -133,24 +133,31 @@ def test_the_first_complex_call_runs_on_the_views_too(kernel, monkeypatch, rng):
     assert_matches_reference(first, x, w, b, **kwargs)
 
 
-def test_thin_column_tasks_take_ranges_of_images(monkeypatch):
-    """Where one output channel's columns fill less than a tile and no
-    more channels' fit the cap (the parts of a complex 549 -> 190 k4 s2
-    call on 8 58x5 images, 32 columns of a tile's 48 a channel), the
-    images are split into ranges whose columns fit blocks that fill whole
-    tiles, still within the cap."""
+@pytest.mark.parametrize("cap", [960 << 10, 1536 << 10])  # one, two channels' columns
+def test_thin_column_tasks_take_ranges_of_images(cap, monkeypatch):
+    """Where the output channels whose columns fit the cap fill less than
+    two tiles (the parts of a complex 549 -> 190 k4 s2 call on 8 58x5
+    images, 32 columns a channel: one channel's in a tile of 48 lanes, two
+    channels' in two tiles), the images are split into ranges whose
+    columns fit blocks that fill whole tiles, still within the cap; where
+    more fit, the images stay whole."""
     from numba_deconv.cpu import work_split
     from numba_deconv.cpu.columns import TILE_POSITIONS
     from numba_deconv.cpu.simd import tile_width
 
-    monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", 960 << 10)
-    layout = work_split.columns_parts_layout((8, 1098, 1, 58, 5), (1098, 380, 1, 4, 4),
-                                             (8, 380, 1, 116, 10), (1, 2, 2), (1, 1, 1),
-                                             (0, 1, 1), 1, 4, 2)
-    columns = 2 * 16 * layout.channel_block
-    assert layout.image_parts > 1 and columns % tile_width(4) == 0
-    rows = -(-8 // layout.image_parts * 2 * 58 * 5 // TILE_POSITIONS) * TILE_POSITIONS
-    assert rows * columns * 4 <= 960 << 10
+    def layout(cap):
+        monkeypatch.setattr(config, "COLUMNS_TASK_COLUMN_BYTES", cap)
+        work_split.columns_parts_layout.cache_clear()  # kept per shape
+        return work_split.columns_parts_layout((8, 1098, 1, 58, 5), (1098, 380, 1, 4, 4),
+                                               (8, 380, 1, 116, 10), (1, 2, 2), (1, 1, 1),
+                                               (0, 1, 1), 1, 4, 2)
+
+    thin = layout(cap)
+    columns = 2 * 16 * thin.channel_block
+    assert thin.image_parts > 1 and columns % tile_width(4) == 0
+    rows = -(-8 // thin.image_parts * 2 * 58 * 5 // TILE_POSITIONS) * TILE_POSITIONS
+    assert rows * columns * 4 <= cap
+    assert layout(8 << 20).image_parts == 1  # 14 channels' columns fit
 
 
 @pytest.mark.parametrize("c_in, c_out", [(443, 273), (886, 546)])  # r37, its complex twin
@@ -174,4 +181,8 @@ def test_column_tasks_keep_their_columns_within_the_cap(c_in, c_out, monkeypatch
     rows = -(-11 * 6 * 7 // TILE_POSITIONS) * TILE_POSITIONS
     assert not capped.in_place and capped.channel_block >= 1
     assert rows * capped.pitch * 8 <= cap
-    assert layout(64 << 10).channel_block == 1  # under one channel's columns
+    # Under one channel's columns of the batch: ranges of images whose
+    # columns fit.
+    small = layout(64 << 10)
+    rows = -(-(-(-11 // small.image_parts) * 6 * 7) // TILE_POSITIONS) * TILE_POSITIONS
+    assert small.image_parts > 1 and rows * small.pitch * 8 <= 64 << 10

@@ -479,11 +479,12 @@ def _columns_split(batch, c_in_g, c_out_g, groups, positions, taps, itemsize, th
 
     width = tile_width(itemsize)
     few = not in_place and c_out_g * groups < threads * tasks_per_thread
-    # A channel's columns that fill less than a tile where no more channels'
-    # fit (a complex 549 -> 190 k4 s2 call's parts on 8 58x5 images: 32 of
-    # 48 lanes, 5.4 times its real time): ranges of images, whose columns
-    # fit more.
-    thin = not in_place and not few and fitting(1) * taps < width
+    # Where the columns that fit fill less than two tiles (a complex 549 ->
+    # 190 k4 s2 call's parts on 8 58x5 images: one channel's 32 columns in
+    # a tile of 48, 5.4 times its real time; with a 2 MiB L2 two channels'
+    # 64 columns in two tiles, and whole tiles took one): ranges of images,
+    # whose columns fit more.
+    thin = not in_place and not few and fitting(1) * taps < 2 * width
     if few or thin:
         # See _few_channel_split.
         per_task, image_parts = _few_channel_split(batch, groups, fitting, c_out_g, taps, width,
