@@ -68,7 +68,8 @@ class CallMemo:
         if key is None:
             return
         if len(self._entries) >= self._most:
-            del self._entries[next(iter(self._entries))]
+            # (pop, not del: another thread may have dropped it meanwhile)
+            self._entries.pop(next(iter(self._entries), None), None)
         self._entries[key] = entry
 
     def __len__(self):
