@@ -18,7 +18,8 @@ import numba_deconv as nd
 from helpers import random_array
 from numba_deconv import _dispatch, config, plan
 from numba_deconv.cpu import driver
-from numba_deconv.cpu.one_tap_last import edge_outputs, one_tap_per_phase, takes_one_tap_last
+from numba_deconv.cpu.one_tap_last import (edge_outputs, laid_out_weights, one_tap_per_phase,
+                                          takes_one_tap_last)
 from numba_deconv.cpu.simd import VECTOR_BYTES
 from reference import reference
 
@@ -115,6 +116,26 @@ def test_a_plan_lays_the_weights_out_once(dtype, tiles, rng, monkeypatch):
     for _ in range(3):
         assert p(x_last).tobytes() == expected
     assert runs and all(runs) and laid_out == [1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("w_shape, groups", [((6, 20, 2, 1, 1), 1), ((8, 17, 1, 1, 3), 2),
+                                             ((3, 1, 1, 1, 1), 1)])
+def test_laid_out_weights_start_on_a_cache_line(dtype, w_shape, groups, rng):
+    """The tiles load each tap's weights in whole vectors from the start of
+    w_t: from a cache line, no load crosses two (NumPy's arrays start 16
+    bytes past one as often as not). The layout holds every weight."""
+    w = random_array(rng, w_shape, dtype)
+    for _ in range(8):  # (several allocations: any placement)
+        w_t, finite = laid_out_weights(w, groups)
+        assert finite and w_t.ctypes.data % 64 == 0
+    c_in, c_out_g = w_shape[:2]
+    pitch = w_t.shape[-1] // groups
+    for ci in range(c_in):
+        g, ci_g = divmod(ci, c_in // groups)
+        got = w_t[..., ci_g, g * pitch:g * pitch + c_out_g]  # (KD, KH, KW, C_out/groups)
+        np.testing.assert_array_equal(np.moveaxis(got, -1, 0), w[ci])
+        assert not w_t[..., ci_g, g * pitch + c_out_g:(g + 1) * pitch].any()
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
