@@ -138,10 +138,10 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, cla
     ``cols`` (groups * M, the batch's positions in whole tiles). A task
     kernel (:func:`.launch.parallel`); a task a stretch of
     ``stretch_tiles`` tiles of the batch's positions of one group, every
-    input channel summed in one pass. A stretch inside one image is first
-    copied, every input channel's run of it in a row of its own, and its
-    tiles read the copy; in a stretch across images a tile inside one
-    image reads ``x`` where it lies, and one across two images (small
+    input channel summed in one pass. A tile inside one image reads ``x``
+    where it lies (copying a stretch's rows first took 1.1-1.4x as long
+    where ``x`` was in L3: the copy waited on its loads while the tiles'
+    prefetches keep them in flight), and one across two images (small
     images waste no lanes) or past the last position reads a copy of its
     positions of every input channel, zero past the batch, so no load
     leaves ``x``. Channels last (:data:`.tiled.CHANNELS_LAST`: ``x`` (N, D,
@@ -162,29 +162,13 @@ def tap_rows_products(x, w, cols, groups, stretch_tiles, layout, ahead_rows, cla
     width = simd.TILE_VECTORS * lanes
     stretch = stretch_tiles * width
     stretches = -(-positions // stretch)
-    window = simd.aligned(np.empty(c_in_g * stretch + lanes, dtype=x.dtype), c_in_g * stretch)
+    window = simd.aligned(np.empty(c_in_g * width + lanes, dtype=x.dtype), c_in_g * width)
     while True:
         task = atomics.claim(claimed)
         if task >= groups * stretches or atomics.cancelled(cancel):
             break
         g, s0 = task // stretches, task % stretches * stretch
         s1 = min(s0 + stretch, positions)
-        n0, p0 = s0 // i_plane, s0 % i_plane
-        if layout == CHANNELS_FIRST and p0 + stretch <= i_plane:
-            # The stretch of every channel copied first, each a run of
-            # whole lines: read where they lie, each tile's few lines of
-            # hundreds of channels a plane apart came from memory one by
-            # one (632 -> 1 channels k4 s2 d3 float64 on a 123x33 image
-            # 5 % faster this way, 70 -> 3 k4 s4 on 76x6 images 8 %).
-            src = (n0 * c_in + g * c_in_g) * i_plane + p0
-            for ci in range(c_in_g):
-                s_ci, d_ci = src + ci * i_plane, ci * stretch
-                for v in range(0, stretch, lanes):
-                    simd.store(window, d_ci + v, simd.load(xf, s_ci + v))
-            for q0 in range(s0, s1, width):
-                _every_row(cf, g * m_g * tap_pitch + q0, tap_pitch, xf, window, False, q0 - s0,
-                           stretch, wf, g * c_in_g * m_g, c_in_g, m_g, ahead_rows)
-            continue
         for q0 in range(s0, s1, width):
             n, p = q0 // i_plane, q0 % i_plane
             if p + width <= i_plane and layout == CHANNELS_FIRST:
