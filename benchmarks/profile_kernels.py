@@ -143,6 +143,8 @@ def main(argv=None) -> None:
                         help="complex data of the same width (complex64 for float32)")
     parser.add_argument("--plan", action="store_true",
                         help="call through numba_deconv.plan (weights laid out once)")
+    parser.add_argument("--op", choices=("conv_transpose", "conv"), default="conv_transpose",
+                        help="conv: the adjoint direction, the case's output shape back")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long to loop")
     args = parser.parse_args(argv)
 
@@ -160,8 +162,10 @@ def main(argv=None) -> None:
     if not found:
         parser.error(f"no case {args.case!r}; there are {', '.join(c.name for c in cases)}")
     case = found[0]
-    kwargs = case.kwargs()
+    kwargs = case.kwargs(args.op)
     x, w = make_inputs(case, case.dtype, seed=0)
+    if args.op == "conv":  # (bench --op conv's input: the case's output shape)
+        x = np.random.default_rng(0).standard_normal(case.out_shape).astype(x.dtype)
     if args.complex:  # as bench --variants makes them
         wide = np.result_type(x.dtype, np.complex64)
         x, w = (x + 1j * np.roll(x, 1)).astype(wide), (w - 1j * np.roll(w, 1)).astype(wide)
@@ -169,10 +173,14 @@ def main(argv=None) -> None:
         x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
         kwargs["data_format"] = "channels_last"
     if args.plan:
+        if args.op == "conv":
+            parser.error("--plan times conv_transpose (a plan's adjoint is conv)")
         call = numba_deconv.plan(w, x.shape, **kwargs)
     else:
+        function = getattr(numba_deconv, args.op)
+
         def call(x):
-            return numba_deconv.conv_transpose(x, w, **kwargs)
+            return function(x, w, **kwargs)
     for _ in range(5):  # load or compile every kernel the call runs
         call(x)
     print(f"{case.name} {x.dtype} {args.layout}: {write_perf_map()}", flush=True)

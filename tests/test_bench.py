@@ -782,6 +782,15 @@ def test_profile_kernels_names_the_kernels_for_perf(tmp_path):
     assert "numba_deconv.cpu.kernels.rows_tiny" in names
     assert "numba_deconv.cpu.kernels._direct_row_range" in names  # its callee
     assert re.search(r"calls, [0-9.]+ us each", done.stdout)
+    # --op conv times the adjoint direction: conv's plane kernel, and
+    # none of conv_transpose's.
+    done = subprocess.run([sys.executable, script, "tiny_seed", "--op", "conv", "--seconds",
+                           "0.05"], capture_output=True, text=True, check=True)
+    path = done.stdout.split(": ")[1].split()[0]
+    names = {line.split(" ", 2)[2].strip() for line in open(path)}
+    os.unlink(path)
+    assert "numba_deconv.cpu.correlate.conv_planes" in names
+    assert "numba_deconv.cpu.kernels.rows_tiny" not in names
 
 
 def test_cold_start_rows_and_table(tmp_path):
