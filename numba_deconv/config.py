@@ -518,6 +518,15 @@ ONE_TAP_LAST_PARALLEL_MIN_MULTIPLY_ADDS = 1 << 22
 #: :func:`numba_deconv.cpu.work_split._sweep`).
 TILED_ACC_BYTES = 512 << 10
 
+#: ``conv``'s window copies a row of input into its two W phase planes of
+#: stride 2 in one pass (each load split by lane) where the planes' rows
+#: are at most CONV_SPLIT_MAX_ROW positions long.
+#: Why: short rows are mostly each run's start and scalar tail, which the
+#: split halves (depthwise_2d's conv, rows of 33: see benchmarks/TUNING.md);
+#: on long rows two planes written at once ran slower than one after the
+#: other (single_2d, rows of 513).
+CONV_SPLIT_MAX_ROW = 64
+
 #: The conv_planes kernel sums each output channel over CONV_PLANES_SWEEP
 #: positions at a time.
 #: Why: the accumulator row stays in L1 while every pair streams into it.

@@ -877,3 +877,55 @@ def test_depthwise_last_stages_stores_to_memory_alone(dtype, channels, kernel, s
 
     monkeypatch.setattr(config, "STREAM_OUTPUT_MIN_BYTES", 2 << 20)
     assert stages_outputs(np.dtype(dtype), channels, kernel, stride, out_bytes) == expected
+
+
+def _planes_window(x, n, c0, c_count, planes, p0, win_len, pitch, pad, stride):
+    """The phase planes' window by its definition: grid position ``P`` of
+    plane ``(r_d, r_h, r_w)`` is input ``(P's grid index) * stride + r -
+    pad`` along each dim, zero outside the input."""
+    n_planes = planes.shape[0]
+    window = np.zeros(c_count * n_planes * win_len, dtype=x.dtype)
+    for ci in range(c_count):
+        for pl, r in enumerate(planes):
+            for at in range(win_len):
+                grid = np.unravel_index(p0 + at, pitch)
+                i = [g * s + rr - p for g, s, rr, p in zip(grid, stride, r, pad)]
+                if all(0 <= i_k < size for i_k, size in zip(i, x.shape[2:])):
+                    window[(ci * n_planes + pl) * win_len + at] = x[n, c0 + ci, i[0], i[1], i[2]]
+    return window
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("kernel, stride, pad", [
+    ((1, 4, 4), (1, 2, 2), (0, 1, 1)),   # depthwise_2d's conv: both W planes, split
+    ((1, 5, 5), (1, 2, 2), (0, 2, 2)),
+    ((1, 3, 3), (1, 2, 2), (0, 0, 0)),   # the odd plane a column shorter
+    ((1, 2, 2), (1, 2, 2), (0, 1, 3)),   # large padding: rows that start late
+    ((2, 3, 1), (2, 1, 2), (1, 1, 0)),   # one W plane: nothing to split
+    ((1, 3, 4), (1, 3, 3), (0, 1, 2)),   # stride 3: three planes, not split
+])
+def test_conv_window_holds_the_phase_planes(kernel, stride, pad, dtype, rng):
+    """conv's window (the stride-2 W planes split from one load where their
+    rows are short, ``config.CONV_SPLIT_MAX_ROW``): every window, from the
+    image's start, a row's middle and its end, and windows of several
+    lengths, equals the planes by their definition; the runs kept for one
+    window serve the next only where it is the same window."""
+    from numba_deconv.cpu import correlate
+
+    x = random_array(rng, (2, 3, 3, 11, 19), dtype)
+    out_spatial = tuple((size + 2 * p - k) // s + 1
+                        for size, k, s, p in zip(x.shape[2:], kernel, stride, pad))
+    pitch, planes, _, offsets = correlate.plane_tables(kernel, stride, (1, 1, 1), out_spatial)
+    span = int(np.prod(pitch))
+    runs, built = correlate._runs_room(span, pitch[2], planes.shape[0])
+    for p0, win_len in [(0, span), (pitch[2] // 2, 2 * pitch[2]), (span - 7, 7), (3, 1),
+                        (3, 1), (pitch[2] + 1, pitch[2] + 3), (0, span)]:
+        for n, c0, c_count in [(0, 0, 3), (1, 1, 2)]:
+            xw = np.zeros(c_count * planes.shape[0] * win_len + 64, dtype=dtype)
+            correlate._fill_window(xw, x, n, c0, c_count, planes, p0, win_len,
+                                   np.array(pitch), np.array(pad), np.array(stride), False,
+                                   runs, built)
+            expected = _planes_window(x, n, c0, c_count, planes, p0, win_len, pitch, pad,
+                                      stride)
+            np.testing.assert_array_equal(xw[:expected.size], expected)
+            assert not xw[expected.size:].any()

@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ..config import FASTMATH
+from ..config import CONV_SPLIT_MAX_ROW, FASTMATH
 from . import atomics, register_tiles, simd
 from .kernels import interleave, interleave_parts
 from .tile_products import TILE_ROWS, phase_products, sweep_segments
@@ -127,54 +127,198 @@ def _even_vectors_for(dst, d, src, s, n):
     return none
 
 
+def _split_copy(dst, d_even, d_odd, src, s, count):
+    """``dst[d_even + t] = src[s + 2*t]`` and ``dst[d_odd + t] = src[s + 2*t
+    + 1]`` for ``t < count`` (flat arrays, unsigned offsets): a stretch
+    into two planes of stride 2. Jitted code only."""
+    raise NotImplementedError("_split_copy is for jitted code")
+
+
+@overload(_split_copy, inline="always")
+def _split_copy_for(dst, d_even, d_odd, src, s, count):
+    if dst.dtype in (types.float32, types.float64) and src.dtype == dst.dtype:
+        def in_vectors(dst, d_even, d_odd, src, s, count):
+            lanes, n = np.uint64(simd.lanes(dst)), np.uint64(count)
+            inside = np.uint64(src.size) - s if np.uint64(src.size) > s else np.uint64(0)
+            whole = min(n // lanes, inside // (np.uint64(2) * lanes))
+            for v in range(whole):
+                even, odd = simd.load_ways(src, s + v * np.uint64(2) * lanes, 2)
+                simd.store(dst, d_even + v * lanes, even)
+                simd.store(dst, d_odd + v * lanes, odd)
+            for t in range(whole * lanes, n):
+                dst[d_even + t] = src[s + np.uint64(2) * t]
+                dst[d_odd + t] = src[s + np.uint64(2) * t + np.uint64(1)]
+        return in_vectors
+
+    def one_by_one(dst, d_even, d_odd, src, s, count):
+        for t in range(np.uint64(count)):
+            dst[d_even + t] = src[s + np.uint64(2) * t]
+            dst[d_odd + t] = src[s + np.uint64(2) * t + np.uint64(1)]
+    return one_by_one
+
+
+@njit(inline="always")
+def _first_column(r_w, p_w, s_w):
+    """The first column ``j`` of the plane of W phase ``r_w`` that reads an
+    input: ``0 <= j*s_w + r_w - p_w``."""
+    return max(-((r_w - p_w) // s_w), 0)
+
+
+@njit(inline="always")
+def _end_column(r_w, p_w, s_w, i_w, u_w):
+    """Past the last column ``j`` (of ``u_w``) of that plane that reads an
+    input: ``j*s_w + r_w - p_w < i_w``."""
+    return min((i_w - 1 + p_w - r_w) // s_w + 1, u_w)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _add_plane_run(runs, n_runs, row_src, lo, hi, r_w, s_w, plane, partner, win_len, p0):
+    """Adds the run of grid positions ``[lo, hi)`` (if any) of W phase
+    ``r_w`` to ``runs``: the source of position ``P`` is ``row_src + P*s_w +
+    r_w`` in a channel, its place ``P - p0`` of window plane ``plane`` (and
+    the next column's of plane ``partner``, if not -1). Not inlined: an
+    inlined helper that takes an array counts a reference up and down at
+    every call (``benchmarks/TUNING.md``, ``_nrt=False``)."""
+    if hi <= lo:
+        return n_runs
+    runs[n_runs, 0] = row_src + lo * s_w + r_w
+    runs[n_runs, 1] = plane * win_len + lo - p0
+    runs[n_runs, 2] = hi - lo
+    runs[n_runs, 3] = partner * win_len + lo - p0 if partner >= 0 else -1
+    return n_runs + 1
+
+
 @njit(nogil=True, cache=True)
-def _fill_window(xw, x, n, c0, c_count, planes, p0, win_len, pitch, pad, stride, parts):
+def _runs_room(win_most, u_w, n_planes):
+    """Room for :func:`_fill_window`'s runs of a window of at most
+    ``win_most`` grid positions (rows ``u_w`` long), and the key of what
+    it holds (none yet) with room for each plane's partner."""
+    return (np.empty(((win_most // u_w + 2) * n_planes * 3, 4), dtype=np.int64),
+            np.full(3 + n_planes, -1, dtype=np.int64))
+
+
+@njit(nogil=True, cache=True)
+def _fill_window(xw, x, n, c0, c_count, planes, p0, win_len, pitch, pad, stride, parts, runs,
+                 built):
     """``xw[(ci*n_planes + plane)*win_len + P - p0]`` = that plane of input
     channel ``c0 + ci`` of image ``n`` at grid position ``P``, for ``p0 <= P
     < p0 + win_len``; positions outside ``x`` keep the zeros ``xw`` starts
     with. With ``parts``, ``x`` is a complex array's real view, its channel
-    ``c`` the twin's channels ``2c`` and ``2c + 1`` (:data:`.tiled.COMPLEX_PARTS`)."""
+    ``c`` the twin's channels ``2c`` and ``2c + 1`` (:data:`.tiled.COMPLEX_PARTS`).
+    ``runs`` and ``built`` (:func:`_runs_room`, a thread's own) keep the
+    runs to copy of the last window: the same for every image and group
+    (worked out for each of depthwise_2d's conv tasks, 16 % of the call)."""
     c_in, i_d, i_h, i_w = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    n_planes = planes.shape[0]
+    xf = x.reshape(-1)
+    if built[0] != p0 or built[1] != win_len:
+        built[0], built[1] = p0, win_len
+        built[2] = _window_runs(runs, built[3:], planes, p0, win_len, pitch, pad, stride,
+                                (i_d, i_h, i_w), parts, CONV_SPLIT_MAX_ROW)
+    _copy_runs(xw, xf, runs, built[2], n * c_in + c0, c_count, n_planes * win_len,
+               i_d * i_h * i_w, stride[2], parts)
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _window_runs(runs, partner, planes, p0, win_len, pitch, pad, stride, in_shape, parts,
+                 split_max_row):
+    """The runs of :func:`_fill_window`'s window into ``runs`` (``partner``
+    room for a plane each); returns how many."""
+    i_d, i_h, i_w = in_shape
     n_planes = planes.shape[0]
     u_h, u_w = pitch[1], pitch[2]
     s_d, s_h, s_w = stride
-    xf = x.reshape(-1)
-    # The runs to copy, grid row by grid row and plane by plane, as
-    # (source in a channel, window position, length): then channel by
-    # channel, each channel's input is read in order, the planes of one
-    # input row one after another (plane by plane over every row, a
-    # depthwise conv read its input at 3.5 GB/s on one thread).
-    first_row, last_row = p0 // u_w, (p0 + win_len - 1) // u_w
-    runs = np.empty(((last_row - first_row + 1) * n_planes, 3), dtype=np.int64)
-    n_runs = 0
-    for row in range(first_row, last_row + 1):
+    # Stride 2 along W, each plane of even columns with its plane of odd
+    # ones (the same D and H phases, if some tap reads it): both are one
+    # load of the input row, split by lane.
+    partner[:] = -1
+    if s_w == 2 and not parts and u_w <= split_max_row:
         for pl in range(n_planes):
-            r_d, r_h, r_w = planes[pl, 0], planes[pl, 1], planes[pl, 2]
-            i_dd = (row // u_h) * s_d + r_d - pad[0]
-            i_hh = (row % u_h) * s_h + r_h - pad[1]
+            for other in range(n_planes):
+                if (planes[pl, 2] == 0 and planes[other, 2] == 1
+                        and planes[pl, 0] == planes[other, 0]
+                        and planes[pl, 1] == planes[other, 1]):
+                    partner[pl], partner[other] = other, n_planes  # (n_planes: taken)
+    # The runs to copy, grid row by grid row and plane by plane, as
+    # (source in a channel, window position, length, the partner plane's
+    # window position or -1): then channel by channel, each channel's
+    # input is read in order, the planes of one input row one after
+    # another (plane by plane over every row, a depthwise conv read its
+    # input at 3.5 GB/s on one thread).
+    first_row, last_row = p0 // u_w, (p0 + win_len - 1) // u_w
+    n_runs = 0
+    grid_d, grid_h = first_row // u_h, first_row % u_h
+    for row in range(first_row, last_row + 1):
+        start, end = max(row * u_w, p0), min((row + 1) * u_w, p0 + win_len)
+        for pl in range(n_planes):
+            if partner[pl] == n_planes:
+                continue  # (copied with its even plane)
+            i_dd = grid_d * s_d + planes[pl, 0] - pad[0]
+            i_hh = grid_h * s_h + planes[pl, 1] - pad[1]
             if i_dd < 0 or i_dd >= i_d or i_hh < 0 or i_hh >= i_h:
                 continue
-            # The plane's columns j with 0 <= j*s_w + r_w - p_w < i_w.
-            jw_lo = max(-((r_w - pad[2]) // s_w), 0)
-            jw_hi = min((i_w - 1 + pad[2] - r_w) // s_w + 1, u_w)
-            lo = max(row * u_w + jw_lo, p0)
-            hi = min(row * u_w + jw_hi, p0 + win_len)
-            if hi <= lo:
+            # The input row, and the source of grid position P (W phase
+            # r_w): row_src + P*s_w + r_w.
+            row_start = (i_dd * i_h + i_hh) * i_w
+            row_src = row_start - row * u_w * s_w - pad[2]
+            lo = max(row * u_w + _first_column(planes[pl, 2], pad[2], s_w), start)
+            hi = min(row * u_w + _end_column(planes[pl, 2], pad[2], s_w, i_w, u_w), end)
+            other = partner[pl]
+            if other < 0:
+                n_runs = _add_plane_run(runs, n_runs, row_src, lo, hi, planes[pl, 2], s_w, pl,
+                                        -1, win_len, p0)
                 continue
-            runs[n_runs, 0] = (i_dd * i_h + i_hh) * i_w + (lo - row * u_w) * s_w + r_w - pad[2]
-            runs[n_runs, 1] = pl * win_len + lo - p0
-            runs[n_runs, 2] = hi - lo
-            n_runs += 1
-    plane_size = i_d * i_h * i_w
+            # The columns both planes have go split from one load of
+            # input columns 2k, 2k + 1 (k counted from the row's first
+            # grid position): the plane whose columns are even takes lane
+            # 0 (its position k - shift0), the other lane 1 (k - shift1);
+            # the rest (at the row's ends) each to its own plane.
+            lo_other = max(row * u_w + _first_column(planes[other, 2], pad[2], s_w), start)
+            hi_other = min(row * u_w + _end_column(planes[other, 2], pad[2], s_w, i_w, u_w), end)
+            lane0, lane1 = (pl, other) if (planes[pl, 2] - pad[2]) % 2 == 0 else (other, pl)
+            lo0, hi0 = (lo, hi) if lane0 == pl else (lo_other, hi_other)
+            lo1, hi1 = (lo_other, hi_other) if lane0 == pl else (lo, hi)
+            shift0 = (planes[lane0, 2] - pad[2]) // 2  # column 2 * (j + shift0)
+            shift1 = (planes[lane1, 2] - pad[2] - 1) // 2  # column 2 * (j + shift1) + 1
+            k_lo = max(lo0 + shift0, lo1 + shift1)
+            k_hi = max(min(hi0 + shift0, hi1 + shift1), k_lo)
+            if k_hi > k_lo:
+                runs[n_runs, 0] = row_start + 2 * (k_lo - row * u_w)
+                runs[n_runs, 1] = lane0 * win_len + k_lo - shift0 - p0
+                runs[n_runs, 2] = k_hi - k_lo
+                runs[n_runs, 3] = lane1 * win_len + k_lo - shift1 - p0
+                n_runs += 1
+            for plane, p_lo, p_hi, shift in ((lane0, lo0, hi0, shift0),
+                                            (lane1, lo1, hi1, shift1)):
+                n_runs = _add_plane_run(runs, n_runs, row_src, p_lo, min(p_hi, k_lo - shift),
+                                        planes[plane, 2], 2, plane, -1, win_len, p0)
+                n_runs = _add_plane_run(runs, n_runs, row_src, max(p_lo, k_hi - shift), p_hi,
+                                        planes[plane, 2], 2, plane, -1, win_len, p0)
+        grid_h += 1
+        if grid_h == u_h:
+            grid_d, grid_h = grid_d + 1, 0
+    return n_runs
+
+
+@njit(nogil=True, cache=True, _nrt=False)
+def _copy_runs(xw, xf, runs, n_runs, c_first, c_count, channel_pitch, plane_size, s_w, parts):
+    """:func:`_fill_window`'s runs for its ``c_count`` channels (from the
+    flat ``c_first`` of ``x``), a window of ``channel_pitch`` each.
+    Without reference counts: the copies are inlined, and each counted
+    its arrays up and down for every run."""
     for ci in range(c_count):
         for r in range(n_runs):
-            dst = np.uint64(ci * n_planes * win_len + runs[r, 1])
-            if parts:  # part (c0 + ci) % 2 of complex channel (c0 + ci) // 2
-                at = (n * c_in + c0 + ci) // 2 * plane_size + runs[r, 0]
-                _strided_copy(xw, dst, xf, np.uint64(2 * at + (c0 + ci) % 2), runs[r, 2],
+            dst = np.uint64(ci * channel_pitch + runs[r, 1])
+            if runs[r, 3] >= 0:
+                _split_copy(xw, dst, np.uint64(ci * channel_pitch + runs[r, 3]), xf,
+                            np.uint64((c_first + ci) * plane_size + runs[r, 0]), runs[r, 2])
+                continue
+            if parts:  # part (c_first + ci) % 2 of complex channel (c_first + ci) // 2
+                at = (c_first + ci) // 2 * plane_size + runs[r, 0]
+                _strided_copy(xw, dst, xf, np.uint64(2 * at + (c_first + ci) % 2), runs[r, 2],
                               2 * s_w)
                 continue
-            src = np.uint64((n * c_in + c0 + ci) * plane_size + runs[r, 0])
+            src = np.uint64((c_first + ci) * plane_size + runs[r, 0])
             _strided_copy(xw, dst, xf, src, runs[r, 2], s_w)
 
 
@@ -257,6 +401,8 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
     # Stretches of whole vectors keep vector boundaries on vector boundaries.
     chunk = -(-span // (chunks_per_image * lanes)) * lanes
     tasks = n_batch * groups * chunks_per_image * block_parts
+    runs, built = _runs_room(simd.window_pitch(chunk + halo, lanes, x.itemsize), pitch[2],
+                             n_planes)
     while True:
         task = atomics.claim(claimed)
         if task >= tasks or atomics.cancelled(cancel):
@@ -271,7 +417,7 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
         size = c_in_g * n_planes * win_len
         xw = simd.aligned(np.zeros(size + 2 * lanes, dtype=x.dtype), size + lanes)
         _fill_window(xw, x, n, g * c_in_g, c_in_g, planes, p0, win_len, pitch, pad, stride,
-                     parts)
+                     parts, runs, built)
         acc_pitch = sub + lanes
         block = (b1 - b0) * TILE_ROWS * acc_pitch
         acc = simd.aligned(np.empty(block + lanes, dtype=out.dtype), block)
@@ -291,6 +437,11 @@ def conv_tiles(x, weights, offsets, planes, plane_of, bias, out, pitch, pad, str
                          pitch, parts)
 
 
+#: Room past :func:`conv_planes`' window and accumulator rows for the last
+#: vector of positions to read past them.
+_PLANES_ROOM = 64
+
+
 @njit(nogil=True, fastmath=FASTMATH, cache=True)
 def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
                 chunks_per_image, sub, claimed, cancel):
@@ -304,18 +455,28 @@ def conv_planes(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
     positions.
     """
     tasks = x.shape[0] * (x.shape[1] // w.shape[1]) * chunks_per_image
+    # The thread's scratch, for its largest task: made once, not per task
+    # (each array a task made counted references up and down, a tenth of
+    # depthwise_2d's conv).
+    win_most = -(-_grid_span(out.shape[2:], pitch) // chunks_per_image) + offsets.max()
+    runs, built = _runs_room(win_most, pitch[2], planes.shape[0])
+    xw_room = np.empty(w.shape[1] * planes.shape[0] * win_most + _PLANES_ROOM, dtype=x.dtype)
+    acc = np.empty(sub + _PLANES_ROOM, dtype=out.dtype)
+    src = np.empty(w.shape[1] * offsets.shape[0], dtype=np.int64)
     while True:
         task = atomics.claim(claimed)
         if task >= tasks or atomics.cancelled(cancel):
             break
         _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
-                     chunks_per_image, sub, task)
+                     chunks_per_image, sub, task, runs, built, xw_room, acc, src)
 
 
-@njit(nogil=True, fastmath=FASTMATH, cache=True)
+@njit(nogil=True, fastmath=FASTMATH, cache=True, _nrt=False)
 def _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
-                 chunks_per_image, sub, task):
-    """Task ``task`` of :func:`conv_planes`."""
+                 chunks_per_image, sub, task, runs, built, xw_room, acc, src):
+    """Task ``task`` of :func:`conv_planes`, in the thread's scratch:
+    ``runs`` and ``built`` for :func:`_fill_window`, room for its window,
+    ``acc`` and ``src``."""
     c_in = x.shape[1]
     c_out, c_in_g = out.shape[1], w.shape[1]
     groups = c_in // c_in_g
@@ -331,14 +492,11 @@ def _planes_task(x, w, offsets, planes, plane_of, bias, out, pitch, pad, stride,
     p1 = min(p0 + chunk, span)
     if p1 <= p0:
         return
-    # Room for the last vector of positions to read past the window.
-    room = 64
     win_len = p1 - p0 + halo
-    xw = np.zeros(c_in_g * n_planes * win_len + room, dtype=x.dtype)
+    xw = xw_room[:c_in_g * n_planes * win_len + _PLANES_ROOM]
+    xw[:] = 0
     _fill_window(xw, x, n, g * c_in_g, c_in_g, planes, p0, win_len, pitch, pad, stride,
-                 False)
-    acc = np.empty(sub + room, dtype=out.dtype)
-    src = np.empty(c_in_g * n_taps, dtype=np.int64)
+                 False, runs, built)
     wf = w.reshape(-1)
     for s0 in range(p0, p1, sub):
         length = min(sub, p1 - s0)

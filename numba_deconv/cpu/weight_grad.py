@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from ..config import FASTMATH
 from . import atomics, simd
-from .correlate import _fill_window, _grid_span
+from .correlate import _fill_window, _grid_span, _runs_room
 
 #: Rows (``a`` channels) and columns (pairs) of a register tile.
 TILE = 4
@@ -178,7 +178,8 @@ def _fill_planes(b_rows, src, n, slot, c, planes, b_len, pitch, pad, stride):
     first = (slot * src.shape[1] + c) * n_planes * b_len
     window = b_rows[first:first + n_planes * b_len]
     window[:] = 0
-    _fill_window(window, src, n, c, 1, planes, 0, b_len, pitch, pad, stride, False)
+    runs, built = _runs_room(b_len, pitch[2], n_planes)
+    _fill_window(window, src, n, c, 1, planes, 0, b_len, pitch, pad, stride, False, runs, built)
 
 
 #: Pairs (columns) of a channel-vector tile; its rows are 1-3 vectors of
