@@ -84,9 +84,10 @@ def laid_out_weights(w, groups) -> tuple:
     for each tap and input channel of a group the output channels of every
     group side by side, each group's in whole vectors of this CPU (``Q``,
     zeros past its channels: the tiles load whole vectors and store only
-    the channels), from a cache line; and whether every weight is finite (the tiles' sums are
-    exact only then). Compiled (NumPy's transposing copy and test took 25
-    us of a 200 us call); only the padding is cleared first."""
+    the channels), from a cache line; and whether every weight is finite
+    (the tiles' sums are exact only then). Compiled (NumPy's transposing
+    copy and test took 25 us of a 200 us call); only the padding is
+    cleared first."""
     lanes = simd.VECTOR_BYTES // w.itemsize
     c_in, c_out_g = w.shape[:2]
     pitch = -(-c_out_g // lanes) * lanes

@@ -31,7 +31,8 @@ transposes (:func:`transpose_tile`, with an addend, in non-temporal
 stores, and :func:`transpose_tile_part` for a part of the square in masked
 loads and stores) and :func:`store_fence`; plus :func:`aligned` and
 :func:`lanes_before_boundary` for scratch arrays and tiles that start on a
-vector boundary. The register tiles built of them are spelled in
+vector boundary, and :func:`empty_aligned` for arrays made in Python that
+kernels read in vectors. The register tiles built of them are spelled in
 :mod:`.register_tiles`, the task counters that several threads share are
 in :mod:`.atomics`. Loads and stores are unaligned and unchecked, like
 ``boundscheck=False`` indexing: the caller keeps every lane inside the array.
