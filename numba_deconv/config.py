@@ -325,12 +325,13 @@ TAP_ROWS_STRETCH_TILES = 4
 TAP_ROWS_FOLD_MIN_CHUNK = 512
 #: Each step of a tap_rows tile asks for the vectors of the input channel
 #: TAP_ROWS_PREFETCH_ROWS ahead of the one it loads.
-#: Why: the tiles read ``x`` where it lies (as they did then; now a copy of
-#: each stretch inside an image), a vector or three from each of
+#: Why: the tiles read ``x`` where it lies, a vector or three from each of
 #: hundreds of channels a plane apart, and waited on those loads: on an
 #: Intel Xeon, in one process each, three rounds, 0 / 8 / 16 / 32 ahead
 #: (us): 632 -> 1 k4 s2 d3 1112-1177 / 1002-1066 / 985-1099 / 983-1080;
-#: 964 -> 3 k2 s4 365-398 / 338-358 / 329-380 / 341-376.
+#: 964 -> 3 k2 s4 365-398 / 338-358 / 329-380 / 341-376. (A later copy of
+#: each stretch first, dropped again, and 8 / 32 / 64 ahead on the
+#: model-207 Xeon: benchmarks/TUNING.md.)
 TAP_ROWS_PREFETCH_ROWS = 16
 
 #: A phase_tiles call runs with the spatial dim whose rows waste the fewest
