@@ -27,6 +27,20 @@ from . import _weight_memo, config
 _ALIGNMENT = 64
 
 
+def empty_aligned(shape: tuple, dtype) -> np.ndarray:
+    """NumPy's ``empty(shape, dtype)``, its data starting on a cache line
+    (NumPy's arrays start 16 bytes past one as often as not): for outputs
+    of whole-line stores, and for arrays the kernels read in vectors, which
+    then load from one line each (weights whose vectors crossed two made a
+    channels-last call of few taps 1.1-1.3x slower,
+    ``benchmarks/TUNING.md``)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    room = np.empty(nbytes + _ALIGNMENT, dtype=np.uint8)
+    lead = -room.ctypes.data % _ALIGNMENT
+    return room[lead:lead + nbytes].view(dtype).reshape(shape)
+
+
 class _Lease:
     """The base of an output made from a slot's memory (via NumPy's array
     interface); it keeps the memory alive, whatever becomes of the slot."""
@@ -43,10 +57,8 @@ class _Slot:
     """``nbytes`` of aligned memory and the lease it is out on, if any."""
 
     def __init__(self, nbytes: int):
-        room = np.empty(nbytes + _ALIGNMENT, dtype=np.uint8)
-        lead = -room.ctypes.data % _ALIGNMENT
         self.nbytes = nbytes
-        self.memory = room[lead:lead + nbytes]
+        self.memory = empty_aligned((nbytes,), np.uint8)
         self._lease = None
 
     def free(self) -> bool:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import numba_deconv
-from numba_deconv import _dispatch, config, conv_transpose
+from numba_deconv import _dispatch, _outputs, config, conv_transpose
 
 from helpers import assert_matches_reference, random_array
 
@@ -147,3 +147,17 @@ def test_concurrent_calls_get_their_own_memory(cache, rng):
         outputs = list(pool.map(lambda x: conv_transpose(x, w, **KWARGS), xs))
     for x, y in zip(xs, outputs):
         assert_matches_reference(y, x, w, **KWARGS)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.uint8])
+def test_empty_aligned_arrays_start_on_a_cache_line(dtype):
+    """Whatever the allocator hands out (many sizes, so many placements):
+    the data start on a 64-byte line, C-contiguous, of the shape and dtype
+    asked for, and writable to the last element."""
+    for size in range(1, 200, 7):
+        for shape in ((size,), (size, 3), (2, size, 1)):
+            a = _outputs.empty_aligned(shape, dtype)
+            assert a.ctypes.data % 64 == 0
+            assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+            a[...] = 1
+            assert a.sum() == a.size

@@ -297,20 +297,6 @@ def test_aligned_views_start_on_a_vector_boundary(dtype):
         assert _alignment(room, lanes) == (offset, 0, -offset % lanes, lanes)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_empty_aligned_arrays_start_on_a_cache_line(dtype):
-    """Whatever the allocator hands out (many sizes, so many placements):
-    the data start on a 64-byte line, C-contiguous, of the shape and dtype
-    asked for, and writable to the last element."""
-    for size in range(1, 200, 7):
-        for shape in ((size,), (size, 3), (2, size, 1)):
-            a = simd.empty_aligned(shape, dtype)
-            assert a.ctypes.data % simd.LINE_BYTES == 0
-            assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
-            a[...] = 1
-            assert a.sum() == a.size
-
-
 @pytest.mark.parametrize("lanes, itemsize", [(8, 4), (16, 4), (4, 8), (8, 8), (2, 8)])
 def test_window_rows_are_an_odd_number_of_cache_lines_apart(lanes, itemsize):
     """Whole vectors, never less than the row, at most a vector and a line

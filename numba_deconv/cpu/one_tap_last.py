@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from .. import config
+from .._outputs import empty_aligned
 from ..config import FASTMATH
 from . import atomics, simd
 from .depthwise_last import row_stretch
@@ -91,7 +92,7 @@ def laid_out_weights(w, groups) -> tuple:
     lanes = simd.VECTOR_BYTES // w.itemsize
     c_in, c_out_g = w.shape[:2]
     pitch = -(-c_out_g // lanes) * lanes
-    w_t = simd.empty_aligned(w.shape[2:] + (c_in // groups, groups, pitch), w.dtype)
+    w_t = empty_aligned(w.shape[2:] + (c_in // groups, groups, pitch), w.dtype)
     w_t[..., c_out_g:] = 0
     w_t = w_t.reshape(w.shape[2:] + (c_in // groups, groups * pitch))
     return w_t, by_tap(w, groups, w_t) == 0

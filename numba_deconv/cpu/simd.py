@@ -31,8 +31,7 @@ transposes (:func:`transpose_tile`, with an addend, in non-temporal
 stores, and :func:`transpose_tile_part` for a part of the square in masked
 loads and stores) and :func:`store_fence`; plus :func:`aligned` and
 :func:`lanes_before_boundary` for scratch arrays and tiles that start on a
-vector boundary, and :func:`empty_aligned` for arrays made in Python that
-kernels read in vectors. The register tiles built of them are spelled in
+vector boundary. The register tiles built of them are spelled in
 :mod:`.register_tiles`, the task counters that several threads share are
 in :mod:`.atomics`. Loads and stores are unaligned and unchecked, like
 ``boundscheck=False`` indexing: the caller keeps every lane inside the array.
@@ -788,19 +787,6 @@ def window_pitch(length, lanes, itemsize):
     if pitch * itemsize % (2 * LINE_BYTES) == 0:
         pitch += LINE_BYTES // itemsize
     return pitch
-
-
-def empty_aligned(shape, dtype):
-    """NumPy's ``empty(shape, dtype)``, its data starting on a cache line:
-    vectors at multiples of the lanes from its start then load from one
-    line each (NumPy's arrays start 16 bytes past one as often as not, and
-    weights read in vectors that cross lines made a channels-last call of
-    few taps 1.1-1.3x slower, ``benchmarks/TUNING.md``)."""
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
-    room = np.empty(size + LINE_BYTES, dtype=np.uint8)
-    lead = -room.ctypes.data % LINE_BYTES
-    return room[lead:lead + size].view(dtype).reshape(shape)
 
 
 @njit(inline="always")
