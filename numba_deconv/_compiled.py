@@ -67,9 +67,10 @@ def cache_info() -> list:
         ``"one_tap_last"``, for tiny calls of ``"rows_serial"``
         ``"rows_tiny_last"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
-        ``"weight_dots"``; ``"baseline"`` where the baseline kernel stood in
-        while a tuned one compiled; on CUDA ``"gather"`` and, for one
-        output channel a group, ``"gather_single"``; for ``conv``
+        ``"weight_dots"``; ``"baseline"`` (``"baseline_tiles"`` for the phase
+        tiles) where the baseline kernel stood in while a tuned one
+        compiled; on CUDA ``"gather"`` and, for one output channel a
+        group, ``"gather_single"``; for ``conv``
         ``"conv_gather"`` and ``"conv_single"``; for the padding modes
         ``"fold"``) and ``compile_seconds`` (the time to compile the kernel
         or to load it from Numba's on-disk cache), in the order compiled.

@@ -2,8 +2,10 @@
 
 A tuned kernel takes seconds to compile (register tiles, vector shuffles,
 many specialised helpers). While it compiles in the background
-(:mod:`.tiering`), calls that would run it run this kernel instead: one
-short function of plain loops, which Numba compiles in about 2 s.
+(:mod:`.tiering`), calls that would run it run this kernel instead: a
+short function of plain loops, which Numba compiles in 1.5-2.5 s
+(:func:`gather_in_order` for the row and plane kernels,
+:func:`tiles_in_order` for the phase tiles).
 
 It computes each output element with exactly the terms, the order and the
 rounding of the kernel it stands in for, so a switch from one to the
@@ -23,8 +25,8 @@ other changes no bit of any result:
     class ``kw, kw + s_w, ...`` (one output phase) two at a time, ``acc +=
     w0 * x0 + w1 * x1``, and a last one alone, over zero-padded input rows.
 
-All start from zero and add the bias last, as the tuned kernels do. It is
-a task kernel (:func:`.launch.parallel`): a task is one output row.
+All start from zero and add the bias last, as the tuned kernels do. Both
+are task kernels (:func:`.launch.parallel`).
 """
 
 import numpy as np
@@ -40,11 +42,18 @@ ROWS, TILES, PLANES = 0, 1, 2
 ORDERS = {"rows_serial": ROWS, "rows": ROWS, "phase_tiles": TILES, "planes": PLANES}
 
 
+#: Output channels a task of the :data:`TILES` order sums at once: each
+#: input row it copies serves them all (a task an output row, the baseline
+#: ran dcgan_2d at 3.5-7 G multiply-adds a second, in blocks of 8-64
+#: channels at 12-15 G: benchmarks/TUNING.md).
+TILES_CHANNELS = 16
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claimed, cancel):
-    """``out`` from ``x`` and ``w`` as the kernel of ``order`` (:data:`ROWS`,
-    :data:`TILES` or :data:`PLANES`) computes it, from the same arrays and
-    arguments (rank 3, channels first, C-contiguous)."""
+    """``out`` from ``x`` and ``w`` as the kernel of ``order`` (:data:`ROWS`
+    or :data:`PLANES`) computes it, from the same arrays and arguments (rank
+    3, channels first, C-contiguous); a task is one output row."""
     n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -52,16 +61,12 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
     d_d, d_h, d_w = dilation
     p_d, p_h, p_w = pad
     c_in_g = c_in // groups
-    zero = np.zeros(1, dtype=x.dtype)[0]
-    # The row's outputs by phase, acc[phase * per_phase + j] for output
-    # j*s_w + phase, so that every tap adds to a contiguous stretch (the
-    # loops vectorise); only phases below o_w have outputs.
-    per_phase = -(-o_w // s_w)
-    acc = np.empty(min(s_w, o_w) * per_phase, dtype=out.dtype)
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
-    tiles_order = order == TILES
+    lanes = simd.lanes(xf)
+    pitch = _phase_pitch(o_w, s_w, lanes)
+    acc = np.empty(min(s_w, o_w) * pitch, dtype=out.dtype)
     # PLANES: an input row at padded[lead + i], zeros around it.
-    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, per_phase)
+    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
     padded = np.zeros(length, dtype=x.dtype)
     rows = n_batch * c_out * o_d * o_h
     while True:
@@ -76,78 +81,159 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
         co_g = co - g * c_out_g
         for j in range(acc.size):
             acc[j] = 0
-        # The tiles' order is (channel, kd, kh, kw), the rows' (kd, kh,
-        # channel, kw): one loop nest serves both, the channel loop outside
-        # or inside.
-        for outer in range(c_in_g if tiles_order else 1):
-            for kd in range(k_d):
-                t_d = od + p_d - kd * d_d
-                if t_d % s_d != 0:
-                    continue  # another phase's tap
-                i_dd = t_d // s_d
-                in_d = 0 <= i_dd < i_d
-                if not (in_d or tiles_order):
+        # (kd, kh, channel, kw)
+        for kd in range(k_d):
+            t_d = od + p_d - kd * d_d
+            i_dd = t_d // s_d
+            if t_d % s_d != 0 or not 0 <= i_dd < i_d:
+                continue  # another phase's tap, or none
+            for kh in range(k_h):
+                t_h = oh + p_h - kh * d_h
+                i_hh = t_h // s_h
+                if t_h % s_h != 0 or not 0 <= i_hh < i_h:
                     continue
-                for kh in range(k_h):
-                    t_h = oh + p_h - kh * d_h
-                    if t_h % s_h != 0:
+                for ci in range(g * c_in_g, (g + 1) * c_in_g):
+                    x_row = (((n * c_in + ci) * i_d + i_dd) * i_h + i_hh) * i_w
+                    if order == PLANES:
+                        for i in range(i_w):  # (a slice copy compiles 3 s longer)
+                            padded[lead + i] = xf[x_row + i]
+                        _planes_taps(acc, pitch, padded, lead, w, ci, co_g, kd, kh, s_w, d_w,
+                                     p_w, o_w)
                         continue
-                    i_hh = t_h // s_h
-                    in_dh = in_d and 0 <= i_hh < i_h
-                    if not (in_dh or tiles_order):
-                        continue
-                    for inner in range(1 if tiles_order else c_in_g):
-                        ci = g * c_in_g + (outer if tiles_order else inner)
-                        x_row = (((n * c_in + ci) * i_d + i_dd) * i_h + i_hh) * i_w
-                        w_taps = (((ci * c_out_g + co_g) * k_d + kd) * k_h + kh) * k_w
-                        if order == PLANES:
-                            for i in range(i_w):  # (a slice copy compiles 3 s longer)
-                                padded[lead + i] = xf[x_row + i]
-                            _planes_taps(acc, per_phase, padded, lead, w, ci, co_g, kd, kh,
-                                         s_w, d_w, p_w, o_w)
+                    w_taps = (((ci * c_out_g + co_g) * k_d + kd) * k_h + kh) * k_w
+                    for kw in range(k_w):
+                        offset = kw * d_w - p_w
+                        phase, shift = offset % s_w, offset // s_w
+                        if phase >= o_w:
                             continue
-                        for kw in range(k_w):
-                            offset = kw * d_w - p_w
-                            phase, shift = offset % s_w, offset // s_w
-                            if phase >= o_w:
-                                continue
-                            weight = wf[w_taps + kw]
-                            # Output j of the phase comes from input j - shift.
-                            n_j = (o_w - phase + s_w - 1) // s_w
-                            j_lo = min(max(shift, 0), n_j)
-                            j_hi = max(min(i_w + shift, n_j), j_lo)
-                            if not in_dh:
-                                j_lo = j_hi = n_j
-                            at = phase * per_phase
-                            if tiles_order:
-                                # The tiles add fma(0, w, acc) for inputs in
-                                # the zero padding (j < j_lo, j >= j_hi): so
-                                # does this, in one short scalar loop.
-                                for j in range(n_j - (j_hi - j_lo)):
-                                    a = at + (j if j < j_lo else j + j_hi - j_lo)
-                                    acc[a] = simd.fma(zero, weight, acc[a])
-                                for j in range(np.uint64(j_hi - j_lo)):
-                                    a = np.uint64(at + j_lo) + j
-                                    acc[a] = simd.fma(xf[np.uint64(x_row + j_lo - shift) + j],
-                                                      weight, acc[a])
-                            else:
-                                for j in range(np.uint64(j_hi - j_lo)):
-                                    acc[np.uint64(at + j_lo) + j] += (
-                                        weight * xf[np.uint64(x_row + j_lo - shift) + j])
+                        weight = wf[w_taps + kw]
+                        # Output j of the phase comes from input j - shift.
+                        n_j = (o_w - phase + s_w - 1) // s_w
+                        j_lo = min(max(shift, 0), n_j)
+                        j_hi = max(min(i_w + shift, n_j), j_lo)
+                        at = phase * pitch
+                        for j in range(np.uint64(j_hi - j_lo)):
+                            acc[np.uint64(at + j_lo) + j] += (
+                                weight * xf[np.uint64(x_row + j_lo - shift) + j])
         first = row * o_w
         for ow in range(o_w):
-            of[first + ow] = acc[ow % s_w * per_phase + ow // s_w] + bias[co]
+            of[first + ow] = acc[ow % s_w * pitch + ow // s_w] + bias[co]
+
+
+@njit(inline="always")
+def _phase_pitch(o_w, s_w, lanes):
+    """The room for each W phase of an output row's sums, in whole vectors:
+    ``acc[phase * pitch + j]`` holds output ``j*s_w + phase``, so that every
+    tap adds to a contiguous stretch (the loops vectorise); only phases
+    below ``o_w`` have outputs."""
+    return -(-o_w // (s_w * lanes)) * lanes
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def _planes_taps(acc, per_phase, padded, lead, w, ci, co_g, kd, kh, s_w, d_w, p_w, o_w):
+def tiles_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, cancel):
+    """:func:`gather_in_order` in the :data:`TILES` order, a kernel of its
+    own (a cold call of the row kernels does not compile it). A task sums
+    one output row of each of up to :data:`TILES_CHANNELS` output channels
+    of a group: input channel by channel, the taps of the row's phase by
+    ``(kd, kh, kw)``, each an explicit FMA into every output of its W
+    phase, in vectors of the phase's outputs (:func:`_phase_pitch`; the
+    lanes past a phase's outputs are scratch). A tap's input row is copied
+    into a zero-padded row once for every channel of the task; a tap whose
+    row lies outside the input along D or H reads zeros. The tiles add
+    ``fma(0, w, acc)`` for inputs in the zero padding, which can turn a
+    ``-0.0`` into ``0.0``, and so does this."""
+    n_batch, c_in, i_d, i_h, i_w = x.shape
+    c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
+    c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    s_d, s_h, s_w = stride
+    d_d, d_h, d_w = dilation
+    p_d, p_h, p_w = pad
+    c_in_g = c_in // groups
+    xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
+    lanes = simd.lanes(xf)
+    zeros = simd.zeros(xf)
+    pitch = _phase_pitch(o_w, s_w, lanes)
+    span = min(s_w, o_w) * pitch
+    acc = np.empty(TILES_CHANNELS * span, dtype=out.dtype)
+    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
+    padded = np.zeros(length, dtype=x.dtype)
+    # Where each W tap adds, where it reads ``padded`` (output j of its
+    # phase reads padded[src + j]) and how many outputs it has (none where
+    # its phase is past the row): the same for every row and channel.
+    w_taps_at = np.empty((k_w, 3), dtype=np.int64)
+    for kw in range(k_w):
+        offset = kw * d_w - p_w
+        phase = offset % s_w
+        w_taps_at[kw, 0] = phase * pitch
+        w_taps_at[kw, 1] = lead - offset // s_w
+        w_taps_at[kw, 2] = (o_w - phase + s_w - 1) // s_w if phase < o_w else 0
+    dh_taps = np.empty((k_d * k_h, 2), dtype=np.int64)
+    blocks = -(-c_out_g // TILES_CHANNELS)
+    tasks = n_batch * groups * blocks * o_d * o_h
+    while True:
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
+            break
+        oh = task % o_h
+        od = task // o_h % o_d
+        block = task // (o_h * o_d)
+        co0 = block % blocks * TILES_CHANNELS
+        g = block // blocks % groups
+        n = block // (blocks * groups)
+        count = min(TILES_CHANNELS, c_out_g - co0)
+        for j in range(count * span):
+            acc[j] = 0
+        # The row's phase's (kd, kh) taps, and where each reads the input
+        # (-1: outside it), the same for every channel.
+        n_taps = 0
+        for kd in range(k_d):
+            t_d = od + p_d - kd * d_d
+            if t_d % s_d != 0:
+                continue
+            for kh in range(k_h):
+                t_h = oh + p_h - kh * d_h
+                if t_h % s_h != 0:
+                    continue
+                i_dd, i_hh = t_d // s_d, t_h // s_h
+                dh_taps[n_taps, 0] = kd * k_h + kh
+                dh_taps[n_taps, 1] = ((i_dd * i_h + i_hh) * i_w
+                                      if 0 <= i_dd < i_d and 0 <= i_hh < i_h else -1)
+                n_taps += 1
+        for ci in range(g * c_in_g, (g + 1) * c_in_g):
+            x_plane = (n * c_in + ci) * i_d * i_h * i_w
+            for t in range(n_taps):
+                in_dh = dh_taps[t, 1] >= 0
+                if in_dh:
+                    x_row = x_plane + dh_taps[t, 1]
+                    for i in range(i_w):
+                        padded[lead + i] = xf[x_row + i]
+                for c in range(count):
+                    w_taps = ((ci * c_out_g + co0 + c) * k_d * k_h + dh_taps[t, 0]) * k_w
+                    for kw in range(k_w):
+                        at = np.uint64(c * span + w_taps_at[kw, 0])
+                        src = np.uint64(w_taps_at[kw, 1])
+                        weight = wf[w_taps + kw]
+                        for j in range(np.uint64(0), np.uint64(w_taps_at[kw, 2]),
+                                       np.uint64(lanes)):
+                            inputs = simd.load(padded, src + j) if in_dh else zeros
+                            simd.store(acc, at + j,
+                                       simd.fma(inputs, weight, simd.load(acc, at + j)))
+        for c in range(count):
+            oc = g * c_out_g + co0 + c
+            first = (((n * c_out + oc) * o_d + od) * o_h + oh) * o_w
+            for ow in range(o_w):
+                of[first + ow] = acc[c * span + ow % s_w * pitch + ow // s_w] + bias[oc]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def _planes_taps(acc, pitch, padded, lead, w, ci, co_g, kd, kh, s_w, d_w, p_w, o_w):
     """:data:`PLANES`: the W taps of one input row (at ``padded[lead]``)."""
     k_w = w.shape[4]
     for kw in range(min(s_w, k_w)):
         phase = (kw * d_w - p_w) % s_w
         if phase >= o_w:
             continue
-        at = np.uint64(phase * per_phase)
+        at = np.uint64(phase * pitch)
         n_j = np.uint64((o_w - phase + s_w - 1) // s_w)
         for k2 in range(kw, k_w - s_w, 2 * s_w):
             src0 = np.uint64(lead - (k2 * d_w - p_w) // s_w)

@@ -4,8 +4,9 @@ The first call that needs a tuned kernel which is neither loaded in this
 process nor in Numba's on-disk cache would wait seconds for it to compile.
 Where :mod:`.baseline` can stand in for that kernel (the row, plane and
 phase-tile kernels, real data, calls of at most
-``config.BASELINE_MAX_MULTIPLY_ADDS``), the call runs the baseline instead,
-which compiles in about 2 s (the tiles: 11 s), and a helper process compiles the
+``config.BASELINE_MAX_MULTIPLY_ADDS``, for the phase tiles
+``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``), the call runs the baseline
+instead, which compiles in 1-1.5 s (the tiles: 11-19 s), and a helper process compiles the
 tuned kernel into the on-disk cache. Each later call looks whether the
 helper is done; once it is, the tuned kernel is loaded from the cache and
 runs from then on. The baseline sums every output exactly as the kernel it
@@ -39,7 +40,7 @@ import time
 import numpy as np
 
 from .. import _compiled, config
-from .baseline import ORDERS, ROWS, gather_in_order
+from .baseline import ORDERS, ROWS, TILES, gather_in_order, tiles_in_order
 from .launch import parallel
 
 _log = logging.getLogger("numba_deconv")
@@ -74,17 +75,23 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     launcher would: True, or False where the phase tiles would refuse
     (weights that are not finite) and the fallback must run.
     """
-    if not (kernel in ORDERS and x.dtype.kind == "f"
-            and launch.multiply_adds <= config.BASELINE_MAX_MULTIPLY_ADDS):
+    order = ORDERS.get(kernel)
+    most = (config.BASELINE_TILES_MAX_MULTIPLY_ADDS if order == TILES
+            else config.BASELINE_MAX_MULTIPLY_ADDS)
+    if not (order is not None and x.dtype.kind == "f" and launch.multiply_adds <= most):
         return None
     if not compiling_in_helper(kernel, x.dtype, kernel_signatures, "the baseline kernel"):
         return None
-    order = ORDERS[kernel]
     if order != ROWS and not np.isfinite(w).all():
         return False  # as the tiles and planes refuse: the fallback's turn
+    arguments = (x, w, bias, out, launch.groups, launch.stride, launch.dilation, launch.pad)
+    if order == TILES:
+        _compiled.ensure(key[:5] + ("baseline_tiles",), compile_kernel, "baseline_tiles",
+                         x.dtype)
+        parallel(tiles_in_order, *arguments, multiply_adds=launch.multiply_adds)
+        return True
     _compiled.ensure(key[:5] + ("baseline",), compile_kernel, "baseline", x.dtype)
-    parallel(gather_in_order, x, w, bias, out, launch.groups, launch.stride, launch.dilation,
-             launch.pad, order, multiply_adds=launch.multiply_adds)
+    parallel(gather_in_order, *arguments, order, multiply_adds=launch.multiply_adds)
     return True
 
 
