@@ -61,17 +61,18 @@ def cache_info() -> list:
         (``"gather"`` or ``"columns"`` on the CPU, ``"gather"`` on CUDA),
         ``kernel`` (which kernel of the strategy ran: ``"rows_serial"``,
         ``"rows"``, ``"planes"``, ``"phase_tiles"``, ``"column_tiles"``,
-        ``"blas"``; channels last, for depthwise calls of the gather
+        ``"tap_rows"``, ``"blas"``; channels last, for depthwise calls of the gather
         kernels ``"depthwise_last"`` and ``"depthwise_last_staged"``, for
         calls of the phase tiles with one or a few taps per output phase
         ``"one_tap_last"``, for tiny calls of ``"rows_serial"``
         ``"rows_tiny_last"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
         ``"weight_dots"``; ``"baseline"`` (``"baseline_tiles"`` for the phase
-        tiles) where the baseline kernel stood in while a tuned one
-        compiled; on CUDA ``"gather"`` and, for one output channel a
-        group, ``"gather_single"``; for ``conv``
-        ``"conv_gather"`` and ``"conv_single"``; for the padding modes
+        tiles, ``"baseline_columns"`` for the columns and tap rows) where
+        the baseline kernel stood in while a tuned one compiled; on CUDA
+        ``"gather"`` and, for one output channel a group,
+        ``"gather_single"``; for ``conv`` ``"conv_gather"`` and
+        ``"conv_single"``; for the padding modes
         ``"fold"``) and ``compile_seconds`` (the time to compile the kernel
         or to load it from Numba's on-disk cache), in the order compiled.
 

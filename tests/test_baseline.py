@@ -48,7 +48,8 @@ pytestmark = pytest.mark.usefixtures("fresh_routes")
 
 def _force(monkeypatch, kernel):
     fallback = "rows" if kernel in ("planes", "phase_tiles") else kernel
-    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: ("gather", kernel, fallback))
+    strategy = "columns" if kernel in _dispatch.STRATEGIES["columns"] else "gather"
+    monkeypatch.setattr(_dispatch, "choose_kernel", lambda *call: (strategy, kernel, fallback))
 
 
 def _as_if_cold(monkeypatch):
@@ -71,7 +72,8 @@ def _sprinkle(rng, array, values):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kernel", ["rows_serial", "rows", "planes", "phase_tiles"])
+@pytest.mark.parametrize("kernel", ["rows_serial", "rows", "planes", "phase_tiles", "tap_rows",
+                                    "column_tiles"])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
 def test_the_baseline_gives_the_tuned_kernels_bits(kernel, dtype, x_shape, w_shape, kwargs,
                                                    monkeypatch, ran, rng):
@@ -85,7 +87,8 @@ def test_the_baseline_gives_the_tuned_kernels_bits(kernel, dtype, x_shape, w_sha
     ran.clear()
     _as_if_cold(monkeypatch)
     stood_in = conv_transpose(x, w, b, **kwargs)
-    baseline = "baseline_tiles" if kernel == "phase_tiles" else "baseline"
+    baseline = {"phase_tiles": "baseline_tiles", "tap_rows": "baseline_columns",
+                "column_tiles": "baseline_columns"}.get(kernel, "baseline")
     assert ran == [] and any(v["kernel"] == baseline for v in _compiled.cache_info())
     assert stood_in.tobytes() == tuned.tobytes(), np.nanmax(abs(stood_in - tuned))
     np.testing.assert_allclose(stood_in, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)

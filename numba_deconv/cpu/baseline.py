@@ -3,9 +3,10 @@
 A tuned kernel takes seconds to compile (register tiles, vector shuffles,
 many specialised helpers). While it compiles in the background
 (:mod:`.tiering`), calls that would run it run this kernel instead: a
-short function of plain loops, which Numba compiles in 1.5-2.5 s
+short function of plain loops, which Numba compiles in 0.9-1.3 s
 (:func:`gather_in_order` for the row and plane kernels,
-:func:`tiles_in_order` for the phase tiles).
+:func:`tiles_in_order` for the phase tiles, :func:`columns_in_order` for
+the columns and tap-rows kernels: a cold call compiles only its own).
 
 It computes each output element with exactly the terms, the order and the
 rounding of the kernel it stands in for, so a switch from one to the
@@ -24,9 +25,14 @@ other changes no bit of any result:
     as ``ROWS`` down to the input channel; then along W the taps of each
     class ``kw, kw + s_w, ...`` (one output phase) two at a time, ``acc +=
     w0 * x0 + w1 * x1``, and a last one alone, over zero-padded input rows.
+``COLUMNS`` (:func:`.columns.columns_tiled`, :mod:`.tap_rows`)
+    a column per tap and input position, the explicit FMAs of its input
+    channels in order from zero; each output the bias, plus the columns of
+    the taps that reach the input, in tap order (the fold of
+    :func:`.columns.fold_sources`).
 
-All start from zero and add the bias last, as the tuned kernels do. Both
-are task kernels (:func:`.launch.parallel`).
+The first three start from zero and add the bias last, as the tuned
+kernels do. All are task kernels (:func:`.launch.parallel`).
 """
 
 import numpy as np
@@ -37,13 +43,14 @@ from . import atomics, simd
 from .kernels import padded_row
 
 #: The orders the baseline can sum in ...
-ROWS, TILES, PLANES = 0, 1, 2
+ROWS, TILES, PLANES, COLUMNS = 0, 1, 2, 3
 #: ... by the tuned kernel that sums so.
-ORDERS = {"rows_serial": ROWS, "rows": ROWS, "phase_tiles": TILES, "planes": PLANES}
+ORDERS = {"rows_serial": ROWS, "rows": ROWS, "phase_tiles": TILES, "planes": PLANES,
+          "tap_rows": COLUMNS, "column_tiles": COLUMNS}
 
 
-#: Output channels a task of the :data:`TILES` order sums at once: each
-#: input row it copies serves them all (a task an output row, the baseline
+#: Output channels a task of the :data:`TILES` and :data:`COLUMNS` orders
+#: sums at once: each input row it copies serves them all (a task an output row, the baseline
 #: ran dcgan_2d at 3.5-7 G multiply-adds a second, in blocks of 8-64
 #: channels at 12-15 G: benchmarks/TUNING.md).
 TILES_CHANNELS = 16
@@ -223,6 +230,98 @@ def tiles_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, canc
             first = (((n * c_out + oc) * o_d + od) * o_h + oh) * o_w
             for ow in range(o_w):
                 of[first + ow] = acc[c * span + ow % s_w * pitch + ow // s_w] + bias[oc]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, cancel):
+    """``out`` from ``x`` and ``w`` in the :data:`COLUMNS` order, a kernel of
+    its own. A task sums one output row of each of up to
+    :data:`TILES_CHANNELS` output channels of a group, from the bias, in
+    vectors of the outputs of each W phase (:func:`_phase_pitch`): for each
+    tap ``(kd, kh, kw)`` that reaches the input, in order, its column at
+    the outputs it reaches (their inputs inside the row), the FMAs of the
+    input channels in order from zero, the input rows of the tap's
+    ``(kd, kh)`` copied once for every channel of the task."""
+    n_batch, c_in, i_d, i_h, i_w = x.shape
+    c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
+    c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
+    s_d, s_h, s_w = stride
+    d_d, d_h, d_w = dilation
+    p_d, p_h, p_w = pad
+    c_in_g = c_in // groups
+    xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
+    lanes = simd.lanes(xf)
+    pitch = _phase_pitch(o_w, s_w, lanes)
+    span = min(s_w, o_w) * pitch
+    acc = np.empty(TILES_CHANNELS * span, dtype=out.dtype)
+    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
+    # A row of each input channel (a vector past the last: a tail vector
+    # that starts inside a row reads up to a vector past it).
+    rows_in = np.zeros(c_in_g * length + lanes, dtype=x.dtype)
+    # Where each W tap adds, where its outputs read a channel's row (output j
+    # of its phase reads rows_in[src + j]), and the outputs j_lo .. j_hi
+    # whose input lies inside the row: the same for every row and channel.
+    w_taps_at = np.empty((k_w, 4), dtype=np.int64)
+    for kw in range(k_w):
+        offset = kw * d_w - p_w
+        phase, shift = offset % s_w, offset // s_w
+        n_j = (o_w - phase + s_w - 1) // s_w if phase < o_w else 0
+        w_taps_at[kw, 0] = phase * pitch
+        w_taps_at[kw, 1] = lead - shift
+        w_taps_at[kw, 2] = min(max(shift, 0), n_j)
+        w_taps_at[kw, 3] = max(min(i_w + shift, n_j), w_taps_at[kw, 2])
+    taps = k_d * k_h * k_w
+    blocks = -(-c_out_g // TILES_CHANNELS)
+    tasks = n_batch * groups * blocks * o_d * o_h
+    while True:
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
+            break
+        oh = task % o_h
+        od = task // o_h % o_d
+        block = task // (o_h * o_d)
+        co0 = block % blocks * TILES_CHANNELS
+        g = block // blocks % groups
+        n = block // (blocks * groups)
+        count = min(TILES_CHANNELS, c_out_g - co0)
+        for c in range(count):
+            for j in range(c * span, (c + 1) * span):
+                acc[j] = bias[g * c_out_g + co0 + c]
+        for kd in range(k_d):
+            t_d = od + p_d - kd * d_d
+            i_dd = t_d // s_d
+            if t_d % s_d != 0 or not 0 <= i_dd < i_d:
+                continue  # another phase's tap, or none
+            for kh in range(k_h):
+                t_h = oh + p_h - kh * d_h
+                i_hh = t_h // s_h
+                if t_h % s_h != 0 or not 0 <= i_hh < i_h:
+                    continue
+                for ci in range(c_in_g):
+                    x_row = (((n * c_in + g * c_in_g + ci) * i_d + i_dd) * i_h + i_hh) * i_w
+                    for i in range(i_w):
+                        rows_in[ci * length + lead + i] = xf[x_row + i]
+                for c in range(count):
+                    # The weights of input channel ci: w_at + ci * w_step.
+                    w_at = ((g * c_in_g * c_out_g + co0 + c) * k_d + kd) * k_h * k_w + kh * k_w
+                    w_step = c_out_g * taps
+                    for kw in range(k_w):
+                        at, src = c * span + w_taps_at[kw, 0], w_taps_at[kw, 1]
+                        j_hi = w_taps_at[kw, 3]
+                        for j in range(w_taps_at[kw, 2], j_hi, lanes):
+                            column = simd.zeros(xf)
+                            for ci in range(c_in_g):
+                                column = simd.fma(simd.load(rows_in, ci * length + src + j),
+                                                  wf[w_at + ci * w_step + kw], column)
+                            if j + lanes <= j_hi:
+                                simd.store(acc, at + j, simd.add(simd.load(acc, at + j), column))
+                            else:
+                                simd.store_part(acc, at + j, simd.add(
+                                    simd.load_part(acc, at + j, j_hi - j), column), j_hi - j)
+        for c in range(count):
+            first = (((n * c_out + g * c_out_g + co0 + c) * o_d + od) * o_h + oh) * o_w
+            for ow in range(o_w):
+                of[first + ow] = acc[c * span + ow % s_w * pitch + ow // s_w]
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")

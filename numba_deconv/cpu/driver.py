@@ -40,7 +40,7 @@ from numba import from_dtype, types
 from .. import _compiled, _outputs, config
 from ._blas import run_blas, run_blas_last
 from . import tiering, transpose
-from .baseline import gather_in_order, tiles_in_order
+from .baseline import columns_in_order, gather_in_order, tiles_in_order
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
@@ -680,6 +680,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
                           + (triple,) * 3 + (count,) * 3 + (arr3,) + cancel)] if real else [],
         "baseline": [(gather_in_order, direct + (count,) + tasks)] if real else [],
         "baseline_tiles": [(tiles_in_order, direct + tasks)] if real else [],
+        "baseline_columns": [(columns_in_order, direct + tasks)] if real else [],
         "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1)
                          + (triple,) * 3 + (count,) * 4 + (arr3,) + cancel)] if real else [],
     }[kernel]

@@ -2,8 +2,8 @@
 
 The first call that needs a tuned kernel which is neither loaded in this
 process nor in Numba's on-disk cache would wait seconds for it to compile.
-Where :mod:`.baseline` can stand in for that kernel (the row, plane and
-phase-tile kernels, real data, calls of at most
+Where :mod:`.baseline` can stand in for that kernel (the row, plane,
+phase-tile, columns and tap-rows kernels, real data, calls of at most
 ``config.BASELINE_MAX_MULTIPLY_ADDS``, for the phase tiles
 ``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``), the call runs the baseline
 instead, which compiles in 1-1.5 s (the tiles: 11-19 s), and a helper process compiles the
@@ -40,7 +40,8 @@ import time
 import numpy as np
 
 from .. import _compiled, config
-from .baseline import ORDERS, ROWS, TILES, gather_in_order, tiles_in_order
+from .baseline import (COLUMNS, ORDERS, PLANES, TILES, columns_in_order, gather_in_order,
+                       tiles_in_order)
 from .launch import parallel
 
 _log = logging.getLogger("numba_deconv")
@@ -82,13 +83,15 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
         return None
     if not compiling_in_helper(kernel, x.dtype, kernel_signatures, "the baseline kernel"):
         return None
-    if order != ROWS and not np.isfinite(w).all():
+    if order in (TILES, PLANES) and not np.isfinite(w).all():
         return False  # as the tiles and planes refuse: the fallback's turn
     arguments = (x, w, bias, out, launch.groups, launch.stride, launch.dilation, launch.pad)
-    if order == TILES:
-        _compiled.ensure(key[:5] + ("baseline_tiles",), compile_kernel, "baseline_tiles",
-                         x.dtype)
-        parallel(tiles_in_order, *arguments, multiply_adds=launch.multiply_adds)
+    if order in (TILES, COLUMNS):
+        # Kernels of their own: a cold call of the row kernels compiles neither.
+        name, kernel_in_order = (("baseline_tiles", tiles_in_order) if order == TILES
+                                 else ("baseline_columns", columns_in_order))
+        _compiled.ensure(key[:5] + (name,), compile_kernel, name, x.dtype)
+        parallel(kernel_in_order, *arguments, multiply_adds=launch.multiply_adds)
         return True
     _compiled.ensure(key[:5] + ("baseline",), compile_kernel, "baseline", x.dtype)
     parallel(gather_in_order, *arguments, order, multiply_adds=launch.multiply_adds)
