@@ -136,6 +136,40 @@ def _phase_pitch(o_w, s_w, lanes):
     return -(-o_w // (s_w * lanes)) * lanes
 
 
+@njit(inline="always")
+def _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead):
+    """Per W tap, for :func:`tiles_in_order` and :func:`columns_in_order`
+    (the same for every row and channel): where it adds (its phase's
+    stretch of ``acc``), where its outputs read a zero-padded input row
+    (output ``j`` of its phase reads ``row[src + j]``, the row at ``lead``),
+    how many outputs its phase has (none past the row), and the outputs
+    ``j_lo .. j_hi`` whose inputs lie inside the row: int64 ``(k_w, 5)``."""
+    table = np.empty((k_w, 5), dtype=np.int64)
+    for kw in range(k_w):
+        offset = kw * d_w - p_w
+        phase, shift = offset % s_w, offset // s_w
+        n_j = (o_w - phase + s_w - 1) // s_w if phase < o_w else 0
+        table[kw, 0] = phase * pitch
+        table[kw, 1] = lead - shift
+        table[kw, 2] = n_j
+        table[kw, 3] = min(max(shift, 0), n_j)
+        table[kw, 4] = max(min(i_w + shift, n_j), table[kw, 3])
+    return table
+
+
+@njit(inline="always")
+def _row_task(task, o_d, o_h, blocks, groups, c_out_g):
+    """Task ``task`` of :func:`tiles_in_order` and :func:`columns_in_order`:
+    ``(n, g, co0, count, od, oh)``, output row ``(od, oh)`` of output
+    channels ``co0 .. co0 + count`` of group ``g`` of image ``n``."""
+    oh = task % o_h
+    od = task // o_h % o_d
+    block = task // (o_h * o_d)
+    co0 = block % blocks * TILES_CHANNELS
+    g = block // blocks % groups
+    return (block // (blocks * groups), g, co0, min(TILES_CHANNELS, c_out_g - co0), od, oh)
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def tiles_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, cancel):
     """:func:`gather_in_order` in the :data:`TILES` order, a kernel of its
@@ -164,16 +198,7 @@ def tiles_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, canc
     acc = np.empty(TILES_CHANNELS * span, dtype=out.dtype)
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
     padded = np.zeros(length, dtype=x.dtype)
-    # Where each W tap adds, where it reads ``padded`` (output j of its
-    # phase reads padded[src + j]) and how many outputs it has (none where
-    # its phase is past the row): the same for every row and channel.
-    w_taps_at = np.empty((k_w, 3), dtype=np.int64)
-    for kw in range(k_w):
-        offset = kw * d_w - p_w
-        phase = offset % s_w
-        w_taps_at[kw, 0] = phase * pitch
-        w_taps_at[kw, 1] = lead - offset // s_w
-        w_taps_at[kw, 2] = (o_w - phase + s_w - 1) // s_w if phase < o_w else 0
+    w_taps_at = _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead)
     dh_taps = np.empty((k_d * k_h, 2), dtype=np.int64)
     blocks = -(-c_out_g // TILES_CHANNELS)
     tasks = n_batch * groups * blocks * o_d * o_h
@@ -181,13 +206,7 @@ def tiles_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, canc
         task = atomics.claim(claimed)
         if task >= tasks or atomics.cancelled(cancel):
             break
-        oh = task % o_h
-        od = task // o_h % o_d
-        block = task // (o_h * o_d)
-        co0 = block % blocks * TILES_CHANNELS
-        g = block // blocks % groups
-        n = block // (blocks * groups)
-        count = min(TILES_CHANNELS, c_out_g - co0)
+        n, g, co0, count, od, oh = _row_task(task, o_d, o_h, blocks, groups, c_out_g)
         for j in range(count * span):
             acc[j] = 0
         # The row's phase's (kd, kh) taps, and where each reads the input
@@ -258,18 +277,7 @@ def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, ca
     # A row of each input channel (a vector past the last: a tail vector
     # that starts inside a row reads up to a vector past it).
     rows_in = np.zeros(c_in_g * length + lanes, dtype=x.dtype)
-    # Where each W tap adds, where its outputs read a channel's row (output j
-    # of its phase reads rows_in[src + j]), and the outputs j_lo .. j_hi
-    # whose input lies inside the row: the same for every row and channel.
-    w_taps_at = np.empty((k_w, 4), dtype=np.int64)
-    for kw in range(k_w):
-        offset = kw * d_w - p_w
-        phase, shift = offset % s_w, offset // s_w
-        n_j = (o_w - phase + s_w - 1) // s_w if phase < o_w else 0
-        w_taps_at[kw, 0] = phase * pitch
-        w_taps_at[kw, 1] = lead - shift
-        w_taps_at[kw, 2] = min(max(shift, 0), n_j)
-        w_taps_at[kw, 3] = max(min(i_w + shift, n_j), w_taps_at[kw, 2])
+    w_taps_at = _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead)
     taps = k_d * k_h * k_w
     blocks = -(-c_out_g // TILES_CHANNELS)
     tasks = n_batch * groups * blocks * o_d * o_h
@@ -277,13 +285,7 @@ def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, ca
         task = atomics.claim(claimed)
         if task >= tasks or atomics.cancelled(cancel):
             break
-        oh = task % o_h
-        od = task // o_h % o_d
-        block = task // (o_h * o_d)
-        co0 = block % blocks * TILES_CHANNELS
-        g = block // blocks % groups
-        n = block // (blocks * groups)
-        count = min(TILES_CHANNELS, c_out_g - co0)
+        n, g, co0, count, od, oh = _row_task(task, o_d, o_h, blocks, groups, c_out_g)
         for c in range(count):
             for j in range(c * span, (c + 1) * span):
                 acc[j] = bias[g * c_out_g + co0 + c]
@@ -307,8 +309,8 @@ def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, ca
                     w_step = c_out_g * taps
                     for kw in range(k_w):
                         at, src = c * span + w_taps_at[kw, 0], w_taps_at[kw, 1]
-                        j_hi = w_taps_at[kw, 3]
-                        for j in range(w_taps_at[kw, 2], j_hi, lanes):
+                        j_hi = w_taps_at[kw, 4]
+                        for j in range(w_taps_at[kw, 3], j_hi, lanes):
                             column = simd.zeros(xf)
                             for ci in range(c_in_g):
                                 column = simd.fma(simd.load(rows_in, ci * length + src + j),
