@@ -61,8 +61,8 @@ def cache_info() -> list:
         (``"gather"`` or ``"columns"`` on the CPU, ``"gather"`` on CUDA),
         ``kernel`` (which kernel of the strategy ran: ``"rows_serial"``,
         ``"rows"``, ``"planes"``, ``"phase_tiles"``, ``"column_tiles"``,
-        ``"tap_rows"``, ``"blas"``; channels last, for depthwise calls of the gather
-        kernels ``"depthwise_last"`` and ``"depthwise_last_staged"``, for
+        ``"tap_rows"``, ``"blas"``; channels last, for depthwise calls of the
+        gather kernels ``"depthwise_last"`` and ``"depthwise_last_staged"``, for
         calls of the phase tiles with one or a few taps per output phase
         ``"one_tap_last"``, for tiny calls of ``"rows_serial"``
         ``"rows_tiny_last"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,

@@ -711,11 +711,12 @@ INTERRUPTIBLE_MIN_MULTIPLY_ADDS = 1 << 32
 #: Why: the baseline compiles in 0.9-1.3 s where a tuned kernel takes 3-10
 #: s; for the row, plane, columns and tap-rows kernels it runs at 1.6-13 G
 #: multiply-adds a second on 2 cores here (the tuned kernels at up to 250),
-#: so a call past 2**32 would wait longer for it than for the compile. In the phase tiles' order
-#: it compiles in 0.9 s and runs at 12-21 G a second (dcgan_2d, 2**33: 0.63
-#: s), where the phase tiles take 11-19 s to compile: a cold first call of
-#: dcgan_2d took 3.0 s instead of 19.3 (benchmarks/TUNING.md); 2**35 would
-#: take 3-5 s, while the helper compiles.
+#: so a call past 2**32 would wait longer for it than for the compile. In
+#: the phase tiles' order it compiles in 0.9 s and runs at 12-21 G a second
+#: (dcgan_2d, 2**33: 0.63 s), where the phase tiles take 11-19 s to
+#: compile: a cold first call of dcgan_2d took 2.9 s instead of 19.0
+#: (benchmarks/TUNING.md); 2**35 would take 3-5 s, while the helper
+#: compiles.
 BACKGROUND_COMPILE = _os.environ.get("NUMBA_DECONV_BACKGROUND_COMPILE", "1") != "0"
 BASELINE_MAX_MULTIPLY_ADDS = 1 << 32
 BASELINE_TILES_MAX_MULTIPLY_ADDS = 1 << 35

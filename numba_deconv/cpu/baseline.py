@@ -50,9 +50,9 @@ ORDERS = {"rows_serial": ROWS, "rows": ROWS, "phase_tiles": TILES, "planes": PLA
 
 
 #: Output channels a task of the :data:`TILES` and :data:`COLUMNS` orders
-#: sums at once: each input row it copies serves them all (a task an output row, the baseline
-#: ran dcgan_2d at 3.5-7 G multiply-adds a second, in blocks of 8-64
-#: channels at 12-15 G: benchmarks/TUNING.md).
+#: sums at once: each input row it copies serves them all (a task an output
+#: row, the baseline ran dcgan_2d at 3.5-7 G multiply-adds a second, in
+#: blocks of 8-64 channels at 12-15 G: benchmarks/TUNING.md).
 TILES_CHANNELS = 16
 
 
