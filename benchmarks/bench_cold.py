@@ -3,7 +3,10 @@
 ``import numba_deconv`` plus the first ``conv_transpose`` call in a new
 process with an empty Numba cache, in seconds (``python -m numba_deconv
 bench --cold`` gives the same beside PyTorch). One case of each spatial
-rank and the tiny worked example.
+rank, the tiny worked example, and dcgan_2d, a call big enough that it
+waited 19 s for the phase tiles to compile until the baseline in their
+order stood in for calls up to ``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``
+(2.9 s since).
 """
 
 import json
@@ -33,7 +36,7 @@ except ImportError:
 
 
 class ColdStart:
-    params = (["tiny_seed", "signal_1d", "unet_2d", "vol_3d"], ["float32"])
+    params = (["tiny_seed", "signal_1d", "unet_2d", "vol_3d", "dcgan_2d"], ["float32"])
     param_names = ["case", "dtype"]
     number = 1
     repeat = 1
