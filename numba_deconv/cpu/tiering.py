@@ -9,8 +9,8 @@ phase-tile, columns and tap-rows kernels, real data, calls of at most
 instead, which compiles in 0.9-1.3 s (the tiles: 11-19 s), and a helper
 process compiles the tuned kernel into the on-disk cache. Each later call
 looks whether the helper is done; once it is, the tuned kernel is loaded
-from the cache and runs from then on. The baseline sums every output exactly as the kernel it
-stands in for, so the switch changes no bit of any result.
+from the cache and runs from then on. The baseline sums every output exactly
+as the kernel it stands in for, so the switch changes no bit of any result.
 
 Channels last, the kernels of depthwise calls (:mod:`.depthwise_last`) and
 of calls with one or a few taps per output phase (:mod:`.one_tap_last`)
