@@ -445,11 +445,12 @@ def _kept_conv_weights(call, w_k: np.ndarray):
     data's twin weights; never ``w_k`` itself, which its caller may
     change)."""
     kept = _weight_memo.kept(call, w_k) if _keeps_layouts(call, "conv_tiles") else None
-    if kept is None:
-        return conv_weights(call, w_k)
-    if "conv" not in kept:
-        kept["conv"] = conv_weights(call, w_k)
-    return kept["conv"]
+    if kept is not None and "conv" in kept:
+        return kept["conv"]
+    weights = conv_weights(call, w_k)
+    if kept is not None and conv_weights_laid_out(call, weights):
+        kept["conv"] = weights
+    return weights
 
 
 def _runs_serial(call, x, w, bias, out) -> bool:
@@ -510,6 +511,15 @@ def conv_weights(call, w_k: np.ndarray):
             taps.reshape((groups, c_out // groups, c_in_g) + taps.shape[2:]).swapaxes(1, 2)
             .reshape((groups * c_in_g, c_out // groups) + taps.shape[2:])))
     return weights
+
+
+def conv_weights_laid_out(call, weights) -> bool:
+    """Whether ``weights`` from :func:`conv_weights` are as the kernels
+    will read them from now on, for callers to keep; not where they wait
+    for a kernel that is still compiling
+    (:func:`numba_deconv.cpu.driver.conv_weights`)."""
+    routed = _dispatch.real_twin(call) or call
+    return routed.phases is not None or driver.conv_weights_laid_out(routed.route(), weights)
 
 
 def run_conv(call, weights, x_cf: np.ndarray, bias_k: np.ndarray,

@@ -2,9 +2,9 @@
 
 An iterative solver or an inference loop repeats one call with one weight
 on new data. :func:`plan` checks the arguments once, picks the kernels,
-lays the weights out once for them (the register tiles' weight table,
-each phase's flipped taps), and returns a :class:`Plan`, whose calls then
-do only the arithmetic; its :meth:`Plan.adjoint` runs the exact adjoint
+lays the weights out once for them, on the first call that runs each
+kernel (the register tiles' weight table, each phase's flipped taps), and
+returns a :class:`Plan`, whose calls then do only the arithmetic; its :meth:`Plan.adjoint` runs the exact adjoint
 (the Hermitian adjoint for complex data), as the SciPy operator needs.
 """
 
@@ -64,7 +64,7 @@ class Plan:
             self._crop = (Ellipsis,) + tuple(slice(0, i) for i in g.in_spatial) + (
                 (slice(None),) if plan_.channels_last else ())
             self._forward_weights = {}   # the kernels' layouts, made on first use
-            self._adjoint_weights = api.conv_weights(self._adjoint_call, adjoint_weight)
+            self._conv_call, self._conv_weight = self._adjoint_call, adjoint_weight
         else:
             self._call = _dispatch.conv_call(input_shape, dtype, weight.shape, dtype, bias_meta,
                                              tuple(args.values()))
@@ -75,9 +75,10 @@ class Plan:
                 plan_.out_shape, dtype, weight.shape, dtype, None,
                 (g.stride, tuple(zip(g.pad_before, g.pad_after)), 0, g.dilation, g.groups,
                  g.out_spatial, plan_.padding_mode, args["data_format"]))
-            self._forward_weights = api.conv_weights(self._call, self._weight)
+            self._conv_call, self._conv_weight = self._call, self._weight
             self._adjoint_weights = {}
         self._adjoint_weight = adjoint_weight
+        self._conv_laid_out = None  # the conv kernels' weights (_conv_weights)
         self.output_shape = plan_.out_shape
         self._tiny = None  # conv_transpose's tiny-call kernel and arguments, once compiled
 
@@ -97,7 +98,7 @@ class Plan:
         """
         if self.forward == "conv":
             x = self._checked("x", x, self.input_shape)
-            return api.apply_conv(self._call, self._forward_weights, x, self._weight,
+            return api.apply_conv(self._call, self._conv_weights(), x, self._weight,
                                   self._bias, out)
         # A tiny call straight to its compiled kernel (see
         # api.apply_conv_transpose), for a kernel-ready x of the planned
@@ -149,7 +150,7 @@ class Plan:
         if self.forward == "conv":
             return api.apply_conv_transpose(self._adjoint_call, y, self._adjoint_weight, None,
                                             out, self._adjoint_weights)
-        result = api.apply_conv(self._adjoint_call, self._adjoint_weights, y,
+        result = api.apply_conv(self._adjoint_call, self._conv_weights(), y,
                                 self._adjoint_weight, None, None)[self._crop]
         if out is None:
             return np.ascontiguousarray(result)
@@ -160,6 +161,20 @@ class Plan:
                 f"{self.dtype}")
         out[...] = result
         return out
+
+    def _conv_weights(self):
+        """The weights of the plan's ``conv`` (the forward function's or the
+        adjoint's) as its kernels read them: laid out on first use (a
+        ``conv_transpose`` plan used forward only never compiles the
+        ``conv`` kernels), kept from then on, but not while they wait for
+        a kernel that is still compiling
+        (:func:`numba_deconv.api.conv_weights_laid_out`)."""
+        if self._conv_laid_out is not None:
+            return self._conv_laid_out
+        weights = api.conv_weights(self._conv_call, self._conv_weight)
+        if api.conv_weights_laid_out(self._conv_call, weights):
+            self._conv_laid_out = weights
+        return weights
 
     def _checked(self, name, array, shape):
         array = as_array(name, array)

@@ -18,11 +18,14 @@ import textwrap
 import numpy as np
 import pytest
 
+import numba_deconv as nd
 from numba_deconv import _compiled, _dispatch, config, conv_transpose
 from numba_deconv.cpu import tiering
 
 from helpers import random_array
 from reference import reference
+from test_conv import assert_conv_matches_oracle
+from test_conv_kernels import CONV_CASES
 from test_strategies import CASES
 
 # Special values the orders must agree on: NaN and Inf, signed zeros, and
@@ -112,6 +115,74 @@ def test_the_tiles_order_keeps_the_signed_zeros_of_the_padding(dtype, tiny, weig
     assert not tuned.any() and 0 < np.signbit(tuned).sum() < tuned.size
     _as_if_cold(monkeypatch)
     assert conv_transpose(x, w, b, stride=2).tobytes() == tuned.tobytes()
+
+
+REAL_CONV_CASES = [case for case in CONV_CASES if np.dtype(case[7]).kind == "f"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", REAL_CONV_CASES, ids=[c[0] for c in REAL_CONV_CASES])
+def test_the_conv_baseline_gives_the_conv_kernels_bits(case, dtype, monkeypatch, ran, rng):
+    """``conv``'s kernels multiply the zero padding: an infinite weight
+    gives NaN at the outputs whose taps reach it, and so must the
+    baseline."""
+    _, x_shape, w_shape, stride, padding, dilation, groups, _, kernel = case
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[0],), dtype)
+    _sprinkle(rng, x, SPECIALS[dtype])
+    _sprinkle(rng, w, SPECIALS[dtype][1:])
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    tuned = nd.conv(x, w, b, **kwargs)
+    assert ran and all(name == kernel for name, _ in ran)
+    ran.clear()
+    _as_if_cold(monkeypatch)
+    stood_in = nd.conv(x, w, b, **kwargs)
+    assert ran == [] and [v["kernel"] for v in _compiled.cache_info()] == ["baseline_conv"]
+    assert stood_in.tobytes() == tuned.tobytes()
+
+
+@pytest.mark.parametrize("dtype, tiny, weight", [(np.float32, -1e-40, 1e-10),
+                                                  (np.float64, -1e-310, 1e-20)])
+def test_the_conv_order_keeps_the_signed_zeros_of_the_padding(dtype, tiny, weight, monkeypatch,
+                                                              ran):
+    """As for the tiles' order: every product rounds to -0.0, a tap in the
+    zero padding (along D, H or W) turns the sum into 0.0, so each output's
+    sign says whether its last tap read the padding."""
+    x = np.full((2, 8, 4, 5, 5), tiny, dtype)
+    w = np.full((9, 8, 2, 3, 3), weight, dtype)
+    b = np.full(9, -0.0, dtype)
+    tuned = nd.conv(x, w, b, stride=2, padding=1)
+    assert ran == [("conv_tiles", True)]
+    assert not tuned.any() and 0 < np.signbit(tuned).sum() < tuned.size
+    _as_if_cold(monkeypatch)
+    assert nd.conv(x, w, b, stride=2, padding=1).tobytes() == tuned.tobytes()
+
+
+@pytest.mark.parametrize("forward", ["conv", "conv_transpose"])
+def test_a_plan_keeps_the_conv_weights_once_the_tiles_load(forward, monkeypatch, ran, rng):
+    """On a cold cache a plan is made without compiling the ``conv`` tiles,
+    computes with the baseline while a helper compiles them, and then lays
+    out their weights once and keeps them."""
+    _as_if_cold(monkeypatch)
+    helper = _Helper()
+    monkeypatch.setattr(tiering, "_start_helper", lambda *args: helper)
+    w = random_array(rng, (16, 8, 3, 3), np.float32)
+    conv_shape = (2, 8, 9, 11)  # conv's input; conv_transpose's output of (2, 16, 4, 5)
+    p = nd.plan(w, (2, 16, 4, 5) if forward == "conv_transpose" else conv_shape, np.float32,
+                forward=forward, stride=2)
+    assert "conv_tiles" not in {v["kernel"] for v in _compiled.cache_info()}
+    y = random_array(rng, conv_shape, np.float32)
+    use = p if forward == "conv" else p.adjoint
+    first = use(y)
+    assert ran == [] and p._conv_laid_out is None
+    helper.done = True  # the tiles in the on-disk cache
+    monkeypatch.setattr(tiering, "on_disk", lambda *args: True)
+    assert use(y).tobytes() == first.tobytes()
+    assert ran == [("conv_tiles", True)] and p._conv_laid_out.ndim == 2
+    kept = p._conv_laid_out
+    assert use(y).tobytes() == first.tobytes() and p._conv_laid_out is kept
+    assert_conv_matches_oracle(first, y, w, stride=2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -6,7 +6,8 @@ many specialised helpers). While it compiles in the background
 short function of plain loops, which Numba compiles in 0.9-1.3 s
 (:func:`gather_in_order` for the row and plane kernels,
 :func:`tiles_in_order` for the phase tiles, :func:`columns_in_order` for
-the columns and tap-rows kernels: a cold call compiles only its own).
+the columns and tap-rows kernels, :func:`conv_in_order` for ``conv``'s
+kernels: a cold call compiles only its own).
 
 It computes each output element with exactly the terms, the order and the
 rounding of the kernel it stands in for, so a switch from one to the
@@ -30,8 +31,13 @@ other changes no bit of any result:
     channels in order from zero; each output the bias, plus the columns of
     the taps that reach the input, in tap order (the fold of
     :func:`.columns.fold_sources`).
+``CONV`` (:func:`.correlate.conv_tiles`, :func:`.correlate.conv_planes`)
+    ``conv``'s sums: input channel, then the taps by ``(kd, kh, kw)``,
+    each an explicit FMA, the taps that read the zero padding included
+    (``fma(0, w, acc)``: NaN for an infinite weight, as the definition
+    says, and a ``-0.0`` can turn into ``0.0``).
 
-The first three start from zero and add the bias last, as the tuned
+All but ``COLUMNS`` start from zero and add the bias last, as the tuned
 kernels do. All are task kernels (:func:`.launch.parallel`).
 """
 
@@ -43,13 +49,14 @@ from . import atomics, simd
 from .kernels import padded_row
 
 #: The orders the baseline can sum in ...
-ROWS, TILES, PLANES, COLUMNS = 0, 1, 2, 3
+ROWS, TILES, PLANES, COLUMNS, CONV = 0, 1, 2, 3, 4
 #: ... by the tuned kernel that sums so.
 ORDERS = {"rows_serial": ROWS, "rows": ROWS, "phase_tiles": TILES, "planes": PLANES,
-          "tap_rows": COLUMNS, "column_tiles": COLUMNS}
+          "tap_rows": COLUMNS, "column_tiles": COLUMNS, "conv_tiles": CONV,
+          "conv_planes": CONV, "conv_planes_serial": CONV}
 
 
-#: Output channels a task of the :data:`TILES` and :data:`COLUMNS` orders
+#: Output channels a task of the :data:`TILES`, :data:`COLUMNS` and :data:`CONV` orders
 #: sums at once: each input row it copies serves them all (a task an output
 #: row, the baseline ran dcgan_2d at 3.5-7 G multiply-adds a second, in
 #: blocks of 8-64 channels at 12-15 G: benchmarks/TUNING.md).
@@ -324,6 +331,86 @@ def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, ca
             first = (((n * c_out + g * c_out_g + co0 + c) * o_d + od) * o_h + oh) * o_w
             for ow in range(o_w):
                 of[first + ow] = acc[c * span + ow % s_w * pitch + ow // s_w]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def conv_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, cancel):
+    """``conv`` into ``out`` (N, C_out, OD, OH, OW) from ``x`` (N, C_in, D,
+    H, W) and ``w`` (C_out, C_in/groups, KD, KH, KW) in the :data:`CONV`
+    order, a kernel of its own; output ``o`` reads input ``o*s + k*d - p``
+    through tap ``k``. A task sums one output row of each of up to
+    :data:`TILES_CHANNELS` output channels of a group, in vectors of the
+    row's outputs: from zero, input channel by channel, the taps by ``(kd,
+    kh, kw)``, each an explicit FMA (a tap whose input row lies outside
+    ``x`` along D or H reads zeros); then the bias. A tap's input row is
+    split once for every channel of the task into its W phase planes,
+    plane ``r`` holding inputs ``j*s_w + r - p_w`` (zeros outside the row),
+    so that tap ``kw`` reads one contiguous stretch: plane ``kw*d_w %
+    s_w`` from ``kw*d_w // s_w``."""
+    n_batch, c_in, i_d, i_h, i_w = x.shape
+    c_out, c_in_g, k_d, k_h, k_w = w.shape
+    o_d, o_h, o_w = out.shape[2], out.shape[3], out.shape[4]
+    s_d, s_h, s_w = stride
+    d_d, d_h, d_w = dilation
+    p_d, p_h, p_w = pad
+    c_out_g = c_out // groups
+    xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
+    lanes = simd.lanes(xf)
+    zeros = simd.zeros(xf)
+    pitch = -(-o_w // lanes) * lanes
+    acc = np.empty(TILES_CHANNELS * pitch, dtype=out.dtype)
+    # The planes' columns that lie inside the row, the same for every row
+    # (the others keep their zeros); a vector of outputs from pitch - lanes
+    # reads up to (k_w - 1) * d_w // s_w further.
+    plane_len = pitch + (k_w - 1) * d_w // s_w
+    planes = np.zeros(s_w * plane_len, dtype=x.dtype)
+    inside = np.empty((s_w, 2), dtype=np.int64)
+    for r in range(s_w):
+        inside[r, 0] = min(max(-((r - p_w) // s_w), 0), plane_len)
+        inside[r, 1] = max(min((i_w - 1 + p_w - r) // s_w + 1, plane_len), inside[r, 0])
+    # Where tap kw's inputs start: in plane kw*d_w % s_w, kw*d_w // s_w on.
+    w_src = np.empty(k_w, dtype=np.int64)
+    for kw in range(k_w):
+        w_src[kw] = kw * d_w % s_w * plane_len + kw * d_w // s_w
+    blocks = -(-c_out_g // TILES_CHANNELS)
+    tasks = n_batch * groups * blocks * o_d * o_h
+    while True:
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
+            break
+        n, g, co0, count, od, oh = _row_task(task, o_d, o_h, blocks, groups, c_out_g)
+        for j in range(count * pitch):
+            acc[j] = 0
+        for ci in range(c_in_g):
+            x_plane = (n * c_in + g * c_in_g + ci) * i_d * i_h * i_w
+            for kd in range(k_d):
+                i_dd = od * s_d + kd * d_d - p_d
+                for kh in range(k_h):
+                    i_hh = oh * s_h + kh * d_h - p_h
+                    in_dh = 0 <= i_dd < i_d and 0 <= i_hh < i_h
+                    if in_dh:
+                        x_row = x_plane + (i_dd * i_h + i_hh) * i_w - p_w
+                        for r in range(s_w):
+                            for j in range(inside[r, 0], inside[r, 1]):
+                                planes[r * plane_len + j] = xf[x_row + j * s_w + r]
+                    for c in range(count):
+                        w_taps = ((((g * c_out_g + co0 + c) * c_in_g + ci) * k_d + kd) * k_h
+                                  + kh) * k_w
+                        at = np.uint64(c * pitch)
+                        for j in range(np.uint64(0), np.uint64(pitch), np.uint64(lanes)):
+                            # The W taps' FMAs in a register (through acc tap by
+                            # tap, dcgan_2d's conv took 1.04 s, now 0.46).
+                            sums = simd.load(acc, at + j)
+                            for kw in range(k_w):
+                                inputs = (simd.load(planes, np.uint64(w_src[kw]) + j) if in_dh
+                                          else zeros)
+                                sums = simd.fma(inputs, wf[w_taps + kw], sums)
+                            simd.store(acc, at + j, sums)
+        for c in range(count):
+            oc = g * c_out_g + co0 + c
+            first = (((n * c_out + oc) * o_d + od) * o_h + oh) * o_w
+            for ow in range(o_w):
+                of[first + ow] = acc[c * pitch + ow] + bias[oc]
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")

@@ -40,7 +40,7 @@ from numba import from_dtype, types
 from .. import _compiled, _outputs, config
 from ._blas import run_blas, run_blas_last
 from . import tiering, transpose
-from .baseline import columns_in_order, gather_in_order, tiles_in_order
+from .baseline import columns_in_order, conv_in_order, gather_in_order, tiles_in_order
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
 from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
@@ -524,12 +524,21 @@ def conv_weights(route, w: np.ndarray):
     ``route`` reads them: the tiles' weight table (the weights of the
     transposed convolution, input and output channels swapped per group, in
     register-tile order), else the weights themselves. Made once per
-    weight by callers that repeat a call."""
+    weight by callers that repeat a call, who keep them once
+    :func:`conv_weights_laid_out`.
+
+    Where the tiles are neither loaded nor in the on-disk cache, the
+    weights themselves, lifted to rank 3: :func:`run_conv` lays them out
+    once the tiles are there, and until then the baseline may stand in
+    (:mod:`.tiering`), which reads them so."""
     launch = route.launch
-    _compiled.ensure(route.variant + (route.kernel,), compile_kernel, route.kernel, w.dtype)
     w3 = w.reshape(launch.w_shape)
-    if route.kernel != "conv_tiles":
+    key = route.variant + (route.kernel,)
+    if route.kernel != "conv_tiles" or (
+            key not in _compiled.recorded()
+            and not tiering.on_disk(kernel_signatures(route.kernel, w.dtype))):
         return w3
+    _compiled.ensure(key, compile_kernel, route.kernel, w.dtype)
     groups = launch.groups
     c_out, c_in_g = w3.shape[:2]
     swapped = np.ascontiguousarray(
@@ -541,13 +550,28 @@ def conv_weights(route, w: np.ndarray):
     return table
 
 
+def conv_weights_laid_out(route, weights) -> bool:
+    """Whether ``weights`` from :func:`conv_weights` are laid out for
+    ``route``'s kernel, not left as they are until it loads."""
+    return route.kernel != "conv_tiles" or weights.ndim == 2
+
+
 def run_conv(route, x, weights, bias, out) -> None:
     """``conv`` into ``out`` (N, C_out, *O) from ``x`` (N, C_in, *I) along
-    ``route``, with the weights from :func:`conv_weights`."""
+    ``route``, with the weights from :func:`conv_weights`; on a cold cache
+    by the baseline while a helper compiles the kernel (:mod:`.tiering`)."""
     launch = route.launch
-    _compiled.ensure(route.variant + (route.kernel,), compile_kernel, route.kernel, x.dtype)
-    LAUNCHERS[route.kernel](x.reshape(launch.x_shape), weights, bias,
-                            out.reshape(launch.out_shape), launch)
+    key = route.variant + (route.kernel,)
+    x3, out3 = x.reshape(launch.x_shape), out.reshape(launch.out_shape)
+    as_they_are = weights.ndim == len(launch.w_shape)  # (the tiles': until they load)
+    if key not in _compiled.recorded() and as_they_are and tiering.stand_in(
+            route.kernel, key, launch, x3, weights, bias, out3, compile_kernel,
+            kernel_signatures):
+        return
+    _compiled.ensure(key, compile_kernel, route.kernel, x.dtype)
+    if not conv_weights_laid_out(route, weights):
+        weights = conv_weights(route, weights)
+    LAUNCHERS[route.kernel](x3, weights, bias, out3, launch)
 
 
 def run_conv_parts(route, x, weights, bias, out) -> None:
@@ -555,7 +579,8 @@ def run_conv_parts(route, x, weights, bias, out) -> None:
     first, along the route of their real twin with its weights and bias:
     the ``conv`` tiles read and write the complex arrays' parts where they
     lie; other kernels take the twin's channels split and merged."""
-    if route.kernel != "conv_tiles":
+    if not (route.kernel == "conv_tiles" and conv_weights_laid_out(route, weights)):
+        # (The tiles not yet loaded: their baseline may stand in, on the twin's channels.)
         out_parts = transpose.parts_room(out)
         run_conv(route, transpose.to_parts(x), weights, bias, out_parts)
         transpose.from_parts(out_parts, out)
@@ -681,6 +706,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "baseline": [(gather_in_order, direct + (count,) + tasks)] if real else [],
         "baseline_tiles": [(tiles_in_order, direct + tasks)] if real else [],
         "baseline_columns": [(columns_in_order, direct + tasks)] if real else [],
+        "baseline_conv": [(conv_in_order, direct + tasks)] if real else [],
         "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1)
                          + (triple,) * 3 + (count,) * 4 + (arr3,) + cancel)] if real else [],
     }[kernel]

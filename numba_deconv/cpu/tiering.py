@@ -40,8 +40,8 @@ import time
 import numpy as np
 
 from .. import _compiled, config
-from .baseline import (COLUMNS, ORDERS, PLANES, TILES, columns_in_order, gather_in_order,
-                       tiles_in_order)
+from .baseline import (COLUMNS, CONV, ORDERS, PLANES, TILES, columns_in_order, conv_in_order,
+                       gather_in_order, tiles_in_order)
 from .launch import parallel
 
 _log = logging.getLogger("numba_deconv")
@@ -65,6 +65,12 @@ if os.path.dirname(os.path.dirname(os.path.abspath(numba_deconv.__file__))) == r
 """
 
 
+#: The orders whose baseline is a kernel of its own, and its name.
+_OWN_KERNELS = {TILES: ("baseline_tiles", tiles_in_order),
+                COLUMNS: ("baseline_columns", columns_in_order),
+                CONV: ("baseline_conv", conv_in_order)}
+
+
 def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
              kernel_signatures) -> bool | None:
     """Run the baseline in ``kernel``'s stead when ``kernel`` (the variant
@@ -77,7 +83,7 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     (weights that are not finite) and the fallback must run.
     """
     order = ORDERS.get(kernel)
-    most = (config.BASELINE_TILES_MAX_MULTIPLY_ADDS if order == TILES
+    most = (config.BASELINE_TILES_MAX_MULTIPLY_ADDS if kernel in ("phase_tiles", "conv_tiles")
             else config.BASELINE_MAX_MULTIPLY_ADDS)
     if not (order is not None and x.dtype.kind == "f" and launch.multiply_adds <= most):
         return None
@@ -86,10 +92,9 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     if order in (TILES, PLANES) and not np.isfinite(w).all():
         return False  # as the tiles and planes refuse: the fallback's turn
     arguments = (x, w, bias, out, launch.groups, launch.stride, launch.dilation, launch.pad)
-    if order in (TILES, COLUMNS):
-        # Kernels of their own: a cold call of the row kernels compiles neither.
-        name, kernel_in_order = (("baseline_tiles", tiles_in_order) if order == TILES
-                                 else ("baseline_columns", columns_in_order))
+    if order in _OWN_KERNELS:
+        # Kernels of their own: a cold call of the row kernels compiles none.
+        name, kernel_in_order = _OWN_KERNELS[order]
         _compiled.ensure(key[:5] + (name,), compile_kernel, name, x.dtype)
         parallel(kernel_in_order, *arguments, multiply_adds=launch.multiply_adds)
         return True
