@@ -68,8 +68,10 @@ def cache_info() -> list:
         ``"rows_tiny_last"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
         ``"weight_dots"``; ``"baseline"`` (``"baseline_tiles"`` for the phase
-        tiles, ``"baseline_columns"`` for the columns and tap rows) where
-        the baseline kernel stood in while a tuned one compiled; on CUDA
+        tiles, ``"baseline_columns"`` for the columns and tap rows,
+        ``"baseline_conv"`` for ``conv``'s kernels,
+        ``"baseline_weight_grad"`` for the weight gradients') where the
+        baseline kernel stood in while a tuned one compiled; on CUDA
         ``"gather"`` and, for one output channel a group,
         ``"gather_single"``; for ``conv`` ``"conv_gather"`` and
         ``"conv_single"``; for the padding modes

@@ -24,7 +24,7 @@ from . import _dispatch, _padding
 from ._params import _check_groups as check_groups
 from ._params import int_tuple
 from ._plan import as_array, check_numeric
-from .cpu import driver
+from .cpu.weight_grad_launch import weight_grad
 from ._typing import ArrayLike, DataFormat, Ints, Padding, PaddingMode
 
 
@@ -229,7 +229,7 @@ def _correlate(a, src, pairs, mode, kernel, stride, dilation, groups):
             and np.isfinite(src.sum())):
         if mode != "zeros":
             src, pairs = _padding.pad(src, pairs, mode), ((0, 0),) * len(kernel)
-        return driver.weight_grad(np.ascontiguousarray(a), np.ascontiguousarray(src),
+        return weight_grad(np.ascontiguousarray(a), np.ascontiguousarray(src),
                                   tuple(before for before, _ in pairs), kernel, stride,
                                   dilation, groups, len(kernel), numba.get_num_threads())
     src = _padding.pad(src, pairs, mode)

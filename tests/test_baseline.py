@@ -185,6 +185,46 @@ def test_a_plan_keeps_the_conv_weights_once_the_tiles_load(forward, monkeypatch,
     assert_conv_matches_oracle(first, y, w, stride=2)
 
 
+# x shape, conv's output channels, kernel, arguments: the channels of the
+# gradient's first operand (grad_output for conv's, x for conv_transpose's)
+# take the channel tiles from a vector per group, else the dot tiles.
+WEIGHT_GRAD_CASES = [
+    ((3, 20, 13, 11), 24, (3, 3), dict(stride=2, padding=1)),
+    ((2, 6, 30), 4, (5,), dict(stride=2, padding=2)),
+    ((2, 8, 7, 6, 9), 6, (3, 2, 3), dict(stride=(2, 1, 3), padding=1, dilation=(1, 2, 1),
+                                         groups=2)),
+    ((4, 16, 9, 9), 32, (3, 3), dict(padding=1, groups=2)),
+]
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 2000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", ["conv_weight_grad", "conv_transpose_weight_grad"])
+@pytest.mark.parametrize("x_shape, c_out, kernel, kwargs", WEIGHT_GRAD_CASES)
+def test_the_weight_grad_baseline_gives_the_kernels_bits(x_shape, c_out, kernel, kwargs, op,
+                                                         dtype, block_bytes, monkeypatch, rng):
+    """Both orders (the channel tiles sum each element over every image in
+    one chain; the dot tiles in lanes, one tree per block of images, which
+    2000 bytes makes several), with NaN, infinities, signed zeros and
+    subnormals in the operand that may hold them; the sums run over the
+    grid's scratch positions too, where ``fma(0, src, acc)`` can turn a
+    ``-0.0`` into ``0.0``."""
+    monkeypatch.setattr(config, "WEIGHT_GRAD_BLOCK_BYTES", block_bytes)
+    x = random_array(rng, x_shape, dtype)
+    w = np.ones((c_out, x_shape[1] // kwargs.get("groups", 1)) + kernel, dtype)
+    gy = random_array(rng, nd.conv(x, w, **kwargs).shape, dtype)
+    if op == "conv_transpose_weight_grad":  # (its x, its grad_output), conv's output size
+        x = random_array(rng, nd.conv_transpose(gy, w, **kwargs).shape, dtype)
+    _sprinkle(rng, gy, SPECIALS[dtype])
+    _sprinkle(rng, x, [-0.0, -0.0])
+    args = (x, gy) if op == "conv_weight_grad" else (gy, x)
+    tuned = getattr(nd, op)(*args, kernel, **kwargs)
+    _as_if_cold(monkeypatch)
+    stood_in = getattr(nd, op)(*args, kernel, **kwargs)
+    assert [v["kernel"] for v in _compiled.cache_info()] == ["baseline_weight_grad"]
+    assert stood_in.tobytes() == tuned.tobytes()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel", ["planes", "phase_tiles"])
 def test_weights_the_tiles_refuse_take_the_rows_order(kernel, dtype, monkeypatch, ran, rng):

@@ -18,7 +18,7 @@ import pytest
 
 import numba_deconv as nd
 from helpers import launches_of, named_arguments, random_array, returns_of
-from numba_deconv.cpu import driver, real_views, tiled
+from numba_deconv.cpu import driver, real_views, tiled, weight_grad_launch
 from numba_deconv.cpu.simd import VECTOR_BYTES
 from reference import conv_pads, conv_ref, conv_weight_grad_ref, reference
 from test_conv import assert_conv_matches_oracle
@@ -133,10 +133,10 @@ def test_weight_grad_kernel_matches_the_definition(case, rng):
 
 def test_weight_grad_picks_the_kernel_by_channels(monkeypatch, rng):
     picked = []
-    real = driver.weight_tiles, driver.weight_dots
-    monkeypatch.setattr(driver, "weight_tiles",
+    real = weight_grad_launch.weight_tiles, weight_grad_launch.weight_dots
+    monkeypatch.setattr(weight_grad_launch, "weight_tiles",
                         lambda *a: picked.append("weight_tiles") or real[0](*a))
-    monkeypatch.setattr(driver, "weight_dots",
+    monkeypatch.setattr(weight_grad_launch, "weight_dots",
                         lambda *a: picked.append("weight_dots") or real[1](*a))
     for case in GRAD_CASES:
         x, gy, kernel, kwargs, _, name = _grad_case(case, rng)

@@ -7,7 +7,8 @@ short function of plain loops, which Numba compiles in 0.9-1.3 s
 (:func:`gather_in_order` for the row and plane kernels,
 :func:`tiles_in_order` for the phase tiles, :func:`columns_in_order` for
 the columns and tap-rows kernels, :func:`conv_in_order` for ``conv``'s
-kernels: a cold call compiles only its own).
+kernels, :func:`weight_grad_in_order` for the weight gradients': a cold
+call compiles only its own).
 
 It computes each output element with exactly the terms, the order and the
 rounding of the kernel it stands in for, so a switch from one to the
@@ -38,7 +39,9 @@ other changes no bit of any result:
     says, and a ``-0.0`` can turn into ``0.0``).
 
 All but ``COLUMNS`` start from zero and add the bias last, as the tuned
-kernels do. All are task kernels (:func:`.launch.parallel`).
+kernels do; :func:`weight_grad_in_order` sums in the order of either
+weight-gradient kernel (:mod:`.weight_grad`). All are task kernels
+(:func:`.launch.parallel`).
 """
 
 import numpy as np
@@ -411,6 +414,65 @@ def conv_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, cance
             first = (((n * c_out + oc) * o_d + od) * o_h + oh) * o_w
             for ow in range(o_w):
                 of[first + ow] = acc[c * pitch + ow] + bias[oc]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def weight_grad_in_order(a_rows, b_rows, plane_of, offsets, n_planes, groups, c_a, c_s, images,
+                         length, b_len, tiles, grad, claimed, cancel):
+    """``grad`` += one block of ``images`` images' terms of the weight
+    gradients in the order of :func:`.weight_grad.weight_tiles` (``tiles``)
+    or :func:`.weight_grad.weight_dots`, a kernel of its own; the host
+    lays the block out as those kernels do and runs the blocks in order.
+
+    ``b_rows`` (images, C_s, ``n_planes``, ``b_len``) holds each channel's phase
+    planes on the output grid of :func:`.correlate.plane_tables`, pair
+    (``cs``, tap ``t``) reading plane ``plane_of[t]`` from ``offsets[t]``.
+    The dots (``grad`` (groups, Ca/groups, pairs)): ``a_rows`` (images,
+    C_a, ``length``) the grid's positions, zero at scratch positions; a
+    task is one ``ca`` and one ``cs`` of a group; each pair sums in lanes
+    by position (a lane every vector's width), images in order, then adds
+    its lanes' tree to ``grad``. The tiles (``grad`` (groups, pairs,
+    Ca/groups rounded up to a vector)): ``a_rows`` (images, groups,
+    ``length``, that room) the channels of a position side by side; a task
+    is a vector of ``ca`` and one ``cs``; each pair's FMAs run over images,
+    then positions, from where ``grad`` stands."""
+    lanes = simd.lanes(a_rows)
+    n_taps = offsets.shape[0]
+    c_a_g, c_s_g = c_a // groups, c_s // groups
+    pairs = c_s_g * n_taps
+    gf = grad.reshape(-1)
+    room = grad.shape[2] if tiles else 0
+    across = room // lanes if tiles else c_a_g
+    tasks = groups * across * c_s_g
+    while True:
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
+            break
+        cs = task % c_s_g
+        ca = task // c_s_g % across
+        g = task // (c_s_g * across)
+        for t in range(n_taps):
+            b_first = (((g * c_s_g + cs) * n_planes + plane_of[t]) * b_len + offsets[t])
+            b_image = c_s * n_planes * b_len
+            if tiles:
+                at = (g * pairs + cs * n_taps + t) * room + ca * lanes
+                sums = simd.load(gf, at)
+                for n in range(images):
+                    a_at = np.uint64(((n * groups + g) * length) * room + ca * lanes)
+                    b_at = np.uint64(b_first + n * b_image)
+                    for p in range(np.uint64(length)):
+                        sums = simd.fma(simd.load(a_rows, a_at + p * np.uint64(room)),
+                                        b_rows[b_at + p], sums)
+                simd.store(gf, at, sums)
+                continue
+            sums = simd.zeros(a_rows)
+            for n in range(images):
+                a_at = np.uint64((n * c_a + g * c_a_g + ca) * length)
+                b_at = np.uint64(b_first + n * b_image)
+                for p in range(np.uint64(0), np.uint64(length), np.uint64(lanes)):
+                    sums = simd.fma(simd.load(a_rows, a_at + p), simd.load(b_rows, b_at + p),
+                                    sums)
+            gf[(g * c_a_g + ca) * pairs + cs * n_taps + t] += simd.sum_lanes(sums)
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")

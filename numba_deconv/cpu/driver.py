@@ -40,21 +40,21 @@ from numba import from_dtype, types
 from .. import _compiled, _outputs, config
 from ._blas import run_blas, run_blas_last
 from . import tiering, transpose
-from .baseline import columns_in_order, conv_in_order, gather_in_order, tiles_in_order
+from .baseline import (columns_in_order, conv_in_order, gather_in_order, tiles_in_order,
+                       weight_grad_in_order)
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
-from .correlate import conv_planes, conv_tiles, grid_span, plane_tables
+from .correlate import conv_planes, conv_tiles
 from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
                              stages_outputs)
 from .kernels import (col2im, col2im_last, direct_planes, direct_rows, row_geometry, rows_tiny,
                       rows_tiny_last)
-from .launch import NEVER, parallel, parallel_prange, serial, thread_count
+from .launch import NEVER, parallel, serial, thread_count
 from .one_tap_last import (by_tap, laid_out_weights, one_tap_last, one_tap_split,
                            takes_one_tap_last)
-from .simd import VECTOR_BYTES
 from .tap_rows import tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST, CHANNELS_LAST, COMPLEX_PARTS, direct_tiled
 from .tile_products import TILE_ROWS
-from .weight_grad import PAIRS, TILE, weight_dots, weight_tiles
+from .weight_grad import weight_dots, weight_tiles
 from .weight_table import fill_weight_table, weight_table
 
 _log = logging.getLogger("numba_deconv")
@@ -592,62 +592,6 @@ def run_conv_parts(route, x, weights, bias, out) -> None:
                             out.view(real).reshape(launch.out_shape), launch, parts=True)
 
 
-def weight_grad(a, src, pad, kernel, stride, dilation, groups, rank, threads) -> np.ndarray:
-    """``grad[ca, cs, k] = sum over n, o of a[n, ca, o] * xpad[n, cs, o*s +
-    k*d]`` for the channels of one group, as ``(Ca, Cs/groups, *kernel)``,
-    by :mod:`.weight_grad`'s kernels: ``a`` (N, Ca, *O) and ``src`` (N, Cs,
-    *S), rank-``rank`` (<= 3), real and C-contiguous, ``src`` finite,
-    ``xpad`` it with ``pad`` zeros before each dim (and enough after).
-
-    ``weight_tiles`` (channels of ``a`` in vectors) given a vector's worth
-    of them per group, else ``weight_dots``; images go as many at a time
-    as fit ``WEIGHT_GRAD_BLOCK_BYTES``, and the pairs are split for
-    ``TILED_TASKS_PER_THREAD`` tasks per thread.
-    """
-    lift = (1,) * (3 - rank)
-    n_batch, c_a, c_s = a.shape[0], a.shape[1], src.shape[1]
-    a3 = a.reshape((n_batch, c_a) + lift + a.shape[2:])
-    src3 = src.reshape((n_batch, c_s) + lift + src.shape[2:])
-    kernel3, stride3, dilation3 = lift + tuple(kernel), lift + tuple(stride), lift + tuple(
-        dilation)
-    pad3 = (0,) * len(lift) + tuple(pad)
-    pitch, planes, plane_of, offsets = plane_tables(kernel3, stride3, dilation3, a3.shape[2:])
-    c_a_g, pairs = c_a // groups, c_s // groups * len(offsets)
-    itemsize = a.dtype.itemsize
-    lanes = VECTOR_BYTES // itemsize
-    span = grid_span(a3.shape[2:], pitch)
-    b_len = span + int(offsets.max())
-    tiles = c_a_g >= lanes
-    multiply_adds = a.size * (c_s // groups) * math.prod(kernel)
-    kernel_name = "weight_tiles" if tiles else "weight_dots"
-    variant = ("cpu", rank, a.dtype, "channels_first", "gather", kernel_name)
-    _compiled.ensure(variant, compile_kernel, kernel_name, a.dtype)
-    if tiles:
-        c_room = -(-c_a_g // lanes) * lanes
-        per_image = (groups * c_room * span + c_s * len(planes) * b_len) * itemsize
-        images = max(1, min(n_batch, config.WEIGHT_GRAD_BLOCK_BYTES // per_image))
-        pairs_room = -(-pairs // PAIRS) * PAIRS
-        splits = -(-config.TILED_TASKS_PER_THREAD * threads // groups)
-        pair_block = max(PAIRS, min(-(-pairs_room // splits // PAIRS) * PAIRS,
-                                    config.WEIGHT_GRAD_PAIR_BLOCK))
-        grad = np.zeros((groups, pairs_room, c_room), dtype=a.dtype)
-        parallel_prange(weight_tiles, a3, src3, planes, plane_of, offsets, pitch, pad3, stride3,
-                 groups, images, pair_block, grad, multiply_adds=multiply_adds)
-        grad = grad[:, :pairs, :c_a_g].transpose(0, 2, 1)
-    else:
-        a_len = -(-span // lanes) * lanes
-        per_image = (c_a * a_len + c_s * len(planes) * (a_len + int(offsets.max()))) * itemsize
-        images = max(1, min(n_batch, config.WEIGHT_GRAD_BLOCK_BYTES // per_image))
-        a_block = min(-(-c_a_g // TILE) * TILE, config.WEIGHT_GRAD_A_BLOCK)
-        splits = -(-config.TILED_TASKS_PER_THREAD * threads // (groups * -(-c_a_g // a_block)))
-        pair_block = max(TILE, min(-(-pairs // splits // TILE) * TILE,
-                                   config.WEIGHT_GRAD_PAIR_BLOCK))
-        grad = np.zeros((groups, c_a_g, pairs), dtype=a.dtype)
-        parallel_prange(weight_dots, a3, src3, planes, plane_of, offsets, pitch, pad3, stride3,
-                 groups, images, a_block, pair_block, grad, multiply_adds=multiply_adds)
-    return np.ascontiguousarray(grad).reshape((c_a, c_s // groups) + tuple(kernel))
-
-
 def kernel_signatures(kernel: str, dtype) -> list:
     """``(dispatcher, signature)`` pairs that make up ``kernel`` for ``dtype``,
     with exactly the argument types its launcher passes."""
@@ -707,6 +651,9 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "baseline_tiles": [(tiles_in_order, direct + tasks)] if real else [],
         "baseline_columns": [(columns_in_order, direct + tasks)] if real else [],
         "baseline_conv": [(conv_in_order, direct + tasks)] if real else [],
+        "baseline_weight_grad": [(weight_grad_in_order, (arr1, arr1, index1, index1)
+                                  + (count,) * 7 + (types.boolean, arr3) + tasks)]
+        if real else [],
         "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1)
                          + (triple,) * 3 + (count,) * 4 + (arr3,) + cancel)] if real else [],
     }[kernel]

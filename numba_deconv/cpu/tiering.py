@@ -3,14 +3,16 @@
 The first call that needs a tuned kernel which is neither loaded in this
 process nor in Numba's on-disk cache would wait seconds for it to compile.
 Where :mod:`.baseline` can stand in for that kernel (the row, plane,
-phase-tile, columns and tap-rows kernels, real data, calls of at most
-``config.BASELINE_MAX_MULTIPLY_ADDS``, for the phase tiles
-``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``), the call runs the baseline
-instead, which compiles in 0.9-1.3 s (the tiles: 11-19 s), and a helper
-process compiles the tuned kernel into the on-disk cache. Each later call
-looks whether the helper is done; once it is, the tuned kernel is loaded
-from the cache and runs from then on. The baseline sums every output exactly
-as the kernel it stands in for, so the switch changes no bit of any result.
+phase-tile, columns and tap-rows kernels, ``conv``'s kernels and the weight
+gradients', real data, calls of at most
+``config.BASELINE_MAX_MULTIPLY_ADDS``, for the phase tiles, ``conv``'s tiles
+and the weight gradients ``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``), the
+call runs the baseline instead, which compiles in 0.9-1.3 s (the tiles:
+11-19 s), and a helper process compiles the tuned kernel into the on-disk
+cache. Each later call looks whether the helper is done; once it is, the
+tuned kernel is loaded from the cache and runs from then on. The baseline
+sums every output exactly as the kernel it stands in for, so the switch
+changes no bit of any result.
 
 Channels last, the kernels of depthwise calls (:mod:`.depthwise_last`) and
 of calls with one or a few taps per output phase (:mod:`.one_tap_last`)
@@ -41,7 +43,8 @@ import numpy as np
 
 from .. import _compiled, config
 from .baseline import (COLUMNS, CONV, ORDERS, PLANES, TILES, columns_in_order, conv_in_order,
-                       gather_in_order, tiles_in_order)
+                       gather_in_order, tiles_in_order, weight_grad_in_order)
+from . import simd
 from .launch import parallel
 
 _log = logging.getLogger("numba_deconv")
@@ -101,6 +104,76 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     _compiled.ensure(key[:5] + ("baseline",), compile_kernel, "baseline", x.dtype)
     parallel(gather_in_order, *arguments, order, multiply_adds=launch.multiply_adds)
     return True
+
+
+def weight_grad_stand_in(kernel: str, key: tuple, a, src, tables, groups: int, images: int,
+                         length: int, b_len: int, tiles: bool, multiply_adds: int,
+                         compile_kernel, kernel_signatures):
+    """The weight gradient of :func:`.driver.weight_grad` by the baseline
+    (:func:`.baseline.weight_grad_in_order`), as the ``kernel`` it stands
+    in for (``weight_tiles`` where ``tiles``, else ``weight_dots``) would
+    leave it, when that kernel (the variant ``key``) would have to compile
+    now; else None. ``a`` and ``src`` rank 3, ``tables`` the kernel's
+    (planes, plane_of, offsets, pitch, pad, stride), blocks of ``images``
+    images, ``length`` positions of ``a`` a row (a channel's; the tiles:
+    a position's), ``b_len`` of a phase plane. NumPy lays each block out
+    as the kernel does, the same values at every position its sums read
+    (scratch positions and the zero padding included)."""
+    if not (a.dtype.kind == "f" and multiply_adds <= config.BASELINE_TILES_MAX_MULTIPLY_ADDS):
+        return None
+    if not compiling_in_helper(kernel, a.dtype, kernel_signatures, "the baseline kernel"):
+        return None
+    _compiled.ensure(key[:5] + ("baseline_weight_grad",), compile_kernel,
+                     "baseline_weight_grad", a.dtype)
+    planes, plane_of, offsets, pitch, pad, stride = tables
+    n_batch, c_a, c_s = a.shape[0], a.shape[1], src.shape[1]
+    c_a_g, lanes = c_a // groups, simd.VECTOR_BYTES // a.dtype.itemsize
+    room = -(-c_a_g // lanes) * lanes
+    pairs = c_s // groups * len(offsets)
+    grad = np.zeros((groups, pairs, room) if tiles else (groups, c_a_g, pairs), dtype=a.dtype)
+    for n0 in range(0, n_batch, images):
+        count = min(images, n_batch - n0)
+        a_rows = _grid_rows(a[n0:n0 + count], pitch, length if not tiles else None)
+        if tiles:  # a position's channels side by side, each group's in a vector's room
+            by_position = np.zeros((count, groups, length, room), dtype=a.dtype)
+            by_position[..., :c_a_g] = a_rows.reshape(count, groups, c_a_g, -1)[
+                ..., :length].transpose(0, 1, 3, 2)
+            a_rows = by_position
+        b_rows = _plane_rows(src[n0:n0 + count], planes, pitch, pad, stride, b_len)
+        parallel(weight_grad_in_order, a_rows.reshape(-1), b_rows.reshape(-1), plane_of,
+                 offsets, len(planes), groups, c_a, c_s, count, length, b_len, tiles, grad,
+                 multiply_adds=multiply_adds * count // n_batch)
+    return grad
+
+
+def _grid_rows(a, pitch, length):
+    """``a`` (N, C, OD, OH, OW) on the grid of ``pitch`` (rows ``U_w`` long,
+    planes ``U_h`` rows), zero at its scratch positions: (N, C, ``length``),
+    or as long as the grid's ``OD`` planes where ``length`` is None."""
+    n, c, o_d, o_h, o_w = a.shape
+    box = o_d * pitch[1] * pitch[2]
+    rows = np.zeros((n, c, max(box, length or 0)), dtype=a.dtype)
+    rows[:, :, :box].reshape(n, c, o_d, pitch[1], pitch[2])[:, :, :, :o_h, :o_w] = a
+    return rows if length is None or length == rows.shape[2] else np.ascontiguousarray(
+        rows[:, :, :length])
+
+
+def _plane_rows(src, planes, pitch, pad, stride, b_len):
+    """The phase planes of ``src`` (N, C, D, H, W) on the grid of ``pitch``,
+    ``b_len`` positions each, as :func:`.correlate._fill_window` copies
+    them: plane ``(r_d, r_h, r_w)`` at grid position ``(j_d, j_h, j_w)``
+    holds ``src[j*s + r - pad]`` (per dim), zero outside ``src``: (N, C,
+    planes, ``b_len``)."""
+    n, c = src.shape[:2]
+    counts = (-(-b_len // (pitch[1] * pitch[2])), pitch[1], pitch[2])
+    rows = np.zeros((n, c, len(planes)) + counts, dtype=src.dtype)
+    for k, phase in enumerate(planes):
+        at = [np.arange(count) * s + r - p for count, s, r, p in zip(counts, stride, phase, pad)]
+        inside = [(i >= 0) & (i < size) for i, size in zip(at, src.shape[2:])]
+        grid = np.ix_(*(np.flatnonzero(keep) for keep in inside))
+        rows[:, :, k][(slice(None),) * 2 + grid] = src[
+            (slice(None),) * 2 + np.ix_(*(i[keep] for i, keep in zip(at, inside)))]
+    return np.ascontiguousarray(rows.reshape(n, c, len(planes), -1)[..., :b_len])
 
 
 def compiling_in_helper(kernel: str, dtype, kernel_signatures, stand_in_name: str) -> bool:
