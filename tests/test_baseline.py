@@ -33,6 +33,7 @@ from test_strategies import CASES
 # multiply-adds of zero padding change a bit, which the baseline copies).
 SPECIALS = {np.float32: [np.nan, np.inf, -np.inf, -0.0, 1e-40, -1e-40],
             np.float64: [np.nan, np.inf, -np.inf, -0.0, 1e-310, -1e-310]}
+SPECIALS[np.complex64], SPECIALS[np.complex128] = SPECIALS[np.float32], SPECIALS[np.float64]
 
 
 class _Compiling:
@@ -74,9 +75,15 @@ def _sprinkle(rng, array, values):
     flat[at] = values[:len(at)]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kernel", ["rows_serial", "rows", "planes", "phase_tiles", "tap_rows",
-                                    "column_tiles"])
+# The row and plane kernels take complex data too (the others run it as
+# its real twin).
+KERNEL_DTYPES = [(kernel, dtype) for kernel in ("rows_serial", "rows", "planes")
+                 for dtype in (np.float32, np.float64, np.complex64, np.complex128)] + [
+    (kernel, dtype) for kernel in ("phase_tiles", "tap_rows", "column_tiles")
+    for dtype in (np.float32, np.float64)]
+
+
+@pytest.mark.parametrize("kernel, dtype", KERNEL_DTYPES)
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
 def test_the_baseline_gives_the_tuned_kernels_bits(kernel, dtype, x_shape, w_shape, kwargs,
                                                    monkeypatch, ran, rng):
@@ -252,7 +259,7 @@ def test_no_helper_where_python_is_embedded(monkeypatch, ran, rng):
     assert started == [] and len(ran) == 1
 
 
-def test_big_calls_and_complex_data_wait_for_the_tuned_kernel(monkeypatch, ran, rng):
+def test_big_calls_and_complex_conv_wait_for_the_tuned_kernel(monkeypatch, ran, rng):
     _as_if_cold(monkeypatch)
     monkeypatch.setattr(config, "BASELINE_MAX_MULTIPLY_ADDS", 10)
     monkeypatch.setattr(config, "BASELINE_TILES_MAX_MULTIPLY_ADDS", 10)
@@ -260,7 +267,7 @@ def test_big_calls_and_complex_data_wait_for_the_tuned_kernel(monkeypatch, ran, 
     w = random_array(rng, (2, 1, 3, 3), np.float32)
     conv_transpose(x, w)
     monkeypatch.setattr(config, "BASELINE_MAX_MULTIPLY_ADDS", 1 << 28)
-    conv_transpose(x.astype(np.complex64), w.astype(np.complex64))
+    nd.conv(x.astype(np.complex64), w.astype(np.complex64).reshape(1, 2, 3, 3))
     assert len(ran) == 2 and all(done for _, done in ran)
     assert all(not v["kernel"].startswith("baseline") for v in _compiled.cache_info())
 

@@ -50,6 +50,7 @@ from numba import njit
 from ..config import FASTMATH
 from . import atomics, simd
 from .kernels import padded_row
+from .simd import VECTOR_BYTES
 
 #: The orders the baseline can sum in ...
 ROWS, TILES, PLANES, COLUMNS, CONV = 0, 1, 2, 3, 4
@@ -70,7 +71,8 @@ TILES_CHANNELS = 16
 def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claimed, cancel):
     """``out`` from ``x`` and ``w`` as the kernel of ``order`` (:data:`ROWS`
     or :data:`PLANES`) computes it, from the same arrays and arguments (rank
-    3, channels first, C-contiguous); a task is one output row."""
+    3, channels first, C-contiguous; real or complex, as those kernels
+    take either); a task is one output row."""
     n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
@@ -79,7 +81,7 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
     p_d, p_h, p_w = pad
     c_in_g = c_in // groups
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
-    lanes = simd.lanes(xf)
+    lanes = VECTOR_BYTES // xf.itemsize  # (simd.lanes takes real data only)
     pitch = _phase_pitch(o_w, s_w, lanes)
     acc = np.empty(min(s_w, o_w) * pitch, dtype=out.dtype)
     # PLANES: an input row at padded[lead + i], zeros around it.

@@ -647,7 +647,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "conv_planes_serial": [(conv_planes, (arr5, arr5) + conv + (count,) * 2 + tasks)],
         "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1)
                           + (triple,) * 3 + (count,) * 3 + (arr3,) + cancel)] if real else [],
-        "baseline": [(gather_in_order, direct + (count,) + tasks)] if real else [],
+        "baseline": [(gather_in_order, direct + (count,) + tasks)],
         "baseline_tiles": [(tiles_in_order, direct + tasks)] if real else [],
         "baseline_columns": [(columns_in_order, direct + tasks)] if real else [],
         "baseline_conv": [(conv_in_order, direct + tasks)] if real else [],

@@ -4,15 +4,15 @@ The first call that needs a tuned kernel which is neither loaded in this
 process nor in Numba's on-disk cache would wait seconds for it to compile.
 Where :mod:`.baseline` can stand in for that kernel (the row, plane,
 phase-tile, columns and tap-rows kernels, ``conv``'s kernels and the weight
-gradients', real data, calls of at most
-``config.BASELINE_MAX_MULTIPLY_ADDS``, for the phase tiles, ``conv``'s tiles
-and the weight gradients ``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``), the
-call runs the baseline instead, which compiles in 0.9-1.3 s (the tiles:
-11-19 s), and a helper process compiles the tuned kernel into the on-disk
-cache. Each later call looks whether the helper is done; once it is, the
-tuned kernel is loaded from the cache and runs from then on. The baseline
-sums every output exactly as the kernel it stands in for, so the switch
-changes no bit of any result.
+gradients', real data (complex too for the row and plane kernels), calls of
+at most ``config.BASELINE_MAX_MULTIPLY_ADDS``, for the phase tiles,
+``conv``'s tiles and the weight gradients
+``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``), the call runs the baseline
+instead, which compiles in 0.9-1.3 s (the tiles: 11-19 s), and a helper
+process compiles the tuned kernel into the on-disk cache. Each later call
+looks whether the helper is done; once it is, the tuned kernel is loaded
+from the cache and runs from then on. The baseline sums every output exactly
+as the kernel it stands in for, so the switch changes no bit of any result.
 
 Channels last, the kernels of depthwise calls (:mod:`.depthwise_last`) and
 of calls with one or a few taps per output phase (:mod:`.one_tap_last`)
@@ -42,7 +42,7 @@ import time
 import numpy as np
 
 from .. import _compiled, config
-from .baseline import (COLUMNS, CONV, ORDERS, PLANES, TILES, columns_in_order, conv_in_order,
+from .baseline import (COLUMNS, CONV, ORDERS, PLANES, ROWS, TILES, columns_in_order, conv_in_order,
                        gather_in_order, tiles_in_order, weight_grad_in_order)
 from . import simd
 from .launch import parallel
@@ -88,7 +88,8 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     order = ORDERS.get(kernel)
     most = (config.BASELINE_TILES_MAX_MULTIPLY_ADDS if kernel in ("phase_tiles", "conv_tiles")
             else config.BASELINE_MAX_MULTIPLY_ADDS)
-    if not (order is not None and x.dtype.kind == "f" and launch.multiply_adds <= most):
+    if not (order is not None and (x.dtype.kind == "f" or order in (ROWS, PLANES))
+            and launch.multiply_adds <= most):
         return None
     if not compiling_in_helper(kernel, x.dtype, kernel_signatures, "the baseline kernel"):
         return None
