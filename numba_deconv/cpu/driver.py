@@ -137,7 +137,7 @@ def run_columns_tiled(x, w, prepacked, bias, out, launch, columns, image, channe
                   dtype=x.dtype)
     parallel(gather_positions, x, xs, channels_last, 2 if complex_parts and channels_last else 1,
              multiply_adds=xs.size)
-    parallel(columns_tiled, xs, w, prepacked, bias, out, columns.sources, columns.counts,
+    parallel(columns_tiled, xs, w, prepacked, bias, out, *columns.fold.tables(),
              columns.channel_block, columns.image_parts, image, k_block, columns.pitch,
              in_place, channels_last, complex_parts, ahead_rows,
              config.COLUMNS_FOLD_LAST_BYTES, multiply_adds=launch.multiply_adds)
@@ -151,7 +151,7 @@ def _run_tap_rows(x, w, bias, out, launch, prepared=None, layout=CHANNELS_FIRST)
              config.TAP_ROWS_PREFETCH_ROWS, multiply_adds=launch.multiply_adds)
     # The fold's adds cost more than the products' multiply-adds (an index
     # and a gather each): it runs on as many threads as the products.
-    parallel(tap_rows_fold, cols, tap_rows.sources, tap_rows.counts, bias, out,
+    parallel(tap_rows_fold, cols, *tap_rows.fold.tables(), bias, out,
              tap_rows.image_pitch, tap_rows.fold_chunk, layout,
              multiply_adds=launch.multiply_adds)
     return True

@@ -78,7 +78,7 @@ def ran_on_real_views(route, x, w, bias, out, channels_last=False, prepared=None
         parallel(tap_rows_products, x_parts, w_parts, cols, launch.groups,
                  tap_rows.stretch_tiles, CHANNELS_FIRST, config.TAP_ROWS_PREFETCH_ROWS,
                  multiply_adds=launch.multiply_adds)
-        parallel(tap_rows_fold, cols, tap_rows.sources, tap_rows.counts, bias, out_parts,
+        parallel(tap_rows_fold, cols, *tap_rows.fold.tables(), bias, out_parts,
                  tap_rows.image_pitch, tap_rows.fold_chunk, COMPLEX_VIEWS,
                  multiply_adds=launch.multiply_adds)
         return True

@@ -65,6 +65,24 @@ class ConvLayout(typing.NamedTuple):
     sub: int  # positions per sweep
 
 
+class FoldTable:
+    """The fold of one output channel, ``(sources, counts)`` of
+    :func:`.columns.fold_sources` with these arguments, worked out on first
+    use: a call that the baseline computes while the columns or tap-rows
+    kernels compile (:mod:`.tiering`) never needs it, nor waits for
+    ``fold_sources`` to compile (about 1 s)."""
+
+    def __init__(self, *arguments):
+        self._arguments, self._tables = arguments, None
+
+    def tables(self) -> tuple:
+        """``(sources, counts)``, made once (two threads at once may both
+        make them: the same tables)."""
+        if self._tables is None:
+            self._tables = fold_sources(*self._arguments)
+        return self._tables
+
+
 class ColumnsLayout(typing.NamedTuple):
     """Work split of :func:`.columns.columns_tiled`."""
 
@@ -74,8 +92,7 @@ class ColumnsLayout(typing.NamedTuple):
     packed_k_block: int  # ... where the weights are copied
     in_place: bool  # the tiles read the weights where they are
     pitch: int  # a task's columns per position
-    sources: np.ndarray  # the fold of one output channel (columns.fold_sources) ...
-    counts: np.ndarray  # ... and how many columns each output sums
+    fold: FoldTable  # the fold of one output channel
 
 
 class TapRowsLayout(typing.NamedTuple):
@@ -85,8 +102,7 @@ class TapRowsLayout(typing.NamedTuple):
     tap_pitch: int  # columns per row: the batch's positions in whole tiles
     stretch_tiles: int  # tiles of positions per task of the products
     fold_chunk: int  # outputs per fold task
-    sources: np.ndarray  # the fold of one output channel of one image ...
-    counts: np.ndarray  # ... and how many columns each output sums
+    fold: FoldTable  # the fold of one output channel of one image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,10 +447,9 @@ def _columns_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups, 
     batch, positions = x_shape[0], math.prod(x_shape[2:])
     split = _columns_split(batch, x_shape[1] // groups, w_shape[1], groups, positions,
                            math.prod(w_shape[2:]), itemsize, threads)
-    sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
-                                   dilation, pad,
-                                   column_rows(batch * positions, VECTOR_BYTES // itemsize))
-    return ColumnsLayout(*split, sources, counts)
+    return ColumnsLayout(*split, FoldTable(
+        batch, w_shape[2:], out_shape[2:], x_shape[2:], stride, dilation, pad,
+        column_rows(batch * positions, VECTOR_BYTES // itemsize)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -452,10 +467,9 @@ def columns_parts_layout(x_shape, w_shape, out_shape, stride, dilation, pad, gro
     twin_c_in_g, taps = x_shape[1] // groups, math.prod(w_shape[2:])
     split = _columns_split(batch, twin_c_in_g // 2, w_shape[1] // 2, groups, 2 * positions,
                            2 * taps, itemsize, threads)
-    sources, counts = fold_sources(batch, w_shape[2:], out_shape[2:], x_shape[2:], stride,
-                                   dilation, pad,
-                                   column_rows(2 * batch * positions, VECTOR_BYTES // itemsize))
-    return ColumnsLayout(*split, sources, counts)
+    return ColumnsLayout(*split, FoldTable(
+        batch, w_shape[2:], out_shape[2:], x_shape[2:], stride, dilation, pad,
+        column_rows(2 * batch * positions, VECTOR_BYTES // itemsize)))
 
 
 def _columns_split(batch, c_in_g, c_out_g, groups, positions, taps, itemsize, threads):
@@ -536,6 +550,5 @@ def _tap_rows_layout(x_shape, w_shape, out_shape, stride, dilation, pad, groups,
     # Rows of columns an odd number of cache lines apart (simd.window_pitch):
     # a tile writes one stretch to each of up to 9 rows.
     tap_pitch = tiles * width + (64 // itemsize if tiles * width * itemsize % 128 == 0 else 0)
-    sources, counts = fold_sources(1, w_shape[2:], out_shape[2:], x_shape[2:], stride, dilation,
-                                   pad, tap_pitch)
-    return TapRowsLayout(image_pitch, tap_pitch, stretch_tiles, chunk, sources, counts)
+    return TapRowsLayout(image_pitch, tap_pitch, stretch_tiles, chunk, FoldTable(
+        1, w_shape[2:], out_shape[2:], x_shape[2:], stride, dilation, pad, tap_pitch))
