@@ -6,7 +6,9 @@ bench --cold`` gives the same beside PyTorch). One case of each spatial
 rank, the tiny worked example, and dcgan_2d, a call big enough that it
 waited 19 s for the phase tiles to compile until the baseline in their
 order stood in for calls up to ``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``
-(2.9 s since).
+(2.9 s since). The same for ``conv`` and ``conv_weight_grad``, whose
+first calls compiled their kernels in place (``conv`` 8-14 s, the
+weight gradient 8-10 s) until baselines of their own stood in.
 """
 
 import json
@@ -15,17 +17,16 @@ import subprocess
 import sys
 import tempfile
 
-from ._common import CASES, conv_kwargs
+from ._common import CASES, conv_kwargs, make_inputs
 
 _CHILD = """
 import json, sys, time
 spec = json.loads(sys.argv[1])
 import numpy as np
-x = np.ones(spec["x"], spec["dtype"])
-w = np.ones(spec["w"], spec["dtype"])
+inputs = [np.ones(shape, spec["dtype"]) for shape in spec["shapes"]]
 start = time.perf_counter()
 import numba_deconv
-numba_deconv.conv_transpose(x, w, **spec["kwargs"])
+getattr(numba_deconv, spec["op"])(*inputs, **spec["kwargs"])
 print(time.perf_counter() - start)
 try:  # commits whose tuned kernels compile in a helper process: let it finish
     from numba_deconv.cpu import tiering
@@ -43,17 +44,35 @@ class ColdStart:
     timeout = 600
 
     def track_cold_first_call(self, name, dtype):
-        case = CASES[name]
-        spatial = case["spatial"]
-        spec = dict(dtype=dtype, kwargs=conv_kwargs(case),
-                    x=[case["N"], case["C_in"], *spatial],
-                    w=[case["C_in"], case["C_out"] // case.get("groups", 1)]
-                    + [case["kernel"]] * len(spatial))
-        with tempfile.TemporaryDirectory() as cache:
-            env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="2",
-                       NUMBA_DECONV_BACKGROUND_COMPILE="1")
-            done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], env=env,
-                                  cwd=cache, capture_output=True, text=True, check=True)
-        return float(done.stdout.split()[-1])
+        return _cold_first_call("conv_transpose", name, dtype)
 
     track_cold_first_call.unit = "seconds"
+
+
+class ColdStartOtherOps:
+    params = (["conv", "conv_weight_grad"], ["unet_2d", "depthwise_2d", "dcgan_2d"],
+              ["float32"])
+    param_names = ["op", "case", "dtype"]
+    number = 1
+    repeat = 1
+    timeout = 600
+
+    def track_cold_first_call(self, op, name, dtype):
+        return _cold_first_call(op, name, dtype)
+
+    track_cold_first_call.unit = "seconds"
+
+
+def _cold_first_call(op, name, dtype):
+    """Seconds to import the package and call ``op`` once on the case's
+    inputs (``make_inputs``' shapes, all ones) in a new process with an
+    empty Numba cache."""
+    case = CASES[name]
+    shapes = [a.shape for a in make_inputs(case, dtype, op=op)]
+    spec = dict(op=op, dtype=dtype, kwargs=conv_kwargs(case, op), shapes=shapes)
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, NUMBA_NUM_THREADS="2",
+                   NUMBA_DECONV_BACKGROUND_COMPILE="1")
+        done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], env=env,
+                              cwd=cache, capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
