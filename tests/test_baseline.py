@@ -124,11 +124,16 @@ def test_the_tiles_order_keeps_the_signed_zeros_of_the_padding(dtype, tiny, weig
     assert conv_transpose(x, w, b, stride=2).tobytes() == tuned.tobytes()
 
 
-REAL_CONV_CASES = [case for case in CONV_CASES if np.dtype(case[7]).kind == "f"]
+# The real cases in both real dtypes, and the tiles' cases in complex64:
+# the tiles read a complex call's parts in place as its real twin, the
+# baseline the twin's channels split from them.
+CONV_DTYPES = [(case, dtype) for case in CONV_CASES if np.dtype(case[7]).kind == "f"
+               for dtype in (np.float32, np.float64)] + [
+    (case, np.complex64) for case in CONV_CASES if case[8] == "conv_tiles"]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", REAL_CONV_CASES, ids=[c[0] for c in REAL_CONV_CASES])
+@pytest.mark.parametrize("case, dtype", CONV_DTYPES,
+                         ids=[f"{c[0]}-{np.dtype(d).name}" for c, d in CONV_DTYPES])
 def test_the_conv_baseline_gives_the_conv_kernels_bits(case, dtype, monkeypatch, ran, rng):
     """``conv``'s kernels multiply the zero padding: an infinite weight
     gives NaN at the outputs whose taps reach it, and so must the
