@@ -110,15 +110,15 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
 def weight_grad_stand_in(kernel: str, key: tuple, a, src, tables, groups: int, images: int,
                          length: int, b_len: int, tiles: bool, multiply_adds: int,
                          compile_kernel, kernel_signatures):
-    """The weight gradient of :func:`.driver.weight_grad` by the baseline
-    (:func:`.baseline.weight_grad_in_order`), as the ``kernel`` it stands
-    in for (``weight_tiles`` where ``tiles``, else ``weight_dots``) would
-    leave it, when that kernel (the variant ``key``) would have to compile
-    now; else None. ``a`` and ``src`` rank 3, ``tables`` the kernel's
-    (planes, plane_of, offsets, pitch, pad, stride), blocks of ``images``
-    images, ``length`` positions of ``a`` a row (a channel's; the tiles:
-    a position's), ``b_len`` of a phase plane. NumPy lays each block out
-    as the kernel does, the same values at every position its sums read
+    """The weight gradient of :func:`.weight_grad_launch.weight_grad` by the
+    baseline (:func:`.baseline.weight_grad_in_order`), as the ``kernel`` it
+    stands in for (``weight_tiles`` where ``tiles``, else ``weight_dots``)
+    would leave it, when that kernel (the variant ``key``) would have to
+    compile now; else None. ``a`` and ``src`` rank 3, ``tables`` the
+    kernel's (planes, plane_of, offsets, pitch, pad, stride), blocks of
+    ``images`` images, ``length`` positions of ``a`` a row (a channel's; the
+    tiles: a position's), ``b_len`` of a phase plane. NumPy lays each block
+    out as the kernel does, the same values at every position its sums read
     (scratch positions and the zero padding included)."""
     if not (a.dtype.kind == "f" and multiply_adds <= config.BASELINE_TILES_MAX_MULTIPLY_ADDS):
         return None
