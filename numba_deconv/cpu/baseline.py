@@ -76,9 +76,7 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
     n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    s_d, s_h, s_w = stride
-    d_d, d_h, d_w = dilation
-    p_d, p_h, p_w = pad
+    s_w, d_w, p_w = stride[2], dilation[2], pad[2]
     c_in_g = c_in // groups
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
     lanes = VECTOR_BYTES // xf.itemsize  # (simd.lanes takes real data only)
@@ -87,6 +85,7 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
     # PLANES: an input row at padded[lead + i], zeros around it.
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
     padded = np.zeros(length, dtype=x.dtype)
+    dh_taps = np.empty((k_d * k_h, 3), dtype=np.int64)
     rows = n_batch * c_out * o_d * o_h
     while True:
         row = atomics.claim(claimed)
@@ -101,39 +100,32 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
         for j in range(acc.size):
             acc[j] = 0
         # (kd, kh, channel, kw)
-        for kd in range(k_d):
-            t_d = od + p_d - kd * d_d
-            i_dd = t_d // s_d
-            if t_d % s_d != 0 or not 0 <= i_dd < i_d:
-                continue  # another phase's tap, or none
-            for kh in range(k_h):
-                t_h = oh + p_h - kh * d_h
-                i_hh = t_h // s_h
-                if t_h % s_h != 0 or not 0 <= i_hh < i_h:
+        for t in range(_row_taps(dh_taps, od, oh, k_d, k_h, stride, dilation, pad,
+                                 (i_d, i_h, i_w), False)):
+            kd, kh = dh_taps[t, 0], dh_taps[t, 1]
+            for ci in range(g * c_in_g, (g + 1) * c_in_g):
+                x_row = (n * c_in + ci) * i_d * i_h * i_w + dh_taps[t, 2]
+                if order == PLANES:
+                    for i in range(i_w):  # (a slice copy compiles 3 s longer)
+                        padded[lead + i] = xf[x_row + i]
+                    _planes_taps(acc, pitch, padded, lead, w, ci, co_g, kd, kh, s_w, d_w, p_w,
+                                 o_w)
                     continue
-                for ci in range(g * c_in_g, (g + 1) * c_in_g):
-                    x_row = (((n * c_in + ci) * i_d + i_dd) * i_h + i_hh) * i_w
-                    if order == PLANES:
-                        for i in range(i_w):  # (a slice copy compiles 3 s longer)
-                            padded[lead + i] = xf[x_row + i]
-                        _planes_taps(acc, pitch, padded, lead, w, ci, co_g, kd, kh, s_w, d_w,
-                                     p_w, o_w)
+                w_taps = (((ci * c_out_g + co_g) * k_d + kd) * k_h + kh) * k_w
+                for kw in range(k_w):
+                    offset = kw * d_w - p_w
+                    phase, shift = offset % s_w, offset // s_w
+                    if phase >= o_w:
                         continue
-                    w_taps = (((ci * c_out_g + co_g) * k_d + kd) * k_h + kh) * k_w
-                    for kw in range(k_w):
-                        offset = kw * d_w - p_w
-                        phase, shift = offset % s_w, offset // s_w
-                        if phase >= o_w:
-                            continue
-                        weight = wf[w_taps + kw]
-                        # Output j of the phase comes from input j - shift.
-                        n_j = (o_w - phase + s_w - 1) // s_w
-                        j_lo = min(max(shift, 0), n_j)
-                        j_hi = max(min(i_w + shift, n_j), j_lo)
-                        at = phase * pitch
-                        for j in range(np.uint64(j_hi - j_lo)):
-                            acc[np.uint64(at + j_lo) + j] += (
-                                weight * xf[np.uint64(x_row + j_lo - shift) + j])
+                    weight = wf[w_taps + kw]
+                    # Output j of the phase comes from input j - shift.
+                    n_j = (o_w - phase + s_w - 1) // s_w
+                    j_lo = min(max(shift, 0), n_j)
+                    j_hi = max(min(i_w + shift, n_j), j_lo)
+                    at = phase * pitch
+                    for j in range(np.uint64(j_hi - j_lo)):
+                        acc[np.uint64(at + j_lo) + j] += (
+                            weight * xf[np.uint64(x_row + j_lo - shift) + j])
         first = row * o_w
         for ow in range(o_w):
             of[first + ow] = acc[ow % s_w * pitch + ow // s_w] + bias[co]
@@ -170,6 +162,35 @@ def _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead):
 
 
 @njit(inline="always")
+def _row_taps(table, od, oh, k_d, k_h, stride, dilation, pad, in_shape, padding):
+    """The ``(kd, kh)`` taps of output row ``(od, oh)`` (D and H), in order,
+    into ``table`` (int64 ``(k_d * k_h, 3)``): ``kd``, ``kh`` and where the
+    tap's input row starts in a channel, ``(i_dd * i_h + i_hh) * i_w``.
+    Taps of another output phase are left out, and so are those whose
+    input row lies outside ``x``, unless ``padding`` (then -1: the tiles
+    multiply the zero padding). Returns how many."""
+    i_d, i_h, i_w = in_shape
+    n_taps = 0
+    for kd in range(k_d):
+        t_d = od + pad[0] - kd * dilation[0]
+        if t_d % stride[0] != 0:
+            continue  # another phase's tap
+        i_dd = t_d // stride[0]
+        for kh in range(k_h):
+            t_h = oh + pad[1] - kh * dilation[1]
+            if t_h % stride[1] != 0:
+                continue
+            i_hh = t_h // stride[1]
+            inside = 0 <= i_dd < i_d and 0 <= i_hh < i_h
+            if not (inside or padding):
+                continue
+            table[n_taps, 0], table[n_taps, 1] = kd, kh
+            table[n_taps, 2] = (i_dd * i_h + i_hh) * i_w if inside else -1
+            n_taps += 1
+    return n_taps
+
+
+@njit(inline="always")
 def _row_task(task, o_d, o_h, blocks, groups, c_out_g):
     """Task ``task`` of :func:`tiles_in_order` and :func:`columns_in_order`:
     ``(n, g, co0, count, od, oh)``, output row ``(od, oh)`` of output
@@ -198,9 +219,7 @@ def tiles_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, canc
     n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    s_d, s_h, s_w = stride
-    d_d, d_h, d_w = dilation
-    p_d, p_h, p_w = pad
+    s_w, d_w, p_w = stride[2], dilation[2], pad[2]
     c_in_g = c_in // groups
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
     lanes = simd.lanes(xf)
@@ -211,7 +230,7 @@ def tiles_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, canc
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
     padded = np.zeros(length, dtype=x.dtype)
     w_taps_at = _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead)
-    dh_taps = np.empty((k_d * k_h, 2), dtype=np.int64)
+    dh_taps = np.empty((k_d * k_h, 3), dtype=np.int64)
     blocks = -(-c_out_g // TILES_CHANNELS)
     tasks = n_batch * groups * blocks * o_d * o_h
     while True:
@@ -221,32 +240,20 @@ def tiles_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, canc
         n, g, co0, count, od, oh = _row_task(task, o_d, o_h, blocks, groups, c_out_g)
         for j in range(count * span):
             acc[j] = 0
-        # The row's phase's (kd, kh) taps, and where each reads the input
-        # (-1: outside it), the same for every channel.
-        n_taps = 0
-        for kd in range(k_d):
-            t_d = od + p_d - kd * d_d
-            if t_d % s_d != 0:
-                continue
-            for kh in range(k_h):
-                t_h = oh + p_h - kh * d_h
-                if t_h % s_h != 0:
-                    continue
-                i_dd, i_hh = t_d // s_d, t_h // s_h
-                dh_taps[n_taps, 0] = kd * k_h + kh
-                dh_taps[n_taps, 1] = ((i_dd * i_h + i_hh) * i_w
-                                      if 0 <= i_dd < i_d and 0 <= i_hh < i_h else -1)
-                n_taps += 1
+        # The row's phase's (kd, kh) taps, those outside the input included.
+        n_taps = _row_taps(dh_taps, od, oh, k_d, k_h, stride, dilation, pad, (i_d, i_h, i_w),
+                           True)
         for ci in range(g * c_in_g, (g + 1) * c_in_g):
             x_plane = (n * c_in + ci) * i_d * i_h * i_w
             for t in range(n_taps):
-                in_dh = dh_taps[t, 1] >= 0
+                in_dh = dh_taps[t, 2] >= 0
                 if in_dh:
-                    x_row = x_plane + dh_taps[t, 1]
+                    x_row = x_plane + dh_taps[t, 2]
                     for i in range(i_w):
                         padded[lead + i] = xf[x_row + i]
                 for c in range(count):
-                    w_taps = ((ci * c_out_g + co0 + c) * k_d * k_h + dh_taps[t, 0]) * k_w
+                    w_taps = (((ci * c_out_g + co0 + c) * k_d + dh_taps[t, 0]) * k_h
+                              + dh_taps[t, 1]) * k_w
                     for kw in range(k_w):
                         at = np.uint64(c * span + w_taps_at[kw, 0])
                         src = np.uint64(w_taps_at[kw, 1])
@@ -276,9 +283,7 @@ def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, ca
     n_batch, c_in, i_d, i_h, i_w = x.shape
     c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4]
     c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4]
-    s_d, s_h, s_w = stride
-    d_d, d_h, d_w = dilation
-    p_d, p_h, p_w = pad
+    s_w, d_w, p_w = stride[2], dilation[2], pad[2]
     c_in_g = c_in // groups
     xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
     lanes = simd.lanes(xf)
@@ -291,6 +296,7 @@ def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, ca
     rows_in = np.zeros(c_in_g * length + lanes, dtype=x.dtype)
     w_taps_at = _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead)
     taps = k_d * k_h * k_w
+    dh_taps = np.empty((k_d * k_h, 3), dtype=np.int64)
     blocks = -(-c_out_g // TILES_CHANNELS)
     tasks = n_batch * groups * blocks * o_d * o_h
     while True:
@@ -301,37 +307,30 @@ def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, ca
         for c in range(count):
             for j in range(c * span, (c + 1) * span):
                 acc[j] = bias[g * c_out_g + co0 + c]
-        for kd in range(k_d):
-            t_d = od + p_d - kd * d_d
-            i_dd = t_d // s_d
-            if t_d % s_d != 0 or not 0 <= i_dd < i_d:
-                continue  # another phase's tap, or none
-            for kh in range(k_h):
-                t_h = oh + p_h - kh * d_h
-                i_hh = t_h // s_h
-                if t_h % s_h != 0 or not 0 <= i_hh < i_h:
-                    continue
-                for ci in range(c_in_g):
-                    x_row = (((n * c_in + g * c_in_g + ci) * i_d + i_dd) * i_h + i_hh) * i_w
-                    for i in range(i_w):
-                        rows_in[ci * length + lead + i] = xf[x_row + i]
-                for c in range(count):
-                    # The weights of input channel ci: w_at + ci * w_step.
-                    w_at = ((g * c_in_g * c_out_g + co0 + c) * k_d + kd) * k_h * k_w + kh * k_w
-                    w_step = c_out_g * taps
-                    for kw in range(k_w):
-                        at, src = c * span + w_taps_at[kw, 0], w_taps_at[kw, 1]
-                        j_hi = w_taps_at[kw, 4]
-                        for j in range(w_taps_at[kw, 3], j_hi, lanes):
-                            column = simd.zeros(xf)
-                            for ci in range(c_in_g):
-                                column = simd.fma(simd.load(rows_in, ci * length + src + j),
-                                                  wf[w_at + ci * w_step + kw], column)
-                            if j + lanes <= j_hi:
-                                simd.store(acc, at + j, simd.add(simd.load(acc, at + j), column))
-                            else:
-                                simd.store_part(acc, at + j, simd.add(
-                                    simd.load_part(acc, at + j, j_hi - j), column), j_hi - j)
+        for t in range(_row_taps(dh_taps, od, oh, k_d, k_h, stride, dilation, pad,
+                                 (i_d, i_h, i_w), False)):
+            kd, kh = dh_taps[t, 0], dh_taps[t, 1]
+            for ci in range(c_in_g):
+                x_row = (n * c_in + g * c_in_g + ci) * i_d * i_h * i_w + dh_taps[t, 2]
+                for i in range(i_w):
+                    rows_in[ci * length + lead + i] = xf[x_row + i]
+            for c in range(count):
+                # The weights of input channel ci: w_at + ci * w_step.
+                w_at = ((g * c_in_g * c_out_g + co0 + c) * k_d + kd) * k_h * k_w + kh * k_w
+                w_step = c_out_g * taps
+                for kw in range(k_w):
+                    at, src = c * span + w_taps_at[kw, 0], w_taps_at[kw, 1]
+                    j_hi = w_taps_at[kw, 4]
+                    for j in range(w_taps_at[kw, 3], j_hi, lanes):
+                        column = simd.zeros(xf)
+                        for ci in range(c_in_g):
+                            column = simd.fma(simd.load(rows_in, ci * length + src + j),
+                                              wf[w_at + ci * w_step + kw], column)
+                        if j + lanes <= j_hi:
+                            simd.store(acc, at + j, simd.add(simd.load(acc, at + j), column))
+                        else:
+                            simd.store_part(acc, at + j, simd.add(
+                                simd.load_part(acc, at + j, j_hi - j), column), j_hi - j)
         for c in range(count):
             first = (((n * c_out + g * c_out_g + co0 + c) * o_d + od) * o_h + oh) * o_w
             for ow in range(o_w):
