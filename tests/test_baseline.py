@@ -22,7 +22,7 @@ import numba_deconv as nd
 from numba_deconv import _compiled, _dispatch, config, conv_transpose
 from numba_deconv.cpu import tiering
 
-from helpers import random_array
+from helpers import random_array, returns_of
 from reference import reference
 from test_conv import assert_conv_matches_oracle
 from test_conv_kernels import CONV_CASES
@@ -250,6 +250,95 @@ def test_weights_the_tiles_refuse_take_the_rows_order(kernel, dtype, monkeypatch
     assert ran == [(kernel, False), ("rows", True)]
     _as_if_cold(monkeypatch)
     assert conv_transpose(x, w, stride=2, padding=1).tobytes() == tuned.tobytes()
+
+
+# What NumPy's fold of BLAS's columns must agree on: every special value
+# but NaN (inputs with NaN compile the fold in place), and values whose
+# products overflow, so that sums of infinities of both signs make NaN.
+NO_NAN = {dtype: [v for v in values if not np.isnan(v)] + [3e38, -3e38]
+          for dtype, values in SPECIALS.items()}
+
+
+def _cold_blas(monkeypatch):
+    """As if cold (:func:`_as_if_cold`), where the compiled fold must not
+    run: the columns' folds by NumPy, call by call."""
+    from numba_deconv.cpu import _blas
+
+    _as_if_cold(monkeypatch)
+    folds = []
+    for name in ("col2im", "col2im_last"):
+        monkeypatch.setattr(_blas, name, lambda *args: pytest.fail("the compiled fold ran"))
+        by_numpy = getattr(_blas, name + "_by_numpy")
+        monkeypatch.setattr(_blas, name + "_by_numpy",
+                            lambda *args, fold=by_numpy: folds.append(fold(*args)))
+    return folds
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("workspace", [1 << 20, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
+def test_numpy_folds_the_blas_columns_to_the_bit(x_shape, w_shape, kwargs, dtype, workspace,
+                                                 channels_last, monkeypatch, rng):
+    """While ``col2im`` compiles, the BLAS route computes its products as
+    ever and NumPy folds them, the same adds in the same order: the same
+    bits, with whole images a task or (a workspace of 64 bytes) slabs and
+    blocks of channels, channels first and (folded where the data lie)
+    channels last."""
+    _force(monkeypatch, "blas")
+    monkeypatch.setattr(config, "WORKSPACE_BYTES", workspace)
+    monkeypatch.setattr(config, "GEMM_MIN_ROWS", 2)
+    monkeypatch.setattr(config, "BLAS_LAST_MIN_BLOCK_BYTES", 0)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    _sprinkle(rng, x, NO_NAN[dtype])
+    _sprinkle(rng, b, [-0.0, np.inf])
+    data_format = "channels_last" if channels_last else "channels_first"
+    if channels_last:
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    tuned = conv_transpose(x, w, b, data_format=data_format, **kwargs)
+    folds = _cold_blas(monkeypatch)
+    stood_in = conv_transpose(x, w, b, data_format=data_format, **kwargs)
+    assert folds and _compiled.cache_info() == []
+    assert stood_in.tobytes() == tuned.tobytes()
+
+
+@pytest.mark.parametrize("dtype, tiny", [(np.float32, -1e-30), (np.float64, -1e-200)])
+def test_numpy_folds_keep_the_signed_zeros_of_rows_one_tap_reaches(dtype, tiny, monkeypatch):
+    """A kernel as wide as the stride: ``col2im`` writes a row that one
+    (kd, kh) reaches as its columns plus the bias, with no zero to start
+    from, so products of -0.0 and a bias of -0.0 stay -0.0 there (and turn
+    0.0 in rows that two taps reach); so must NumPy's fold."""
+    _force(monkeypatch, "blas")
+    x = np.full((1, 2, 4, 5), tiny, dtype)
+    w = np.full((2, 2, 3, 2), -tiny, dtype)
+    b = np.full(2, -0.0, dtype)
+    tuned = conv_transpose(x, w, b, stride=2)
+    assert not tuned.any() and 0 < np.signbit(tuned).sum() < tuned.size
+    folds = _cold_blas(monkeypatch)
+    assert conv_transpose(x, w, b, stride=2).tobytes() == tuned.tobytes() and folds
+
+
+@pytest.mark.parametrize("at", ["x", "w", "bias"])
+def test_inputs_with_nan_compile_the_blas_fold_in_place(at, monkeypatch, ran, rng):
+    """Which of two NaNs an add returns is the instructions' choice, which
+    NumPy and LLVM make each their own way: with a NaN in any input, the
+    fold compiles in place (no helper) and the tuned kernel runs."""
+    from numba_deconv.cpu import _blas
+
+    _force(monkeypatch, "blas")
+    arrays = {"x": random_array(rng, (2, 6, 5, 4), np.float32),
+              "w": random_array(rng, (6, 3, 3, 3), np.float32),
+              "bias": random_array(rng, (3,), np.float32)}
+    arrays[at].reshape(-1)[1] = np.nan
+    _as_if_cold(monkeypatch)
+    started = []
+    monkeypatch.setattr(tiering, "_start_helper", lambda *args: started.append(args))
+    folds = returns_of(monkeypatch, _blas, "col2im_by_numpy")
+    conv_transpose(arrays["x"], arrays["w"], arrays["bias"], stride=2)
+    assert ran == [("blas", True)] and not folds and not started
+    assert [v["kernel"] for v in _compiled.cache_info()] == ["blas"]
 
 
 def test_no_helper_where_python_is_embedded(monkeypatch, ran, rng):

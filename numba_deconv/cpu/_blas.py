@@ -21,7 +21,7 @@ import typing
 import numba
 import numpy as np
 
-from .. import config
+from .. import _phases, config
 from .kernels import col2im, col2im_last
 from .launch import worker_pool
 
@@ -178,9 +178,95 @@ def _on_threads(run_task, tasks, room, dtype):
             future.result()
 
 
-def run_blas(x, w, bias, out, launch, prepared=None):
+def _runs(kernel, stride, dilation, pad, in_sizes, out_sizes):
+    """Per dim, per tap: the slices of the inputs that reach an output
+    through it and of the outputs they reach (``None`` where none do)."""
+    runs = []
+    for k_size, s, d, p, i_size, o_size in zip(kernel, stride, dilation, pad, in_sizes,
+                                               out_sizes):
+        per_tap = []
+        for k in range(k_size):
+            phase, shift, lo, hi = _phases.tap_inputs(k, s, d, p, i_size, o_size)
+            first = (lo + shift) * s + phase
+            per_tap.append((slice(lo, hi), slice(first, first + (hi - lo - 1) * s + 1, s))
+                           if hi > lo else None)
+        runs.append(per_tap)
+    return runs
+
+
+def col2im_by_numpy(cols, bias, out, co_first, od_first, oh_first, out_d, out_h, stride,
+                    dilation, pad):
+    """:func:`.kernels.col2im` in NumPy, to the bit: what the BLAS route
+    folds its columns with while a helper process compiles ``col2im``
+    (:mod:`.tiering`; 5 s). The same sums in the same order: every output
+    starts from zero and adds its taps' columns in tap order, then the bias
+    (``acc + bias``); and where the kernel is as wide as the stride, the
+    rows that one (kd, kh) reaches are ``columns + bias``, with no zero to
+    start from (which would turn a -0.0 into 0.0)."""
+    c_block, kernel, in_sizes = cols.shape[0], cols.shape[1:4], cols.shape[4:]
+    o_w = out.shape[3]
+    runs = _runs(kernel, stride, dilation, pad, in_sizes, (out_d, out_h, o_w))
+    acc = np.zeros((c_block, out_d, out_h, o_w), dtype=out.dtype)
+    reaching = np.zeros((out_d, out_h), dtype=np.int64)  # the (kd, kh) reaching each row
+    with np.errstate(invalid="ignore", over="ignore"):
+        for (kd, run_d), (kh, run_h) in itertools.product(enumerate(runs[0]),
+                                                          enumerate(runs[1])):
+            if run_d is None or run_h is None:
+                continue
+            reaching[run_d[1], run_h[1]] += 1
+            for kw, run_w in enumerate(runs[2]):
+                if run_w is not None:
+                    acc[:, run_d[1], run_h[1], run_w[1]] += cols[:, kd, kh, kw, run_d[0],
+                                                                 run_h[0], run_w[0]]
+        block = out[co_first:co_first + c_block, od_first:od_first + out_d,
+                    oh_first:oh_first + out_h]
+        bias_block = bias[co_first:co_first + c_block, None, None]
+        np.add(acc, bias_block[..., None], out=block)
+        s_w, k_w = stride[2], kernel[2]
+        # col2im's disjoint_w (its very test): tap kw fills phase kw of a
+        # row whole, from the same inputs for every kw.
+        spans = [_phases.tap_inputs(kw, s_w, dilation[2], pad[2], in_sizes[2], o_w)
+                 for kw in range(k_w)]
+        if not (k_w == s_w and all(
+                phase == kw and shift + lo == 0 and lo == spans[0][2]
+                and hi - lo == (o_w - kw + s_w - 1) // s_w
+                for kw, (phase, shift, lo, hi) in enumerate(spans))):
+            return
+        for (kd, run_d), (kh, run_h) in itertools.product(enumerate(runs[0]),
+                                                          enumerate(runs[1])):
+            if run_d is None or run_h is None:
+                continue
+            alone = reaching[run_d[1], run_h[1]] == 1
+            rows = block[:, run_d[1], run_h[1]]
+            for kw, (_, _, lo, hi) in enumerate(spans):
+                rows[:, alone, kw::s_w] = (
+                    cols[:, kd, kh, kw, run_d[0], run_h[0], lo:hi][:, alone] + bias_block)
+
+
+def col2im_last_by_numpy(cols, bias, out, co_first, od_first, oh_first, out_d, out_h, kernel,
+                         stride, dilation, pad):
+    """:func:`.kernels.col2im_last` in NumPy, to the bit, as
+    :func:`col2im_by_numpy` is ``col2im``: every output starts from zero,
+    adds its taps' columns in tap order, and goes out as ``bias + sum``."""
+    in_sizes, c_block = cols.shape[:3], cols.shape[4]
+    o_w = out.shape[2]
+    runs = _runs(kernel, stride, dilation, pad, in_sizes, (out_d, out_h, o_w))
+    acc = np.zeros((out_d, out_h, o_w, c_block), dtype=out.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for tap, (run_d, run_h, run_w) in enumerate(itertools.product(*runs)):
+            if run_d is not None and run_h is not None and run_w is not None:
+                acc[run_d[1], run_h[1], run_w[1]] += cols[run_d[0], run_h[0], run_w[0], tap]
+        np.add(bias[co_first:co_first + c_block], acc,
+               out=out[od_first:od_first + out_d, oh_first:oh_first + out_h, :,
+                       co_first:co_first + c_block])
+
+
+def run_blas(x, w, bias, out, launch, prepared=None, by_numpy=False):
     """The blas kernel's launcher (:data:`.driver.LAUNCHERS`): the tasks of
-    :func:`blas_layout` on our threads, BLAS held to one thread."""
+    :func:`blas_layout` on our threads, BLAS held to one thread; the
+    columns folded by :func:`.kernels.col2im`, or ``by_numpy``
+    (:func:`col2im_by_numpy`, the same bits) while it compiles."""
+    fold = col2im_by_numpy if by_numpy else col2im
     groups, stride, dilation, pad = launch.groups, launch.stride, launch.dilation, launch.pad
     c_in_g, c_out_g = x.shape[1] // groups, w.shape[1]
     kernel, out_spatial = w.shape[2:], out.shape[2:]
@@ -220,16 +306,16 @@ def run_blas(x, w, bias, out, launch, prepared=None):
             with np.errstate(invalid="ignore", over="ignore"):
                 np.matmul(w_t[g, c0 * taps:c1 * taps], x_part.reshape(c_in_g, -1),
                           out=block_cols)
-        col2im(block_cols.reshape((c1 - c0,) + kernel + part_spatial), bias, out[n],
-               g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
-               stride, dilation, task_pad)
+        fold(block_cols.reshape((c1 - c0,) + kernel + part_spatial), bias, out[n],
+             g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
+             stride, dilation, task_pad)
 
     _on_threads(run_task, tasks, 0 if pointwise else block * taps * math.prod(x.shape[2:]),
                 x.dtype)
     return True
 
 
-def run_blas_last(x, w, bias, out, launch):
+def run_blas_last(x, w, bias, out, launch, by_numpy=False):
     """:func:`run_blas` on channels-last ``x`` (N, D, H, W, C_in) and ``out``
     (N, OD, OH, OW, C_out) where they lie, the same tasks: each product is
     a task's input positions x channels (a view of ``x``, in place) times
@@ -248,6 +334,7 @@ def run_blas_last(x, w, bias, out, launch):
     tasks, dim, block = launch.layout
     pointwise = (taps == 1 and out_spatial == x.shape[1:4] and set(stride) == {1}
                  and set(pad) == {0})
+    fold = col2im_last_by_numpy if by_numpy else col2im_last
     # Each task's block of weights, (C_in/groups, taps x channels): the
     # weights once a call, in blocks that BLAS reads whole.
     blocks = {}
@@ -279,9 +366,9 @@ def run_blas_last(x, w, bias, out, launch):
         if positions:
             with np.errstate(invalid="ignore", over="ignore"):
                 np.matmul(x_part.reshape(positions, c_in_g), weights, out=block_cols)
-        col2im_last(block_cols.reshape(part_spatial + (taps, c1 - c0)), bias, out[n],
-                    g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
-                    kernel, stride, dilation, task_pad)
+        fold(block_cols.reshape(part_spatial + (taps, c1 - c0)), bias, out[n],
+             g * c_out_g + c0, o_first[0], o_first[1], o_count[0], o_count[1],
+             kernel, stride, dilation, task_pad)
 
     _on_threads(run_task, tasks, 0 if pointwise else block * taps * math.prod(x.shape[1:4]),
                 x.dtype)

@@ -215,7 +215,8 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
     channels: :func:`_ran_moved_in_place`), once compiled (the first
     call, which may run the baseline while they compile, and other
     kernels run channels first between parallel transposes); so do BLAS's
-    products and their fold (:func:`._blas.run_blas_last`).
+    products and their fold (:func:`._blas.run_blas_last`), from the first
+    call on.
     """
     if channels_last:
         # One channel or one position each way lies as channels first: the
@@ -226,15 +227,21 @@ def run(route, x, w, bias, out, geometry, prepared=None, channels_last=False) ->
         if not as_first and route.last_dim is not None and _ran_moved_in_place(
                 route, x, w, bias, out, prepared):
             return
+        # BLAS's products, the same on every call (first calls included:
+        # a product's shape can change the last bits BLAS computes).
         blas = (not as_first and route.kernel == "blas" and route.inner is None
-                and route.last_dim is None
-                and route.variant + (route.kernel,) in _compiled.recorded())
+                and route.last_dim is None)
         if blas and route.launch.layout.block * x.itemsize >= config.BLAS_LAST_MIN_BLOCK_BYTES:
-            x_shape, out_shape = route.launch.x_shape, route.launch.out_shape
-            run_blas_last(x.reshape(x_shape[:1] + x_shape[2:] + x_shape[1:2]),
-                          w.reshape(route.launch.w_shape), bias,
-                          out.reshape(out_shape[:1] + out_shape[2:] + out_shape[1:2]),
-                          route.launch)
+            launch = route.launch
+            x_shape, out_shape, w3 = launch.x_shape, launch.out_shape, w.reshape(launch.w_shape)
+            key = route.variant + (route.kernel,)
+            by_numpy = (key not in _compiled.recorded()
+                        and tiering.folds_by_numpy(x, w3, bias, kernel_signatures))
+            if not by_numpy:
+                _compiled.ensure(key, compile_kernel, route.kernel, x.dtype)
+            run_blas_last(x.reshape(x_shape[:1] + x_shape[2:] + x_shape[1:2]), w3, bias,
+                          out.reshape(out_shape[:1] + out_shape[2:] + out_shape[1:2]), launch,
+                          by_numpy=by_numpy)
             return
         if as_first or not _ran_in_place(route, x, w, bias, out, prepared, CHANNELS_LAST):
             # BLAS with blocks of 1-2 channels reads the input where it
@@ -696,7 +703,9 @@ def _run_by_leading_slices(route, x, w, bias, out, geometry) -> None:
             o = i * s + k * d - p
             if 0 <= o < out_size:
                 run(route.inner, x_slices[i], w_slices[k], no_bias, partial, inner)
-                out[:, :, o] += partial
+                # (Infinities of both signs sum to NaN: a result, not an error.)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    out[:, :, o] += partial
 
 
 def _run_with_dim_last(route, x, w, bias, out, prepared) -> None:

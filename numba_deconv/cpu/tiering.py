@@ -9,7 +9,8 @@ at most ``config.BASELINE_MAX_MULTIPLY_ADDS``, for the phase tiles,
 ``conv``'s tiles and the weight gradients
 ``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``), the call runs the baseline
 instead, which compiles in 0.9-1.3 s (the tiles: 11-19 s), and a helper
-process compiles the tuned kernel into the on-disk cache. Each later call
+process compiles the tuned kernel into the on-disk cache. The BLAS route
+compiles nothing meanwhile: NumPy folds its columns (:func:`folds_by_numpy`). Each later call
 looks whether the helper is done; once it is, the tuned kernel is loaded
 from the cache and runs from then on. The baseline sums every output exactly
 as the kernel it stands in for, so the switch changes no bit of any result.
@@ -45,6 +46,7 @@ from .. import _compiled, config
 from .baseline import (COLUMNS, CONV, ORDERS, PLANES, ROWS, TILES, columns_in_order, conv_in_order,
                        gather_in_order, tiles_in_order, weight_grad_in_order)
 from . import simd
+from ._blas import run_blas
 from .launch import parallel
 
 _log = logging.getLogger("numba_deconv")
@@ -85,6 +87,10 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     launcher would: True, or False where the phase tiles would refuse
     (weights that are not finite) and the fallback must run.
     """
+    if kernel == "blas":
+        if not folds_by_numpy(x, w, bias, kernel_signatures):
+            return None
+        return run_blas(x, w, bias, out, launch, by_numpy=True)
     order = ORDERS.get(kernel)
     most = (config.BASELINE_TILES_MAX_MULTIPLY_ADDS if kernel in ("phase_tiles", "conv_tiles")
             else config.BASELINE_MAX_MULTIPLY_ADDS)
@@ -105,6 +111,20 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     _compiled.ensure(key[:5] + ("baseline",), compile_kernel, "baseline", x.dtype)
     parallel(gather_in_order, *arguments, order, multiply_adds=launch.multiply_adds)
     return True
+
+
+def folds_by_numpy(x, w, bias, kernel_signatures) -> bool:
+    """Whether the BLAS route's columns may be folded by NumPy now
+    (:func:`._blas.col2im_by_numpy`), while a helper compiles ``col2im``:
+    its products need no compile (NumPy's BLAS computes them), and NumPy's
+    fold adds the same terms in the same order, each add rounded the same.
+    Not where ``x``, ``w`` or ``bias`` hold a NaN: which of two NaNs an
+    add returns depends on the instruction's operand order, which NumPy's
+    loops and LLVM choose each their own way; without NaN in the inputs,
+    every NaN is the hardware's one default NaN (from ``inf - inf`` or
+    ``0 * inf``), so any two are the same bits."""
+    return (not (np.isnan(x).any() or np.isnan(w).any() or np.isnan(bias).any())
+            and compiling_in_helper("blas", x.dtype, kernel_signatures, "NumPy's fold"))
 
 
 def weight_grad_stand_in(kernel: str, key: tuple, a, src, tables, groups: int, images: int,
