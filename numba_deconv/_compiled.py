@@ -69,6 +69,7 @@ def cache_info() -> list:
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
         ``"weight_dots"``; ``"baseline"`` (``"baseline_tiles"`` for the phase
         tiles, ``"baseline_columns"`` for the columns and tap rows,
+        ``"baseline_views"`` for them on complex data's real views,
         ``"baseline_conv"`` for ``conv``'s kernels,
         ``"baseline_weight_grad"`` for the weight gradients') where the
         baseline kernel stood in while a tuned one compiled; on CUDA

@@ -26,6 +26,7 @@ from helpers import random_array, returns_of
 from reference import reference
 from test_conv import assert_conv_matches_oracle
 from test_conv_kernels import CONV_CASES
+from test_real_views import CASES as VIEWS_CASES, _on_views
 from test_strategies import CASES
 
 # Special values the orders must agree on: NaN and Inf, signed zeros, and
@@ -252,6 +253,37 @@ def test_weights_the_tiles_refuse_take_the_rows_order(kernel, dtype, monkeypatch
     assert conv_transpose(x, w, stride=2, padding=1).tobytes() == tuned.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("kernel, channels_last", [("column_tiles", False),
+                                                   ("column_tiles", True), ("tap_rows", False)])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", VIEWS_CASES)
+def test_the_views_baseline_gives_the_complex_kernels_bits(x_shape, w_shape, kwargs, kernel,
+                                                           channels_last, dtype, monkeypatch,
+                                                           rng):
+    """A complex call on the real views of its arrays (the columns kernel,
+    channels first and last, and the tap rows): the baseline in their
+    order, with infinities, signed zeros, subnormals and overflowing
+    products in either part of the input and the weights, and in the
+    bias (a NaN compiles in place: the next test)."""
+    ran, _ = _on_views(monkeypatch, kernel)
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[1] * kwargs.get("groups", 1),), dtype)
+    for array in (x.real, x.imag, w.real, w.imag):
+        _sprinkle(rng, array, NO_NAN[dtype])
+    _sprinkle(rng, b.imag, [np.inf, -0.0])
+    data_format = "channels_last" if channels_last else "channels_first"
+    if channels_last:
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    tuned = conv_transpose(x, w, b, data_format=data_format, **kwargs)
+    assert ran == [True]
+    _as_if_cold(monkeypatch)
+    stood_in = conv_transpose(x, w, b, data_format=data_format, **kwargs)
+    assert ran == [True, True]
+    assert [v["kernel"] for v in _compiled.cache_info()] == ["baseline_views"]
+    assert stood_in.tobytes() == tuned.tobytes()
+
+
 # What NumPy's fold of BLAS's columns must agree on: every special value
 # but NaN (inputs with NaN compile the fold in place), and values whose
 # products overflow, so that sums of infinities of both signs make NaN.
@@ -318,6 +350,26 @@ def test_numpy_folds_keep_the_signed_zeros_of_rows_one_tap_reaches(dtype, tiny, 
     assert not tuned.any() and 0 < np.signbit(tuned).sum() < tuned.size
     folds = _cold_blas(monkeypatch)
     assert conv_transpose(x, w, b, stride=2).tobytes() == tuned.tobytes() and folds
+
+
+@pytest.mark.parametrize("at", ["x", "w", "bias"])
+@pytest.mark.parametrize("kernel", ["column_tiles", "tap_rows"])
+def test_complex_views_with_nan_compile_in_place(kernel, at, monkeypatch, rng):
+    """The views' folds add in scalars, the baseline in vectors, and which
+    of two NaNs an add returns is the compiler's choice: with a NaN in
+    either part of any input, the kernel compiles in place and runs."""
+    ran, _ = _on_views(monkeypatch, kernel)
+    x_shape, w_shape, kwargs = VIEWS_CASES[0]
+    arrays = {"x": random_array(rng, x_shape, np.complex64),
+              "w": random_array(rng, w_shape, np.complex64),
+              "bias": random_array(rng, (w_shape[1],), np.complex64)}
+    arrays[at].imag.flat[1] = np.nan
+    _as_if_cold(monkeypatch)
+    started = []
+    monkeypatch.setattr(tiering, "_start_helper", lambda *args: started.append(args))
+    conv_transpose(arrays["x"], arrays["w"], arrays["bias"], **kwargs)
+    assert ran == [True] and not started
+    assert [v["kernel"] for v in _compiled.cache_info()] == [kernel]
 
 
 @pytest.mark.parametrize("at", ["x", "w", "bias"])

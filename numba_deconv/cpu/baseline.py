@@ -6,9 +6,10 @@ many specialised helpers). While it compiles in the background
 short function of plain loops, which Numba compiles in 0.9-1.3 s
 (:func:`gather_in_order` for the row and plane kernels,
 :func:`tiles_in_order` for the phase tiles, :func:`columns_in_order` for
-the columns and tap-rows kernels, :func:`conv_in_order` for ``conv``'s
-kernels, :func:`weight_grad_in_order` for the weight gradients': a cold
-call compiles only its own).
+the columns and tap-rows kernels, :func:`views_in_order` for them on the
+real views of complex data, :func:`conv_in_order` for ``conv``'s kernels,
+:func:`weight_grad_in_order` for the weight gradients': a cold call
+compiles only its own).
 
 It computes each output element with exactly the terms, the order and the
 rounding of the kernel it stands in for, so a switch from one to the
@@ -31,7 +32,10 @@ other changes no bit of any result:
     a column per tap and input position, the explicit FMAs of its input
     channels in order from zero; each output the bias, plus the columns of
     the taps that reach the input, in tap order (the fold of
-    :func:`.columns.fold_sources`).
+    :func:`.columns.fold_sources`). On complex data's real views
+    (:mod:`.real_views`, inputs without NaN) four columns a tap, one per
+    pair of parts, and each output's parts ``re * re - im * im`` and ``im
+    * re + re * im`` of them.
 ``CONV`` (:func:`.correlate.conv_tiles`, :func:`.correlate.conv_planes`)
     ``conv``'s sums: input channel, then the taps by ``(kd, kh, kw)``,
     each an explicit FMA, the taps that read the zero padding included
@@ -335,6 +339,90 @@ def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, ca
             first = (((n * c_out + g * c_out_g + co0 + c) * o_d + od) * o_h + oh) * o_w
             for ow in range(o_w):
                 of[first + ow] = acc[c * span + ow % s_w * pitch + ow // s_w]
+
+
+@njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+def views_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, cancel):
+    """:func:`columns_in_order` of a complex call on the real views of its
+    arrays, as the columns kernel and the tap rows sum it there
+    (:mod:`.real_views`), a kernel of its own: ``x`` (N, C_in, D, H, 2 W),
+    ``w`` (C_in, C_out/groups, KD, KH, 2 KW), ``bias`` (2 C_out,) and
+    ``out`` (N, C_out, OD, OH, 2 OW), each complex element its two parts
+    side by side. Each output's real part is the bias's plus, for each tap
+    that reaches the input, in tap order, ``re * re - im * im``, its
+    imaginary part the bias's plus ``im * re + re * im`` (weight part times
+    input part), each of the four products a column: the explicit FMAs of
+    the input channels in order from zero. A task as in
+    :func:`columns_in_order`; the input rows are copied split into their
+    parts."""
+    n_batch, c_in, i_d, i_h, i_w = x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4] // 2
+    c_out_g, k_d, k_h, k_w = w.shape[1], w.shape[2], w.shape[3], w.shape[4] // 2
+    c_out, o_d, o_h, o_w = out.shape[1], out.shape[2], out.shape[3], out.shape[4] // 2
+    s_w, d_w, p_w = stride[2], dilation[2], pad[2]
+    c_in_g = c_in // groups
+    xf, wf, of = x.reshape(-1), w.reshape(-1), out.reshape(-1)
+    lanes = simd.lanes(xf)
+    pitch = _phase_pitch(o_w, s_w, lanes)
+    span = min(s_w, o_w) * pitch
+    acc = np.empty(2 * TILES_CHANNELS * span, dtype=out.dtype)  # a channel's real, imaginary
+    lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
+    rows_in = np.zeros(2 * c_in_g * length + lanes, dtype=x.dtype)  # (channel, part) rows
+    columns = np.empty(4 * lanes, dtype=out.dtype)  # rr, ii, ir, ri
+    w_taps_at = _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead)
+    dh_taps = np.empty((k_d * k_h, 3), dtype=np.int64)
+    blocks = -(-c_out_g // TILES_CHANNELS)
+    tasks = n_batch * groups * blocks * o_d * o_h
+    while True:
+        task = atomics.claim(claimed)
+        if task >= tasks or atomics.cancelled(cancel):
+            break
+        n, g, co0, count, od, oh = _row_task(task, o_d, o_h, blocks, groups, c_out_g)
+        for c in range(count):
+            oc = g * c_out_g + co0 + c
+            for j in range(span):
+                acc[2 * c * span + j] = bias[2 * oc]
+                acc[(2 * c + 1) * span + j] = bias[2 * oc + 1]
+        for t in range(_row_taps(dh_taps, od, oh, k_d, k_h, stride, dilation, pad,
+                                 (i_d, i_h, 2 * i_w), False)):
+            kd, kh = dh_taps[t, 0], dh_taps[t, 1]
+            for ci in range(c_in_g):
+                x_row = (n * c_in + g * c_in_g + ci) * i_d * i_h * 2 * i_w + dh_taps[t, 2]
+                for i in range(i_w):
+                    rows_in[2 * ci * length + lead + i] = xf[x_row + 2 * i]
+                    rows_in[(2 * ci + 1) * length + lead + i] = xf[x_row + 2 * i + 1]
+            for c in range(count):
+                # The weights of input channel ci: w_at + ci * w_step, parts side by side.
+                w_at = (((g * c_in_g * c_out_g + co0 + c) * k_d + kd) * k_h + kh) * 2 * k_w
+                w_step = c_out_g * k_d * k_h * 2 * k_w
+                for kw in range(k_w):
+                    at, src = 2 * c * span + w_taps_at[kw, 0], w_taps_at[kw, 1]
+                    j_hi = w_taps_at[kw, 4]
+                    for j in range(w_taps_at[kw, 3], j_hi, lanes):
+                        rr, ii, ir, ri = (simd.zeros(xf), simd.zeros(xf), simd.zeros(xf),
+                                          simd.zeros(xf))
+                        for ci in range(c_in_g):
+                            x_re = simd.load(rows_in, 2 * ci * length + src + j)
+                            x_im = simd.load(rows_in, (2 * ci + 1) * length + src + j)
+                            w_re = wf[w_at + ci * w_step + 2 * kw]
+                            w_im = wf[w_at + ci * w_step + 2 * kw + 1]
+                            rr = simd.fma(x_re, w_re, rr)
+                            ii = simd.fma(x_im, w_im, ii)
+                            ir = simd.fma(x_re, w_im, ir)
+                            ri = simd.fma(x_im, w_re, ri)
+                        simd.store(columns, 0, rr)
+                        simd.store(columns, lanes, ii)
+                        simd.store(columns, 2 * lanes, ir)
+                        simd.store(columns, 3 * lanes, ri)
+                        for lane in range(min(lanes, j_hi - j)):
+                            acc[at + j + lane] += columns[lane] - columns[lanes + lane]
+                            acc[at + span + j + lane] += (columns[2 * lanes + lane]
+                                                          + columns[3 * lanes + lane])
+        for c in range(count):
+            first = (((n * c_out + g * c_out_g + co0 + c) * o_d + od) * o_h + oh) * o_w
+            for ow in range(o_w):
+                of[2 * (first + ow)] = acc[2 * c * span + ow % s_w * pitch + ow // s_w]
+                of[2 * (first + ow) + 1] = acc[(2 * c + 1) * span + ow % s_w * pitch
+                                               + ow // s_w]
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")

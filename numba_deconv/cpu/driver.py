@@ -41,7 +41,7 @@ from .. import _compiled, _outputs, config
 from ._blas import run_blas, run_blas_last
 from . import tiering, transpose
 from .baseline import (columns_in_order, conv_in_order, gather_in_order, tiles_in_order,
-                       weight_grad_in_order)
+                       views_in_order, weight_grad_in_order)
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles
 from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
@@ -658,6 +658,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "baseline_tiles": [(tiles_in_order, direct + tasks)] if real else [],
         "baseline_columns": [(columns_in_order, direct + tasks)] if real else [],
         "baseline_conv": [(conv_in_order, direct + tasks)] if real else [],
+        # Complex calls on their arrays' real views (.real_views): the real dtype's.
+        "baseline_views": [(views_in_order, direct + tasks)] if real else [],
         "baseline_weight_grad": [(weight_grad_in_order, (arr1, arr1, index1, index1)
                                   + (count,) * 7 + (types.boolean, arr3) + tasks)]
         if real else [],

@@ -17,9 +17,9 @@ import math
 import numpy as np
 
 from .. import _compiled, config
-from . import work_split
+from . import tiering, work_split
 from .columns import pack_weights
-from .driver import compile_kernel, run_columns_tiled
+from .driver import compile_kernel, kernel_signatures, run_columns_tiled
 from .launch import parallel, thread_count
 from .tap_rows import COMPLEX_VIEWS, tap_rows_fold, tap_rows_products
 from .tiled import CHANNELS_FIRST
@@ -35,10 +35,11 @@ def ran_on_real_views(route, x, w, bias, out, channels_last=False, prepared=None
     columns kernel's ``complex_parts``) or a row (the tap rows'), whose
     fold forms the complex sums from the four real products side by side.
     A call of at most 3 dims (else the caller makes the twin's weights and
-    runs the route as usual); the first compiles the kernel (or loads it)
-    before it runs, rather than run the twin meanwhile: the twin sums in
-    another order, and a call's bits never depend on whether its kernel
-    was ready. ``prepared``, a dict kept by a caller that repeats calls
+    runs the route as usual); while the kernel compiles in a helper
+    process, the baseline in its order computes the call
+    (:func:`.tiering.views_stand_in`), not the twin, which sums in another
+    order: a call's bits never depend on whether its kernel was ready.
+    ``prepared``, a dict kept by a caller that repeats calls
     with the same weights, keeps the views packed for the columns kernel
     (:func:`.columns.pack_weights`) in place of the twin's weights.
 
@@ -55,6 +56,9 @@ def ran_on_real_views(route, x, w, bias, out, channels_last=False, prepared=None
     real = out.real.dtype
     key = route.variant + (route.kernel,)
     if key not in _compiled.recorded():
+        if tiering.views_stand_in(route.kernel, key, launch, x, w, bias, out, channels_last,
+                                  compile_kernel, kernel_signatures):
+            return True
         _compiled.ensure(key, compile_kernel, route.kernel, real)
     x_shape, w_shape, out_shape = launch.x_shape, launch.w_shape, launch.out_shape
     shapes = (x_shape, w_shape, out_shape, launch.stride, launch.dilation, launch.pad,

@@ -9,8 +9,10 @@ at most ``config.BASELINE_MAX_MULTIPLY_ADDS``, for the phase tiles,
 ``conv``'s tiles and the weight gradients
 ``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``), the call runs the baseline
 instead, which compiles in 0.9-1.3 s (the tiles: 11-19 s), and a helper
-process compiles the tuned kernel into the on-disk cache. The BLAS route
-compiles nothing meanwhile: NumPy folds its columns (:func:`folds_by_numpy`). Each later call
+process compiles the tuned kernel into the on-disk cache. Complex calls on
+the real views of their arrays have a baseline of their own
+(:func:`views_stand_in`); the BLAS route compiles nothing meanwhile: NumPy
+folds its columns (:func:`folds_by_numpy`). Each later call
 looks whether the helper is done; once it is, the tuned kernel is loaded
 from the cache and runs from then on. The baseline sums every output exactly
 as the kernel it stands in for, so the switch changes no bit of any result.
@@ -44,7 +46,7 @@ import numpy as np
 
 from .. import _compiled, config
 from .baseline import (COLUMNS, CONV, ORDERS, PLANES, ROWS, TILES, columns_in_order, conv_in_order,
-                       gather_in_order, tiles_in_order, weight_grad_in_order)
+                       gather_in_order, tiles_in_order, views_in_order, weight_grad_in_order)
 from . import simd
 from ._blas import run_blas
 from .launch import parallel
@@ -113,18 +115,61 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     return True
 
 
+def views_stand_in(kernel: str, key: tuple, launch, x, w, bias, out, channels_last: bool,
+                   compile_kernel, kernel_signatures) -> bool:
+    """Whether the baseline (:func:`.baseline.views_in_order`) computed a
+    complex call on the real views of its arrays (:mod:`.real_views`) in
+    the stead of ``kernel`` (the columns kernel or the tap rows; the
+    variant ``key``), which would have to compile now: at most
+    ``config.BASELINE_MAX_MULTIPLY_ADDS`` multiply-adds (``launch``, the
+    real twin's, counts four a complex one). ``x`` (N, C_in, *I) and
+    ``out`` (N, C_out, *O) complex, channels last (N, *I, C_in) where
+    ``channels_last`` (NumPy moves the channels first and back: the
+    transposing kernels would compile), ``w`` (C_in, C_out/groups, *k)
+    complex and ``bias`` its real view. Not where one of them holds a NaN
+    (:func:`_nan_free`: the kernels' folds add in scalars, the baseline in
+    vectors, and which of two NaNs an add returns is the compiler's
+    choice)."""
+    real = out.real.dtype
+    if not (launch.multiply_adds <= config.BASELINE_MAX_MULTIPLY_ADDS and _nan_free(x, w, bias)
+            and compiling_in_helper(kernel, real, kernel_signatures, "the baseline kernel")):
+        return False
+    _compiled.ensure(key[:5] + ("baseline_views",), compile_kernel, "baseline_views", real)
+    x_shape, w_shape, out_shape = launch.x_shape, launch.w_shape, launch.out_shape
+    c_in, c_out = x_shape[1] // 2, out_shape[1] // 2
+    if channels_last:
+        x = np.moveaxis(x.reshape(x_shape[:1] + x_shape[2:] + (c_in,)), -1, 1)
+    x_parts = np.ascontiguousarray(x).reshape((x_shape[0], c_in) + x_shape[2:]).view(real)
+    w_parts = np.ascontiguousarray(w).reshape(
+        (w_shape[0] // 2, w_shape[1] // 2) + w_shape[2:]).view(real)
+    out_first = (np.empty((out_shape[0], c_out) + out_shape[2:], dtype=out.dtype)
+                 if channels_last else out.reshape((out_shape[0], c_out) + out_shape[2:]))
+    parallel(views_in_order, x_parts, w_parts, bias, out_first.view(real), launch.groups,
+             launch.stride, launch.dilation, launch.pad, multiply_adds=launch.multiply_adds)
+    if channels_last:
+        out.reshape(out_shape[:1] + out_shape[2:] + (c_out,))[...] = np.moveaxis(out_first, 1, -1)
+    return True
+
+
 def folds_by_numpy(x, w, bias, kernel_signatures) -> bool:
     """Whether the BLAS route's columns may be folded by NumPy now
     (:func:`._blas.col2im_by_numpy`), while a helper compiles ``col2im``:
     its products need no compile (NumPy's BLAS computes them), and NumPy's
     fold adds the same terms in the same order, each add rounded the same.
-    Not where ``x``, ``w`` or ``bias`` hold a NaN: which of two NaNs an
-    add returns depends on the instruction's operand order, which NumPy's
-    loops and LLVM choose each their own way; without NaN in the inputs,
-    every NaN is the hardware's one default NaN (from ``inf - inf`` or
-    ``0 * inf``), so any two are the same bits."""
-    return (not (np.isnan(x).any() or np.isnan(w).any() or np.isnan(bias).any())
-            and compiling_in_helper("blas", x.dtype, kernel_signatures, "NumPy's fold"))
+    Not where ``x``, ``w`` or ``bias`` hold a NaN (:func:`_nan_free`):
+    which of two NaNs an add returns depends on the instruction's operand
+    order, which NumPy's loops and LLVM choose each their own way."""
+    return _nan_free(x, w, bias) and compiling_in_helper("blas", x.dtype, kernel_signatures,
+                                                         "NumPy's fold")
+
+
+def _nan_free(*arrays) -> bool:
+    """Whether no array holds a NaN. Then every NaN a sum or a product
+    makes is the hardware's one default NaN (from ``inf - inf`` or ``0 *
+    inf``), so where two meet in an add, whichever operand the instruction
+    returns gives the same bits: a stand-in need only add the same terms in
+    the same order, whatever operand order its compiler picks."""
+    return not any(np.isnan(array).any() for array in arrays)
 
 
 def weight_grad_stand_in(kernel: str, key: tuple, a, src, tables, groups: int, images: int,
