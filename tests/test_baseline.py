@@ -155,6 +155,40 @@ def test_the_conv_baseline_gives_the_conv_kernels_bits(case, dtype, monkeypatch,
     assert stood_in.tobytes() == tuned.tobytes()
 
 
+COMPLEX_CONV_CASES = [case for case in CONV_CASES if np.dtype(case[7]).kind == "c"]
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("case", COMPLEX_CONV_CASES, ids=[c[0] for c in COMPLEX_CONV_CASES])
+def test_the_conv_baseline_gives_the_complex_plane_kernels_bits(case, dtype, monkeypatch, ran,
+                                                                rng):
+    """Complex ``conv`` with few channel pairs runs its plane kernels on
+    the complex data, ``acc += w * x`` element by element, the zero
+    padding included (an infinite weight there gives NaN), and so does
+    the baseline: infinities, signed zeros, subnormals and overflowing
+    products in either part of ``x`` and the bias, signed zeros and
+    subnormals in ``w`` (every output reads every weight of its channel,
+    the padding included: an infinite one would leave no finite output to
+    compare; a NaN compiles in place, see below)."""
+    _, x_shape, w_shape, stride, padding, dilation, groups, _, kernel = case
+    x = random_array(rng, x_shape, dtype)
+    w = random_array(rng, w_shape, dtype)
+    b = random_array(rng, (w_shape[0],), dtype)
+    for array in (x.real, x.imag):
+        _sprinkle(rng, array, NO_NAN[dtype])
+    for array in (w.real, w.imag):
+        _sprinkle(rng, array, NO_NAN[dtype][2:5])
+    _sprinkle(rng, b.real, [-0.0, np.inf])
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    tuned = nd.conv(x, w, b, **kwargs)
+    assert ran and all(name == kernel for name, _ in ran)
+    ran.clear()
+    _as_if_cold(monkeypatch)
+    stood_in = nd.conv(x, w, b, **kwargs)
+    assert ran == [] and [v["kernel"] for v in _compiled.cache_info()] == ["baseline_conv"]
+    assert stood_in.tobytes() == tuned.tobytes()
+
+
 @pytest.mark.parametrize("dtype, tiny, weight", [(np.float32, -1e-40, 1e-10),
                                                   (np.float64, -1e-310, 1e-20)])
 def test_the_conv_order_keeps_the_signed_zeros_of_the_padding(dtype, tiny, weight, monkeypatch,
@@ -405,7 +439,10 @@ def test_no_helper_where_python_is_embedded(monkeypatch, ran, rng):
     assert started == [] and len(ran) == 1
 
 
-def test_big_calls_and_complex_conv_wait_for_the_tuned_kernel(monkeypatch, ran, rng):
+def test_big_calls_and_complex_conv_with_nan_wait_for_the_tuned_kernel(monkeypatch, ran, rng):
+    """Past the baselines' limits, and complex ``conv`` on its plane
+    kernels with a NaN in its input (their element loops and the
+    baseline's pick between two NaNs each their own way)."""
     _as_if_cold(monkeypatch)
     monkeypatch.setattr(config, "BASELINE_MAX_MULTIPLY_ADDS", 10)
     monkeypatch.setattr(config, "BASELINE_TILES_MAX_MULTIPLY_ADDS", 10)
@@ -413,7 +450,9 @@ def test_big_calls_and_complex_conv_wait_for_the_tuned_kernel(monkeypatch, ran, 
     w = random_array(rng, (2, 1, 3, 3), np.float32)
     conv_transpose(x, w)
     monkeypatch.setattr(config, "BASELINE_MAX_MULTIPLY_ADDS", 1 << 28)
-    nd.conv(x.astype(np.complex64), w.astype(np.complex64).reshape(1, 2, 3, 3))
+    x_complex = x.astype(np.complex64)
+    x_complex[0, 1, 2, 3] = complex(1, np.nan)
+    nd.conv(x_complex, w.astype(np.complex64).reshape(1, 2, 3, 3))
     assert len(ran) == 2 and all(done for _, done in ran)
     assert all(not v["kernel"].startswith("baseline") for v in _compiled.cache_info())
 

@@ -40,8 +40,8 @@ from numba import from_dtype, types
 from .. import _compiled, _outputs, config
 from ._blas import run_blas, run_blas_last
 from . import tiering, transpose
-from .baseline import (columns_in_order, conv_in_order, gather_in_order, tiles_in_order,
-                       views_in_order, weight_grad_in_order)
+from .baseline import (columns_in_order, conv_in_order, conv_in_order_complex, gather_in_order,
+                       tiles_in_order, views_in_order, weight_grad_in_order)
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles
 from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
@@ -657,7 +657,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "baseline": [(gather_in_order, direct + (count,) + tasks)],
         "baseline_tiles": [(tiles_in_order, direct + tasks)] if real else [],
         "baseline_columns": [(columns_in_order, direct + tasks)] if real else [],
-        "baseline_conv": [(conv_in_order, direct + tasks)] if real else [],
+        "baseline_conv": [(conv_in_order if real else conv_in_order_complex, direct + tasks)],
         # Complex calls on their arrays' real views (.real_views): the real dtype's.
         "baseline_views": [(views_in_order, direct + tasks)] if real else [],
         "baseline_weight_grad": [(weight_grad_in_order, (arr1, arr1, index1, index1)

@@ -4,7 +4,8 @@ The first call that needs a tuned kernel which is neither loaded in this
 process nor in Numba's on-disk cache would wait seconds for it to compile.
 Where :mod:`.baseline` can stand in for that kernel (the row, plane,
 phase-tile, columns and tap-rows kernels, ``conv``'s kernels and the weight
-gradients', real data (complex too for the row and plane kernels), calls of
+gradients', real data (complex too for the row and plane kernels, and
+without NaN for ``conv``'s plane kernels), calls of
 at most ``config.BASELINE_MAX_MULTIPLY_ADDS``, for the phase tiles,
 ``conv``'s tiles and the weight gradients
 ``config.BASELINE_TILES_MAX_MULTIPLY_ADDS``), the call runs the baseline
@@ -46,7 +47,8 @@ import numpy as np
 
 from .. import _compiled, config
 from .baseline import (COLUMNS, CONV, ORDERS, PLANES, ROWS, TILES, columns_in_order, conv_in_order,
-                       gather_in_order, tiles_in_order, views_in_order, weight_grad_in_order)
+                       conv_in_order_complex, gather_in_order, tiles_in_order, views_in_order,
+                       weight_grad_in_order)
 from . import simd
 from ._blas import run_blas
 from .launch import parallel
@@ -96,8 +98,13 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     order = ORDERS.get(kernel)
     most = (config.BASELINE_TILES_MAX_MULTIPLY_ADDS if kernel in ("phase_tiles", "conv_tiles")
             else config.BASELINE_MAX_MULTIPLY_ADDS)
-    if not (order is not None and (x.dtype.kind == "f" or order in (ROWS, PLANES))
-            and launch.multiply_adds <= most):
+    if not (order is not None and launch.multiply_adds <= most):
+        return None
+    # Complex data: the row and plane orders as it is; conv's (its plane
+    # kernels) where no input holds a NaN, as the element loops there and
+    # in the baseline pick between two NaNs each their own way.
+    if not (x.dtype.kind == "f" or order in (ROWS, PLANES)
+            or (order == CONV and _nan_free(x, w, bias))):
         return None
     if not compiling_in_helper(kernel, x.dtype, kernel_signatures, "the baseline kernel"):
         return None
@@ -107,6 +114,8 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
     if order in _OWN_KERNELS:
         # Kernels of their own: a cold call of the row kernels compiles none.
         name, kernel_in_order = _OWN_KERNELS[order]
+        if x.dtype.kind == "c":  # (conv's plane kernels)
+            kernel_in_order = conv_in_order_complex
         _compiled.ensure(key[:5] + (name,), compile_kernel, name, x.dtype)
         parallel(kernel_in_order, *arguments, multiply_adds=launch.multiply_adds)
         return True
