@@ -20,7 +20,7 @@ import pytest
 
 import numba_deconv as nd
 from numba_deconv import _compiled, _dispatch, config, conv_transpose
-from numba_deconv.cpu import tiering
+from numba_deconv.cpu import tiering, transpose
 
 from helpers import random_array, returns_of
 from reference import reference
@@ -68,6 +68,7 @@ def _as_if_cold(monkeypatch):
     monkeypatch.setattr(tiering, "cache_writable", lambda *args: True)
     monkeypatch.setattr(tiering, "_helpers", {})
     monkeypatch.setattr(tiering, "_start_helper", lambda *args: _Compiling())
+    monkeypatch.setattr(transpose, "_READY", set())
 
 
 def _sprinkle(rng, array, values):
@@ -466,6 +467,53 @@ class _Helper:
         return 0 if self.done else None
 
 
+def test_channels_last_transposes_by_numpy_until_a_helper_compiles_them(monkeypatch, rng):
+    """On a cold cache, a channels-last call that runs channels first
+    between transposes has NumPy transpose (the same values) rather than
+    compile ``swap_last_two`` in place; its helper starts from an output's
+    transpose once no other helper runs, not beside the tuned kernel's."""
+    _force(monkeypatch, "rows")
+    x = np.ascontiguousarray(np.moveaxis(random_array(rng, (2, 5, 6, 7), np.float64), 1, -1))
+    w = random_array(rng, (5, 3, 3, 3), np.float64)
+    b = random_array(rng, (3,), np.float64)
+    tuned = conv_transpose(x, w, b, stride=2, data_format="channels_last")
+    _as_if_cold(monkeypatch)
+    helper, started = _Helper(), []
+    monkeypatch.setattr(tiering, "_start_helper",
+                        lambda kernel, dtype: started.append(kernel) or helper)
+    monkeypatch.setattr(transpose, "swap_last_two",
+                        lambda *args: pytest.fail("swap_last_two compiled in place"))
+    first = conv_transpose(x, w, b, stride=2, data_format="channels_last")
+    assert started == ["rows"] and first.tobytes() == tuned.tobytes()
+    helper.done = True  # the tuned kernel is ready: the transposes' turn
+    second = conv_transpose(x, w, b, stride=2, data_format="channels_last")
+    assert started == ["rows", "transposes"] and second.tobytes() == tuned.tobytes()
+
+
+def test_complex_parts_move_by_numpy_until_a_helper_compiles_them(monkeypatch, rng):
+    """The same for a complex call on its real twin's channels, split from
+    the complex input and merged into its output: NumPy's copies (the same
+    values) rather than ``move_parts`` compiled in place, its helper
+    started by a merge once the tuned kernel's is done."""
+    _force(monkeypatch, "rows")
+    monkeypatch.setattr(config, "TILED_MIN_CHANNEL_PAIRS", 1)
+    monkeypatch.setattr(config, "SERIAL_MAX_MULTIPLY_ADDS", 0)
+    x = random_array(rng, (2, 5, 6, 7), np.complex64)
+    w = random_array(rng, (5, 3, 3, 3), np.complex64)
+    tuned = conv_transpose(x, w, stride=2)
+    _as_if_cold(monkeypatch)
+    helper, started = _Helper(), []
+    monkeypatch.setattr(tiering, "_start_helper",
+                        lambda kernel, dtype: started.append(kernel) or helper)
+    monkeypatch.setattr(transpose, "move_parts",
+                        lambda *args: pytest.fail("move_parts compiled in place"))
+    assert conv_transpose(x, w, stride=2).tobytes() == tuned.tobytes()
+    assert started == ["rows"]
+    helper.done = True
+    assert conv_transpose(x, w, stride=2).tobytes() == tuned.tobytes()
+    assert started == ["rows", "parts"]
+
+
 @pytest.mark.parametrize("staged", [False, True])
 @pytest.mark.parametrize("route", ["rows", "phase_tiles"])
 def test_channels_last_depthwise_kernels_compile_while_the_route_computes(route, staged,
@@ -514,7 +562,7 @@ COLD_PROCESS = """
     import json, logging, time
     import numpy as np
     import numba_deconv as nd
-    from numba_deconv.cpu import tiering
+    from numba_deconv.cpu import tiering, transpose
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2) + 1
     w = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3) + 1

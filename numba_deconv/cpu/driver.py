@@ -655,6 +655,9 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "weight_tiles": [(weight_tiles, (arr5, arr5, index2, index1, index1)
                           + (triple,) * 3 + (count,) * 3 + (arr3,) + cancel)] if real else [],
         "baseline": [(gather_in_order, direct + (count,) + tasks)],
+        # The layouts' moves (.transpose): channels last, complex parts.
+        "transposes": transpose.move_signatures(kernel, dtype),
+        "parts": transpose.move_signatures(kernel, dtype) if not real else [],
         "baseline_tiles": [(tiles_in_order, direct + tasks)] if real else [],
         "baseline_columns": [(columns_in_order, direct + tasks)] if real else [],
         "baseline_conv": [(conv_in_order if real else conv_in_order_complex, direct + tasks)],

@@ -251,14 +251,17 @@ def _plane_rows(src, planes, pitch, pad, stride, b_len):
     return np.ascontiguousarray(rows.reshape(n, c, len(planes), -1)[..., :b_len])
 
 
-def compiling_in_helper(kernel: str, dtype, kernel_signatures, stand_in_name: str) -> bool:
+def compiling_in_helper(kernel: str, dtype, kernel_signatures, stand_in_name: str,
+                        start: bool = True) -> bool:
     """Whether a helper process is compiling ``kernel`` for ``dtype`` now:
     started here where the kernel is neither loaded nor in the on-disk
     cache and a helper may compile it (``config.BACKGROUND_COMPILE``, a
     writable cache, a Python interpreter), or started earlier and not done.
     While it is, the caller computes with ``stand_in_name`` (named in the
     log), which must give the same bits; once it is done, the caller loads
-    the kernel from disk (or compiles it, if the helper failed)."""
+    the kernel from disk (or compiles it, if the helper failed). Where not
+    ``start``, a helper that would start here does not yet, and the caller
+    stands in meanwhile (True)."""
     if not config.BACKGROUND_COMPILE:
         return False
     name = np.dtype(dtype).name
@@ -268,10 +271,17 @@ def compiling_in_helper(kernel: str, dtype, kernel_signatures, stand_in_name: st
     signatures = kernel_signatures(kernel, dtype)
     if on_disk(signatures) or not cache_writable(signatures) or not _python_interpreter():
         return False
+    if not start:
+        return True
     _helpers[kernel, name] = _start_helper(kernel, name)
     _log.info("the %s kernel for %s compiles in a helper process; until it is ready, "
               "%s computes the same results, bit for bit", kernel, name, stand_in_name)
     return True
+
+
+def helpers_running() -> bool:
+    """Whether a helper process started here is still compiling."""
+    return any(helper.poll() is None for helper in _helpers.values())
 
 
 def on_disk(signatures) -> bool:

@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, types
+from numba import from_dtype, njit, types
 from numba.extending import overload
 
 from .. import _outputs
-from . import atomics, simd
+from . import atomics, simd, tiering
 from .kernels import interleave_parts
 from .launch import parallel, serial
 
@@ -77,7 +77,8 @@ def to_channels_last(first: np.ndarray, last: np.ndarray | None = None) -> np.nd
         last = _outputs.new_output(shape, first.dtype, first.nbytes)
     if last.size:
         n_batch, channels = first.shape[:2]
-        _swap(first.reshape(n_batch, channels, -1), last.reshape(n_batch, -1, channels))
+        _swap(first.reshape(n_batch, channels, -1), last.reshape(n_batch, -1, channels),
+              may_start=True)
     return last
 
 
@@ -90,13 +91,55 @@ def to_channels_last(first: np.ndarray, last: np.ndarray | None = None) -> np.nd
 _PARALLEL_MIN_TRANSPOSE = 1 << 20
 
 
-def _swap(src, dst):
+def _swap(src, dst, may_start=False):
     """:func:`swap_last_two` from ``src`` into ``dst``, on the calling
-    thread where there is too little to share."""
+    thread where there is too little to share; NumPy's transposing copy
+    (the same values) while a helper process compiles it
+    (:func:`_by_numpy`)."""
+    if _by_numpy("transposes", src.dtype, may_start):
+        dst[...] = src.transpose(0, 2, 1)
+        return
     if src.size >= _PARALLEL_MIN_TRANSPOSE:
         parallel(swap_last_two, src, dst)
     else:
         serial(swap_last_two, src, dst)
+
+
+#: The ``(kernel, dtype)`` of :func:`swap_last_two` (``"transposes"``) and
+#: :func:`move_parts` (``"parts"``) that run compiled: loaded, on disk, or
+#: compiled in place where no helper may compile them.
+_READY = set()
+
+
+def _by_numpy(kernel, dtype, may_start) -> bool:
+    """Whether NumPy moves ``dtype`` data now in the stead of ``kernel``
+    (the same values): where the kernel would have to compile (0.6-1 s), a
+    helper process compiles it (:mod:`.tiering`), started by an output's
+    move (``may_start``) once no other helper runs. A cold first call
+    compiles the baseline in place while a helper compiles the tuned
+    kernel; a third compile beside those two on two cores gained nothing
+    (benchmarks/TUNING.md), and a call whose tuned kernel reads and writes
+    the data where they lie never needs these."""
+    if (kernel, dtype) in _READY:  # (the check of every warm call)
+        return False
+    start = may_start and not tiering.helpers_running()
+    if tiering.compiling_in_helper(kernel, dtype, move_signatures, "NumPy's copies", start):
+        return True
+    _READY.add((kernel, dtype))
+    return False
+
+
+def move_signatures(kernel: str, dtype) -> list:
+    """The ``(dispatcher, signature)`` of :func:`swap_last_two`
+    (``kernel`` ``"transposes"``) or :func:`move_parts` (``"parts"``, for
+    the complex ``dtype``'s parts) as this module calls them."""
+    tasks = (types.Array(types.int64, 1, "C"), types.Array(types.uint8, 1, "C"))
+    if kernel == "transposes":
+        array = types.Array(from_dtype(np.dtype(dtype)), 3, "C")
+        return [(swap_last_two, (array, array) + tasks)]
+    real = from_dtype(np.empty(0, dtype).real.dtype)
+    return [(move_parts, (types.Array(real, 2, "C"), types.Array(real, 3, "C"), types.boolean)
+             + tasks)]
 
 
 #: Elements below which splitting or merging complex parts stays on the
@@ -129,13 +172,22 @@ def from_parts(parts: np.ndarray, a: np.ndarray) -> None:
 
 def _move_parts(complex_array, parts, merge):
     """:func:`move_parts` between ``complex_array`` and its twin channels,
-    on the calling thread where there is too little to share."""
+    on the calling thread where there is too little to share; NumPy's
+    copies (the same values) while a helper process compiles it
+    (:func:`_by_numpy`)."""
     rows = complex_array.shape[0] * complex_array.shape[1]
     size = math.prod(complex_array.shape[2:])
     if not rows * size:
         return
     args = (complex_array.view(parts.dtype).reshape(rows, 2 * size),
             parts.reshape(rows, 2, size), merge)
+    if _by_numpy("parts", complex_array.dtype, may_start=merge):
+        pairs, split = args[0].reshape(rows, size, 2), args[1]
+        if merge:
+            pairs[...] = split.transpose(0, 2, 1)
+        else:
+            split[...] = pairs.transpose(0, 2, 1)
+        return
     if complex_array.size >= _PARALLEL_MIN_PARTS:
         parallel(move_parts, *args)
     else:
