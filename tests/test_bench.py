@@ -159,6 +159,9 @@ def test_cli_times_the_layout_and_complex_variants(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--variants", "--op", "conv"])
     assert "--variants times --op conv_transpose alone" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--variants", "--plan"])
+    assert "not with --plan" in capsys.readouterr().err
 
 
 def test_gpu_table_scales_the_standard_cases():
@@ -804,6 +807,23 @@ def test_cold_start_rows_and_table(tmp_path):
     assert rows[0].ours_cold > 0 and rows[0].ours_warm > 0
     table = cold.format_cold_table(rows)
     assert "| tiny_seed | float32 |" in table and "| – | – |" in table
+
+
+def test_cold_start_of_the_layout_and_complex_variants(capsys):
+    """``bench --cold --variants``: ours cold and warm channels first,
+    channels last and complex, each in new processes, and the table."""
+    from numba_deconv.bench import cold
+
+    case = next(c for c in bench.load_cases() if c.name == "tiny_seed")
+    (row,) = cold.cold_variants([(case, "float64")], op="conv")
+    assert row.case == "tiny_seed" and row.dtype == "float64"
+    assert all(seconds > 0 for pair in (row.first, row.last, row.complex) for seconds in pair)
+    table = cold.format_cold_variants_table([row], "conv")
+    assert "Cold start of conv by layout and dtype" in table
+    assert table.splitlines()[-1].startswith("| tiny_seed | float64 | ")
+    assert table.splitlines()[-1].count(" s |") == 6
+    assert bench.main(["--cold", "--variants", "--case", "tiny_seed", "--quiet"]) == 0
+    assert "| tiny_seed | float32 | " in capsys.readouterr().out
 
 
 def test_random_spread_covers_the_space_and_repeats_by_seed():

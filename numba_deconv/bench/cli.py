@@ -95,8 +95,8 @@ def check_args(args):
     if args.in_turn and (args.cold or args.variants or args.device == "cuda"):
         return ("--in-turn times the peers' processes side by side; not with --cold, "
                 "--variants or --device cuda")
-    if args.variants and (args.op != "conv_transpose" or args.cold or args.plan):
-        return "--variants times --op conv_transpose alone (not with --cold or --plan)"
+    if args.variants and not args.cold and (args.op != "conv_transpose" or args.plan):
+        return "--variants times --op conv_transpose alone (not with --plan)"
     if args.device == "cuda":
         if args.op not in ("conv_transpose", "conv"):
             return "--device cuda times --op conv_transpose or conv (the CUDA kernels)"
@@ -186,7 +186,8 @@ def configure_parser(p):
     p.add_argument("--variants", action="store_true",
                    help="time ours on channels-last and on complex data beside the "
                         "channels-first real call, and print the ratios (no peers; "
-                        "--op conv_transpose)")
+                        "--op conv_transpose); with --cold, their cold starts "
+                        "(--op conv_transpose or conv)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cuda: time the CUDA kernels on the GPU beside PyTorch's "
                         "(cuDNN) instead of the CPU peers (default: cpu)")
@@ -273,14 +274,18 @@ def _selected_pairs(args):
 
 
 def _run_cold(args) -> int:
-    from .cold import cold_start, format_cold_table
+    from .cold import cold_start, cold_variants, format_cold_table, format_cold_variants_table
 
     pairs = _selected_pairs(args)
     if pairs is None:
         return 2
+    progress = None if args.quiet else sys.stderr
+    if args.variants:
+        rows = cold_variants(pairs, op=args.op, threads=args.threads, progress=progress)
+        print(format_cold_variants_table(rows, args.op))
+        return 0
     torch = "torch" in args.peers and importlib.util.find_spec("torch") is not None
-    rows = cold_start(pairs, op=args.op, threads=args.threads, torch=torch,
-                      progress=None if args.quiet else sys.stderr)
+    rows = cold_start(pairs, op=args.op, threads=args.threads, torch=torch, progress=progress)
     print(format_cold_table(rows, args.op))
     return 0
 

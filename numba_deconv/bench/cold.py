@@ -27,8 +27,13 @@ import json, sys, time
 spec = json.loads(sys.argv[1])
 import numpy as np
 rng = np.random.default_rng(0)
-a = rng.standard_normal(spec["a"]).astype(spec["dtype"])
-b = rng.standard_normal(spec["b"]).astype(spec["dtype"])
+a, b = (rng.standard_normal(spec[k]) + 1j * rng.standard_normal(spec[k])
+        if np.dtype(spec["dtype"]).kind == "c" else rng.standard_normal(spec[k])
+        for k in "ab")
+a, b = a.astype(spec["dtype"]), b.astype(spec["dtype"])
+if spec["channels_last"]:
+    a = np.ascontiguousarray(np.moveaxis(a, 1, -1))
+    spec["kwargs"]["data_format"] = "channels_last"
 start = time.perf_counter()
 if spec["lib"] == "ours":
     import numba_deconv
@@ -58,13 +63,15 @@ class ColdRow(typing.NamedTuple):
 
 
 def first_call_seconds(lib: str, case: Case, dtype: str, op: str = "conv_transpose",
-                       threads: int = 2, cache_dir: str | None = None) -> float:
+                       threads: int = 2, cache_dir: str | None = None,
+                       channels_last: bool = False) -> float:
     """Seconds from ``import`` to the end of the first ``op`` call of
     ``lib`` ("ours" or "torch") in a new process; ours uses Numba's cache
-    in ``cache_dir`` (empty: cold)."""
+    in ``cache_dir`` (empty: cold), and takes its input channels last where
+    ``channels_last``. A complex ``dtype`` has random imaginary parts."""
     a, b, _ = case.shapes(op)
     spec = dict(lib=lib, op=op, rank=case.rank, dtype=dtype, a=list(a), b=list(b),
-                kwargs=case.kwargs(op), threads=threads)
+                kwargs=case.kwargs(op), threads=threads, channels_last=channels_last)
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
@@ -91,6 +98,52 @@ def cold_start(pairs, op="conv_transpose", threads=2, torch=True, progress=None)
                   f"{warm:.2f} s" + ("" if peer is None else f", PyTorch {peer:.2f} s"),
                   file=progress, flush=True)
     return rows
+
+
+class ColdVariantRow(typing.NamedTuple):
+    case: str
+    dtype: str
+    first: tuple  # (cold, warm) seconds, channels first
+    last: tuple  # channels last
+    complex: tuple  # the complex dtype of the same width, channels first
+
+
+#: The complex dtype of each real one's width.
+COMPLEX_OF = {"float32": "complex64", "float64": "complex128"}
+
+
+def cold_variants(pairs, op="conv_transpose", threads=2, progress=None) -> list:
+    """A :class:`ColdVariantRow` per ``(case, dtype)`` of ``pairs``: ours
+    cold and warm channels first, channels last and on complex data (no
+    peers)."""
+    rows = []
+    for i, (case, dtype) in enumerate(pairs, 1):
+        times = []
+        for variant_dtype, channels_last in ((dtype, False), (dtype, True),
+                                             (COMPLEX_OF[dtype], False)):
+            with tempfile.TemporaryDirectory(prefix="numba_deconv_cold_") as cache:
+                times.append(tuple(first_call_seconds("ours", case, variant_dtype, op, threads,
+                                                      cache, channels_last)
+                                   for _ in ("cold", "warm")))
+        rows.append(ColdVariantRow(case.name, dtype, *times))
+        if progress is not None:
+            print(f"  [{i}/{len(pairs)}] {case.name} {dtype}: cold {times[0][0]:.2f} s, "
+                  f"channels last {times[1][0]:.2f} s, complex {times[2][0]:.2f} s",
+                  file=progress, flush=True)
+    return rows
+
+
+def format_cold_variants_table(rows, op="conv_transpose") -> str:
+    """A Markdown table of :func:`cold_variants`' rows."""
+    lines = [f"Cold start of {op} by layout and dtype: import plus the first call, each in a "
+             "new process (cold: empty Numba cache; warm: the cache the cold run filled).", "",
+             "| case | dtype | cold | warm | channels last cold | warm | complex cold | warm |",
+             "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for r in rows:
+        cells = " | ".join(f"{seconds:.2f} s" for pair in (r.first, r.last, r.complex)
+                           for seconds in pair)
+        lines.append(f"| {r.case} | {r.dtype} | {cells} |")
+    return "\n".join(lines)
 
 
 def format_cold_table(rows, op="conv_transpose") -> str:
