@@ -17,6 +17,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import numba_deconv as nd
 from numba_deconv import _compiled, _dispatch, config, conv_transpose
@@ -369,6 +371,59 @@ def test_numpy_folds_the_blas_columns_to_the_bit(x_shape, w_shape, kwargs, dtype
     stood_in = conv_transpose(x, w, b, data_format=data_format, **kwargs)
     assert folds and _compiled.cache_info() == []
     assert stood_in.tobytes() == tuned.tobytes()
+
+
+@st.composite
+def _fold_calls(draw):
+    """A block of GEMM columns and a geometry for :func:`.kernels.col2im`:
+    rank 3, kernels 1-4 (now and then as wide as the stride along W: the
+    rows one (kd, kh) reaches go out without a zero start), strides 1-3,
+    dilations 1-2, any padding within the kernel's span, output sizes up
+    to a stride past the least, values with infinities, overflowing
+    products, signed zeros and subnormals (no NaN: :func:`_cold_blas`)."""
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.complex64, np.complex128]))
+    kernel, stride, dilation = ([draw(st.integers(1, high)) for _ in range(3)]
+                                for high in (4, 3, 2))
+    if draw(st.booleans()):
+        stride[2], dilation[2] = kernel[2], 1
+    in_sizes = [draw(st.integers(1, 5)) for _ in range(3)]
+    pad = [draw(st.integers(0, (k - 1) * d)) for k, d in zip(kernel, dilation)]
+    out_sizes = [(i - 1) * s - p + (k - 1) * d + 1 + draw(st.integers(0, s - 1))
+                 for i, s, p, k, d in zip(in_sizes, stride, pad, kernel, dilation)]
+    if min(out_sizes) < 1:
+        out_sizes = [max(o, 1) for o in out_sizes]
+    channels = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    cols = random_array(rng, (channels, *kernel, *in_sizes), dtype)
+    bias = random_array(rng, (channels + 1,), dtype)
+    if draw(st.booleans()):
+        _sprinkle(rng, cols.reshape(-1).view(np.empty(0, dtype).real.dtype), NO_NAN[dtype])
+    if draw(st.booleans()):  # every column -0.0 or 0.0, the bias -0.0
+        cols[...] = -0.0 * rng.integers(0, 2, cols.shape)
+        bias[...] = -0.0
+    return cols, bias, tuple(stride), tuple(dilation), tuple(pad), tuple(out_sizes)
+
+
+@settings(max_examples=80, derandomize=True, deadline=None)
+@given(_fold_calls())
+def test_numpy_fold_is_col2im_to_the_bit(call):
+    """NumPy's folds and the compiled ``col2im`` and ``col2im_last``, called
+    directly on the same columns, give the same bits, both layouts."""
+    from numba_deconv.cpu import _blas, kernels
+
+    cols, bias, stride, dilation, pad, out_sizes = call
+    channels, kernel, in_sizes = cols.shape[0], cols.shape[1:4], cols.shape[4:]
+    arguments = (1, 0, 0, out_sizes[0], out_sizes[1])  # channels from 1, all of D and H
+    folded, by_numpy = (np.full((channels + 1, *out_sizes), 7, cols.dtype) for _ in "ab")
+    kernels.col2im(cols, bias, folded, *arguments, stride, dilation, pad)
+    _blas.col2im_by_numpy(cols, bias, by_numpy, *arguments, stride, dilation, pad)
+    assert by_numpy.tobytes() == folded.tobytes()
+    last = np.ascontiguousarray(np.moveaxis(cols.reshape(channels, -1, *in_sizes), (0, 1),
+                                            (-1, -2)))
+    folded, by_numpy = (np.full((*out_sizes, channels + 1), 7, cols.dtype) for _ in "ab")
+    kernels.col2im_last(last, bias, folded, *arguments, kernel, stride, dilation, pad)
+    _blas.col2im_last_by_numpy(last, bias, by_numpy, *arguments, kernel, stride, dilation, pad)
+    assert by_numpy.tobytes() == folded.tobytes()
 
 
 @pytest.mark.parametrize("dtype, tiny", [(np.float32, -1e-30), (np.float64, -1e-200)])
