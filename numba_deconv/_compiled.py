@@ -68,7 +68,8 @@ def cache_info() -> list:
         ``"rows_tiny_last"``; for ``conv`` ``"conv_tiles"``, ``"conv_planes"``,
         ``"conv_planes_serial"``; for the weight gradients ``"weight_tiles"``,
         ``"weight_dots"``; ``"baseline"`` (``"baseline_tiles"`` for the phase
-        tiles, ``"baseline_columns"`` for the columns and tap rows,
+        tiles, ``"baseline_tiles_registers"`` for their big calls,
+        ``"baseline_columns"`` for the columns and tap rows,
         ``"baseline_views"`` for them on complex data's real views,
         ``"baseline_conv"`` for ``conv``'s kernels,
         ``"baseline_weight_grad"`` for the weight gradients') where the

@@ -723,3 +723,11 @@ INTERRUPTIBLE_MIN_MULTIPLY_ADDS = 1 << 32
 BACKGROUND_COMPILE = _os.environ.get("NUMBA_DECONV_BACKGROUND_COMPILE", "1") != "0"
 BASELINE_MAX_MULTIPLY_ADDS = 1 << 32
 BASELINE_TILES_MAX_MULTIPLY_ADDS = 1 << 35
+
+#: Calls of at least this many multiply-adds that the baseline computes in
+#: the phase tiles' order run its form with the sums in registers
+#: (``baseline.tiles_in_registers``, the same bits).
+#: Why: it runs at 1.7-1.9 times the speed (dcgan_2d 0.72 -> 0.39 s on two
+#: threads) but compiles in 1.3 s instead of 1.0; at 2**33 multiply-adds
+#: the run time saved pays the compile (benchmarks/TUNING.md).
+BASELINE_REGISTERS_MIN_MULTIPLY_ADDS = 1 << 33

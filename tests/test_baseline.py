@@ -81,9 +81,11 @@ def _sprinkle(rng, array, values):
 
 # The row and plane kernels take complex data too (the others run it as
 # its real twin).
+# "phase_tiles:registers": the tiles' baseline in its form for big calls.
 KERNEL_DTYPES = [(kernel, dtype) for kernel in ("rows_serial", "rows", "planes")
                  for dtype in (np.float32, np.float64, np.complex64, np.complex128)] + [
-    (kernel, dtype) for kernel in ("phase_tiles", "tap_rows", "column_tiles")
+    (kernel, dtype) for kernel in ("phase_tiles", "phase_tiles:registers", "tap_rows",
+                                   "column_tiles")
     for dtype in (np.float32, np.float64)]
 
 
@@ -91,6 +93,7 @@ KERNEL_DTYPES = [(kernel, dtype) for kernel in ("rows_serial", "rows", "planes")
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
 def test_the_baseline_gives_the_tuned_kernels_bits(kernel, dtype, x_shape, w_shape, kwargs,
                                                    monkeypatch, ran, rng):
+    kernel, _, form = kernel.partition(":")
     _force(monkeypatch, kernel)
     x = random_array(rng, x_shape, dtype)
     w = random_array(rng, w_shape, dtype)
@@ -100,18 +103,22 @@ def test_the_baseline_gives_the_tuned_kernels_bits(kernel, dtype, x_shape, w_sha
     assert ran and all(name == kernel for name, _ in ran)
     ran.clear()
     _as_if_cold(monkeypatch)
+    if form == "registers":
+        monkeypatch.setattr(config, "BASELINE_REGISTERS_MIN_MULTIPLY_ADDS", 0)
     stood_in = conv_transpose(x, w, b, **kwargs)
-    baseline = {"phase_tiles": "baseline_tiles", "tap_rows": "baseline_columns",
+    baseline = {"phase_tiles": "baseline_tiles_" + form if form else "baseline_tiles",
+                "tap_rows": "baseline_columns",
                 "column_tiles": "baseline_columns"}.get(kernel, "baseline")
     assert ran == [] and any(v["kernel"] == baseline for v in _compiled.cache_info())
     assert stood_in.tobytes() == tuned.tobytes(), np.nanmax(abs(stood_in - tuned))
     np.testing.assert_allclose(stood_in, reference(x, w, b, **kwargs), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("registers", [False, True])
 @pytest.mark.parametrize("dtype, tiny, weight", [(np.float32, -1e-40, 1e-10),
                                                   (np.float64, -1e-310, 1e-20)])
-def test_the_tiles_order_keeps_the_signed_zeros_of_the_padding(dtype, tiny, weight, monkeypatch,
-                                                               ran):
+def test_the_tiles_order_keeps_the_signed_zeros_of_the_padding(dtype, tiny, weight, registers,
+                                                               monkeypatch, ran):
     """Every product rounds to -0.0, and a tap that reads the zero padding
     (along H as well as W) adds fma(0, w, acc), which turns -0.0 into 0.0:
     whether an output is -0.0 (a bias of -0.0 keeps the sign) depends on
@@ -125,7 +132,10 @@ def test_the_tiles_order_keeps_the_signed_zeros_of_the_padding(dtype, tiny, weig
     assert ran == [("phase_tiles", True)]
     assert not tuned.any() and 0 < np.signbit(tuned).sum() < tuned.size
     _as_if_cold(monkeypatch)
+    monkeypatch.setattr(config, "BASELINE_REGISTERS_MIN_MULTIPLY_ADDS", 0 if registers else 1 << 62)
     assert conv_transpose(x, w, b, stride=2).tobytes() == tuned.tobytes()
+    assert [v["kernel"] for v in _compiled.cache_info()] == [
+        "baseline_tiles_registers" if registers else "baseline_tiles"]
 
 
 # The real cases in both real dtypes, and the tiles' cases in complex64:

@@ -41,7 +41,8 @@ from .. import _compiled, _outputs, config
 from ._blas import run_blas, run_blas_last
 from . import tiering, transpose
 from .baseline import (columns_in_order, conv_in_order, conv_in_order_complex, gather_in_order,
-                       tiles_in_order, views_in_order, weight_grad_in_order)
+                       tiles_in_order, tiles_in_registers, views_in_order,
+                       weight_grad_in_order)
 from .columns import TILE_POSITIONS, columns_tiled, fold_sources, gather_positions, pack_weights
 from .correlate import conv_planes, conv_tiles
 from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_staged,
@@ -659,6 +660,7 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "transposes": transpose.move_signatures(kernel, dtype),
         "parts": transpose.move_signatures(kernel, dtype) if not real else [],
         "baseline_tiles": [(tiles_in_order, direct + tasks)] if real else [],
+        "baseline_tiles_registers": [(tiles_in_registers, direct + tasks)] if real else [],
         "baseline_columns": [(columns_in_order, direct + tasks)] if real else [],
         "baseline_conv": [(conv_in_order if real else conv_in_order_complex, direct + tasks)],
         # Complex calls on their arrays' real views (.real_views): the real dtype's.

@@ -47,8 +47,8 @@ import numpy as np
 
 from .. import _compiled, config
 from .baseline import (COLUMNS, CONV, ORDERS, PLANES, ROWS, TILES, columns_in_order, conv_in_order,
-                       conv_in_order_complex, gather_in_order, tiles_in_order, views_in_order,
-                       weight_grad_in_order)
+                       conv_in_order_complex, gather_in_order, tiles_in_order,
+                       tiles_in_registers, views_in_order, weight_grad_in_order)
 from . import simd
 from ._blas import run_blas
 from .launch import parallel
@@ -116,6 +116,8 @@ def stand_in(kernel: str, key: tuple, launch, x, w, bias, out, compile_kernel,
         name, kernel_in_order = _OWN_KERNELS[order]
         if x.dtype.kind == "c":  # (conv's plane kernels)
             kernel_in_order = conv_in_order_complex
+        if order == TILES and launch.multiply_adds >= config.BASELINE_REGISTERS_MIN_MULTIPLY_ADDS:
+            name, kernel_in_order = "baseline_tiles_registers", tiles_in_registers
         _compiled.ensure(key[:5] + (name,), compile_kernel, name, x.dtype)
         parallel(kernel_in_order, *arguments, multiply_adds=launch.multiply_adds)
         return True
