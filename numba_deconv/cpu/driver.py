@@ -657,8 +657,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
                           + (triple,) * 3 + (count,) * 3 + (arr3,) + cancel)] if real else [],
         "baseline": [(gather_in_order, direct + (count,) + tasks)],
         # The layouts' moves (.transpose): channels last, complex parts.
-        "transposes": transpose.move_signatures(kernel, dtype),
-        "parts": transpose.move_signatures(kernel, dtype) if not real else [],
+        "transposes": transpose.move_signatures("transposes", dtype),
+        "parts": transpose.move_signatures("parts", dtype) if not real else [],
         "baseline_tiles": [(tiles_in_order, direct + tasks)] if real else [],
         "baseline_tiles_registers": [(tiles_in_registers, direct + tasks)] if real else [],
         "baseline_columns": [(columns_in_order, direct + tasks)] if real else [],
