@@ -698,7 +698,8 @@ def precompile(ranks: Sequence[int] = (1, 2, 3), dtypes: Sequence[DTypeLike] = D
 
     The next process that needs one of these variants loads it from disk
     instead of compiling it (a first call then takes milliseconds, not
-    seconds).
+    seconds). On the CPU it also compiles the polls of the launcher's
+    threads, which every parallel call needs.
 
     Parameters
     ----------
@@ -763,6 +764,8 @@ def precompile(ranks: Sequence[int] = (1, 2, 3), dtypes: Sequence[DTypeLike] = D
             check_rank(rank)
     else:
         compile_kernel = driver.compile_kernel
+        # The launcher's team of threads, which runs every parallel call.
+        compile_kernel("team_polls", np.int64)
     for rank in ranks:
         for name in names:
             for layout in layouts:

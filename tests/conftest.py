@@ -57,6 +57,17 @@ def tiles_last(monkeypatch):
     monkeypatch.setattr(driver, "ONE_TAP_LAST", ())
 
 
+@pytest.fixture(autouse=True)
+def team_polls_ready(monkeypatch):
+    """The launcher's team takes parallel calls from the start, as where its
+    polls are on disk: the tests that turn the background compile on expect
+    helpers for the kernels they name alone (tests/test_launch.py covers
+    the polls' own helper)."""
+    from numba_deconv.cpu import launch
+
+    monkeypatch.setattr(launch, "_polls_loadable", True)
+
+
 @pytest.fixture
 def fresh_routes():
     """Plans and routes made under the settings a test sets, and none of

@@ -81,6 +81,18 @@ def test_precompile_compiles_what_it_is_asked_for(fresh_record):
                        "rows_tiny_last"}
 
 
+def test_precompile_compiles_the_polls_of_the_launchers_threads(monkeypatch):
+    """Every parallel call needs the team's polls (cpu/launch.py): a
+    precompiled process must not compile them on its first call."""
+    from numba_deconv.cpu import driver
+
+    compiled = []
+    monkeypatch.setattr(driver, "compile_kernel",
+                        lambda kernel, dtype: compiled.append((kernel, np.dtype(dtype))))
+    numba_deconv.precompile(ranks=())
+    assert compiled == [("team_polls", np.dtype(np.int64))]
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(ranks=(0,)), "ranks"),
     (dict(ranks=(1.5,)), "ranks"),

@@ -19,6 +19,7 @@ def test_small_task_calls_run_on_the_calling_thread_and_large_ones_wake_helpers(
     import threading
     import time
 
+    from numba_deconv.cpu import driver
     from numba_deconv.cpu.launch import parallel
 
     threads_seen = set()
@@ -34,6 +35,9 @@ def test_small_task_calls_run_on_the_calling_thread_and_large_ones_wake_helpers(
     assert threads_seen == {caller}
     if numba.get_num_threads() < 2:
         pytest.skip("one thread: no helpers to wake")
+    # On a cold cache a helper's first poll would compile for longer than
+    # the caller's task lasts.
+    driver.compile_kernel("team_polls", np.int64)
     threads_seen.clear()
     parallel(kernel, multiply_adds=config.PARALLEL_MIN_MULTIPLY_ADDS)
     assert caller in threads_seen and len(threads_seen) == numba.get_num_threads()
@@ -87,3 +91,73 @@ def test_helper_team_passes_a_task_error_to_the_caller_and_keeps_working():
     hits = np.zeros(30, np.int64)
     parallel(_count_tasks, hits, 30, -1, multiply_adds=None)
     assert (hits == 200 * (np.arange(30) % 7 + 1)).all()
+
+
+class _Helper:
+    """A helper process that compiles until told it is done."""
+
+    done = False
+
+    def poll(self):
+        return 0 if self.done else None
+
+
+def test_a_cold_cache_compiles_the_team_polls_in_a_helper_and_lends_the_pool_meanwhile(
+        monkeypatch):
+    """On a cold cache the team's polls would compile in the calling thread
+    (0.3 s of a 2 s first call): a helper process compiles them instead, the
+    pool's threads take the calls meanwhile (every task once, on every
+    thread), and the team takes over once the helper is done."""
+    import threading
+    import time
+
+    from numba_deconv.cpu import launch, tiering
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread: no team")
+    monkeypatch.setattr(launch, "_polls_loadable", False)
+    monkeypatch.setattr(config, "BACKGROUND_COMPILE", True)
+    monkeypatch.setattr(tiering, "on_disk", lambda *args: False)
+    monkeypatch.setattr(tiering, "cache_writable", lambda *args: True)
+    monkeypatch.setattr(tiering, "_helpers", {})
+    helper, started, teams = _Helper(), [], []
+    monkeypatch.setattr(tiering, "_start_helper",
+                        lambda kernel, dtype: started.append((kernel, dtype)) or helper)
+    real_team = launch._helper_team
+    monkeypatch.setattr(launch, "_helper_team", lambda: teams.append(1) or real_team())
+    threads_seen = set()
+
+    def kernel(hits, claimed, cancel):
+        threads_seen.add(threading.get_ident())
+        if threading.get_ident() == caller:
+            time.sleep(0.05)  # long enough for the other threads to start
+        _count_tasks(hits, 64, -1, claimed, cancel)
+
+    caller = threading.get_ident()
+
+    hits = np.zeros(64, np.int64)
+    for _ in range(3):
+        threads_seen.clear()
+        launch.parallel(kernel, hits, multiply_adds=None)
+        assert len(threads_seen) > 1  # the pool's threads joined the caller
+    assert started == [("team_polls", "int64")] and teams == []
+    assert (hits == 3 * 200 * (np.arange(64) % 7 + 1)).all()
+    helper.done = True
+    launch.parallel(kernel, hits, multiply_adds=None)
+    assert teams == [1] and launch._polls_loadable and started == [("team_polls", "int64")]
+    assert (hits == 4 * 200 * (np.arange(64) % 7 + 1)).all()
+
+
+def test_the_team_polls_signatures_are_those_the_team_compiles():
+    """What a cold process looks for on disk, and what the helper and
+    ``precompile`` compile, is what the team runs: after a job, each poll
+    holds exactly the signature that ``poll_signatures`` names."""
+    from numba_deconv.cpu import driver, launch
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one thread: no team")
+    launch.parallel(_count_tasks, np.zeros(8, np.int64), 8, -1, multiply_adds=None)
+    polls = launch.poll_signatures()
+    assert driver.kernel_signatures("team_polls", np.float32) == polls
+    for dispatcher, signature in polls:
+        assert list(dispatcher.overloads) == [signature], dispatcher.py_func.__name__

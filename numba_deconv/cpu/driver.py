@@ -49,7 +49,7 @@ from .depthwise_last import (channel_pitch, depthwise_last, depthwise_last_stage
                              stages_outputs)
 from .kernels import (col2im, col2im_last, direct_planes, direct_rows, row_geometry, rows_tiny,
                       rows_tiny_last)
-from .launch import NEVER, parallel, serial, thread_count
+from .launch import NEVER, parallel, poll_signatures, serial, thread_count
 from .one_tap_last import (by_tap, laid_out_weights, one_tap_last, one_tap_split,
                            takes_one_tap_last)
 from .tap_rows import tap_rows_fold, tap_rows_products
@@ -668,6 +668,8 @@ def kernel_signatures(kernel: str, dtype) -> list:
         "baseline_weight_grad": [(weight_grad_in_order, (arr1, arr1, index1, index1)
                                   + (count,) * 7 + (types.boolean, arr3) + tasks)]
         if real else [],
+        # The launcher's own: the polls of its team of threads (any dtype).
+        "team_polls": poll_signatures(),
         "weight_dots": [(weight_dots, (arr5, arr5, index2, index1, index1)
                          + (triple,) * 3 + (count,) * 4 + (arr3,) + cancel)] if real else [],
     }[kernel]

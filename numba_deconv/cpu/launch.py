@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor, TimeoutError
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from .. import config
 from . import atomics
@@ -179,7 +179,8 @@ class _Team:
     holds no GIL then), and leaves a job only inside its next poll.
 
     One job at a time (a second caller meanwhile takes the pool, see
-    :func:`parallel`). Jobs take turns with two task counters: a helper
+    :func:`parallel`, as do calls while the polls are not yet compiled or
+    on disk: :func:`_polls_ready`). Jobs take turns with two task counters: a helper
     joins (counts itself ``busy``) before it reads the job, and every
     caller waits until no helper is busy, so a helper that arrives after
     its job's caller has left -- and finds no job (the caller clears it
@@ -260,6 +261,40 @@ class _Team:
             del job, kernel, args, claimed, errors
 
 
+#: Whether the team's polls are compiled in this process or on disk.
+_polls_loadable = False
+#: ``() -> bool``: whether a helper process compiles the team's polls now,
+#: set by :mod:`.tiering` (:func:`.tiering.polls_compiling`); unset, they
+#: compile in this process on first need.
+polls_compiling = None
+
+
+def _polls_ready() -> bool:
+    """Whether the team may run a job: its polls (:func:`_next_job` and the
+    three others) are compiled here, or can be loaded from Numba's on-disk
+    cache. On a cold cache they would compile in the calling thread, 0.3 s
+    of a 2 s first call; a helper process compiles them instead
+    (:data:`polls_compiling`), and until they are on disk the pool lends
+    the threads, which run the same tasks."""
+    global _polls_loadable
+    if not _polls_loadable:
+        if polls_compiling is not None and polls_compiling():
+            return False
+        _polls_loadable = True
+    return True
+
+
+def poll_signatures() -> list:
+    """The team's polls as ``(dispatcher, signature)`` pairs, with the
+    argument types the team passes (what :func:`_polls_ready` looks for on
+    disk and a helper compiles)."""
+    flag, count = types.Array(types.int64, 1, "C"), types.int64
+    return [(_next_job, (flag, count, flag, flag, flag, count, count)),
+            (_post_job, (flag, flag, count)),
+            (_close_job, (flag,)),
+            (_await_idle, (flag, count))]
+
+
 def _helper_team() -> _Team:
     global _team
     with _pool_lock:
@@ -295,7 +330,7 @@ def parallel(kernel, *args, multiply_adds: int | None = None) -> None:
     if multiply_adds is not None and multiply_adds < config.PARALLEL_MIN_MULTIPLY_ADDS:
         threads = 1
     interruptible = _interruptible(multiply_adds or 0)
-    if threads > 1 and not interruptible:
+    if threads > 1 and not interruptible and _polls_ready():
         team = _helper_team()
         if team.lock.acquire(blocking=False):
             try:

@@ -24,6 +24,10 @@ compile the same way on the first call that would run them: until the
 helper is done, the route's own kernel computes the call, with the same
 bits.
 
+Every helper compiles the launcher's polls first (:func:`.launch.poll_signatures`,
+0.3 s), which the team of threads that runs parallel calls needs: until
+they are on disk, the pool lends the threads (:func:`polls_compiling`).
+
 A helper process, not a thread: compiling holds Numba's compiler lock and
 mostly the GIL for seconds, which would stall this process's other first
 calls and Python code; a helper does not, and it finishes filling the
@@ -49,9 +53,10 @@ from .. import _compiled, config
 from .baseline import (COLUMNS, CONV, ORDERS, PLANES, ROWS, TILES, columns_in_order, conv_in_order,
                        conv_in_order_complex, gather_in_order, tiles_in_order,
                        tiles_in_registers, views_in_order, weight_grad_in_order)
+from . import launch as _launcher
 from . import simd
 from ._blas import run_blas
-from .launch import parallel
+from .launch import parallel, poll_signatures
 
 _log = logging.getLogger("numba_deconv")
 
@@ -70,6 +75,7 @@ if root not in sys.path:
 import numba_deconv
 if os.path.dirname(os.path.dirname(os.path.abspath(numba_deconv.__file__))) == root:
     from numba_deconv.cpu import driver
+    driver.compile_kernel("team_polls", "int64")  # first: see polls_compiling
     driver.compile_kernel(kernel, dtype)
 """
 
@@ -279,6 +285,22 @@ def compiling_in_helper(kernel: str, dtype, kernel_signatures, stand_in_name: st
     _log.info("the %s kernel for %s compiles in a helper process; until it is ready, "
               "%s computes the same results, bit for bit", kernel, name, stand_in_name)
     return True
+
+
+def polls_compiling() -> bool:
+    """Whether the launcher's team must wait for its polls
+    (:func:`.launch.poll_signatures`): neither loaded nor on disk while a
+    helper process compiles them. Every helper compiles them before its
+    kernel, so a cold first call, which starts one for its tuned kernel and
+    then compiles the baseline, usually finds them on disk by the time it
+    runs; where no helper runs, one starts for them alone."""
+    signatures = poll_signatures()
+    return not on_disk(signatures) and compiling_in_helper(
+        "team_polls", np.int64, lambda kernel, dtype: signatures, "the thread pool",
+        start=not helpers_running())
+
+
+_launcher.polls_compiling = polls_compiling
 
 
 def helpers_running() -> bool:
