@@ -294,10 +294,8 @@ def polls_compiling() -> bool:
     kernel, so a cold first call, which starts one for its tuned kernel and
     then compiles the baseline, usually finds them on disk by the time it
     runs; where no helper runs, one starts for them alone."""
-    signatures = poll_signatures()
-    return not on_disk(signatures) and compiling_in_helper(
-        "team_polls", np.int64, lambda kernel, dtype: signatures, "the thread pool",
-        start=not helpers_running())
+    return compiling_in_helper("team_polls", np.int64, lambda kernel, dtype: poll_signatures(),
+                               "the thread pool", start=not helpers_running())
 
 
 _launcher.polls_compiling = polls_compiling
