@@ -809,9 +809,9 @@ def test_cold_start_rows_and_table(tmp_path):
     assert "| tiny_seed | float32 |" in table and "| – | – |" in table
 
 
-def test_cold_start_of_the_layout_and_complex_variants(capsys):
-    """``bench --cold --variants``: ours cold and warm channels first,
-    channels last and complex, each in new processes, and the table."""
+def test_cold_start_of_the_layout_and_complex_variants():
+    """``cold_variants``: ours cold and warm channels first, channels last
+    and complex, each in a new process, and the table."""
     from numba_deconv.bench import cold
 
     case = next(c for c in bench.load_cases() if c.name == "tiny_seed")
@@ -822,8 +822,33 @@ def test_cold_start_of_the_layout_and_complex_variants(capsys):
     assert "Cold start of conv by layout and dtype" in table
     assert table.splitlines()[-1].startswith("| tiny_seed | float64 | ")
     assert table.splitlines()[-1].count(" s |") == 6
-    assert bench.main(["--cold", "--variants", "--case", "tiny_seed", "--quiet"]) == 0
-    assert "| tiny_seed | float32 | " in capsys.readouterr().out
+
+
+def test_cli_cold_variants_asks_for_each_layout_and_dtype(monkeypatch, capsys):
+    """``bench --cold --variants``: a cold and a warm process for each
+    variant, sharing one cache per variant, and their times in the table
+    (the processes themselves: the test above; stubbed here, each takes
+    seconds)."""
+    from numba_deconv.bench import cold
+
+    calls = []
+
+    def fake_first_call(lib, case, dtype, op, threads, cache_dir, channels_last):
+        calls.append((lib, case.name, dtype, op, threads, cache_dir, channels_last))
+        return len(calls) / 100
+
+    monkeypatch.setattr(cold, "first_call_seconds", fake_first_call)
+    assert bench.main(["--cold", "--variants", "--case", "tiny_seed", "--threads", "1",
+                       "--quiet"]) == 0
+    assert [c[1:5] + c[6:] for c in calls] == [
+        ("tiny_seed", dtype, "conv_transpose", 1, last)
+        for dtype, last in (("float32", False),) * 2 + (("float32", True),) * 2
+        + (("complex64", False),) * 2]
+    assert [c[0] for c in calls] == ["ours"] * 6
+    caches = [c[5] for c in calls]
+    assert caches[0] == caches[1] != caches[2] == caches[3] != caches[4] == caches[5]
+    assert ("| tiny_seed | float32 | 0.01 s | 0.02 s | 0.03 s | 0.04 s | 0.05 s | 0.06 s |"
+            in capsys.readouterr().out)
 
 
 def test_random_spread_covers_the_space_and_repeats_by_seed():
