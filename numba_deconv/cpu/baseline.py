@@ -72,6 +72,16 @@ ORDERS = {"rows_serial": ROWS, "rows": ROWS, "phase_tiles": TILES, "planes": PLA
 TILES_CHANNELS = 16
 
 
+@njit(inline="always")
+def _zeroed(room):
+    """``room``, a 1-D array, set to zeros and returned: ``np.zeros`` would
+    compile Numba's own ``zeros`` and its fill on a cold call besides
+    ``np.empty`` (0.15-0.2 s of the baseline's 1.4-2.8 s compile)."""
+    for i in range(room.size):
+        room[i] = 0
+    return room
+
+
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claimed, cancel):
     """``out`` from ``x`` and ``w`` as the kernel of ``order`` (:data:`ROWS`
@@ -89,7 +99,7 @@ def gather_in_order(x, w, bias, out, groups, stride, dilation, pad, order, claim
     acc = np.empty(min(s_w, o_w) * pitch, dtype=out.dtype)
     # PLANES: an input row at padded[lead + i], zeros around it.
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
-    padded = np.zeros(length, dtype=x.dtype)
+    padded = _zeroed(np.empty(length, dtype=x.dtype))
     dh_taps = np.empty((k_d * k_h, 3), dtype=np.int64)
     rows = n_batch * c_out * o_d * o_h
     while True:
@@ -233,7 +243,7 @@ def tiles_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, canc
     span = min(s_w, o_w) * pitch
     acc = np.empty(TILES_CHANNELS * span, dtype=out.dtype)
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
-    padded = np.zeros(length, dtype=x.dtype)
+    padded = _zeroed(np.empty(length, dtype=x.dtype))
     w_taps_at = _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead)
     dh_taps = np.empty((k_d * k_h, 3), dtype=np.int64)
     blocks = -(-c_out_g // TILES_CHANNELS)
@@ -295,12 +305,12 @@ def tiles_in_registers(x, w, bias, out, groups, stride, dilation, pad, claimed, 
     span = min(s_w, o_w) * pitch
     acc = np.empty(TILES_CHANNELS * span, dtype=out.dtype)
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
-    rows_in = np.zeros(k_d * k_h * length, dtype=x.dtype)  # a row per (kd, kh) tap
+    rows_in = _zeroed(np.empty(k_d * k_h * length, dtype=x.dtype))  # a row per (kd, kh) tap
     w_taps_at = _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead)
     # Each W phase's taps, in order (a phase past the row has none).
     n_phases = min(s_w, o_w)
     phase_taps = np.empty((n_phases, k_w), dtype=np.int64)
-    phase_counts = np.zeros(n_phases, dtype=np.int64)
+    phase_counts = _zeroed(np.empty(n_phases, dtype=np.int64))
     for kw in range(k_w):
         if w_taps_at[kw, 2] > 0:
             r = w_taps_at[kw, 0] // pitch
@@ -393,7 +403,7 @@ def columns_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, ca
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
     # A row of each input channel (a vector past the last: a tail vector
     # that starts inside a row reads up to a vector past it).
-    rows_in = np.zeros(c_in_g * length + lanes, dtype=x.dtype)
+    rows_in = _zeroed(np.empty(c_in_g * length + lanes, dtype=x.dtype))
     w_taps_at = _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead)
     taps = k_d * k_h * k_w
     dh_taps = np.empty((k_d * k_h, 3), dtype=np.int64)
@@ -462,7 +472,7 @@ def views_in_order(x, w, bias, out, groups, stride, dilation, pad, claimed, canc
     span = min(s_w, o_w) * pitch
     acc = np.empty(2 * TILES_CHANNELS * span, dtype=out.dtype)  # a channel's real, imaginary
     lead, length = padded_row(k_w, s_w, d_w, p_w, i_w, pitch)
-    rows_in = np.zeros(2 * c_in_g * length + lanes, dtype=x.dtype)  # (channel, part) rows
+    rows_in = _zeroed(np.empty(2 * c_in_g * length + lanes, dtype=x.dtype))  # (channel, part) rows
     columns = np.empty(4 * lanes, dtype=out.dtype)  # rr, ii, ir, ri
     w_taps_at = _w_taps(k_w, s_w, d_w, p_w, i_w, o_w, pitch, lead)
     dh_taps = np.empty((k_d * k_h, 3), dtype=np.int64)
@@ -606,7 +616,7 @@ def _phase_planes(pitch, k_w, s_w, d_w, p_w, i_w, dtype):
     w_src = np.empty(k_w, dtype=np.int64)
     for kw in range(k_w):
         w_src[kw] = kw * d_w % s_w * plane_len + kw * d_w // s_w
-    return np.zeros(s_w * plane_len, dtype=dtype), inside, w_src
+    return _zeroed(np.empty(s_w * plane_len, dtype=dtype)), inside, w_src
 
 
 @njit(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
@@ -631,7 +641,7 @@ def conv_in_order_complex(x, w, bias, out, groups, stride, dilation, pad, claime
     acc = np.empty(TILES_CHANNELS * o_w, dtype=out.dtype)
     planes, inside, w_src = _phase_planes(o_w, k_w, s_w, d_w, p_w, i_w, x.dtype)
     plane_len = planes.size // s_w
-    zero = np.zeros(1, dtype=x.dtype)[0]  # a tap's input outside x along D or H
+    zero = _zeroed(np.empty(1, dtype=x.dtype))[0]  # a tap's input outside x along D or H
     blocks = -(-c_out_g // TILES_CHANNELS)
     tasks = n_batch * groups * blocks * o_d * o_h
     while True:
